@@ -1,0 +1,418 @@
+"""The apk package model: the installed database, repository indexes, providers.
+
+Both ``/lib/apk/db/installed`` and the ``APKINDEX`` member of a repository
+index are blocks of ``X:value`` lines separated by blank lines.  This module
+parses either into :class:`Package` objects, gathers them into a
+:class:`Repository` (one source: the installed database or one index), and
+answers questions across several sources through :class:`Universe`:
+which package provides ``so:libz.so.1``, which package owns
+``usr/lib/libz.so.1``, and what a package pulls in through its ``D:`` line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+__all__ = [
+    "Atom",
+    "Package",
+    "Repository",
+    "Universe",
+    "parse_atom",
+    "parse_blocks",
+    "parse_installed",
+    "compare_versions",
+]
+
+# -- versions -----------------------------------------------------------------
+
+_PRE_SUFFIXES = {"alpha": -4, "beta": -3, "pre": -2, "rc": -1}
+_POST_SUFFIXES = {"cvs": 1, "svn": 2, "git": 3, "hg": 4, "p": 5}
+_VERSION_RE = re.compile(
+    r"^(?P<nums>\d+(?:\.\d+)*)(?P<letter>[a-z]?)"
+    r"(?P<suffixes>(?:_(?:alpha|beta|pre|rc|cvs|svn|git|hg|p)\d*)*)"
+    r"(?:~[0-9a-f]+)?(?:-r(?P<rev>\d+))?$"
+)
+_SUFFIX_RE = re.compile(r"_(alpha|beta|pre|rc|cvs|svn|git|hg|p)(\d*)")
+
+
+def _version_key(version: str) -> Optional[tuple]:
+    m = _VERSION_RE.match(version)
+    if not m:
+        return None
+    nums = tuple(int(n) for n in m.group("nums").split("."))
+    letter = m.group("letter") or ""
+    suffixes = tuple(
+        (_PRE_SUFFIXES.get(s, 0) or _POST_SUFFIXES[s], int(n or 0))
+        for s, n in _SUFFIX_RE.findall(m.group("suffixes"))
+    )
+    rev = int(m.group("rev") or 0)
+    return nums, letter, suffixes, rev
+
+
+def _cmp(a, b) -> int:
+    return (a > b) - (a < b)
+
+
+def compare_versions(a: str, b: str) -> int:
+    """Compare two apk version strings; return -1, 0 or 1.
+
+    Follows apk's ordering for the forms Alpine uses: dotted numbers (a
+    missing component sorts first), a letter, ``_alpha`` .. ``_rc`` (before
+    the release) and ``_cvs`` .. ``_p`` (after it), ``~hash``, ``-rN``.
+    Strings outside that grammar are compared as text, after valid ones.
+    """
+    ka, kb = _version_key(a), _version_key(b)
+    if ka is None or kb is None:
+        if ka is None and kb is None:
+            return _cmp(a, b)
+        return -1 if ka is None else 1
+    nums_a, nums_b = ka[0], kb[0]
+    for x, y in zip(nums_a, nums_b):
+        if x != y:
+            return _cmp(x, y)
+    if len(nums_a) != len(nums_b):
+        # 1.2 < 1.2.1, but a pre-release suffix on the longer one does not matter here
+        return _cmp(len(nums_a), len(nums_b))
+    if ka[1] != kb[1]:
+        return _cmp(ka[1], kb[1])
+    sa, sb = ka[2], kb[2]
+    for x, y in zip(sa, sb):
+        if x != y:
+            return _cmp(x, y)
+    if len(sa) != len(sb):
+        # the one with an extra suffix: before the plain release if it is a pre-release
+        extra = (sa[len(sb)] if len(sa) > len(sb) else sb[len(sa)])[0]
+        longer_is_a = len(sa) > len(sb)
+        later = extra > 0
+        return 1 if later == longer_is_a else -1
+    return _cmp(ka[3], kb[3])
+
+
+class _VersionOrder:
+    """Sort key wrapper so ``max()`` and ``sorted()`` order apk versions."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: str):
+        self.v = v
+
+    def __lt__(self, other: "_VersionOrder") -> bool:
+        return compare_versions(self.v, other.v) < 0
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _VersionOrder) and compare_versions(self.v, other.v) == 0
+
+
+# -- atoms --------------------------------------------------------------------
+
+_ATOM_RE = re.compile(r"^(?P<neg>!?)(?P<name>[^<>=~]+)(?:(?P<op>[<>=~]+)(?P<version>.*))?$")
+
+
+@dataclass(frozen=True)
+class Atom:
+    """One dependency or provide: ``so:libz.so.1=1.3.1``, ``musl>=1.2``, ``!foo``."""
+
+    name: str
+    op: str = ""
+    version: str = ""
+    conflict: bool = False
+
+
+def parse_atom(text: str) -> Optional[Atom]:
+    """Parse one space-free atom; ``None`` for an empty or malformed one."""
+    m = _ATOM_RE.match(text.strip())
+    if not m:
+        return None
+    return Atom(
+        name=m.group("name"),
+        op=m.group("op") or "",
+        version=m.group("version") or "",
+        conflict=bool(m.group("neg")),
+    )
+
+
+def _atoms(value: str) -> Tuple[Atom, ...]:
+    out = []
+    for part in value.split():
+        atom = parse_atom(part)
+        if atom is not None:
+            out.append(atom)
+    return tuple(out)
+
+
+# -- packages -----------------------------------------------------------------
+
+
+@dataclass
+class Package:
+    """One package block of the installed database or of an index."""
+
+    name: str
+    version: str = ""
+    arch: str = ""
+    depends: Tuple[Atom, ...] = ()
+    provides: Tuple[Atom, ...] = ()
+    provider_priority: int = 0
+    install_if: Tuple[Atom, ...] = ()
+    origin: str = ""
+    description: str = ""
+    files: List[str] = field(default_factory=list)
+    source: str = ""
+    """Which source holds it: ``installed`` or an index's name or URL."""
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.version, self.source))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Package)
+            and (self.name, self.version, self.source) == (other.name, other.version, other.source)
+        )
+
+    def __repr__(self) -> str:
+        return f"Package({self.name}-{self.version} from {self.source or '?'})"
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def parse_blocks(text: str, source: str = "", with_files: bool = True) -> Iterator[Package]:
+    """Yield the packages of an installed database or an ``APKINDEX`` text.
+
+    Unknown fields are ignored; a block without ``P:`` is skipped.  With
+    ``with_files`` the ``F:``/``R:`` lines become the package's file list
+    (paths relative to the root, without a leading ``/``).
+    """
+    fields: Dict[str, str] = {}
+    files: List[str] = []
+    folder = ""
+
+    def finish() -> Optional[Package]:
+        name = fields.get("P")
+        if not name:
+            return None
+        return Package(
+            name=name,
+            version=fields.get("V", ""),
+            arch=fields.get("A", ""),
+            depends=_atoms(fields.get("D", "")),
+            provides=_atoms(fields.get("p", "")),
+            provider_priority=_int(fields.get("k", "0")),
+            install_if=_atoms(fields.get("i", "")),
+            origin=fields.get("o", ""),
+            description=fields.get("T", ""),
+            files=files,
+            source=source,
+        )
+
+    for line in text.splitlines():
+        if not line:
+            pkg = finish()
+            if pkg is not None:
+                yield pkg
+            fields, files, folder = {}, [], ""
+            continue
+        if len(line) < 2 or line[1] != ":":
+            continue
+        key, value = line[0], line[2:]
+        if key == "F":
+            folder = value
+            if with_files:
+                files.append(folder)
+        elif key == "R":
+            if with_files:
+                files.append(f"{folder}/{value}" if folder else value)
+        elif key not in fields:
+            fields[key] = value
+    pkg = finish()
+    if pkg is not None:
+        yield pkg
+
+
+# -- one source ---------------------------------------------------------------
+
+
+class Repository:
+    """The packages of one source, indexed by name, provide and owned file."""
+
+    def __init__(self, packages: Iterable[Package], name: str = "", installed: bool = False):
+        self.name = name
+        self.installed = installed
+        self.packages: List[Package] = []
+        self.by_name: Dict[str, List[Package]] = {}
+        self.provides: Dict[str, List[Tuple[Package, str]]] = {}
+        self.owners: Dict[str, Package] = {}
+        self.description = ""
+        for pkg in packages:
+            self.add(pkg)
+
+    def add(self, pkg: Package) -> None:
+        self.packages.append(pkg)
+        self.by_name.setdefault(pkg.name, []).append(pkg)
+        for atom in pkg.provides:
+            if atom.conflict:
+                continue
+            self.provides.setdefault(atom.name, []).append((pkg, atom.version))
+        for path in pkg.files:
+            self.owners.setdefault(path, pkg)
+
+    def __len__(self) -> int:
+        return len(self.packages)
+
+    def so_provides(self) -> Dict[str, List[Tuple[Package, str]]]:
+        """The ``so:`` provides, keyed by soname (without the ``so:`` prefix)."""
+        return {k[3:]: v for k, v in self.provides.items() if k.startswith("so:")}
+
+
+def parse_installed(text: str, source: str = "installed") -> Repository:
+    """Parse an installed database (``/lib/apk/db/installed``)."""
+    return Repository(parse_blocks(text, source=source), name=source, installed=True)
+
+
+# -- several sources ----------------------------------------------------------
+
+
+class Universe:
+    """Sources in priority order: the installed database first, then indexes.
+
+    Provider choice follows apk's solver: an installed package first, then
+    the highest provided version, then the highest ``k:`` provider priority,
+    then the earlier source, then the name.
+    """
+
+    def __init__(self, repositories: Iterable[Repository] = ()):
+        self.repositories: List[Repository] = list(repositories)
+
+    def add(self, repo: Repository) -> None:
+        self.repositories.append(repo)
+
+    def __bool__(self) -> bool:
+        return bool(self.repositories)
+
+    @property
+    def installed(self) -> Optional[Repository]:
+        for repo in self.repositories:
+            if repo.installed:
+                return repo
+        return None
+
+    def owner(self, path: str) -> Optional[Package]:
+        """The installed package owning ``path`` (relative to the root)."""
+        path = path.lstrip("/")
+        for repo in self.repositories:
+            if repo.installed:
+                pkg = repo.owners.get(path)
+                if pkg is not None:
+                    return pkg
+        return None
+
+    def _candidates(self, name: str) -> List[Tuple[int, Repository, Package, str]]:
+        out = []
+        for order, repo in enumerate(self.repositories):
+            for pkg, version in repo.provides.get(name, ()):
+                out.append((order, repo, pkg, version))
+        return out
+
+    def provider(self, name: str) -> Optional[Package]:
+        """The package apk would choose for a provided name (``so:libz.so.1``)."""
+        candidates = self._candidates(name)
+        if not candidates:
+            return None
+
+        def key(c):
+            order, repo, pkg, version = c
+            return (
+                0 if repo.installed else 1,
+                _Neg(_VersionOrder(version)),
+                -pkg.provider_priority,
+                order,
+                pkg.name,
+                _Neg(_VersionOrder(pkg.version)),
+            )
+
+        return min(candidates, key=key)[2]
+
+    def package(self, name: str) -> Optional[Package]:
+        """The package named ``name``: installed first, else the newest, earliest source."""
+        best = None
+        best_key = None
+        for order, repo in enumerate(self.repositories):
+            for pkg in repo.by_name.get(name, ()):
+                key = (0 if repo.installed else 1, _Neg(_VersionOrder(pkg.version)), order)
+                if best is None or key < best_key:
+                    best, best_key = pkg, key
+        return best
+
+    def resolve_atom(self, atom: Atom) -> Optional[Package]:
+        """The package satisfying a dependency atom (``None`` for conflicts or nothing)."""
+        if atom.conflict:
+            return None
+        pkg = None
+        if not atom.name.startswith(("so:", "cmd:", "pc:", "/")):
+            pkg = self.package(atom.name)
+        return pkg or self.provider(atom.name)
+
+    def dependencies(self, pkg: Package) -> List[Package]:
+        """The packages ``pkg``'s ``D:`` line names directly."""
+        out = []
+        for atom in pkg.depends:
+            dep = self.resolve_atom(atom)
+            if dep is not None and dep is not pkg:
+                out.append(dep)
+        return out
+
+    def closure(self, pkg: Package, _memo: Optional[Dict[Package, frozenset]] = None) -> frozenset:
+        """Every package ``pkg`` pulls in through ``D:``, transitively (not itself)."""
+        seen: set = set()
+        stack = [pkg]
+        while stack:
+            cur = stack.pop()
+            for dep in self.dependencies(cur):
+                if dep not in seen and dep != pkg:
+                    seen.add(dep)
+                    stack.append(dep)
+        return frozenset(seen)
+
+    def minimal(self, packages: Iterable[Package]) -> List[Package]:
+        """Drop every package another one of ``packages`` pulls in.
+
+        Within a dependency cycle the package with the smallest name is
+        kept (unless something outside the cycle pulls the cycle in).
+        """
+        chosen = sorted(set(packages), key=lambda p: p.name)
+        closures = {p: self.closure(p) for p in chosen}
+        keep = []
+        for p in chosen:
+            redundant = any(
+                q is not p and p in closures[q] and (q not in closures[p] or q.name < p.name)
+                for q in chosen
+            )
+            if not redundant:
+                keep.append(p)
+        return keep
+
+    def pulled_in_by(self, pkg: Package, chosen: Iterable[Package]) -> List[Package]:
+        """The packages of ``chosen`` (other than ``pkg``) whose closure holds ``pkg``."""
+        return [q for q in chosen if q != pkg and pkg in self.closure(q)]
+
+
+class _Neg:
+    """Invert an orderable value inside a sort key (highest first)."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v):
+        self.v = v
+
+    def __lt__(self, other: "_Neg") -> bool:
+        return other.v < self.v
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Neg) and self.v == other.v
