@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Build a small Alpine-like root filesystem with gcc, for the demo and the tests.
+
+It looks like a ``python:3.12-alpine`` image after ``pip install psycopg2
+Pillow`` built from source plus one wheel with a vendored library:
+
+* ``/usr/local/bin/python3.12`` needs ``libpython3.12.so.1.0`` (in ``/usr/local/lib``,
+  owned by no package: in-tree) and musl;
+* ``psycopg2/_psycopg*.so`` needs ``libpq.so.5`` (package ``libpq``);
+* ``PIL/_imaging*.so`` needs ``libjpeg.so.8``, ``libz.so.1``, ``libtiff.so.6``;
+* ``PIL/_webp*.so`` needs ``libwebp-1a2b3c4d.so.7.1.8`` vendored in
+  ``pillow.libs/`` and found through RUNPATH ``$ORIGIN/../pillow.libs``;
+  the vendored library needs ``libsharpyuv.so.0`` (package ``libsharpyuv``);
+* ``/usr/local/lib/libfoo.so`` is a linker script (not ELF);
+* ``lib/apk/db/installed`` lists musl, zlib, libjpeg-turbo, tiff, libpq,
+  libssl3, libcrypto3, libsharpyuv with their files, provides and depends.
+
+ELF files are linked with ``-nostdlib`` against stub libraries whose only job is
+to carry a soname, so the host's glibc never appears in them and gcc for any
+x86_64 or aarch64 Debian or Alpine machine builds the same layout.
+
+Usage: ``python scripts/make_demo_root.py DIR`` (DIR must not exist or be empty).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterable, Optional
+
+ALPINE_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+
+
+def host_arch() -> str:
+    return ALPINE_ARCH.get(platform.machine(), platform.machine())
+
+
+def musl_soname(arch: str) -> str:
+    return f"libc.musl-{arch}.so.1"
+
+
+class Builder:
+    """Compile ELF objects with chosen sonames, NEEDED entries and run paths."""
+
+    def __init__(self, workdir: Path, cc: str = "gcc"):
+        self.work = Path(workdir)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.cc = cc
+        self._stubs: Dict[str, Path] = {}
+        self._n = 0
+        src = self.work / "empty.c"
+        src.write_text("int rundeps_fixture_symbol(void) { return 0; }\n")
+        self._src = src
+
+    def _run(self, args: Iterable[str]) -> None:
+        args = list(args)
+        proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stdout}")
+
+    def stub(self, soname: str) -> Path:
+        """A shared library whose only content is the soname ``soname``."""
+        if soname not in self._stubs:
+            d = self.work / "stubs" / str(len(self._stubs))
+            d.mkdir(parents=True)
+            out = d / soname
+            self._run([self.cc, "-shared", "-fPIC", "-nostdlib", "-o", str(out),
+                       f"-Wl,-soname,{soname}", str(self._src)])
+            self._stubs[soname] = out
+        return self._stubs[soname]
+
+    def shared(self, out: Path, soname: Optional[str] = None, needed: Iterable[str] = (),
+               runpath: Optional[str] = None, rpath: Optional[str] = None) -> Path:
+        """A shared library at ``out`` with the given dynamic entries."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        args = [self.cc, "-shared", "-fPIC", "-nostdlib", "-o", str(out), str(self._src)]
+        if soname:
+            args.append(f"-Wl,-soname,{soname}")
+        args += self._link_args(needed, runpath, rpath)
+        self._run(args)
+        return out
+
+    def executable(self, out: Path, needed: Iterable[str] = (), interp: Optional[str] = None,
+                   runpath: Optional[str] = None, rpath: Optional[str] = None) -> Path:
+        """A dynamically linked executable with PT_INTERP ``interp``."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self._n += 1
+        src = self.work / f"main{self._n}.c"
+        src.write_text("void _start(void) { for (;;) {} }\n")
+        interp = interp or f"/lib/ld-musl-{host_arch()}.so.1"
+        args = [self.cc, "-nostdlib", "-fPIE", "-pie", "-o", str(out), str(src),
+                f"-Wl,--dynamic-linker={interp}"]
+        args += self._link_args(needed, runpath, rpath)
+        self._run(args)
+        return out
+
+    def _link_args(self, needed, runpath, rpath):
+        args = ["-Wl,--no-as-needed"]
+        for soname in needed:
+            args.append(str(self.stub(soname)))
+        if runpath:
+            args += ["-Wl,--enable-new-dtags", f"-Wl,-rpath,{runpath}"]
+        elif rpath:
+            args += ["-Wl,--disable-new-dtags", f"-Wl,-rpath,{rpath}"]
+        return args
+
+
+def db_block(name: str, version: str, arch: str, depends=(), provides=(), files=(), priority=None) -> str:
+    """One package block of an installed database."""
+    lines = [f"C:Q1{'A' * 27}=", f"P:{name}", f"V:{version}", f"A:{arch}", "S:1", "I:1",
+             f"T:{name} (rundeps demo)", f"o:{name}"]
+    if depends:
+        lines.append("D:" + " ".join(depends))
+    if provides:
+        lines.append("p:" + " ".join(provides))
+    if priority is not None:
+        lines.append(f"k:{priority}")
+    folder = None
+    for path in files:
+        d, _, base = path.rpartition("/")
+        if d != folder:
+            lines.append(f"F:{d}")
+            folder = d
+        lines.append(f"R:{base}")
+    return "\n".join(lines) + "\n"
+
+
+def build_demo_root(root: Path, workdir: Optional[Path] = None) -> Path:
+    """Lay out the demo root at ``root`` and return it."""
+    root = Path(root)
+    arch = host_arch()
+    libc = musl_soname(arch)
+    tmp = tempfile.TemporaryDirectory() if workdir is None else None
+    b = Builder(Path(workdir or tmp.name))
+    try:
+        site = root / "usr/local/lib/python3.12/site-packages"
+        # system libraries, owned by packages
+        b.shared(root / f"lib/ld-musl-{arch}.so.1", soname=libc)
+        (root / "lib" / libc).symlink_to(f"ld-musl-{arch}.so.1")
+        b.shared(root / "lib/libz.so.1.3.1", soname="libz.so.1", needed=[libc])
+        (root / "lib/libz.so.1").symlink_to("libz.so.1.3.1")
+        b.shared(root / "usr/lib/libjpeg.so.8.3.2", soname="libjpeg.so.8", needed=[libc])
+        (root / "usr/lib/libjpeg.so.8").symlink_to("libjpeg.so.8.3.2")
+        b.shared(root / "usr/lib/libtiff.so.6.0.2", soname="libtiff.so.6",
+                 needed=["libjpeg.so.8", "libz.so.1", libc])
+        (root / "usr/lib/libtiff.so.6").symlink_to("libtiff.so.6.0.2")
+        b.shared(root / "lib/libcrypto.so.3", soname="libcrypto.so.3", needed=[libc])
+        b.shared(root / "lib/libssl.so.3", soname="libssl.so.3", needed=["libcrypto.so.3", libc])
+        b.shared(root / "usr/lib/libpq.so.5.16", soname="libpq.so.5",
+                 needed=["libssl.so.3", "libcrypto.so.3", libc])
+        (root / "usr/lib/libpq.so.5").symlink_to("libpq.so.5.16")
+        b.shared(root / "usr/lib/libsharpyuv.so.0.1.0", soname="libsharpyuv.so.0", needed=[libc])
+        (root / "usr/lib/libsharpyuv.so.0").symlink_to("libsharpyuv.so.0.1.0")
+        # the Python image: in-tree libpython under /usr/local/lib
+        b.shared(root / "usr/local/lib/libpython3.12.so.1.0", soname="libpython3.12.so.1.0", needed=[libc])
+        b.executable(root / "usr/local/bin/python3.12", needed=["libpython3.12.so.1.0", libc])
+        (root / "usr/local/bin/python3").symlink_to("python3.12")
+        (root / "usr/local/lib/libfoo.so").write_text("/* GNU ld script */\nINPUT(libfoo.so.1)\n")
+        # extension modules built from source
+        tag = f"cpython-312-{arch}-linux-musl"
+        b.shared(site / f"psycopg2/_psycopg.{tag}.so", needed=["libpq.so.5", libc])
+        (site / "psycopg2/__init__.py").write_text("from psycopg2._psycopg import *\n")
+        b.shared(site / f"PIL/_imaging.{tag}.so", needed=["libjpeg.so.8", "libz.so.1", "libtiff.so.6", libc])
+        # a wheel's vendored library, loaded through RUNPATH $ORIGIN
+        b.shared(site / "pillow.libs/libwebp-1a2b3c4d.so.7.1.8", soname="libwebp-1a2b3c4d.so.7.1.8",
+                 needed=["libsharpyuv.so.0", libc], runpath="$ORIGIN")
+        b.shared(site / f"PIL/_webp.{tag}.so", needed=["libwebp-1a2b3c4d.so.7.1.8", libc],
+                 runpath="$ORIGIN/../pillow.libs")
+        (site / "PIL/__init__.py").write_text("__version__ = '10.4.0'\n")
+        # the system's configuration and installed database
+        (root / "etc/apk").mkdir(parents=True, exist_ok=True)
+        (root / "etc/apk/arch").write_text(arch + "\n")
+        db = root / "lib/apk/db"
+        db.mkdir(parents=True, exist_ok=True)
+        blocks = [
+            db_block("musl", "1.2.5-r0", arch, provides=[f"so:{libc}=1"],
+                     files=[f"lib/ld-musl-{arch}.so.1", f"lib/{libc}"]),
+            db_block("zlib", "1.3.1-r1", arch, depends=[f"so:{libc}"], provides=["so:libz.so.1=1.3.1"],
+                     files=["lib/libz.so.1", "lib/libz.so.1.3.1"]),
+            db_block("libjpeg-turbo", "3.0.3-r0", arch, depends=[f"so:{libc}"],
+                     provides=["so:libjpeg.so.8=8.3.2"],
+                     files=["usr/lib/libjpeg.so.8", "usr/lib/libjpeg.so.8.3.2"]),
+            db_block("tiff", "4.6.0-r0", arch,
+                     depends=[f"so:{libc}", "so:libjpeg.so.8", "so:libz.so.1"],
+                     provides=["so:libtiff.so.6=6.0.2"],
+                     files=["usr/lib/libtiff.so.6", "usr/lib/libtiff.so.6.0.2"]),
+            db_block("libcrypto3", "3.3.2-r0", arch, depends=[f"so:{libc}"],
+                     provides=["so:libcrypto.so.3=3"], files=["lib/libcrypto.so.3"]),
+            db_block("libssl3", "3.3.2-r0", arch, depends=["so:libcrypto.so.3", f"so:{libc}"],
+                     provides=["so:libssl.so.3=3"], files=["lib/libssl.so.3"]),
+            db_block("libpq", "16.4-r0", arch,
+                     depends=["so:libcrypto.so.3", f"so:{libc}", "so:libssl.so.3"],
+                     provides=["so:libpq.so.5=5.16"],
+                     files=["usr/lib/libpq.so.5", "usr/lib/libpq.so.5.16"]),
+            # owns its library but, like some real packages, declares no so: provide
+            db_block("libsharpyuv", "1.4.0-r0", arch, depends=[f"so:{libc}"],
+                     files=["usr/lib/libsharpyuv.so.0", "usr/lib/libsharpyuv.so.0.1.0"]),
+        ]
+        (db / "installed").write_text("\n".join(blocks))
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return root
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        return 2
+    root = Path(argv[0])
+    if root.exists() and any(root.iterdir()):
+        print(f"make_demo_root: {root} is not empty", file=sys.stderr)
+        return 2
+    build_demo_root(root)
+    print(root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
