@@ -289,9 +289,11 @@ class Universe:
 
     def __init__(self, repositories: Iterable[Repository] = ()):
         self.repositories: List[Repository] = list(repositories)
+        self._deps: Dict[Package, List[Package]] = {}
 
     def add(self, repo: Repository) -> None:
         self.repositories.append(repo)
+        self._deps.clear()
 
     def __bool__(self) -> bool:
         return bool(self.repositories)
@@ -361,14 +363,19 @@ class Universe:
 
     def dependencies(self, pkg: Package) -> List[Package]:
         """The packages ``pkg``'s ``D:`` line names directly."""
+        try:
+            return self._deps[pkg]
+        except KeyError:
+            pass
         out = []
         for atom in pkg.depends:
             dep = self.resolve_atom(atom)
-            if dep is not None and dep is not pkg:
+            if dep is not None and dep != pkg:
                 out.append(dep)
+        self._deps[pkg] = out
         return out
 
-    def closure(self, pkg: Package, _memo: Optional[Dict[Package, frozenset]] = None) -> frozenset:
+    def closure(self, pkg: Package) -> frozenset:
         """Every package ``pkg`` pulls in through ``D:``, transitively (not itself)."""
         seen: set = set()
         stack = [pkg]
@@ -397,6 +404,24 @@ class Universe:
             if not redundant:
                 keep.append(p)
         return keep
+
+    def dependency_path(self, start: Package, goal: Package) -> List[Package]:
+        """The shortest ``D:`` chain from ``start`` to ``goal`` (both included), or []."""
+        previous: Dict[Package, Optional[Package]] = {start: None}
+        queue = [start]
+        for cur in queue:
+            if cur == goal:
+                chain = []
+                node: Optional[Package] = cur
+                while node is not None:
+                    chain.append(node)
+                    node = previous[node]
+                return chain[::-1]
+            for dep in self.dependencies(cur):
+                if dep not in previous:
+                    previous[dep] = cur
+                    queue.append(dep)
+        return []
 
     def pulled_in_by(self, pkg: Package, chosen: Iterable[Package]) -> List[Package]:
         """The packages of ``chosen`` (other than ``pkg``) whose closure holds ``pkg``."""

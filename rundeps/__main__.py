@@ -1,0 +1,5 @@
+"""``python -m rundeps``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,299 @@
+"""The library entry points: load package sources, check a tree, get a Resolution.
+
+The CLI is a thin layer over these functions::
+
+    from rundeps.api import Sources, check_tree
+    res = check_tree(["/usr/local"], root="/", sources=Sources())
+    print([p.name for p in res.packages])
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence
+
+from .apkdb import Repository, Universe, parse_installed
+from .errors import SourceError, UsageError
+from .resolve import Resolution, Resolver, TreeFS, majority_arch
+from .sources import read_arch
+from .walk import ScanResult, scan, to_host
+
+__all__ = ["Sources", "check_tree", "load_database", "load_universe", "open_indexes"]
+
+Warn = Callable[[str], None]
+
+
+@dataclass
+class Sources:
+    """Where packages come from: an installed database and repository indexes."""
+
+    db: Optional[str] = None
+    """An installed database file (default: ``<root>/lib/apk/db/installed``)."""
+    indexes: Sequence[str] = ()
+    repos: Sequence[str] = ()
+    alpine: Optional[str] = None
+    mirror: Optional[str] = None
+    keys_dirs: Sequence[str] = ()
+    allow_untrusted: bool = False
+    offline: bool = False
+    refresh: bool = False
+    cache_dir: Optional[str] = None
+    use_cache: bool = True
+
+    def names_index(self) -> bool:
+        return bool(self.indexes or self.repos or self.alpine)
+
+
+def load_database(path: str) -> Repository:
+    """Read an installed database; :class:`SourceError` when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise SourceError(f"no installed database at {path}") from None
+    except IsADirectoryError:
+        raise SourceError(f"cannot read installed database {path}: it is a folder") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read installed database {path}: {exc.strerror or exc}") from None
+    repo = parse_installed(data.decode("utf-8", "replace"))
+    if not repo.packages:
+        raise SourceError(f"{path} holds no package: not an apk installed database")
+    return repo
+
+
+def load_universe(
+    root: str,
+    sources: Sources,
+    arch: Optional[str],
+    on_warning: Warn,
+    explicit_root: bool = False,
+    on_info: Optional[Warn] = None,
+) -> Universe:
+    """The installed database (if any) followed by the named indexes.
+
+    With ``--root``, no database and no index named, the root's
+    ``etc/apk/repositories`` are the indexes.
+    """
+    universe = Universe()
+    db_path = sources.db or to_host(root, "/lib/apk/db/installed")
+    if sources.db or os.path.exists(db_path):
+        universe.add(load_database(db_path))
+    locations: List[str] = []
+    if sources.names_index():
+        locations = index_locations(sources, root, arch)
+    elif explicit_root and not universe:
+        locations = index_locations(sources, root, arch, from_root=True)
+    for index in open_indexes(locations, root, arch, sources, on_warning, on_info):
+        universe.add(index.repository)
+    if not universe:
+        where = "the root " + root if explicit_root else "this system"
+        raise SourceError(
+            f"no installed database at {db_path} for {where}: name one with --db FILE "
+            "or a repository index with --index, --repo or --alpine"
+        )
+    return universe
+
+
+def index_locations(sources: Sources, root: str, arch: Optional[str], from_root: bool = False) -> List[str]:
+    """Where the indexes are: the ones named, or (``from_root``) the root's repositories."""
+    from .sources import index_locations as locate
+
+    if from_root:
+        return locate(arch=arch, root=root)
+    return locate(indexes=sources.indexes, repos=sources.repos, alpine=sources.alpine,
+                  mirror=sources.mirror, arch=arch, root=root)
+
+
+def index_cache(sources: Sources, on_warning: Warn):
+    """The index cache, or None (``--no-cache``, or a folder that cannot be used)."""
+    if not sources.use_cache:
+        return None
+    from .cachedir import default_cache_dir
+    from .fetch import IndexCache
+
+    return IndexCache.open(str(default_cache_dir(sources.cache_dir)), on_warning)
+
+
+def trusted_keys(root: str, arch: Optional[str], sources: Sources):
+    from .apkindex import key_dirs, load_keys
+
+    return load_keys(key_dirs(root, arch, sources.keys_dirs), root=root)
+
+
+def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sources: Sources,
+                 on_warning: Warn, on_info: Optional[Warn] = None):
+    """Open, verify and (through the cache) read every index location, in order."""
+    if not locations:
+        return []
+    from .fetch import open_indexes as fetch_all
+
+    return fetch_all(
+        locations,
+        trusted_keys(root, arch, sources),
+        cache=index_cache(sources, on_warning),
+        offline=sources.offline,
+        refresh=sources.refresh,
+        allow_untrusted=sources.allow_untrusted,
+        on_warning=on_warning,
+        on_info=on_info,
+    )
+
+
+def scan_paths(
+    paths: Sequence[str],
+    root: str,
+    exclude: Sequence[str],
+    on_error: Callable[[str, str], None],
+    cache_dir: Optional[str],
+    use_cache: bool,
+    on_warning: Warn,
+    progress=None,
+) -> ScanResult:
+    """Walk ``paths`` inside ``root`` and read their ELF files (with the file cache)."""
+    cache = None
+    if use_cache:
+        from .cachedir import default_cache_dir
+        from .filecache import FileCache
+
+        cache = FileCache.open(str(default_cache_dir(cache_dir)), on_warning)
+    return scan(paths, root=root, exclude=exclude, on_error=on_error, cache=cache, progress=progress)
+
+
+def check_tree(
+    paths: Sequence[str] = ("/usr/local",),
+    root: str = "/",
+    sources: Optional[Sources] = None,
+    exclude: Sequence[str] = (),
+    arch: Optional[str] = None,
+    explicit_root: bool = False,
+    on_error: Optional[Callable[[str, str], None]] = None,
+    on_warning: Optional[Warn] = None,
+    progress=None,
+    on_info: Optional[Warn] = None,
+) -> Resolution:
+    """Scan ``paths`` (in-root paths) of ``root`` and resolve them to packages."""
+    sources = sources or Sources()
+    warn = on_warning or (lambda msg: None)
+    err = on_error or (lambda path, reason: None)
+    if not os.path.isdir(root):
+        raise UsageError(f"root {root} is not a folder")
+    for p in paths:
+        if not os.path.lexists(to_host(root, p)):
+            raise UsageError(f"{p} does not exist" + (f" inside {root}" if root != "/" else ""))
+    result = scan_paths(paths, root, exclude, err, sources.cache_dir, sources.use_cache, warn, progress)
+    objects = {item.path: item.info for item in result.items}
+    found_arch, counts = majority_arch(objects.values())
+    if len(counts) > 1:
+        listing = ", ".join(f"{a} ({n} files)" for a, n in counts.most_common())
+        warn(f"the tree mixes architectures: {listing}; resolving for {arch or found_arch}")
+    arch = arch or found_arch or read_arch(root) or machine_arch()
+    universe = load_universe(root, sources, arch, warn, explicit_root=explicit_root, on_info=on_info)
+    fs = TreeFS(root, known=objects, on_error=err)
+    resolver = Resolver(universe, fs, arch=arch, on_warning=warn)
+    resolver.scanned_paths = tuple(paths)
+    res = resolver.resolve(objects)
+    if res.unresolved and explicit_root and universe.installed and not sources.names_index():
+        # what is not installed may still be in the root's own repositories
+        try:
+            locations = index_locations(sources, root, arch, from_root=True)
+            more = open_indexes(locations, root, arch, sources, warn, on_info)
+        except SourceError as exc:
+            warn(f"could not use the repositories of {root}: {exc}")
+            more = []
+        if more:
+            for index in more:
+                universe.add(index.repository)
+            res = resolver.resolve(objects)
+    return res
+
+
+def machine_arch() -> Optional[str]:
+    """This machine's arch as Alpine names it."""
+    m = os.uname().machine
+    return {
+        "x86_64": "x86_64",
+        "amd64": "x86_64",
+        "i386": "x86",
+        "i686": "x86",
+        "aarch64": "aarch64",
+        "arm64": "aarch64",
+        "armv7l": "armv7",
+        "armv8l": "armv7",
+        "ppc64le": "ppc64le",
+        "s390x": "s390x",
+        "riscv64": "riscv64",
+        "loongarch64": "loongarch64",
+    }.get(m, m)
+
+
+@dataclass
+class WheelCheck:
+    """One wheel checked: what it is, and what it needs on the target."""
+
+    wheel: "object"
+    """The :class:`rundeps.wheel.WheelScan`."""
+    resolution: Optional[Resolution]
+    target_arch: Optional[str]
+    verdict: str
+    ok: bool
+    no_sources: bool = False
+
+
+def check_wheel(
+    path: str,
+    root: str = "/",
+    sources: Optional[Sources] = None,
+    arch: Optional[str] = None,
+    explicit_root: bool = False,
+    on_warning: Optional[Warn] = None,
+    on_problem: Optional[Callable[[str, str], None]] = None,
+    universe: Optional[Universe] = None,
+) -> WheelCheck:
+    """Read a wheel straight from its zip and resolve what it needs.
+
+    The wheel's own files are in-tree (``<pkg>.libs/`` through ``$ORIGIN``);
+    the rest resolves against ``universe`` (or the sources), as ``scan`` does.
+    Without any database or index, names outside the wheel stay unresolved.
+    """
+    from .resolve import WheelFS
+    from .wheel import scan_wheel
+
+    warn = on_warning or (lambda msg: None)
+    sources = sources or Sources()
+    ws = scan_wheel(path, on_problem=on_problem)
+    objects = {item.path: item.info for item in ws.items}
+    elf_arch, _ = majority_arch(objects.values())
+    target = arch or (read_arch(root) if explicit_root else None) or machine_arch()
+    if ws.libc == "pure" or not objects:
+        return WheelCheck(ws, None, target, "pure Python: needs no system library", True)
+    no_sources = False
+    if universe is None:
+        try:
+            universe = load_universe(root, sources, target, warn, explicit_root=explicit_root)
+        except SourceError:
+            if sources.names_index() or sources.db:
+                raise
+            universe, no_sources = Universe(), True
+    tree = TreeFS(root) if explicit_root else None
+    res = Resolver(universe, WheelFS(ws, tree), arch=elf_arch or target, on_warning=warn).resolve(objects)
+    wheel_arch = ws.arch or elf_arch
+    problems = []
+    if wheel_arch and target and wheel_arch != target:
+        problems.append(f"built for {wheel_arch}, the target is {target}")
+    if ws.libc == "glibc" or res.glibc_linked:
+        glibc = sorted({s for sonames in res.glibc_linked.values() for s in sonames})
+        problems.append(
+            "glibc-linked" + (f" (needs {', '.join(glibc)})" if glibc else "")
+            + ": Alpine needs a musllinux wheel (or gcompat)"
+        )
+    if res.unresolved:
+        problems.append("not found: " + ", ".join(res.unresolved))
+    if problems:
+        return WheelCheck(ws, res, target, "; ".join(problems), False, no_sources)
+    external = [p.name for p in res.packages if p.name != "musl"]
+    if external:
+        verdict = "needs " + " ".join(external)
+    else:
+        verdict = "needs nothing beyond the base image (musl)"
+    return WheelCheck(ws, res, target, verdict, True, no_sources)

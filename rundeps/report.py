@@ -1,0 +1,178 @@
+"""Turn a :class:`~rundeps.resolve.Resolution` into the output formats.
+
+``names``: one package a line; ``apk``: an ``apk add`` command; ``so``: the
+``so:`` names to give ``apk add``; ``json``: everything, for tools;
+``tree``: package -> soname -> files, for people.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Dict, List, Optional
+
+from .apkdb import Package
+from .resolve import Resolution
+
+__all__ = ["FORMATS", "render", "to_json_dict", "why_package"]
+
+FORMATS = ("names", "apk", "so", "json", "tree")
+
+
+def _chosen(res: Resolution, all_packages: bool) -> List[Package]:
+    return res.all_packages if all_packages else res.packages
+
+
+def render(res: Resolution, fmt: str, all_packages: bool = False, virtual: str = ".rundeps") -> str:
+    """The text for ``fmt`` (ends with a newline unless empty)."""
+    if fmt == "names":
+        lines = [p.name for p in _chosen(res, all_packages)]
+    elif fmt == "apk":
+        names = [p.name for p in _chosen(res, all_packages)]
+        if not names:
+            return ""
+        lines = [" ".join(["apk", "add", "--no-cache", "--virtual", shlex.quote(virtual)] + names)]
+    elif fmt == "so":
+        lines = so_names(res)
+    elif fmt == "json":
+        return json.dumps(to_json_dict(res), indent=2, sort_keys=False) + "\n"
+    elif fmt == "tree":
+        lines = tree_lines(res, all_packages)
+    else:  # pragma: no cover - click restricts the choice
+        raise ValueError(fmt)
+    return "".join(line + "\n" for line in lines)
+
+
+def so_names(res: Resolution) -> List[str]:
+    """``so:<soname>`` for every soname a package declares it provides; the
+    package name for a soname resolved some other way (an owned file, musl)."""
+    out = set()
+    for soname, pkg in res.providers.items():
+        if any(a.name == "so:" + soname for a in pkg.provides):
+            out.add("so:" + soname)
+        else:
+            out.add(pkg.name)
+    for pkg in res.extra.values():
+        out.add(pkg.name)
+    return sorted(out)
+
+
+def why_package(res: Resolution, pkg: Package) -> Dict[str, object]:
+    """Why ``pkg`` is in the set: its sonames and the files that need them,
+    and the chosen packages that pull it in through ``D:``."""
+    sonames: Dict[str, List[str]] = {}
+    for e in res.edges:
+        if e.package == pkg:
+            sonames.setdefault(e.soname, []).append(e.path)
+    dlopen = sorted(name for name, p in res.extra.items() if p == pkg)
+    pulled = []
+    if res.universe is not None and pkg not in res.packages:
+        pulled = sorted(q.name for q in res.universe.pulled_in_by(pkg, res.packages))
+    return {
+        "sonames": {s: sorted(set(v)) for s, v in sorted(sonames.items())},
+        "dlopen": dlopen,
+        "pulled_in_by": pulled,
+        "in_minimal_set": pkg in res.packages,
+    }
+
+
+def to_json_dict(res: Resolution) -> Dict[str, object]:
+    providers = res.providers
+    return {
+        "arch": res.arch,
+        "packages": [p.name for p in res.packages],
+        "all_packages": [p.name for p in res.all_packages],
+        "providers": {s: p.name for s, p in providers.items()},
+        "in_tree": res.in_tree,
+        "unresolved": res.unresolved,
+        "needed_by": res.needed_by,
+        "source": {p.name: p.source for p in res.all_packages},
+        "glibc_linked": res.glibc_linked,
+        "dlopen": [
+            dict(f, package=res.extra[f.name].name if f.name in res.extra else None) for f in res.dlopen
+        ],
+        "why": {p.name: why_package(res, p) for p in res.all_packages},
+    }
+
+
+def tree_lines(res: Resolution, all_packages: bool = True) -> List[str]:
+    """package -> soname -> files, then in-tree libraries and unresolved names."""
+    lines: List[str] = []
+    for pkg in res.all_packages:
+        info = why_package(res, pkg)
+        note = ""
+        if info["pulled_in_by"]:
+            note = "  (pulled in by " + ", ".join(info["pulled_in_by"]) + ")"
+        elif pkg not in res.packages:
+            note = "  (not in the minimal set)"
+        lines.append(f"{pkg.name}{note}")
+        for soname, files in info["sonames"].items():
+            lines.append(f"  {soname}")
+            lines.extend(f"    {f}" for f in files)
+        for name in info["dlopen"]:
+            lines.append(f"  {name} (loaded at run time)")
+    in_tree = res.in_tree
+    if in_tree:
+        lines.append("(in tree)")
+        for soname, lib in in_tree.items():
+            lines.append(f"  {soname} -> {lib}")
+    if res.glibc_linked:
+        lines.append("(glibc-linked)")
+        for path, sonames in res.glibc_linked.items():
+            lines.append(f"  {path}: {', '.join(sonames) or 'ld-linux interpreter'}")
+    unresolved = res.unresolved
+    if unresolved:
+        lines.append("(unresolved)")
+        for soname, files in unresolved.items():
+            lines.append(f"  {soname}")
+            lines.extend(f"    {f}" for f in files)
+    return lines
+
+
+def first_needer(res: Resolution, soname: str) -> Optional[str]:
+    files = res.unresolved.get(soname)
+    return files[0] if files else None
+
+
+def explain(res: Resolution, name: str) -> Optional[List[str]]:
+    """Lines saying why ``name`` (a package or a soname) is needed, or None
+    when nothing in the result needs it."""
+    lines: List[str] = []
+    pkg = next((p for p in res.all_packages if p.name == name), None)
+    if pkg is not None:
+        info = why_package(res, pkg)
+        lines.append(f"{pkg.name} {pkg.version} ({pkg.source or 'builtin'}) is needed:")
+        for soname, files in info["sonames"].items():
+            for f in files:
+                lines.append(f"  {f} -> {soname} -> {pkg.name}")
+        for dl in info["dlopen"]:
+            lines.append(f"  {dl} (loaded at run time) -> {pkg.name}")
+        if pkg in res.packages:
+            lines.append(f"{pkg.name} is in the minimal set.")
+        elif res.universe is not None:
+            for q in res.universe.pulled_in_by(pkg, res.packages):
+                chain = res.universe.dependency_path(q, pkg)
+                lines.append(f"It is left out of the minimal set: {' -> '.join(p.name for p in chain)} (D:)")
+        return lines
+    if res.universe is not None and res.universe.package(name) is not None:
+        for q in res.packages:
+            chain = res.universe.dependency_path(q, res.universe.package(name))
+            if chain:
+                lines.append(f"{name} is not needed by any file, but {q.name} pulls it in: "
+                             + " -> ".join(p.name for p in chain) + " (D:)")
+                return lines
+    edges = [e for e in res.edges if e.soname == name]
+    if not edges:
+        return None
+    for e in sorted(edges, key=lambda e: e.path):
+        if e.kind in ("package", "musl"):
+            how = {"owner": f"the file {e.library} belongs to it", "builtin": "musl's loader provides it",
+                   "provides": f"it provides so:{name}"}.get(e.via, "")
+            lines.append(f"{e.path} -> {name} -> {e.package.name}" + (f" ({how})" if how else ""))
+        elif e.kind == "in_tree":
+            lines.append(f"{e.path} -> {name} -> {e.library} (in the tree: no package needed)")
+        elif e.kind == "glibc":
+            lines.append(f"{e.path} -> {name} (glibc: the file is linked against glibc)")
+        else:
+            lines.append(f"{e.path} -> {name} (not found)")
+    return lines

@@ -1,0 +1,500 @@
+"""Walk folders of a root file system and read their ELF files.
+
+Rules (see the tests):
+
+* regular files only; symlinked folders are never entered; a symlink found in
+  the walk that resolves (inside the root) to an ELF file is recorded in
+  :attr:`ScanResult.links` (it is a name the library can be loaded by);
+* FIFOs, sockets and devices are never opened (``d_type`` from ``scandir``,
+  and ``O_NONBLOCK | O_NOFOLLOW`` on open as belt and braces);
+* files are recognised by the ELF magic, never by name; non-ELF files are
+  skipped silently; unreadable files and folders, and broken ELF files, are
+  reported once through ``on_error(in_root_path, reason)`` and skipped;
+* ``exclude`` globs (:mod:`fnmatch`) are matched against in-root paths;
+* the given paths are canonicalised inside the root (symlinks resolved, ``..``
+  clamped) and paths inside another given path are dropped, so each file is
+  read and listed once, under its real in-root path;
+* file names that are not UTF-8 are kept as :func:`os.fsdecode` does
+  (surrogateescape) and never crash the walk; symlink loops end after 40 hops.
+
+Speed: directories are opened once and their files opened relative to the
+directory descriptor (``openat``), only the first :data:`rundeps.elf.HEAD_SIZE`
+bytes of a file are read unless it is ELF, and with a :class:`FileCache` an
+unchanged file is only ``stat``-ed, never opened.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat as _stat
+import struct
+from dataclasses import dataclass, field
+# typing is only needed by type checkers (annotations are strings here);
+# not importing it keeps start-up light.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from .elf import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic, parse_fd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .filecache import FileCache  # noqa: F401
+
+__all__ = ["ScanItem", "ScanResult", "scan", "to_host", "resolve_in_root", "MAX_SYMLINKS"]
+
+MAX_SYMLINKS = 40
+PROGRESS_EVERY = 1000
+
+_O_FILE = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_HAVE_DIR_FD = os.open in os.supports_dir_fd and os.scandir in os.supports_fd
+
+
+@dataclass
+class ScanItem:
+    path: str  # in-root path, e.g. '/usr/local/lib/python3.12/site-packages/x.so'
+    host_path: str  # the real path on this machine
+    info: ElfInfo
+
+
+@dataclass
+class ScanResult:
+    items: List[ScanItem] = field(default_factory=list)  # one per ELF regular file, sorted by path
+    links: Dict[str, str] = field(default_factory=dict)  # in-root symlink -> in-root ELF target
+    files_seen: int = 0
+
+
+_pack_key = struct.Struct("<QQQq").pack
+
+
+def _stat_key(st) -> bytes:
+    """The cache key of a file: (device, inode, size, mtime_ns), packed."""
+    try:
+        return _pack_key(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    except struct.error:
+        return repr((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)).encode()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _norm_root(root: str) -> str:
+    root = os.fsdecode(root)
+    root = os.path.abspath(root)
+    return root.rstrip("/") or "/"
+
+
+def _join_host(root: str, inroot: str) -> str:
+    """``inroot`` must be normalised and absolute."""
+    if root == "/":
+        return inroot
+    if inroot == "/":
+        return root
+    return root + inroot
+
+
+def to_host(root: str, inroot_path: str) -> str:
+    """The host path of ``inroot_path`` inside ``root``; ``..`` cannot climb
+    above the root (purely lexical: symlinks are not looked at)."""
+    p = posixpath.normpath("/" + os.fsdecode(inroot_path))
+    if p.startswith("//"):
+        p = "/" + p.lstrip("/")
+    return _join_host(_norm_root(root), p)
+
+
+def _split(path: str) -> List[str]:
+    return [c for c in path.split("/") if c and c != "."]
+
+
+def _resolve_from(root: str, cur: List[str], todo: List[str], hops: int = 0,
+                  follow_last: bool = True) -> Optional[Tuple[str, os.stat_result]]:
+    """Resolve components ``todo`` (in order) from the real in-root folder
+    ``cur`` (a list of components, trusted to be real).  Returns the in-root
+    real path and its lstat, or None if it does not exist or loops."""
+    cur = list(cur)
+    pending = list(reversed(todo))  # a stack, next component last
+    st = None
+    if not pending:
+        try:
+            st = os.lstat(_join_host(root, "/" + "/".join(cur)))
+        except (OSError, ValueError):
+            return None
+    while pending:
+        comp = pending.pop()
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if cur:
+                cur.pop()
+            try:
+                st = os.lstat(_join_host(root, "/" + "/".join(cur)))
+            except (OSError, ValueError):
+                return None
+            continue
+        cand = cur + [comp]
+        host = _join_host(root, "/" + "/".join(cand))
+        try:
+            st = os.lstat(host)
+        except (OSError, ValueError):
+            return None
+        if _stat.S_ISLNK(st.st_mode) and (pending or follow_last):
+            hops += 1
+            if hops > MAX_SYMLINKS:
+                return None
+            try:
+                target = os.readlink(host)
+            except (OSError, ValueError):
+                return None
+            if target.startswith("/"):
+                cur = []
+            pending.extend(reversed(_split(target)))
+            if not pending:  # a link to '/' (or to '.')
+                try:
+                    st = os.lstat(_join_host(root, "/" + "/".join(cur)))
+                except (OSError, ValueError):
+                    return None
+            continue
+        if pending and not _stat.S_ISDIR(st.st_mode):
+            return None
+        cur = cand
+    return "/" + "/".join(cur), st
+
+
+def resolve_in_root(root: str, inroot_path: str) -> Optional[str]:
+    """Follow symlinks inside ``root`` (absolute targets are relative to the
+    root, ``..`` stops at the root, at most 40 links) and return the in-root
+    real path of ``inroot_path`` if it is a regular file, else None."""
+    root = _norm_root(root)
+    got = _resolve_from(root, [], _split(os.fsdecode(inroot_path)))
+    if got is None:
+        return None
+    path, st = got
+    return path if _stat.S_ISREG(st.st_mode) else None
+
+
+def _compile_excludes(exclude: Sequence[str]):
+    if not exclude:
+        return None
+    import fnmatch
+    import re
+
+    rx = re.compile("|".join(f"(?:{fnmatch.translate(os.fsdecode(g))})" for g in exclude))
+    return rx.match
+
+
+def _under(path: str, top: str) -> bool:
+    return top == "/" or path == top or path.startswith(top + "/")
+
+
+class _Walker:
+    def __init__(self, root: str, on_error, cache, progress, excluded):
+        self.root = root
+        self.on_error = on_error
+        self.cache = cache
+        self.progress = progress
+        self.excluded = excluded
+        self.found: List[Tuple[str, ElfInfo]] = []
+        self.symlinks: List[Tuple[str, str]] = []  # (in-root link path, in-root parent folder)
+        self.files_seen = 0
+        self.next_progress = PROGRESS_EVERY
+
+    def error(self, path: str, reason: str) -> None:
+        if self.on_error is not None:
+            self.on_error(path, reason)
+
+    def tick_progress(self) -> None:
+        while self.next_progress <= self.files_seen:
+            self.next_progress += PROGRESS_EVERY
+        if self.progress is not None:
+            self.progress(self.files_seen)
+
+    # -- one file -----------------------------------------------------------
+
+    def read_file(self, path: str, name: str, dir_fd: Optional[int], new, key) -> None:
+        """Read the regular file ``name`` (relative to ``dir_fd``, or a host
+        path if ``dir_fd`` is None) known in the root as ``path``; remember it
+        in ``new`` under ``key`` if there is a cache."""
+        try:
+            if dir_fd is None:
+                fd = os.open(name, _O_FILE)
+            else:
+                fd = os.open(name, _O_FILE, dir_fd=dir_fd)
+        except OSError as exc:
+            self.error(path, _reason(exc))
+            return
+        try:
+            try:
+                head = os.read(fd, HEAD_SIZE)
+            except OSError as exc:
+                self.error(path, _reason(exc))
+                return
+            if head[:4] != b"\x7fELF":
+                value = None
+            else:
+                try:
+                    value = parse_fd(fd, head)
+                except ElfError as exc:
+                    value = str(exc) or "broken ELF"
+                except OSError as exc:
+                    self.error(path, _reason(exc))
+                    return
+        finally:
+            os.close(fd)
+        if new is not None:
+            new.changed = True
+            new.keys[path] = key
+            if value is not None:
+                new.values[path] = value
+        self._record(path, value)
+
+    def _record(self, path: str, value) -> None:
+        if value is None:
+            return
+        if isinstance(value, str):
+            self.error(path, value)
+            return
+        self.found.append((path, value))
+
+    # -- a folder ------------------------------------------------------------
+
+    def walk_dir(self, top: str, old, new) -> None:
+        """Walk the real in-root folder ``top``.  With a cache, ``old`` (the
+        last scan's entries) is emptied of every file seen, so what is left
+        afterwards is what has gone, and ``new`` gets this scan's entries."""
+        root = self.root
+        excluded = self.excluded
+        use_cache = new is not None
+        if use_cache:
+            old_key = old.keys.pop
+            old_value = old.values.pop
+            new_keys = new.keys
+            new_values = new.values
+        found = self.found
+        symlinks = self.symlinks
+        read_file = self.read_file
+        error = self.error
+        stack = [top]
+        while stack:
+            d = stack.pop()
+            host = _join_host(root, d)
+            prefix = d if d.endswith("/") else d + "/"
+            dfd = None
+            try:
+                if _HAVE_DIR_FD:
+                    dfd = os.open(host, _O_DIR)
+                    it = os.scandir(dfd)
+                else:
+                    it = os.scandir(host)
+            except OSError as exc:
+                if dfd is not None:
+                    os.close(dfd)
+                error(d, _reason(exc))
+                continue
+            subdirs = []
+            seen = 0
+            try:
+                with it:
+                    for e in it:
+                        path = prefix + e.name
+                        try:
+                            if not e.is_file(follow_symlinks=False):
+                                if e.is_dir(follow_symlinks=False):
+                                    subdirs.append(path)
+                                elif e.is_symlink() and (excluded is None or not excluded(path)):
+                                    symlinks.append((path, d))
+                                continue  # FIFO, socket, device: never opened
+                        except OSError as exc:
+                            error(path, _reason(exc))
+                            continue
+                        if excluded is not None and excluded(path):
+                            continue
+                        seen += 1
+                        if use_cache:
+                            try:
+                                st = e.stat(follow_symlinks=False)
+                            except OSError as exc:
+                                error(path, _reason(exc))
+                                continue
+                            key = _stat_key(st)
+                            if old_key(path, None) == key:
+                                # Unchanged since the last scan: not opened.
+                                new_keys[path] = key
+                                value = old_value(path, None)
+                                if value is not None:
+                                    new_values[path] = value
+                                    if value.__class__ is str:
+                                        error(path, value)
+                                    else:
+                                        found.append((path, value))
+                                continue
+                            old_value(path, None)
+                            if not _stat.S_ISREG(st.st_mode):
+                                continue
+                        else:
+                            key = None
+                        if dfd is not None:
+                            read_file(path, e.name, dfd, new, key)
+                        else:
+                            read_file(path, e.path, None, new, key)
+            except OSError as exc:  # reading the folder itself failed
+                error(d, _reason(exc))
+            finally:
+                if dfd is not None:
+                    os.close(dfd)
+            if seen:
+                self.files_seen += seen
+                if self.files_seen >= self.next_progress:
+                    self.tick_progress()
+            # Depth first, in name order for stable progress.
+            subdirs.sort(reverse=True)
+            stack.extend(subdirs)
+
+    def one_file(self, path: str, old, new) -> None:
+        host = _join_host(self.root, path)
+        if self.excluded is not None and self.excluded(path):
+            return
+        key = None
+        if new is not None:
+            try:
+                st = os.lstat(host)
+            except OSError as exc:
+                self.error(path, _reason(exc))
+                return
+            key = _stat_key(st)
+            self.files_seen += 1
+            if old.keys.pop(path, None) == key:
+                new.keys[path] = key
+                value = old.values.pop(path, None)
+                if value is not None:
+                    new.values[path] = value
+                self._record(path, value)
+                return
+        else:
+            self.files_seen += 1
+        self.read_file(path, host, None, new, key)
+
+
+def _canonical_tops(root: str, paths: Sequence[str], error) -> List[Tuple[str, str, Optional[str]]]:
+    """[(given in-root path, real in-root path, 'dir' | 'file')] without
+    duplicates or paths nested inside another."""
+    tops = []
+    for given in paths:
+        g = posixpath.normpath("/" + os.fsdecode(given))
+        if g.startswith("//"):
+            g = "/" + g.lstrip("/")
+        got = _resolve_from(root, [], _split(g))
+        if got is None:
+            try:
+                os.lstat(_join_host(root, g))
+                error(g, "symlink loop or target outside the file system")
+            except OSError as exc:
+                error(g, _reason(exc))
+            continue
+        real, st = got
+        if _stat.S_ISDIR(st.st_mode):
+            kind = "dir"
+        elif _stat.S_ISREG(st.st_mode):
+            kind = "file"
+        else:
+            continue  # a FIFO, socket or device given by name: never opened
+        tops.append((g, real, kind))
+    tops.sort(key=lambda t: (t[1], t[0]))
+    out: List[Tuple[str, str, Optional[str]]] = []
+    for g, real, kind in tops:
+        if any(_under(real, o[1]) for o in out if o[2] == "dir") or any(real == o[1] for o in out):
+            # Still remember a given symlink that names a file.
+            out.append((g, real, None))
+            continue
+        out.append((g, real, kind))
+    return out
+
+
+def scan(
+    paths: Sequence[str],
+    root: str = "/",
+    exclude: Sequence[str] = (),
+    on_error: Optional[Callable[[str, str], None]] = None,
+    cache: Optional["FileCache"] = None,
+    jobs: Optional[int] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> ScanResult:
+    """Walk the in-root ``paths`` (folders or single files) of ``root`` and
+    read every ELF regular file in them.
+
+    ``cache`` (a :class:`rundeps.filecache.FileCache`) skips files whose
+    (device, inode, size, mtime_ns) are unchanged since the last scan.
+    ``jobs`` is accepted for compatibility; the walk is single-threaded
+    because a second thread did not pay on two cores (see scripts/bench.py).
+    ``progress(n)`` is called with the number of files seen so far.
+    """
+    root = _norm_root(root)
+    excluded = _compile_excludes(exclude)
+    w = _Walker(root, on_error, cache, progress, excluded)
+    tops = _canonical_tops(root, paths, w.error)
+
+    for given, real, kind in tops:
+        if kind is None:
+            continue
+        old = new = None
+        if cache is not None:
+            from .filecache import Entries
+
+            old = cache.load(root, real)
+            new = Entries()
+        if kind == "dir":
+            w.walk_dir(real, old, new)
+        else:
+            w.one_file(real, old, new)
+        if cache is not None:
+            cache.store(root, real, old, new)
+
+    found = w.found
+    found.sort(key=lambda t: t[0])
+    items = [ScanItem(p, _join_host(root, p), info) for p, info in found]
+    elf_paths = {p for p, _ in found}
+
+    links: Dict[str, str] = {}
+    dir_tops = [real for _g, real, kind in tops if kind == "dir"]
+    candidates = list(w.symlinks)
+    # A given path that is itself a symlink (to a file) is a name too.
+    for given, real, kind in tops:
+        if given == real or given == "/":
+            continue
+        pr = _resolve_from(root, [], _split(posixpath.dirname(given)))
+        if pr is None or not _stat.S_ISDIR(pr[1].st_mode):
+            continue
+        link = posixpath.join(pr[0], posixpath.basename(given))
+        try:
+            if _stat.S_ISLNK(os.lstat(_join_host(root, link)).st_mode):
+                candidates.append((link, pr[0]))
+        except OSError:
+            pass
+    top_files = {r for _g, r, k in tops if k == "file"}
+    for link, parent in candidates:
+        target = _resolve_from(root, _split(parent), [posixpath.basename(link)])
+        if target is None:
+            continue
+        tpath, st = target
+        if not _stat.S_ISREG(st.st_mode) or tpath == link:
+            continue
+        if tpath in elf_paths:
+            links[link] = tpath
+        elif tpath not in top_files and not any(_under(tpath, t) for t in dir_tops):
+            # Outside what was scanned: look at its magic.
+            try:
+                fd = os.open(_join_host(root, tpath), _O_FILE)
+                try:
+                    head = os.read(fd, 4)
+                finally:
+                    os.close(fd)
+            except OSError:
+                continue
+            if is_elf_magic(head):
+                links[link] = tpath
+    if progress is not None:
+        progress(w.files_seen)
+    return ScanResult(items=items, links=links, files_seen=w.files_seen)
