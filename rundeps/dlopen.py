@@ -1,0 +1,729 @@
+"""Find libraries Python code loads at run time (``ctypes``, ``cffi``).
+
+Such libraries never show in an ELF ``DT_NEEDED`` list, so a package built
+around ``ctypes.CDLL("libmagic.so.1")`` or ``ffi.dlopen("cairo")`` looks
+dependency-free to a linker-based scan.  This module reads ``.py`` source
+with :mod:`ast` (never executing it, never with regexes over code) and
+reports the *literal* library names such code passes to a loader:
+
+* a call to any function or method whose name is one of
+  :data:`LOADER_NAMES` (``CDLL``, ``PyDLL``, ``LoadLibrary``, ``dlopen``,
+  ``find_library``), however it was imported or aliased: ``ctypes.CDLL``,
+  ``C.cdll.LoadLibrary`` after ``import ctypes as C``, ``load(...)`` after
+  ``from ctypes import CDLL as load``, ``ffi.dlopen``, ``FFI().dlopen``,
+  ``ctypes.util.find_library`` and a package's own ``dlopen`` helper such
+  as cairocffi's ``dlopen(ffi, ('cairo-2', 'cairo'), ('libcairo.so.2',))``;
+  string literals are taken from every positional argument, from the
+  ``name`` keyword, inside tuple/list/set literals, and from both sides of
+  ``or`` / conditional expressions (``find_library('magic') or 'libmagic.so.1'``);
+  a bare name argument is followed to the literal it must hold: the variable
+  of an enclosing ``for`` loop or comprehension over a literal tuple/list
+  (``for lib in ('libmagic.so.1', 'magic1'): CDLL(lib)``), or a module-level
+  name assigned a literal exactly once (``_LIB = "sodium"``);
+* ``ctypes.cdll["libfoo.so.1"]`` subscripts;
+* in a module that imports ``ctypes``/``cffi`` or calls a loader: any string
+  literal that is itself a Linux shared-library file name (``lib*.so*``),
+  such as python-magic's ``yield "libmagic.so.1"`` (``call`` is
+  :data:`LITERAL_CALL` for those; they are weaker evidence).
+
+Windows and macOS names (``*.dll``, ``*.dylib``, ``WinDLL``, ``windll``)
+are ignored.  Names computed at run time (variables, f-strings,
+concatenation) cannot be known; they are left out, or reported with an
+empty ``name`` and ``dynamic=True`` when ``include_dynamic`` is asked for.
+A file that does not decode or parse, or is too large, is skipped and
+reported through ``on_problem`` (never an exception).
+
+Findings from one call are alternatives (a loader tries them in turn);
+:func:`alternatives` groups them.  :func:`candidate_sonames` turns a
+finding's name into the sonames (``so:`` provides) that could satisfy it.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import os
+import posixpath
+import re
+import tokenize
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+__all__ = [
+    "DlopenFinding",
+    "LOADER_NAMES",
+    "LITERAL_CALL",
+    "LIBC_NAMES",
+    "MAX_SOURCE_SIZE",
+    "find_dlopen",
+    "scan_sources",
+    "iter_py_files",
+    "decode_source",
+    "alternatives",
+    "is_libc_name",
+    "soname_matcher",
+    "candidate_sonames",
+    "scan_tree_sources",
+    "resolve_findings",
+]
+
+MAX_SOURCE_SIZE = 5 * 1000 * 1000
+"""Sources larger than this (bytes) are skipped: parsing cost is bounded by it."""
+
+LOADER_NAMES = frozenset({"CDLL", "PyDLL", "LoadLibrary", "dlopen", "find_library"})
+"""A call to a function or method with one of these names loads (or locates) a library."""
+
+_LOADER_OBJECTS = frozenset({"ctypes.cdll", "ctypes.pydll"})
+"""``ctypes.cdll["libfoo.so"]`` loads ``libfoo.so``."""
+
+LITERAL_CALL = "<literal>"
+"""``call`` of a finding that is a bare ``lib*.so*`` string literal, not a loader argument."""
+
+_WATCHED_MODULES = ("ctypes", "_ctypes", "cffi", "_cffi_backend")
+
+_SONAME_LITERAL_RE = re.compile(r"^(?:/?[\w.+-]+/)*lib[\w.+-]*\.so(?:\.\d+)*$")
+_FOREIGN_RE = re.compile(r"\.(?:dll|dylib|pyd|exe)$|\.framework/|\\", re.IGNORECASE)
+
+LIBC_NAMES = frozenset(
+    {"c", "m", "dl", "pthread", "rt", "util", "crypt", "resolv", "xnet", "trace"}
+)
+"""``find_library`` names (without ``lib``) that musl serves from its libc itself."""
+
+
+@dataclass(frozen=True)
+class DlopenFinding:
+    """One library name a source file loads at run time.
+
+    ``name`` is the literal as written (``"libmagic.so.1"``, ``"magic"``,
+    ``"/usr/lib/libfoo.so"``), or ``""`` for a dynamic name (``dynamic``);
+    ``line`` is the line of the loader call (of the literal, for
+    :data:`LITERAL_CALL`); ``call`` is the callee as written with import
+    aliases undone (``"ctypes.CDLL"``, ``"ctypes.util.find_library"``,
+    ``"ffi.dlopen"``, ``"dlopen"``, ``"ctypes.cdll[]"``).
+    """
+
+    name: str
+    path: str
+    line: int
+    call: str
+    dynamic: bool = False
+
+    def __iter__(self):
+        """``(field, value)`` pairs, so that ``dict(finding)`` gives a JSON-ready dict."""
+        return iter(
+            (("name", self.name), ("path", self.path), ("line", self.line), ("call", self.call), ("dynamic", self.dynamic))
+        )
+
+
+ProblemCallback = Callable[[str, str], None]
+
+# -- reading ------------------------------------------------------------------
+
+
+def decode_source(data: bytes) -> str:
+    """Decode Python source bytes as the interpreter would (PEP 263, BOM).
+
+    Raises ``SyntaxError``/``UnicodeDecodeError``/``LookupError`` when it cannot.
+    """
+    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    text = data.decode(encoding)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text
+
+
+def _report(on_problem: Optional[ProblemCallback], path: str, reason: str) -> None:
+    if on_problem is not None:
+        on_problem(path, reason)
+
+
+# -- the scan -----------------------------------------------------------------
+
+
+def _dotted(node: ast.AST) -> Optional[List[str]]:
+    """``a.b.c`` as ``['a', 'b', 'c']``; a call in the chain (``FFI().dlopen``)
+    is kept as ``'FFI()'``; anything else gives ``None``."""
+    parts: List[str] = []
+    for _ in range(64):
+        if isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Name):
+            parts.append(node.id)
+            return parts[::-1]
+        elif isinstance(node, ast.Call):
+            inner = _dotted(node.func) if isinstance(node.func, (ast.Name, ast.Attribute)) else None
+            if inner is None:
+                return None
+            inner[-1] += "()"
+            return inner + parts[::-1]
+        else:
+            return None
+    return None
+
+
+class _Aliases:
+    """Local names bound by imports, mapped to what they were imported as."""
+
+    def __init__(self, tree: ast.AST):
+        self.names: Dict[str, str] = {}
+        self.watched = False
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    self._watch(alias.name)
+                    if alias.asname:
+                        self.names[alias.asname] = alias.name
+                    else:
+                        top = alias.name.split(".")[0]
+                        self.names[top] = top
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                self._watch(node.module)
+                for alias in node.names:
+                    if alias.name == "*":
+                        continue
+                    self.names[alias.asname or alias.name] = node.module + "." + alias.name
+
+    def _watch(self, module: str) -> None:
+        if module.split(".")[0] in _WATCHED_MODULES:
+            self.watched = True
+
+    def resolve(self, parts: List[str]) -> str:
+        first = parts[0]
+        called = first.endswith("()")
+        head = self.names.get(first[:-2] if called else first)
+        if head is not None:
+            parts = (head + ("()" if called else "")).split(".") + parts[1:]
+        return ".".join(parts)
+
+
+def _strings(node: ast.AST, depth: int = 0) -> Iterator[Tuple[Optional[str], ast.AST]]:
+    """String literals of an argument: ``(text, node)``; ``(None, node)`` for a
+    part whose value is computed at run time (calls inside are not followed:
+    they are scanned as calls of their own)."""
+    if depth > 8:
+        return
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, str):
+            yield node.value, node
+        elif isinstance(node.value, bytes):
+            try:
+                yield node.value.decode("utf-8"), node
+            except UnicodeDecodeError:
+                pass
+        # None (dlopen(None) is the program itself), numbers: nothing to load
+    elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        for elt in node.elts:
+            yield from _strings(elt, depth + 1)
+    elif isinstance(node, ast.BoolOp):
+        for value in node.values:
+            yield from _strings(value, depth + 1)
+    elif isinstance(node, ast.IfExp):
+        yield from _strings(node.body, depth + 1)
+        yield from _strings(node.orelse, depth + 1)
+    elif isinstance(node, ast.Starred):
+        yield from _strings(node.value, depth + 1)
+    elif isinstance(node, ast.Call):
+        parts = _dotted(node.func)
+        if not (parts and parts[-1].rstrip("()") in LOADER_NAMES):
+            yield None, node
+    else:
+        yield None, node
+
+
+def _literal_values(node: ast.AST) -> Optional[List[Tuple[str, ast.AST]]]:
+    """The strings of a literal (a string, or a tuple/list/set of them); ``None``
+    if any part is computed."""
+    out = []
+    for text, part in _strings(node):
+        if text is None:
+            return None
+        out.append((text, part))
+    return out
+
+
+class _Names:
+    """Literal values a bare name argument can be known to hold:
+
+    * the loop variable of an enclosing ``for`` loop or comprehension over a
+      literal (``for lib in ("libfoo.so.1", "foo"): CDLL(lib)``);
+    * a name bound exactly once in the whole module, by a top-level
+      assignment of a literal (``_LIB = "libfoo.so.1"`` ... ``CDLL(_LIB)``),
+      and never a parameter name.
+    """
+
+    def __init__(self, tree: ast.Module):
+        self.parents: Dict[int, ast.AST] = {}
+        stores: Dict[str, int] = {}
+        for node in ast.walk(tree):
+            for child in ast.iter_child_nodes(node):
+                self.parents[id(child)] = node
+            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                stores[node.id] = stores.get(node.id, 0) + 1
+            elif isinstance(node, ast.arg):
+                stores[node.arg] = stores.get(node.arg, 0) + 2
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                for n in node.names:
+                    stores[n] = stores.get(n, 0) + 2
+        self.constants: Dict[str, ast.AST] = {}
+        for stmt in tree.body:
+            value = None
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target, value = stmt.targets[0], stmt.value
+            elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+                target, value = stmt.target, stmt.value
+            if value is not None and isinstance(target, ast.Name) and stores.get(target.id) == 1:
+                self.constants[target.id] = value
+
+    def _constant(self, name: str) -> Optional[List[Tuple[str, ast.AST]]]:
+        value = self.constants.get(name)
+        return _literal_values(value) if value is not None else None
+
+    def _iterable(self, node: ast.AST) -> Optional[List[Tuple[str, ast.AST]]]:
+        if isinstance(node, ast.Name):
+            return self._constant(node.id)
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return _literal_values(node)
+        return None
+
+    def values(self, name: ast.Name, call: ast.AST) -> Optional[List[Tuple[str, ast.AST]]]:
+        node: ast.AST = call
+        for _ in range(200):
+            parent = self.parents.get(id(node))
+            if parent is None:
+                break
+            if isinstance(parent, (ast.For, ast.AsyncFor)) and node is not parent.iter:
+                if isinstance(parent.target, ast.Name) and parent.target.id == name.id:
+                    return self._iterable(parent.iter)
+            elif isinstance(parent, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+                for gen in parent.generators:
+                    if isinstance(gen.target, ast.Name) and gen.target.id == name.id:
+                        return self._iterable(gen.iter)
+            elif isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                args = parent.args
+                every = args.posonlyargs + args.args + args.kwonlyargs + [a for a in (args.vararg, args.kwarg) if a]
+                if any(a.arg == name.id for a in every):
+                    return None  # a parameter: its value comes from the caller
+            node = parent
+        return self._constant(name.id)
+
+
+def _usable(name: str) -> bool:
+    return bool(name.strip()) and "\0" not in name and not _FOREIGN_RE.search(name)
+
+
+def _loader_call(aliases: _Aliases, node: ast.Call) -> Optional[str]:
+    parts = _dotted(node.func)
+    if not parts:
+        return None
+    resolved = aliases.resolve(parts)
+    if resolved.rsplit(".", 1)[-1] in LOADER_NAMES:
+        return resolved
+    return None
+
+
+def _loader_subscript(aliases: _Aliases, node: ast.Subscript) -> Optional[str]:
+    parts = _dotted(node.value)
+    if not parts:
+        return None
+    resolved = aliases.resolve(parts)
+    if resolved in _LOADER_OBJECTS:
+        return resolved + "[]"
+    return None
+
+
+def _subscript_index(node: ast.Subscript) -> ast.AST:
+    index = node.slice
+    if index.__class__.__name__ == "Index":  # Python 3.8 compatibility shape
+        index = index.value  # type: ignore[attr-defined]
+    return index
+
+
+_LOADER_WORDS = ("ctypes", "cffi", "CDLL", "cdll", "PyDLL", "LoadLibrary", "dlopen", "find_library")
+_LOADER_WORDS_B = tuple(w.encode() for w in _LOADER_WORDS)
+
+
+def _may_load(source: Union[str, bytes]) -> bool:
+    """Cheap pre-check: every form :func:`find_dlopen` finds names one of these
+    words in the source text (an import alias still names it once)."""
+    words = _LOADER_WORDS_B if isinstance(source, bytes) else _LOADER_WORDS
+    return any(w in source for w in words)
+
+
+def find_dlopen(
+    source: Union[str, bytes],
+    path: str,
+    *,
+    include_dynamic: bool = False,
+    literals: bool = True,
+    max_size: int = MAX_SOURCE_SIZE,
+    on_problem: Optional[ProblemCallback] = None,
+) -> List[DlopenFinding]:
+    """The run-time loaded library names in one Python source.
+
+    ``path`` only labels the findings.  ``literals`` adds bare ``lib*.so*``
+    string literals of modules that use ``ctypes``/``cffi``.  A source that
+    is too large, does not decode or does not parse gives ``[]`` (and one
+    ``on_problem(path, reason)`` call).  Findings are in source order,
+    without duplicates.
+    """
+    if len(source) > max_size:
+        _report(on_problem, path, "skipped: larger than %d bytes" % max_size)
+        return []
+    if not _may_load(source):
+        return []
+    if isinstance(source, bytes):
+        try:
+            source = decode_source(source)
+        except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
+            _report(on_problem, path, "skipped: cannot decode: %s" % _one_line(exc))
+            return []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarning: invalid escapes, "is" with a literal
+            tree = ast.parse(source, filename=path)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
+        _report(on_problem, path, "skipped: cannot parse: %s" % _one_line(exc))
+        return []
+
+    aliases = _Aliases(tree)
+    found: List[Tuple[Tuple[int, int, int], DlopenFinding]] = []
+    seen = set()
+    claimed = set()  # ids of literal nodes already reported as loader arguments
+
+    def add(name: str, line: int, call: str, order: Tuple[int, int, int], dynamic: bool = False) -> None:
+        key = (name, line, call, dynamic)
+        if key in seen:
+            return
+        seen.add(key)
+        found.append((order, DlopenFinding(name, path, line, call, dynamic)))
+
+    names = _Names(tree)
+
+    def take(call: str, owner: ast.AST, args: Sequence[ast.AST]) -> None:
+        line = getattr(owner, "lineno", 0)
+        for arg in args:
+            for text, node in _strings(arg):
+                if text is None and isinstance(node, ast.Name):
+                    values = names.values(node, owner)
+                    if values:
+                        for i, (value_text, value_node) in enumerate(values):
+                            claimed.add(id(value_node))
+                            if _usable(value_text):
+                                add(value_text, line, call, _pos(node) + (i,))
+                        continue
+                if text is None:
+                    if include_dynamic:
+                        add("", line, call, _pos(node), dynamic=True)
+                    continue
+                claimed.add(id(node))
+                if _usable(text):
+                    add(text, line, call, _pos(node))
+
+    any_loader = False
+    try:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                call = _loader_call(aliases, node)
+                if call is None:
+                    continue
+                any_loader = True
+                args: List[ast.AST] = list(node.args)
+                args += [kw.value for kw in node.keywords if kw.arg in ("name", "names", "libname")]
+                take(call, node, args)
+            elif isinstance(node, ast.Subscript):
+                call = _loader_subscript(aliases, node)
+                if call is not None:
+                    any_loader = True
+                    take(call, node, [_subscript_index(node)])
+        if literals and (aliases.watched or any_loader):
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and id(node) not in claimed
+                    and len(node.value) < 4096
+                    and _SONAME_LITERAL_RE.match(node.value)
+                ):
+                    line = getattr(node, "lineno", 0)
+                    add(node.value, line, LITERAL_CALL, _pos(node))
+    except RecursionError:  # pragma: no cover - ast.walk is iterative; belt and braces
+        _report(on_problem, path, "skipped: nested too deeply")
+        return []
+    found.sort(key=lambda item: item[0])
+    return [f for _, f in found]
+
+
+def _pos(node: ast.AST) -> Tuple[int, int, int]:
+    return getattr(node, "lineno", 0), getattr(node, "col_offset", 0), 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text
+
+
+def iter_py_files(path: str) -> Iterator[str]:
+    """``path`` itself if it is a file; else the ``*.py`` files under it, sorted
+    (symlinked folders are not followed)."""
+    if not os.path.isdir(path):
+        yield path
+        return
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            if fn.endswith(".py"):
+                yield os.path.join(dirpath, fn)
+
+
+def scan_sources(
+    paths: Iterable[str],
+    *,
+    include_dynamic: bool = False,
+    literals: bool = True,
+    max_size: int = MAX_SOURCE_SIZE,
+    on_problem: Optional[ProblemCallback] = None,
+) -> List[DlopenFinding]:
+    """:func:`find_dlopen` over files (folders: their ``*.py`` files, recursively).
+
+    Unreadable or oversized files are reported through ``on_problem`` and skipped.
+    """
+    out: List[DlopenFinding] = []
+    for top in paths:
+        for fn in iter_py_files(top):
+            try:
+                size = os.path.getsize(fn)
+                if size > max_size:
+                    _report(on_problem, fn, "skipped: larger than %d bytes" % max_size)
+                    continue
+                with open(fn, "rb") as f:
+                    data = f.read(max_size + 1)
+            except OSError as exc:
+                _report(on_problem, fn, "skipped: %s" % (exc.strerror or exc))
+                continue
+            out.extend(
+                find_dlopen(
+                    data,
+                    fn,
+                    include_dynamic=include_dynamic,
+                    literals=literals,
+                    max_size=max_size,
+                    on_problem=on_problem,
+                )
+            )
+    return out
+
+
+def alternatives(findings: Iterable[DlopenFinding]) -> List[List[DlopenFinding]]:
+    """Group findings of one call (same path, line and callee): a loader tries
+    each in turn, so one resolving is enough.  Literal findings stay alone."""
+    groups: Dict[tuple, List[DlopenFinding]] = {}
+    for f in findings:
+        if f.dynamic:
+            continue
+        key = (f.path, f.line, f.call) if f.call != LITERAL_CALL else (f.path, f.line, f.call, f.name)
+        groups.setdefault(key, []).append(f)
+    return list(groups.values())
+
+
+# -- from a name to sonames ---------------------------------------------------
+
+_SO_RE = re.compile(r"^(?P<stem>.+?)\.so(?P<ver>(?:\.\d+)*)$")
+_TRAILING_VERSION_RE = re.compile(r"^(?P<stem>.+?)-?(?P<ver>\d+(?:\.\d+)*)$")
+
+
+def is_libc_name(name: str) -> bool:
+    """True for a name musl serves from libc itself (``c``, ``libm.so.6``, ``pthread``)."""
+    base = posixpath.basename(name)
+    m = _SO_RE.match(base)
+    stem = m.group("stem") if m else base
+    if stem.startswith("lib"):
+        stem = stem[3:]
+    return stem in LIBC_NAMES or stem.startswith("c.musl-") or base.startswith("ld-musl-")
+
+
+def _version_tuple(ver: str) -> Tuple[int, ...]:
+    return tuple(int(p) for p in ver.split(".") if p)
+
+
+def _ranker(name: str) -> Callable[[str], Optional[tuple]]:
+    """A function giving a sort key (smaller is better) for a soname that can
+    satisfy ``name``, or ``None`` for one that cannot."""
+    base = posixpath.basename(name.strip())
+    m = _SO_RE.match(base)
+    if m:
+        stem, ver = m.group("stem"), _version_tuple(m.group("ver"))
+
+        def rank_file(soname: str) -> Optional[tuple]:
+            if soname == base:
+                return (0,)
+            sm = _SO_RE.match(soname)
+            if not sm or sm.group("stem") != stem:
+                return None
+            sver = _version_tuple(sm.group("ver"))
+            if ver and sver == ver[: len(sver)]:
+                # libfoo.so.1 provides the file libfoo.so.1.2.3: longest first
+                return (1, -len(sver))
+            if not ver:
+                # unversioned libfoo.so (really the -dev symlink): newest soname
+                return (2,) + tuple(-v for v in sver)
+            return None
+
+        return rank_file
+
+    stem = base if base.startswith("lib") else "lib" + base
+    tm = _TRAILING_VERSION_RE.match(stem)
+    short = tm.group("stem") if tm else None
+    want = _version_tuple(tm.group("ver")) if tm else ()
+    if short in ("", "lib"):
+        short = None
+
+    def rank_stem(soname: str) -> Optional[tuple]:
+        sm = _SO_RE.match(soname)
+        if not sm:
+            return None
+        sver = _version_tuple(sm.group("ver"))
+        neg = tuple(-v for v in sver)
+        if sm.group("stem") == stem:
+            # find_library("gtk-3") -> libgtk-3.so.0: the name as written
+            return (0,) + neg
+        if short is not None and sm.group("stem") == short:
+            # "cairo-2" / "magic1" (Windows-style) -> libcairo.so.2 first
+            return (1, 0 if sver[: len(want)] == want else 1) + neg
+        return None
+
+    return rank_stem
+
+
+def _bare(soname: str) -> str:
+    return soname[3:] if soname.startswith("so:") else soname
+
+
+def soname_matcher(name: str) -> Callable[[str], bool]:
+    """A predicate: can this soname (``libmagic.so.1`` or ``so:libmagic.so.1``)
+    satisfy a run-time load of ``name``?"""
+    rank = _ranker(name)
+    return lambda soname: rank(_bare(soname)) is not None
+
+
+def candidate_sonames(name: str, available: Iterable[str]) -> List[str]:
+    """The sonames of ``available`` that can satisfy loading ``name``, best first.
+
+    ``available`` is what an index or database provides (bare sonames, or
+    ``so:`` provide names — returned as given).  Rules:
+
+    * a file name (``libmagic.so.1``, ``/usr/lib/libfoo.so.1.2.3``): that exact
+      soname, else a soname that is a version prefix of it (``libfoo.so.1``);
+      an unversioned ``libfoo.so`` gives the ``libfoo.so.N`` sonames, highest
+      first (loading it really needs the ``-dev`` symlink);
+    * a ``find_library`` name (``magic``, ``libmagic``, ``gtk-3``): the
+      ``libmagic.so.N`` sonames, highest N first; a trailing version written
+      Windows-style (``cairo-2``, ``magic1``) is tried as part of the name
+      first, then as the soname's version (``libcairo.so.2`` preferred over
+      other ``libcairo.so.N``).
+    """
+    rank = _ranker(name)
+    scored = []
+    for soname in set(available):
+        key = rank(_bare(soname))
+        if key is not None:
+            scored.append((key, soname))
+    scored.sort()
+    return [s for _, s in scored]
+
+
+# -- for the resolver and the command line ------------------------------------
+
+
+def scan_tree_sources(
+    paths: Iterable[str],
+    root: str = "/",
+    *,
+    max_size: int = MAX_SOURCE_SIZE,
+    on_problem: Optional[ProblemCallback] = None,
+) -> List[DlopenFinding]:
+    """:func:`find_dlopen` over the ``*.py`` files under in-root ``paths`` of the
+    filesystem at host folder ``root``; findings carry in-root paths.
+
+    Symlinked files and folders are not followed (they could lead out of the root).
+    """
+    out: List[DlopenFinding] = []
+    root = os.path.abspath(root)
+    for top in paths:
+        inroot = "/" + str(top).lstrip("/")
+        host = os.path.join(root, inroot.lstrip("/")) if inroot != "/" else root
+        if os.path.islink(host):
+            continue
+        if os.path.isfile(host):
+            files = [host] if host.endswith(".py") else []
+        else:
+            files = list(iter_py_files(host))
+        for fn in files:
+            if os.path.islink(fn):
+                continue
+            rel = os.path.relpath(fn, root)
+            shown = "/" + rel.replace(os.sep, "/") if rel != "." else "/"
+            try:
+                if os.path.getsize(fn) > max_size:
+                    _report(on_problem, shown, "skipped: larger than %d bytes" % max_size)
+                    continue
+                with open(fn, "rb") as f:
+                    data = f.read(max_size + 1)
+            except OSError as exc:
+                _report(on_problem, shown, "skipped: %s" % (exc.strerror or exc))
+                continue
+            out.extend(find_dlopen(data, shown, max_size=max_size, on_problem=on_problem))
+    return out
+
+
+def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, object], List[DlopenFinding]]:
+    """Packages for findings: ``({name: Package}, [unresolved findings])``.
+
+    ``res`` is a :class:`rundeps.resolve.Resolution` (its ``universe``,
+    ``objects`` and ``in_tree`` are used).  The findings of one call are
+    alternatives (:func:`alternatives`): the first that resolves wins.  A
+    group is satisfied without a package when a name is musl's own
+    (:func:`is_libc_name`) or a library the scanned tree carries; else the
+    best soname an installed database or index provides
+    (:func:`candidate_sonames`), or the owner of an absolute path, gives the
+    package.  An unresolved group is reported once, by its first finding;
+    bare :data:`LITERAL_CALL` literals are weak evidence and never reported
+    unresolved.
+    """
+    universe = getattr(res, "universe", None)
+    tree_names = set(getattr(res, "in_tree", {}) or {})
+    for path, info in (getattr(res, "objects", {}) or {}).items():
+        tree_names.add(posixpath.basename(path))
+        if getattr(info, "soname", None):
+            tree_names.add(info.soname)
+    available: set = set()
+    if universe is not None:
+        for repo in universe.repositories:
+            available.update(repo.so_provides())
+
+    extra: Dict[str, object] = {}
+    unresolved: List[DlopenFinding] = []
+    for group in alternatives(findings):
+        done = False
+        for f in group:
+            if is_libc_name(f.name) or posixpath.basename(f.name) in tree_names or candidate_sonames(f.name, tree_names):
+                done = True
+                break
+        if not done and universe is not None:
+            for f in group:
+                pkg = None
+                if f.name.startswith("/"):
+                    pkg = universe.owner(f.name)
+                if pkg is None:
+                    for soname in candidate_sonames(f.name, available):
+                        pkg = universe.provider("so:" + soname)
+                        if pkg is not None:
+                            break
+                if pkg is not None:
+                    extra.setdefault(f.name, pkg)
+                    done = True
+                    break
+        if not done and group[0].call != LITERAL_CALL:
+            unresolved.append(group[0])
+    return extra, unresolved
