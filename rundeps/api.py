@@ -84,7 +84,8 @@ def load_universe(
         locations = index_locations(sources, root, arch)
     elif explicit_root and not universe:
         locations = index_locations(sources, root, arch, from_root=True)
-    for index in open_indexes(locations, root, arch, sources, on_warning, on_info):
+    from_root = not sources.names_index()
+    for index in open_indexes(locations, root, arch, sources, on_warning, on_info, tolerant=from_root):
         universe.add(index.repository)
     if not universe:
         where = "the root " + root if explicit_root else "this system"
@@ -122,22 +123,37 @@ def trusted_keys(root: str, arch: Optional[str], sources: Sources):
 
 
 def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sources: Sources,
-                 on_warning: Warn, on_info: Optional[Warn] = None):
-    """Open, verify and (through the cache) read every index location, in order."""
+                 on_warning: Warn, on_info: Optional[Warn] = None, tolerant: bool = False):
+    """Open, verify and (through the cache) read every index location, in order.
+
+    A named index that cannot be used is an error. With ``tolerant`` (the
+    root's own repositories, as apk treats them) it is a warning and the
+    index is skipped: an index that does not verify is never used either way.
+    """
     if not locations:
         return []
-    from .fetch import open_indexes as fetch_all
+    from .fetch import make_session, open_index
 
-    return fetch_all(
-        locations,
-        trusted_keys(root, arch, sources),
-        cache=index_cache(sources, on_warning),
-        offline=sources.offline,
-        refresh=sources.refresh,
-        allow_untrusted=sources.allow_untrusted,
-        on_warning=on_warning,
-        on_info=on_info,
-    )
+    keys = trusted_keys(root, arch, sources)
+    cache = index_cache(sources, on_warning)
+    out = []
+    session = None if sources.offline else make_session()
+    try:
+        for loc in locations:
+            try:
+                out.append(open_index(
+                    loc, keys, cache=cache, offline=sources.offline, refresh=sources.refresh,
+                    allow_untrusted=sources.allow_untrusted, on_warning=on_warning, on_info=on_info,
+                    session=session,
+                ))
+            except SourceError as exc:
+                if not tolerant:
+                    raise
+                on_warning(f"skipped a repository of {root}: {exc}")
+    finally:
+        if session is not None:
+            session.close()
+    return out
 
 
 def scan_paths(
@@ -197,7 +213,7 @@ def check_tree(
         # what is not installed may still be in the root's own repositories
         try:
             locations = index_locations(sources, root, arch, from_root=True)
-            more = open_indexes(locations, root, arch, sources, warn, on_info)
+            more = open_indexes(locations, root, arch, sources, warn, on_info, tolerant=True)
         except SourceError as exc:
             warn(f"could not use the repositories of {root}: {exc}")
             more = []

@@ -201,6 +201,7 @@ def add_dlopen(res, paths: List[str], root: str, reporter: Reporter, use: bool) 
     findings = scan_tree_sources(paths, root)
     extra, unresolved = resolve_findings(findings, res)
     res.dlopen = findings
+    res.dlopen_packages = extra
     for f in unresolved:
         reporter.warning(f"{f.path}:{f.line}: {f.call}({f.name!r}) loads a library no package provides")
     if use and extra:
@@ -364,6 +365,7 @@ def wheel(wheels, fmt, use_dlopen, quiet, **kw):
                 from .resolve import Resolver
 
                 extra, _unresolved = resolve_findings(findings, res)
+                res.dlopen_packages = extra
                 if use_dlopen and extra:
                     Resolver(res.universe, None).add_packages(res, extra)
         if not check.ok and code == EXIT_OK:

@@ -89,7 +89,8 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
         "source": {p.name: p.source for p in res.all_packages},
         "glibc_linked": res.glibc_linked,
         "dlopen": [
-            dict(f, package=res.extra[f.name].name if f.name in res.extra else None) for f in res.dlopen
+            dict(f, package=res.dlopen_packages[f.name].name if f.name in res.dlopen_packages else None)
+            for f in res.dlopen
         ],
         "why": {p.name: why_package(res, p) for p in res.all_packages},
     }

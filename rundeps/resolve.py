@@ -104,12 +104,14 @@ def is_musl_builtin(soname: str) -> bool:
 
 
 def is_glibc_linked(info: ElfInfo) -> bool:
-    """True when an object was linked against glibc rather than musl."""
+    """True when an object was linked against glibc rather than musl: an
+    ``ld-linux*`` interpreter, or a need for one of glibc's own sonames
+    (``libc.so.6``, ``libm.so.6``, ...), which no musl build records."""
     interp = info.interp or ""
     base = posixpath.basename(interp)
     if base.startswith("ld-linux") or base.startswith("ld64.so"):
         return True
-    return "libc.so.6" in info.needed
+    return any(soname in GLIBC_SONAMES for soname in info.needed)
 
 
 # -- filesystems ----------------------------------------------------------------
@@ -223,6 +225,8 @@ class Resolution:
     """The package sources the packages were chosen from."""
     dlopen: List = field(default_factory=list)
     """Libraries Python code loads at run time (:class:`rundeps.dlopen.DlopenFinding`)."""
+    dlopen_packages: Dict[str, Package] = field(default_factory=dict)
+    """The package for each run-time loaded name that one provides (added to the set only with ``--dlopen``)."""
 
     @property
     def providers(self) -> Dict[str, Package]:
