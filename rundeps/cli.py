@@ -155,23 +155,25 @@ def cli():
 
 
 class _Progress:
-    """A progress bar on stderr, only when stderr is a terminal."""
+    """A file counter on stderr, only when stderr is a terminal; erased when done."""
 
-    def __init__(self, enabled: bool, label: str):
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            self.bar = click.progressbar(length=0, label=label, file=sys.stderr, show_pos=True)
-            self.bar.__enter__()
+    def __init__(self, enabled: bool, label: str, stream=None):
+        self.stream = stream or sys.stderr
+        self.label = label
+        self.active = enabled and self.stream.isatty()
+        self.shown = False
 
     def __call__(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.pos = n
-            self.bar.render_progress()
+        if self.active:
+            self.stream.write(f"\r{self.label}: {n} files")
+            self.stream.flush()
+            self.shown = True
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.shown = False
 
 
 def finish(res, reporter: Reporter, kw) -> int:

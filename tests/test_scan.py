@@ -310,3 +310,41 @@ def test_real_database_matches_the_scanelf_pipeline(tmp_path, builder, cache):
     assert out["providers"]["libxml2.so.2"] == "libxml2"
     # libcurl pulls in libssl3, libcrypto3, zlib, zstd-libs and musl (its D: line); the minimal set drops them
     assert out["packages"] == ["argon2-libs", "libcurl", "libxml2"]
+
+
+def test_progress_only_on_a_terminal(demo_root, tmp_path, cache):
+    import pty
+
+    root = copy_root(demo_root, tmp_path / "root")
+    many = root / "usr/local/share/many"
+    many.mkdir(parents=True)
+    for i in range(2500):
+        (many / f"f{i}").write_bytes(b"")
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "rundeps", "scan", "--root", str(root), *cache],
+                              stdout=subprocess.PIPE, stderr=slave, timeout=120)
+        os.close(slave)
+        slave = None
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    assert proc.stdout == b"libpq\nlibsharpyuv\ntiff\n"
+    assert re.search(rb"\rScanning: \d{4} files", seen)
+    assert seen.endswith(b"\r\x1b[K")  # erased when done
+    # not a terminal: no progress at all
+    r = run("scan", "--root", root, *cache)
+    assert r.stderr == ""
+    r = run("scan", "--root", root, "--no-progress", *cache)
+    assert r.stderr == ""
