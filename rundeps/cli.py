@@ -111,8 +111,8 @@ def output_options(fn: Callable) -> Callable:
                      help="The virtual package name --format apk uses."),
         click.option("--allow-unresolved", is_flag=True, help="Exit 0 even when some sonames do not resolve."),
         click.option("--dlopen", "use_dlopen", is_flag=True,
-                     help="Add packages for libraries that Python code loads at run time "
-                          "(ctypes, cffi) to the set."),
+                     help="Also read the tree's Python files for libraries loaded at run time "
+                          "(ctypes, cffi): report them and add the packages that provide them."),
         click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr."),
     ]
     for opt in reversed(opts):
@@ -197,7 +197,11 @@ def finish(res, reporter: Reporter, kw) -> int:
 
 
 def add_dlopen(res, paths: List[str], root: str, reporter: Reporter, use: bool) -> None:
-    """Find run-time loaded libraries in the tree's Python files."""
+    """With ``--dlopen``: find run-time loaded libraries in the tree's Python
+    files, report them and add their packages. (Off by default: reading every
+    ``.py`` file of a large site-packages costs more than the ELF scan.)"""
+    if not use:
+        return
     from .dlopen import resolve_findings, scan_tree_sources
 
     findings = scan_tree_sources(paths, root)
@@ -206,7 +210,7 @@ def add_dlopen(res, paths: List[str], root: str, reporter: Reporter, use: bool) 
     res.dlopen_packages = extra
     for f in unresolved:
         reporter.warning(f"{f.path}:{f.line}: {f.call}({f.name!r}) loads a library no package provides")
-    if use and extra:
+    if extra:
         from .resolve import Resolver
 
         Resolver(res.universe, None).add_packages(res, extra)
@@ -258,7 +262,8 @@ def scan(paths, exclude, progress, **kw):
 @click.argument("name")
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files whose path matches GLOB (repeatable).")
-@click.option("--dlopen", "use_dlopen", is_flag=True, help="Count libraries Python code loads at run time.")
+@click.option("--dlopen", "use_dlopen", is_flag=True,
+              help="Also count libraries the tree's Python code loads at run time (ctypes, cffi).")
 @source_options
 @handle_errors
 def why(name, paths, exclude, use_dlopen, **kw):

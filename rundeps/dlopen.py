@@ -340,15 +340,22 @@ def _subscript_index(node: ast.Subscript) -> ast.AST:
     return index
 
 
-_LOADER_WORDS = ("ctypes", "cffi", "CDLL", "cdll", "PyDLL", "LoadLibrary", "dlopen", "find_library")
+_LOADER_WORDS = ("CDLL", "PyDLL", "LoadLibrary", "dlopen", "find_library", "cdll")
 _LOADER_WORDS_B = tuple(w.encode() for w in _LOADER_WORDS)
+_LIB_SO = r"lib[\w.+-]*\.so"  # starts with a literal: the regex engine skips ahead fast
+_LIB_SO_RE = re.compile(_LIB_SO)
+_LIB_SO_RE_B = re.compile(_LIB_SO.encode())
 
 
 def _may_load(source: Union[str, bytes]) -> bool:
-    """Cheap pre-check: every form :func:`find_dlopen` finds names one of these
-    words in the source text (an import alias still names it once)."""
-    words = _LOADER_WORDS_B if isinstance(source, bytes) else _LOADER_WORDS
-    return any(w in source for w in words)
+    """Cheap pre-check before parsing: every form :func:`find_dlopen` finds
+    names a loader (an import alias still names it once) or holds a
+    ``lib*.so`` literal."""
+    if isinstance(source, bytes):
+        words, regex = _LOADER_WORDS_B, _LIB_SO_RE_B
+    else:
+        words, regex = _LOADER_WORDS, _LIB_SO_RE
+    return any(w in source for w in words) or regex.search(source) is not None
 
 
 def find_dlopen(

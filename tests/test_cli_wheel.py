@@ -167,12 +167,15 @@ def test_scan_dlopen_and_why(tmp_path):
     with open(root / "lib/apk/db/installed", "a") as f:
         f.write(f"\nP:libmagic\nV:5.45-r1\nA:{ARCH}\nD:so:{LIBC}\np:so:libmagic.so.1=1.0.0\n")
     c = ["--cache-dir", tmp_path / "c"]
+    # Python sources are read only when asked
     out = json.loads(run("scan", "--root", root, "--format", "json", *c).stdout)
-    assert {(d["name"], d["path"], d["line"]) for d in out["dlopen"]} == {
-        ("magic", f"{SITE}/magic/loader.py", 6),
-        ("libmagic.so.1", f"{SITE}/magic/loader.py", 7),
+    assert out["dlopen"] == [] and "libmagic" not in out["all_packages"]
+    out = json.loads(run("scan", "--root", root, "--format", "json", "--dlopen", *c).stdout)
+    assert {(d["name"], d["path"], d["line"], d["package"]) for d in out["dlopen"]} == {
+        ("magic", f"{SITE}/magic/loader.py", 6, "libmagic"),
+        ("libmagic.so.1", f"{SITE}/magic/loader.py", 7, "libmagic"),
     }
-    assert "libmagic" not in out["packages"]
+    assert out["why"]["libmagic"]["dlopen"] == ["libmagic.so.1", "magic"]
     r = run("scan", "--root", root, "--dlopen", *c)
     assert r.stdout.split() == ["libmagic", "libpq", "libsharpyuv", "tiff"]
     # why, for a package, a soname, a dropped package and something nobody needs
