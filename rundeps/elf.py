@@ -28,6 +28,7 @@ memory and time stay bounded.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from dataclasses import dataclass
@@ -385,12 +386,32 @@ def _parse_dynamic(dynamic_ph, loads, dyn_s: struct.Struct, pread):
     return needed, soname, rpath, runpath
 
 
+#: Offsets at or past this are not in any file (pread/lseek take a signed
+#: 64-bit offset; file systems stop far earlier and answer EINVAL).
+MAX_OFFSET = (1 << 63) - 1
+
+
+def _einval(exc: OSError) -> bool:
+    return exc.errno == errno.EINVAL
+
+
 def _file_pread(f: BinaryIO) -> Callable[[int, int], bytes]:
     def pread(offset: int, size: int) -> bytes:
         if size <= 0:
             return b""
-        f.seek(offset)
-        return f.read(size)
+        if offset + size > MAX_OFFSET:
+            raise ElfError("offset out of range")
+        try:
+            f.seek(offset)
+            return f.read(size)
+        except OverflowError:
+            raise ElfError("offset out of range") from None
+        except OSError as exc:
+            # An offset past the file system's largest file (EINVAL) is the
+            # ELF file's fault; other errors (EIO, ...) are the file's.
+            if _einval(exc):
+                raise ElfError("offset out of range") from None
+            raise
 
     return pread
 
@@ -402,10 +423,16 @@ def parse_fd(fd: int, head: bytes) -> ElfInfo:
     def pread(offset: int, size: int) -> bytes:
         if size <= 0:
             return b""
+        if offset + size > MAX_OFFSET:
+            raise ElfError("offset out of range")
         try:
             return os.pread(fd, size, offset)
         except OverflowError:
             raise ElfError("offset out of range") from None
+        except OSError as exc:
+            if _einval(exc):
+                raise ElfError("offset out of range") from None
+            raise
 
     try:
         return _parse(head, pread)
@@ -472,9 +499,9 @@ def read_elf_pyelftools(f: BinaryIO) -> Optional[ElfInfo]:
     head = f.read(HEAD_SIZE)
     if not is_elf_magic(head):
         return None
-    h = _parse_header(head, _file_pread(f))  # caps e_phnum before pyelftools sees it
     pread = _file_pread(f)
     try:
+        h = _parse_header(head, pread)  # caps e_phnum before pyelftools sees it
         from elftools.elf.elffile import ELFFile
 
         f.seek(0)

@@ -184,7 +184,8 @@ class FileCache:
         except FileNotFoundError:
             return Entries()
         except OSError as exc:
-            self._warn(f"file cache entry {path} unreadable, not used: {exc}")
+            self._broken = True
+            self._warn(f"file cache disabled: cannot read {path}: {exc}")
             return Entries()
         try:
             return decode_entries(blob, key)

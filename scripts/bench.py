@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Benchmark rundeps' tree scan against ``scanelf --needed --recursive`` (issue 5).
+
+Trees (built once under ``--work``, reused afterwards):
+
+* A: a site-packages unpacked from musllinux x86_64 cp312 wheels of
+  numpy scipy pandas pillow lxml cryptography psycopg2-binary grpcio orjson
+  pydantic-core pyarrow greenlet gevent markupsafe pyyaml msgpack zstandard
+  ujson regex (about 5,700 files, 540 MB, 310 ELF files);
+* B: tree A copied 20 times under different folder names (~115,000 files).
+
+For each tree it first checks that the sonames rundeps reads per file equal
+scanelf's, then runs whole processes alternately (scanelf, rundeps cold,
+rundeps warm), ``--runs`` times each, and prints medians, ratios to scanelf
+and peak RSS (``os.wait4`` rusage of each process).
+
+Targets: cold <= 2 x scanelf (A and B), warm <= 1 x scanelf (A), peak
+memory <= 150 MB (B).
+
+The timed rundeps command is a template (``--cmd``) with ``{tree}``,
+``{cache}`` (a cache folder) and ``{nocache}`` (``--no-cache`` for cold runs,
+empty for warm runs) placeholders, run through the shell.  The default calls
+``rundeps.walk.scan`` directly (``{python} -c ...``); once the CLI exists use::
+
+    --cmd 'rundeps scan --db DB --allow-unresolved --cache-dir {cache} {nocache} {tree}'
+
+``--venv`` runs rundeps with a clean virtualenv's interpreter (made under
+``--work`` with pyelftools, diskcache and click from PyPI), i.e. without this
+machine's site-packages ``.pth`` start-up hooks, as in a real image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+PACKAGES = (
+    "numpy scipy pandas pillow lxml cryptography psycopg2-binary grpcio orjson pydantic-core "
+    "pyarrow greenlet gevent markupsafe pyyaml msgpack zstandard ujson regex"
+).split()
+COPIES = 20
+
+SCAN_SNIPPET = r"""
+import sys
+from rundeps.walk import scan
+tree, cache_dir, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+cache = None
+if cache_dir != '-':
+    from rundeps.filecache import FileCache
+    cache = FileCache.open(cache_dir, lambda m: print('warning:', m, file=sys.stderr))
+errors = []
+res = scan([tree], cache=cache, on_error=lambda p, r: errors.append((p, r)))
+if mode == 'dump':
+    import json
+    json.dump({i.path: list(i.info.needed) for i in res.items}, sys.stdout)
+else:
+    print(len(res.items), res.files_seen, len(errors))
+"""
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# -- trees -------------------------------------------------------------------
+
+
+def build_tree_a(work: Path) -> Path:
+    tree = work / "treeA" / "site-packages"
+    done = work / "treeA" / ".done"
+    if done.exists():
+        return tree
+    wheels = work / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    for pkg in PACKAGES:
+        norm = pkg.replace("-", "_").lower()
+        if any(w.name.lower().startswith(norm + "-") for w in wheels.glob("*.whl")):
+            continue
+        log(f"downloading {pkg}")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+             "--python-version", "3.12", "--implementation", "cp",
+             "--platform", "musllinux_1_2_x86_64", "--platform", "musllinux_1_1_x86_64",
+             "-d", str(wheels), pkg],
+            check=True,
+        )
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir(parents=True)
+    for whl in sorted(wheels.glob("*.whl")):
+        with zipfile.ZipFile(whl) as zf:
+            zf.extractall(tree)
+    done.touch()
+    return tree
+
+
+def build_tree_b(work: Path, tree_a: Path) -> Path:
+    tree = work / "treeB"
+    done = work / ".treeB.done"
+    if done.exists():
+        return tree
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir()
+    for i in range(1, COPIES + 1):
+        log(f"copying tree A -> treeB/copy{i:02d}")
+        shutil.copytree(tree_a, tree / f"copy{i:02d}", symlinks=True)
+    done.touch()
+    return tree
+
+
+def make_venv(work: Path) -> str:
+    venv = work / "venv"
+    py = venv / "bin" / "python"
+    if not (venv / ".done").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "pyelftools", "diskcache", "click"], check=True)
+        (venv / ".done").touch()
+    return str(py)
+
+
+# -- running -----------------------------------------------------------------
+
+
+def run_timed(cmd: str, env=None):
+    """Run ``cmd`` (split with shlex, no shell) under ``/usr/bin/time``;
+    returns (wall seconds, peak RSS in MB).  GNU time forks from a tiny
+    process, so the peak is the command's own (a fork of this Python process
+    would start with this process's RSS)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        argv = ["/usr/bin/time", "-f", "%M", "-o", tf.name] + shlex.split(cmd)
+        t0 = time.perf_counter()
+        p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        wall = time.perf_counter() - t0
+        if p.returncode != 0:
+            raise SystemExit(f"command failed ({p.returncode}): {cmd}\n{p.stderr.decode(errors='replace')}")
+        lines = [ln for ln in tf.read().splitlines() if ln.strip()]
+    return wall, int(lines[-1]) / 1024.0
+
+
+def scanelf_needed(tree: Path):
+    out = subprocess.run(["scanelf", "--needed", "--nobanner", "--recursive", str(tree)],
+                         check=True, stdout=subprocess.PIPE, text=True, errors="surrogateescape").stdout
+    got = {}
+    for line in out.splitlines():
+        _etype, rest = line.split(" ", 1)
+        needed, path = rest.split(" ", 1)
+        got[path.rstrip()] = [n for n in needed.split(",") if n and n != "-"]
+    return got
+
+
+def check_agreement(python: str, env, tree: Path) -> int:
+    ref = scanelf_needed(tree)
+    out = subprocess.run([python, "-c", SCAN_SNIPPET, str(tree), "-", "dump"], check=True,
+                         stdout=subprocess.PIPE, env=env, text=True).stdout
+    mine = json.loads(out)
+    if set(ref) != set(mine):
+        only_ref = sorted(set(ref) - set(mine))[:5]
+        only_mine = sorted(set(mine) - set(ref))[:5]
+        raise SystemExit(f"ELF file sets differ: scanelf only {only_ref}, rundeps only {only_mine}")
+    bad = [p for p in ref if ref[p] != mine[p]]
+    if bad:
+        raise SystemExit(f"sonames differ for {len(bad)} files, e.g. {bad[0]}: scanelf {ref[bad[0]]} rundeps {mine[bad[0]]}")
+    return len(ref)
+
+
+def bench_tree(name: str, tree: Path, cmd_tpl: str, python: str, env, runs: int, warm: bool):
+    n = check_agreement(python, env, tree)
+    log(f"tree {name}: {n} ELF files, sonames agree with scanelf")
+    cache = Path(tempfile.mkdtemp(prefix=f"rundeps-bench-cache-{name}-"))
+    fmt = dict(tree=shlex.quote(str(tree)), cache=shlex.quote(str(cache)), python=shlex.quote(python))
+    scanelf_cmd = f"scanelf --needed --nobanner --recursive {shlex.quote(str(tree))}"
+    cold_cmd = cmd_tpl.format(nocache="--no-cache", **fmt)
+    warm_cmd = cmd_tpl.format(nocache="", **fmt)
+    # Prime: page cache for everybody, file cache for warm runs.
+    run_timed(scanelf_cmd)
+    run_timed(warm_cmd, env)
+    res = {"scanelf": [], "cold": [], "warm": []}
+    for i in range(runs):
+        res["scanelf"].append(run_timed(scanelf_cmd))
+        res["cold"].append(run_timed(cold_cmd, env))
+        if warm:
+            res["warm"].append(run_timed(warm_cmd, env))
+        log(f"  run {i + 1}/{runs}: " + "  ".join(f"{k} {v[-1][0]:.3f}s" for k, v in res.items() if v))
+    shutil.rmtree(cache, ignore_errors=True)
+    base = statistics.median(w for w, _ in res["scanelf"])
+    rows = []
+    for k, v in res.items():
+        if not v:
+            continue
+        med = statistics.median(w for w, _ in v)
+        rows.append((k, med, med / base, max(m for _, m in v)))
+    return n, rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/tmp/rundeps-bench", help="work folder (trees, wheels, venv); reused")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--trees", default="A,B")
+    ap.add_argument("--python", default=sys.executable, help="interpreter for the default command")
+    ap.add_argument("--venv", action="store_true", help="use a clean venv's interpreter (no site .pth hooks)")
+    ap.add_argument("--cmd", default=None,
+                    help="rundeps command template with {tree} {cache} {nocache} {python}")
+    ap.add_argument("--no-warm", action="store_true", help="skip warm runs (e.g. if the command has no cache)")
+    args = ap.parse_args(argv)
+
+    if shutil.which("scanelf") is None:
+        raise SystemExit("scanelf (pax-utils) is needed")
+    if not os.path.exists("/usr/bin/time"):
+        raise SystemExit("GNU time (/usr/bin/time) is needed")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    tree_a = build_tree_a(work)
+    trees = {"A": tree_a}
+    if "B" in args.trees.split(","):
+        trees["B"] = build_tree_b(work, tree_a)
+
+    python = make_venv(work) if args.venv else args.python
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(PROJECT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd_tpl = args.cmd if args.cmd else _DefaultTemplate(python)
+
+    startup = statistics.median(run_timed(f"{shlex.quote(python)} -c pass", env)[0] for _ in range(5))
+    print(f"interpreter: {python} (bare start-up median {startup * 1000:.0f} ms)")
+    print(f"{'tree':4} {'ELF':>5} {'run':8} {'median s':>9} {'x scanelf':>10} {'peak MB':>8}")
+    for name in args.trees.split(","):
+        n, rows = bench_tree(name, trees[name], cmd_tpl, python, env, args.runs, warm=not args.no_warm)
+        for k, med, ratio, mem in rows:
+            print(f"{name:4} {n:5d} {k:8} {med:9.3f} {ratio:10.2f} {mem:8.1f}", flush=True)
+    return 0
+
+
+class _DefaultTemplate(str):
+    """The default command: ``python -c SNIPPET TREE CACHE|-``."""
+
+    def __new__(cls, python):
+        return str.__new__(cls, "")
+
+    def __init__(self, python):
+        self.python = python
+
+    def format(self, nocache, tree, cache, python):  # noqa: A003
+        cache_arg = "-" if nocache else cache
+        return f"{python} -c {shlex.quote(SCAN_SNIPPET)} {tree} {cache_arg} run"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
