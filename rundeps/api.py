@@ -10,7 +10,6 @@ The CLI is a thin layer over these functions::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
 from .apkdb import Repository, Universe, parse_installed
@@ -24,22 +23,39 @@ __all__ = ["Sources", "check_tree", "load_database", "load_universe", "open_inde
 Warn = Callable[[str], None]
 
 
-@dataclass
 class Sources:
-    """Where packages come from: an installed database and repository indexes."""
+    """Where packages come from: an installed database and repository indexes.
 
-    db: Optional[str] = None
-    """An installed database file (default: ``<root>/lib/apk/db/installed``)."""
-    indexes: Sequence[str] = ()
-    repos: Sequence[str] = ()
-    alpine: Optional[str] = None
-    mirror: Optional[str] = None
-    keys_dirs: Sequence[str] = ()
-    allow_untrusted: bool = False
-    offline: bool = False
-    refresh: bool = False
-    cache_dir: Optional[str] = None
-    use_cache: bool = True
+    ``db``: an installed database file (default ``<root>/lib/apk/db/installed``);
+    ``indexes``, ``repos``, ``alpine``/``mirror``: repository indexes;
+    ``keys_dirs``: trusted keys besides the root's; the rest as the CLI options.
+    """
+
+    def __init__(
+        self,
+        db: Optional[str] = None,
+        indexes: Sequence[str] = (),
+        repos: Sequence[str] = (),
+        alpine: Optional[str] = None,
+        mirror: Optional[str] = None,
+        keys_dirs: Sequence[str] = (),
+        allow_untrusted: bool = False,
+        offline: bool = False,
+        refresh: bool = False,
+        cache_dir: Optional[str] = None,
+        use_cache: bool = True,
+    ):
+        self.db = db
+        self.indexes = indexes
+        self.repos = repos
+        self.alpine = alpine
+        self.mirror = mirror
+        self.keys_dirs = keys_dirs
+        self.allow_untrusted = allow_untrusted
+        self.offline = offline
+        self.refresh = refresh
+        self.cache_dir = cache_dir
+        self.use_cache = use_cache
 
     def names_index(self) -> bool:
         return bool(self.indexes or self.repos or self.alpine)
@@ -243,17 +259,20 @@ def machine_arch() -> Optional[str]:
     }.get(m, m)
 
 
-@dataclass
 class WheelCheck:
-    """One wheel checked: what it is, and what it needs on the target."""
+    """One wheel checked: the :class:`rundeps.wheel.WheelScan`, its
+    resolution (None for a pure wheel), the target arch, a one-line verdict,
+    whether the wheel is usable as it is, and whether no package source was
+    available to map external sonames."""
 
-    wheel: "object"
-    """The :class:`rundeps.wheel.WheelScan`."""
-    resolution: Optional[Resolution]
-    target_arch: Optional[str]
-    verdict: str
-    ok: bool
-    no_sources: bool = False
+    def __init__(self, wheel, resolution: Optional[Resolution], target_arch: Optional[str], verdict: str,
+                 ok: bool, no_sources: bool = False):
+        self.wheel = wheel
+        self.resolution = resolution
+        self.target_arch = target_arch
+        self.verdict = verdict
+        self.ok = ok
+        self.no_sources = no_sources
 
 
 def check_wheel(

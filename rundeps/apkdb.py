@@ -12,7 +12,6 @@ which package provides ``so:libz.so.1``, which package owns
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 __all__ = [
@@ -111,14 +110,32 @@ class _VersionOrder:
 _ATOM_RE = re.compile(r"^(?P<neg>!?)(?P<name>[^<>=~]+)(?:(?P<op>[<>=~]+)(?P<version>.*))?$")
 
 
-@dataclass(frozen=True)
 class Atom:
-    """One dependency or provide: ``so:libz.so.1=1.3.1``, ``musl>=1.2``, ``!foo``."""
+    """One dependency or provide: ``so:libz.so.1=1.3.1``, ``musl>=1.2``, ``!foo``.
 
-    name: str
-    op: str = ""
-    version: str = ""
-    conflict: bool = False
+    (A plain class with slots, not a dataclass: the package model is on every
+    run's start-up path and dataclass creation costs about a millisecond each.)
+    """
+
+    __slots__ = ("name", "op", "version", "conflict")
+
+    def __init__(self, name: str, op: str = "", version: str = "", conflict: bool = False):
+        self.name = name
+        self.op = op
+        self.version = version
+        self.conflict = conflict
+
+    def _key(self):
+        return (self.name, self.op, self.version, self.conflict)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Atom) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Atom({'!' if self.conflict else ''}{self.name}{self.op}{self.version})"
 
 
 def parse_atom(text: str) -> Optional[Atom]:
@@ -146,22 +163,49 @@ def _atoms(value: str) -> Tuple[Atom, ...]:
 # -- packages -----------------------------------------------------------------
 
 
-@dataclass
 class Package:
-    """One package block of the installed database or of an index."""
+    """One package block of the installed database or of an index.
 
-    name: str
-    version: str = ""
-    arch: str = ""
-    depends: Tuple[Atom, ...] = ()
-    provides: Tuple[Atom, ...] = ()
-    provider_priority: int = 0
-    install_if: Tuple[Atom, ...] = ()
-    origin: str = ""
-    description: str = ""
-    files: List[str] = field(default_factory=list)
-    source: str = ""
-    """Which source holds it: ``installed`` or an index's name or URL."""
+    Two packages are equal when name, version and source are; ``files`` are
+    the paths it owns, relative to the root (installed database only).
+    """
+
+    __slots__ = ("name", "version", "arch", "depends", "provides", "provider_priority",
+                 "install_if", "origin", "description", "files", "source")
+
+    def __init__(
+        self,
+        name: str,
+        version: str = "",
+        arch: str = "",
+        depends: Tuple[Atom, ...] = (),
+        provides: Tuple[Atom, ...] = (),
+        provider_priority: int = 0,
+        install_if: Tuple[Atom, ...] = (),
+        origin: str = "",
+        description: str = "",
+        files: Optional[List[str]] = None,
+        source: str = "",
+    ):
+        self.name = name
+        self.version = version
+        self.arch = arch
+        self.depends = depends
+        self.provides = provides
+        self.provider_priority = provider_priority
+        self.install_if = install_if
+        self.origin = origin
+        self.description = description
+        self.files = files if files is not None else []
+        self.source = source
+        """Which source holds it: ``installed`` or an index's name or URL."""
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state):
+        for k in self.__slots__:
+            setattr(self, k, state.get(k, [] if k == "files" else ""))
 
     def __hash__(self) -> int:
         return hash((self.name, self.version, self.source))

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Optional
 
 __all__ = ["default_cache_dir"]
 
 
-def default_cache_dir(explicit: Optional[str] = None) -> Path:
+def default_cache_dir(explicit=None) -> str:
     """The cache folder: ``explicit``, else ``$RUNDEPS_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/rundeps``, else ``~/.cache/rundeps``."""
+    ``$XDG_CACHE_HOME/rundeps``, else ``~/.cache/rundeps``.
+
+    (``os.path`` rather than ``pathlib``: this is on every run's start-up path.)
+    """
     if explicit:
-        return Path(explicit)
+        return os.fspath(explicit)
     env = os.environ.get("RUNDEPS_CACHE_DIR")
     if env:
-        return Path(env)
+        return env
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "rundeps"
-    return Path.home() / ".cache" / "rundeps"
+        return os.path.join(xdg, "rundeps")
+    return os.path.join(os.path.expanduser("~"), ".cache", "rundeps")

@@ -517,8 +517,8 @@ def index_clear(cache_dir):
     from .fetch import clear_cache
 
     directory = default_cache_dir(cache_dir)
-    removed = clear_cache(str(directory))
-    click.echo(f"cleared {directory / 'index'}" if removed else f"nothing cached in {directory}")
+    removed = clear_cache(directory)
+    click.echo(f"cleared {os.path.join(directory, 'index')}" if removed else f"nothing cached in {directory}")
 
 
 def _root(root: Optional[str]):

@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import posixpath
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .apkdb import Package, Universe
@@ -191,42 +190,53 @@ class WheelFS:
 # -- results ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Edge:
-    """How one needed soname of one object was satisfied."""
+    """How one needed soname of one object was satisfied.
 
-    path: str
-    """The in-root path of the object that needs it."""
-    soname: str
-    kind: str
-    """``musl``, ``package``, ``in_tree``, ``glibc`` or ``unresolved``."""
-    package: Optional[Package] = None
-    library: Optional[str] = None
-    """The in-root path of the library the loader would open (when found)."""
-    via: str = ""
-    """``builtin``, ``owner`` (file owned by the package), ``provides`` or ``search``."""
+    ``path``: the in-root path of the object that needs it; ``kind``:
+    ``musl``, ``package``, ``in_tree``, ``glibc`` or ``unresolved``;
+    ``library``: the in-root path of the library the loader would open (when
+    found); ``via``: ``builtin``, ``owner`` (a file the package owns),
+    ``provides`` or ``search``.
+    """
+
+    __slots__ = ("path", "soname", "kind", "package", "library", "via")
+
+    def __init__(self, path: str, soname: str, kind: str, package: Optional[Package] = None,
+                 library: Optional[str] = None, via: str = ""):
+        self.path = path
+        self.soname = soname
+        self.kind = kind
+        self.package = package
+        self.library = library
+        self.via = via
+
+    def __repr__(self) -> str:
+        return f"Edge({self.path} -> {self.soname}: {self.kind} {self.package or self.library or ''})"
 
 
-@dataclass
 class Resolution:
-    """Everything ``scan`` found, and the packages it needs."""
+    """Everything ``scan`` found, and the packages it needs.
 
-    arch: Optional[str]
-    edges: List[Edge] = field(default_factory=list)
-    objects: Dict[str, ElfInfo] = field(default_factory=dict)
-    """Every object looked at: the scanned files and the in-tree libraries they load."""
-    scanned: List[str] = field(default_factory=list)
-    all_packages: List[Package] = field(default_factory=list)
-    packages: List[Package] = field(default_factory=list)
-    glibc_linked: Dict[str, List[str]] = field(default_factory=dict)
-    extra: Dict[str, Package] = field(default_factory=dict)
-    """Packages added from outside the ELF graph (``--dlopen`` findings), by the name that asked."""
-    universe: Optional[Universe] = None
-    """The package sources the packages were chosen from."""
-    dlopen: List = field(default_factory=list)
-    """Libraries Python code loads at run time (:class:`rundeps.dlopen.DlopenFinding`)."""
-    dlopen_packages: Dict[str, Package] = field(default_factory=dict)
-    """The package for each run-time loaded name that one provides (added to the set only with ``--dlopen``)."""
+    ``objects``: every object looked at (the scanned files and the in-tree
+    libraries they load); ``extra``: packages added from outside the ELF graph
+    (``--dlopen``), by the name that asked; ``dlopen``: run-time loads found
+    (:class:`rundeps.dlopen.DlopenFinding`); ``dlopen_packages``: the package
+    for each such name that one provides; ``universe``: the package sources.
+    """
+
+    def __init__(self, arch: Optional[str], universe: Optional[Universe] = None):
+        self.arch = arch
+        self.universe = universe
+        self.edges: List[Edge] = []
+        self.objects: Dict[str, ElfInfo] = {}
+        self.scanned: List[str] = []
+        self.all_packages: List[Package] = []
+        self.packages: List[Package] = []
+        self.glibc_linked: Dict[str, List[str]] = {}
+        self.extra: Dict[str, Package] = {}
+        self.dlopen: List = []
+        self.dlopen_packages: Dict[str, Package] = {}
 
     @property
     def providers(self) -> Dict[str, Package]:

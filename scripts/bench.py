@@ -18,11 +18,14 @@ Targets: cold <= 2 x scanelf (A and B), warm <= 1 x scanelf (A), peak
 memory <= 150 MB (B).
 
 The timed rundeps command is a template (``--cmd``) with ``{tree}``,
-``{cache}`` (a cache folder) and ``{nocache}`` (``--no-cache`` for cold runs,
-empty for warm runs) placeholders, run through the shell.  The default calls
-``rundeps.walk.scan`` directly (``{python} -c ...``); once the CLI exists use::
+``{cache}`` (a cache folder), ``{nocache}`` (``--no-cache`` for cold runs,
+empty for warm runs), ``{python}`` and ``{db}`` placeholders.  The default is
+the whole command a user runs, resolving against a small installed database
+the benchmark writes (musl and the libraries the wheels do not vendor)::
 
-    --cmd 'rundeps scan --db DB --allow-unresolved --cache-dir {cache} {nocache} {tree}'
+    {python} -m rundeps scan --db {db} --allow-unresolved -q --cache-dir {cache} {nocache} {tree}
+
+``--cmd walk`` times only the library's walk (``rundeps.walk.scan``).
 
 ``--venv`` runs rundeps with a clean virtualenv's interpreter (made under
 ``--work`` with pyelftools, diskcache and click from PyPI), i.e. without this
@@ -126,7 +129,8 @@ def make_venv(work: Path) -> str:
     py = venv / "bin" / "python"
     if not (venv / ".done").exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "pyelftools", "diskcache", "click"], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "pyelftools", "diskcache", "click", "requests", "rsa"],
+                       check=True)
         (venv / ".done").touch()
     return str(py)
 
@@ -176,11 +180,22 @@ def check_agreement(python: str, env, tree: Path) -> int:
     return len(ref)
 
 
+def write_db(path: Path) -> Path:
+    """A small installed database: what the wheels of tree A need from the system."""
+    arch = "x86_64"
+    blocks = [f"P:musl\nV:1.2.5-r0\nA:{arch}\np:so:libc.musl-{arch}.so.1=1\nF:lib\nR:ld-musl-{arch}.so.1\n"]
+    for name, soname in (("libgcc", "libgcc_s.so.1"), ("libstdc++", "libstdc++.so.6"), ("zlib", "libz.so.1")):
+        blocks.append(f"P:{name}\nV:1-r0\nA:{arch}\nD:so:libc.musl-{arch}.so.1\np:so:{soname}=1\n")
+    path.write_text("\n".join(blocks))
+    return path
+
+
 def bench_tree(name: str, tree: Path, cmd_tpl: str, python: str, env, runs: int, warm: bool):
     n = check_agreement(python, env, tree)
     log(f"tree {name}: {n} ELF files, sonames agree with scanelf")
     cache = Path(tempfile.mkdtemp(prefix=f"rundeps-bench-cache-{name}-"))
-    fmt = dict(tree=shlex.quote(str(tree)), cache=shlex.quote(str(cache)), python=shlex.quote(python))
+    fmt = dict(tree=shlex.quote(str(tree)), cache=shlex.quote(str(cache)), python=shlex.quote(python),
+               db=shlex.quote(str(write_db(cache / "bench.installed"))))
     scanelf_cmd = f"scanelf --needed --nobanner --recursive {shlex.quote(str(tree))}"
     cold_cmd = cmd_tpl.format(nocache="--no-cache", **fmt)
     warm_cmd = cmd_tpl.format(nocache="", **fmt)
@@ -213,7 +228,7 @@ def main(argv=None) -> int:
     ap.add_argument("--python", default=sys.executable, help="interpreter for the default command")
     ap.add_argument("--venv", action="store_true", help="use a clean venv's interpreter (no site .pth hooks)")
     ap.add_argument("--cmd", default=None,
-                    help="rundeps command template with {tree} {cache} {nocache} {python}")
+                    help="rundeps command template with {tree} {cache} {nocache} {python} {db}, or 'walk'")
     ap.add_argument("--no-warm", action="store_true", help="skip warm runs (e.g. if the command has no cache)")
     args = ap.parse_args(argv)
 
@@ -229,9 +244,12 @@ def main(argv=None) -> int:
         trees["B"] = build_tree_b(work, tree_a)
 
     python = make_venv(work) if args.venv else args.python
+    # An installed copy has its .pyc files (pip compiles them); a checkout run
+    # with PYTHONDONTWRITEBYTECODE=1 would compile every module on every run.
+    subprocess.run([python, "-m", "compileall", "-q", str(PROJECT / "rundeps")], check=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(PROJECT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd_tpl = args.cmd if args.cmd else _DefaultTemplate(python)
+    cmd_tpl = _WalkTemplate(python) if args.cmd == "walk" else (args.cmd or CLI_TEMPLATE)
 
     startup = statistics.median(run_timed(f"{shlex.quote(python)} -c pass", env)[0] for _ in range(5))
     print(f"interpreter: {python} (bare start-up median {startup * 1000:.0f} ms)")
@@ -243,8 +261,11 @@ def main(argv=None) -> int:
     return 0
 
 
-class _DefaultTemplate(str):
-    """The default command: ``python -c SNIPPET TREE CACHE|-``."""
+CLI_TEMPLATE = "{python} -m rundeps scan --db {db} --allow-unresolved -q --cache-dir {cache} {nocache} {tree}"
+
+
+class _WalkTemplate(str):
+    """``--cmd walk``: ``python -c SNIPPET TREE CACHE|-`` (the library's walk only)."""
 
     def __new__(cls, python):
         return str.__new__(cls, "")
@@ -252,7 +273,7 @@ class _DefaultTemplate(str):
     def __init__(self, python):
         self.python = python
 
-    def format(self, nocache, tree, cache, python):  # noqa: A003
+    def format(self, nocache, tree, cache, python, db=None):  # noqa: A003
         cache_arg = "-" if nocache else cache
         return f"{python} -c {shlex.quote(SCAN_SNIPPET)} {tree} {cache_arg} run"
 
