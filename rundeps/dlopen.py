@@ -45,6 +45,7 @@ import io
 import os
 import posixpath
 import re
+import stat
 import tokenize
 import warnings
 from dataclasses import dataclass
@@ -484,6 +485,27 @@ def iter_py_files(path: str) -> Iterator[str]:
                 yield os.path.join(dirpath, fn)
 
 
+def _read_source(fn: str, max_size: int) -> Optional[bytes]:
+    """Up to ``max_size + 1`` bytes of the regular file ``fn``, or None when it
+    is not a regular file (a FIFO, socket or device is never read: opening a
+    FIFO for reading would block until a writer comes).  OSError propagates."""
+    fd = os.open(fn, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks = []
+        left = max_size + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def scan_sources(
     paths: Iterable[str],
     *,
@@ -500,12 +522,15 @@ def scan_sources(
     for top in paths:
         for fn in iter_py_files(top):
             try:
+                if not stat.S_ISREG(os.stat(fn).st_mode):
+                    continue  # a FIFO, socket or device: never opened
                 size = os.path.getsize(fn)
                 if size > max_size:
                     _report(on_problem, fn, "skipped: larger than %d bytes" % max_size)
                     continue
-                with open(fn, "rb") as f:
-                    data = f.read(max_size + 1)
+                data = _read_source(fn, max_size)
+                if data is None:
+                    continue
             except OSError as exc:
                 _report(on_problem, fn, "skipped: %s" % (exc.strerror or exc))
                 continue
@@ -664,19 +689,23 @@ def scan_tree_sources(
             continue
         if os.path.isfile(host):
             files = [host] if host.endswith(".py") else []
-        else:
+        elif os.path.isdir(host):
             files = list(iter_py_files(host))
+        else:
+            files = []  # a FIFO, socket or device given by name: never opened
         for fn in files:
-            if os.path.islink(fn):
-                continue
             rel = os.path.relpath(fn, root)
             shown = "/" + rel.replace(os.sep, "/") if rel != "." else "/"
             try:
-                if os.path.getsize(fn) > max_size:
+                st = os.lstat(fn)
+                if not stat.S_ISREG(st.st_mode):
+                    continue  # a symlink, FIFO, socket or device: never opened
+                if st.st_size > max_size:
                     _report(on_problem, shown, "skipped: larger than %d bytes" % max_size)
                     continue
-                with open(fn, "rb") as f:
-                    data = f.read(max_size + 1)
+                data = _read_source(fn, max_size)
+                if data is None:  # replaced by something else meanwhile
+                    continue
             except OSError as exc:
                 _report(on_problem, shown, "skipped: %s" % (exc.strerror or exc))
                 continue

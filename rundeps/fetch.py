@@ -788,5 +788,14 @@ def update_indexes(locations: Sequence[str], keys: Mapping, *, cache: Optional[I
     infos = []
     for index in indexes:
         meta = cache.get_meta(index.name) if cache is not None and is_url(index.name) else None
-        infos.append(IndexInfo.of(index, now, downloaded_at=None if meta is None else meta.get("downloaded_at")))
+        info = IndexInfo.of(index, now, downloaded_at=None if meta is None else meta.get("downloaded_at"))
+        # ``cached`` says whether the cache now holds these very bytes (a fresh
+        # download is cached too; one a read-only or full cache could not
+        # keep is not), so ``index update`` describes what it fetched.
+        if cache is not None:
+            if meta is not None:
+                info.cached = meta.get("sha256") == index.sha256
+            elif not is_url(index.name):
+                info.cached = cache.get_parsed(index.sha256, index.name) is not None
+        infos.append(info)
     return infos
