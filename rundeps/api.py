@@ -157,11 +157,17 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
     try:
         for loc in locations:
             try:
-                out.append(open_index(
+                index = open_index(
                     loc, keys, cache=cache, offline=sources.offline, refresh=sources.refresh,
                     allow_untrusted=sources.allow_untrusted, on_warning=on_warning, on_info=on_info,
                     session=session,
-                ))
+                )
+                if arch and index.arch and index.arch != arch:
+                    raise SourceError(
+                        f"{loc}: the index is for {index.arch}, not {arch}: its packages cannot "
+                        f"serve these files (name the {arch} index, or --arch)"
+                    )
+                out.append(index)
             except SourceError as exc:
                 if not tolerant:
                     raise
@@ -297,7 +303,13 @@ def check_wheel(
     warn = on_warning or (lambda msg: None)
     sources = sources or Sources()
     ws = scan_wheel(path, on_problem=on_problem)
-    objects = {item.path: item.info for item in ws.items}
+    objects: dict = {}
+    for item in ws.items:
+        key, n = item.path, 1
+        while key in objects:  # a duplicate member name: every copy counts
+            n += 1
+            key = f"{item.path} (copy {n})"
+        objects[key] = item.info
     elf_arch, _ = majority_arch(objects.values())
     target = arch or (read_arch(root) if explicit_root else None) or machine_arch()
     if ws.libc == "pure" or not objects:

@@ -461,6 +461,7 @@ def _print_infos(infos, fmt: str) -> None:
         click.echo(i.location)
         if not i.cached:
             click.echo("  not cached")
+        if not i.sha256:
             continue
         algo = {"sha1": "RSA/SHA-1", "sha256": "RSA/SHA-256"}.get(i.algo or "", i.algo or "?")
         trust = "verified" if i.verified else "NOT verified"
@@ -469,7 +470,8 @@ def _print_infos(infos, fmt: str) -> None:
         click.echo(f"  packages     {i.package_count}")
         click.echo(f"  so: provides {i.so_provide_count}")
         click.echo(f"  signer       {i.signer or '-'} ({algo}, {trust})")
-        click.echo(f"  checked      {format_age(i.age)}")
+        if i.cached:
+            click.echo(f"  checked      {format_age(i.age)}")
 
 
 @index.command("show", context_settings=CONTEXT)

@@ -299,7 +299,9 @@ def test_read_only_cache_folder(env, server, key):
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("rundeps: warning: "), lines
     # fetched and verified, but not kept: `index update` says so
-    assert r.stdout.splitlines()[1:] == ["  not cached"], r.stdout
+    # truthful: nothing was stored, but what was fetched and verified is shown
+    assert r.stdout.splitlines()[1:3] == ["  not cached", "  description  v3.99.0-test"], r.stdout
+    assert "(RSA/SHA-1, verified)" in r.stdout and "checked" not in r.stdout
     still_cached(env, server)  # the old entry, untouched
 
 
@@ -330,7 +332,9 @@ def test_full_cache_folder(env, server, key):
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("rundeps: warning: ") and "not writable" in lines[0], lines
-    assert r.stdout.splitlines()[1:] == ["  not cached"], r.stdout
+    # truthful: nothing was stored, but what was fetched and verified is shown
+    assert r.stdout.splitlines()[1:3] == ["  not cached", "  description  v3.99.0-test"], r.stdout
+    assert "(RSA/SHA-1, verified)" in r.stdout and "checked" not in r.stdout
     still_cached(env, server)
 
 
