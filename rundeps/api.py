@@ -148,12 +148,15 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
     """
     if not locations:
         return []
-    from .fetch import make_session, open_index
+    from .fetch import open_index
 
     keys = trusted_keys(root, arch, sources)
     cache = index_cache(sources, on_warning)
     out = []
-    session = None if sources.offline else make_session()
+    # No shared requests session: importing requests costs ~140 ms, and a
+    # warm run (index fresh in the cache) must not pay it. open_index makes
+    # one only when it has to talk to a server.
+    session = None
     try:
         for loc in locations:
             try:
