@@ -120,7 +120,7 @@ def output_options(fn: Callable) -> Callable:
     return fn
 
 
-def make_sources(kw) -> "Sources":
+def make_sources(kw):
     from .api import Sources
 
     return Sources(

@@ -395,20 +395,22 @@ def _einval(exc: OSError) -> bool:
     return exc.errno == errno.EINVAL
 
 
-def _file_pread(f: BinaryIO) -> Callable[[int, int], bytes]:
+def _guarded(read_at: Callable[[int, int], bytes]) -> Callable[[int, int], bytes]:
+    """``read_at(offset, size)`` with the offset checks every reader needs: an
+    offset no file can have is the ELF file's fault (:class:`ElfError`); other
+    I/O errors (EIO, ...) are the file's and propagate."""
+
     def pread(offset: int, size: int) -> bytes:
         if size <= 0:
             return b""
         if offset + size > MAX_OFFSET:
             raise ElfError("offset out of range")
         try:
-            f.seek(offset)
-            return f.read(size)
+            return read_at(offset, size)
         except OverflowError:
             raise ElfError("offset out of range") from None
         except OSError as exc:
-            # An offset past the file system's largest file (EINVAL) is the
-            # ELF file's fault; other errors (EIO, ...) are the file's.
+            # An offset past the file system's largest file (EINVAL).
             if _einval(exc):
                 raise ElfError("offset out of range") from None
             raise
@@ -416,24 +418,18 @@ def _file_pread(f: BinaryIO) -> Callable[[int, int], bytes]:
     return pread
 
 
+def _file_pread(f: BinaryIO) -> Callable[[int, int], bytes]:
+    def read_at(offset: int, size: int) -> bytes:
+        f.seek(offset)
+        return f.read(size)
+
+    return _guarded(read_at)
+
+
 def parse_fd(fd: int, head: bytes) -> ElfInfo:
     """Parse an open file descriptor whose first bytes (``HEAD_SIZE`` of them,
     or the whole file if shorter) are ``head``; ``head`` must have the magic."""
-
-    def pread(offset: int, size: int) -> bytes:
-        if size <= 0:
-            return b""
-        if offset + size > MAX_OFFSET:
-            raise ElfError("offset out of range")
-        try:
-            return os.pread(fd, size, offset)
-        except OverflowError:
-            raise ElfError("offset out of range") from None
-        except OSError as exc:
-            if _einval(exc):
-                raise ElfError("offset out of range") from None
-            raise
-
+    pread = _guarded(lambda offset, size: os.pread(fd, size, offset))
     try:
         return _parse(head, pread)
     except ElfError:

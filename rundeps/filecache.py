@@ -37,7 +37,7 @@ import zlib
 # not importing it keeps start-up light.
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Callable, Dict, Optional, Tuple
+    from typing import Dict, Optional
 
 from .elf import ElfInfo, machine_arch
 

@@ -25,7 +25,6 @@ root folder) so that wheels, read from their zip, resolve the same way.
 
 from __future__ import annotations
 
-import os
 import posixpath
 from collections import Counter
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
@@ -437,13 +436,8 @@ class Resolver:
 
 
 def _dedupe(dirs: Sequence[str]) -> Tuple[str, ...]:
-    seen = set()
-    out = []
-    for d in dirs:
-        if d not in seen:
-            seen.add(d)
-            out.append(d)
-    return tuple(out)
+    """``dirs`` without repeats, first occurrence kept."""
+    return tuple(dict.fromkeys(dirs))
 
 
 def _same_arch(a: str, b: str) -> bool:

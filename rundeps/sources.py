@@ -232,10 +232,4 @@ def index_locations(
             tagged = [ln for ln in lines if ln.tag is not None]
             for ln in untagged + tagged:
                 out.append(_root_location(root, ln.url, a))
-    seen = set()
-    unique = []
-    for loc in out:
-        if loc not in seen:
-            seen.add(loc)
-            unique.append(loc)
-    return unique
+    return list(dict.fromkeys(out))  # without repeats, first occurrence kept

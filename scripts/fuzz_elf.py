@@ -91,7 +91,6 @@ def craft_elf(
     interp_raw = (interp.encode() + b"\0") if interp is not None else b""
     pos += len(interp_raw)
     strtab = bytearray(b"\0")
-    offs: Dict[str, int] = {}
 
     def add(s: str) -> int:
         o = len(strtab)

@@ -24,7 +24,6 @@ Usage: ``python scripts/make_demo_root.py DIR`` (DIR must not exist or be empty)
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 import sys

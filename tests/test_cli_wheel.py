@@ -4,7 +4,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -44,7 +43,7 @@ def test_musllinux_wheel_needs_nothing_beyond_musl(b, tmp_path):
     assert r.stdout.splitlines()[0] == (
         f"{whl.name}: musl, {ARCH}: needs nothing beyond the base image (musl)"
     )
-    assert f"  vendored  libdep-0a1b2c3d.so.1 -> /fixturepkg.libs/libdep-0a1b2c3d.so.1" in r.stdout
+    assert "  vendored  libdep-0a1b2c3d.so.1 -> /fixturepkg.libs/libdep-0a1b2c3d.so.1" in r.stdout
     assert r.stderr == ""
 
 

@@ -1,10 +1,8 @@
 """rundeps.elf: real gcc-built objects, hand-made hostile ones, and fuzzing."""
 
 import io
-import os
 import struct
 import sys
-import threading
 import time
 from pathlib import Path
 

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -34,9 +33,7 @@ import indexbuild as ib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
-_spec = importlib.util.spec_from_file_location("fuzz_elf", PROJECT / "scripts" / "fuzz_elf.py")
-fz = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fz)
+from scriptmods import fz  # noqa: E402
 
 KEY = "test@example.org-1.rsa.pub"
 LIBC = "libc.musl-x86_64.so.1"

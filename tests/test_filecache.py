@@ -1,6 +1,5 @@
 """rundeps.filecache with rundeps.walk.scan: warm runs, invalidation, failures."""
 
-import json
 import os
 import subprocess
 import sys

@@ -10,7 +10,6 @@ providing a soname the tree needs, and ``evil`` never appears.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import subprocess
@@ -25,9 +24,7 @@ import indexbuild as ib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
-_spec = importlib.util.spec_from_file_location("fuzz_elf", PROJECT / "scripts" / "fuzz_elf.py")
-fz = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fz)
+from scriptmods import fz  # noqa: E402
 
 KEY = "test@example.org-1.rsa.pub"
 LIBC = "libc.musl-x86_64.so.1"

@@ -8,7 +8,6 @@ shrinking file, which needs to act between two reads of the walk.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -27,15 +26,7 @@ HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fz = _load("fuzz_elf", PROJECT / "scripts" / "fuzz_elf.py")
-demo = _load("make_demo_root", PROJECT / "scripts" / "make_demo_root.py")
+from scriptmods import demo, fz  # noqa: E402
 
 LIBC = "libc.musl-x86_64.so.1"
 

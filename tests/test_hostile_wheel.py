@@ -8,7 +8,6 @@ traceback, and nothing from a refused member in the output.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,12 +23,7 @@ from wheelbuild import RawEntry, make_wheel, raw_zip, wheel_metadata  # noqa: E4
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
-_spec = importlib.util.spec_from_file_location("fuzz_elf", PROJECT / "scripts" / "fuzz_elf.py")
-fz = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fz)
-_spec = importlib.util.spec_from_file_location("make_demo_root", PROJECT / "scripts" / "make_demo_root.py")
-demo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(demo)
+from scriptmods import demo, fz  # noqa: E402
 
 LIBC = "libc.musl-x86_64.so.1"
 TAG = "cp312-cp312-musllinux_1_2_x86_64"

@@ -1,6 +1,5 @@
 """`rundeps scan` end to end: real gcc-built ELF files, real roots, real processes."""
 
-import importlib.util
 import json
 import os
 import re
@@ -16,9 +15,7 @@ PROJECT = HERE.parent
 SHARED = PROJECT.parent / "shared" / "alpine"
 PHP_DB = SHARED / "installed" / "alpine-3.21-x86_64-php.installed"
 
-_spec = importlib.util.spec_from_file_location("make_demo_root", PROJECT / "scripts" / "make_demo_root.py")
-demo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(demo)
+from scriptmods import demo  # noqa: E402
 
 ARCH = demo.host_arch()
 LIBC = demo.musl_soname(ARCH)

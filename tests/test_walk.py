@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import elfbuild  # noqa: E402
 from elfbuild import build_exe, build_lib, requires_gcc, scanelf_needed  # noqa: E402
 
 from rundeps import walk  # noqa: E402
