@@ -226,7 +226,7 @@ def check_tree(
     objects = {item.path: item.info for item in result.items}
     found_arch, counts = majority_arch(objects.values())
     if len(counts) > 1:
-        listing = ", ".join(f"{a} ({n} files)" for a, n in counts.most_common())
+        listing = ", ".join(f"{a} ({n} file{'s' if n != 1 else ''})" for a, n in counts.most_common())
         warn(f"the tree mixes architectures: {listing}; resolving for {arch or found_arch}")
     arch = arch or found_arch or read_arch(root) or machine_arch()
     universe = load_universe(root, sources, arch, warn, explicit_root=explicit_root, on_info=on_info)

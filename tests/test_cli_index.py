@@ -217,3 +217,48 @@ def test_root_repositories_used_without_database(tmp_path, tree, server):
     r = run("scan", "--root", root, "--all", "--allow-unresolved", "--cache-dir", tmp_path / "c")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["libpq", "libxml2", "musl", "zlib"]
+
+
+def test_alpine_release_through_a_mirror(tmp_path, tree, server):
+    """--alpine VERSION --mirror URL reads main and community of that release, in that order."""
+    www, url, handler = server
+    main_text = PACKAGES
+    community_text = "\n".join([
+        indexbuild.package_block("yaml", "0.2.5-r2", arch=ARCH, D=f"so:{LIBC}", p="so:libyaml-0.so.2=0.2.5"),
+        # main answers libpq.so.5 first: the earlier repository wins a tie
+        indexbuild.package_block("libpq-other", "1", arch=ARCH, p="so:libpq.so.5=5.16"),
+    ])
+    keys = None
+    for repo, text in (("main", main_text), ("community", community_text)):
+        data, keys = _signed_index(tmp_path, text)
+        (www / f"v3.20/{repo}/{ARCH}").mkdir(parents=True)
+        (www / f"v3.20/{repo}/{ARCH}/APKINDEX.tar.gz").write_bytes(data)
+    r = run("scan", "--alpine", "v3.20", "--mirror", url, "--keys-dir", keys, "--format", "json",
+            "--allow-unresolved", "--cache-dir", tmp_path / "c", tree)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["providers"]["libpq.so.5"] == "libpq"
+    assert out["providers"]["libyaml-0.so.2"] == "yaml"
+    assert out["source"]["yaml"] == f"{url}/v3.20/community/{ARCH}/APKINDEX.tar.gz"
+    assert [p for p, _ in handler.requests_seen] == [
+        f"/v3.20/main/{ARCH}/APKINDEX.tar.gz", f"/v3.20/community/{ARCH}/APKINDEX.tar.gz"]
+    # a release the mirror does not have: one line naming it, exit 2
+    r = run("scan", "--alpine", "3.99", "--mirror", url, "--keys-dir", keys, "--cache-dir", tmp_path / "c", tree)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "3.99" in r.stderr
+
+
+def test_mixed_arch_tree_is_reported(tmp_path):
+    from scriptmods import fz
+
+    root = tmp_path / "root"
+    (root / "lib/apk/db").mkdir(parents=True)
+    (root / "lib/apk/db/installed").write_text(f"P:musl\nV:1\nA:{ARCH}\np:so:{LIBC}=1\n")
+    lib = root / "usr/local/lib"
+    lib.mkdir(parents=True)
+    for i in range(3):
+        (lib / f"native{i}.so").write_bytes(fz.craft_elf(machine=62, needed=["libc.musl-x86_64.so.1"]))
+    (lib / "stray.so").write_bytes(fz.craft_elf(machine=183, needed=["libc.musl-aarch64.so.1"]))
+    r = run("scan", "--root", root, "--format", "json", "--cache-dir", tmp_path / "c")
+    assert json.loads(r.stdout)["arch"] == "x86_64"
+    assert "the tree mixes architectures: x86_64 (3 files), aarch64 (1 file); resolving for x86_64" in r.stderr
