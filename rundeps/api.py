@@ -268,6 +268,16 @@ def machine_arch() -> Optional[str]:
     }.get(m, m)
 
 
+BASE_IMAGE_SONAMES = {
+    "libz.so.1": "zlib",
+    "libcrypto.so.3": "libcrypto3",
+    "libssl.so.3": "libssl3",
+}
+"""Libraries every ``alpine`` image since 3.17 has besides musl (apk-tools
+needs them): a wheel may need these and still need nothing beyond the base
+image. Package names as Alpine gives them."""
+
+
 class WheelCheck:
     """One wheel checked: the :class:`rundeps.wheel.WheelScan`, its
     resolution (None for a pure wheel), the target arch, a one-line verdict,
@@ -282,6 +292,8 @@ class WheelCheck:
         self.verdict = verdict
         self.ok = ok
         self.no_sources = no_sources
+        self.base_image: dict = {}
+        """Sonames left to the base image when no package source was available."""
 
 
 def check_wheel(
@@ -337,13 +349,22 @@ def check_wheel(
             "glibc-linked" + (f" (needs {', '.join(glibc)})" if glibc else "")
             + ": Alpine needs a musllinux wheel (or gcompat)"
         )
-    if res.unresolved:
-        problems.append("not found: " + ", ".join(res.unresolved))
+    # Without any package source, the base image's own libraries are still known.
+    base = {so: BASE_IMAGE_SONAMES[so] for so in res.unresolved if no_sources and so in BASE_IMAGE_SONAMES}
+    missing = [so for so in res.unresolved if so not in base]
+    if missing:
+        problems.append("not found: " + ", ".join(missing))
     if problems:
-        return WheelCheck(ws, res, target, "; ".join(problems), False, no_sources)
-    external = [p.name for p in res.packages if p.name != "musl"]
+        check = WheelCheck(ws, res, target, "; ".join(problems), False, no_sources)
+        check.base_image = base
+        return check
+    needed = {p.name for p in res.packages} | set(base.values())
+    in_base = sorted(n for n in needed if n == "musl" or n in BASE_IMAGE_SONAMES.values())
+    external = sorted(needed - set(in_base))
     if external:
         verdict = "needs " + " ".join(external)
     else:
-        verdict = "needs nothing beyond the base image (musl)"
-    return WheelCheck(ws, res, target, verdict, True, no_sources)
+        verdict = f"needs nothing beyond the base image ({', '.join(['musl'] + [n for n in in_base if n != 'musl'])})"
+    check = WheelCheck(ws, res, target, verdict, True, no_sources)
+    check.base_image = base
+    return check

@@ -380,7 +380,7 @@ def wheel(wheels, fmt, use_dlopen, quiet, **kw):
         results.append(check)
         if fmt == "text":
             _print_wheel(check)
-        if check.no_sources and res is not None and res.unresolved:
+        if check.no_sources and res is not None and set(res.unresolved) - set(check.base_image):
             reporter.warning("no installed database or index to map the rest to packages: "
                              "name one with --alpine VERSION, --index or --db")
     if fmt == "json":
@@ -391,6 +391,7 @@ def wheel(wheels, fmt, use_dlopen, quiet, **kw):
                 "wheel": ws.path, "name": ws.name, "version": ws.version,
                 "tags": sorted("-".join(t) for t in ws.tags), "libc": ws.libc, "arch": ws.arch,
                 "target_arch": check.target_arch, "ok": check.ok, "verdict": check.verdict,
+                "base_image": check.base_image,
                 "problems": [{"member": m, "reason": r} for m, r in ws.problems],
             }
             if check.resolution is not None:
@@ -414,7 +415,10 @@ def _print_wheel(check) -> None:
     for soname in sorted({s for v in res.glibc_linked.values() for s in v}):
         click.echo(f"  glibc     {soname}")
     for soname, files in res.unresolved.items():
-        click.echo(f"  missing   {soname} (needed by {files[0]})")
+        if soname in check.base_image:
+            click.echo(f"  base      {soname} -> {check.base_image[soname]} (in every Alpine image)")
+        else:
+            click.echo(f"  missing   {soname} (needed by {files[0]})")
     for f in res.dlopen:
         pkg = res.extra.get(f.name)
         click.echo(f"  dlopen    {f.name} ({f.path}:{f.line}, {f.call})" + (f" -> {pkg.name}" if pkg else ""))

@@ -228,3 +228,20 @@ def test_real_psycopg2_binary_musllinux_and_manylinux(tmp_path):
     assert r.returncode == 1
     verdict = r.stdout.splitlines()[0]
     assert "glibc-linked (needs " in verdict and "libc.so.6" in verdict and "musllinux" in verdict
+
+
+def test_base_image_libraries_without_a_package_source(b, tmp_path):
+    """Pillow's musllinux wheels need the system's libz.so.1, which every Alpine image has."""
+    whl = musl_wheel(b, tmp_path, name="pillowish", extra_needed=["libz.so.1"])
+    r = run("wheel", whl, "--format", "json", "--cache-dir", tmp_path / "c")
+    assert r.returncode == 0, r.stdout + r.stderr
+    [out] = json.loads(r.stdout)
+    assert out["verdict"] == "needs nothing beyond the base image (musl, zlib)"
+    assert out["base_image"] == {"libz.so.1": "zlib"}
+    assert r.stderr == ""
+    # a library the base image does not have is still missing
+    whl = musl_wheel(b, tmp_path / "other", name="gtkish", extra_needed=["libz.so.1", "libgtk-3.so.0"])
+    r = run("wheel", whl, "--cache-dir", tmp_path / "c")
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[0].endswith(": not found: libgtk-3.so.0")
+    assert "  base      libz.so.1 -> zlib (in every Alpine image)" in r.stdout
