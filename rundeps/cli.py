@@ -61,6 +61,10 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             click.echo("rundeps: interrupted", err=True)
             sys.exit(130)
+        except OSError as exc:  # e.g. stdout on a full disk
+            where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+            Reporter().error(f"cannot continue:{where} {exc.strerror or exc}")
+            sys.exit(EXIT_ERROR)
 
     return wrapper
 
@@ -220,7 +224,8 @@ def add_dlopen(res, paths: List[str], root: str, reporter: Reporter, use: bool) 
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--exclude", multiple=True, metavar="GLOB",
               help="Skip files whose path matches GLOB (repeatable), e.g. '*tkinter*'.")
-@click.option("--progress/--no-progress", default=True, help="A progress bar on a terminal.")
+@click.option("--progress/--no-progress", default=True,
+              help="Count scanned files on stderr while it is a terminal.")
 @source_options
 @output_options
 @handle_errors

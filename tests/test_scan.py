@@ -345,3 +345,12 @@ def test_progress_only_on_a_terminal(demo_root, tmp_path, cache):
     assert r.stderr == ""
     r = run("scan", "--root", root, "--no-progress", *cache)
     assert r.stderr == ""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_output_that_cannot_be_written_is_one_line(demo_root, cache):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "rundeps", "scan", "--root", str(demo_root), *cache],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == "rundeps: error: cannot continue: No space left on device\n"
