@@ -153,7 +153,8 @@ def cli():
 
     \b
     In a Dockerfile, after pip install, instead of the scanelf pipeline:
-      apk add --no-cache --virtual .rundeps $(rundeps scan) \\
+      runDeps="$(rundeps scan)" \\
+        && apk add --no-cache --virtual .rundeps $runDeps \\
         && apk del .build-deps
     """
 
