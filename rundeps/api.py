@@ -156,14 +156,12 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
     # No shared requests session: importing requests costs ~140 ms, and a
     # warm run (index fresh in the cache) must not pay it. open_index makes
     # one only when it has to talk to a server.
-    session = None
     try:
         for loc in locations:
             try:
                 index = open_index(
                     loc, keys, cache=cache, offline=sources.offline, refresh=sources.refresh,
                     allow_untrusted=sources.allow_untrusted, on_warning=on_warning, on_info=on_info,
-                    session=session,
                 )
                 if arch and index.arch and index.arch != arch:
                     raise SourceError(
@@ -176,8 +174,8 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
                     raise
                 on_warning(f"skipped a repository of {root}: {exc}")
     finally:
-        if session is not None:
-            session.close()
+        if cache is not None:
+            cache.close()  # checkpointed now: the process may leave with os._exit
     return out
 
 

@@ -498,7 +498,11 @@ def index_show(fmt, **kw):
 
     locations, _root_dir, _arch, sources = _index_locations(kw, allow_all=True)
     cache = index_cache(sources, Reporter().warning)
-    _print_infos(index_info(locations, cache), fmt)
+    try:
+        _print_infos(index_info(locations, cache), fmt)
+    finally:
+        if cache is not None:
+            cache.close()
 
 
 @index.command("update", context_settings=CONTEXT)
@@ -512,10 +516,15 @@ def index_update(fmt, **kw):
 
     reporter = Reporter()
     locations, root, arch, sources = _index_locations(kw, allow_all=False)
-    infos = update_indexes(
-        locations, trusted_keys(root, arch, sources), cache=index_cache(sources, reporter.warning),
-        allow_untrusted=sources.allow_untrusted, on_warning=reporter.warning,
-    )
+    cache = index_cache(sources, reporter.warning)
+    try:
+        infos = update_indexes(
+            locations, trusted_keys(root, arch, sources), cache=cache,
+            allow_untrusted=sources.allow_untrusted, on_warning=reporter.warning,
+        )
+    finally:
+        if cache is not None:
+            cache.close()
     _print_infos(infos, fmt)
 
 
@@ -551,7 +560,33 @@ def _inroot(path: str, root: str, explicit_root: bool) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    cli.main(args=argv, prog_name="rundeps")
+    """The console script and ``python -m rundeps``.
+
+    Once the command is done and its output flushed, the process leaves with
+    ``os._exit``: tearing down the interpreter (freeing every object of a
+    large scan) costs about 10 ms, a tenth of a repeat run. Nothing is lost:
+    caches are written and closed inside the command.
+    """
+    try:
+        cli.main(args=argv, prog_name="rundeps")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        click.echo(code, err=True)
+        code = 1
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        click.echo(f"rundeps: error: cannot continue: {exc.strerror or exc}", err=True)
+        code = 2
+    try:
+        sys.stderr.flush()
+    except OSError:
+        pass
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
