@@ -247,6 +247,12 @@ def check_tree(
     return res
 
 
+def target_arch(arch: Optional[str], root: str, explicit_root: bool) -> Optional[str]:
+    """The arch to resolve for when no ELF file says: ``--arch``, else the
+    root's ``etc/apk/arch`` (with ``--root``), else this machine's."""
+    return arch or (read_arch(root) if explicit_root else None) or machine_arch()
+
+
 def machine_arch() -> Optional[str]:
     """This machine's arch as Alpine names it."""
     m = os.uname().machine
@@ -324,7 +330,7 @@ def check_wheel(
             key = f"{item.path} (copy {n})"
         objects[key] = item.info
     elf_arch, _ = majority_arch(objects.values())
-    target = arch or (read_arch(root) if explicit_root else None) or machine_arch()
+    target = target_arch(arch, root, explicit_root)
     if ws.libc == "pure" or not objects:
         return WheelCheck(ws, None, target, "pure Python: needs no system library", True)
     no_sources = False

@@ -334,10 +334,12 @@ class Universe:
     def __init__(self, repositories: Iterable[Repository] = ()):
         self.repositories: List[Repository] = list(repositories)
         self._deps: Dict[Package, List[Package]] = {}
+        self._closures: Dict[Package, frozenset] = {}
 
     def add(self, repo: Repository) -> None:
         self.repositories.append(repo)
         self._deps.clear()
+        self._closures.clear()
 
     def __bool__(self) -> bool:
         return bool(self.repositories)
@@ -421,6 +423,10 @@ class Universe:
 
     def closure(self, pkg: Package) -> frozenset:
         """Every package ``pkg`` pulls in through ``D:``, transitively (not itself)."""
+        try:
+            return self._closures[pkg]
+        except KeyError:
+            pass
         seen: set = set()
         stack = [pkg]
         while stack:
@@ -429,7 +435,8 @@ class Universe:
                 if dep not in seen and dep != pkg:
                     seen.add(dep)
                     stack.append(dep)
-        return frozenset(seen)
+        self._closures[pkg] = frozenset(seen)
+        return self._closures[pkg]
 
     def minimal(self, packages: Iterable[Package]) -> List[Package]:
         """Drop every package another one of ``packages`` pulls in.

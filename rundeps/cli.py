@@ -207,18 +207,10 @@ def add_dlopen(res, paths: List[str], root: str, reporter: Reporter, use: bool) 
     ``.py`` file of a large site-packages costs more than the ELF scan.)"""
     if not use:
         return
-    from .dlopen import resolve_findings, scan_tree_sources
+    from .dlopen import scan_tree_sources
 
-    findings = scan_tree_sources(paths, root)
-    extra, unresolved = resolve_findings(findings, res)
-    res.dlopen = findings
-    res.dlopen_packages = extra
-    for f in unresolved:
+    for f in res.apply_dlopen(scan_tree_sources(paths, root), add=True):
         reporter.warning(f"{f.path}:{f.line}: {f.call}({f.name!r}) loads a library no package provides")
-    if extra:
-        from .resolve import Resolver
-
-        Resolver(res.universe, None).add_packages(res, extra)
 
 
 @cli.command(context_settings=CONTEXT, epilog=EXIT_CODES)
@@ -336,10 +328,9 @@ def wheel(wheels, fmt, use_dlopen, quiet, **kw):
     """
     import json
 
-    from .api import check_wheel, load_universe, machine_arch
+    from .api import check_wheel, load_universe, target_arch
     from .errors import SourceError
     from .report import to_json_dict
-    from .sources import read_arch
     from .wheel import WheelError, iter_wheels
 
     reporter = Reporter(quiet)
@@ -348,7 +339,7 @@ def wheel(wheels, fmt, use_dlopen, quiet, **kw):
     paths: List[str] = []
     for w in wheels:
         paths.extend(iter_wheels(w))
-    target = kw["arch"] or (read_arch(root) if explicit_root else None) or machine_arch()
+    target = target_arch(kw["arch"], root, explicit_root)
     universe = None
     try:
         universe = load_universe(root, sources, target, reporter.warning, explicit_root=explicit_root)
@@ -371,16 +362,7 @@ def wheel(wheels, fmt, use_dlopen, quiet, **kw):
             continue
         res = check.resolution
         if res is not None:
-            findings = check.wheel.dlopen()
-            res.dlopen = findings
-            if findings:
-                from .dlopen import resolve_findings
-                from .resolve import Resolver
-
-                extra, _unresolved = resolve_findings(findings, res)
-                res.dlopen_packages = extra
-                if use_dlopen and extra:
-                    Resolver(res.universe, None).add_packages(res, extra)
+            res.apply_dlopen(check.wheel.dlopen(), add=use_dlopen)
         if not check.ok and code == EXIT_OK:
             code = EXIT_UNRESOLVED
         results.append(check)
@@ -441,12 +423,11 @@ def index():
 
 
 def _index_locations(kw, allow_all: bool):
-    from .api import index_locations, machine_arch
-    from .sources import read_arch
+    from .api import index_locations, target_arch
 
     root, explicit_root = _root(kw["root"])
     sources = make_sources(kw)
-    arch = kw["arch"] or read_arch(root if explicit_root else None) or machine_arch()
+    arch = target_arch(kw["arch"], root, explicit_root)
     if sources.names_index():
         return index_locations(sources, root, arch), root, arch, sources
     if explicit_root:

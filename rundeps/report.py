@@ -130,11 +130,6 @@ def tree_lines(res: Resolution, all_packages: bool = True) -> List[str]:
     return lines
 
 
-def first_needer(res: Resolution, soname: str) -> Optional[str]:
-    files = res.unresolved.get(soname)
-    return files[0] if files else None
-
-
 def explain(res: Resolution, name: str) -> Optional[List[str]]:
     """Lines saying why ``name`` (a package or a soname) is needed, or None
     when nothing in the result needs it."""

@@ -237,6 +237,22 @@ class Resolution:
         self.dlopen: List = []
         self.dlopen_packages: Dict[str, Package] = {}
 
+    def apply_dlopen(self, findings: List, add: bool) -> List:
+        """Record run-time loads (:class:`rundeps.dlopen.DlopenFinding`) and the
+        packages that provide them; with ``add``, those packages join the set
+        and the minimal set is recomputed. Returns the findings nothing provides."""
+        from .dlopen import resolve_findings
+
+        self.dlopen = findings
+        extra, unresolved = resolve_findings(findings, self)
+        self.dlopen_packages = extra
+        if add and extra:
+            self.extra.update(extra)
+            packages = set(self.all_packages) | set(extra.values())
+            self.all_packages = sorted(packages, key=lambda p: p.name)
+            self.packages = self.universe.minimal(packages)
+        return unresolved
+
     @property
     def providers(self) -> Dict[str, Package]:
         out: Dict[str, Package] = {}
@@ -427,12 +443,6 @@ class Resolver:
         res.packages = self.universe.minimal(packages)
         return res
 
-    def add_packages(self, res: Resolution, extra: Mapping[str, Package]) -> None:
-        """Add packages found outside the ELF graph and recompute the minimal set."""
-        res.extra.update(extra)
-        packages = set(res.all_packages) | set(extra.values())
-        res.all_packages = sorted(packages, key=lambda p: p.name)
-        res.packages = self.universe.minimal(packages)
 
 
 def _dedupe(dirs: Sequence[str]) -> Tuple[str, ...]:
