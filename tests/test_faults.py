@@ -18,10 +18,8 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -33,6 +31,7 @@ import indexbuild as ib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
+from rawserver import RawServer  # noqa: E402
 from scriptmods import fz  # noqa: E402
 
 KEY = "test@example.org-1.rsa.pub"
@@ -44,53 +43,17 @@ FAST = ("import sys, rundeps.fetch as f; "
         "from rundeps.cli import main; main(sys.argv[1:])")
 
 
-class Server:
+class Server(RawServer):
     """HTTP/1.0 on 127.0.0.1; ``self.mode`` picks the behaviour of the next request."""
 
     def __init__(self, good: bytes):
         self.good = good
         self.mode = "good"
-        self.requests = 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(32)
-        self.port = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
+        super().__init__(lambda conn, head: self.answer(conn, head.split(b" ", 2)[1].decode(), self.mode))
 
     @property
     def repo(self):
-        return f"http://127.0.0.1:{self.port}/repo"
-
-    def _run(self):
-        self.sock.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        try:
-            conn.settimeout(10)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                head += chunk
-            self.requests += 1
-            path = head.split(b" ", 2)[1].decode()
-            self.answer(conn, path, self.mode)
-        except OSError:
-            pass
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+        return self.url("/repo")
 
     def answer(self, conn, path, mode):
         body = self.good
@@ -100,7 +63,7 @@ class Server:
             conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body[: len(body) // 2])
         elif mode == "stall":
             conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body[: len(body) // 2])
-            self._stop.wait(5)
+            self.stopped.wait(5)
         elif mode == "html":
             page = b"<!DOCTYPE html><html><body>Please log in to the Wi-Fi</body></html>"
             conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n"
@@ -117,10 +80,6 @@ class Server:
                 time.sleep(0.05)
         else:
             raise AssertionError(mode)
-
-    def close(self):
-        self._stop.set()
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -183,10 +142,10 @@ def one_error(r, *words):
 
 def still_cached(env, server, expect_requests=None):
     """The last good entry answers an offline scan (no network)."""
-    before = server.requests
+    before = len(server.requests)
     r = scan(env, server, "--offline")
     assert r.returncode == 0, r.stderr
-    assert server.requests == before
+    assert len(server.requests) == before
     out = json.loads(r.stdout)
     assert out["providers"] == {LIBC: "musl", "libcrypto.so.3": "libcrypto3", "libz.so.1": "zlib"}
     return out
@@ -205,7 +164,7 @@ def test_connection_dropped_mid_body_with_real_defaults(env, server):
     r = update(env, server, fast=False)
     took = time.monotonic() - t0
     one_error(r, "connection was dropped", "gave up after 4 attempts")
-    assert server.requests == 1 + 4
+    assert len(server.requests) == 1 + 4
     assert took < 20  # 0.5 + 1 + 2 s of backoff
     still_cached(env, server)
 
@@ -249,7 +208,7 @@ def test_redirect_loop(env, server):
     assert scan(env, server).returncode == 0
     server.mode = "loop"
     one_error(update(env, server), "too many redirects")
-    assert server.requests <= 1 + 12
+    assert len(server.requests) <= 1 + 12
     still_cached(env, server)
 
 

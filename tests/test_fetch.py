@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response
 sys.path.insert(0, os.path.dirname(__file__))
 
 import indexbuild as ib  # noqa: E402
+from rawserver import RawServer  # noqa: E402
 
 from rundeps import fetch  # noqa: E402
 from rundeps.errors import SourceError  # noqa: E402
@@ -67,60 +68,6 @@ def statuses(httpserver):
 
 
 # -- a raw socket server for misbehaviour pytest-httpserver cannot produce -------
-
-
-class RawServer:
-    """Accepts connections on 127.0.0.1 and hands each to ``handler(conn, request_head)``."""
-
-    def __init__(self, handler):
-        self.handler = handler
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.requests = []
-        self._stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def url(self, path="/"):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _run(self):
-        self.sock.settimeout(0.1)
-        while not self._stop:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        try:
-            conn.settimeout(5)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                head += chunk
-            self.requests.append(head)
-            self.handler(conn, head)
-        except OSError:
-            pass
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
-
-    def close(self):
-        self._stop = True
-        self.thread.join(2)
-        self.sock.close()
 
 
 @pytest.fixture
