@@ -15,7 +15,6 @@ from typing import Callable, List, Optional, Sequence
 from .apkdb import Repository, Universe, parse_installed
 from .errors import SourceError, UsageError
 from .resolve import Resolution, Resolver, TreeFS, majority_arch
-from .sources import read_arch
 from .walk import ScanResult, scan, to_host
 
 __all__ = ["Sources", "check_tree", "load_database", "load_universe", "open_indexes"]
@@ -245,6 +244,13 @@ def check_tree(
                 universe.add(index.repository)
             res = resolver.resolve(objects)
     return res
+
+
+def read_arch(root: Optional[str]) -> Optional[str]:
+    """The root's ``etc/apk/arch`` (see :func:`rundeps.sources.read_arch`)."""
+    from .sources import read_arch as read
+
+    return read(root)
 
 
 def target_arch(arch: Optional[str], root: str, explicit_root: bool) -> Optional[str]:

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import json
-import shlex
 from typing import Dict, List, Optional
 
 from .apkdb import Package
@@ -31,10 +29,14 @@ def render(res: Resolution, fmt: str, all_packages: bool = False, virtual: str =
         names = [p.name for p in _chosen(res, all_packages)]
         if not names:
             return ""
+        import shlex
+
         lines = [" ".join(["apk", "add", "--no-cache", "--virtual", shlex.quote(virtual)] + names)]
     elif fmt == "so":
         lines = so_names(res)
     elif fmt == "json":
+        import json
+
         return json.dumps(to_json_dict(res), indent=2, sort_keys=False) + "\n"
     elif fmt == "tree":
         lines = tree_lines(res, all_packages)

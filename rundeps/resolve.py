@@ -31,7 +31,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 from .apkdb import Package, Universe
 from .elf import ElfError, ElfInfo, read_elf_path
-from .walk import resolve_in_root, to_host
+from .walk import resolve_dir_in_root, resolve_in_root, to_host
 
 __all__ = [
     "Edge",
@@ -123,6 +123,7 @@ class TreeFS:
         self._infos: Dict[str, Optional[ElfInfo]] = dict(known)
         self._on_error = on_error
         self._lookups: Dict[str, Optional[str]] = {}
+        self._dirs: Dict[str, Optional[str]] = {}
 
     def lookup(self, path: str) -> Optional[str]:
         """The in-root real path of a regular file at ``path``, or None."""
@@ -130,8 +131,23 @@ class TreeFS:
             return self._lookups[path]
         except KeyError:
             pass
-        real = resolve_in_root(self.root, path)
+        if path in self._infos:
+            real = path  # a real path the walk (or an earlier lookup) found a file at
+        else:
+            parent, name = posixpath.split(path)
+            real_parent = self._dir(parent)
+            real = None if real_parent is None else resolve_in_root(self.root, posixpath.join(real_parent, name))
         self._lookups[path] = real
+        return real
+
+    def _dir(self, path: str) -> Optional[str]:
+        """The in-root real path of the folder ``path``, or None."""
+        try:
+            return self._dirs[path]
+        except KeyError:
+            pass
+        real = resolve_dir_in_root(self.root, path)
+        self._dirs[path] = real
         return real
 
     def elf(self, real_path: str) -> Optional[ElfInfo]:
@@ -413,14 +429,19 @@ class Resolver:
         res = Resolution(arch=arch, universe=self.universe)
         res.scanned = sorted(objects)
         res.objects.update(objects)
+        edges = res.edges
         seen: Set[Tuple[str, Tuple[str, ...]]] = set()
         edge_seen: Set[Tuple[str, str, str, Optional[str]]] = set()
+        # What a soname resolves to depends on the search folders, not on who
+        # needs it: one answer per (soname, folders, glibc-linked).
+        answers: Dict[Tuple[str, Tuple[str, ...], bool], Tuple[Edge, object]] = {}
         stack: List[Tuple[str, ElfInfo, Tuple[str, ...]]] = [
             (p, objects[p], ()) for p in sorted(objects, reverse=True)
         ]
         while stack:
             path, info, parent_dirs = stack.pop()
-            dirs = _dedupe(self.own_dirs(path, info) + parent_dirs)
+            own = self.own_dirs(path, info) if (info.runpath or info.rpath) else ()
+            dirs = _dedupe(own + parent_dirs) if own else parent_dirs
             key = (path, dirs)
             if key in seen:
                 continue
@@ -429,20 +450,25 @@ class Resolver:
             if glibc:
                 res.glibc_linked[path] = sorted(s for s in info.needed if s in GLIBC_SONAMES)
             for soname in info.needed:
-                edge, descend = self.lookup(path, soname, dirs, glibc)
-                ekey = (edge.path, edge.soname, edge.kind, edge.library)
+                akey = (soname, dirs, glibc)
+                try:
+                    edge, descend = answers[akey]
+                except KeyError:
+                    edge, descend = answers[akey] = self.lookup(path, soname, dirs, glibc)
+                if edge.path != path:
+                    edge = Edge(path, soname, edge.kind, edge.package, edge.library, edge.via)
+                ekey = (path, soname, edge.kind, edge.library)
                 if ekey not in edge_seen:
                     edge_seen.add(ekey)
-                    res.edges.append(edge)
+                    edges.append(edge)
                 if descend is not None:
                     lib_path, lib_info = descend
                     res.objects.setdefault(lib_path, lib_info)
                     stack.append((lib_path, lib_info, dirs))
-        packages = {e.package for e in res.edges if e.package is not None}
+        packages = {e.package for e in edges if e.package is not None}
         res.all_packages = sorted(packages, key=lambda p: p.name)
         res.packages = self.universe.minimal(packages)
         return res
-
 
 
 def _dedupe(dirs: Sequence[str]) -> Tuple[str, ...]:

@@ -29,7 +29,6 @@ import os
 import posixpath
 import stat as _stat
 import struct
-from dataclasses import dataclass, field
 # typing is only needed by type checkers (annotations are strings here);
 # not importing it keeps start-up light.
 TYPE_CHECKING = False
@@ -41,7 +40,7 @@ from .elf import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic, parse_fd
 if TYPE_CHECKING:  # pragma: no cover
     from .filecache import FileCache  # noqa: F401
 
-__all__ = ["ScanItem", "ScanResult", "scan", "to_host", "resolve_in_root", "MAX_SYMLINKS"]
+__all__ = ["ScanItem", "ScanResult", "scan", "to_host", "resolve_in_root", "resolve_dir_in_root", "MAX_SYMLINKS"]
 
 MAX_SYMLINKS = 40
 PROGRESS_EVERY = 1000
@@ -51,18 +50,31 @@ _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW",
 _HAVE_DIR_FD = os.open in os.supports_dir_fd and os.scandir in os.supports_fd
 
 
-@dataclass
 class ScanItem:
-    path: str  # in-root path, e.g. '/usr/local/lib/python3.12/site-packages/x.so'
-    host_path: str  # the real path on this machine
-    info: ElfInfo
+    """One ELF regular file found by :func:`scan`."""
+
+    __slots__ = ("path", "host_path", "info")
+
+    def __init__(self, path: str, host_path: str, info: ElfInfo):
+        self.path = path  # in-root path, e.g. '/usr/local/lib/python3.12/site-packages/x.so'
+        self.host_path = host_path  # the real path on this machine
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"ScanItem({self.path!r}, {self.host_path!r}, {self.info!r})"
 
 
-@dataclass
 class ScanResult:
-    items: List[ScanItem] = field(default_factory=list)  # one per ELF regular file, sorted by path
-    links: Dict[str, str] = field(default_factory=dict)  # in-root symlink -> in-root ELF target
-    files_seen: int = 0
+    """What :func:`scan` found.  (Plain classes, not dataclasses: see
+    :class:`rundeps.elf.ElfInfo`.)"""
+
+    __slots__ = ("items", "links", "files_seen")
+
+    def __init__(self, items: Optional[List[ScanItem]] = None, links: Optional[Dict[str, str]] = None,
+                 files_seen: int = 0):
+        self.items = [] if items is None else items  # one per ELF regular file, sorted by path
+        self.links = {} if links is None else links  # in-root symlink -> in-root ELF target
+        self.files_seen = files_seen
 
 
 _pack_key = struct.Struct("<QQQq").pack
@@ -174,6 +186,16 @@ def resolve_in_root(root: str, inroot_path: str) -> Optional[str]:
         return None
     path, st = got
     return path if _stat.S_ISREG(st.st_mode) else None
+
+
+def resolve_dir_in_root(root: str, inroot_path: str) -> Optional[str]:
+    """Like :func:`resolve_in_root`, for a folder."""
+    root = _norm_root(root)
+    got = _resolve_from(root, [], _split(os.fsdecode(inroot_path)))
+    if got is None:
+        return None
+    path, st = got
+    return path if _stat.S_ISDIR(st.st_mode) else None
 
 
 def _compile_excludes(exclude: Sequence[str]):

@@ -217,6 +217,32 @@ def test_rpath_of_the_loading_object_is_searched(tmp_path, demo_root, builder, c
     }
 
 
+def test_run_path_through_symlinked_folders_and_names(tmp_path, demo_root, builder, cache):
+    """The loader opens <run path>/<soname>: a run path that is a symlinked
+    folder, a soname that is a symlink, a run path folder that loops or is
+    missing; the library's own needs are resolved from its real file."""
+    root = copy_root(demo_root, tmp_path / "root")
+    app = root / "usr/local/app"
+    builder.shared(app / "real_libs/libinner.so.1.0.0", soname="libinner.so.1", needed=["libz.so.1", LIBC])
+    os.symlink("libinner.so.1.0.0", app / "real_libs/libinner.so.1")
+    os.symlink("real_libs", app / "libs")
+    os.symlink("loop_b", app / "loop_a")
+    os.symlink("loop_a", app / "loop_b")
+    builder.executable(app / "bin/app", needed=["libinner.so.1", LIBC],
+                       rpath="$ORIGIN/../loop_a:$ORIGIN/../missing:$ORIGIN/../libs")
+    r = run("scan", "--root", root, "--format", "json", "/usr/local/app/bin", *cache)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["in_tree"] == {"libinner.so.1": "/usr/local/app/libs/libinner.so.1"}
+    assert out["needed_by"]["zlib"] == ["/usr/local/app/libs/libinner.so.1"]
+    # Scanning the whole app too: the library is also a scanned file (known by
+    # its real path), and the answer is the same.
+    out2 = json.loads(run("scan", "--root", root, "--format", "json", "/usr/local/app", *cache).stdout)
+    assert out2["in_tree"] == out["in_tree"]
+    assert out2["needed_by"]["zlib"] == ["/usr/local/app/libs/libinner.so.1",
+                                         "/usr/local/app/real_libs/libinner.so.1.0.0"]
+
+
 def test_glibc_linked_files_are_reported_not_resolved_to_musl(tmp_path, demo_root, builder, cache):
     root = copy_root(demo_root, tmp_path / "root")
     builder.executable(root / "usr/local/bin/glibc-tool", needed=["libc.so.6", "libz.so.1"],
