@@ -19,17 +19,20 @@ memory <= 150 MB (B).
 
 The timed rundeps command is a template (``--cmd``) with ``{tree}``,
 ``{cache}`` (a cache folder), ``{nocache}`` (``--no-cache`` for cold runs,
-empty for warm runs), ``{python}`` and ``{db}`` placeholders.  The default is
-the whole command a user runs, resolving against a small installed database
-the benchmark writes (musl and the libraries the wheels do not vendor)::
+empty for warm runs), ``{rundeps}`` (the command), ``{python}`` and ``{db}``
+placeholders.  The default is the whole command a user runs, resolving
+against a small installed database the benchmark writes (musl and the
+libraries the wheels do not vendor)::
 
-    {python} -m rundeps scan --db {db} --allow-unresolved -q --cache-dir {cache} {nocache} {tree}
+    {rundeps} scan --db {db} --allow-unresolved -q --cache-dir {cache} {nocache} {tree}
 
 ``--cmd walk`` times only the library's walk (``rundeps.walk.scan``).
 
-``--venv`` runs rundeps with a clean virtualenv's interpreter (made under
-``--work`` with pyelftools, diskcache and click from PyPI), i.e. without this
-machine's site-packages ``.pth`` start-up hooks, as in a real image.
+``--venv`` installs this checkout into a clean virtualenv (made under
+``--work`` with the dependencies from PyPI; a regular, byte-compiled install)
+and times its ``rundeps`` script: the command a user runs in an image, without
+this machine's site-packages ``.pth`` start-up hooks.  Without ``--venv``,
+``{rundeps}`` is ``python -m rundeps`` on the checkout.
 """
 
 from __future__ import annotations
@@ -135,6 +138,14 @@ def make_venv(work: Path) -> str:
     return str(py)
 
 
+def install_project(python: str) -> str:
+    """Install this checkout into the venv (a regular, non-editable install,
+    byte-compiled as pip does in an image) and return its ``rundeps`` script."""
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(PROJECT)],
+                   check=True, cwd=tempfile.gettempdir())
+    return str(Path(python).parent / "rundeps")
+
+
 # -- running -----------------------------------------------------------------
 
 
@@ -190,11 +201,11 @@ def write_db(path: Path) -> Path:
     return path
 
 
-def bench_tree(name: str, tree: Path, cmd_tpl: str, python: str, env, runs: int, warm: bool):
+def bench_tree(name: str, tree: Path, cmd_tpl: str, python: str, rundeps: str, env, runs: int, warm: bool):
     n = check_agreement(python, env, tree)
     log(f"tree {name}: {n} ELF files, sonames agree with scanelf")
     cache = Path(tempfile.mkdtemp(prefix=f"rundeps-bench-cache-{name}-"))
-    fmt = dict(tree=shlex.quote(str(tree)), cache=shlex.quote(str(cache)), python=shlex.quote(python),
+    fmt = dict(tree=shlex.quote(str(tree)), cache=shlex.quote(str(cache)), python=shlex.quote(python), rundeps=rundeps,
                db=shlex.quote(str(write_db(cache / "bench.installed"))))
     scanelf_cmd = f"scanelf --needed --nobanner --recursive {shlex.quote(str(tree))}"
     cold_cmd = cmd_tpl.format(nocache="--no-cache", **fmt)
@@ -226,9 +237,10 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--trees", default="A,B")
     ap.add_argument("--python", default=sys.executable, help="interpreter for the default command")
-    ap.add_argument("--venv", action="store_true", help="use a clean venv's interpreter (no site .pth hooks)")
+    ap.add_argument("--venv", action="store_true", help="install the checkout into a clean venv and time its rundeps script")
     ap.add_argument("--cmd", default=None,
-                    help="rundeps command template with {tree} {cache} {nocache} {python} {db}, or 'walk'")
+                    help="rundeps command template with {rundeps} {tree} {cache} {nocache} {python} {db}, "
+                         "or 'walk'")
     ap.add_argument("--no-warm", action="store_true", help="skip warm runs (e.g. if the command has no cache)")
     args = ap.parse_args(argv)
 
@@ -243,25 +255,34 @@ def main(argv=None) -> int:
     if "B" in args.trees.split(","):
         trees["B"] = build_tree_b(work, tree_a)
 
-    python = make_venv(work) if args.venv else args.python
-    # An installed copy has its .pyc files (pip compiles them); a checkout run
-    # with PYTHONDONTWRITEBYTECODE=1 would compile every module on every run.
-    subprocess.run([python, "-m", "compileall", "-q", str(PROJECT / "rundeps")], check=True)
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(PROJECT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if args.venv:
+        # What a user runs in an image: the installed ``rundeps`` script.
+        python = make_venv(work)
+        rundeps_cmd = shlex.quote(install_project(python))
+        env.pop("PYTHONPATH", None)
+    else:
+        # The checkout.  An installed copy has its .pyc files (pip compiles
+        # them); a run with PYTHONDONTWRITEBYTECODE=1 would compile every
+        # module every time, so compile them first.
+        python = args.python
+        subprocess.run([python, "-m", "compileall", "-q", str(PROJECT / "rundeps")], check=True)
+        env["PYTHONPATH"] = str(PROJECT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        rundeps_cmd = f"{shlex.quote(python)} -m rundeps"
     cmd_tpl = _WalkTemplate(python) if args.cmd == "walk" else (args.cmd or CLI_TEMPLATE)
 
     startup = statistics.median(run_timed(f"{shlex.quote(python)} -c pass", env)[0] for _ in range(5))
     print(f"interpreter: {python} (bare start-up median {startup * 1000:.0f} ms)")
     print(f"{'tree':4} {'ELF':>5} {'run':8} {'median s':>9} {'x scanelf':>10} {'peak MB':>8}")
     for name in args.trees.split(","):
-        n, rows = bench_tree(name, trees[name], cmd_tpl, python, env, args.runs, warm=not args.no_warm)
+        n, rows = bench_tree(name, trees[name], cmd_tpl, python, rundeps_cmd, env, args.runs,
+                             warm=not args.no_warm)
         for k, med, ratio, mem in rows:
             print(f"{name:4} {n:5d} {k:8} {med:9.3f} {ratio:10.2f} {mem:8.1f}", flush=True)
     return 0
 
 
-CLI_TEMPLATE = "{python} -m rundeps scan --db {db} --allow-unresolved -q --cache-dir {cache} {nocache} {tree}"
+CLI_TEMPLATE = "{rundeps} scan --db {db} --allow-unresolved -q --cache-dir {cache} {nocache} {tree}"
 
 
 class _WalkTemplate(str):
@@ -273,7 +294,7 @@ class _WalkTemplate(str):
     def __init__(self, python):
         self.python = python
 
-    def format(self, nocache, tree, cache, python, db=None):  # noqa: A003
+    def format(self, nocache, tree, cache, python, **_):  # noqa: A003
         cache_arg = "-" if nocache else cache
         return f"{python} -c {shlex.quote(SCAN_SNIPPET)} {tree} {cache_arg} run"
 
