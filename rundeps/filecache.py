@@ -33,63 +33,100 @@ from __future__ import annotations
 import marshal
 import os
 import zlib
+from array import array
 # typing is only needed by type checkers (annotations are strings here);
 # not importing it keeps start-up light.
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Dict, Optional
+    from typing import Dict, List, Optional, Tuple
 
-from .elf import ElfInfo, machine_arch
+from .elf import ElfInfo
 
 __all__ = ["FileCache", "SUBDIR", "FORMAT_VERSION"]
 
 SUBDIR = "filecache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _MAGIC = b"RDFC"
 _HEADER = _MAGIC + bytes([FORMAT_VERSION])
 
 Warn = "Callable[[str], None]"
 
+def folder_signature(names: List[str], stats: List[int]) -> Tuple[str, bytes]:
+    """What one folder's regular files were: their names (in listing order)
+    and their (device, inode, size, mtime_ns), packed as unsigned 64-bit
+    numbers (anything else, such as a negative mtime, is marshal-ed).
+
+    ``stats`` is the flat list of those four numbers per name.  An unchanged
+    folder gives an equal signature, so a warm run compares one pair per
+    folder instead of one key per file, and the cache loads one object per
+    folder instead of two per file.
+    """
+    try:
+        packed = b"A" + array("Q", stats).tobytes()
+    except OverflowError:  # before 1970, or beyond 64 bits: exotic, still exact
+        packed = b"M" + marshal.dumps(stats, 2)  # version 2: no object references, so deterministic
+    return "\0".join(names), packed
+
+
+def signature_keys(sig: Optional[Tuple[str, bytes]]) -> Dict[str, Tuple[int, ...]]:
+    """{name: (device, inode, size, mtime_ns)} of a folder signature
+    (for a folder that changed: which of its files did)."""
+    if not sig or not sig[0]:
+        return {}
+    names = sig[0].split("\0")
+    packed = sig[1]
+    if packed[:1] == b"M":
+        try:
+            nums = marshal.loads(packed[1:])
+        except (ValueError, EOFError, TypeError):
+            return {}
+    elif packed[:1] == b"A" and len(packed) % 8 == 1:
+        nums = array("Q")
+        nums.frombytes(packed[1:])
+    else:
+        return {}
+    if not isinstance(nums, (list, array)) or len(nums) != 4 * len(names):
+        return {}
+    it = iter(nums)
+    return dict(zip(names, zip(it, it, it, it)))
+
 
 class Entries:
-    """What one scan of a top folder found.
+    """What one scan of a top folder found, folder by folder.
 
-    ``keys``: in-root path -> (dev, ino, size, mtime_ns) packed as
-    ``struct`` ``<QQQq`` (65 bytes in memory against 200 for a tuple), for
-    every regular file; ``values``: in-root path -> reason (str, a broken ELF) or
-    :class:`ElfInfo`, only for files that are not "not ELF" (most are).
-    Two flat dicts load much faster than one dict of per-file records.
+    ``dirs``: in-root folder -> :func:`folder_signature` of its regular
+    files; ``values``: in-root folder -> {file name: reason (str, a broken
+    ELF) or :class:`ElfInfo`}, only for files that are not "not ELF" (most
+    are).  A folder whose signature is unchanged needs no file opened; one
+    that changed is compared file by file (:func:`signature_keys`).
     """
 
-    __slots__ = ("keys", "values", "changed")
+    __slots__ = ("dirs", "values", "changed")
 
-    def __init__(self, keys=None, values=None):
-        self.keys: Dict[str, bytes] = {} if keys is None else keys
-        self.values: Dict[str, object] = {} if values is None else values
+    def __init__(self, dirs=None, values=None):
+        self.dirs: Dict[str, Tuple[str, bytes]] = {} if dirs is None else dirs
+        self.values: Dict[str, Dict[str, object]] = {} if values is None else values
         self.changed = False
 
+    def files(self) -> Dict[str, Tuple[int, ...]]:
+        """{in-root path: key} of every regular file remembered."""
+        out = {}
+        for d, sig in self.dirs.items():
+            prefix = d if d.endswith("/") else d + "/"
+            for name, key in signature_keys(sig).items():
+                out[prefix + name] = key
+        return out
+
     def __len__(self) -> int:
-        return len(self.keys)
+        return sum(len(signature_keys(sig)) for sig in self.dirs.values())
 
 
-def _info_to_tuple(i: ElfInfo):
-    return (i.elfclass, i.little_endian, i.machine, i.etype, i.interp, i.needed, i.soname, i.rpath, i.runpath)
+def _info_to_tuple(i: ElfInfo) -> tuple:
+    return i.astuple()
 
 
 def _tuple_to_info(t) -> ElfInfo:
-    elfclass, little, machine, etype, interp, needed, soname, rpath, runpath = t
-    return ElfInfo(
-        elfclass=elfclass,
-        little_endian=little,
-        machine=machine,
-        arch=machine_arch(machine, elfclass, little),
-        etype=etype,
-        interp=interp,
-        needed=needed,
-        soname=soname,
-        rpath=rpath,
-        runpath=runpath,
-    )
+    return ElfInfo(*t)
 
 
 class CorruptEntry(Exception):
@@ -101,8 +138,11 @@ class _OtherKey(CorruptEntry):
 
 
 def encode_entries(entries: Entries, key: bytes = b"") -> bytes:
-    values = {p: (_info_to_tuple(v) if isinstance(v, ElfInfo) else v) for p, v in entries.values.items()}
-    body = len(key).to_bytes(4, "little") + key + marshal.dumps((entries.keys, values), 4)
+    values = {
+        d: {n: (_info_to_tuple(v) if isinstance(v, ElfInfo) else v) for n, v in vals.items()}
+        for d, vals in entries.values.items()
+    }
+    body = len(key).to_bytes(4, "little") + key + marshal.dumps((entries.dirs, values), 4)
     return _HEADER + zlib.crc32(body).to_bytes(4, "little") + body
 
 
@@ -122,20 +162,26 @@ def decode_entries(blob: bytes, key: bytes = b"") -> Entries:
         raise CorruptEntry(str(exc)) from None
     if not (isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[0], dict) and isinstance(raw[1], dict)):
         raise CorruptEntry("bad shape")
-    keys, raw_values = raw
-    # Keys that are not 4-tuples simply never match a stat: no need to check
-    # 100,000 of them here.  The few values are checked.
-    values: Dict[str, object] = {}
+    dirs, raw_values = raw
+    for d, sig in dirs.items():
+        if not (isinstance(d, str) and sig.__class__ is tuple and len(sig) == 2
+                and isinstance(sig[0], str) and isinstance(sig[1], bytes)):
+            raise CorruptEntry("bad folder")
+    values: Dict[str, Dict[str, object]] = {}
     try:
-        for path, value in raw_values.items():
-            if isinstance(value, tuple):
-                value = _tuple_to_info(value)
-            elif not isinstance(value, str):
-                raise CorruptEntry("bad value")
-            values[path] = value
+        for d, vals in raw_values.items():
+            if not isinstance(vals, dict):
+                raise CorruptEntry("bad values")
+            out = values[d] = {}
+            for name, value in vals.items():
+                if isinstance(value, tuple):
+                    value = _tuple_to_info(value)
+                elif not isinstance(value, str):
+                    raise CorruptEntry("bad value")
+                out[name] = value
     except (TypeError, ValueError) as exc:
         raise CorruptEntry(str(exc)) from None
-    return Entries(keys, values)
+    return Entries(dirs, values)
 
 
 class FileCache:
@@ -206,7 +252,7 @@ class FileCache:
         written."""
         if self._broken:
             return
-        if leftover is not None and not new.changed and not leftover.keys:
+        if leftover is not None and not new.changed and not leftover.dirs:
             return  # every file a hit, none gone: no write
         key = self._key(root, top)
         path = self._file(key)

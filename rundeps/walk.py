@@ -25,10 +25,10 @@ unchanged file is only ``stat``-ed, never opened.
 
 from __future__ import annotations
 
+import gc
 import os
 import posixpath
 import stat as _stat
-import struct
 # typing is only needed by type checkers (annotations are strings here);
 # not importing it keeps start-up light.
 TYPE_CHECKING = False
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .elf import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic, parse_fd
+from .filecache import folder_signature, signature_keys
 
 if TYPE_CHECKING:  # pragma: no cover
     from .filecache import FileCache  # noqa: F401
@@ -75,17 +76,6 @@ class ScanResult:
         self.items = [] if items is None else items  # one per ELF regular file, sorted by path
         self.links = {} if links is None else links  # in-root symlink -> in-root ELF target
         self.files_seen = files_seen
-
-
-_pack_key = struct.Struct("<QQQq").pack
-
-
-def _stat_key(st) -> bytes:
-    """The cache key of a file: (device, inode, size, mtime_ns), packed."""
-    try:
-        return _pack_key(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    except struct.error:
-        return repr((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)).encode()
 
 
 def _reason(exc: BaseException) -> str:
@@ -236,10 +226,11 @@ class _Walker:
 
     # -- one file -----------------------------------------------------------
 
-    def read_file(self, path: str, name: str, dir_fd: Optional[int], new, key) -> None:
+    def read_file(self, path: str, name: str, dir_fd: Optional[int]):
         """Read the regular file ``name`` (relative to ``dir_fd``, or a host
-        path if ``dir_fd`` is None) known in the root as ``path``; remember it
-        in ``new`` under ``key`` if there is a cache."""
+        path if ``dir_fd`` is None) known in the root as ``path``.  Returns
+        None (not ELF), a reason (str: a broken ELF file) or the
+        :class:`ElfInfo`, or raises OSError (after reporting it)."""
         try:
             if dir_fd is None:
                 fd = os.open(name, _O_FILE)
@@ -247,57 +238,94 @@ class _Walker:
                 fd = os.open(name, _O_FILE, dir_fd=dir_fd)
         except OSError as exc:
             self.error(path, _reason(exc))
-            return
+            raise
         try:
             try:
                 head = os.read(fd, HEAD_SIZE)
+                if head[:4] != b"\x7fELF":
+                    return None
+                try:
+                    return parse_fd(fd, head)
+                except ElfError as exc:
+                    return str(exc) or "broken ELF"
             except OSError as exc:
                 self.error(path, _reason(exc))
-                return
-            if head[:4] != b"\x7fELF":
-                value = None
-            else:
-                try:
-                    value = parse_fd(fd, head)
-                except ElfError as exc:
-                    value = str(exc) or "broken ELF"
-                except OSError as exc:
-                    self.error(path, _reason(exc))
-                    return
+                raise
         finally:
             os.close(fd)
-        if new is not None:
-            new.changed = True
-            new.keys[path] = key
-            if value is not None:
-                new.values[path] = value
-        self._record(path, value)
 
     def _record(self, path: str, value) -> None:
         if value is None:
             return
-        if isinstance(value, str):
+        if value.__class__ is str:
             self.error(path, value)
             return
         self.found.append((path, value))
+
+    def _read_folder_files(self, prefix: str, names: List[str], dir_fd: Optional[int]) -> None:
+        """Without a cache: read every regular file ``names`` of a folder."""
+        read_file = self.read_file
+        record = self._record
+        for name in names:
+            path = prefix + name
+            try:
+                value = read_file(path, name if dir_fd is not None else _join_host(self.root, path), dir_fd)
+            except OSError:
+                continue
+            record(path, value)
+
+    def _cached_folder(self, d: str, prefix: str, names: List[str], stats: List[int],
+                       dir_fd: Optional[int], old, new) -> None:
+        """With a cache: the folder's files are unchanged if its signature
+        is; otherwise compare them one by one and read the ones that changed."""
+        sig = folder_signature(names, stats)
+        old_sig = old.dirs.pop(d, None)
+        old_vals = old.values.pop(d, None)
+        record = self._record
+        if sig == old_sig:
+            new.dirs[d] = sig
+            if old_vals:
+                new.values[d] = old_vals
+                for name, value in old_vals.items():
+                    record(prefix + name, value)
+            return
+        new.changed = True
+        old_keys = signature_keys(old_sig)
+        old_vals = old_vals or {}
+        vals = {}
+        kept_names: List[str] = []
+        kept_stats: List[int] = []
+        read_file = self.read_file
+        for i, name in enumerate(names):
+            key = tuple(stats[4 * i:4 * i + 4])
+            path = prefix + name
+            if old_keys.get(name) == key:
+                value = old_vals.get(name)
+            else:
+                try:
+                    value = read_file(path, name if dir_fd is not None else _join_host(self.root, path), dir_fd)
+                except OSError:
+                    continue  # left out of the signature: read again next time
+            kept_names.append(name)
+            kept_stats.extend(key)
+            if value is not None:
+                vals[name] = value
+            record(path, value)
+        if kept_names:
+            new.dirs[d] = folder_signature(kept_names, kept_stats) if len(kept_names) != len(names) else sig
+        if vals:
+            new.values[d] = vals
 
     # -- a folder ------------------------------------------------------------
 
     def walk_dir(self, top: str, old, new) -> None:
         """Walk the real in-root folder ``top``.  With a cache, ``old`` (the
-        last scan's entries) is emptied of every file seen, so what is left
+        last scan's entries) is emptied of every folder seen, so what is left
         afterwards is what has gone, and ``new`` gets this scan's entries."""
         root = self.root
         excluded = self.excluded
         use_cache = new is not None
-        if use_cache:
-            old_key = old.keys.pop
-            old_value = old.values.pop
-            new_keys = new.keys
-            new_values = new.values
-        found = self.found
         symlinks = self.symlinks
-        read_file = self.read_file
         error = self.error
         stack = [top]
         while stack:
@@ -317,53 +345,46 @@ class _Walker:
                 error(d, _reason(exc))
                 continue
             subdirs = []
+            names: List[str] = []
+            stats: List[int] = []
             seen = 0
             try:
-                with it:
-                    for e in it:
-                        path = prefix + e.name
-                        try:
-                            if not e.is_file(follow_symlinks=False):
-                                if e.is_dir(follow_symlinks=False):
-                                    subdirs.append(path)
-                                elif e.is_symlink() and (excluded is None or not excluded(path)):
-                                    symlinks.append((path, d))
-                                continue  # FIFO, socket, device: never opened
-                        except OSError as exc:
-                            error(path, _reason(exc))
-                            continue
-                        if excluded is not None and excluded(path):
-                            continue
-                        seen += 1
-                        if use_cache:
+                try:
+                    with it:
+                        for e in it:
                             try:
-                                st = e.stat(follow_symlinks=False)
+                                if not e.is_file(follow_symlinks=False):
+                                    if e.is_dir(follow_symlinks=False):
+                                        subdirs.append(prefix + e.name)
+                                    elif e.is_symlink():
+                                        path = prefix + e.name
+                                        if excluded is None or not excluded(path):
+                                            symlinks.append((path, d))
+                                    continue  # FIFO, socket, device: never opened
                             except OSError as exc:
-                                error(path, _reason(exc))
+                                error(prefix + e.name, _reason(exc))
                                 continue
-                            key = _stat_key(st)
-                            if old_key(path, None) == key:
-                                # Unchanged since the last scan: not opened.
-                                new_keys[path] = key
-                                value = old_value(path, None)
-                                if value is not None:
-                                    new_values[path] = value
-                                    if value.__class__ is str:
-                                        error(path, value)
-                                    else:
-                                        found.append((path, value))
+                            name = e.name
+                            if excluded is not None and excluded(prefix + name):
                                 continue
-                            old_value(path, None)
-                            if not _stat.S_ISREG(st.st_mode):
-                                continue
-                        else:
-                            key = None
-                        if dfd is not None:
-                            read_file(path, e.name, dfd, new, key)
-                        else:
-                            read_file(path, e.path, None, new, key)
-            except OSError as exc:  # reading the folder itself failed
-                error(d, _reason(exc))
+                            seen += 1
+                            if use_cache:
+                                try:
+                                    st = e.stat(follow_symlinks=False)
+                                except OSError as exc:
+                                    error(prefix + name, _reason(exc))
+                                    continue
+                                if not _stat.S_ISREG(st.st_mode):
+                                    continue  # replaced since the listing
+                                stats += (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                            names.append(name)
+                except OSError as exc:  # reading the folder itself failed
+                    error(d, _reason(exc))
+                if names or (use_cache and d in old.dirs):
+                    if use_cache:
+                        self._cached_folder(d, prefix, names, stats, dfd, old, new)
+                    else:
+                        self._read_folder_files(prefix, names, dfd)
             finally:
                 if dfd is not None:
                     os.close(dfd)
@@ -376,28 +397,20 @@ class _Walker:
             stack.extend(subdirs)
 
     def one_file(self, path: str, old, new) -> None:
-        host = _join_host(self.root, path)
         if self.excluded is not None and self.excluded(path):
             return
-        key = None
-        if new is not None:
-            try:
-                st = os.lstat(host)
-            except OSError as exc:
-                self.error(path, _reason(exc))
-                return
-            key = _stat_key(st)
-            self.files_seen += 1
-            if old.keys.pop(path, None) == key:
-                new.keys[path] = key
-                value = old.values.pop(path, None)
-                if value is not None:
-                    new.values[path] = value
-                self._record(path, value)
-                return
-        else:
-            self.files_seen += 1
-        self.read_file(path, host, None, new, key)
+        self.files_seen += 1
+        d, name = posixpath.split(path)
+        prefix = d if d.endswith("/") else d + "/"
+        if new is None:
+            self._read_folder_files(prefix, [name], None)
+            return
+        try:
+            st = os.lstat(_join_host(self.root, path))
+        except OSError as exc:
+            self.error(path, _reason(exc))
+            return
+        self._cached_folder(d, prefix, [name], [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns], None, old, new)
 
 
 def _canonical_tops(root: str, paths: Sequence[str], error) -> List[Tuple[str, str, Optional[str]]]:
@@ -453,6 +466,19 @@ def scan(
     because a second thread did not pay on two cores (see scripts/bench.py).
     ``progress(n)`` is called with the number of files seen so far.
     """
+    # The walk makes a few objects per file (entries, stat results, tuples)
+    # and never a reference cycle: the cyclic collector would only re-scan
+    # everything alive, about a tenth of a warm scan's time.  Off meanwhile.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _scan(paths, root, exclude, on_error, cache, progress)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _scan(paths, root, exclude, on_error, cache, progress) -> ScanResult:
     root = _norm_root(root)
     excluded = _compile_excludes(exclude)
     w = _Walker(root, on_error, cache, progress, excluded)

@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from elfbuild import build_lib, requires_gcc  # noqa: E402
 
 from rundeps import walk  # noqa: E402
-from rundeps.filecache import SUBDIR, FileCache, decode_entries, encode_entries, Entries  # noqa: E402
+from rundeps.filecache import (  # noqa: E402
+    SUBDIR, Entries, FileCache, decode_entries, encode_entries, folder_signature, signature_keys)
 from rundeps.elf import ElfInfo  # noqa: E402
 from rundeps.walk import scan  # noqa: E402
 
@@ -101,7 +102,7 @@ def test_new_and_deleted_files(tree, cache_dir):
     got, _, _ = run(tree, FileCache.open(str(cache_dir)))
     assert sorted(got) == ["liba.so", "libb.so", "libd.so"]
     entries = FileCache.open(str(cache_dir)).load("/", str(tree))
-    assert sorted(os.path.basename(p) for p in entries.keys) == [
+    assert sorted(os.path.basename(p) for p in entries.files()) == [
         "liba.so", "libb.so", "libbroken.so", "libd.so", "notes.txt"]
 
 
@@ -170,15 +171,65 @@ def test_two_processes_writing_at_once(tree, cache_dir):
         assert all(err == "" for _out, err in outs), outs
         assert {out.strip() for out, _ in outs} == {str(4 + round_)}
     entries = FileCache.open(str(cache_dir)).load("/", str(tree))
-    assert len(entries.keys) == 8
+    assert len(entries.files()) == 8
     assert [f.name for f in (cache_dir / SUBDIR).iterdir() if ".tmp." in f.name] == []
 
 
 def test_roundtrip_odd_names():
     info = ElfInfo(64, True, 62, "x86_64", "ET_DYN", None, ("libx.so",), "liby\udcff.so", ("/a",), ())
-    e = Entries({"/x/\udcffname": b"k" * 32, "/y": b"j" * 32}, {"/x/\udcffname": info, "/z": "truncated"})
+    sig = folder_signature(["\udcffname", "y"], [1, 2, 3, 4, 5, 6, 7, 8])
+    e = Entries({"/x": sig, "/z": folder_signature(["z"], [9, 9, 9, 9])},
+                {"/x": {"\udcffname": info}, "/z": {"z": "truncated"}})
     back = decode_entries(encode_entries(e, b"key"), b"key")
-    assert back.keys == e.keys and back.values == e.values
+    assert back.dirs == e.dirs and back.values == e.values
+    assert back.files() == {"/x/\udcffname": (1, 2, 3, 4), "/x/y": (5, 6, 7, 8), "/z/z": (9, 9, 9, 9)}
+
+
+def test_signatures_keep_numbers_beyond_64_bits_and_before_1970():
+    """overlayfs (xino) sets high inode bits; a file may predate 1970."""
+    stats = [2 ** 64 - 1, 2 ** 63 + 7, 10, -5 * 10 ** 9, 3, 4, 5, 2 ** 70]
+    sig = folder_signature(["a", "b"], stats)
+    assert signature_keys(sig) == {"a": (2 ** 64 - 1, 2 ** 63 + 7, 10, -5 * 10 ** 9), "b": (3, 4, 5, 2 ** 70)}
+    assert folder_signature(["a", "b"], list(stats)) == sig
+    assert folder_signature(["a", "b"], stats[:3] + [-5 * 10 ** 9 + 1] + stats[4:]) != sig
+    # Not a signature rundeps wrote: no keys (every file is read), never a crash.
+    for bad in (("a", b"Axx"), ("a", b"M\x00garbage"), ("a", b"?"), ("a\0b", b"A" + bytes(32))):
+        assert signature_keys(bad) == {}
+
+
+def test_file_older_than_1970_is_cached(tree, cache_dir, monkeypatch):
+    os.utime(tree / "a/liba.so", ns=(0, -86400 * 10 ** 9))
+    first, _, _ = run(tree, FileCache.open(str(cache_dir)))
+    opens = Opens(monkeypatch)
+    second, _, _ = run(tree, FileCache.open(str(cache_dir)))
+    monkeypatch.undo()
+    assert opens.names == [] and second == first
+
+
+def test_only_the_changed_file_of_a_folder_is_read(tree, cache_dir, monkeypatch):
+    run(tree, FileCache.open(str(cache_dir)))
+    (tree / "a/notes.txt").write_text("changed, still not ELF\n")
+    (tree / "a/new.txt").write_text("new\n")
+    opens = Opens(monkeypatch)
+    got, _, _ = run(tree, FileCache.open(str(cache_dir)))
+    monkeypatch.undo()
+    assert sorted(n for n in opens.names if ".tmp." not in n) == ["new.txt", "notes.txt"]  # not the cache's own
+    assert got == {"liba.so": ("libold.so.1",), "libb.so": ("libnew.so.1",), "libc.so": ("libold.so.1",)}
+    # ... and the folder's new signature is warm again.
+    opens = Opens(monkeypatch)
+    run(tree, FileCache.open(str(cache_dir)))
+    monkeypatch.undo()
+    assert opens.names == []
+
+
+def test_emptied_folder_is_forgotten(tree, cache_dir):
+    run(tree, FileCache.open(str(cache_dir)))
+    (tree / "b/libbroken.so").unlink()
+    got, errs, _ = run(tree, FileCache.open(str(cache_dir)))
+    assert errs == []
+    entries = FileCache.open(str(cache_dir)).load("/", str(tree))
+    assert sorted(os.path.basename(p) for p in entries.files()) == ["liba.so", "libb.so", "libc.so", "notes.txt"]
+    assert str(tree / "b") not in entries.dirs
 
 
 def test_cache_lives_in_its_own_subfolder(tree, cache_dir):
