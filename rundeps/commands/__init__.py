@@ -1,0 +1,1 @@
+"""The ``rundeps`` subcommands, one module each, loaded only when run (see :mod:`rundeps.cli`)."""

@@ -1,0 +1,120 @@
+"""``rundeps index show|update|clear``: the cached repository indexes."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from .common import CONTEXT, Reporter, handle_errors, make_sources, parse_root, source_options
+
+
+@click.group(context_settings=CONTEXT)
+def index():
+    """Inspect, refresh or drop the cached repository indexes.
+
+    The indexes are the ones the source options name (--index, --repo,
+    --alpine, or the root's etc/apk/repositories); show without any lists
+    every cached index.
+    """
+
+
+def _index_locations(kw, allow_all: bool):
+    from ..api import index_locations, target_arch
+
+    root, explicit_root = parse_root(kw["root"])
+    sources = make_sources(kw)
+    arch = target_arch(kw["arch"], root, explicit_root)
+    if sources.names_index():
+        return index_locations(sources, root, arch), root, arch, sources
+    if explicit_root:
+        return index_locations(sources, root, arch, from_root=True), root, arch, sources
+    if allow_all:
+        return [], root, arch, sources
+    from ..errors import UsageError
+
+    raise UsageError("name the indexes: --index, --repo, --alpine or --root")
+
+
+def _print_infos(infos, fmt: str) -> None:
+    import json
+    from dataclasses import asdict
+
+    from ..fetch import format_age
+
+    if fmt == "json":
+        click.echo(json.dumps([asdict(i) for i in infos], indent=2))
+        return
+    for i in infos:
+        click.echo(i.location)
+        if not i.cached:
+            click.echo("  not cached")
+        if not i.sha256:
+            continue
+        algo = {"sha1": "RSA/SHA-1", "sha256": "RSA/SHA-256"}.get(i.algo or "", i.algo or "?")
+        trust = "verified" if i.verified else "NOT verified"
+        click.echo(f"  description  {i.description or '-'}")
+        click.echo(f"  arch         {i.arch or '-'}")
+        click.echo(f"  packages     {i.package_count}")
+        click.echo(f"  so: provides {i.so_provide_count}")
+        click.echo(f"  signer       {i.signer or '-'} ({algo}, {trust})")
+        if i.cached:
+            click.echo(f"  checked      {format_age(i.age)}")
+
+
+@index.command("show", context_settings=CONTEXT)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@source_options
+@handle_errors
+def index_show(fmt, **kw):
+    """Describe cached indexes: release, arch, packages, so: provides, signer, age.
+
+    Reads only the cache; never touches the network.
+    """
+    from ..api import index_cache
+    from ..fetch import index_info
+
+    locations, _root_dir, _arch, sources = _index_locations(kw, allow_all=True)
+    cache = index_cache(sources, Reporter().warning)
+    try:
+        _print_infos(index_info(locations, cache), fmt)
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+@index.command("update", context_settings=CONTEXT)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@source_options
+@handle_errors
+def index_update(fmt, **kw):
+    """Fetch the named indexes now (a conditional request when cached) and verify them."""
+    from ..api import index_cache, trusted_keys
+    from ..fetch import update_indexes
+
+    reporter = Reporter()
+    locations, root, arch, sources = _index_locations(kw, allow_all=False)
+    cache = index_cache(sources, reporter.warning)
+    try:
+        infos = update_indexes(
+            locations, trusted_keys(root, arch, sources), cache=cache,
+            allow_untrusted=sources.allow_untrusted, on_warning=reporter.warning,
+        )
+    finally:
+        if cache is not None:
+            cache.close()
+    _print_infos(infos, fmt)
+
+
+@index.command("clear", context_settings=CONTEXT)
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="RUNDEPS_CACHE_DIR",
+              help="Cache folder (default: $RUNDEPS_CACHE_DIR, $XDG_CACHE_HOME/rundeps, ~/.cache/rundeps).")
+@handle_errors
+def index_clear(cache_dir):
+    """Drop every cached index."""
+    from ..cachedir import default_cache_dir
+    from ..fetch import clear_cache
+
+    directory = default_cache_dir(cache_dir)
+    removed = clear_cache(directory)
+    click.echo(f"cleared {os.path.join(directory, 'index')}" if removed else f"nothing cached in {directory}")

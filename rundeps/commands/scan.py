@@ -1,0 +1,55 @@
+"""``rundeps scan``: the packages a tree needs."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .common import (
+    CONTEXT, EXIT_CODES, Progress, Reporter, add_dlopen, finish, handle_errors, inroot, make_sources, output_options,
+    parse_root, source_options,
+)
+
+
+@click.command(context_settings=CONTEXT, epilog=EXIT_CODES)
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Skip files whose path matches GLOB (repeatable), e.g. '*tkinter*'.")
+@click.option("--progress/--no-progress", default=True,
+              help="Count scanned files on stderr while it is a terminal.")
+@source_options
+@output_options
+@handle_errors
+def scan(paths, exclude, progress, **kw):
+    """Print the packages the ELF files under PATH need (default: /usr/local).
+
+    PATHs are folders or files as seen inside the root. Libraries that the
+    tree carries itself (a wheel's vendored <pkg>.libs/, /usr/local/lib) need
+    no package; every other soname is resolved to the installed package that
+    provides it, or to one from the repository indexes you name. Packages that
+    another listed package pulls in anyway are dropped (--all keeps them).
+
+    \b
+    Examples:
+      rundeps scan                              # /usr/local of this system
+      rundeps scan --format apk /usr/local      # an apk add line
+      rundeps scan --root ./rootfs --format json /usr/local
+      rundeps scan --alpine 3.20 --arch x86_64 ./site-packages
+    """
+    from ..api import check_tree
+
+    reporter = Reporter(kw["quiet"])
+    root, explicit_root = parse_root(kw["root"])
+    paths = [inroot(p, root, explicit_root) for p in (paths or ("/usr/local",))]
+    bar = Progress(progress, "Scanning")
+    try:
+        res = check_tree(
+            paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
+            explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    add_dlopen(res, paths, root, reporter, kw["use_dlopen"])
+    sys.exit(finish(res, reporter, kw))

@@ -1,0 +1,127 @@
+"""``rundeps wheel``: what wheels need on Alpine, read from their zips."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import List
+
+import click
+
+from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED
+from .common import CONTEXT, Reporter, handle_errors, make_sources, parse_root, source_options
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("wheels", nargs=-1, required=True, metavar="FILE.whl|DIR...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: a verdict a wheel, then details; json: a list of objects, one a wheel.")
+@click.option("--dlopen", "use_dlopen", is_flag=True,
+              help="Add packages for libraries the wheel's Python code loads at run time.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
+@source_options
+@handle_errors
+def wheel(wheels, fmt, use_dlopen, quiet, **kw):
+    """Check which system libraries wheels need on Alpine, without installing them.
+
+    Reads the ELF members straight from each zip (a folder: every *.whl in
+    it). The wheel's own files count as in-tree (auditwheel's <pkg>.libs/);
+    the rest resolves against the installed database or the indexes you name,
+    exactly as scan does. A musllinux wheel whose only externals are musl's
+    own needs nothing beyond the base image; a manylinux (glibc) wheel is
+    reported as glibc-linked; an arch other than the target (--arch, the
+    root's, else this machine's) is reported.
+
+    \b
+    Examples:
+      rundeps wheel dist/
+      rundeps wheel --alpine 3.20 --arch aarch64 numpy-2.1.0-cp312-cp312-musllinux_1_2_aarch64.whl
+
+    Exits 0 when every wheel is usable as it is, 1 when one needs a glibc
+    build, another arch or a library nothing provides, 2 on errors (a wheel
+    that cannot be read is reported and the others are still checked).
+    """
+    import json
+
+    from ..api import check_wheel, load_universe, target_arch
+    from ..errors import SourceError
+    from ..report import to_json_dict
+    from ..wheel import WheelError, iter_wheels
+
+    reporter = Reporter(quiet)
+    root, explicit_root = parse_root(kw["root"])
+    sources = make_sources(kw)
+    paths: List[str] = []
+    for w in wheels:
+        paths.extend(iter_wheels(w))
+    target = target_arch(kw["arch"], root, explicit_root)
+    universe = None
+    try:
+        universe = load_universe(root, sources, target, reporter.warning, explicit_root=explicit_root)
+    except SourceError:
+        if sources.names_index() or sources.db:
+            raise
+    code = EXIT_OK
+    results = []
+    for path in paths:
+        try:
+            check = check_wheel(
+                path, root=root, sources=sources, arch=kw["arch"], explicit_root=explicit_root,
+                on_warning=reporter.warning,
+                on_problem=lambda member, reason, p=path: reporter.file_error(f"{p}:{member}", reason),
+                universe=universe,
+            )
+        except WheelError as exc:
+            reporter.error(str(exc))
+            code = EXIT_ERROR
+            continue
+        res = check.resolution
+        if res is not None:
+            res.apply_dlopen(check.wheel.dlopen(), add=use_dlopen)
+        if not check.ok and code == EXIT_OK:
+            code = EXIT_UNRESOLVED
+        results.append(check)
+        if fmt == "text":
+            _print_wheel(check)
+        if check.no_sources and res is not None and set(res.unresolved) - set(check.base_image):
+            reporter.warning("no installed database or index to map the rest to packages: "
+                             "name one with --alpine VERSION, --index or --db")
+    if fmt == "json":
+        out = []
+        for check in results:
+            ws = check.wheel
+            item = {
+                "wheel": ws.path, "name": ws.name, "version": ws.version,
+                "tags": sorted("-".join(t) for t in ws.tags), "libc": ws.libc, "arch": ws.arch,
+                "target_arch": check.target_arch, "ok": check.ok, "verdict": check.verdict,
+                "base_image": check.base_image,
+                "problems": [{"member": m, "reason": r} for m, r in ws.problems],
+            }
+            if check.resolution is not None:
+                item.update(to_json_dict(check.resolution))
+            out.append(item)
+        click.echo(json.dumps(out, indent=2))
+    sys.exit(code)
+
+
+def _print_wheel(check) -> None:
+    ws = check.wheel
+    name = os.path.basename(ws.path)
+    click.echo(f"{name}: {ws.libc}, {ws.arch or 'any arch'}: {check.verdict}")
+    res = check.resolution
+    if res is None:
+        return
+    for soname, lib in res.in_tree.items():
+        click.echo(f"  vendored  {soname} -> {lib}")
+    for soname, pkg in res.providers.items():
+        click.echo(f"  package   {soname} -> {pkg.name}")
+    for soname in sorted({s for v in res.glibc_linked.values() for s in v}):
+        click.echo(f"  glibc     {soname}")
+    for soname, files in res.unresolved.items():
+        if soname in check.base_image:
+            click.echo(f"  base      {soname} -> {check.base_image[soname]} (in every Alpine image)")
+        else:
+            click.echo(f"  missing   {soname} (needed by {files[0]})")
+    for f in res.dlopen:
+        pkg = res.extra.get(f.name)
+        click.echo(f"  dlopen    {f.name} ({f.path}:{f.line}, {f.call})" + (f" -> {pkg.name}" if pkg else ""))

@@ -1,0 +1,51 @@
+"""``rundeps why``: the chain that makes a package or soname needed."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import EXIT_OK, EXIT_UNRESOLVED
+from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_sources, parse_root, source_options
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files whose path matches GLOB (repeatable).")
+@click.option("--dlopen", "use_dlopen", is_flag=True,
+              help="Also count libraries the tree's Python code loads at run time (ctypes, cffi).")
+@source_options
+@handle_errors
+def why(name, paths, exclude, use_dlopen, **kw):
+    """Explain why NAME (a package or a soname) is needed by the files under PATH.
+
+    Prints the chain file -> soname -> package; for a package left out of
+    the minimal set, the chosen package that pulls it in through D:.
+    Takes the same PATHs and source options as scan.
+
+    \b
+    Examples:
+      rundeps why libssl3
+      rundeps why libz.so.1 --root ./rootfs /usr/local
+
+    Exits 0 when NAME is needed, 1 when nothing under PATH needs it, 2 on errors.
+    """
+    from ..api import check_tree
+    from ..report import explain
+
+    reporter = Reporter(quiet=True)
+    root, explicit_root = parse_root(kw["root"])
+    paths = [inroot(p, root, explicit_root) for p in (paths or ("/usr/local",))]
+    res = check_tree(
+        paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
+        explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
+    )
+    add_dlopen(res, paths, root, reporter, use_dlopen)
+    lines = explain(res, name)
+    if lines is None:
+        Reporter().error(f"nothing under {', '.join(paths)} needs {name}")
+        sys.exit(EXIT_UNRESOLVED)
+    click.echo("\n".join(lines))
+    sys.exit(EXIT_OK)
