@@ -29,23 +29,25 @@ __all__ = [
 
 _PRE_SUFFIXES = {"alpha": -4, "beta": -3, "pre": -2, "rc": -1}
 _POST_SUFFIXES = {"cvs": 1, "svn": 2, "git": 3, "hg": 4, "p": 5}
-_VERSION_RE = re.compile(
+_VERSION_PATTERN = (
     r"^(?P<nums>\d+(?:\.\d+)*)(?P<letter>[a-z]?)"
     r"(?P<suffixes>(?:_(?:alpha|beta|pre|rc|cvs|svn|git|hg|p)\d*)*)"
     r"(?:~[0-9a-f]+)?(?:-r(?P<rev>\d+))?$"
 )
-_SUFFIX_RE = re.compile(r"_(alpha|beta|pre|rc|cvs|svn|git|hg|p)(\d*)")
+_SUFFIX_PATTERN = r"_(alpha|beta|pre|rc|cvs|svn|git|hg|p)(\d*)"
+# Compiled on first use (``re`` caches it): most runs never compare versions,
+# and compiling costs ~0.5 ms of start-up.
 
 
 def _version_key(version: str) -> Optional[tuple]:
-    m = _VERSION_RE.match(version)
+    m = re.match(_VERSION_PATTERN, version)
     if not m:
         return None
     nums = tuple(int(n) for n in m.group("nums").split("."))
     letter = m.group("letter") or ""
     suffixes = tuple(
         (_PRE_SUFFIXES.get(s, 0) or _POST_SUFFIXES[s], int(n or 0))
-        for s, n in _SUFFIX_RE.findall(m.group("suffixes"))
+        for s, n in re.findall(_SUFFIX_PATTERN, m.group("suffixes"))
     )
     rev = int(m.group("rev") or 0)
     return nums, letter, suffixes, rev

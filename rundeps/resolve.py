@@ -105,11 +105,12 @@ def is_glibc_linked(info: ElfInfo) -> bool:
     """True when an object was linked against glibc rather than musl: an
     ``ld-linux*`` interpreter, or a need for one of glibc's own sonames
     (``libc.so.6``, ``libm.so.6``, ...), which no musl build records."""
-    interp = info.interp or ""
-    base = posixpath.basename(interp)
-    if base.startswith("ld-linux") or base.startswith("ld64.so"):
-        return True
-    return any(soname in GLIBC_SONAMES for soname in info.needed)
+    interp = info.interp
+    if interp:
+        base = posixpath.basename(interp)
+        if base.startswith("ld-linux") or base.startswith("ld64.so"):
+            return True
+    return not GLIBC_SONAMES.isdisjoint(info.needed)
 
 
 # -- filesystems ----------------------------------------------------------------
@@ -435,12 +436,21 @@ class Resolver:
         # What a soname resolves to depends on the search folders, not on who
         # needs it: one answer per (soname, folders, glibc-linked).
         answers: Dict[Tuple[str, Tuple[str, ...], bool], Tuple[Edge, object]] = {}
+        own_memo: Dict[Tuple[str, Tuple[str, ...]], Tuple[str, ...]] = {}  # (folder, run path) -> folders
         stack: List[Tuple[str, ElfInfo, Tuple[str, ...]]] = [
             (p, objects[p], ()) for p in sorted(objects, reverse=True)
         ]
         while stack:
             path, info, parent_dirs = stack.pop()
-            own = self.own_dirs(path, info) if (info.runpath or info.rpath) else ()
+            entries = info.runpath or info.rpath
+            if entries:
+                okey = (path.rpartition("/")[0], entries)
+                try:
+                    own = own_memo[okey]
+                except KeyError:
+                    own = own_memo[okey] = self.own_dirs(path, info)
+            else:
+                own = ()
             dirs = _dedupe(own + parent_dirs) if own else parent_dirs
             key = (path, dirs)
             if key in seen:

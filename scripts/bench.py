@@ -24,7 +24,7 @@ placeholders.  The default is the whole command a user runs, resolving
 against a small installed database the benchmark writes (musl and the
 libraries the wheels do not vendor)::
 
-    {rundeps} scan --db {db} --allow-unresolved -q --cache-dir {cache} {nocache} {tree}
+    {rundeps} scan --db {db} --cache-dir {cache} {nocache} {tree}
 
 ``--cmd walk`` times only the library's walk (``rundeps.walk.scan``).
 
@@ -282,7 +282,7 @@ def main(argv=None) -> int:
     return 0
 
 
-CLI_TEMPLATE = "{rundeps} scan --db {db} --allow-unresolved -q --cache-dir {cache} {nocache} {tree}"
+CLI_TEMPLATE = "{rundeps} scan --db {db} --cache-dir {cache} {nocache} {tree}"
 
 
 class _WalkTemplate(str):
