@@ -20,7 +20,8 @@ Rules (see the tests):
 Speed: directories are opened once and their files opened relative to the
 directory descriptor (``openat``), only the first :data:`rundeps.elf.HEAD_SIZE`
 bytes of a file are read unless it is ELF, and with a :class:`FileCache` an
-unchanged file is only ``stat``-ed, never opened.
+unchanged file is only ``stat``-ed, never opened (its folder's signature,
+see :mod:`rundeps.filecache`, is compared once).
 """
 
 from __future__ import annotations

@@ -266,9 +266,25 @@ def test_no_root_scans_host_paths_with_db(demo_root, cache):
 
 def test_python_dash_m_and_console_script_help():
     r = run("--help")
-    assert r.returncode == 0 and "scan" in r.stdout
+    assert r.returncode == 0
+    listed = re.findall(r"^  (\w+)  ", r.stdout.split("Commands:")[1], re.M)
+    assert listed == ["scan", "why", "wheel", "index"]
     r = run("scan", "--help")
     assert "Exit codes" in r.stdout and "--root" in r.stdout
+    script = shutil.which("rundeps")
+    if script:  # installed (pip install -e . in CI): the console script too
+        r = subprocess.run([script, "why", "--help"], stdout=subprocess.PIPE, text=True, timeout=60)
+        assert r.returncode == 0 and "Explain why NAME" in r.stdout
+
+
+def test_a_command_loads_only_its_own_module():
+    """Subcommands are imported when they run: scan builds no other command."""
+    code = ("import sys; from rundeps.cli import cli; cli.main(['scan', '--help'], standalone_mode=False);"
+            "print(sorted(m for m in sys.modules if m.startswith('rundeps.commands.')), file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(PROJECT)))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == "['rundeps.commands.common', 'rundeps.commands.scan']"
 
 
 # -- against a real installed database --------------------------------------------
