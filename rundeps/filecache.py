@@ -129,8 +129,26 @@ def _info_to_tuple(i: ElfInfo) -> tuple:
     return i.astuple()
 
 
+_OPT_STR = (str, type(None))
+
+
 def _tuple_to_info(t) -> ElfInfo:
+    """An :class:`ElfInfo` from its tuple; :class:`CorruptEntry` unless every
+    field has its type (a checksum-valid file that says otherwise was not
+    written by rundeps, and must not reach the resolver)."""
+    if len(t) != 10:
+        raise CorruptEntry("bad ELF record")
+    elfclass, little, machine, arch, etype, interp, needed, soname, rpath, runpath = t
+    if not (elfclass.__class__ is int and little.__class__ is bool and machine.__class__ is int
+            and isinstance(arch, _OPT_STR) and etype.__class__ is str and isinstance(interp, _OPT_STR)
+            and isinstance(soname, _OPT_STR) and _str_tuple(needed) and _str_tuple(rpath)
+            and _str_tuple(runpath)):
+        raise CorruptEntry("bad ELF record")
     return ElfInfo(*t)
+
+
+def _str_tuple(v) -> bool:
+    return v.__class__ is tuple and all(x.__class__ is str for x in v)
 
 
 class CorruptEntry(Exception):

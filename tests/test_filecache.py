@@ -135,6 +135,25 @@ def test_corrupt_entry_is_dropped(tree, cache_dir):
     assert got["libb.so"] == ("libnew.so.1",) and "corrupt" in warnings[0]
 
 
+def test_checksum_valid_entry_with_wrong_types_is_dropped(tree, cache_dir):
+    """A cache file with a good checksum whose ELF record has the wrong types
+    (not something rundeps wrote) is dropped, not handed to the resolver."""
+    cache = FileCache.open(str(cache_dir))
+    run(tree, cache)
+    (f,) = (cache_dir / SUBDIR).iterdir()
+    key = f.read_bytes()[13:13 + int.from_bytes(f.read_bytes()[9:13], "little")]
+    entries = decode_entries(f.read_bytes(), key)
+    folder = next(d for d in entries.values if d.endswith("/a"))
+    record = list(entries.values[folder]["liba.so"].astuple())
+    record[6] = ("libold.so.1", 5)  # DT_NEEDED with a number in it
+    entries.values[folder]["liba.so"] = tuple(record)
+    f.write_bytes(encode_entries(entries, key))
+    warnings = []
+    got, _, _ = run(tree, FileCache.open(str(cache_dir), warnings.append))
+    assert got["liba.so"] == ("libold.so.1",)
+    assert len(warnings) == 1 and "corrupt" in warnings[0] and "bad ELF record" in warnings[0]
+
+
 def test_unwritable_cache_folder(tree, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")
