@@ -167,26 +167,22 @@ def _resolve_from(root: str, cur: List[str], todo: List[str], hops: int = 0,
     return "/" + "/".join(cur), st
 
 
-def resolve_in_root(root: str, inroot_path: str) -> Optional[str]:
+def resolve_in_root(root: str, inroot_path: str, is_type=_stat.S_ISREG) -> Optional[str]:
     """Follow symlinks inside ``root`` (absolute targets are relative to the
     root, ``..`` stops at the root, at most 40 links) and return the in-root
-    real path of ``inroot_path`` if it is a regular file, else None."""
+    real path of ``inroot_path`` if ``is_type(mode)`` (default: a regular
+    file), else None."""
     root = _norm_root(root)
     got = _resolve_from(root, [], _split(os.fsdecode(inroot_path)))
     if got is None:
         return None
     path, st = got
-    return path if _stat.S_ISREG(st.st_mode) else None
+    return path if is_type(st.st_mode) else None
 
 
 def resolve_dir_in_root(root: str, inroot_path: str) -> Optional[str]:
     """Like :func:`resolve_in_root`, for a folder."""
-    root = _norm_root(root)
-    got = _resolve_from(root, [], _split(os.fsdecode(inroot_path)))
-    if got is None:
-        return None
-    path, st = got
-    return path if _stat.S_ISDIR(st.st_mode) else None
+    return resolve_in_root(root, inroot_path, _stat.S_ISDIR)
 
 
 def _compile_excludes(exclude: Sequence[str]):
