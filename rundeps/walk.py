@@ -224,13 +224,13 @@ class _Walker:
     # -- one file -----------------------------------------------------------
 
     def read_file(self, path: str, name: str, dir_fd: Optional[int]):
-        """Read the regular file ``name`` (relative to ``dir_fd``, or a host
-        path if ``dir_fd`` is None) known in the root as ``path``.  Returns
-        None (not ELF), a reason (str: a broken ELF file) or the
+        """Read the regular file known in the root as ``path``: ``name``
+        relative to ``dir_fd``, or (``dir_fd`` None) by its host path.
+        Returns None (not ELF), a reason (str: a broken ELF file) or the
         :class:`ElfInfo`, or raises OSError (after reporting it)."""
         try:
             if dir_fd is None:
-                fd = os.open(name, _O_FILE)
+                fd = os.open(_join_host(self.root, path), _O_FILE)
             else:
                 fd = os.open(name, _O_FILE, dir_fd=dir_fd)
         except OSError as exc:
@@ -266,7 +266,7 @@ class _Walker:
         for name in names:
             path = prefix + name
             try:
-                value = read_file(path, name if dir_fd is not None else _join_host(self.root, path), dir_fd)
+                value = read_file(path, name, dir_fd)
             except OSError:
                 continue
             record(path, value)
@@ -300,7 +300,7 @@ class _Walker:
                 value = old_vals.get(name)
             else:
                 try:
-                    value = read_file(path, name if dir_fd is not None else _join_host(self.root, path), dir_fd)
+                    value = read_file(path, name, dir_fd)
                 except OSError:
                     continue  # left out of the signature: read again next time
             kept_names.append(name)
