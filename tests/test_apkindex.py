@@ -30,16 +30,6 @@ needs_shared = pytest.mark.skipif(not REAL_320.is_file() or not REAL_KEYS.is_dir
 KEY_NAME = "test@example.org-1.rsa.pub"
 
 
-@pytest.fixture(scope="module")
-def key():
-    return ib.new_key()
-
-
-@pytest.fixture(scope="module")
-def other_key():
-    return ib.new_key(slot=1)
-
-
 @pytest.fixture
 def keys(key):
     return {KEY_NAME: key[1]}

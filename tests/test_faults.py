@@ -83,11 +83,6 @@ class Server(RawServer):
 
 
 @pytest.fixture(scope="module")
-def key():
-    return ib.new_key()
-
-
-@pytest.fixture(scope="module")
 def good(key):
     return ib.make_index(ib.PACKAGES, key, KEY)
 

@@ -29,11 +29,6 @@ ALPINE_PATH = "/alpine/v3.99/main/x86_64/APKINDEX.tar.gz"
 FAST = dict(timeout=(1.0, 0.5), retries=2, backoff=0.0)
 
 
-@pytest.fixture(scope="module")
-def key():
-    return ib.new_key()
-
-
 @pytest.fixture
 def keys(key):
     return {KEY_NAME: key[1]}

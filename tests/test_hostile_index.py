@@ -34,16 +34,6 @@ GOOD_EVIL = ib.package_block("libevil", "1.0-r0", p="so:libevil.so.1=1")
 PACKAGES = ib.PACKAGES + "\n" + EVIL
 
 
-@pytest.fixture(scope="module")
-def key():
-    return ib.new_key()
-
-
-@pytest.fixture(scope="module")
-def other_key():
-    return ib.new_key(slot=1)
-
-
 @pytest.fixture
 def env(tmp_path, key):
     root = tmp_path / "root"
@@ -67,6 +57,17 @@ def scan(env, tmp_path, *indexes, extra=()):
                        cwd=str(PROJECT))
     assert "Traceback" not in r.stderr, r.stderr
     return r
+
+
+def index_show(env, tmp_path, index):
+    """``rundeps index show --format json`` for ``index``, with the same keys and cache as :func:`scan`."""
+    _root, keys = env
+    e = dict(os.environ)
+    e.pop("RUNDEPS_CACHE_DIR", None)
+    return subprocess.run([sys.executable, "-m", "rundeps", "index", "show", "--index", str(index),
+                           "--keys-dir", str(keys), "--cache-dir", str(tmp_path / "cache"), "--format", "json"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e, timeout=60,
+                          cwd=str(PROJECT))
 
 
 def write(tmp_path, data, name="APKINDEX.tar.gz"):
@@ -183,12 +184,7 @@ def test_index_for_another_arch(env, tmp_path, key):
     assert r.returncode == 2
     assert r.stdout == ""
     assert r.stderr.count("\n") == 1 and "is for aarch64" in r.stderr
-    root, keys = env
-    e = dict(os.environ)
-    e.pop("RUNDEPS_CACHE_DIR", None)
-    show = subprocess.run([sys.executable, "-m", "rundeps", "index", "show", "--index", str(index),
-                           "--keys-dir", str(keys), "--cache-dir", str(tmp_path / "cache"), "--format", "json"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e, cwd=str(PROJECT))
+    show = index_show(env, tmp_path, index)
     assert json.loads(show.stdout)[0]["arch"] == "aarch64"
 
 
@@ -197,12 +193,7 @@ def test_description_that_lies(env, tmp_path, key):
     index = write(tmp_path, ib.make_index(PACKAGES, key, KEY, description=desc))
     r = scan(env, tmp_path, index)
     assert r.returncode == 0
-    root, keys = env
-    e = dict(os.environ)
-    e.pop("RUNDEPS_CACHE_DIR", None)
-    show = subprocess.run([sys.executable, "-m", "rundeps", "index", "show", "--index", str(index),
-                           "--keys-dir", str(keys), "--cache-dir", str(tmp_path / "cache"), "--format", "json"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e, cwd=str(PROJECT))
+    show = index_show(env, tmp_path, index)
     assert show.returncode == 0, show.stderr
     info = json.loads(show.stdout)[0]
     assert "\x1b" not in info["description"] and "\n" not in info["description"]
