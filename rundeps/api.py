@@ -209,8 +209,16 @@ def check_tree(
     on_warning: Optional[Warn] = None,
     progress=None,
     on_info: Optional[Warn] = None,
+    symbols: bool = True,
+    musl_version: Optional[str] = None,
 ) -> Resolution:
-    """Scan ``paths`` (in-root paths) of ``root`` and resolve them to packages."""
+    """Scan ``paths`` (in-root paths) of ``root`` and resolve them to packages.
+
+    With ``symbols`` (the default), every object is then bound as musl binds
+    it (:func:`bind_symbols`): ``res.will_not_load`` names the files that
+    would not load, ``res.binding`` holds the details. ``musl_version``
+    picks a shipped musl export list instead of the root's own musl.
+    """
     sources = sources or Sources()
     warn = on_warning or (lambda msg: None)
     err = on_error or (lambda path, reason: None)
@@ -243,7 +251,89 @@ def check_tree(
             for index in more:
                 universe.add(index.repository)
             res = resolver.resolve(objects)
+    if symbols:
+        bind_symbols(res, resolver, root, musl_version=musl_version, alpine=sources.alpine, on_warning=warn)
     return res
+
+
+def tree_symbols(root: str, fs) -> Callable[[str], object]:
+    """``real in-root path -> SymbolFacts or None`` for files of ``root``
+    (the filesystem's own reader when it has one: cached with the walk)."""
+    method = getattr(fs, "symbols", None)
+    if method is not None:
+        return method
+    from .elf import ElfError
+    from .symbols import read_symbols_path
+
+    memo: dict = {}
+
+    def get(real: str):
+        try:
+            return memo[real]
+        except KeyError:
+            pass
+        try:
+            facts = read_symbols_path(to_host(root, real))
+        except (ElfError, OSError):
+            facts = None
+        memo[real] = facts
+        return facts
+
+    return get
+
+
+def system_libraries(root: str, resolver: Resolver, limit: int = 4000):
+    """(in-root path, owning package name or None) of the shared libraries in
+    the root's library search folders: where a missing symbol may be defined."""
+    out = []
+    for d in resolver.system_dirs():
+        try:
+            names = sorted(os.listdir(to_host(root, d)))
+        except OSError:
+            continue
+        for name in names:
+            if not name.startswith("lib") or ".so" not in name:
+                continue
+            path = d.rstrip("/") + "/" + name
+            owner = resolver.universe.owner(path)
+            out.append((path, owner.name if owner is not None else None))
+            if len(out) >= limit:
+                return out
+    return out
+
+
+def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: Optional[str] = None,
+                 alpine: Optional[str] = None, on_warning: Optional[Warn] = None, symbols=None,
+                 hint_libraries=None, interpreters=None):
+    """Bind every object of ``res`` as musl does (:mod:`rundeps.bind`) and
+    record the verdicts on it: ``res.will_not_load`` (path -> reason),
+    ``res.binding`` (missing symbols, hints, the musl checked against)."""
+    from .bind import bind, musl_model
+
+    warn = on_warning or (lambda msg: None)
+    symbols = symbols or tree_symbols(root, resolver.fs)
+    musl = musl_model(resolver.fs, res.arch, symbols, universe=resolver.universe, musl_version=musl_version,
+                      alpine=alpine)
+    if musl is None:
+        warn(f"no musl export list for {res.arch or 'this arch'}: symbols were not bound")
+        return None
+    if hint_libraries is None:
+        def hint_libraries():
+            seen = set()
+            for path in res.objects:
+                seen.add(path)
+                yield path, None
+            for path, pkg in system_libraries(root, resolver):
+                if path not in seen:
+                    yield path, pkg
+
+    binding = bind(resolver, res, symbols, musl, interpreters=interpreters, hint_libraries=hint_libraries,
+                   gcompat=None)
+    res.binding = binding
+    for path in binding.glibc_loads:  # glibc-linked, but binds completely: a warning, not a failure
+        res.will_not_load.pop(path, None)
+    res.will_not_load.update(binding.will_not_load)
+    return binding
 
 
 def read_arch(root: Optional[str]) -> Optional[str]:
@@ -315,6 +405,8 @@ def check_wheel(
     on_warning: Optional[Warn] = None,
     on_problem: Optional[Callable[[str, str], None]] = None,
     universe: Optional[Universe] = None,
+    symbols: bool = True,
+    musl_version: Optional[str] = None,
 ) -> WheelCheck:
     """Read a wheel straight from its zip and resolve what it needs.
 
@@ -348,12 +440,24 @@ def check_wheel(
                 raise
             universe, no_sources = Universe(), True
     tree = TreeFS(root) if explicit_root else None
-    res = Resolver(universe, WheelFS(ws, tree), arch=elf_arch or target, on_warning=warn).resolve(objects)
+    fs = WheelFS(ws, tree)
+    resolver = Resolver(universe, fs, arch=elf_arch or target, on_warning=warn)
+    res = resolver.resolve(objects)
+    binding = None
+    if symbols:
+        binding = bind_wheel(res, resolver, ws, tree, musl_version=musl_version, alpine=sources.alpine,
+                             on_warning=warn)
     wheel_arch = ws.arch or elf_arch
     problems = []
     if wheel_arch and target and wheel_arch != target:
         problems.append(f"built for {wheel_arch}, the target is {target}")
-    if ws.libc == "glibc" or res.glibc_linked:
+    if binding is not None:
+        if res.will_not_load:
+            first = sorted(res.will_not_load.items())[0]
+            n = len(res.will_not_load)
+            problems.append(f"{n} file{'s' if n != 1 else ''} will not load under musl "
+                            f"({first[0]}: {first[1]}" + (f"; and {n - 1} more)" if n > 1 else ")"))
+    elif ws.libc == "glibc" or res.glibc_linked:
         glibc = sorted({s for sonames in res.glibc_linked.values() for s in sonames})
         problems.append(
             "glibc-linked" + (f" (needs {', '.join(glibc)})" if glibc else "")
@@ -368,6 +472,9 @@ def check_wheel(
         check = WheelCheck(ws, res, target, "; ".join(problems), False, no_sources)
         check.base_image = base
         return check
+    glibc_note = ""
+    if binding is not None and (ws.libc == "glibc" or res.glibc_linked):
+        glibc_note = "glibc-linked, loads under musl; "
     needed = {p.name for p in res.packages} | set(base.values())
     in_base = sorted(n for n in needed if n == "musl" or n in BASE_IMAGE_SONAMES.values())
     external = sorted(needed - set(in_base))
@@ -375,6 +482,49 @@ def check_wheel(
         verdict = "needs " + " ".join(external)
     else:
         verdict = f"needs nothing beyond the base image ({', '.join(['musl'] + [n for n in in_base if n != 'musl'])})"
-    check = WheelCheck(ws, res, target, verdict, True, no_sources)
+    check = WheelCheck(ws, res, target, glibc_note + verdict, True, no_sources)
     check.base_image = base
     return check
+
+
+def wheel_interpreter(ws, tree) -> Optional[str]:
+    """The interpreter of the root (``--root``) that would import the wheel:
+    ``/usr/local/bin/pythonX.Y`` (the official images), else
+    ``/usr/bin/pythonX.Y`` (Alpine's python3), for the wheel's cpXY tag."""
+    if tree is None:
+        return None
+    versions = set()
+    for py, _abi, _plat in getattr(ws, "tags", ()) or ():
+        if py.startswith("cp") and py[2:].isdigit() and len(py) >= 4:
+            versions.add(f"{py[2]}.{py[3:]}")
+    for v in sorted(versions, reverse=True):
+        for prefix in ("/usr/local", "/usr"):
+            cand = f"{prefix}/bin/python{v}"
+            if tree.lookup(cand) is not None:
+                return cand
+    return None
+
+
+def bind_wheel(res: Resolution, resolver: Resolver, ws, tree, musl_version: Optional[str] = None,
+               alpine: Optional[str] = None, on_warning: Optional[Warn] = None):
+    """Bind a wheel's members as musl would once installed: every shared
+    object no other member loads is an extension module (or a library a
+    module opens), opened by the interpreter with RTLD_LOCAL: the root's
+    interpreter with ``--root``, else one assumed to define the Py* names."""
+    fs = resolver.fs
+    symbols = getattr(fs, "symbols", None)
+    if symbols is None:
+        return None
+    interp = wheel_interpreter(ws, tree)
+    interpreters = {p: interp for p, info in res.objects.items() if info.interp is None}
+
+    def hints():
+        for p in res.objects:
+            yield p, None
+        if tree is not None:
+            for path, pkg in system_libraries(tree.root, resolver):
+                yield path, pkg
+
+    return bind_symbols(res, resolver, tree.root if tree is not None else "/", musl_version=musl_version,
+                        alpine=alpine, on_warning=on_warning, symbols=symbols, hint_libraries=hints,
+                        interpreters=interpreters)

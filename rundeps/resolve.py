@@ -16,8 +16,12 @@ For every ``DT_NEEDED`` entry of every ELF object, in this order:
 4. otherwise the soname is unresolved.
 
 Objects that are linked against glibc (``PT_INTERP`` ``ld-linux*`` or a
-``libc.so.6`` need) do not get their glibc sonames resolved to musl: they are
-reported as glibc-linked.
+``libc.so.6`` need) are reported as glibc-linked and resolved like any other,
+as musl's loader does: ``libc.so.6``, ``libm.so.6``, ``libpthread.so.0`` ...
+are names musl serves itself (its ``reserved`` prefixes), every other name
+(``libstdc++.so.6``, ``libresolv.so.2``, ``ld-linux-x86-64.so.2``) is looked
+up in the search path and the packages. Whether such a file then loads is for
+:mod:`rundeps.bind` to decide, symbol by symbol.
 
 The module works on a small filesystem interface (:class:`TreeFS` for a
 root folder) so that wheels, read from their zip, resolve the same way.
@@ -253,6 +257,10 @@ class Resolution:
         self.extra: Dict[str, Package] = {}
         self.dlopen: List = []
         self.dlopen_packages: Dict[str, Package] = {}
+        self.will_not_load: Dict[str, str] = {}
+        """In-root path -> one-line reason, for every file musl would refuse."""
+        self.binding = None
+        """The :class:`rundeps.bind.Binding` when symbols were bound."""
 
     def apply_dlopen(self, findings: List, add: bool) -> List:
         """Record run-time loads (:class:`rundeps.dlopen.DlopenFinding`) and the
@@ -394,8 +402,6 @@ class Resolver:
 
     def lookup(self, path: str, soname: str, dirs: Sequence[str], glibc: bool):
         """Resolve one soname needed by ``path``: (edge, in-tree library to descend into)."""
-        if glibc and soname in GLIBC_SONAMES:
-            return Edge(path, soname, "glibc"), None
         if "/" in soname:
             if soname.startswith("/"):
                 found = self._find(posixpath.basename(soname), [posixpath.dirname(soname)])

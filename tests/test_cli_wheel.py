@@ -73,13 +73,15 @@ def test_manylinux_wheel_is_glibc_linked(tmp_path):
         link=["-lm"])
     whl = wheelbuild.make_wheel(tmp_path / "dist", "glibcpkg", "1.0", [f"cp312-cp312-manylinux_2_17_{ARCH}"],
                                 [("glibcpkg/_ext.so", ext.read_bytes())])
-    r = run("wheel", whl, "--format", "json", "--cache-dir", tmp_path / "c")
+    # without binding symbols, glibc-linked is all that can be said: not usable as it is
+    r = run("wheel", whl, "--no-symbols", "--format", "json", "--cache-dir", tmp_path / "c")
     assert r.returncode == 1
     [out] = json.loads(r.stdout)
     assert out["libc"] == "glibc" and out["ok"] is False
     assert out["glibc_linked"] == {"/glibcpkg/_ext.so": ["libc.so.6", "libm.so.6"]}
-    assert "libm.so.6" not in out["providers"]  # never resolved to musl
+    assert out["providers"]["libm.so.6"] == "musl"  # musl's loader serves it itself
     assert "glibc-linked" in out["verdict"] and "musllinux" in out["verdict"]
+    assert out["musl"] is None and out["will_not_load"] == {}
 
 
 def test_wheel_for_another_arch(b, tmp_path):

@@ -44,6 +44,10 @@ class Reporter:
         if not self.quiet:
             self._say(f"rundeps: {path}: {reason}")
 
+    def hint(self, msg: str) -> None:
+        if not self.quiet:
+            self._say(f"rundeps: hint: {msg}")
+
     def error(self, msg: str) -> None:
         self._say(f"rundeps: error: {msg}")
 
@@ -124,6 +128,22 @@ def output_options(fn: Callable) -> Callable:
     return fn
 
 
+def binding_options(fn: Callable) -> Callable:
+    """Options for binding symbols as musl does."""
+    opts = [
+        click.option("--symbols/--no-symbols", "symbols", default=True, show_default=True,
+                     help="Bind every undefined symbol as musl's loader does and fail on files that "
+                          "would not load (missing symbol, missing library, glibc-only loader)."),
+        click.option("--musl", "musl_version", metavar="VERSION",
+                     help="Check symbols against this musl's shipped export list (1.2.5, 1.2.3, ...) "
+                          "instead of the root's own musl (default: the root's lib/ld-musl-ARCH.so.1, "
+                          "else the list for --alpine, else the newest list)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
 def make_sources(kw):
     from ..api import Sources
 
@@ -174,14 +194,47 @@ def finish(res, reporter: Reporter, kw) -> int:
     for soname, files in unresolved.items():
         more = f" and {len(files) - 1} more" if len(files) > 1 else ""
         say(f"{soname} not found (needed by {files[0]}{more})")
+    binding = getattr(res, "binding", None)
+    loads = set(binding.glibc_loads) if binding is not None else set()
     for path, sonames in res.glibc_linked.items():
-        reporter.warning(
-            f"{path} is linked against glibc ({', '.join(sonames) or 'ld-linux'}); "
-            "it needs a musl build (or gcompat) on Alpine"
-        )
+        if path in loads:
+            reporter.warning(f"{path} is glibc-linked, loads under musl (every symbol it needs binds)")
+        elif path not in res.will_not_load:
+            reporter.warning(
+                f"{path} is linked against glibc ({', '.join(sonames) or 'ld-linux'}); "
+                "it needs a musl build (or gcompat) on Alpine"
+            )
+    failing = report_will_not_load(res, reporter, kw)
+    if failing:
+        return EXIT_UNRESOLVED
     if unresolved and not kw["allow_unresolved"]:
         return EXIT_UNRESOLVED
     return EXIT_OK
+
+
+def report_will_not_load(res, reporter: Reporter, kw) -> bool:
+    """One stderr line per file musl would refuse (grouped by reason), its
+    hints, and which musl the symbols were checked against. True when a file
+    counts as failing (``--allow-unresolved`` lets through files whose only
+    fault is a soname that does not resolve)."""
+    from ..report import will_not_load_lines
+
+    if not res.will_not_load:
+        return False
+    binding = getattr(res, "binding", None)
+    allow = kw.get("allow_unresolved")
+    failing = False
+    for line in will_not_load_lines(res):
+        path, _, reason = line.partition(" will not load: ")
+        soft = allow and reason.startswith("needs ") and "which musl cannot find" in reason
+        (reporter.warning if soft else reporter.error)(line)
+        failing = failing or not soft
+        if binding is not None:
+            for hint in binding.hints.get(path, []):
+                reporter.hint(f"{path}: {hint}")
+    if binding is not None and binding.musl_description:
+        reporter.hint(f"symbols checked against {binding.musl_description}")
+    return failing
 
 
 def add_dlopen(res, paths: List[str], root: str, reporter: Reporter, use: bool) -> None:

@@ -9,7 +9,7 @@ from typing import List
 import click
 
 from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED
-from .common import CONTEXT, Reporter, handle_errors, make_sources, parse_root, source_options
+from .common import CONTEXT, Reporter, binding_options, handle_errors, make_sources, parse_root, source_options
 
 
 @click.command(context_settings=CONTEXT)
@@ -20,6 +20,7 @@ from .common import CONTEXT, Reporter, handle_errors, make_sources, parse_root, 
               help="Add packages for libraries the wheel's Python code loads at run time.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
 @source_options
+@binding_options
 @handle_errors
 def wheel(wheels, fmt, use_dlopen, quiet, **kw):
     """Check which system libraries wheels need on Alpine, without installing them.
@@ -69,7 +70,7 @@ def wheel(wheels, fmt, use_dlopen, quiet, **kw):
                 path, root=root, sources=sources, arch=kw["arch"], explicit_root=explicit_root,
                 on_warning=reporter.warning,
                 on_problem=lambda member, reason, p=path: reporter.file_error(f"{p}:{member}", reason),
-                universe=universe,
+                universe=universe, symbols=kw["symbols"], musl_version=kw["musl_version"],
             )
         except WheelError as exc:
             reporter.error(str(exc))
@@ -117,11 +118,19 @@ def _print_wheel(check) -> None:
         click.echo(f"  package   {soname} -> {pkg.name}")
     for soname in sorted({s for v in res.glibc_linked.values() for s in v}):
         click.echo(f"  glibc     {soname}")
+    binding = getattr(res, "binding", None)
+    for path, reason in sorted(res.will_not_load.items()):
+        click.echo(f"  will not load  {path}: {reason}")
+        for hint in (binding.hints.get(path, []) if binding is not None else []):
+            click.echo(f"    hint: {hint}")
     for soname, files in res.unresolved.items():
         if soname in check.base_image:
             click.echo(f"  base      {soname} -> {check.base_image[soname]} (in every Alpine image)")
         else:
             click.echo(f"  missing   {soname} (needed by {files[0]})")
+    if binding is not None and binding.musl_description:
+        click.echo(f"  symbols   checked against {binding.musl_description}"
+                   + (" (Py* names taken as the interpreter's)" if binding.assumed_interpreter else ""))
     for f in res.dlopen:
         pkg = res.extra.get(f.name)
         click.echo(f"  dlopen    {f.name} ({f.path}:{f.line}, {f.call})" + (f" -> {pkg.name}" if pkg else ""))
