@@ -304,7 +304,7 @@ def system_libraries(root: str, resolver: Resolver, limit: int = 4000):
 
 def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: Optional[str] = None,
                  alpine: Optional[str] = None, on_warning: Optional[Warn] = None, symbols=None,
-                 hint_libraries=None, interpreters=None):
+                 hint_libraries=None, interpreters=None, gcompat="auto"):
     """Bind every object of ``res`` as musl does (:mod:`rundeps.bind`) and
     record the verdicts on it: ``res.will_not_load`` (path -> reason),
     ``res.binding`` (missing symbols, hints, the musl checked against)."""
@@ -314,9 +314,6 @@ def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: O
     symbols = symbols or tree_symbols(root, resolver.fs)
     musl = musl_model(resolver.fs, res.arch, symbols, universe=resolver.universe, musl_version=musl_version,
                       alpine=alpine)
-    if musl is None:
-        warn(f"no musl export list for {res.arch or 'this arch'}: symbols were not bound")
-        return None
     if hint_libraries is None:
         def hint_libraries():
             seen = set()
@@ -327,9 +324,16 @@ def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: O
                 if path not in seen:
                     yield path, pkg
 
+    if gcompat == "auto":
+        from .gcompat import find_gcompat
+
+        gcompat = find_gcompat(resolver.fs, resolver.universe, res.arch)
     binding = bind(resolver, res, symbols, musl, interpreters=interpreters, hint_libraries=hint_libraries,
-                   gcompat=None)
+                   gcompat=gcompat)
     res.binding = binding
+    if musl is None and binding.unchecked:
+        warn(f"no musl export list for {res.arch or 'this arch'} and no lib/ld-musl in the root: "
+             f"{len(binding.unchecked)} file(s) use symbols that could not be checked")
     for path in binding.glibc_loads:  # glibc-linked, but binds completely: a warning, not a failure
         res.will_not_load.pop(path, None)
     res.will_not_load.update(binding.will_not_load)

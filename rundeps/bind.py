@@ -190,7 +190,10 @@ class _Binder:
         self.musl = musl
         self.real_path = real_path
         self.nodes: Dict[str, _Node] = {}
-        self.musl_node = _Node(MUSL, "musl")
+        # Without an export list musl is a library not at hand: what only it
+        # could define is "not checked", never "missing".
+        self.musl_node = _Node(MUSL, "musl", soname="musl") if musl is not None else \
+            _Node(MUSL, "unknown", soname="musl (no export list)")
         self._closure: Dict[str, List[_Node]] = {}
         self._built: Set[str] = set()
         self._fail_memo: Dict[Tuple[str, Tuple[str, ...]], Optional[str]] = {}
@@ -296,6 +299,40 @@ class _Binder:
         return missing, complete
 
 
+def _evaluate(b: _Binder, root: _Node, global_scope: List[_Node], assume_python: bool, glibc_files: Set[str],
+              failures: Dict[str, str], missing_syms: Dict[str, Set[str]], unchecked: Dict[str, Set[str]]) -> None:
+    """Bind every object the load of ``root`` maps, in the scope musl gives
+    it (``global_scope`` then the root's own closure), recording own faults."""
+    local = b.closure(root)
+    scope: List[_Node] = []
+    seen: Set[str] = set()
+    for n in global_scope + local:
+        if n.key not in seen:
+            seen.add(n.key)
+            scope.append(n)
+    unknown = sorted({d.soname for d in scope if d.kind == "unknown"})
+    for n in local:
+        if n.kind != "file":
+            continue
+        if n.missing_libs:
+            failures.setdefault(n.key, "needs " + ", ".join(n.missing_libs) + ", which musl cannot find")
+        names, complete = b.bind_in(n, scope, assume_python)
+        if names and (complete or n.key in glibc_files):
+            missing_syms.setdefault(n.key, set()).update(names)
+        elif names:
+            unchecked.setdefault(n.key, set()).update(unknown)
+        elif unknown and n.key in glibc_files and n.key not in failures:
+            # a glibc-linked file whose scope is not all at hand cannot be proven to load
+            failures.setdefault(n.key, "glibc-linked, and " + ", ".join(unknown)
+                                + " not at hand to bind against (install the packages, or give --root)")
+
+
+def _reason(names: Set[str]) -> str:
+    shown = sorted(names)
+    more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
+    return "symbol not found: " + ", ".join(shown[:3]) + more
+
+
 def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslModel],
          real_path: Optional[Callable[[str], Optional[str]]] = None,
          interpreters: Optional[Mapping[str, str]] = None,
@@ -357,6 +394,7 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
     missing_syms: Dict[str, Set[str]] = {}
     unchecked: Dict[str, Set[str]] = {}
     glibc_files: Set[str] = set()
+    units: List[Tuple[str, _Node, List[_Node], bool]] = []
 
     for p in scanned:
         root = nodes[p]
@@ -373,11 +411,10 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
         if interp and posixpath.basename(interp).startswith(("ld-linux", "ld64.so")):
             real_interp = lookup(interp)
             if real_interp is None:
-                failures[root.key] = f"its loader {interp} (glibc's) is not in the root"
+                failures[root.key] = f"its loader {interp} (glibc's) is not in the root (gcompat provides one)"
                 continue
             if gcompat is None or not gcompat.owns(real_interp, interp):
                 continue  # a real glibc beside musl runs it: not musl's to decide
-        local = b.closure(root)
         global_scope: List[_Node] = []
         assume_python = False
         module = (interpreters is not None and p in interpreters) or is_python_module(p, info)
@@ -390,42 +427,14 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
                 assume_python = True
                 out.assumed_interpreter.append(p)
         elif gcompat is not None and info.interp and gcompat.owns(lookup(info.interp), info.interp):
+            # gcompat's loader runs musl's with --preload libgcompat.so.0
             global_scope = [root] + gcompat.preload_nodes(b)
-        scope: List[_Node] = []
-        seen: Set[str] = set()
-        for n in global_scope + local:
-            if n.key not in seen:
-                seen.add(n.key)
-                scope.append(n)
-        if any(n.kind == "musl" for n in scope) or not scope:
-            pass
-        for n in local:
-            if n.kind != "file":
-                continue
-            if n.missing_libs:
-                failures.setdefault(n.key, "needs " + ", ".join(n.missing_libs) + ", which musl cannot find")
-            names, complete = b.bind_in(n, scope, assume_python)
-            if names:
-                if complete or n.key in glibc_files:
-                    missing_syms.setdefault(n.key, set()).update(names)
-                else:
-                    unchecked.setdefault(n.key, set()).update(
-                        d.soname for d in scope if d.kind == "unknown")
-            elif not complete:
-                pass
-        # a glibc-linked file whose scope is not all at hand cannot be proven to load
-        for n in local:
-            if n.kind == "file" and n.key in glibc_files and any(d.kind == "unknown" for d in scope):
-                if n.key not in missing_syms and n.key not in failures:
-                    libs = sorted({d.soname for d in scope if d.kind == "unknown"})
-                    failures.setdefault(
-                        n.key, "glibc-linked, and " + ", ".join(libs)
-                        + " are not at hand to bind against (install the packages, or give --root)")
+            out.gcompat[p] = "runs through gcompat's loader (libgcompat.so.0 preloaded)"
+        units.append((p, root, global_scope, assume_python))
+        _evaluate(b, root, global_scope, assume_python, glibc_files, failures, missing_syms, unchecked)
 
     for key, names in missing_syms.items():
-        shown = sorted(names)
-        more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
-        failures.setdefault(key, "symbol not found: " + ", ".join(shown[:3]) + more)
+        failures.setdefault(key, _reason(names))
 
     # Propagate: a file fails when anything it loads fails.
     def first_failing_dep(node: _Node) -> Optional[_Node]:
@@ -460,9 +469,42 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
     out.glibc_loads = sorted(p for p in scanned if nodes[p].key in glibc_files and p not in out.will_not_load
                              and (objects[p].interp is None or lookup(objects[p].interp) is not None))
 
+    if gcompat is not None:
+        _gcompat_verdicts(b, out, units, glibc_files, gcompat, report_paths)
+
     if out.missing_symbols and hint_libraries is not None:
         out.hints = _hints(out.missing_symbols, b, hint_libraries, nodes)
     return out
+
+
+def _gcompat_verdicts(b: _Binder, out: Binding, units, glibc_files: Set[str], gcompat, report_paths) -> None:
+    """For every glibc-linked file: would it load with gcompat? A program
+    started through gcompat's loader was bound with libgcompat preloaded; a
+    module or library is bound again as if ``LD_PRELOAD=libgcompat.so.0``."""
+    pre = gcompat.preload_nodes(b)
+    for p, root, global_scope, assume in units:
+        if root.key not in glibc_files:
+            continue
+        if p in out.gcompat:  # through gcompat's loader: the verdict is the real one
+            reason = out.will_not_load.get(p)
+            out.gcompat[p] = ("loads: gcompat's loader preloads libgcompat.so.0" if reason is None
+                              else f"will not load even with gcompat: {reason}")
+            continue
+        if p not in out.will_not_load:
+            out.gcompat[p] = "loads (libgcompat.so.0 not needed)"
+            continue
+        f2: Dict[str, str] = {}
+        m2: Dict[str, Set[str]] = {}
+        _evaluate(b, root, global_scope + pre, assume, glibc_files, f2, m2, {})
+        for key, names in m2.items():
+            f2.setdefault(key, _reason(names))
+        bad = next((n for n in b.closure(root) if n.key in f2), None)
+        if bad is None:
+            out.gcompat[p] = (f"loads only with LD_PRELOAD={gcompat.library}: gcompat's symbols do not "
+                              "reach a library a musl program opens")
+        else:
+            where = "" if bad is root else f"{report_paths.get(bad.key, bad.key)}: "
+            out.gcompat[p] = f"will not load even with LD_PRELOAD={gcompat.library}: {where}{f2[bad.key]}"
 
 
 def _hints(missing: Mapping[str, List[str]], b: _Binder, hint_libraries, nodes) -> Dict[str, List[str]]:

@@ -103,7 +103,9 @@ def binding_json(res: Resolution) -> Dict[str, object]:
     """The load verdicts: ``will_not_load`` (path -> reason), ``missing_symbols``
     (path -> sorted names), ``hints`` (path -> lines), ``glibc_loads``
     (glibc-linked files that bind completely), ``musl`` (what the reserved
-    names were bound to; null when symbols were not bound)."""
+    names were bound to; null when symbols were not bound), ``gcompat``
+    (glibc-linked file -> whether it would load with gcompat, when the root
+    has gcompat or ``--gcompat FILE`` names its library)."""
     b = getattr(res, "binding", None)
     return {
         "will_not_load": dict(sorted(res.will_not_load.items())),
@@ -111,6 +113,7 @@ def binding_json(res: Resolution) -> Dict[str, object]:
         "hints": dict(b.hints) if b is not None else {},
         "glibc_loads": list(b.glibc_loads) if b is not None else [],
         "musl": b.musl_description if b is not None else None,
+        "gcompat": dict(sorted(b.gcompat.items())) if b is not None else {},
     }
 
 
@@ -164,7 +167,7 @@ def explain_file(res: Resolution, path: str) -> Optional[List[str]]:
             lines.append("  not checked against " + ", ".join(b.unchecked[path]) + " (not at hand)")
         if path in b.gcompat:
             lines.append(f"  with gcompat: {b.gcompat[path]}")
-        lines.append(f"  checked against {b.musl_description}")
+        lines.append(f"  checked against {b.musl_description or 'no musl export list (musl''s own names not checked)'}")
     if info.interp:
         lines.append(f"  loader (PT_INTERP): {info.interp}")
     return lines

@@ -396,6 +396,24 @@ def build_binding_root(root, musl_so: str = HOST_MUSL, extra_db: Sequence[str] =
     build_c(site / "depfail", f"_df.{MUSL_TAG}.so", "int broken_fn(void); int f(void){return broken_fn();}",
             libs=[broken])
     add(f"{SITE}/depfail/_df.{MUSL_TAG}.so".lstrip("/"))
+    # a glibc module whose vendored library needs glibc's loader by name (gcompat provides a file of that name)
+    vend = build_c(site / "glibcvend.libs", "libvend-0a1b2c3d.so.1",
+                   "#include <string.h>\nsize_t vend_len(const char *s){ return strlen(s); }\n",
+                   cc="glibc", soname="libvend-0a1b2c3d.so.1", libs=["/lib64/ld-linux-x86-64.so.2"])
+    build_c(site / "glibcvend", f"_v.{GNU_TAG}.so", "#include <stddef.h>\nsize_t vend_len(const char *);"
+            " size_t f(void){ return vend_len(\"x\"); }\n", cc="glibc", libs=[vend],
+            runpath="$ORIGIN/../glibcvend.libs")
+    add(f"{SITE}/glibcvend/_v.{GNU_TAG}.so".lstrip("/"))
+    # glibc programs: their loader is glibc's
+    build_c(root / "usr/local/bin", "gfort",
+            "#include <string.h>\n#include <stdio.h>\nchar buf[16];\n"
+            "int main(int argc, char **argv){ memcpy(buf, argv[0], (size_t)argc); printf(\"%s %d\\n\", buf, argc);"
+            " return 0; }\n", cc="glibc", shared=False, cflags=["-O2", "-D_FORTIFY_SOURCE=2"])
+    build_c(root / "usr/local/bin", "gonly",
+            "#include <malloc.h>\nint main(void){ struct mallinfo2 m = mallinfo2(); return (int)m.arena; }\n",
+            cc="glibc", shared=False)
+    add("usr/local/bin/gfort", "program")
+    add("usr/local/bin/gonly", "program")
     # the installed database
     db = root / "lib/apk/db"
     db.mkdir(parents=True, exist_ok=True)
@@ -408,6 +426,13 @@ def build_binding_root(root, musl_so: str = HOST_MUSL, extra_db: Sequence[str] =
     (root / "etc/apk").mkdir(parents=True, exist_ok=True)
     (root / "etc/apk/arch").write_text("x86_64\n")
     return cases
+
+
+def program_interp(host_path) -> str:
+    """PT_INTERP of a program, as binutils' readelf prints it."""
+    out = subprocess.run(["readelf", "-l", "-W", str(host_path)], stdout=subprocess.PIPE, text=True).stdout
+    m = re.search(r"\[Requesting program interpreter: (.*)\]", out)
+    return m.group(1) if m else ""
 
 
 def root_library_path(root) -> List[str]:
@@ -425,7 +450,15 @@ def loader_verdicts(root, cases: Mapping[str, Case], loader: str = MUSL_LOADER,
     out = {}
     for path, case in cases.items():
         host = root / path.lstrip("/")
-        if case.mode == "list":
+        if case.mode == "program":
+            # a glibc program: the kernel runs its PT_INTERP, which must exist in the root;
+            # then (gcompat's loader) musl's loader runs it with libgcompat preloaded
+            interp_path = program_interp(host)
+            if not os.path.lexists(root / interp_path.lstrip("/")):
+                out[path] = DlopenVerdict(str(host), False, f"no {interp_path} in the root")
+            else:
+                out[path] = loader_list(host, library_path=lp, loader=loader, preload=preload)
+        elif case.mode == "list":
             out[path] = loader_list(host, library_path=lp, loader=loader, preload=preload)
         else:
             mods = [root / b.lstrip("/") for b in case.before] + [host]
@@ -452,3 +485,45 @@ def interpreter_dlopen_together(interpreter, modules: Sequence, library_path: It
     last = lines[-1] if lines else f"FAIL {modules[-1]}: {proc.stdout.strip() or proc.returncode}"
     ok = last.startswith("OK ")
     return DlopenVerdict(str(modules[-1]), ok, "" if ok else last.split(": ", 1)[-1])
+
+
+GCOMPAT_NAMES = ("__memcpy_chk", "__printf_chk", "__fprintf_chk", "gnu_get_libc_version", "__strcpy_chk")
+
+
+def install_gcompat(root) -> Path:
+    """A stand-in gcompat in ``root`` (there is no real gcompat here): a
+    musl-gcc ``/lib/libgcompat.so.0`` defining a few glibc-only names, a
+    file named like glibc's loader in /lib and /lib64, and the package in the
+    installed database. Returns the host path of libgcompat.so.0."""
+    root = Path(root)
+    src = "\n".join(f"void *{n}(void) {{ return 0; }}" for n in GCOMPAT_NAMES)
+    lib = build_c(root / "lib", "libgcompat.so.0", src, soname="libgcompat.so.0")
+    build_c(root / "lib", "ld-linux-x86-64.so.2", "int gcompat_loader_stub(void){return 0;}",
+            soname="ld-linux-x86-64.so.2")
+    (root / "lib64").mkdir(exist_ok=True)
+    (root / "lib64/ld-linux-x86-64.so.2").symlink_to("/lib/ld-linux-x86-64.so.2")
+    db = root / "lib/apk/db/installed"
+    db.write_text(db.read_text() + "\n" + _db_block(
+        "gcompat", "1.1.0-r4", ["lib/ld-linux-x86-64.so.2", "lib/libgcompat.so.0", "lib64/ld-linux-x86-64.so.2"],
+        provides=["so:libgcompat.so.0=0"]))
+    return lib
+
+
+def gcompat_verdicts(root, cases: Mapping[str, Case], libgcompat) -> Dict[str, object]:
+    """The real loader's verdict for each case with gcompat: a glibc program
+    as gcompat's loader runs it (musl's loader with ``--preload
+    libgcompat.so.0``), a module dlopen'ed with ``LD_PRELOAD`` of it."""
+    root = Path(root)
+    lp = root_library_path(root)
+    interp = root / "usr/local/bin/python3.12"
+    out = {}
+    for path, case in cases.items():
+        host = root / path.lstrip("/")
+        if case.mode == "program":
+            out[path] = loader_verdicts(root, {path: case}, preload=[libgcompat])[path]
+        elif case.mode == "list":
+            out[path] = interpreter_dlopen_together(interp, [host], library_path=lp, preload=[libgcompat])
+        else:
+            mods = [root / b.lstrip("/") for b in case.before] + [host]
+            out[path] = interpreter_dlopen_together(interp, mods, library_path=lp, preload=[libgcompat])
+    return out

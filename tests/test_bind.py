@@ -58,7 +58,7 @@ def test_missing_symbols_are_the_ones_the_loader_names(fixture_root):
                 named[inroot] = sorted(names)
             for obj, names in named.items():
                 assert missing.get(obj) == names, (path, obj)
-        elif not verdict.ok:
+        elif cases[path].mode == "dlopen" and not verdict.ok:
             # dlopen stops at the first: it is one of ours
             name = verdict.error.split(": ")[-2] if ": symbol not found" in verdict.error else None
             assert name is not None and name in missing.get(path, []), (path, verdict)
@@ -143,3 +143,50 @@ def test_without_symbols_nothing_is_bound(fixture_root):
     res = check(root, symbols=False)
     assert res.binding is None
     assert not any("symbol" in r for r in res.will_not_load.values())
+
+
+def test_glibc_programs_need_their_loader(fixture_root):
+    root, cases, truth = fixture_root
+    res = check(root)
+    for prog in ("/usr/local/bin/gfort", "/usr/local/bin/gonly"):
+        assert not truth[prog].ok
+        assert "its loader /lib64/ld-linux-x86-64.so.2 (glibc's) is not in the root" in res.will_not_load[prog]
+
+
+@pytest.fixture(scope="module")
+def gcompat_root(tmp_path_factory):
+    from muslbuild import gcompat_verdicts, install_gcompat
+
+    root = tmp_path_factory.mktemp("gcompat") / "root"
+    cases = build_binding_root(root)
+    lib = install_gcompat(root)
+    glibc = {p: c for p, c in cases.items() if "-gnu.so" in p or "/bin/g" in p}
+    return root, glibc, loader_verdicts(root, glibc), gcompat_verdicts(root, glibc, lib)
+
+
+def test_gcompat_in_the_root_is_modelled(gcompat_root):
+    """With gcompat installed: a glibc program runs through gcompat's loader
+    (libgcompat preloaded); a module is opened by the musl interpreter, which
+    gcompat's symbols reach only with LD_PRELOAD. Each verdict, with and
+    without LD_PRELOAD, is the real loader's (a gcc-built stand-in
+    libgcompat.so.0: there is no real gcompat here)."""
+    root, cases, plain, with_gcompat = gcompat_root
+    res = check(root)
+    g = res.binding.gcompat
+    assert {v.ok for v in with_gcompat.values()} == {True, False}
+    for path, case in cases.items():
+        if case.mode == "program":
+            # the program's real verdict in this root is gcompat's
+            assert (path not in res.will_not_load) == with_gcompat[path].ok, (path, with_gcompat[path])
+            assert g[path].startswith("loads" if with_gcompat[path].ok else "will not load even with gcompat")
+        else:
+            assert (path not in res.will_not_load) == plain[path].ok, (path, plain[path])
+            if plain[path].ok:
+                assert g[path] == "loads (libgcompat.so.0 not needed)"
+            elif with_gcompat[path].ok:
+                assert g[path].startswith("loads only with LD_PRELOAD=/lib/libgcompat.so.0"), (path, g[path])
+            else:
+                assert g[path].startswith("will not load even with LD_PRELOAD"), (path, g[path])
+    # gcompat's file named like glibc's loader satisfies a vendored library's DT_NEEDED
+    vend = f"{SITE}/glibcvend/_v.cpython-312-x86_64-linux-gnu.so"
+    assert plain[vend].ok and vend not in res.will_not_load

@@ -17,8 +17,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EXIT_CODES = f"""\b
 Exit codes:
-  {EXIT_OK}  every needed soname resolved
-  {EXIT_UNRESOLVED}  some did not (stdout still lists what did; stderr names each)
+  {EXIT_OK}  every needed soname resolved and every scanned file would load
+  {EXIT_UNRESOLVED}  some did not, or a file will not load under musl (stderr names each)
   {EXIT_ERROR}  bad usage, or a root, database, index or cache that cannot be used
 """
 
@@ -224,15 +224,21 @@ def report_will_not_load(res, reporter: Reporter, kw) -> bool:
     binding = getattr(res, "binding", None)
     allow = kw.get("allow_unresolved")
     failing = False
+    unresolved = res.unresolved
     for line in will_not_load_lines(res):
         path, _, reason = line.partition(" will not load: ")
-        soft = allow and reason.startswith("needs ") and "which musl cannot find" in reason
-        (reporter.warning if soft else reporter.error)(line)
-        failing = failing or not soft
+        only_libs = reason.startswith("needs ") and reason.endswith(", which musl cannot find")
+        failing = failing or not (allow and only_libs)
+        libs = reason[len("needs "):-len(", which musl cannot find")].split(", ") if only_libs else []
+        if only_libs and all(path in unresolved.get(lib, ()) for lib in libs):
+            continue  # the "not found" line above already names it
+        reporter.error(line)
         if binding is not None:
             for hint in binding.hints.get(path, []):
                 reporter.hint(f"{path}: {hint}")
-    if binding is not None and binding.musl_description:
+            if path in binding.gcompat:
+                reporter.hint(f"{path}: with gcompat: {binding.gcompat[path]}")
+    if binding is not None and binding.musl_description and binding.missing_symbols:
         reporter.hint(f"symbols checked against {binding.musl_description}")
     return failing
 
