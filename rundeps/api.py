@@ -187,15 +187,18 @@ def scan_paths(
     use_cache: bool,
     on_warning: Warn,
     progress=None,
+    symbols: bool = False,
 ) -> ScanResult:
-    """Walk ``paths`` inside ``root`` and read their ELF files (with the file cache)."""
+    """Walk ``paths`` inside ``root`` and read their ELF files (with the file
+    cache); ``symbols=True`` also gives each item its ``SymbolFacts``."""
     cache = None
     if use_cache:
         from .cachedir import default_cache_dir
         from .filecache import FileCache
 
         cache = FileCache.open(str(default_cache_dir(cache_dir)), on_warning)
-    return scan(paths, root=root, exclude=exclude, on_error=on_error, cache=cache, progress=progress)
+    return scan(paths, root=root, exclude=exclude, on_error=on_error, cache=cache, progress=progress,
+                symbols=symbols)
 
 
 def check_tree(
@@ -211,8 +214,14 @@ def check_tree(
     on_info: Optional[Warn] = None,
     symbols: bool = True,
     musl_version: Optional[str] = None,
+    library_path: Optional[str] = None,
+    main_program: Optional[str] = None,
 ) -> Resolution:
     """Scan ``paths`` (in-root paths) of ``root`` and resolve them to packages.
+
+    ``library_path``: the ``LD_LIBRARY_PATH`` the programs run with;
+    ``main_program``: the program that loads the tree's modules at run time
+    (default: the root's ``python3``); see :class:`rundeps.resolve.Resolver`.
 
     With ``symbols`` (the default), every object is then bound as musl binds
     it (:func:`bind_symbols`): ``res.will_not_load`` names the files that
@@ -227,7 +236,8 @@ def check_tree(
     for p in paths:
         if not os.path.lexists(to_host(root, p)):
             raise UsageError(f"{p} does not exist" + (f" inside {root}" if root != "/" else ""))
-    result = scan_paths(paths, root, exclude, err, sources.cache_dir, sources.use_cache, warn, progress)
+    result = scan_paths(paths, root, exclude, err, sources.cache_dir, sources.use_cache, warn, progress,
+                        symbols=symbols)
     objects = {item.path: item.info for item in result.items}
     found_arch, counts = majority_arch(objects.values())
     if len(counts) > 1:
@@ -236,7 +246,10 @@ def check_tree(
     arch = arch or found_arch or read_arch(root) or machine_arch()
     universe = load_universe(root, sources, arch, warn, explicit_root=explicit_root, on_info=on_info)
     fs = TreeFS(root, known=objects, on_error=err)
-    resolver = Resolver(universe, fs, arch=arch, on_warning=warn)
+    if symbols:
+        fs.known_symbols({item.path: item.symbols for item in result.items if item.symbols is not None})
+    resolver = Resolver(universe, fs, arch=arch, on_warning=warn, library_path=library_path,
+                        main_program=main_program)
     resolver.scanned_paths = tuple(paths)
     res = resolver.resolve(objects)
     if res.unresolved and explicit_root and universe.installed and not sources.names_index():
@@ -304,7 +317,7 @@ def system_libraries(root: str, resolver: Resolver, limit: int = 4000):
 
 def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: Optional[str] = None,
                  alpine: Optional[str] = None, on_warning: Optional[Warn] = None, symbols=None,
-                 hint_libraries=None, interpreters=None, gcompat="auto"):
+                 hint_libraries=None, interpreters=None, gcompat="auto", present=None):
     """Bind every object of ``res`` as musl does (:mod:`rundeps.bind`) and
     record the verdicts on it: ``res.will_not_load`` (path -> reason),
     ``res.binding`` (missing symbols, hints, the musl checked against)."""
@@ -329,7 +342,7 @@ def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: O
 
         gcompat = find_gcompat(resolver.fs, resolver.universe, res.arch)
     binding = bind(resolver, res, symbols, musl, interpreters=interpreters, hint_libraries=hint_libraries,
-                   gcompat=gcompat)
+                   gcompat=gcompat, present=present)
     res.binding = binding
     if musl is None and binding.unchecked:
         warn(f"no musl export list for {res.arch or 'this arch'} and no lib/ld-musl in the root: "
@@ -411,6 +424,7 @@ def check_wheel(
     universe: Optional[Universe] = None,
     symbols: bool = True,
     musl_version: Optional[str] = None,
+    gcompat_file: Optional[str] = None,
 ) -> WheelCheck:
     """Read a wheel straight from its zip and resolve what it needs.
 
@@ -449,8 +463,9 @@ def check_wheel(
     res = resolver.resolve(objects)
     binding = None
     if symbols:
+        present = BASE_IMAGE_SONAMES if no_sources else {}
         binding = bind_wheel(res, resolver, ws, tree, musl_version=musl_version, alpine=sources.alpine,
-                             on_warning=warn)
+                             on_warning=warn, present=present, gcompat_file=gcompat_file)
     wheel_arch = ws.arch or elf_arch
     problems = []
     if wheel_arch and target and wheel_arch != target:
@@ -510,17 +525,27 @@ def wheel_interpreter(ws, tree) -> Optional[str]:
 
 
 def bind_wheel(res: Resolution, resolver: Resolver, ws, tree, musl_version: Optional[str] = None,
-               alpine: Optional[str] = None, on_warning: Optional[Warn] = None):
+               alpine: Optional[str] = None, on_warning: Optional[Warn] = None, present=None,
+               gcompat_file: Optional[str] = None):
     """Bind a wheel's members as musl would once installed: every shared
     object no other member loads is an extension module (or a library a
     module opens), opened by the interpreter with RTLD_LOCAL: the root's
     interpreter with ``--root``, else one assumed to define the Py* names."""
     fs = resolver.fs
     symbols = getattr(fs, "symbols", None)
-    if symbols is None:
-        return None
+    if symbols is None or getattr(ws, "symbols", None) is None:
+        return None  # the members' symbols were not read: nothing to bind
     interp = wheel_interpreter(ws, tree)
     interpreters = {p: interp for p, info in res.objects.items() if info.interp is None}
+    gcompat = None
+    if gcompat_file is not None:
+        from .gcompat import Gcompat
+
+        gcompat = Gcompat.from_file(gcompat_file)
+    elif tree is not None:
+        from .gcompat import find_gcompat
+
+        gcompat = find_gcompat(tree, resolver.universe)
 
     def hints():
         for p in res.objects:
@@ -531,4 +556,4 @@ def bind_wheel(res: Resolution, resolver: Resolver, ws, tree, musl_version: Opti
 
     return bind_symbols(res, resolver, tree.root if tree is not None else "/", musl_version=musl_version,
                         alpine=alpine, on_warning=on_warning, symbols=symbols, hint_libraries=hints,
-                        interpreters=interpreters)
+                        interpreters=interpreters, present=present, gcompat=gcompat)

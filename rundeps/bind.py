@@ -197,6 +197,8 @@ class _Binder:
         self._closure: Dict[str, List[_Node]] = {}
         self._built: Set[str] = set()
         self._fail_memo: Dict[Tuple[str, Tuple[str, ...]], Optional[str]] = {}
+        self.present: Dict[str, str] = {}
+        self.answers: dict = {}
 
     # graph ---------------------------------------------------------------
 
@@ -207,19 +209,23 @@ class _Binder:
             node = self.nodes[real] = _Node(real, "file", real, info)
         return node
 
-    def build(self, node: _Node, parent_dirs: Tuple[str, ...] = ()) -> None:
-        """Resolve the node's needs (memoised per object)."""
+    def build(self, node: _Node) -> None:
+        """Resolve the node's needs (memoised per object) in musl's load
+        order (:meth:`rundeps.resolve.Resolver.load_order`: LD_LIBRARY_PATH,
+        the needed_by chain's run paths, the system path, short-name reuse).
+        A library a package owns is loaded the same way in turn."""
         if node.kind != "file" or node.key in self._built:
             return
         self._built.add(node.key)
-        from .resolve import is_glibc_linked
+        order = self.resolver.load_order(node.path, node.info, self.answers)
+        by_path: Dict[str, list] = {}
+        for edge, _descend in order:
+            by_path.setdefault(edge.path, []).append(edge)
+        self._attach(node, by_path.get(node.path, ()), by_path)
 
-        info = node.info
-        own = self.resolver.own_dirs(node.path, info) if (info.runpath or info.rpath) else ()
-        dirs = tuple(dict.fromkeys(own + parent_dirs))
-        glibc = is_glibc_linked(info)
-        for soname in info.needed:
-            edge, _descend = self.resolver.lookup(node.path, soname, dirs, glibc)
+    def _attach(self, node: _Node, edges, by_path) -> None:
+        for edge in edges:
+            soname = edge.soname
             if edge.kind == "musl":
                 node.deps.append(self.musl_node)
                 continue
@@ -229,12 +235,23 @@ class _Binder:
                 if lib_info is not None:
                     child = self.node_for_file(edge.library, lib_info)
                     node.deps.append(child)
-                    self.build(child, dirs)
+                    if child.key not in self._built:
+                        if edge.kind == "in_tree" and edge.library in by_path:
+                            self._built.add(child.key)  # loaded within this load: its chain is ours
+                            self._attach(child, by_path[edge.library], by_path)
+                        else:
+                            self.build(child)
                     continue
             if edge.package is not None:
                 key = f"<{edge.package.name}:{soname}>"
                 child = self.nodes.get(key) or self.nodes.setdefault(
                     key, _Node(key, "unknown", package=edge.package, soname=soname))
+                node.deps.append(child)
+                node.unknown_libs.append(soname)
+                continue
+            if soname in self.present:
+                key = f"<{self.present[soname]}:{soname}>"
+                child = self.nodes.setdefault(key, _Node(key, "unknown", soname=soname))
                 node.deps.append(child)
                 node.unknown_libs.append(soname)
                 continue
@@ -337,7 +354,7 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
          real_path: Optional[Callable[[str], Optional[str]]] = None,
          interpreters: Optional[Mapping[str, str]] = None,
          hint_libraries: Optional[Callable[[], Iterable[Tuple[str, Optional[str]]]]] = None,
-         gcompat=None) -> Binding:
+         gcompat=None, present: Optional[Mapping[str, str]] = None) -> Binding:
     """Bind every object of ``res`` as musl would.
 
     ``symbols(real_path)``: the :class:`~rundeps.symbols.SymbolFacts` of an
@@ -347,13 +364,16 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
     interpreter path, overriding the ``lib/pythonX.Y`` rule (wheels);
     ``hint_libraries()``: (in-root library path, package name or None) pairs
     whose exports may explain a missing symbol; ``gcompat``: a
-    :class:`rundeps.gcompat.Gcompat` when the root has it.
+    :class:`rundeps.gcompat.Gcompat` when the root has it; ``present``:
+    soname -> package of libraries taken as present but not at hand (the
+    base image's, for a wheel checked without any package source).
     """
     from .resolve import is_glibc_linked
 
     fs = resolver.fs
     lookup = real_path or fs.lookup
     b = _Binder(resolver, res, symbols, musl, lookup)
+    b.present = dict(present or {})
     out = Binding(musl)
     objects = res.objects
     scanned = list(res.scanned)
@@ -577,9 +597,23 @@ def musl_model(fs, arch: Optional[str], symbols: Callable[[str], object], univer
 
 def shipped_musl(arch: Optional[str], musl_version: Optional[str] = None,
                  alpine: Optional[str] = None) -> Optional[MuslModel]:
-    """A musl export list the project ships (:mod:`rundeps.muslexports`)."""
-    try:
-        from . import muslexports
-    except ImportError:  # pragma: no cover - the lists ship with the package
+    """A musl export list the project ships (:mod:`rundeps.muslexports`):
+    ``musl_version``, else the musl of Alpine ``alpine``, else the newest."""
+    from . import muslexports
+
+    wanted = musl_version
+    why = f"--musl {musl_version}" if musl_version else None
+    if wanted is None and alpine:
+        wanted = muslexports.musl_for_alpine(alpine)
+        why = f"Alpine {alpine}" if wanted else None
+    lists = muslexports.load(wanted, arch or "x86_64")
+    if lists is None:
         return None
-    return muslexports.model(arch, musl_version=musl_version, alpine=alpine)
+    desc = f"{lists.describe()}, the export list shipped with rundeps"
+    if why:
+        desc += f" (for {why})"
+    if not lists.exact_version and wanted:
+        desc += f": no list for {wanted}, the nearest older one"
+    if not lists.exact_arch:
+        desc += f": no list for {arch}"
+    return MuslModel(lists.names, desc, lists.version)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from muslbuild import (
+from bindbuild import (
     SHARED_MUSL, SITE, build_binding_root, loader_verdicts, private_loader, requires_musl,
 )
 from rundeps.api import Sources, check_tree
@@ -155,7 +155,7 @@ def test_glibc_programs_need_their_loader(fixture_root):
 
 @pytest.fixture(scope="module")
 def gcompat_root(tmp_path_factory):
-    from muslbuild import gcompat_verdicts, install_gcompat
+    from bindbuild import gcompat_verdicts, install_gcompat
 
     root = tmp_path_factory.mktemp("gcompat") / "root"
     cases = build_binding_root(root)
@@ -190,3 +190,39 @@ def test_gcompat_in_the_root_is_modelled(gcompat_root):
     # gcompat's file named like glibc's loader satisfies a vendored library's DT_NEEDED
     vend = f"{SITE}/glibcvend/_v.cpython-312-x86_64-linux-gnu.so"
     assert plain[vend].ok and vend not in res.will_not_load
+
+
+@pytest.mark.skipif(not (SHARED_MUSL / "musl-1.1.20-r6-x86_64.so").exists()
+                    or not (SHARED_MUSL / "musl-1.2.5-r0-x86_64.so").exists(), reason="../shared/alpine absent")
+def test_shipped_export_lists_agree_with_those_musl_loaders(tmp_path):
+    """A root without its own ld-musl is checked against a shipped list
+    (--musl picks it; the output names it). qsort_r came with musl 1.2.3:
+    Alpine's 1.1.20 loader refuses the module, its 1.2.5 loader takes it."""
+    from bindbuild import build_c, _db_block, loader_list
+
+    root = tmp_path / "root"
+    mod = build_c(root / SITE.lstrip("/") / "q", "_q.cpython-312-x86_64-linux-musl.so",
+                  "#define _GNU_SOURCE\n#include <stdlib.h>\n"
+                  "static int c(const void *a, const void *b, void *x){ return 0; }\n"
+                  "void f(int *v, size_t n){ qsort_r(v, n, sizeof *v, c, 0); }\n")
+    (root / "lib/apk/db").mkdir(parents=True)
+    (root / "lib/apk/db/installed").write_text(_db_block("musl", "1.2.5-r0", []))
+    for version, so in (("1.1.20", "musl-1.1.20-r6-x86_64.so"), ("1.2.5", "musl-1.2.5-r0-x86_64.so")):
+        truth = loader_list(mod, loader=private_loader(tmp_path, SHARED_MUSL / so))
+        res = check(root, musl_version=version)
+        assert f"musl {version}" in res.binding.musl_description and "shipped" in res.binding.musl_description
+        path = f"{SITE}/q/_q.cpython-312-x86_64-linux-musl.so"
+        assert (path not in res.will_not_load) == truth.ok, (version, truth)
+        assert res.binding.missing_symbols.get(path, []) == sorted(truth.all_missing)
+    # with no --musl: the newest list
+    res = check(root)
+    from rundeps import muslexports
+    assert res.binding.musl.version == muslexports.load(None, "x86_64").version
+
+
+def test_alpine_release_picks_its_musl_list():
+    from rundeps import muslexports
+    from rundeps.bind import shipped_musl
+
+    m = shipped_musl("x86_64", alpine="3.9")
+    assert m.version == muslexports.musl_for_alpine("3.9") and "Alpine 3.9" in m.description

@@ -19,10 +19,14 @@ from .common import CONTEXT, Reporter, binding_options, handle_errors, make_sour
 @click.option("--dlopen", "use_dlopen", is_flag=True,
               help="Add packages for libraries the wheel's Python code loads at run time.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
+@click.option("--gcompat", "gcompat_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="Say whether glibc-linked members would load with gcompat, from FILE, a real "
+                   "libgcompat.so.0 (rundeps ships no gcompat export list; with --root, the root's "
+                   "installed gcompat is used without this option).")
 @source_options
 @binding_options
 @handle_errors
-def wheel(wheels, fmt, use_dlopen, quiet, **kw):
+def wheel(wheels, fmt, use_dlopen, quiet, gcompat_file, **kw):
     """Check which system libraries wheels need on Alpine, without installing them.
 
     Reads the ELF members straight from each zip (a folder: every *.whl in
@@ -71,6 +75,7 @@ def wheel(wheels, fmt, use_dlopen, quiet, **kw):
                 on_warning=reporter.warning,
                 on_problem=lambda member, reason, p=path: reporter.file_error(f"{p}:{member}", reason),
                 universe=universe, symbols=kw["symbols"], musl_version=kw["musl_version"],
+                gcompat_file=gcompat_file,
             )
         except WheelError as exc:
             reporter.error(str(exc))
@@ -123,6 +128,8 @@ def _print_wheel(check) -> None:
         click.echo(f"  will not load  {path}: {reason}")
         for hint in (binding.hints.get(path, []) if binding is not None else []):
             click.echo(f"    hint: {hint}")
+        if binding is not None and path in binding.gcompat:
+            click.echo(f"    with gcompat: {binding.gcompat[path]}")
     for soname, files in res.unresolved.items():
         if soname in check.base_image:
             click.echo(f"  base      {soname} -> {check.base_image[soname]} (in every Alpine image)")
