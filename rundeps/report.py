@@ -90,6 +90,9 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
         "needed_by": res.needed_by,
         "source": {p.name: p.source for p in res.all_packages},
         "glibc_linked": res.glibc_linked,
+        "will_not_load": dict(sorted(res.will_not_load.items())),
+        "runs_under_glibc": dict(sorted(res.runs_under_glibc.items())),
+        "left_out": dict(sorted(res.left_out.items())),
         "dlopen": [
             dict(f, package=res.dlopen_packages[f.name].name if f.name in res.dlopen_packages else None)
             for f in res.dlopen
@@ -122,7 +125,13 @@ def tree_lines(res: Resolution, all_packages: bool = True) -> List[str]:
     if res.glibc_linked:
         lines.append("(glibc-linked)")
         for path, sonames in res.glibc_linked.items():
-            lines.append(f"  {path}: {', '.join(sonames) or 'ld-linux interpreter'}")
+            under = res.runs_under_glibc.get(path)
+            note = f" (runs under {under})" if under else ""
+            lines.append(f"  {path}: {', '.join(sonames) or 'ld-linux interpreter'}{note}")
+    if res.will_not_load:
+        lines.append("(will not load)")
+        for path, reason in sorted(res.will_not_load.items()):
+            lines.append(f"  {path}: {reason}")
     unresolved = res.unresolved
     if unresolved:
         lines.append("(unresolved)")
