@@ -22,6 +22,9 @@ from .common import (
                    "Left out by default, with a note on stderr.")
 @click.option("--progress/--no-progress", default=True,
               help="Count scanned files on stderr while it is a terminal.")
+@click.option("--library-path", metavar="PATHS",
+              help="The LD_LIBRARY_PATH the programs run with (':'-separated in-root folders): "
+                   "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
 @output_options
 @handle_errors
@@ -51,7 +54,7 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
         res = check_tree(
             paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
             explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
-            progress=bar, default_excludes=not no_default_excludes,
+            progress=bar, library_path=kw["library_path"], default_excludes=not no_default_excludes,
         )
     finally:
         bar.close()

@@ -18,6 +18,9 @@ from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_s
               help="Also look at files named '*tkinter*', which scan leaves out by default.")
 @click.option("--dlopen", "use_dlopen", is_flag=True,
               help="Also count libraries the tree's Python code loads at run time (ctypes, cffi).")
+@click.option("--library-path", metavar="PATHS",
+              help="The LD_LIBRARY_PATH the programs run with (':'-separated in-root folders): "
+                   "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
 @handle_errors
 def why(name, paths, exclude, no_default_excludes, use_dlopen, **kw):
@@ -43,7 +46,7 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, **kw):
     res = check_tree(
         paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
         explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
-        default_excludes=not no_default_excludes,
+        library_path=kw["library_path"], default_excludes=not no_default_excludes,
     )
     add_dlopen(res, paths, root, reporter, use_dlopen)
     lines = explain(res, name)
