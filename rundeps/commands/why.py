@@ -19,6 +19,9 @@ from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_s
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: the chains, a line each; json: one object (name, kind, needed, and the chains).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
+@click.option("--library-path", metavar="PATHS",
+              help="The LD_LIBRARY_PATH the programs run with (':'-separated in-root folders): "
+                   "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
 @handle_errors
 def why(name, paths, exclude, use_dlopen, fmt, quiet, **kw):
@@ -44,6 +47,7 @@ def why(name, paths, exclude, use_dlopen, fmt, quiet, **kw):
     res = check_tree(
         paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
         explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
+        library_path=kw["library_path"],
     )
     add_dlopen(res, paths, root, reporter, use_dlopen)
     lines = explain(res, name)
