@@ -415,6 +415,7 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
     unchecked: Dict[str, Set[str]] = {}
     glibc_files: Set[str] = set()
     units: List[Tuple[str, _Node, List[_Node], bool]] = []
+    not_musl: Set[str] = set()  # glibc programs a glibc beside musl runs
 
     for p in scanned:
         root = nodes[p]
@@ -434,6 +435,7 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
                 failures[root.key] = f"its loader {interp} (glibc's) is not in the root (gcompat provides one)"
                 continue
             if gcompat is None or not gcompat.owns(real_interp, interp):
+                not_musl.add(root.key)
                 continue  # a real glibc beside musl runs it: not musl's to decide
         global_scope: List[_Node] = []
         assume_python = False
@@ -487,6 +489,7 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
     out.missing_symbols = {report_paths.get(k, k): sorted(v) for k, v in sorted(missing_syms.items())}
     out.unchecked = {report_paths.get(k, k): sorted(v) for k, v in sorted(unchecked.items())}
     out.glibc_loads = sorted(p for p in scanned if nodes[p].key in glibc_files and p not in out.will_not_load
+                             and nodes[p].key not in not_musl and p not in getattr(res, "runs_under_glibc", {})
                              and (objects[p].interp is None or lookup(objects[p].interp) is not None))
 
     if gcompat is not None:

@@ -17,15 +17,20 @@ from .common import (
 @click.argument("name")
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files whose path matches GLOB (repeatable).")
+@click.option("--no-default-excludes", "no_default_excludes", is_flag=True,
+              help="Also look at files named '*tkinter*', which scan leaves out by default.")
 @click.option("--dlopen", "use_dlopen", is_flag=True,
               help="Also count libraries the tree's Python code loads at run time (ctypes, cffi).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: the chains, a line each; json: one object (name, kind, needed, and the chains).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
 @click.option("--library-path", metavar="PATHS",
               help="The LD_LIBRARY_PATH the programs run with (':'-separated in-root folders): "
                    "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
 @binding_options
 @handle_errors
-def why(name, paths, exclude, use_dlopen, **kw):
+def why(name, paths, exclude, no_default_excludes, use_dlopen, fmt, quiet, **kw):
     """Explain why NAME (a package or a soname) is needed by the files under PATH,
     or (NAME a file's in-root path) whether that file loads under musl and why.
 
@@ -45,9 +50,9 @@ def why(name, paths, exclude, use_dlopen, **kw):
     PATH needs it (a file: when it will not load), 2 on errors.
     """
     from ..api import check_tree
-    from ..report import explain, explain_file
+    from ..report import explain, explain_file, explain_file_json, explain_json
 
-    reporter = Reporter(quiet=True)
+    reporter = Reporter(quiet)
     root, explicit_root = parse_root(kw["root"])
     file_name = name.startswith("/") or (not explicit_root and os.sep in name)
     if file_name:
@@ -56,7 +61,8 @@ def why(name, paths, exclude, use_dlopen, **kw):
     res = check_tree(
         paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
         explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
-        symbols=kw["symbols"], musl_version=kw["musl_version"], library_path=kw["library_path"],
+        library_path=kw["library_path"], default_excludes=not no_default_excludes,
+        symbols=kw["symbols"], musl_version=kw["musl_version"],
     )
     add_dlopen(res, paths, root, reporter, use_dlopen)
     if file_name:
@@ -64,11 +70,21 @@ def why(name, paths, exclude, use_dlopen, **kw):
         if lines is None:
             Reporter().error(f"{name} is not an ELF file under {', '.join(paths)}")
             sys.exit(EXIT_UNRESOLVED)
-        click.echo("\n".join(lines))
+        if fmt == "json":
+            import json
+
+            click.echo(json.dumps(explain_file_json(res, name), indent=2))
+        else:
+            click.echo("\n".join(lines))
         sys.exit(EXIT_UNRESOLVED if name in res.will_not_load else EXIT_OK)
     lines = explain(res, name)
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(explain_json(res, name), indent=2))
     if lines is None:
         Reporter().error(f"nothing under {', '.join(paths)} needs {name}")
         sys.exit(EXIT_UNRESOLVED)
-    click.echo("\n".join(lines))
+    if fmt == "text":
+        click.echo("\n".join(lines))
     sys.exit(EXIT_OK)
