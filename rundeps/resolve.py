@@ -253,6 +253,10 @@ class Resolution:
         self.extra: Dict[str, Package] = {}
         self.dlopen: List = []
         self.dlopen_packages: Dict[str, Package] = {}
+        self.distributions = None
+        """A :class:`rundeps.distributions.DistributionMap`, once mapped (``rundeps.api.add_distributions``)."""
+        self.installed_size = None
+        """A :class:`rundeps.sizes.SizeReport`, once computed (``rundeps.api.add_installed_size``)."""
 
     def apply_dlopen(self, findings: List, add: bool) -> List:
         """Record run-time loads (:class:`rundeps.dlopen.DlopenFinding`) and the
