@@ -1,0 +1,733 @@
+"""Symbol facts of one ELF object, as musl's dynamic linker sees them.
+
+:func:`read_symbols` reads, from the dynamic section alone (section headers
+are never used, so stripped files read the same), what an object *exports*
+and what it *must bind*, in the exact terms of musl's ``ldso/dynlink.c``:
+
+Exports (:attr:`SymbolFacts.defined`): the names ``find_sym`` can return from
+this object.  A symbol counts when
+
+* it is in the hash table musl searches: ``DT_GNU_HASH`` when present (then
+  only indices from its ``symoffset`` up), else ``DT_HASH`` (an object with
+  neither defines nothing musl can find);
+* its ``DT_VERSYM`` entry does not have the hidden bit (``0x8000``; musl
+  checks ``versym[i] >= 0`` and otherwise ignores versions entirely, so
+  ``foo@VER_1`` and ``foo@@VER_2`` are both just ``foo``);
+* ``st_shndx != SHN_UNDEF``;
+* ``st_value != 0``, unless it is ``STT_TLS``;
+* its type is one of ``OK_TYPES`` (``NOTYPE OBJECT FUNC COMMON TLS``: an
+  ``STT_GNU_IFUNC`` definition is *not* an export for musl) and its binding
+  one of ``OK_BINDS`` (``GLOBAL WEAK GNU_UNIQUE``).
+
+Names that fail only the hidden-version test are kept apart in
+:attr:`~SymbolFacts.hidden`, IFUNC definitions in :attr:`~SymbolFacts.ifunc`
+(both useful for hints), and undefined entries with a non-zero value
+(an executable's canonical PLT addresses, which ``find_sym`` accepts only for
+non-PLT relocations, ``need_def == 0``) in :attr:`~SymbolFacts.undef_valued`.
+
+Must bind (:attr:`SymbolFacts.undefined`): the names **the relocations
+reference**, as ``do_relocs`` walks them (``DT_REL``, ``DT_RELA`` and
+``DT_JMPREL``; ``DT_RELR`` carries no symbols).  "Every undefined dynsym
+entry" is *not* used as an approximation: the relocation tables are read
+(their symbol indices only, which is cheap) and a name counts when a
+relocation of a type other than ``NONE`` references a symbol that is
+``SHN_UNDEF`` and not ``STB_LOCAL``.  The value is True when every such entry
+is ``STB_WEAK`` (musl lets a weak undefined reference stay unbound).
+Undefined dynsym entries that no relocation references are in
+:attr:`~SymbolFacts.unreferenced` (never fatal to musl).
+:attr:`~SymbolFacts.plt_only` names the undefined names referenced only by
+``JUMP_SLOT`` relocations (``need_def``: an ``undef_valued`` entry does not
+satisfy them), and :attr:`~SymbolFacts.copy` the names referenced by
+``COPY`` relocations, which musl looks up in the global scope *after* the
+main program (``head->syms_next``) and which must be found even though the
+executable itself defines them.
+
+Not modelled: a relocation against a symbol the object itself defines but
+whose version is hidden (musl would not find it in the object; never seen in
+practice), a hash table whose chains or bloom filter disagree with the
+symbol table (a linker-built table never does), lazy binding
+(``RTLD_LAZY``; Python uses ``RTLD_NOW``), and MIPS' GOT-based relocations.
+
+Two readers give the same :class:`SymbolFacts`:
+
+* the default one here unpacks the tables with :mod:`struct` and
+  :mod:`array` (C-level slicing of whole tables; no per-entry parsing of
+  relocations);
+* :func:`read_symbols_pyelftools` builds them with pyelftools
+  (``DynamicSegment`` symbols, ``GNUHashTable`` / ``ELFHashTable``,
+  ``RelocationTable``, ``Elf_Versym``) and shares no code with the fast
+  reader; it is the tests' oracle.  The fast reader exists because the
+  pyelftools one is far too slow for the walk (see ``scripts/bench.py`` and
+  the README's figures).
+
+Hostile input raises :class:`~rundeps.elf.ElfError` and never another
+exception; every table read is capped (:data:`MAX_SYMS`,
+:data:`MAX_STRTAB`, relocations read in chunks of :data:`RELOC_CHUNK`).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from array import array
+from itertools import accumulate, compress, filterfalse, repeat
+from operator import add, and_, eq, ne, rshift, truth
+
+from .elf import HEAD_SIZE, ElfError, _guarded, _parse_header, is_elf_magic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import BinaryIO, Callable, Dict, FrozenSet, List, Optional, Tuple
+
+__all__ = [
+    "SymbolFacts",
+    "read_symbols",
+    "read_symbols_path",
+    "read_symbols_fd",
+    "read_symbols_pread",
+    "read_symbols_pyelftools",
+    "facts_from_tuple",
+    "MAX_SYMS",
+    "MAX_STRTAB",
+]
+
+#: At most this many dynamic symbols are read from one object.
+MAX_SYMS = 4 * 1024 * 1024
+#: Largest dynamic string table read.
+MAX_STRTAB = 256 * 1024 * 1024
+#: Relocations are read this many bytes at a time.
+RELOC_CHUNK = 1024 * 1024
+#: Largest relocation table accepted (bytes).
+MAX_RELOCS = 4 * 1024 * 1024 * 1024
+
+# Dynamic tags.
+DT_NULL = 0
+DT_HASH, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_RELASZ, DT_RELAENT, DT_STRSZ, DT_SYMENT = 4, 5, 6, 7, 8, 9, 10, 11
+DT_REL, DT_RELSZ, DT_RELENT, DT_PLTREL, DT_JMPREL, DT_PLTRELSZ = 17, 18, 19, 20, 23, 2
+DT_GNU_HASH = 0x6FFFFEF5
+DT_VERSYM = 0x6FFFFFF0
+PT_LOAD, PT_DYNAMIC = 1, 2
+
+STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_COMMON, STT_TLS, STT_GNU_IFUNC = 0, 1, 2, 5, 6, 10
+STB_LOCAL, STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 0, 1, 2, 10
+OK_TYPES = 1 << STT_NOTYPE | 1 << STT_OBJECT | 1 << STT_FUNC | 1 << STT_COMMON | 1 << STT_TLS
+OK_BINDS = 1 << STB_GLOBAL | 1 << STB_WEAK | 1 << STB_GNU_UNIQUE
+
+# e_machine -> (R_*_COPY, R_*_JUMP_SLOT), musl's REL_COPY and REL_PLT.
+_RELOC_KINDS = {
+    62: (5, 7),  # x86_64
+    3: (5, 7),  # i386
+    183: (1024, 1026),  # aarch64
+    40: (20, 22),  # arm
+    21: (19, 21),  # ppc64
+    20: (19, 21),  # ppc
+    22: (9, 11),  # s390x
+    243: (4, 5),  # riscv
+    258: (4, 5),  # loongarch
+}
+EM_S390 = 22
+
+_NATIVE_LITTLE = sys.byteorder == "little"
+
+
+def _class_table(pick) -> bytes:
+    """A :meth:`bytes.translate` table over ``st_info`` bytes."""
+    return bytes(pick(b & 0xF, b >> 4) for b in range(256))
+
+
+#: 1 for an OK type other than TLS with an OK binding.
+_CLS_PLAIN = _class_table(lambda t, b: int(t != STT_TLS and bool((1 << t) & OK_TYPES) and bool((1 << b) & OK_BINDS)))
+#: 1 for a binding other than STB_LOCAL / STB_WEAK.
+_CLS_NONLOCAL = _class_table(lambda t, b: int(b != STB_LOCAL))
+_CLS_WEAK = _class_table(lambda t, b: int(b == STB_WEAK))
+_NZ = bytes([0] + [1] * 255)
+_FLIP = bytes([1] + [0] * 255)
+_HIGHBIT = bytes([0] * 128 + [1] * 128)
+#: 1 for TLS, 2 for IFUNC, with an OK binding.
+_CLS_TLS_IFUNC = _class_table(lambda t, b: (1 if t == STT_TLS else 2 if t == STT_GNU_IFUNC else 0)
+                              if (1 << b) & OK_BINDS else 0)
+
+
+class SymbolFacts:
+    """The symbol facts of one ELF object (see the module documentation for
+    exactly what each field means).  Treat it as immutable; it compares by
+    value, and :meth:`astuple` / :func:`facts_from_tuple` give a form that
+    :mod:`marshal` and :mod:`pickle` keep.
+
+    * ``undefined``: {name: True if weak} -- what relocations need bound;
+    * ``defined``: frozenset of names musl's lookup finds in this object;
+    * ``hidden``: definitions musl skips because their version is hidden;
+    * ``ifunc``: ``STT_GNU_IFUNC`` definitions (musl cannot bind them);
+    * ``undef_valued``: undefined entries with a value (canonical PLT
+      addresses), found by non-PLT lookups only;
+    * ``plt_only``: undefined names referenced only by ``JUMP_SLOT`` relocs;
+    * ``copy``: names referenced by ``COPY`` relocations;
+    * ``unreferenced``: undefined dynsym names no relocation references;
+    * ``nsyms``: the number of dynamic symbols (from the hash table).
+    """
+
+    __slots__ = ("undefined", "defined", "hidden", "ifunc", "undef_valued", "plt_only", "copy", "unreferenced",
+                 "nsyms")
+
+    def __init__(self, undefined: Dict[str, bool], defined: FrozenSet[str], hidden: FrozenSet[str] = frozenset(),
+                 ifunc: FrozenSet[str] = frozenset(), undef_valued: FrozenSet[str] = frozenset(),
+                 plt_only: FrozenSet[str] = frozenset(), copy: FrozenSet[str] = frozenset(),
+                 unreferenced: FrozenSet[str] = frozenset(), nsyms: int = 0):
+        self.undefined = undefined
+        self.defined = defined
+        self.hidden = hidden
+        self.ifunc = ifunc
+        self.undef_valued = undef_valued
+        self.plt_only = plt_only
+        self.copy = copy
+        self.unreferenced = unreferenced
+        self.nsyms = nsyms
+
+    def astuple(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __reduce__(self):
+        return (facts_from_tuple, (self.astuple(),))
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.astuple() == other.astuple()
+
+    def __hash__(self) -> int:  # pragma: no cover - rarely needed
+        return hash((frozenset(self.undefined.items()),) + self.astuple()[1:])
+
+    @property
+    def strong_undefined(self) -> FrozenSet[str]:
+        """The undefined names that must be bound (not weak)."""
+        return frozenset(n for n, weak in self.undefined.items() if not weak)
+
+    def __repr__(self) -> str:
+        return (f"SymbolFacts(nsyms={self.nsyms}, undefined={len(self.undefined)}, defined={len(self.defined)}, "
+                f"hidden={len(self.hidden)}, ifunc={len(self.ifunc)}, copy={sorted(self.copy)!r})")
+
+
+def _is_str_set(v) -> bool:
+    return v.__class__ is frozenset and all(x.__class__ is str for x in v)
+
+
+def facts_from_tuple(t) -> SymbolFacts:
+    """A :class:`SymbolFacts` from :meth:`SymbolFacts.astuple`; ValueError
+    unless every field has its type (a cache file must not inject garbage)."""
+    if t.__class__ is not tuple or len(t) != 9:
+        raise ValueError("bad symbol record")
+    undefined, nsyms = t[0], t[8]
+    if not (undefined.__class__ is dict and nsyms.__class__ is int and all(_is_str_set(x) for x in t[1:8])
+            and all(k.__class__ is str and v.__class__ is bool for k, v in undefined.items())):
+        raise ValueError("bad symbol record")
+    return SymbolFacts(*t)
+
+
+EMPTY = SymbolFacts({}, frozenset())
+
+
+# -- the fast reader ------------------------------------------------------------
+
+
+def _decode(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+def _read_exact(pread, offset: int, size: int, what: str) -> bytes:
+    raw = pread(offset, size)
+    if len(raw) < size:
+        raise ElfError(f"{what} outside the file")
+    return raw
+
+
+def _array(code: str, raw: bytes, little: bool) -> array:
+    a = array(code)
+    n = len(raw) - len(raw) % a.itemsize
+    a.frombytes(raw[:n] if n != len(raw) else raw)
+    if little != _NATIVE_LITTLE:
+        a.byteswap()
+    return a
+
+
+def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
+    h = _parse_header(head, pread)
+    is64 = h.elfclass == 64
+    little = h.little
+    e = "<" if little else ">"
+    phdr_s, dyn_s = h.fmts[1], h.fmts[2]
+
+    phoff, entsize, phnum = h.phoff, h.phentsize, h.phnum
+    size = entsize * phnum
+    if phoff + size <= len(head):
+        table, base = head, phoff
+    else:
+        table, base = _read_exact(pread, phoff, size, "program header table") if size else b"", 0
+    loads: List[Tuple[int, int, int]] = []
+    dynamic = None
+    for i in range(phnum):
+        ph = phdr_s.unpack_from(table, base + i * entsize)
+        if is64:
+            offset, vaddr, filesz = ph[2], ph[3], ph[5]
+        else:
+            offset, vaddr, filesz = ph[1], ph[2], ph[4]
+        if ph[0] == PT_LOAD:
+            loads.append((vaddr, filesz, offset))
+        elif ph[0] == PT_DYNAMIC and dynamic is None:
+            dynamic = (offset, filesz)
+    if dynamic is None:
+        return EMPTY
+
+    esize = dyn_s.size
+    count = min(dynamic[1] // esize, 65536)
+    raw = pread(dynamic[0], count * esize)
+    dyn: Dict[int, int] = {}
+    for d_tag, d_val in dyn_s.iter_unpack(raw[: len(raw) - len(raw) % esize]):
+        if d_tag == DT_NULL:
+            break
+        if d_tag not in dyn:  # musl's decode_vec keeps the last; duplicates never occur in real files
+            dyn[d_tag] = d_val
+    else:
+        raise ElfError("dynamic segment without DT_NULL")
+
+    def where(addr: int, what: str) -> Tuple[int, int]:
+        """(file offset, bytes left in its segment) of an address."""
+        for vaddr, seg_filesz, seg_off in loads:
+            if vaddr <= addr < vaddr + seg_filesz:
+                return seg_off + (addr - vaddr), vaddr + seg_filesz - addr
+        raise ElfError(f"{what} outside every PT_LOAD segment")
+
+    def table_at(tag: int, size: int, what: str) -> bytes:
+        off, left = where(dyn[tag], what)
+        if size > left:
+            raise ElfError(f"{what} runs past its segment")
+        return _read_exact(pread, off, size, what)
+
+    # Relocations: the symbol indices they reference, with their types.
+    kinds = _RELOC_KINDS.get(h.machine)
+    r_copy, r_plt = kinds if kinds else (-1, -1)
+    word = 8 if is64 else 4
+    # Where, inside one entry, the symbol-index bytes of r_info are.
+    if is64:
+        symoff, symw = (word + 4, 4) if little else (word, 4)
+    else:
+        symoff, symw = (word + 1, 3) if little else (word, 3)
+    infos = set()  # distinct r_info values of relocations that name a symbol
+    tables = []
+    if DT_RELA in dyn and dyn.get(DT_RELASZ):
+        tables.append((dyn[DT_RELA], dyn[DT_RELASZ], True))
+    if DT_REL in dyn and dyn.get(DT_RELSZ):
+        tables.append((dyn[DT_REL], dyn[DT_RELSZ], False))
+    if DT_JMPREL in dyn and dyn.get(DT_PLTRELSZ):
+        tables.append((dyn[DT_JMPREL], dyn[DT_PLTRELSZ], dyn.get(DT_PLTREL) == DT_RELA))
+    for addr, tsize, rela in tables:
+        if tsize > MAX_RELOCS:
+            raise ElfError("relocation table too large")
+        off, left = where(addr, "relocation table")
+        if tsize > left:
+            raise ElfError("relocation table runs past its segment")
+        per = 3 if rela else 2
+        stride = word * per
+        step = RELOC_CHUNK - RELOC_CHUNK % stride
+        tsize -= tsize % stride
+        pos = 0
+        while pos < tsize:
+            n = min(step, tsize - pos)
+            chunk = _read_exact(pread, off + pos, n, "relocation table")
+            pos += n
+            # The linker puts the (many) symbol-less relative relocations
+            # first: find the first entry that names a symbol in C, and
+            # collect r_info values from there on.
+            p = _nonzero(chunk, symoff, symw, stride).find(1)
+            if p >= 0:
+                infos.update(_array("Q" if is64 else "I", chunk[p * stride:], little)[1::per])
+    il = list(infos)
+    shift, tmask = (32, 0xFFFFFFFF) if is64 else (8, 0xFF)
+    rsyms = list(map(rshift, il, repeat(shift)))
+    rtypes = list(map(and_, il, repeat(tmask)))
+    ok = list(map(and_, map(truth, rsyms), map(truth, rtypes)))  # R_*_NONE is skipped
+    rsyms = list(compress(rsyms, ok))
+    rtypes = list(compress(rtypes, ok))
+    refd = set(rsyms)
+    nonplt_i = set(compress(rsyms, map(ne, rtypes, repeat(r_plt))))
+    copy_i = set(compress(rsyms, map(eq, rtypes, repeat(r_copy))))
+
+    if DT_SYMTAB not in dyn:
+        if refd:
+            raise ElfError("relocations against symbols without DT_SYMTAB")
+        return EMPTY
+
+    # How many symbols, and where musl's lookup starts.
+    nsyms = 0
+    first = None  # None: no hash table, nothing is findable
+    if DT_GNU_HASH in dyn:
+        off, left = where(dyn[DT_GNU_HASH], "DT_GNU_HASH")
+        hdr = _read_exact(pread, off, 16, "DT_GNU_HASH")
+        nbuckets, symoffset, bloom_size, _shift = struct.unpack(e + "IIII", hdr)
+        if nbuckets > MAX_SYMS or bloom_size > MAX_SYMS or symoffset > MAX_SYMS:
+            raise ElfError("DT_GNU_HASH too large")
+        boff = off + 16 + bloom_size * word
+        buckets = _array("I", _read_exact(pread, boff, 4 * nbuckets, "DT_GNU_HASH buckets"), little)
+        top = max(buckets) if nbuckets else 0
+        if top < symoffset:
+            nsyms = symoffset
+        else:
+            # The last chain ends at the last symbol: walk it to its end bit.
+            coff = boff + 4 * nbuckets + 4 * (top - symoffset)
+            i = top
+            while True:
+                chunk = _array("I", pread(coff, 4096), little)
+                if not chunk:
+                    raise ElfError("DT_GNU_HASH chain outside the file")
+                ends = bytes(map(and_, chunk, repeat(1)))
+                k = ends.find(1)
+                if k >= 0:
+                    i += k + 1
+                    break
+                i += len(chunk)
+                if i > MAX_SYMS:
+                    raise ElfError("DT_GNU_HASH chain too long")
+                coff += 4 * len(chunk)
+            nsyms = i
+        first = symoffset
+    elif DT_HASH in dyn:
+        off, _left = where(dyn[DT_HASH], "DT_HASH")
+        if h.machine == EM_S390 and is64:  # s390x: 64-bit hash words (musl's Elf_Symndx)
+            nsyms = struct.unpack(e + "QQ", _read_exact(pread, off, 16, "DT_HASH"))[1]
+        else:
+            nsyms = struct.unpack(e + "II", _read_exact(pread, off, 8, "DT_HASH"))[1]
+        first = 1
+    if refd:
+        nsyms = max(nsyms, max(refd) + 1)
+    if nsyms > MAX_SYMS:
+        raise ElfError(f"too many dynamic symbols ({nsyms})")
+    if nsyms == 0:
+        return EMPTY
+
+    syment = 24 if is64 else 16
+    symraw = table_at(DT_SYMTAB, nsyms * syment, "DT_SYMTAB")
+    if DT_STRTAB not in dyn:
+        raise ElfError("symbols without DT_STRTAB")
+    stroff, strleft = where(dyn[DT_STRTAB], "DT_STRTAB")
+    strsz = min(dyn.get(DT_STRSZ, strleft), strleft)
+    if strsz > MAX_STRTAB:
+        raise ElfError("dynamic string table too large")
+    strtab = pread(stroff, strsz)
+    vhigh = None  # the high byte of every versym entry
+    if DT_VERSYM in dyn:
+        vraw = table_at(DT_VERSYM, 2 * nsyms, "DT_VERSYM")
+        vhigh = vraw[1::2] if little else vraw[0::2]
+
+    # Per-symbol fields, as whole columns (C-level slicing).
+    names = _array("I", symraw, little)[0::6 if is64 else 4]
+    if is64:
+        infob = symraw[4::24]
+        shoff, valoff, valw = 6, 8, 8
+    else:
+        infob = symraw[12::16]
+        shoff, valoff, valw = 14, 4, 4
+    shnz = _nonzero(symraw, shoff, 2, syment)  # 1: st_shndx != SHN_UNDEF
+    undm = shnz.translate(_FLIP)  # 1: SHN_UNDEF
+
+    # Every string of the table by its offset, split and decoded in C.
+    if strtab.isascii():
+        parts = strtab.decode("ascii").split("\0")
+    else:
+        parts = list(map(bytes.decode, strtab.split(b"\0"), repeat("utf-8"), repeat("surrogateescape")))
+    strings = dict(zip(accumulate(map(add, map(len, parts), repeat(1)), initial=0), parts))
+    strlen = len(strtab)
+
+    def name(i: int) -> str:
+        o = names[i]
+        s = strings.get(o)
+        if s is None:  # a tail-merged string (or a hostile offset)
+            if o >= strlen:
+                raise ElfError("symbol name outside the string table")
+            end = strtab.find(b"\0", o)
+            if end < 0:
+                raise ElfError("unterminated symbol name")
+            s = strings[o] = _decode(strtab[o:end])
+        return s
+
+    def names_of(indices: List[int]) -> List[str]:
+        got = list(map(strings.get, map(names.__getitem__, indices)))
+        if None in got:
+            got = [s if s is not None else name(i) for i, s in zip(indices, got)]
+        return got
+
+    defined: List[str] = []
+    hidden: List[str] = []
+    ifunc: List[str] = []
+    undef_valued: List[str] = []
+    if first is not None and first < nsyms:
+        cnt = nsyms - first
+        cls = infob[first:]
+        plain = _int(cls.translate(_CLS_PLAIN))  # OK type other than TLS, OK binding
+        valnz = _int(_nonzero(symraw[first * syment:], valoff, valw, syment))
+        sh = _int(shnz[first:])
+        hid = 0
+        if vhigh is not None:
+            hid = _int(vhigh[first:].translate(_HIGHBIT))
+        sel = plain & valnz & sh
+        defined = names_of(list(compress(range(first, nsyms), _bytes(sel & ~hid, cnt))))
+        if hid:
+            hidden = names_of(list(compress(range(first, nsyms), _bytes(sel & hid, cnt))))
+        uv = plain & valnz & _int(undm[first:]) & ~hid
+        if uv:
+            undef_valued = names_of(list(compress(range(first, nsyms), _bytes(uv, cnt))))
+        special = cls.translate(_CLS_TLS_IFUNC)
+        if special.strip(b"\0"):  # TLS (st_value 0 is fine) and IFUNC definitions: rare
+            for j in compress(range(cnt), special):
+                i = first + j
+                if not shnz[i]:
+                    continue
+                if special[j] == 1:
+                    (hidden if vhigh is not None and vhigh[i] >= 0x80 else defined).append(name(i))
+                elif (valnz >> (8 * j)) & 0xFF:
+                    ifunc.append(name(i))
+
+    # What the relocations need: SHN_UNDEF, not STB_LOCAL.
+    nonlocal_m = infob.translate(_CLS_NONLOCAL)
+    ridx = sorted(refd)
+    uidx = list(compress(ridx, map(and_, map(undm.__getitem__, ridx), map(nonlocal_m.__getitem__, ridx))))
+    unames = names_of(uidx)
+    weakm = infob.translate(_CLS_WEAK)
+    weak = list(map(truth, map(weakm.__getitem__, uidx)))
+    undefined = dict(zip(unames, weak))
+    if len(undefined) != len(unames):  # one name in several entries: weak only if all are
+        undefined = {}
+        for n, w in zip(unames, weak):
+            undefined[n] = undefined.get(n, True) and w
+    nonplt = set(compress(unames, map(nonplt_i.__contains__, uidx)))
+    copy = names_of(sorted(i for i in copy_i if nonlocal_m[i]))
+    unref_idx = [i for i in filterfalse(refd.__contains__, compress(range(1, nsyms), undm[1:])) if nonlocal_m[i]]
+    unreferenced = [n for n in names_of(unref_idx) if n and n not in undefined]
+    defs = frozenset(defined)
+    return SymbolFacts(
+        undefined=undefined,
+        defined=defs,
+        hidden=frozenset(hidden) - defs,
+        ifunc=frozenset(ifunc) - defs,
+        undef_valued=frozenset(undef_valued),
+        plt_only=frozenset(undefined).difference(nonplt),
+        copy=frozenset(copy),
+        unreferenced=frozenset(unreferenced),
+        nsyms=nsyms,
+    )
+
+
+def _int(mask: bytes) -> int:
+    return int.from_bytes(mask, "little")
+
+
+def _bytes(n: int, count: int) -> bytes:
+    return n.to_bytes(count, "little")
+
+
+def _nonzero(raw: bytes, off: int, width: int, stride: int) -> bytes:
+    """One byte per ``stride``-byte entry of ``raw``: 1 if the ``width``
+    bytes at ``off`` in it are not all zero (OR-ed as big integers, in C)."""
+    count = len(raw) // stride
+    acc = 0
+    for k in range(width):
+        acc |= int.from_bytes(raw[off + k:off + k + stride * count:stride], "little")
+    return acc.to_bytes(count, "little").translate(_NZ)
+
+
+def _wrap(head: bytes, pread) -> SymbolFacts:
+    try:
+        return _parse(head, pread)
+    except ElfError:
+        raise
+    except OSError:
+        raise
+    except (struct.error, ValueError, OverflowError, MemoryError, IndexError) as exc:
+        raise ElfError(f"malformed ELF symbols ({type(exc).__name__})") from None
+
+
+def read_symbols_pread(pread: Callable[[int, int], bytes], head: Optional[bytes] = None) -> Optional[SymbolFacts]:
+    """The symbol facts of the ELF object behind ``pread(offset, size)``
+    (which returns at most ``size`` bytes, fewer at the end of the data).
+    ``head``: its first bytes, if already read.  None if it is not ELF."""
+    pread = _guarded(pread)
+    if head is None:
+        head = pread(0, HEAD_SIZE)
+    if not is_elf_magic(head):
+        return None
+    return _wrap(head, pread)
+
+
+def read_symbols_fd(fd: int, head: Optional[bytes] = None) -> Optional[SymbolFacts]:
+    """The symbol facts of an open file descriptor (read with ``os.pread``)."""
+    return read_symbols_pread(lambda offset, size: os.pread(fd, size, offset), head)
+
+
+def read_symbols_path(path) -> Optional[SymbolFacts]:
+    """Open ``path`` and read its symbol facts; OSError propagates."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return read_symbols_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _reader() -> str:
+    return os.environ.get("RUNDEPS_ELF_READER", "")
+
+
+def read_symbols(f_or_path, reader: Optional[str] = None) -> Optional[SymbolFacts]:
+    """The symbol facts of a path or a binary file object (seekable); None
+    if it is not ELF, :class:`ElfError` if it is broken.
+    ``reader="pyelftools"`` (or ``RUNDEPS_ELF_READER=pyelftools``) reads it
+    with :func:`read_symbols_pyelftools`."""
+    use_pyelftools = (reader if reader is not None else _reader()) == "pyelftools"
+    if isinstance(f_or_path, (str, bytes, os.PathLike)):
+        if use_pyelftools:
+            with open(f_or_path, "rb") as f:
+                return read_symbols_pyelftools(f)
+        return read_symbols_path(f_or_path)
+    f = f_or_path
+    if use_pyelftools:
+        return read_symbols_pyelftools(f)
+
+    def read_at(offset: int, size: int) -> bytes:
+        f.seek(offset)
+        return f.read(size)
+
+    return read_symbols_pread(read_at)
+
+
+# -- the pyelftools reader (the oracle; shares nothing with the code above) ------
+
+
+def read_symbols_pyelftools(f: BinaryIO) -> Optional[SymbolFacts]:
+    """The same facts, read with pyelftools' own structures: ``ELFFile``,
+    the ``PT_DYNAMIC`` ``DynamicSegment`` (``get_symbol``, tags, address to
+    offset mapping, relocation tables), ``GNUHashTable`` / ``ELFHashTable``
+    for the count and ``Elf_Versym``.  Slow (it parses every symbol and
+    relocation with construct); any exception becomes :class:`ElfError`.
+    Nothing here calls the fast reader."""
+    f.seek(0)
+    if f.read(4) != b"\x7fELF":
+        return None
+    try:
+        return _pyelftools(f)
+    except ElfError:
+        raise
+    except Exception as exc:  # anything pyelftools / construct raises
+        raise ElfError(f"pyelftools: {type(exc).__name__}: {exc}"[:200]) from None
+
+
+def _pyelftools(f) -> SymbolFacts:
+    from elftools.common.utils import struct_parse
+    from elftools.elf import enums
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.hash import ELFHashTable, GNUHashTable
+
+    f.seek(0)
+    ef = ELFFile(f)
+    seg = next(iter(ef.iter_segments(type="PT_DYNAMIC")), None)
+    if seg is None:
+        return SymbolFacts({}, frozenset())
+    tags = {}
+    for t in seg.iter_tags():
+        tags.setdefault(t.entry.d_tag, t.entry.d_val)
+
+    arch_enum = {
+        "EM_X86_64": ("R_X86_64_COPY", "R_X86_64_JUMP_SLOT", enums.ENUM_RELOC_TYPE_x64),
+        "EM_386": ("R_386_COPY", "R_386_JUMP_SLOT", enums.ENUM_RELOC_TYPE_i386),
+        "EM_AARCH64": ("R_AARCH64_COPY", "R_AARCH64_JUMP_SLOT", enums.ENUM_RELOC_TYPE_AARCH64),
+        "EM_ARM": ("R_ARM_COPY", "R_ARM_JUMP_SLOT", enums.ENUM_RELOC_TYPE_ARM),
+    }.get(ef["e_machine"])
+    copy_t = plt_t = None
+    if arch_enum:
+        copy_t, plt_t = arch_enum[2][arch_enum[0]], arch_enum[2][arch_enum[1]]
+
+    refs: Dict[int, List[int]] = {}
+    if "DT_SYMTAB" in tags or any(k in tags for k in ("DT_REL", "DT_RELA", "DT_JMPREL")):
+        for kind, rt in seg.get_relocation_tables().items():
+            if kind == "RELR":
+                continue
+            for r in rt.iter_relocations():
+                if r["r_info_sym"] and r["r_info_type"]:
+                    refs.setdefault(r["r_info_sym"], []).append(r["r_info_type"])
+    if "DT_SYMTAB" not in tags:
+        if refs:
+            raise ElfError("relocations against symbols without DT_SYMTAB")
+        return SymbolFacts({}, frozenset())
+
+    first = None
+    if "DT_GNU_HASH" in tags:
+        _, off = seg.get_table_offset("DT_GNU_HASH")
+        gh = GNUHashTable(ef, off, seg)
+        nsyms = gh.get_number_of_symbols()
+        first = gh.params["symoffset"]
+    elif "DT_HASH" in tags:
+        _, off = seg.get_table_offset("DT_HASH")
+        nsyms = ELFHashTable(ef, off, None, seg).get_number_of_symbols()
+        first = 1
+    else:
+        nsyms = 0
+    if refs:
+        nsyms = max(nsyms, max(refs) + 1)
+    syms = [seg.get_symbol(i) for i in range(nsyms)]
+    hidden_bits = [False] * nsyms
+    if "DT_VERSYM" in tags:
+        _, voff = seg.get_table_offset("DT_VERSYM")
+        for i in range(nsyms):
+            v = struct_parse(ef.structs.Elf_Versym, f, stream_pos=voff + 2 * i)["ndx"]
+            if isinstance(v, str):  # VER_NDX_LOCAL / VER_NDX_GLOBAL (0, 1): never hidden
+                continue
+            hidden_bits[i] = bool(v & 0x8000)
+
+    ok_types = ("STT_NOTYPE", "STT_OBJECT", "STT_FUNC", "STT_COMMON", "STT_TLS")
+    ok_binds = ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
+    defined, hidden, ifunc, undef_valued = set(), set(), set(), set()
+    if first is not None:
+        for i in range(first, nsyms):
+            s = syms[i]
+            typ, bind = s["st_info"]["type"], s["st_info"]["bind"]
+            if bind not in ok_binds:
+                continue
+            if s["st_shndx"] == "SHN_UNDEF":
+                if s["st_value"] != 0 and typ != "STT_TLS" and typ in ok_types and not hidden_bits[i]:
+                    undef_valued.add(s.name)
+                continue
+            if s["st_value"] == 0 and typ != "STT_TLS":
+                continue
+            if typ not in ok_types:
+                if typ in ("STT_GNU_IFUNC", "STT_LOOS"):
+                    ifunc.add(s.name)
+                continue
+            if hidden_bits[i]:
+                hidden.add(s.name)
+            else:
+                defined.add(s.name)
+    undefined: Dict[str, bool] = {}
+    nonplt = set()
+    copy = set()
+    for i, types in refs.items():
+        s = syms[i]
+        bind = s["st_info"]["bind"]
+        if bind == "STB_LOCAL":
+            continue
+        if copy_t is not None and copy_t in types:
+            copy.add(s.name)
+        if s["st_shndx"] != "SHN_UNDEF":
+            continue
+        undefined[s.name] = undefined.get(s.name, True) and bind == "STB_WEAK"
+        if any(t != plt_t for t in types):
+            nonplt.add(s.name)
+    unreferenced = {s.name for i, s in enumerate(syms) if i and i not in refs and s["st_shndx"] == "SHN_UNDEF"
+                    and s["st_info"]["bind"] != "STB_LOCAL" and s.name and s.name not in undefined}
+    return SymbolFacts(
+        undefined=undefined,
+        defined=frozenset(defined),
+        hidden=frozenset(hidden - defined),
+        ifunc=frozenset(ifunc - defined),
+        undef_valued=frozenset(undef_valued),
+        plt_only=frozenset(n for n in undefined if n not in nonplt),
+        copy=frozenset(copy),
+        unreferenced=frozenset(unreferenced),
+        nsyms=nsyms,
+    )
