@@ -188,15 +188,18 @@ def scan_paths(
     use_cache: bool,
     on_warning: Warn,
     progress=None,
+    symbols: bool = False,
 ) -> ScanResult:
-    """Walk ``paths`` inside ``root`` and read their ELF files (with the file cache)."""
+    """Walk ``paths`` inside ``root`` and read their ELF files (with the file
+    cache); ``symbols=True`` also gives each item its ``SymbolFacts``."""
     cache = None
     if use_cache:
         from .cachedir import default_cache_dir
         from .filecache import FileCache
 
         cache = FileCache.open(str(default_cache_dir(cache_dir)), on_warning)
-    return scan(paths, root=root, exclude=exclude, on_error=on_error, cache=cache, progress=progress)
+    return scan(paths, root=root, exclude=exclude, on_error=on_error, cache=cache, progress=progress,
+                symbols=symbols)
 
 
 def check_tree(

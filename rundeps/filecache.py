@@ -52,6 +52,9 @@ SUBDIR = "filecache"
 FORMAT_VERSION = 2
 _MAGIC = b"RDFC"
 _HEADER = _MAGIC + bytes([FORMAT_VERSION])
+#: The format of the symbol facts files (see :meth:`FileCache.load_symbols`).
+SYMBOLS_VERSION = 1
+_SYM_HEADER = b"RDSY" + bytes([SYMBOLS_VERSION])
 
 Warn = "Callable[[str], None]"
 
@@ -296,6 +299,87 @@ class FileCache:
             self._broken = True
             self._warn(f"file cache disabled: cannot write {self.directory}: {exc}")
 
+    # -- symbol facts ---------------------------------------------------------
+    #
+    # Kept apart from the ELF facts, one file per scanned top as well
+    # (``.s<N>``), so that a scan without symbols never loads them: {in-root
+    # path: (device, inode, size, mtime_ns, packed SymbolFacts)}.
+
+    @staticmethod
+    def _symbols_key(root: str, top: str) -> bytes:
+        return b"symbols\0%d\0%s\0%s" % (SYMBOLS_VERSION, os.fsencode(root), os.fsencode(top))
+
+    def _symbols_file(self, key: bytes) -> str:
+        name = "%08x%08x.s%d" % (zlib.crc32(key), zlib.adler32(key), SYMBOLS_VERSION)
+        return os.path.join(self.directory, name)
+
+    def load_symbols(self, root: str, top: str) -> Dict[str, tuple]:
+        """{in-root path: (dev, ino, size, mtime_ns, packed facts)} of the
+        last symbol scan of ``top``; {} when there is none or it is corrupt
+        (then dropped, with a warning)."""
+        if self._broken:
+            return {}
+        key = self._symbols_key(root, top)
+        path = self._symbols_file(key)
+        try:
+            with open(path, "rb") as f:
+                blob = f.read()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            self._broken = True
+            self._warn(f"file cache disabled: cannot read {path}: {exc}")
+            return {}
+        try:
+            if blob[:5] != _SYM_HEADER or len(blob) < 13:
+                raise CorruptEntry("bad header")
+            body = memoryview(blob)[9:]
+            if zlib.crc32(body) != int.from_bytes(blob[5:9], "little"):
+                raise CorruptEntry("bad checksum")
+            klen = int.from_bytes(blob[9:13], "little")
+            if bytes(blob[13:13 + klen]) != key:
+                return {}
+            try:
+                raw = marshal.loads(memoryview(blob)[13 + klen:])
+            except (ValueError, EOFError, TypeError) as exc:
+                raise CorruptEntry(str(exc)) from None
+            if not isinstance(raw, dict):
+                raise CorruptEntry("bad shape")
+            return raw
+        except CorruptEntry as exc:
+            self._warn(f"file cache symbols for {top} were corrupt ({exc}); dropped")
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            return {}
+
+    def store_symbols(self, root: str, top: str, entries: Dict[str, tuple]) -> None:
+        """Remember ``entries`` (the shape :meth:`load_symbols` returns)."""
+        if self._broken:
+            return
+        key = self._symbols_key(root, top)
+        body = len(key).to_bytes(4, "little") + key + marshal.dumps(entries, 4)
+        self._write(self._symbols_file(key), _SYM_HEADER + zlib.crc32(body).to_bytes(4, "little") + body)
+
+    def _write(self, path: str, blob: bytes) -> None:
+        tmp = "%s.tmp.%d.%d" % (path, os.getpid(), id(blob))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(blob)
+                os.replace(tmp, path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except OSError as exc:
+            self._broken = True
+            self._warn(f"file cache disabled: cannot write {self.directory}: {exc}")
+
     def clear(self) -> None:
         """Forget everything (only this cache's own files)."""
         try:
@@ -303,7 +387,7 @@ class FileCache:
         except OSError:
             return
         for name in names:
-            if ".v" in name:
+            if ".v" in name or ".s" in name:
                 try:
                     os.unlink(os.path.join(self.directory, name))
                 except OSError:

@@ -169,6 +169,34 @@ class TreeFS:
         self._infos[real_path] = info
         return info
 
+    def known_symbols(self, facts: Mapping[str, object]) -> None:
+        """Seed :meth:`symbols` with facts already read ({in-root real
+        path: SymbolFacts}, e.g. from ``ScanItem.symbols``)."""
+        self.__dict__.setdefault("_symbols", {}).update(facts)
+
+    def symbols(self, real_path: str):
+        """The :class:`rundeps.symbols.SymbolFacts` of an in-root real path,
+        read once and memoised (None if it is not ELF or cannot be read;
+        the reason goes to ``on_error``)."""
+        memo = self.__dict__.setdefault("_symbols", {})
+        try:
+            return memo[real_path]
+        except KeyError:
+            pass
+        from .symbols import read_symbols_path
+
+        facts = None
+        try:
+            facts = read_symbols_path(to_host(self.root, real_path))
+        except ElfError as exc:
+            if self._on_error:
+                self._on_error(real_path, f"broken symbol table: {exc}")
+        except OSError as exc:
+            if self._on_error:
+                self._on_error(real_path, exc.strerror or str(exc))
+        memo[real_path] = facts
+        return facts
+
     def read_text(self, path: str) -> Optional[str]:
         real = self.lookup(path)
         if real is None:
@@ -198,6 +226,14 @@ class WheelFS:
         if info is None and self.tree is not None and not self.wheel.has_file(real_path):
             info = self.tree.elf(real_path)
         return info
+
+    def symbols(self, real_path: str):
+        """The symbol facts of a member (read by ``scan_wheel(...,
+        symbols=True)``), else of a file of ``tree``."""
+        if self.wheel.has_file(real_path):
+            get = getattr(self.wheel, "symbols", None)
+            return get(real_path) if get is not None else None
+        return self.tree.symbols(real_path) if self.tree is not None else None
 
     def read_text(self, path: str) -> Optional[str]:
         return self.tree.read_text(path) if self.tree is not None else None

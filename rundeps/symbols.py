@@ -88,6 +88,8 @@ __all__ = [
     "read_symbols_pread",
     "read_symbols_pyelftools",
     "facts_from_tuple",
+    "pack_facts",
+    "unpack_facts",
     "MAX_SYMS",
     "MAX_STRTAB",
 ]
@@ -225,6 +227,33 @@ def facts_from_tuple(t) -> SymbolFacts:
 
 
 EMPTY = SymbolFacts({}, frozenset())
+
+
+def pack_facts(f: SymbolFacts) -> tuple:
+    """A compact, :mod:`marshal`-able form for the file cache: every name
+    set as one NUL-joined string (one object instead of thousands, so
+    loading a warm cache is a split per set), the weak flags as bytes."""
+    und = list(f.undefined)
+    return ("\0".join(und), bytes(map(int, f.undefined.values())),
+            "\0".join(f.defined), "\0".join(f.hidden), "\0".join(f.ifunc), "\0".join(f.undef_valued),
+            "\0".join(f.plt_only), "\0".join(f.copy), "\0".join(f.unreferenced), f.nsyms)
+
+
+def _names(blob) -> FrozenSet[str]:
+    if blob.__class__ is not str:
+        raise ValueError("bad symbol record")
+    return frozenset(blob.split("\0")) if blob else frozenset()
+
+
+def unpack_facts(t) -> SymbolFacts:
+    """The inverse of :func:`pack_facts`; ValueError on anything else."""
+    if t.__class__ is not tuple or len(t) != 10 or t[1].__class__ is not bytes or t[9].__class__ is not int \
+            or t[0].__class__ is not str:
+        raise ValueError("bad symbol record")
+    und = t[0].split("\0") if t[0] else []
+    if len(und) != len(t[1]):
+        raise ValueError("bad symbol record")
+    return SymbolFacts(dict(zip(und, map(truth, t[1]))), *map(_names, t[2:9]), nsyms=t[9])
 
 
 # -- the fast reader ------------------------------------------------------------

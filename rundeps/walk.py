@@ -53,14 +53,20 @@ _HAVE_DIR_FD = os.open in os.supports_dir_fd and os.scandir in os.supports_fd
 
 
 class ScanItem:
-    """One ELF regular file found by :func:`scan`."""
+    """One ELF regular file found by :func:`scan`.
 
-    __slots__ = ("path", "host_path", "info")
+    ``symbols`` is its :class:`rundeps.symbols.SymbolFacts` when the scan
+    was asked for them (``scan(..., symbols=True)``), else None; also None
+    when its symbol tables could not be read (reported through ``on_error``).
+    """
 
-    def __init__(self, path: str, host_path: str, info: ElfInfo):
+    __slots__ = ("path", "host_path", "info", "symbols")
+
+    def __init__(self, path: str, host_path: str, info: ElfInfo, symbols=None):
         self.path = path  # in-root path, e.g. '/usr/local/lib/python3.12/site-packages/x.so'
         self.host_path = host_path  # the real path on this machine
         self.info = info
+        self.symbols = symbols
 
     def __repr__(self) -> str:
         return f"ScanItem({self.path!r}, {self.host_path!r}, {self.info!r})"
@@ -453,9 +459,16 @@ def scan(
     cache: Optional["FileCache"] = None,
     jobs: Optional[int] = None,
     progress: Optional[Callable[[int], None]] = None,
+    symbols: bool = False,
 ) -> ScanResult:
     """Walk the in-root ``paths`` (folders or single files) of ``root`` and
     read every ELF regular file in them.
+
+    ``symbols=True`` also reads each ELF file's symbol facts
+    (:class:`rundeps.symbols.SymbolFacts`, in :attr:`ScanItem.symbols`);
+    with a ``cache`` they are kept per file (keyed like the ELF facts, in a
+    file of their own so that scans without symbols never load them), and a
+    repeat run reads no symbol table of an unchanged file.
 
     ``cache`` (a :class:`rundeps.filecache.FileCache`) skips files whose
     (device, inode, size, mtime_ns) are unchanged since the last scan.
@@ -469,13 +482,13 @@ def scan(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _scan(paths, root, exclude, on_error, cache, progress)
+        return _scan(paths, root, exclude, on_error, cache, progress, symbols)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _scan(paths, root, exclude, on_error, cache, progress) -> ScanResult:
+def _scan(paths, root, exclude, on_error, cache, progress, symbols=False) -> ScanResult:
     root = _norm_root(root)
     excluded = _compile_excludes(exclude)
     w = _Walker(root, on_error, cache, progress, excluded)
@@ -501,6 +514,8 @@ def _scan(paths, root, exclude, on_error, cache, progress) -> ScanResult:
     found.sort(key=lambda t: t[0])
     items = [ScanItem(p, _join_host(root, p), info) for p, info in found]
     elf_paths = {p for p, _ in found}
+    if symbols:
+        _attach_symbols(root, items, tops, cache, w.error)
 
     links: Dict[str, str] = {}
     dir_tops = [real for _g, real, kind in tops if kind == "dir"]
@@ -543,3 +558,58 @@ def _scan(paths, root, exclude, on_error, cache, progress) -> ScanResult:
     if progress is not None:
         progress(w.files_seen)
     return ScanResult(items=items, links=links, files_seen=w.files_seen)
+
+
+def _stat_key(st) -> Tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error) -> None:
+    """Fill in :attr:`ScanItem.symbols`, from the cache where a file's
+    (device, inode, size, mtime_ns) is unchanged, else by reading it."""
+    from .symbols import pack_facts, read_symbols_fd, unpack_facts
+
+    dir_tops = [real for _g, real, kind in tops if kind == "dir"]
+    by_top: Dict[str, List[ScanItem]] = {}
+    for item in items:
+        top = next((t for t in dir_tops if _under(item.path, t)), item.path)
+        by_top.setdefault(top, []).append(item)
+    for top, its in by_top.items():
+        old = cache.load_symbols(root, top) if cache is not None else {}
+        new = {}
+        changed = False
+        for item in its:
+            facts = None
+            entry = old.get(item.path)
+            if entry is not None:
+                try:
+                    if entry.__class__ is tuple and len(entry) == 5 and entry[:4] == _stat_key(
+                            os.lstat(item.host_path)):
+                        facts = unpack_facts(entry[4])
+                        new[item.path] = entry
+                except (OSError, ValueError):
+                    facts = None
+            if facts is None:
+                changed = True
+                try:
+                    fd = os.open(item.host_path, _O_FILE)
+                except OSError as exc:
+                    error(item.path, _reason(exc))
+                    continue
+                try:
+                    facts = read_symbols_fd(fd)
+                    key = _stat_key(os.fstat(fd))
+                except ElfError as exc:
+                    error(item.path, f"broken symbol table: {exc}")
+                    continue
+                except OSError as exc:
+                    error(item.path, _reason(exc))
+                    continue
+                finally:
+                    os.close(fd)
+                if facts is None:  # replaced by a non-ELF file since the walk
+                    continue
+                new[item.path] = key + (pack_facts(facts),)
+            item.symbols = facts
+        if cache is not None and (changed or len(new) != len(old)):
+            cache.store_symbols(root, top, new)
