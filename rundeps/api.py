@@ -213,8 +213,14 @@ def check_tree(
     on_warning: Optional[Warn] = None,
     progress=None,
     on_info: Optional[Warn] = None,
+    library_path: Optional[str] = None,
+    main_program: Optional[str] = None,
 ) -> Resolution:
-    """Scan ``paths`` (in-root paths) of ``root`` and resolve them to packages."""
+    """Scan ``paths`` (in-root paths) of ``root`` and resolve them to packages.
+
+    ``library_path``: the ``LD_LIBRARY_PATH`` the programs run with;
+    ``main_program``: the program that loads the tree's modules at run time
+    (default: the root's ``python3``); see :class:`rundeps.resolve.Resolver`."""
     sources = sources or Sources()
     warn = on_warning or (lambda msg: None)
     err = on_error or (lambda path, reason: None)
@@ -232,7 +238,8 @@ def check_tree(
     arch = arch or found_arch or read_arch(root) or machine_arch()
     universe = load_universe(root, sources, arch, warn, explicit_root=explicit_root, on_info=on_info)
     fs = TreeFS(root, known=objects, on_error=err)
-    resolver = Resolver(universe, fs, arch=arch, on_warning=warn)
+    resolver = Resolver(universe, fs, arch=arch, on_warning=warn, library_path=library_path,
+                        main_program=main_program)
     resolver.scanned_paths = tuple(paths)
     res = resolver.resolve(objects)
     if res.unresolved and explicit_root and universe.installed and not sources.names_index():

@@ -728,8 +728,15 @@ def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, 
     unresolved.
     """
     universe = getattr(res, "universe", None)
+    # A bare name is dlopen()ed with the main program's search (musl): a tree
+    # library serves it when it is already loaded under that name, or sits in
+    # a folder that search reaches (``res.runtime_dirs``).
     tree_names = set(getattr(res, "in_tree", {}) or {})
+    runtime_dirs = getattr(res, "runtime_dirs", None)
+    reach = set(runtime_dirs) if runtime_dirs else None
     for path, info in (getattr(res, "objects", {}) or {}).items():
+        if reach is not None and posixpath.dirname(path) not in reach:
+            continue
         tree_names.add(posixpath.basename(path))
         if getattr(info, "soname", None):
             tree_names.add(info.soname)

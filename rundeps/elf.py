@@ -61,10 +61,13 @@ MAX_PHNUM = 65535
 MAX_DYN_ENTRIES = 65536
 MAX_STRING = 16384
 MAX_INTERP = 4096
+#: A PT_NOTE segment larger than this is not read for dlopen notes (build-id,
+#: ABI tag and a few dlopen notes take a few hundred bytes).
+MAX_NOTE_SEGMENT = 1 << 16
 #: A string-table window read in one go when the wanted strings are close together.
 STR_WINDOW = 65536
 
-PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
+PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE = 1, 2, 3, 4
 DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_SONAME, DT_RPATH, DT_RUNPATH = 0, 1, 5, 10, 14, 15, 29
 PN_XNUM = 0xFFFF
 
@@ -97,11 +100,13 @@ class ElfInfo:
         "soname",
         "rpath",  # DT_RPATH split on ':' (empty entries dropped)
         "runpath",  # DT_RUNPATH split on ':' (empty entries dropped)
+        "dlopen_notes",  # .note.dlopen metadata: ((priority, (soname, ...)), ...)
     )
 
     def __init__(self, elfclass: int, little_endian: bool, machine: int, arch: Optional[str], etype: str,
                  interp: Optional[str], needed: Tuple[str, ...], soname: Optional[str],
-                 rpath: Tuple[str, ...], runpath: Tuple[str, ...]):
+                 rpath: Tuple[str, ...], runpath: Tuple[str, ...],
+                 dlopen_notes: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()):
         self.elfclass = elfclass
         self.little_endian = little_endian
         self.machine = machine
@@ -112,6 +117,7 @@ class ElfInfo:
         self.soname = soname
         self.rpath = rpath
         self.runpath = runpath
+        self.dlopen_notes = dlopen_notes
 
     def astuple(self) -> tuple:
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -265,6 +271,7 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> ElfInfo:
     interp_ph = None
     dynamic_ph = None
     loads: List[Tuple[int, int, int]] = []  # (vaddr, filesz, offset)
+    notes: List[Tuple[int, int]] = []  # (offset, filesz)
     unpack = phdr_s.unpack_from
     for i in range(phnum):
         ph = unpack(table, base + i * entsize)
@@ -281,6 +288,8 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> ElfInfo:
         elif p_type == PT_INTERP:
             if interp_ph is None:
                 interp_ph = (offset, filesz)
+        elif p_type == PT_NOTE:
+            notes.append((offset, filesz))
 
     interp = None
     if interp_ph is not None:
@@ -316,7 +325,26 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> ElfInfo:
         soname=soname,
         rpath=rpath,
         runpath=runpath,
+        dlopen_notes=_dlopen_notes(notes, head, pread, h.little) if notes else (),
     )
+
+
+def _dlopen_notes(notes, head: bytes, pread, little: bool):
+    """The ``.note.dlopen`` metadata of the ``PT_NOTE`` segments ``notes``
+    ([(offset, filesz)]); segments past the size cap or the file are skipped."""
+    out: list = []
+    for offset, filesz in notes[:16]:
+        if not 12 <= filesz <= MAX_NOTE_SEGMENT:
+            continue
+        if offset + filesz <= len(head):
+            raw = head[offset:offset + filesz]
+        else:
+            raw = pread(offset, filesz)
+        if b"FDO\0" in raw:  # the owner of a dlopen note; most files carry none
+            from .elfnotes import parse_dlopen_notes
+
+            out.extend(parse_dlopen_notes(raw, little))
+    return tuple(out)
 
 
 def _parse_dynamic(dynamic_ph, loads, dyn_s: struct.Struct, pread):
@@ -610,6 +638,10 @@ def read_elf_pyelftools(f: BinaryIO) -> Optional[ElfInfo]:
                         rpath = _split_path(s)
                     else:
                         runpath = _split_path(s)
+        dlopen_notes = []
+        for p in phdrs:
+            if p["p_type"] == "PT_NOTE" and 12 <= p["p_filesz"] <= MAX_NOTE_SEGMENT and len(dlopen_notes) < 16:
+                dlopen_notes.extend(_pyelftools_dlopen_notes(ef, p["p_offset"], p["p_filesz"]))
         return ElfInfo(
             elfclass=ef.elfclass,
             little_endian=ef.little_endian,
@@ -621,8 +653,27 @@ def read_elf_pyelftools(f: BinaryIO) -> Optional[ElfInfo]:
             soname=soname,
             rpath=rpath,
             runpath=runpath,
+            dlopen_notes=tuple(dlopen_notes),
         )
     except ElfError:
         raise
     except Exception as exc:  # anything pyelftools / construct raises
         raise ElfError(f"pyelftools: {type(exc).__name__}: {exc}"[:200]) from None
+
+
+def _pyelftools_dlopen_notes(ef, offset: int, size: int) -> list:
+    """pyelftools' ``iter_notes`` over one PT_NOTE segment, keeping the
+    ``FDO`` dlopen notes; a note pyelftools cannot parse ends the segment, as
+    the fast reader skips what it cannot read."""
+    from elftools.elf.notes import iter_notes
+
+    from .elfnotes import DLOPEN_NOTE_OWNER, DLOPEN_NOTE_TYPE, dlopen_note_entries
+
+    out: list = []
+    try:
+        for note in iter_notes(ef, offset, size):
+            if note["n_name"] == DLOPEN_NOTE_OWNER.decode() and note["n_type"] == DLOPEN_NOTE_TYPE:
+                out.extend(dlopen_note_entries(bytes(note["n_descdata"])))
+    except Exception:  # a broken note is advisory metadata, not a broken file
+        pass
+    return out

@@ -49,7 +49,7 @@ from .elf import ElfInfo
 __all__ = ["FileCache", "SUBDIR", "FORMAT_VERSION"]
 
 SUBDIR = "filecache"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _MAGIC = b"RDFC"
 _HEADER = _MAGIC + bytes([FORMAT_VERSION])
 #: The format of the symbol facts files (see :meth:`FileCache.load_symbols`).
@@ -139,19 +139,25 @@ def _tuple_to_info(t) -> ElfInfo:
     """An :class:`ElfInfo` from its tuple; :class:`CorruptEntry` unless every
     field has its type (a checksum-valid file that says otherwise was not
     written by rundeps, and must not reach the resolver)."""
-    if len(t) != 10:
+    if len(t) != 11:
         raise CorruptEntry("bad ELF record")
-    elfclass, little, machine, arch, etype, interp, needed, soname, rpath, runpath = t
+    elfclass, little, machine, arch, etype, interp, needed, soname, rpath, runpath, notes = t
     if not (elfclass.__class__ is int and little.__class__ is bool and machine.__class__ is int
             and isinstance(arch, _OPT_STR) and etype.__class__ is str and isinstance(interp, _OPT_STR)
             and isinstance(soname, _OPT_STR) and _str_tuple(needed) and _str_tuple(rpath)
-            and _str_tuple(runpath)):
+            and _str_tuple(runpath) and _notes_tuple(notes)):
         raise CorruptEntry("bad ELF record")
     return ElfInfo(*t)
 
 
 def _str_tuple(v) -> bool:
     return v.__class__ is tuple and all(x.__class__ is str for x in v)
+
+
+def _notes_tuple(v) -> bool:
+    """``ElfInfo.dlopen_notes``: ((priority, (soname, ...)), ...)."""
+    return v.__class__ is tuple and all(
+        x.__class__ is tuple and len(x) == 2 and x[0].__class__ is str and _str_tuple(x[1]) for x in v)
 
 
 class CorruptEntry(Exception):

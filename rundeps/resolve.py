@@ -5,9 +5,11 @@ For every ``DT_NEEDED`` entry of every ELF object, in this order:
 1. names musl's loader treats as itself (``libc.so``, ``ld-musl-*``, the
    ``libc.``/``libm.``/``libpthread.``/``libdl.``/``librt.``/``libutil.``/
    ``libxnet.`` families) are provided by ``musl``;
-2. the loader's search: the RPATH/RUNPATH of the needing object and of the
-   objects that loaded it (``$ORIGIN`` expanded), then the root's
-   ``etc/ld-musl-<arch>.path`` (or musl's default ``/lib:/usr/local/lib:/usr/lib``).
+2. the loader's search, rule by rule as :mod:`rundeps.search` states it
+   (already loaded names, ``LD_LIBRARY_PATH``, the run paths of the
+   ``needed_by`` chain, the ``PT_INTERP``-located path file or musl's default
+   ``/lib:/usr/local/lib:/usr/lib``); :meth:`Resolver.load_order` gives one
+   program's loads in musl's order.
    A library found there that an installed package owns resolves to that
    package; one that nobody owns is *in-tree* and its own needs are resolved
    in turn.  Without an installed database nothing can be owned, so the
@@ -25,12 +27,15 @@ root folder) so that wheels, read from their zip, resolve the same way.
 
 from __future__ import annotations
 
+import os
 import posixpath
-from collections import Counter
+import stat as _stat
+from collections import Counter, deque
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .apkdb import Package, Universe
 from .elf import ElfError, ElfInfo, read_elf_path
+from .search import DEFAULT_INTERP, MUSL_DEFAULT_PATH, expand_run_path, path_file, run_path_entries, split_search_path
 from .walk import resolve_dir_in_root, resolve_in_root, to_host
 
 __all__ = [
@@ -62,7 +67,9 @@ MUSL_LD_ARCH = {
 }
 """Alpine arch name -> the arch in musl's ``ld-musl-<arch>.so.1`` and ``.path``."""
 
-MUSL_DEFAULT_PATH = ("/lib", "/usr/local/lib", "/usr/lib")
+MAIN_PROGRAMS = ("/usr/local/bin/python3", "/usr/bin/python3")
+"""Where the main program that loads a tree's modules at run time is looked for
+when none is named: the image's Python interpreter."""
 
 GLIBC_SONAMES = frozenset(
     {
@@ -99,6 +106,12 @@ def is_musl_builtin(soname: str) -> bool:
         return False
     rest = soname[3:]
     return any(rest.startswith(r) for r in MUSL_RESERVED)
+
+
+def is_glibc_interp(interp: str) -> bool:
+    """True for glibc's loaders (``ld-linux*``, ``ld64.so*``)."""
+    base = posixpath.basename(interp)
+    return base.startswith("ld-linux") or base.startswith("ld64.so")
 
 
 def is_glibc_linked(info: ElfInfo) -> bool:
@@ -198,6 +211,8 @@ class TreeFS:
         return facts
 
     def read_text(self, path: str) -> Optional[str]:
+        """The text of a regular file, None if there is none, ``""`` if it
+        exists but cannot be read (musl then searches no system folder)."""
         real = self.lookup(path)
         if real is None:
             return None
@@ -205,7 +220,18 @@ class TreeFS:
             with open(to_host(self.root, real), "rb") as f:
                 return f.read(1 << 16).decode("utf-8", "replace")
         except OSError:
-            return None
+            return ""
+
+    def is_secure(self, path: str) -> bool:
+        """True for a setuid or setgid file: musl runs it with ``libc.secure``."""
+        real = self.lookup(path)
+        if real is None:
+            return False
+        try:
+            mode = os.stat(to_host(self.root, real)).st_mode
+        except OSError:
+            return False
+        return bool(mode & (_stat.S_ISUID | _stat.S_ISGID))
 
 
 class WheelFS:
@@ -293,6 +319,11 @@ class Resolution:
         """A :class:`rundeps.distributions.DistributionMap`, once mapped (``rundeps.api.add_distributions``)."""
         self.installed_size = None
         """A :class:`rundeps.sizes.SizeReport`, once computed (``rundeps.api.add_installed_size``)."""
+        self.runtime_dirs: Tuple[str, ...] = ()
+        """The folders a run-time ``dlopen("name")`` searches (the main program's)."""
+        self.note_loads: List[dict] = []
+        """``.note.dlopen`` entries: path, priority, sonames, and for a
+        ``required`` one the soname, package and library chosen."""
 
     def apply_dlopen(self, findings: List, add: bool) -> List:
         """Record run-time loads (:class:`rundeps.dlopen.DlopenFinding`) and the
@@ -351,7 +382,15 @@ class Resolution:
 
 
 class Resolver:
-    """Resolve ELF objects against a filesystem and a :class:`Universe`."""
+    """Resolve ELF objects against a filesystem and a :class:`Universe`.
+
+    ``library_path``: the ``LD_LIBRARY_PATH`` the programs run with (a
+    string, split on ``:`` and newline); ``main_program``: the in-root path
+    of the program that loads the tree's modules at run time (default: the
+    first of :data:`MAIN_PROGRAMS` the filesystem has).  Its run path is
+    searched for the modules it would ``dlopen`` and for the names they load
+    at run time, as musl's ``needed_by`` chain does.
+    """
 
     def __init__(
         self,
@@ -359,44 +398,90 @@ class Resolver:
         fs,
         arch: Optional[str] = None,
         on_warning: Optional[Callable[[str], None]] = None,
+        library_path: Optional[str] = None,
+        main_program: Optional[str] = None,
     ):
         self.universe = universe
         self.fs = fs
         self.arch = arch
         self._warn = on_warning or (lambda msg: None)
-        self._system_dirs: Optional[Tuple[str, ...]] = None
+        self._system: Dict[str, Tuple[str, ...]] = {}
         self.scanned_paths: Tuple[str, ...] = ()
         """In-root folders or files the user asked to scan: what they ship."""
         self._musl: Optional[Package] = None
+        self.library_path: Tuple[str, ...] = split_search_path(library_path)
+        self.main_program = main_program
+        self._main: Optional[Tuple[Optional[str], Optional[ElfInfo]]] = None
 
     # -- search path -----------------------------------------------------
 
-    def system_dirs(self) -> Tuple[str, ...]:
-        """``etc/ld-musl-<arch>.path`` of the root, else musl's default."""
-        if self._system_dirs is None:
-            dirs: Tuple[str, ...] = MUSL_DEFAULT_PATH
-            ld_arch = MUSL_LD_ARCH.get(self.arch or "")
-            read_text = getattr(self.fs, "read_text", None)
-            if ld_arch and read_text:
-                text = read_text(f"/etc/ld-musl-{ld_arch}.path")
-                if text is not None:
-                    parts = text.replace("\n", ":").split(":")
-                    dirs = tuple(p.strip() for p in parts if p.strip().startswith("/"))
-            self._system_dirs = dirs
-        return self._system_dirs
+    def system_dirs(self, interp: Optional[str] = None) -> Tuple[str, ...]:
+        """The system path of a program whose loader is ``interp`` (default:
+        ``/lib/ld-musl-<arch>.so.1``): its path file (see
+        :func:`rundeps.search.path_file`), which replaces musl's default
+        ``/lib:/usr/local/lib:/usr/lib`` when it exists, even empty."""
+        ld_arch = MUSL_LD_ARCH.get(self.arch or "")
+        if not ld_arch:
+            return MUSL_DEFAULT_PATH
+        if not interp or not interp.startswith("/") or is_glibc_interp(interp):
+            interp = DEFAULT_INTERP.format(arch=ld_arch)
+        where = path_file(interp, ld_arch)
+        try:
+            return self._system[where]
+        except KeyError:
+            pass
+        dirs: Tuple[str, ...] = MUSL_DEFAULT_PATH
+        read_text = getattr(self.fs, "read_text", None)
+        if read_text:
+            text = read_text(where)
+            if text is not None:
+                # relative entries depend on the working directory: unknowable
+                dirs = tuple(d for d in split_search_path(text) if d.startswith("/"))
+        self._system[where] = dirs
+        return dirs
 
     @staticmethod
-    def own_dirs(path: str, info: ElfInfo) -> Tuple[str, ...]:
-        """The object's search folders: DT_RUNPATH if present, else DT_RPATH (as musl)."""
-        entries = info.runpath or info.rpath
-        origin = posixpath.dirname(path) or "/"
-        out = []
-        for entry in entries:
-            entry = entry.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
-            if not entry.startswith("/"):
-                continue  # relative to the working directory at run time: unknowable
-            out.append(posixpath.normpath(entry))
-        return tuple(out)
+    def own_dirs(path: str, info: ElfInfo, origin_allowed: bool = True) -> Tuple[str, ...]:
+        """The object's run path as musl uses it (DT_RUNPATH if present, else
+        DT_RPATH; ``$ORIGIN`` expanded; ignored whole on any other ``$``)."""
+        entries = run_path_entries(info.rpath, info.runpath)
+        if not entries:
+            return ()
+        return expand_run_path(entries, posixpath.dirname(path) or "/", origin_allowed)
+
+    def is_secure(self, path: str, info: ElfInfo) -> bool:
+        """musl's ``libc.secure`` for a program run directly: setuid or setgid."""
+        check = getattr(self.fs, "is_secure", None)
+        return bool(info.interp) and check is not None and check(path)
+
+    def main(self) -> Tuple[Optional[str], Optional[ElfInfo]]:
+        """The main program (in-root path, info), or (None, None)."""
+        if self._main is None:
+            found: Tuple[Optional[str], Optional[ElfInfo]] = (None, None)
+            for candidate in ((self.main_program,) if self.main_program else MAIN_PROGRAMS):
+                real = self.fs.lookup(candidate)
+                info = self.fs.elf(real) if real is not None else None
+                if info is not None and info.interp and not is_glibc_interp(info.interp):
+                    found = (real, info)  # $ORIGIN of a program is /proc/self/exe: the real path
+                    break
+            self._main = found
+        return self._main
+
+    def main_chain(self) -> Tuple[str, ...]:
+        """The main program's run path: the end of every ``needed_by`` chain
+        of what it loads at run time."""
+        path, info = self.main()
+        if path is None:
+            return ()
+        return self.own_dirs(path, info, origin_allowed=not self.is_secure(path, info))
+
+    def runtime_dirs(self) -> Tuple[str, ...]:
+        """Every folder a run-time ``dlopen("name")`` searches, in order:
+        ``LD_LIBRARY_PATH``, the main program's run path, its system path."""
+        path, info = self.main()
+        secure = path is not None and self.is_secure(path, info)
+        env = () if secure else self.library_path
+        return _dedupe(env + self.main_chain() + self.system_dirs(info.interp if info else None))
 
     # -- packages --------------------------------------------------------
 
@@ -432,8 +517,13 @@ class Resolver:
             return Edge(path, soname, "package", owner, load_path, "owner"), None
         return Edge(path, soname, "in_tree", None, load_path, "search"), (load_path, info)
 
-    def lookup(self, path: str, soname: str, dirs: Sequence[str], glibc: bool):
-        """Resolve one soname needed by ``path``: (edge, in-tree library to descend into)."""
+    def lookup(self, path: str, soname: str, dirs: Sequence[str], glibc: bool,
+               system: Optional[Sequence[str]] = None):
+        """Resolve one soname needed by ``path``: (edge, in-tree library to descend into).
+
+        ``dirs``: ``LD_LIBRARY_PATH`` and the run paths of the ``needed_by``
+        chain, in order; ``system``: the system path (default
+        :meth:`system_dirs`)."""
         if glibc and soname in GLIBC_SONAMES:
             return Edge(path, soname, "glibc"), None
         if "/" in soname:
@@ -447,7 +537,7 @@ class Resolver:
         found = self._find(soname, dirs)
         if found:
             return self._from_library(path, soname, found)
-        found = self._find(soname, self.system_dirs())
+        found = self._find(soname, self.system_dirs() if system is None else system)
         # Without an installed database nothing can be owned: a system-folder hit
         # outside the scanned paths may be any distribution's file, so the
         # indexes answer first.
@@ -463,6 +553,76 @@ class Resolver:
     def _scanned(self, path: str) -> bool:
         return any(path == top or path.startswith(top.rstrip("/") + "/") for top in self.scanned_paths)
 
+    def load_order(self, path: str, info: ElfInfo, answers: Optional[dict] = None,
+                   runtime: bool = False) -> List[Tuple[Edge, Optional[Tuple[str, ElfInfo]]]]:
+        """What loading ``path`` makes musl load, in musl's order (breadth
+        first, as ``load_deps`` walks its list): one ``(edge, descend)`` per
+        ``DT_NEEDED`` entry of ``path`` and of every in-tree library it pulls
+        in (``descend`` is that library's (path, info), else None).
+
+        A program (``PT_INTERP``) is the head of its own process; any other
+        object is loaded at run time by the main program (:meth:`main`), so
+        its ``needed_by`` chain ends with the main program's run path and its
+        system path is the main program's.  A name an earlier library of the
+        same load was found under is that library again (musl's short-name
+        match).  ``runtime``: ``path`` was found by ``dlopen`` itself (a
+        ``.note.dlopen`` library).  ``answers`` memoises searches across calls.
+        """
+        answers = {} if answers is None else answers
+        if info.interp:
+            secure = self.is_secure(path, info)
+            chain: Tuple[str, ...] = self.own_dirs(path, info, origin_allowed=not secure)
+            system = self.system_dirs(info.interp)
+        else:
+            main_path, main_info = self.main()
+            secure = main_path is not None and self.is_secure(main_path, main_info)
+            chain = _dedupe(self.own_dirs(path, info) + self.main_chain())
+            system = self.system_dirs(main_info.interp if main_info else None)
+        env = () if secure else self.library_path
+        loaded: Dict[str, Tuple[Edge, Optional[Tuple[str, ElfInfo]]]] = {}
+        if runtime:
+            loaded[posixpath.basename(path)] = (Edge(path, posixpath.basename(path), "in_tree", None, path), None)
+        queue = deque([(path, info, chain)])
+        visited = {path}
+        out: List[Tuple[Edge, Optional[Tuple[str, ElfInfo]]]] = []
+        while queue:
+            p, i, chain = queue.popleft()
+            glibc = is_glibc_linked(i)
+            dirs = _dedupe(env + chain) if env else chain
+            for soname in i.needed:
+                hit = loaded.get(soname)
+                if hit is not None and not (glibc and soname in GLIBC_SONAMES):
+                    edge, descend = hit
+                    descend = None  # already in this load
+                else:
+                    akey = (soname, dirs, glibc, system)
+                    try:
+                        edge, descend = answers[akey]
+                    except KeyError:
+                        edge, descend = answers[akey] = self.lookup(p, soname, dirs, glibc, system)
+                    if edge.kind in ("package", "in_tree") and "/" not in soname:
+                        loaded.setdefault(soname, (edge, descend))
+                if edge.path != p:
+                    edge = Edge(p, soname, edge.kind, edge.package, edge.library, edge.via)
+                if descend is not None and descend[0] in visited:
+                    descend = None
+                out.append((edge, descend))
+                if descend is not None:
+                    lib_path, lib_info = descend
+                    visited.add(lib_path)
+                    queue.append((lib_path, lib_info, _dedupe(self.own_dirs(lib_path, lib_info) + chain)))
+        return out
+
+    def runtime_lookup(self, soname: str, answers: Optional[dict] = None):
+        """Resolve a name loaded at run time (``dlopen``) as the main program
+        would: (edge, in-tree library), the edge's path being the main program."""
+        main_path, main_info = self.main()
+        system = self.system_dirs(main_info.interp if main_info else None)
+        secure = main_path is not None and self.is_secure(main_path, main_info)
+        env = () if secure else self.library_path
+        dirs = _dedupe(env + self.main_chain())
+        return self.lookup(main_path or "", soname, dirs, False, system)
+
     def resolve(self, objects: Mapping[str, ElfInfo]) -> Resolution:
         """Resolve every needed soname of ``objects`` ({in-root path: info})."""
         arch = self.arch or majority_arch(objects.values())[0]
@@ -470,55 +630,64 @@ class Resolver:
         res = Resolution(arch=arch, universe=self.universe)
         res.scanned = sorted(objects)
         res.objects.update(objects)
+        res.runtime_dirs = self.runtime_dirs()
         edges = res.edges
-        seen: Set[Tuple[str, Tuple[str, ...]]] = set()
         edge_seen: Set[Tuple[str, str, str, Optional[str]]] = set()
         # What a soname resolves to depends on the search folders, not on who
-        # needs it: one answer per (soname, folders, glibc-linked).
-        answers: Dict[Tuple[str, Tuple[str, ...], bool], Tuple[Edge, object]] = {}
-        own_memo: Dict[Tuple[str, Tuple[str, ...]], Tuple[str, ...]] = {}  # (folder, run path) -> folders
-        stack: List[Tuple[str, ElfInfo, Tuple[str, ...]]] = [
-            (p, objects[p], ()) for p in sorted(objects, reverse=True)
-        ]
-        while stack:
-            path, info, parent_dirs = stack.pop()
-            entries = info.runpath or info.rpath
-            if entries:
-                okey = (path.rpartition("/")[0], entries)
-                try:
-                    own = own_memo[okey]
-                except KeyError:
-                    own = own_memo[okey] = self.own_dirs(path, info)
-            else:
-                own = ()
-            dirs = _dedupe(own + parent_dirs) if own else parent_dirs
-            key = (path, dirs)
-            if key in seen:
-                continue
-            seen.add(key)
-            glibc = is_glibc_linked(info)
-            if glibc:
-                res.glibc_linked[path] = sorted(s for s in info.needed if s in GLIBC_SONAMES)
-            for soname in info.needed:
-                akey = (soname, dirs, glibc)
-                try:
-                    edge, descend = answers[akey]
-                except KeyError:
-                    edge, descend = answers[akey] = self.lookup(path, soname, dirs, glibc)
-                if edge.path != path:
-                    edge = Edge(path, soname, edge.kind, edge.package, edge.library, edge.via)
-                ekey = (path, soname, edge.kind, edge.library)
+        # needs it: one answer per (soname, folders, glibc-linked, system path).
+        answers: dict = {}
+
+        def add(order) -> None:
+            for edge, descend in order:
+                ekey = (edge.path, edge.soname, edge.kind, edge.library)
                 if ekey not in edge_seen:
                     edge_seen.add(ekey)
                     edges.append(edge)
                 if descend is not None:
-                    lib_path, lib_info = descend
-                    res.objects.setdefault(lib_path, lib_info)
-                    stack.append((lib_path, lib_info, dirs))
+                    res.objects.setdefault(*descend)
+
+        for path in sorted(objects):
+            info = objects[path]
+            if is_glibc_linked(info):
+                res.glibc_linked[path] = sorted(s for s in info.needed if s in GLIBC_SONAMES)
+            add(self.load_order(path, info, answers))
+        self._note_loads(res, answers, add)
         packages = {e.package for e in edges if e.package is not None}
         res.all_packages = sorted(packages, key=lambda p: p.name)
         res.packages = self.universe.minimal(packages)
         return res
+
+    def _note_loads(self, res: Resolution, answers: dict, add) -> None:
+        """``.note.dlopen`` metadata of every object: each entry is recorded in
+        ``res.note_loads``; a ``required`` one is a run-time load (the first of
+        its sonames the main program's search finds), whose package joins the
+        set. A required load nothing provides is a warning."""
+        done: Set[Tuple[str, Tuple[str, ...]]] = set()
+        for path in sorted(res.objects):
+            for priority, sonames in res.objects[path].dlopen_notes:
+                if (path, sonames) in done:
+                    continue
+                done.add((path, sonames))
+                chosen = None
+                if priority == "required":
+                    for soname in sonames:
+                        edge, descend = self.runtime_lookup(soname, answers)
+                        if edge.kind in ("package", "in_tree", "musl"):
+                            chosen = Edge(path, soname, edge.kind, edge.package, edge.library, "dlopen-note")
+                            add([(chosen, None)])
+                            if descend is not None:
+                                res.objects.setdefault(*descend)
+                                add(self.load_order(descend[0], descend[1], answers, runtime=True))
+                            break
+                    if chosen is None:
+                        self._warn(f"{path}: its .note.dlopen requires {' or '.join(sonames)}, "
+                                   "which nothing provides")
+                res.note_loads.append({
+                    "path": path, "priority": priority, "sonames": list(sonames),
+                    "soname": chosen.soname if chosen else None,
+                    "package": chosen.package.name if chosen and chosen.package else None,
+                    "library": chosen.library if chosen else None,
+                })
 
 
 def _dedupe(dirs: Sequence[str]) -> Tuple[str, ...]:

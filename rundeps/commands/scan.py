@@ -19,6 +19,9 @@ from .common import add_details
               help="Skip files whose path matches GLOB (repeatable), e.g. '*tkinter*'.")
 @click.option("--progress/--no-progress", default=True,
               help="Count scanned files on stderr while it is a terminal.")
+@click.option("--library-path", metavar="PATHS",
+              help="The LD_LIBRARY_PATH the programs run with (':'-separated in-root folders): "
+                   "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
 @output_options
 @handle_errors
@@ -53,7 +56,7 @@ def scan(paths, exclude, progress, **kw):
         res = check_tree(
             paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
             explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
-            progress=bar,
+            progress=bar, library_path=kw["library_path"],
         )
     finally:
         bar.close()

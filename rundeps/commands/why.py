@@ -16,6 +16,9 @@ from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_s
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files whose path matches GLOB (repeatable).")
 @click.option("--dlopen", "use_dlopen", is_flag=True,
               help="Also count libraries the tree's Python code loads at run time (ctypes, cffi).")
+@click.option("--library-path", metavar="PATHS",
+              help="The LD_LIBRARY_PATH the programs run with (':'-separated in-root folders): "
+                   "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
 @handle_errors
 def why(name, paths, exclude, use_dlopen, **kw):
@@ -42,6 +45,7 @@ def why(name, paths, exclude, use_dlopen, **kw):
     res = check_tree(
         paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
         explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
+        library_path=kw["library_path"],
     )
     add_dlopen(res, paths, root, reporter, use_dlopen)
     add_distributions(res, root)  # the distributions come first
