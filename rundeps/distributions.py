@@ -531,6 +531,25 @@ def why_lines(res, pkg) -> List[str]:
     return lines
 
 
+def why_json(res, pkg, name=lambda s: s) -> List[Dict[str, object]]:
+    """``why --format json``: each group that needs ``pkg``: ``name`` and
+    ``version`` (None for the files no distribution owns) and ``needs``, a
+    list of {"soname", "chain"} (the file of the group first, in-root paths
+    through ``name``)."""
+    out: List[Dict[str, object]] = []
+    if getattr(res, "distributions", None) is None:
+        return out
+    for d, files, dls in _groups(res):
+        items = needs_of(res, files, dls).get(pkg)
+        if items:
+            out.append({
+                "name": d.name if d is not None else None,
+                "version": d.version if d is not None else None,
+                "needs": [{"soname": name(s), "chain": [name(c) for c in chain]} for s, chain in items],
+            })
+    return out
+
+
 def tree_lines(res) -> List[str]:
     """The tree grouped by distribution: distribution -> package -> soname -> files."""
     lines: List[str] = []

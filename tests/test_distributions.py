@@ -91,6 +91,9 @@ def test_why_names_the_distribution_first(demo_root):
     assert r.stdout.splitlines()[0] == (
         f"libpq is needed by psycopg2 2.9.9 (psycopg2/_psycopg.{TAG}.so -> libpq.so.5)")
     assert r.stdout.splitlines()[1] == "libpq 16.4-r0 (installed) is needed:"
+    r = run("why", "libpq", "--root", demo_root, "--no-cache", "--format", "json")
+    assert json.loads(r.stdout)["distributions"] == [{"name": "psycopg2", "version": "2.9.9", "needs": [
+        {"soname": "libpq.so.5", "chain": [f"{SITE}/psycopg2/_psycopg.{TAG}.so"]}]}]
     # the vendored library is the distribution's own file (its RECORD lists it)
     r = run("why", "libsharpyuv", "--root", demo_root, "--no-cache")
     assert r.stdout.splitlines()[0] == (
