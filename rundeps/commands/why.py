@@ -34,7 +34,8 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, fmt, quiet, **kw)
     """Explain why NAME (a package or a soname) is needed by the files under PATH,
     or (NAME a file's in-root path) whether that file loads under musl and why.
 
-    Prints the chain file -> soname -> package; for a package left out of
+    Names the pip distributions whose files need it first (dist-info RECORD,
+    egg-info), then prints the chain file -> soname -> package; for a package left out of
     the minimal set, the chosen package that pulls it in through D:. For a
     file: its verdict, its needs, the scope it binds in, the symbols nothing
     defines and a hint naming a library that does.
@@ -49,7 +50,7 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, fmt, quiet, **kw)
     Exits 0 when NAME is needed (a file: when it loads), 1 when nothing under
     PATH needs it (a file: when it will not load), 2 on errors.
     """
-    from ..api import check_tree
+    from ..api import add_distributions, check_tree
     from ..report import explain, explain_file, explain_file_json, explain_json
 
     reporter = Reporter(quiet)
@@ -77,6 +78,7 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, fmt, quiet, **kw)
         else:
             click.echo("\n".join(lines))
         sys.exit(EXIT_UNRESOLVED if name in res.will_not_load else EXIT_OK)
+    add_distributions(res, root)  # the distributions come first
     lines = explain(res, name)
     if fmt == "json":
         import json
