@@ -406,9 +406,10 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
             coff = boff + 4 * nbuckets + 4 * (top - symoffset)
             i = top
             while True:
-                chunk = _array("I", pread(coff, 4096), little)
+                n = min(4096, left - (coff - off))  # within the hash table's segment
+                chunk = _array("I", pread(coff, n) if n >= 4 else b"", little)
                 if not chunk:
-                    raise ElfError("DT_GNU_HASH chain outside the file")
+                    raise ElfError("DT_GNU_HASH chain outside its segment")
                 ends = bytes(map(and_, chunk, repeat(1)))
                 k = ends.find(1)
                 if k >= 0:
