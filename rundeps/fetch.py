@@ -5,7 +5,9 @@
 
 HTTP (``requests``, imported only when a download happens): connect/read
 timeouts, bounded retries with exponential backoff on connection errors,
-timeouts, a dropped body, 5xx, 408 and 429; a 404 names the release,
+timeouts, a dropped body, 5xx, 408 and 429 -- but a host name that does not
+resolve, a refused connection or an unreachable network is one attempt, not
+retried (a build without network learns it at once); a 404 names the release,
 repository and architecture that do not exist; proxies and CA bundles come
 from the environment as ``requests`` reads them (``HTTPS_PROXY``,
 ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``); the body is read
@@ -91,11 +93,41 @@ Callback = Optional[Callable[[str], None]]
 
 
 class FetchError(SourceError):
-    """A download that failed; ``transient`` when retrying later may work."""
+    """A download that failed; ``transient`` when retrying later may work;
+    ``unreachable`` when the host could not be reached at all (its name does
+    not resolve, the connection was refused, no route): not retried."""
 
-    def __init__(self, message: str, transient: bool = False):
+    def __init__(self, message: str, transient: bool = False, unreachable: bool = False):
         super().__init__(message)
         self.transient = transient
+        self.unreachable = unreachable
+
+
+def _unreachable(exc: BaseException) -> Optional[str]:
+    """Why the host cannot be reached at all, when ``exc`` (from requests or
+    urllib3, through their ``reason``/``__cause__`` chains) says so: a name
+    that does not resolve, a refused connection, no route to the network."""
+    import errno
+    import socket
+
+    seen = 0
+    todo = [exc]
+    while todo and seen < 32:
+        e = todo.pop()
+        seen += 1
+        if e is None:
+            continue
+        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
+            return "cannot resolve the host name"
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, OSError) and e.errno in (errno.ECONNREFUSED, errno.ENETUNREACH):
+            return "connection refused" if e.errno == errno.ECONNREFUSED else "the network is unreachable"
+        todo.append(getattr(e, "reason", None) if isinstance(getattr(e, "reason", None), BaseException) else None)
+        todo.append(e.__cause__)
+        todo.append(e.__context__)
+        todo.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+    return None
 
 
 def is_url(location: str) -> bool:
@@ -420,6 +452,11 @@ def _http_get(
             last = f"timed out ({_short(e)})"
             continue
         except transient_errors as e:
+            why = _unreachable(e)
+            if why is not None:
+                host = urlsplit(url).hostname or url
+                raise FetchError(f"{url}: {why} ({host}; one attempt, not retried)",
+                                 transient=True, unreachable=True) from None
             last = _short(e)
             continue
         with resp:
@@ -590,6 +627,19 @@ def open_index(
     )
 
 
+def open_cached_copy(path: str, location: str, keys: Mapping, *, cache: Optional[IndexCache] = None,
+                     allow_untrusted: bool = False, on_warning: Callback = None) -> IndexFile:
+    """A local copy (``path``) of the remote index ``location`` -- the image's
+    apk cache -- verified and parsed (through the cache) under the name
+    ``location``, so its packages' source is the repository's index."""
+    data = _read_local(path, path)
+    sha = hashlib.sha256(data).hexdigest()
+    index = _from_cache_or_read(data, sha, location, keys, cache, allow_untrusted, on_warning)
+    index.fetched_at = None
+    index.from_cache = True
+    return index
+
+
 def _open_remote(url, keys, *, cache, offline, refresh, ttl, timeout, retries, backoff, max_size,
                  allow_untrusted, on_warning, on_info, session, now) -> IndexFile:
     meta = cache.get_meta(url) if cache is not None else None
@@ -711,6 +761,13 @@ class IndexInfo:
     algo: Optional[str] = None
     verified: bool = False
     sha256: str = ""
+    key_sha256: Optional[str] = None
+    """sha256 of the PEM of the key that verified it."""
+    key_path: Optional[str] = None
+    """The trusted key file that verified it, when that key is trusted now
+    (see :func:`describe_keys`)."""
+    key_bundled: bool = False
+    """That key is one of the Alpine keys shipped with rundeps."""
     size: int = 0
     fetched_at: Optional[float] = None
     """When the server last confirmed it (download or 304)."""
@@ -732,6 +789,7 @@ class IndexInfo:
             algo=index.algo,
             verified=index.verified,
             sha256=index.sha256,
+            key_sha256=index.key_sha256,
             size=index.size,
             fetched_at=index.fetched_at,
             downloaded_at=downloaded_at,
@@ -776,6 +834,18 @@ def index_info(locations: Sequence[str], cache: Optional[IndexCache], now: Optio
         info = IndexInfo.of(index, now, downloaded_at=None if meta is None else meta.get("downloaded_at"))
         out.append(info)
     return out
+
+
+def describe_keys(infos: Sequence[IndexInfo], keys) -> List[IndexInfo]:
+    """Fill in which trusted key file (of ``keys``, a
+    :class:`rundeps.apkindex.KeySet`) verified each index: ``key_path``,
+    ``key_bundled``.  An index whose key is not trusted now keeps None."""
+    for info in infos:
+        if info.verified and keys is not None:
+            path_of = getattr(keys, "path_of", None)
+            info.key_path = path_of(info.signer, info.key_sha256) if path_of else None
+            info.key_bundled = bool(info.key_path) and bool(getattr(keys, "bundled", False))
+    return list(infos)
 
 
 def update_indexes(locations: Sequence[str], keys: Mapping, *, cache: Optional[IndexCache], **options) -> List[IndexInfo]:
