@@ -6,7 +6,9 @@ It is the second reader, selected with ``RUNDEPS_ELF_READER=pyelftools``
 the tests hold the fast :mod:`struct` readers (:mod:`rundeps.elf`,
 :mod:`rundeps.symbols`) to.  It shares **no code** with them: it imports only
 their result types and :class:`~rundeps.elf.ElfError` (a test checks the
-imports), and it does its own bounds checks.
+imports), and it does its own bounds checks.  (The one shared piece is the
+decoding of a dlopen note's JSON descriptor, :mod:`rundeps.elfnotes`: not
+ELF reading.)
 
 What pyelftools parses here: the ELF header (``ELFFile``: class, data
 encoding, machine, type, ``PN_XNUM`` through ``num_segments``), program
@@ -35,6 +37,7 @@ _MAX_DYN = 65536
 _MAX_STRING = 16384
 _MAX_INTERP = 4096
 _MAX_OFFSET = (1 << 63) - 1
+_MAX_NOTE_SEGMENT = 1 << 16
 
 # (pyelftools' e_machine name, class, little endian) -> Alpine arch.
 _ARCHES = {
@@ -174,7 +177,12 @@ def _elf(f) -> ElfInfo:
                     rpath = _dirs(s)
                 else:
                     runpath = _dirs(s)
+    dlopen_notes: list = []
+    for p in phdrs:
+        if p["p_type"] == "PT_NOTE" and 12 <= p["p_filesz"] <= _MAX_NOTE_SEGMENT and len(dlopen_notes) < 16:
+            dlopen_notes.extend(_dlopen_notes(ef, p["p_offset"], p["p_filesz"]))
     return ElfInfo(
+        dlopen_notes=tuple(dlopen_notes),
         elfclass=ef.elfclass,
         little_endian=ef.little_endian,
         machine=number,
@@ -186,6 +194,26 @@ def _elf(f) -> ElfInfo:
         rpath=rpath,
         runpath=runpath,
     )
+
+
+def _dlopen_notes(ef, offset: int, size: int) -> list:
+    """pyelftools' ``iter_notes`` over one PT_NOTE segment, keeping the
+    ``FDO`` dlopen notes; a note pyelftools cannot parse ends the segment, as
+    the fast reader skips what it cannot read.  (Only the JSON descriptor's
+    decoding, :func:`rundeps.elfnotes.dlopen_note_entries`, is shared: it is
+    not ELF reading.)"""
+    from elftools.elf.notes import iter_notes
+
+    from .elfnotes import DLOPEN_NOTE_OWNER, DLOPEN_NOTE_TYPE, dlopen_note_entries
+
+    out: list = []
+    try:
+        for note in iter_notes(ef, offset, size):
+            if note["n_name"] == DLOPEN_NOTE_OWNER.decode() and note["n_type"] == DLOPEN_NOTE_TYPE:
+                out.extend(dlopen_note_entries(bytes(note["n_descdata"])))
+    except Exception:  # a broken note is advisory metadata, not a broken file
+        pass
+    return out
 
 
 def read_symbols_pyelftools(f: BinaryIO) -> Optional[SymbolFacts]:
