@@ -17,7 +17,8 @@ from .errors import SourceError, UsageError
 from .resolve import Resolution, Resolver, TreeFS, _same_arch, majority_arch
 from .walk import ScanResult, scan, to_host
 
-__all__ = ["DEFAULT_EXCLUDES", "Sources", "check_tree", "load_database", "load_universe", "open_indexes"]
+__all__ = ["DEFAULT_EXCLUDES", "Sources", "check_tree", "load_database", "load_universe", "open_indexes",
+           "add_distributions", "add_installed_size"]
 
 Warn = Callable[[str], None]
 
@@ -174,7 +175,7 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
             try:
                 index = None
                 if not sources.refresh:
-                    index = open_apk_cached(loc, root, keys, cache, sources, on_warning, on_info)
+                    index = open_apk_cached(loc, root, keys, cache, sources, on_warning, on_info, arch)
                 if index is None:
                     host = _remote_host(loc)
                     if host in unreachable and not sources.offline:
@@ -215,7 +216,7 @@ def _remote_host(location: str) -> Optional[str]:
 
 
 def open_apk_cached(location: str, root: str, keys, cache, sources: Sources, on_warning: Warn,
-                    on_info: Optional[Warn] = None):
+                    on_info: Optional[Warn] = None, arch: Optional[str] = None):
     """The root's own apk-cached copy of a remote index (``/var/cache/apk/
     APKINDEX.<hash>.tar.gz``, see :mod:`rundeps.apkcache`), verified like
     any other index, or None when there is none (or it does not verify:
@@ -224,7 +225,7 @@ def open_apk_cached(location: str, root: str, keys, cache, sources: Sources, on_
         return None
     from .apkcache import find_cached_index
 
-    path = find_cached_index(root, location)
+    path = find_cached_index(root, location, arch=arch)
     if path is None:
         return None
     from .fetch import open_cached_copy
@@ -328,6 +329,29 @@ def check_tree(
             res = resolver.resolve(objects)
     res.left_out = left_out
     return res
+
+
+def add_distributions(res: Resolution, root: str = "/"):
+    """Map the scanned files, the libraries they load and the Python files
+    with run-time loads to the pip distributions that own them (RECORD,
+    installed-files.txt, eggs): sets and returns ``res.distributions`` (a
+    :class:`rundeps.distributions.DistributionMap`)."""
+    from .distributions import map_distributions
+
+    res.distributions = map_distributions(root, res.scanned, res.objects, [f.path for f in res.dlopen])
+    return res.distributions
+
+
+def add_installed_size(res: Resolution, root: str = "/", build_deps: Optional[str] = None,
+                       on_warning: Optional[Warn] = None):
+    """The installed size of the run-time set, what it adds to the root and
+    what deleting the build virtual package (``.build-deps`` or
+    ``build_deps``) frees: sets and returns ``res.installed_size`` (a
+    :class:`rundeps.sizes.SizeReport`)."""
+    from .sizes import installed_sizes
+
+    res.installed_size = installed_sizes(res, root, build_deps, on_warning)
+    return res.installed_size
 
 
 def split_default_excludes(objects: Dict[str, object], globs: Sequence[str] = DEFAULT_EXCLUDES) -> Dict[str, str]:
@@ -463,6 +487,9 @@ def check_wheel(
             universe, no_sources = Universe(), True
     tree = TreeFS(root) if explicit_root else None
     res = Resolver(universe, WheelFS(ws, tree), arch=elf_arch or target, on_warning=warn).resolve(objects)
+    from .distributions import wheel_distributions
+
+    res.distributions = wheel_distributions(ws, list(objects))  # the wheel owns all its files
     wheel_arch = ws.arch or elf_arch
     problems = []
     if wheel_arch and target and wheel_arch != target:
