@@ -555,7 +555,9 @@ def check_wheel(
     musl_version: Optional[str] = None,
     gcompat_file: Optional[str] = None,
 ) -> WheelCheck:
-    """Read a wheel straight from its zip and resolve what it needs.
+    """Read a wheel straight from its zip and resolve what it needs
+    (``symbols=True``: its members' ``SymbolFacts`` are read too,
+    ``check.wheel.items[i].symbols``).
 
     The wheel's own files are in-tree (``<pkg>.libs/`` through ``$ORIGIN``);
     the rest resolves against ``universe`` (or the sources), as ``scan`` does.
@@ -566,7 +568,7 @@ def check_wheel(
 
     warn = on_warning or (lambda msg: None)
     sources = sources or Sources()
-    ws = scan_wheel(path, on_problem=on_problem)
+    ws = scan_wheel(path, on_problem=on_problem, symbols=symbols)
     objects: dict = {}
     for item in ws.items:
         key, n = item.path, 1
@@ -603,9 +605,15 @@ def check_wheel(
     if wheel_arch and target and wheel_arch != target:
         problems.append(f"built for {wheel_arch}, the target is {target}")
     if binding is not None:
-        if res.will_not_load:
-            first = sorted(res.will_not_load.items())[0]
-            n = len(res.will_not_load)
+        unresolved = res.unresolved
+        # files whose only fault is a library "not found" below names are not repeated
+        other = {p: r for p, r in res.will_not_load.items()
+                 if not (r.startswith("needs ") and r.endswith(", which musl cannot find")
+                         and all(p in unresolved.get(lib, ()) for lib in
+                                 r[len("needs "):-len(", which musl cannot find")].split(", ")))}
+        if other:
+            first = sorted(other.items())[0]
+            n = len(other)
             problems.append(f"{n} file{'s' if n != 1 else ''} will not load under musl "
                             f"({first[0]}: {first[1]}" + (f"; and {n - 1} more)" if n > 1 else ")"))
     elif ws.libc == "glibc" or res.glibc_linked:

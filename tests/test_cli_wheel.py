@@ -232,6 +232,11 @@ def test_real_psycopg2_binary_musllinux_and_manylinux(tmp_path):
     r = run("wheel", glibc, "--cache-dir", tmp_path / "c")
     assert r.returncode == 1
     verdict = r.stdout.splitlines()[0]
+    # bound as musl binds (held to dlopen on real wheels by tests/test_wheel_agreement.py)
+    assert "will not load under musl" in verdict and "symbol not found: __" in verdict, verdict
+    assert "not found: ld-linux-x86-64.so.2, libresolv.so.2" in verdict
+    r = run("wheel", glibc, "--no-symbols", "--cache-dir", tmp_path / "c")
+    verdict = r.stdout.splitlines()[0]
     assert "glibc-linked (needs " in verdict and "libc.so.6" in verdict and "musllinux" in verdict
 
 
