@@ -28,13 +28,16 @@ import subprocess
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set
 
-import pytest
+try:  # the agreement script (scripts/wheel_agreement.py) imports this without pytest
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None
 
 MUSL_GCC = shutil.which("musl-gcc")
 MUSL_LOADER = "/lib/ld-musl-x86_64.so.1"
 GCC = shutil.which("gcc")
 
-requires_musl = pytest.mark.skipif(
+requires_musl = None if pytest is None else pytest.mark.skipif(
     MUSL_GCC is None or not os.path.exists(MUSL_LOADER),
     reason="Debian's musl-gcc and musl loader are needed (apt-get install musl musl-tools musl-dev)",
 )
@@ -484,7 +487,9 @@ def interpreter_dlopen_together(interpreter, modules: Sequence, library_path: It
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("OK ", "FAIL "))]
     last = lines[-1] if lines else f"FAIL {modules[-1]}: {proc.stdout.strip() or proc.returncode}"
     ok = last.startswith("OK ")
-    return DlopenVerdict(str(modules[-1]), ok, "" if ok else last.split(": ", 1)[-1])
+    v = DlopenVerdict(str(modules[-1]), ok, "" if ok else last.split(": ", 1)[-1])
+    v.crashed = proc.returncode < 0 and not lines[-1:]  # killed by a signal before dlopen returned
+    return v
 
 
 GCOMPAT_NAMES = ("__memcpy_chk", "__printf_chk", "__fprintf_chk", "gnu_get_libc_version", "__strcpy_chk")
