@@ -100,10 +100,10 @@ SOURCE_OPTIONS = ("root", "db", "index", "repo", "alpine", "mirror", "arch", "ke
 def _source_option(name: str):
     return {
         "root": lambda: click.option(
-            "--root", type=click.Path(file_okay=False), default=None,
+            "--root", type=click.Path(file_okay=False), default=None, envvar="RUNDEPS_ROOT",
             help="Treat DIR as the root of an Alpine filesystem (an extracted image, a chroot): "
                  "PATHs are read inside it, its lib/apk/db/installed is the database and its "
-                 "etc/ld-musl-ARCH.path the library search path. Default: /."),
+                 "etc/ld-musl-ARCH.path the library search path. Default: $RUNDEPS_ROOT, else /."),
         "db": lambda: click.option(
             "--db", "db", type=click.Path(dir_okay=False), default=None,
             help="An installed database to use instead of ROOT/lib/apk/db/installed."),
