@@ -133,7 +133,8 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
         "glibc_linked": {n(path): _names(sonames) for path, sonames in res.glibc_linked.items()},
         "dlopen": [
             dict(f, path=n(f.path),
-                 package=res.dlopen_packages[f.name].name if f.name in res.dlopen_packages else None)
+                 package=res.dlopen_packages[f.name].name if f.name in res.dlopen_packages else None,
+                 group=n(f.group or f"{f.path}:{f.line}"), when=getattr(res, "dlopen_when", {}).get(f.path))
             for f in res.dlopen
         ],
         "why": why,

@@ -168,6 +168,9 @@ def output_options(fn: Callable) -> Callable:
         click.option("--dlopen", "use_dlopen", is_flag=True,
                      help="Also read the tree's Python files for libraries loaded at run time "
                           "(ctypes, cffi): report them and add the packages that provide them."),
+        click.option("--conditional-loads", is_flag=True,
+                     help="With --dlopen, also add the loads of submodules their package's own import "
+                          "does not reach (otherwise reported as 'when PKG.MOD is imported')."),
         click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr."),
     ]
     for opt in reversed(opts):
@@ -235,15 +238,15 @@ def finish(res, reporter: Reporter, kw) -> int:
     return EXIT_OK
 
 
-def add_dlopen(res, paths: List[str], root: str, reporter: Reporter, use: bool) -> None:
-    """With ``--dlopen``: find run-time loaded libraries in the tree's Python
-    files, report them and add their packages. (Off by default: reading every
-    ``.py`` file of a large site-packages costs more than the ELF scan.)"""
+def add_dlopen(res, paths: List[str], root: str, reporter: Reporter, use: bool, conditional: bool = False) -> None:
+    """With ``--dlopen``: the run-time loads stage (:func:`rundeps.api.add_runtime_loads`)
+    and a warning for each load no package provides. (Off by default:
+    reading every ``.py`` file of a large site-packages costs more than the ELF scan.)"""
     if not use:
         return
-    from ..dlopen import scan_tree_sources
+    from ..api import add_runtime_loads
 
-    for f in res.apply_dlopen(scan_tree_sources(paths, root), add=True):
+    for f in add_runtime_loads(res, paths, root, include_conditional=conditional):
         reporter.warning(f"{f.path}:{f.line}: {f.call}({f.name!r}) loads a library no package provides")
 
 

@@ -54,5 +54,5 @@ def scan(paths, exclude, progress, **kw):
         )
     finally:
         bar.close()
-    add_dlopen(res, paths, root, reporter, kw["use_dlopen"])
+    add_dlopen(res, paths, root, reporter, kw["use_dlopen"], kw["conditional_loads"])
     sys.exit(finish(res, reporter, kw))

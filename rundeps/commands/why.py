@@ -16,6 +16,8 @@ from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_s
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files whose path matches GLOB (repeatable).")
 @click.option("--dlopen", "use_dlopen", is_flag=True,
               help="Also count libraries the tree's Python code loads at run time (ctypes, cffi).")
+@click.option("--conditional-loads", is_flag=True,
+              help="With --dlopen, also count the loads of submodules their package's own import does not reach.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: the chains, a line each; json: one object (name, kind, needed, and the chains).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
@@ -24,7 +26,7 @@ from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_s
                    "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
 @handle_errors
-def why(name, paths, exclude, use_dlopen, fmt, quiet, **kw):
+def why(name, paths, exclude, use_dlopen, conditional_loads, fmt, quiet, **kw):
     """Explain why NAME (a package or a soname) is needed by the files under PATH.
 
     Prints the chain file -> soname -> package; for a package left out of
@@ -49,7 +51,7 @@ def why(name, paths, exclude, use_dlopen, fmt, quiet, **kw):
         explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
         library_path=kw["library_path"],
     )
-    add_dlopen(res, paths, root, reporter, use_dlopen)
+    add_dlopen(res, paths, root, reporter, use_dlopen, conditional_loads)
     lines = explain(res, name)
     if fmt == "json":
         import json
