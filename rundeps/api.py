@@ -10,16 +10,27 @@ The CLI is a thin layer over these functions::
 from __future__ import annotations
 
 import os
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .apkdb import Repository, Universe, parse_installed
 from .errors import SourceError, UsageError
 from .resolve import Resolution, Resolver, TreeFS, _same_arch, majority_arch
 from .walk import ScanResult, scan, to_host
 
-__all__ = ["Sources", "check_tree", "load_database", "load_universe", "open_indexes"]
+__all__ = ["DEFAULT_EXCLUDES", "Sources", "check_tree", "load_database", "load_universe", "open_indexes",
+           "add_distributions", "add_installed_size"]
 
 Warn = Callable[[str], None]
+
+DEFAULT_EXCLUDES: Tuple[str, ...] = ("*tkinter*",)
+"""File-name globs (matched against a file's name, as ``find -name`` does)
+that :func:`check_tree` leaves out unless ``default_excludes=False``
+(``--no-default-excludes``): what the official ``python:3.x-alpine`` images
+knowingly leave out of the run-time packages they compute.  Their Dockerfile
+(docker-library/python, ``Dockerfile-linux.template``) runs ``scanelf`` on
+``find /usr/local -type f -executable -not ( -name '*tkinter*' )``, so
+``lib-dynload/_tkinter.*.so`` (which needs ``libtcl8.6.so`` and
+``libtk8.6.so``) ships without ``tcl`` and ``tk``."""
 
 
 class Sources:
@@ -155,16 +166,29 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
     keys = trusted_keys(root, arch, sources)
     cache = index_cache(sources, on_warning)
     out = []
+    unreachable: Dict[str, str] = {}  # host -> why, once a download found it unreachable
     # No shared requests session: importing requests costs ~140 ms, and a
     # warm run (index fresh in the cache) must not pay it. open_index makes
     # one only when it has to talk to a server.
     try:
         for loc in locations:
             try:
-                index = open_index(
-                    loc, keys, cache=cache, offline=sources.offline, refresh=sources.refresh,
-                    allow_untrusted=sources.allow_untrusted, on_warning=on_warning, on_info=on_info,
-                )
+                index = None
+                if not sources.refresh:
+                    index = open_apk_cached(loc, root, keys, cache, sources, on_warning, on_info, arch)
+                if index is None:
+                    host = _remote_host(loc)
+                    if host in unreachable and not sources.offline:
+                        raise SourceError(f"{loc}: not tried: {unreachable[host]} a moment ago")
+                    try:
+                        index = open_index(
+                            loc, keys, cache=cache, offline=sources.offline, refresh=sources.refresh,
+                            allow_untrusted=sources.allow_untrusted, on_warning=on_warning, on_info=on_info,
+                        )
+                    except SourceError as exc:
+                        if getattr(exc, "unreachable", False) and host:
+                            unreachable[host] = f"{host} could not be reached"
+                        raise
                 if arch and index.arch and index.arch != arch:
                     raise SourceError(
                         f"{loc}: the index is for {index.arch}, not {arch}: its packages cannot "
@@ -179,6 +203,43 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
         if cache is not None:
             cache.close()  # checkpointed now: the process may leave with os._exit
     return out
+
+
+def _remote_host(location: str) -> Optional[str]:
+    """``scheme://host:port`` of an http(s) location, else None."""
+    if not location.lower().startswith(("http://", "https://")):
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(location)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
+def open_apk_cached(location: str, root: str, keys, cache, sources: Sources, on_warning: Warn,
+                    on_info: Optional[Warn] = None, arch: Optional[str] = None):
+    """The root's own apk-cached copy of a remote index (``/var/cache/apk/
+    APKINDEX.<hash>.tar.gz``, see :mod:`rundeps.apkcache`), verified like
+    any other index, or None when there is none (or it does not verify:
+    then a warning, and the caller goes on to the network)."""
+    if _remote_host(location) is None:
+        return None
+    from .apkcache import find_cached_index
+
+    path = find_cached_index(root, location, arch=arch)
+    if path is None:
+        return None
+    from .fetch import open_cached_copy
+
+    shown = "/" + os.path.relpath(path, root) if root != "/" else path
+    try:
+        index = open_cached_copy(path, location, keys, cache=cache, allow_untrusted=sources.allow_untrusted,
+                                 on_warning=on_warning)
+    except SourceError as exc:
+        on_warning(f"the image's apk cache {shown} for {location} cannot be used ({exc}); not used")
+        return None
+    if on_info is not None:
+        on_info(f"{location}: using the image's apk cache {shown}")
+    return index
 
 
 def scan_paths(
@@ -217,12 +278,16 @@ def check_tree(
     on_info: Optional[Warn] = None,
     library_path: Optional[str] = None,
     main_program: Optional[str] = None,
+    default_excludes: bool = True,
 ) -> Resolution:
     """Scan ``paths`` (in-root paths) of ``root`` and resolve them to packages.
 
     ``library_path``: the ``LD_LIBRARY_PATH`` the programs run with;
     ``main_program``: the program that loads the tree's modules at run time
-    (default: the root's ``python3``); see :class:`rundeps.resolve.Resolver`."""
+    (default: the root's ``python3``); see :class:`rundeps.resolve.Resolver`.
+    With ``default_excludes`` (the default), ELF files whose name matches
+    :data:`DEFAULT_EXCLUDES` are left out and listed in
+    :attr:`Resolution.left_out`."""
     sources = sources or Sources()
     warn = on_warning or (lambda msg: None)
     err = on_error or (lambda path, reason: None)
@@ -234,6 +299,7 @@ def check_tree(
             raise UsageError(f"{p} does not exist" + (f" inside {root}" if root != "/" else ""))
     result = scan_paths(paths, root, exclude, err, sources.cache_dir, sources.use_cache, warn, progress)
     objects = {item.path: item.info for item in result.items}
+    left_out = split_default_excludes(objects) if default_excludes else {}
     found_arch, counts = majority_arch(objects.values())
     if len(counts) > 1:
         listing = ", ".join(f"{a} ({n} file{'s' if n != 1 else ''})" for a, n in counts.most_common())
@@ -261,7 +327,47 @@ def check_tree(
             for index in more:
                 universe.add(index.repository)
             res = resolver.resolve(objects)
+    res.left_out = left_out
     return res
+
+
+def add_distributions(res: Resolution, root: str = "/"):
+    """Map the scanned files, the libraries they load and the Python files
+    with run-time loads to the pip distributions that own them (RECORD,
+    installed-files.txt, eggs): sets and returns ``res.distributions`` (a
+    :class:`rundeps.distributions.DistributionMap`)."""
+    from .distributions import map_distributions
+
+    res.distributions = map_distributions(root, res.scanned, res.objects, [f.path for f in res.dlopen])
+    return res.distributions
+
+
+def add_installed_size(res: Resolution, root: str = "/", build_deps: Optional[str] = None,
+                       on_warning: Optional[Warn] = None):
+    """The installed size of the run-time set, what it adds to the root and
+    what deleting the build virtual package (``.build-deps`` or
+    ``build_deps``) frees: sets and returns ``res.installed_size`` (a
+    :class:`rundeps.sizes.SizeReport`)."""
+    from .sizes import installed_sizes
+
+    res.installed_size = installed_sizes(res, root, build_deps, on_warning)
+    return res.installed_size
+
+
+def split_default_excludes(objects: Dict[str, object], globs: Sequence[str] = DEFAULT_EXCLUDES) -> Dict[str, str]:
+    """Remove from ``objects`` ({in-root path: info}) the files whose name
+    matches one of ``globs``; return {path: the glob that matched}."""
+    import fnmatch
+
+    out: Dict[str, str] = {}
+    for path in list(objects):
+        name = path.rpartition("/")[2]
+        for glob in globs:
+            if fnmatch.fnmatchcase(name, glob):
+                out[path] = glob
+                del objects[path]
+                break
+    return out
 
 
 def read_arch(root: Optional[str]) -> Optional[str]:
@@ -319,7 +425,7 @@ image. Package names as Alpine gives them."""
 
 class WheelCheck:
     """One wheel checked: the :class:`rundeps.wheel.WheelScan`, its
-    resolution (None for a pure wheel), the target arch, a one-line verdict,
+    resolution (a pure wheel too: its run-time loads), the target arch, a one-line verdict,
     whether the wheel is usable as it is, and whether no package source was
     available to map external sonames."""
 
@@ -425,6 +531,9 @@ def check_wheel(
     tree = TreeFS(root) if explicit_root else None
     res = Resolver(universe, WheelFS(ws, tree), arch=elf_arch or target, on_warning=warn).resolve(objects)
     lost = add_wheel_loads(res, ws, add=dlopen, include_conditional=include_conditional)
+    from .distributions import wheel_distributions
+
+    res.distributions = wheel_distributions(ws, list(objects))  # the wheel owns all its files
     wheel_arch = ws.arch or elf_arch
     problems = []
     if not pure and wheel_arch and target and wheel_arch != target:
