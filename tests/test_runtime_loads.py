@@ -229,3 +229,30 @@ def test_real_wheels_against_the_real_index(real_wheels, tmp_path):
     assert {d["when"] for d in cairo["dlopen"] if d["path"] == "/cairocffi/pixbuf.py"} == {"cairocffi.pixbuf"}
     r, [cairo] = wheel_json(real_wheels["cairocffi"], "--conditional-loads", *src)
     assert cairo["packages"] == ["gtk+3.0"]
+
+
+def test_alternatives_resolve_to_installed_then_smallest(tmp_path):
+    """A try/except pair of loads: one package, the installed one, else the smallest by I:."""
+    import indexbuild
+
+    src = (b"import ctypes\ntry:\n    lib = ctypes.CDLL('libfoo.so.1')\n"
+           b"except OSError:\n    lib = ctypes.CDLL('libbar.so.1')\n")
+    whl = wheelbuild.make_pure_wheel(tmp_path / "dist", "altpkg", {"altpkg/__init__.py": src})
+    blocks = "".join(
+        f"C:Q1{'A' * 27}=\nP:{name}\nV:1-r0\nA:{ARCH}\nS:1000\nI:{size}\nT:{name}\np:so:{soname}=1\n\n"
+        for name, size, soname in (("bigfoo", 9000000, "libfoo.so.1"), ("smallbar", 40000, "libbar.so.1")))
+    key = indexbuild.new_key()
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    indexbuild.write_key(keys, "test@example.org-1.rsa.pub", key)
+    index = tmp_path / "APKINDEX.tar.gz"
+    index.write_bytes(indexbuild.make_index(blocks, key, "test@example.org-1.rsa.pub"))
+    src_opts = ["--index", index, "--keys-dir", keys, "--arch", ARCH, "--cache-dir", tmp_path / "c"]
+    r, [out] = wheel_json(whl, *src_opts)
+    assert r.returncode == 0, r.stderr
+    assert out["packages"] == ["smallbar"]
+    assert {d["package"] for d in out["dlopen"]} == {"smallbar", None}
+    db = tmp_path / "installed"
+    db.write_text(demo.db_block("bigfoo", "1-r0", ARCH, provides=["so:libfoo.so.1=1"]))
+    r, [out] = wheel_json(whl, "--db", db, *src_opts)
+    assert out["packages"] == ["bigfoo"]
