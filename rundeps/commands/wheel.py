@@ -80,6 +80,7 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, **kw):
             code = EXIT_ERROR
             continue
         res = check.resolution
+        check.wheel.py_sources = []  # read once; dropped so that many wheels stay in bounded memory
         if not check.ok and code == EXIT_OK:
             code = EXIT_UNRESOLVED
         results.append(check)
