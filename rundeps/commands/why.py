@@ -21,6 +21,8 @@ from .common import (
               help="Also look at files named '*tkinter*', which scan leaves out by default.")
 @click.option("--dlopen", "use_dlopen", is_flag=True,
               help="Also count libraries the tree's Python code loads at run time (ctypes, cffi).")
+@click.option("--conditional-loads", is_flag=True,
+              help="With --dlopen, also count the loads of submodules their package's own import does not reach.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: the chains, a line each; json: one object (name, kind, needed, and the chains).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
@@ -30,7 +32,7 @@ from .common import (
 @source_options
 @binding_options
 @handle_errors
-def why(name, paths, exclude, no_default_excludes, use_dlopen, fmt, quiet, **kw):
+def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads, fmt, quiet, **kw):
     """Explain why NAME (a package or a soname) is needed by the files under PATH,
     or (NAME a file's in-root path) whether that file loads under musl and why.
 
@@ -65,7 +67,7 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, fmt, quiet, **kw)
         library_path=kw["library_path"], default_excludes=not no_default_excludes,
         symbols=kw["symbols"], musl_version=kw["musl_version"],
     )
-    add_dlopen(res, paths, root, reporter, use_dlopen)
+    add_dlopen(res, paths, root, reporter, use_dlopen, conditional_loads)
     if file_name:
         lines = explain_file(res, name)
         if lines is None:
