@@ -14,7 +14,7 @@ from typing import Callable, List, Optional, Sequence
 
 from .apkdb import Repository, Universe, parse_installed
 from .errors import SourceError, UsageError
-from .resolve import Resolution, Resolver, TreeFS, majority_arch
+from .resolve import Resolution, Resolver, TreeFS, _same_arch, majority_arch
 from .walk import ScanResult, scan, to_host
 
 __all__ = ["Sources", "check_tree", "load_database", "load_universe", "open_indexes"]
@@ -159,9 +159,12 @@ def index_cache(sources: Sources, on_warning: Warn):
 
 
 def trusted_keys(root: str, arch: Optional[str], sources: Sources):
-    from .apkindex import key_dirs, load_keys
+    """The keys indexes are verified against: ``--keys-dir``, else the root's
+    and the host's apk keys, else the Alpine keys shipped with rundeps
+    (:func:`rundeps.apkindex.trusted_key_set`)."""
+    from .apkindex import trusted_key_set
 
-    return load_keys(key_dirs(root, arch, sources.keys_dirs), root=root)
+    return trusted_key_set(root, arch, sources.keys_dirs)
 
 
 def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sources: Sources,
@@ -255,6 +258,7 @@ def check_tree(
     sources = sources or Sources()
     warn = on_warning or (lambda msg: None)
     err = on_error or (lambda path, reason: None)
+    check_arch_name(arch)
     if not os.path.isdir(root):
         raise UsageError(f"root {root} is not a folder")
     for p in paths:
@@ -266,6 +270,10 @@ def check_tree(
     if len(counts) > 1:
         listing = ", ".join(f"{a} ({n} file{'s' if n != 1 else ''})" for a, n in counts.most_common())
         warn(f"the tree mixes architectures: {listing}; resolving for {arch or found_arch}")
+    elif arch and found_arch and arch != found_arch and not _same_arch(arch, found_arch):
+        n = counts[found_arch]
+        warn(f"--arch {arch}, but the scanned files are {found_arch} ({n} file{'s' if n != 1 else ''}): "
+             f"their libraries cannot serve an {arch} image")
     arch = arch or found_arch or read_arch(root) or machine_arch()
     universe = load_universe(root, sources, arch, warn, explicit_root=explicit_root, on_info=on_info)
     fs = TreeFS(root, known=objects, on_error=err)
@@ -304,6 +312,17 @@ def target_arch(arch: Optional[str], root: str, explicit_root: bool) -> Optional
     """The arch to resolve for when no ELF file says: ``--arch``, else the
     root's ``etc/apk/arch`` (with ``--root``), else this machine's."""
     return arch or (read_arch(root) if explicit_root else None) or machine_arch()
+
+
+KNOWN_ARCHES = ("x86_64", "x86", "aarch64", "armv7", "armhf", "ppc64le", "ppc64", "s390x", "riscv64", "loongarch64")
+"""The arch names rundeps resolves for (Alpine's names; ``--arch``)."""
+
+
+def check_arch_name(arch: Optional[str]) -> Optional[str]:
+    """``arch`` when rundeps knows it (:data:`KNOWN_ARCHES`), else :class:`UsageError`."""
+    if arch is not None and arch not in KNOWN_ARCHES:
+        raise UsageError(f"unknown arch {arch!r} (rundeps knows {', '.join(KNOWN_ARCHES)})")
+    return arch
 
 
 def machine_arch() -> Optional[str]:

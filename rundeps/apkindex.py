@@ -59,6 +59,8 @@ __all__ = [
     "KeySet",
     "load_keys",
     "key_dirs",
+    "trusted_key_set",
+    "bundled_keys_dir",
     "read_index",
     "keyset_digest",
     "MAX_INDEX_BYTES",
@@ -86,9 +88,49 @@ Warn = Optional[Callable[[str], None]]
 
 
 class KeySet(dict):
-    """Trusted public keys: key file name -> PEM bytes; ``dirs`` says where from."""
+    """Trusted public keys: key file name -> PEM bytes; ``dirs`` says where
+    from, ``paths`` the file each key was read from, and ``bundled`` whether
+    they are the Alpine keys shipped with rundeps (:func:`trusted_key_set`)."""
 
     dirs: Tuple[str, ...] = ()
+    bundled: bool = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.paths: Dict[str, str] = {}
+
+    def path_of(self, name: Optional[str], key_sha256: Optional[str] = None) -> Optional[str]:
+        """The file the trusted key ``name`` came from (None when it is not
+        trusted, or its PEM is not the one whose sha256 is ``key_sha256``)."""
+        if not name or name not in self:
+            return None
+        if key_sha256 is not None and _key_digest(self[name]) != key_sha256:
+            return None
+        return self.paths.get(name)
+
+
+def bundled_keys_dir() -> str:
+    """Alpine's public signing keys, shipped with rundeps (``data/keys``)."""
+    from .datafiles import data_path
+
+    return data_path("keys")
+
+
+def trusted_key_set(root: Optional[str], arch: Optional[str], extra: Sequence[str] = ()) -> KeySet:
+    """The keys an index is verified against.
+
+    ``--keys-dir`` folders (``extra``) when given, else the root's and the
+    host's apk key folders (:func:`key_dirs`); when those give no key at all
+    (a Debian CI runner, a bare tree) the Alpine keys shipped with rundeps
+    (:func:`bundled_keys_dir`, ``bundled`` set).  Explicit ``--keys-dir``
+    folders never fall back: they say exactly what to trust.
+    """
+    keys = load_keys(key_dirs(root, arch, extra), root=root)
+    if not keys and not extra:
+        bundled = bundled_keys_dir()
+        keys = load_keys([bundled])
+        keys.bundled = True
+    return keys
 
 
 def key_dirs(root: Optional[str], arch: Optional[str], extra: Sequence[str] = ()) -> List[str]:
@@ -166,6 +208,7 @@ def load_keys(dirs: Sequence[str], root: Optional[str] = None) -> KeySet:
                 continue
             if b"PUBLIC KEY" in data:
                 keys[name] = data
+                keys.paths[name] = os.path.join(d, name)
     return keys
 
 

@@ -62,14 +62,33 @@ def cli():
     """
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    """The console script and ``python -m rundeps``.
+def _stdout_usable() -> bool:
+    """False when standard output is closed (``rundeps scan >&-``): Python
+    then has no ``sys.stdout``, and the first file rundeps opens (a cache)
+    would take descriptor 1 and receive the output."""
+    if sys.stdout is None:
+        return False
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return True  # not a real file (a test's capture): nothing to check
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
-    Once the command is done and its output flushed, the process leaves with
-    ``os._exit``: tearing down the interpreter (freeing every object of a
-    large scan) costs about 10 ms, a tenth of a repeat run. Nothing is lost:
-    caches are written and closed inside the command.
+
+def run(argv: Optional[List[str]] = None) -> int:
+    """Run the command line with ``argv`` and return its exit code.
+
+    Never ends the process: click's ``SystemExit`` is caught and turned
+    into the code; the output is flushed (an output that cannot be written
+    is one line on stderr and code 2).
     """
+    if not _stdout_usable():
+        click.echo("rundeps: error: cannot write the output: standard output is closed", err=True)
+        return 2
     try:
         cli.main(args=argv, prog_name="rundeps")
         code = 0
@@ -81,15 +100,25 @@ def main(argv: Optional[List[str]] = None) -> None:
         click.echo(code, err=True)
         code = 1
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except OSError as exc:
         click.echo(f"rundeps: error: cannot continue: {exc.strerror or exc}", err=True)
         code = 2
     try:
-        sys.stderr.flush()
+        if sys.stderr is not None:
+            sys.stderr.flush()
     except OSError:
         pass
-    os._exit(code)
+    return code
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """The command line as a library call: runs ``argv`` and raises
+    ``SystemExit`` with the exit code (catch it to carry on). The calling
+    process is never ended any other way: only the console script
+    (:mod:`rundeps.__main__`) leaves with ``os._exit``."""
+    raise SystemExit(run(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

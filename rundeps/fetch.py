@@ -711,6 +711,13 @@ class IndexInfo:
     algo: Optional[str] = None
     verified: bool = False
     sha256: str = ""
+    key_sha256: Optional[str] = None
+    """sha256 of the PEM of the key that verified it."""
+    key_path: Optional[str] = None
+    """The trusted key file that verified it, when that key is trusted now
+    (see :func:`describe_keys`)."""
+    key_bundled: bool = False
+    """That key is one of the Alpine keys shipped with rundeps."""
     size: int = 0
     fetched_at: Optional[float] = None
     """When the server last confirmed it (download or 304)."""
@@ -732,6 +739,7 @@ class IndexInfo:
             algo=index.algo,
             verified=index.verified,
             sha256=index.sha256,
+            key_sha256=index.key_sha256,
             size=index.size,
             fetched_at=index.fetched_at,
             downloaded_at=downloaded_at,
@@ -776,6 +784,18 @@ def index_info(locations: Sequence[str], cache: Optional[IndexCache], now: Optio
         info = IndexInfo.of(index, now, downloaded_at=None if meta is None else meta.get("downloaded_at"))
         out.append(info)
     return out
+
+
+def describe_keys(infos: Sequence[IndexInfo], keys) -> List[IndexInfo]:
+    """Fill in which trusted key file (of ``keys``, a
+    :class:`rundeps.apkindex.KeySet`) verified each index: ``key_path``,
+    ``key_bundled``.  An index whose key is not trusted now keeps None."""
+    for info in infos:
+        if info.verified and keys is not None:
+            path_of = getattr(keys, "path_of", None)
+            info.key_path = path_of(info.signer, info.key_sha256) if path_of else None
+            info.key_bundled = bool(info.key_path) and bool(getattr(keys, "bundled", False))
+    return list(infos)
 
 
 def update_indexes(locations: Sequence[str], keys: Mapping, *, cache: Optional[IndexCache], **options) -> List[IndexInfo]:

@@ -33,7 +33,7 @@ def render(res: Resolution, fmt: str, all_packages: bool = False, virtual: str =
 
         lines = [" ".join(["apk", "add", "--no-cache", "--virtual", shlex.quote(virtual)] + names)]
     elif fmt == "so":
-        lines = so_names(res)
+        lines = so_names(res, all_packages)
     elif fmt == "json":
         import json
 
@@ -45,16 +45,21 @@ def render(res: Resolution, fmt: str, all_packages: bool = False, virtual: str =
     return "".join(line + "\n" for line in lines)
 
 
-def so_names(res: Resolution) -> List[str]:
-    """``so:<soname>`` for every soname a package declares it provides; the
-    package name for a soname resolved some other way (an owned file, musl)."""
+def so_names(res: Resolution, all_packages: bool = False) -> List[str]:
+    """The same packages as ``names`` (the minimal set, or every package
+    with ``all_packages``), each given by the ``so:<soname>`` names it
+    declares for the sonames the files need; by its name when it declares
+    none of them (a soname resolved through an owned file, a run-time load)."""
+    chosen = set(_chosen(res, all_packages))
     out = set()
+    named = set()
     for soname, pkg in res.providers.items():
+        if pkg not in chosen:
+            continue
         if any(a.name == "so:" + soname for a in pkg.provides):
             out.add("so:" + soname)
-        else:
-            out.add(pkg.name)
-    for pkg in res.extra.values():
+            named.add(pkg)
+    for pkg in chosen - named:
         out.add(pkg.name)
     return sorted(out)
 
@@ -78,23 +83,60 @@ def why_package(res: Resolution, pkg: Package) -> Dict[str, object]:
     }
 
 
+def json_name(name: str) -> str:
+    """A path or soname as JSON shows it: its bytes as UTF-8 text, with
+    ``%`` written ``%25`` and every byte that is not part of valid UTF-8
+    written ``%XX`` (upper-case hex). Percent-decoding the string
+    (``urllib.parse.unquote_to_bytes``) gives the exact bytes back; a name
+    without ``%`` that is valid UTF-8 (nearly every name) is unchanged.
+
+    rundeps keeps undecodable bytes as Python does (``surrogateescape``:
+    U+DC80..U+DCFF); written as JSON those would be lone surrogates, which
+    JSON tools such as jq turn into U+FFFD, losing the name."""
+    if "%" not in name and name.isascii():
+        return name
+    out = []
+    for ch in name:
+        if ch == "%":
+            out.append("%25")
+        elif "\udc80" <= ch <= "\udcff":
+            out.append("%%%02X" % (ord(ch) - 0xDC00))
+        elif "\ud800" <= ch <= "\udfff":  # any other lone surrogate: its UTF-8-style bytes
+            out.extend("%%%02X" % b for b in ch.encode("utf-8", "surrogatepass"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _names(items):
+    return [json_name(i) for i in items]
+
+
 def to_json_dict(res: Resolution) -> Dict[str, object]:
+    """The JSON object of a resolution; paths and sonames through :func:`json_name`."""
+    n = json_name
     providers = res.providers
+    why = {}
+    for p in res.all_packages:
+        info = why_package(res, p)
+        info["sonames"] = {n(s): _names(files) for s, files in info["sonames"].items()}
+        why[p.name] = info
     return {
         "arch": res.arch,
         "packages": [p.name for p in res.packages],
         "all_packages": [p.name for p in res.all_packages],
-        "providers": {s: p.name for s, p in providers.items()},
-        "in_tree": res.in_tree,
-        "unresolved": res.unresolved,
-        "needed_by": res.needed_by,
+        "providers": {n(s): p.name for s, p in providers.items()},
+        "in_tree": {n(s): n(path) for s, path in res.in_tree.items()},
+        "unresolved": {n(s): _names(files) for s, files in res.unresolved.items()},
+        "needed_by": {name: _names(files) for name, files in res.needed_by.items()},
         "source": {p.name: p.source for p in res.all_packages},
-        "glibc_linked": res.glibc_linked,
+        "glibc_linked": {n(path): _names(sonames) for path, sonames in res.glibc_linked.items()},
         "dlopen": [
-            dict(f, package=res.dlopen_packages[f.name].name if f.name in res.dlopen_packages else None)
+            dict(f, path=n(f.path),
+                 package=res.dlopen_packages[f.name].name if f.name in res.dlopen_packages else None)
             for f in res.dlopen
         ],
-        "why": {p.name: why_package(res, p) for p in res.all_packages},
+        "why": why,
     }
 
 
@@ -130,6 +172,43 @@ def tree_lines(res: Resolution, all_packages: bool = True) -> List[str]:
             lines.append(f"  {soname}")
             lines.extend(f"    {f}" for f in files)
     return lines
+
+
+def explain_json(res: Resolution, name: str) -> Dict[str, object]:
+    """``why --format json``: what :func:`explain` says, as an object.
+
+    ``name``, ``kind`` (``package``, ``soname`` or ``none``), ``needed``; for a
+    package also ``version``, ``source``, the :func:`why_package` keys and
+    ``chains`` (each ``D:`` chain from a chosen package down to it); for a
+    soname ``edges``: each file that needs it and how it resolved."""
+    n = json_name
+    out: Dict[str, object] = {"name": name, "kind": "none", "needed": False}
+    universe = res.universe
+    pkg = next((p for p in res.all_packages if p.name == name), None)
+    if pkg is None and universe is not None and universe.package(name) is not None:
+        candidate = universe.package(name)
+        if any(universe.dependency_path(q, candidate) for q in res.packages):
+            pkg = candidate
+    if pkg is not None:
+        info = why_package(res, pkg)
+        chosen = [q for q in res.packages if q != pkg]
+        chains = [universe.dependency_path(q, pkg) for q in chosen] if universe is not None else []
+        out.update(
+            kind="package", needed=True, version=pkg.version, source=pkg.source or "builtin",
+            sonames={n(s): _names(files) for s, files in info["sonames"].items()},
+            dlopen=info["dlopen"], in_minimal_set=info["in_minimal_set"],
+            pulled_in_by=sorted({c[0].name for c in chains if c}),
+            chains=[[p.name for p in c] for c in chains if c],
+        )
+        return out
+    edges = sorted((e for e in res.edges if e.soname == name), key=lambda e: e.path)
+    if edges:
+        out.update(kind="soname", needed=True, edges=[
+            {"path": n(e.path), "kind": e.kind, "package": e.package.name if e.package is not None else None,
+             "library": n(e.library) if e.library else None, "via": e.via or None}
+            for e in edges
+        ])
+    return out
 
 
 def explain(res: Resolution, name: str) -> Optional[List[str]]:

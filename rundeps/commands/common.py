@@ -7,7 +7,7 @@ import functools
 import os
 import posixpath
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import click
 
@@ -69,38 +69,89 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def source_options(fn: Callable) -> Callable:
-    """Options that say where packages come from (database, indexes, cache)."""
-    opts = [
-        click.option("--root", type=click.Path(file_okay=False), default=None,
-                     help="Treat DIR as the root of an Alpine filesystem (an extracted image, a chroot): "
-                          "PATHs are read inside it, its lib/apk/db/installed is the database and its "
-                          "etc/ld-musl-ARCH.path the library search path. Default: /."),
-        click.option("--db", "db", type=click.Path(dir_okay=False), default=None,
-                     help="An installed database to use instead of ROOT/lib/apk/db/installed."),
-        click.option("--index", "indexes", multiple=True, metavar="FILE|URL",
-                     help="An APKINDEX.tar.gz file or URL (repeatable), used after the installed database."),
-        click.option("--repo", "repos", multiple=True, metavar="URL",
-                     help="A repository (repeatable); its index is URL/ARCH/APKINDEX.tar.gz."),
-        click.option("--alpine", metavar="VERSION",
-                     help="Use the official main and community indexes of an Alpine release (3.20, v3.20, edge)."),
-        click.option("--mirror", metavar="URL", help="The mirror --alpine uses."),
-        click.option("--arch", metavar="ARCH",
-                     help="Resolve for ARCH (x86_64, aarch64, ...). Default: the scanned files' arch, "
-                          "then ROOT/etc/apk/arch, then this machine's."),
-        click.option("--keys-dir", "keys_dirs", multiple=True, type=click.Path(file_okay=False),
-                     help="A folder of trusted apk public keys (repeatable), besides ROOT/etc/apk/keys."),
-        click.option("--allow-untrusted", is_flag=True,
-                     help="Use an index whose signature does not verify (with a warning)."),
-        click.option("--offline", is_flag=True, help="Use only cached indexes; never touch the network."),
-        click.option("--refresh", is_flag=True, help="Revalidate cached indexes now, whatever their age."),
-        click.option("--cache-dir", type=click.Path(file_okay=False), envvar="RUNDEPS_CACHE_DIR",
-                     help="Cache folder (default: $RUNDEPS_CACHE_DIR, $XDG_CACHE_HOME/rundeps, ~/.cache/rundeps)."),
-        click.option("--no-cache", is_flag=True, help="Neither read nor write any cache."),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
+def check_virtual(ctx, param, value):
+    """``--virtual``: a name apk accepts for a virtual package (not empty, no
+    blanks or shell-sensitive characters, not an option)."""
+    import re
+
+    if not value or not re.fullmatch(r"[A-Za-z0-9._+][A-Za-z0-9._+-]*", value):
+        raise click.BadParameter(
+            f"{value!r} is not a package name apk accepts (letters, digits, '.', '_', '+', '-'; "
+            "not empty, not starting with '-')")
+    return value
+
+
+def check_arch(ctx, param, value):
+    """``--arch``: one of the arch names rundeps knows (Alpine's)."""
+    if value is None:
+        return None
+    from ..api import KNOWN_ARCHES
+
+    if value not in KNOWN_ARCHES:
+        raise click.BadParameter(f"unknown arch {value!r} (rundeps knows {', '.join(KNOWN_ARCHES)})")
+    return value
+
+
+SOURCE_OPTIONS = ("root", "db", "index", "repo", "alpine", "mirror", "arch", "keys-dir", "allow-untrusted",
+                  "offline", "refresh", "cache-dir", "no-cache")
+"""The source options, in the order ``--help`` lists them."""
+
+
+def _source_option(name: str):
+    return {
+        "root": lambda: click.option(
+            "--root", type=click.Path(file_okay=False), default=None,
+            help="Treat DIR as the root of an Alpine filesystem (an extracted image, a chroot): "
+                 "PATHs are read inside it, its lib/apk/db/installed is the database and its "
+                 "etc/ld-musl-ARCH.path the library search path. Default: /."),
+        "db": lambda: click.option(
+            "--db", "db", type=click.Path(dir_okay=False), default=None,
+            help="An installed database to use instead of ROOT/lib/apk/db/installed."),
+        "index": lambda: click.option(
+            "--index", "indexes", multiple=True, metavar="FILE|URL",
+            help="An APKINDEX.tar.gz file or URL (repeatable), used after the installed database."),
+        "repo": lambda: click.option(
+            "--repo", "repos", multiple=True, metavar="URL",
+            help="A repository (repeatable); its index is URL/ARCH/APKINDEX.tar.gz."),
+        "alpine": lambda: click.option(
+            "--alpine", metavar="VERSION",
+            help="Use the official main and community indexes of an Alpine release (3.20, v3.20, edge)."),
+        "mirror": lambda: click.option("--mirror", metavar="URL", help="The mirror --alpine uses."),
+        "arch": lambda: click.option(
+            "--arch", metavar="ARCH", callback=check_arch,
+            help="Resolve for ARCH (x86_64, aarch64, ...). Default: the scanned files' arch, "
+                 "then ROOT/etc/apk/arch, then this machine's."),
+        "keys-dir": lambda: click.option(
+            "--keys-dir", "keys_dirs", multiple=True, type=click.Path(file_okay=False),
+            help="A folder of trusted apk public keys (repeatable), instead of ROOT/etc/apk/keys "
+                 "(when neither gives a key: the Alpine keys shipped with rundeps)."),
+        "allow-untrusted": lambda: click.option(
+            "--allow-untrusted", is_flag=True,
+            help="Use an index whose signature does not verify (with a warning)."),
+        "offline": lambda: click.option(
+            "--offline", is_flag=True, help="Use only cached indexes; never touch the network."),
+        "refresh": lambda: click.option(
+            "--refresh", is_flag=True, help="Revalidate cached indexes now, whatever their age."),
+        "cache-dir": lambda: click.option(
+            "--cache-dir", type=click.Path(file_okay=False), envvar="RUNDEPS_CACHE_DIR",
+            help="Cache folder (default: $RUNDEPS_CACHE_DIR, $XDG_CACHE_HOME/rundeps, ~/.cache/rundeps)."),
+        "no-cache": lambda: click.option("--no-cache", is_flag=True, help="Neither read nor write any cache."),
+    }[name]()
+
+
+def source_options(fn: Optional[Callable] = None, *, only: Optional[Tuple[str, ...]] = None):
+    """Options that say where packages come from (database, indexes, cache).
+
+    ``@source_options`` adds them all; ``@source_options(only=(...))`` only
+    the named ones (``index`` subcommands list only the options they use)."""
+
+    def decorate(f: Callable) -> Callable:
+        names = [n for n in SOURCE_OPTIONS if only is None or n in only]
+        for name in reversed(names):
+            f = _source_option(name)(f)
+        return f
+
+    return decorate(fn) if fn is not None else decorate
 
 
 def output_options(fn: Callable) -> Callable:
@@ -111,7 +162,7 @@ def output_options(fn: Callable) -> Callable:
                           "json: everything; tree: package -> soname -> files."),
         click.option("--all", "all_packages", is_flag=True,
                      help="List every package needed, not only the minimal set."),
-        click.option("--virtual", default=".rundeps", show_default=True,
+        click.option("--virtual", default=".rundeps", show_default=True, callback=check_virtual,
                      help="The virtual package name --format apk uses."),
         click.option("--allow-unresolved", is_flag=True, help="Exit 0 even when some sonames do not resolve."),
         click.option("--dlopen", "use_dlopen", is_flag=True,
@@ -128,17 +179,17 @@ def make_sources(kw):
     from ..api import Sources
 
     return Sources(
-        db=kw["db"],
-        indexes=kw["indexes"],
-        repos=kw["repos"],
-        alpine=kw["alpine"],
-        mirror=kw["mirror"],
-        keys_dirs=kw["keys_dirs"],
-        allow_untrusted=kw["allow_untrusted"],
-        offline=kw["offline"],
-        refresh=kw["refresh"],
-        cache_dir=kw["cache_dir"],
-        use_cache=not kw["no_cache"],
+        db=kw.get("db"),
+        indexes=kw.get("indexes", ()),
+        repos=kw.get("repos", ()),
+        alpine=kw.get("alpine"),
+        mirror=kw.get("mirror"),
+        keys_dirs=kw.get("keys_dirs", ()),
+        allow_untrusted=kw.get("allow_untrusted", False),
+        offline=kw.get("offline", False),
+        refresh=kw.get("refresh", False),
+        cache_dir=kw.get("cache_dir"),
+        use_cache=not kw.get("no_cache", False),
     )
 
 

@@ -36,7 +36,11 @@ def _index_locations(kw, allow_all: bool):
     raise UsageError("name the indexes: --index, --repo, --alpine or --root")
 
 
-def _print_infos(infos, fmt: str) -> None:
+SELECT = ("root", "index", "repo", "alpine", "mirror", "arch")
+"""The options that name indexes."""
+
+
+def _print_infos(infos, fmt: str, none: str = "") -> None:
     import json
     from dataclasses import asdict
 
@@ -45,6 +49,8 @@ def _print_infos(infos, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps([asdict(i) for i in infos], indent=2))
         return
+    if not infos and none:
+        click.echo(none)
     for i in infos:
         click.echo(i.location)
         if not i.cached:
@@ -58,52 +64,62 @@ def _print_infos(infos, fmt: str) -> None:
         click.echo(f"  packages     {i.package_count}")
         click.echo(f"  so: provides {i.so_provide_count}")
         click.echo(f"  signer       {i.signer or '-'} ({algo}, {trust})")
+        if i.key_path:
+            click.echo(f"  key          {i.key_path}" + (" (Alpine's, shipped with rundeps)" if i.key_bundled else ""))
+        elif i.verified:
+            click.echo("  key          not trusted now (not among the trusted keys)")
         if i.cached:
             click.echo(f"  checked      {format_age(i.age)}")
 
 
 @index.command("show", context_settings=CONTEXT)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@source_options
+@source_options(only=SELECT + ("keys-dir", "cache-dir"))
 @handle_errors
 def index_show(fmt, **kw):
-    """Describe cached indexes: release, arch, packages, so: provides, signer, age.
+    """Describe cached indexes: release, arch, packages, so: provides, signer,
+    the trusted key that verified it, age.
 
-    Reads only the cache; never touches the network.
+    Without --index, --repo, --alpine or --root: every index cached from a
+    URL (index files on disk are read in place). Reads only the cache; never
+    touches the network.
     """
-    from ..api import index_cache
-    from ..fetch import index_info
+    from ..api import index_cache, trusted_keys
+    from ..cachedir import default_cache_dir
+    from ..fetch import describe_keys, index_info
 
-    locations, _root_dir, _arch, sources = _index_locations(kw, allow_all=True)
+    locations, root, arch, sources = _index_locations(kw, allow_all=True)
     cache = index_cache(sources, Reporter().warning)
     try:
-        _print_infos(index_info(locations, cache), fmt)
+        infos = describe_keys(index_info(locations, cache), trusted_keys(root, arch, sources))
     finally:
         if cache is not None:
             cache.close()
+    _print_infos(infos, fmt, none=f"no downloaded index cached in {os.path.join(default_cache_dir(sources.cache_dir), 'index')}")
 
 
 @index.command("update", context_settings=CONTEXT)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@source_options
+@source_options(only=SELECT + ("keys-dir", "allow-untrusted", "cache-dir"))
 @handle_errors
 def index_update(fmt, **kw):
     """Fetch the named indexes now (a conditional request when cached) and verify them."""
     from ..api import index_cache, trusted_keys
-    from ..fetch import update_indexes
+    from ..fetch import describe_keys, update_indexes
 
     reporter = Reporter()
     locations, root, arch, sources = _index_locations(kw, allow_all=False)
     cache = index_cache(sources, reporter.warning)
+    keys = trusted_keys(root, arch, sources)
     try:
         infos = update_indexes(
-            locations, trusted_keys(root, arch, sources), cache=cache,
+            locations, keys, cache=cache,
             allow_untrusted=sources.allow_untrusted, on_warning=reporter.warning,
         )
     finally:
         if cache is not None:
             cache.close()
-    _print_infos(infos, fmt)
+    _print_infos(describe_keys(infos, keys), fmt)
 
 
 @index.command("clear", context_settings=CONTEXT)

@@ -16,12 +16,15 @@ from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_s
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files whose path matches GLOB (repeatable).")
 @click.option("--dlopen", "use_dlopen", is_flag=True,
               help="Also count libraries the tree's Python code loads at run time (ctypes, cffi).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: the chains, a line each; json: one object (name, kind, needed, and the chains).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
 @click.option("--library-path", metavar="PATHS",
               help="The LD_LIBRARY_PATH the programs run with (':'-separated in-root folders): "
                    "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
 @handle_errors
-def why(name, paths, exclude, use_dlopen, **kw):
+def why(name, paths, exclude, use_dlopen, fmt, quiet, **kw):
     """Explain why NAME (a package or a soname) is needed by the files under PATH.
 
     Prints the chain file -> soname -> package; for a package left out of
@@ -36,9 +39,9 @@ def why(name, paths, exclude, use_dlopen, **kw):
     Exits 0 when NAME is needed, 1 when nothing under PATH needs it, 2 on errors.
     """
     from ..api import check_tree
-    from ..report import explain
+    from ..report import explain, explain_json
 
-    reporter = Reporter(quiet=True)
+    reporter = Reporter(quiet)
     root, explicit_root = parse_root(kw["root"])
     paths = [inroot(p, root, explicit_root) for p in (paths or ("/usr/local",))]
     res = check_tree(
@@ -48,8 +51,13 @@ def why(name, paths, exclude, use_dlopen, **kw):
     )
     add_dlopen(res, paths, root, reporter, use_dlopen)
     lines = explain(res, name)
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(explain_json(res, name), indent=2))
     if lines is None:
         Reporter().error(f"nothing under {', '.join(paths)} needs {name}")
         sys.exit(EXIT_UNRESOLVED)
-    click.echo("\n".join(lines))
+    if fmt == "text":
+        click.echo("\n".join(lines))
     sys.exit(EXIT_OK)
