@@ -10,16 +10,26 @@ The CLI is a thin layer over these functions::
 from __future__ import annotations
 
 import os
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .apkdb import Repository, Universe, parse_installed
 from .errors import SourceError, UsageError
 from .resolve import Resolution, Resolver, TreeFS, _same_arch, majority_arch
 from .walk import ScanResult, scan, to_host
 
-__all__ = ["Sources", "check_tree", "load_database", "load_universe", "open_indexes"]
+__all__ = ["DEFAULT_EXCLUDES", "Sources", "check_tree", "load_database", "load_universe", "open_indexes"]
 
 Warn = Callable[[str], None]
+
+DEFAULT_EXCLUDES: Tuple[str, ...] = ("*tkinter*",)
+"""File-name globs (matched against a file's name, as ``find -name`` does)
+that :func:`check_tree` leaves out unless ``default_excludes=False``
+(``--no-default-excludes``): what the official ``python:3.x-alpine`` images
+knowingly leave out of the run-time packages they compute.  Their Dockerfile
+(docker-library/python, ``Dockerfile-linux.template``) runs ``scanelf`` on
+``find /usr/local -type f -executable -not ( -name '*tkinter*' )``, so
+``lib-dynload/_tkinter.*.so`` (which needs ``libtcl8.6.so`` and
+``libtk8.6.so``) ships without ``tcl`` and ``tk``."""
 
 
 class Sources:
@@ -186,16 +196,29 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
     keys = trusted_keys(root, arch, sources)
     cache = index_cache(sources, on_warning)
     out = []
+    unreachable: Dict[str, str] = {}  # host -> why, once a download found it unreachable
     # No shared requests session: importing requests costs ~140 ms, and a
     # warm run (index fresh in the cache) must not pay it. open_index makes
     # one only when it has to talk to a server.
     try:
         for loc in locations:
             try:
-                index = open_index(
-                    loc, keys, cache=cache, offline=sources.offline, refresh=sources.refresh,
-                    allow_untrusted=sources.allow_untrusted, on_warning=on_warning, on_info=on_info,
-                )
+                index = None
+                if not sources.refresh:
+                    index = open_apk_cached(loc, root, keys, cache, sources, on_warning, on_info)
+                if index is None:
+                    host = _remote_host(loc)
+                    if host in unreachable and not sources.offline:
+                        raise SourceError(f"{loc}: not tried: {unreachable[host]} a moment ago")
+                    try:
+                        index = open_index(
+                            loc, keys, cache=cache, offline=sources.offline, refresh=sources.refresh,
+                            allow_untrusted=sources.allow_untrusted, on_warning=on_warning, on_info=on_info,
+                        )
+                    except SourceError as exc:
+                        if getattr(exc, "unreachable", False) and host:
+                            unreachable[host] = f"{host} could not be reached"
+                        raise
                 if arch and index.arch and index.arch != arch:
                     raise SourceError(
                         f"{loc}: the index is for {index.arch}, not {arch}: its packages cannot "
@@ -211,6 +234,43 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
         if cache is not None:
             cache.close()  # checkpointed now: the process may leave with os._exit
     return out
+
+
+def _remote_host(location: str) -> Optional[str]:
+    """``scheme://host:port`` of an http(s) location, else None."""
+    if not location.lower().startswith(("http://", "https://")):
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(location)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
+def open_apk_cached(location: str, root: str, keys, cache, sources: Sources, on_warning: Warn,
+                    on_info: Optional[Warn] = None):
+    """The root's own apk-cached copy of a remote index (``/var/cache/apk/
+    APKINDEX.<hash>.tar.gz``, see :mod:`rundeps.apkcache`), verified like
+    any other index, or None when there is none (or it does not verify:
+    then a warning, and the caller goes on to the network)."""
+    if _remote_host(location) is None:
+        return None
+    from .apkcache import find_cached_index
+
+    path = find_cached_index(root, location)
+    if path is None:
+        return None
+    from .fetch import open_cached_copy
+
+    shown = "/" + os.path.relpath(path, root) if root != "/" else path
+    try:
+        index = open_cached_copy(path, location, keys, cache=cache, allow_untrusted=sources.allow_untrusted,
+                                 on_warning=on_warning)
+    except SourceError as exc:
+        on_warning(f"the image's apk cache {shown} for {location} cannot be used ({exc}); not used")
+        return None
+    if on_info is not None:
+        on_info(f"{location}: using the image's apk cache {shown}")
+    return index
 
 
 def scan_paths(
@@ -249,12 +309,16 @@ def check_tree(
     on_info: Optional[Warn] = None,
     library_path: Optional[str] = None,
     main_program: Optional[str] = None,
+    default_excludes: bool = True,
 ) -> Resolution:
     """Scan ``paths`` (in-root paths) of ``root`` and resolve them to packages.
 
     ``library_path``: the ``LD_LIBRARY_PATH`` the programs run with;
     ``main_program``: the program that loads the tree's modules at run time
-    (default: the root's ``python3``); see :class:`rundeps.resolve.Resolver`."""
+    (default: the root's ``python3``); see :class:`rundeps.resolve.Resolver`.
+    With ``default_excludes`` (the default), ELF files whose name matches
+    :data:`DEFAULT_EXCLUDES` are left out and listed in
+    :attr:`Resolution.left_out`."""
     sources = sources or Sources()
     warn = on_warning or (lambda msg: None)
     err = on_error or (lambda path, reason: None)
@@ -266,6 +330,7 @@ def check_tree(
             raise UsageError(f"{p} does not exist" + (f" inside {root}" if root != "/" else ""))
     result = scan_paths(paths, root, exclude, err, sources.cache_dir, sources.use_cache, warn, progress)
     objects = {item.path: item.info for item in result.items}
+    left_out = split_default_excludes(objects) if default_excludes else {}
     found_arch, counts = majority_arch(objects.values())
     if len(counts) > 1:
         listing = ", ".join(f"{a} ({n} file{'s' if n != 1 else ''})" for a, n in counts.most_common())
@@ -298,7 +363,24 @@ def check_tree(
             for index in more:
                 universe.add(index.repository)
             res = resolver.resolve(objects)
+    res.left_out = left_out
     return res
+
+
+def split_default_excludes(objects: Dict[str, object], globs: Sequence[str] = DEFAULT_EXCLUDES) -> Dict[str, str]:
+    """Remove from ``objects`` ({in-root path: info}) the files whose name
+    matches one of ``globs``; return {path: the glob that matched}."""
+    import fnmatch
+
+    out: Dict[str, str] = {}
+    for path in list(objects):
+        name = path.rpartition("/")[2]
+        for glob in globs:
+            if fnmatch.fnmatchcase(name, glob):
+                out[path] = glob
+                del objects[path]
+                break
+    return out
 
 
 def read_arch(root: Optional[str]) -> Optional[str]:

@@ -5,7 +5,9 @@
 
 HTTP (``requests``, imported only when a download happens): connect/read
 timeouts, bounded retries with exponential backoff on connection errors,
-timeouts, a dropped body, 5xx, 408 and 429; a 404 names the release,
+timeouts, a dropped body, 5xx, 408 and 429 -- but a host name that does not
+resolve, a refused connection or an unreachable network is one attempt, not
+retried (a build without network learns it at once); a 404 names the release,
 repository and architecture that do not exist; proxies and CA bundles come
 from the environment as ``requests`` reads them (``HTTPS_PROXY``,
 ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``); the body is read
@@ -91,11 +93,41 @@ Callback = Optional[Callable[[str], None]]
 
 
 class FetchError(SourceError):
-    """A download that failed; ``transient`` when retrying later may work."""
+    """A download that failed; ``transient`` when retrying later may work;
+    ``unreachable`` when the host could not be reached at all (its name does
+    not resolve, the connection was refused, no route): not retried."""
 
-    def __init__(self, message: str, transient: bool = False):
+    def __init__(self, message: str, transient: bool = False, unreachable: bool = False):
         super().__init__(message)
         self.transient = transient
+        self.unreachable = unreachable
+
+
+def _unreachable(exc: BaseException) -> Optional[str]:
+    """Why the host cannot be reached at all, when ``exc`` (from requests or
+    urllib3, through their ``reason``/``__cause__`` chains) says so: a name
+    that does not resolve, a refused connection, no route to the network."""
+    import errno
+    import socket
+
+    seen = 0
+    todo = [exc]
+    while todo and seen < 32:
+        e = todo.pop()
+        seen += 1
+        if e is None:
+            continue
+        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
+            return "cannot resolve the host name"
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, OSError) and e.errno in (errno.ECONNREFUSED, errno.ENETUNREACH):
+            return "connection refused" if e.errno == errno.ECONNREFUSED else "the network is unreachable"
+        todo.append(getattr(e, "reason", None) if isinstance(getattr(e, "reason", None), BaseException) else None)
+        todo.append(e.__cause__)
+        todo.append(e.__context__)
+        todo.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+    return None
 
 
 def is_url(location: str) -> bool:
@@ -420,6 +452,11 @@ def _http_get(
             last = f"timed out ({_short(e)})"
             continue
         except transient_errors as e:
+            why = _unreachable(e)
+            if why is not None:
+                host = urlsplit(url).hostname or url
+                raise FetchError(f"{url}: {why} ({host}; one attempt, not retried)",
+                                 transient=True, unreachable=True) from None
             last = _short(e)
             continue
         with resp:
@@ -588,6 +625,19 @@ def open_index(
         session=session,
         now=time.time() if now is None else now,
     )
+
+
+def open_cached_copy(path: str, location: str, keys: Mapping, *, cache: Optional[IndexCache] = None,
+                     allow_untrusted: bool = False, on_warning: Callback = None) -> IndexFile:
+    """A local copy (``path``) of the remote index ``location`` -- the image's
+    apk cache -- verified and parsed (through the cache) under the name
+    ``location``, so its packages' source is the repository's index."""
+    data = _read_local(path, path)
+    sha = hashlib.sha256(data).hexdigest()
+    index = _from_cache_or_read(data, sha, location, keys, cache, allow_untrusted, on_warning)
+    index.fetched_at = None
+    index.from_cache = True
+    return index
 
 
 def _open_remote(url, keys, *, cache, offline, refresh, ttl, timeout, retries, backoff, max_size,

@@ -131,6 +131,9 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
         "needed_by": {name: _names(files) for name, files in res.needed_by.items()},
         "source": {p.name: p.source for p in res.all_packages},
         "glibc_linked": {n(path): _names(sonames) for path, sonames in res.glibc_linked.items()},
+        "will_not_load": {n(path): reason for path, reason in sorted(res.will_not_load.items())},
+        "runs_under_glibc": {n(path): n(lo) for path, lo in sorted(res.runs_under_glibc.items())},
+        "left_out": {n(path): glob for path, glob in sorted(res.left_out.items())},
         "dlopen": [
             dict(f, path=n(f.path),
                  package=res.dlopen_packages[f.name].name if f.name in res.dlopen_packages else None)
@@ -164,7 +167,13 @@ def tree_lines(res: Resolution, all_packages: bool = True) -> List[str]:
     if res.glibc_linked:
         lines.append("(glibc-linked)")
         for path, sonames in res.glibc_linked.items():
-            lines.append(f"  {path}: {', '.join(sonames) or 'ld-linux interpreter'}")
+            under = res.runs_under_glibc.get(path)
+            note = f" (runs under {under})" if under else ""
+            lines.append(f"  {path}: {', '.join(sonames) or 'ld-linux interpreter'}{note}")
+    if res.will_not_load:
+        lines.append("(will not load)")
+        for path, reason in sorted(res.will_not_load.items()):
+            lines.append(f"  {path}: {reason}")
     unresolved = res.unresolved
     if unresolved:
         lines.append("(unresolved)")

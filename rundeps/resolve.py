@@ -19,7 +19,14 @@ For every ``DT_NEEDED`` entry of every ELF object, in this order:
 
 Objects that are linked against glibc (``PT_INTERP`` ``ld-linux*`` or a
 ``libc.so.6`` need) do not get their glibc sonames resolved to musl: they are
-reported as glibc-linked.
+reported as glibc-linked, and as files that will not load
+(:attr:`Resolution.will_not_load`).  The exception is a glibc-linked
+*program* whose ``PT_INTERP`` loader is present in the root (a glibc
+installed beside musl, as the ``glibc`` packages that install into
+``/usr/glibc-compat`` do): it runs under that loader, so its needs (and the
+needs of what it loads) are resolved in that glibc's own search path -- the
+folders of ``<prefix>/etc/ld.so.conf`` and the loader's own folder -- and it
+is not counted as failing (:attr:`Resolution.runs_under_glibc`).
 
 The module works on a small filesystem interface (:class:`TreeFS` for a
 root folder) so that wheels, read from their zip, resolve the same way.
@@ -48,6 +55,7 @@ __all__ = [
     "MUSL_LD_ARCH",
     "is_glibc_linked",
     "is_musl_builtin",
+    "GLIBC_REASON",
 ]
 
 MUSL_RESERVED = ("c.", "pthread.", "rt.", "m.", "dl.", "util.", "xnet.")
@@ -96,6 +104,70 @@ GLIBC_SONAMES = frozenset(
     }
 )
 """Sonames of glibc itself (its libc, libm, ... and dynamic loaders)."""
+
+
+GLIBC_REASON = "linked against glibc (Alpine needs a musl build of it, or gcompat)"
+"""The :attr:`Resolution.will_not_load` reason of a glibc-linked file."""
+
+
+GLIBC_INTERP = {
+    "x86_64": "/lib64/ld-linux-x86-64.so.2",
+    "x86": "/lib/ld-linux.so.2",
+    "aarch64": "/lib/ld-linux-aarch64.so.1",
+    "armv7": "/lib/ld-linux-armhf.so.3",
+    "armhf": "/lib/ld-linux-armhf.so.3",
+    "ppc64le": "/lib64/ld64.so.2",
+    "s390x": "/lib/ld64.so.1",
+    "riscv64": "/lib/ld-linux-riscv64-lp64d.so.1",
+    "loongarch64": "/lib64/ld-linux-loongarch-lp64d.so.1",
+}
+"""Alpine arch name -> glibc's standard ``PT_INTERP`` for it."""
+
+
+class GlibcLoader:
+    """A glibc dynamic loader present in the root: its in-root real path and
+    the folders it searches (``<prefix>/etc/ld.so.conf``, then its own folder)."""
+
+    __slots__ = ("path", "dirs")
+
+    def __init__(self, path: str, dirs: Tuple[str, ...]):
+        self.path = path
+        self.dirs = dirs
+
+    def __repr__(self) -> str:
+        return f"GlibcLoader({self.path!r}, {self.dirs!r})"
+
+
+def is_glibc_loader(real_path: str, info: ElfInfo) -> bool:
+    """True when the file a ``PT_INTERP`` leads to is glibc's loader
+    (``ld-linux*``/``ld64.so*``), not musl's under a glibc name (gcompat's
+    ``ld-linux-x86-64.so.2`` symlink leads to ``ld-musl-*``)."""
+    names = (posixpath.basename(real_path), info.soname or "")
+    if any(n.startswith(("ld-musl", "libc.musl", "libgcompat")) or n == "libc.so" for n in names):
+        return False
+    return any(n.startswith(("ld-linux", "ld64.so")) for n in names)
+
+
+def parse_ld_so_conf(text: str) -> Tuple[List[str], List[str]]:
+    """The folders an ``ld.so.conf`` names, and its ``include`` globs (as
+    glibc's ldconfig reads it: ``#`` comments, one or more folders a line
+    separated by blanks, ``:`` or ``,``; ``hwcap`` lines ignored)."""
+    dirs: List[str] = []
+    includes: List[str] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split()
+        if words[0] == "include":
+            includes.extend(words[1:])
+            continue
+        if words[0] == "hwcap":
+            continue
+        for part in line.replace(":", " ").replace(",", " ").split():
+            if part.startswith("/"):
+                dirs.append(posixpath.normpath(part))
+    return dirs, includes
 
 
 def is_musl_builtin(soname: str) -> bool:
@@ -320,6 +392,29 @@ class Resolution:
         self.note_loads: List[dict] = []
         """``.note.dlopen`` entries: path, priority, sonames, and for a
         ``required`` one the soname, package and library chosen."""
+        self.will_not_load: Dict[str, str] = {}
+        """In-root path -> one-line reason, for every file that cannot run on
+        Alpine (glibc-linked files outside a present glibc loader, ...).
+        ``scan`` exits 1 when it is not empty. A plain dict: later stages add
+        their own entries (missing symbols, failing dependencies)."""
+        self.runs_under_glibc: Dict[str, str] = {}
+        """A glibc-linked program -> the in-root path of the glibc loader
+        (its ``PT_INTERP``, present in the root) that runs it."""
+        self.left_out: Dict[str, str] = {}
+        """Files the default excludes left out (in-root path -> the glob)."""
+        self._glibc_reasons: Dict[str, str] = {}
+
+    def failing(self, allow_glibc: bool = False) -> Dict[str, str]:
+        """:attr:`will_not_load` less, with ``allow_glibc``, the entries that are
+        only there for being glibc-linked (``--allow-glibc``)."""
+        if not allow_glibc:
+            return dict(self.will_not_load)
+        return {p: r for p, r in self.will_not_load.items() if self._glibc_reasons.get(p) != r}
+
+    def mark_glibc(self, path: str, reason: str = GLIBC_REASON) -> None:
+        """Record that ``path`` will not load for being glibc-linked."""
+        self.will_not_load[path] = reason
+        self._glibc_reasons[path] = reason
 
     def apply_dlopen(self, findings: List, add: bool) -> List:
         """Record run-time loads (:class:`rundeps.dlopen.DlopenFinding`) and the
@@ -408,6 +503,8 @@ class Resolver:
         self.library_path: Tuple[str, ...] = split_search_path(library_path)
         self.main_program = main_program
         self._main: Optional[Tuple[Optional[str], Optional[ElfInfo]]] = None
+        self._glibc_loaders: Dict[str, Optional[GlibcLoader]] = {}
+        self._under_glibc: Set[str] = set()
 
     # -- search path -----------------------------------------------------
 
@@ -435,6 +532,68 @@ class Resolver:
                 dirs = tuple(d for d in split_search_path(text) if d.startswith("/"))
         self._system[where] = dirs
         return dirs
+
+    def glibc_loader(self, interp: str) -> Optional[GlibcLoader]:
+        """The glibc loader a ``PT_INTERP`` names, when it is present in the root."""
+        try:
+            return self._glibc_loaders[interp]
+        except KeyError:
+            pass
+        loader = None
+        real = self.fs.lookup(posixpath.normpath(interp)) if interp.startswith("/") else None
+        info = self.fs.elf(real) if real is not None else None
+        if info is not None and is_glibc_loader(real, info) and (
+            not self.arch or not info.arch or info.arch == self.arch
+        ):
+            folder = posixpath.dirname(real)
+            prefix = posixpath.dirname(folder)
+            conf = "/etc/ld.so.conf" if prefix in ("/", "/usr") else prefix + "/etc/ld.so.conf"
+            loader = GlibcLoader(real, _dedupe(tuple(self._ld_so_conf(conf, 0)) + (folder,)))
+        self._glibc_loaders[interp] = loader
+        return loader
+
+    def _ld_so_conf(self, path: str, depth: int) -> List[str]:
+        """The folders of an ``ld.so.conf`` in the root, its includes followed."""
+        read_text = getattr(self.fs, "read_text", None)
+        text = read_text(path) if read_text is not None and depth < 8 else None
+        if text is None:
+            return []
+        dirs, includes = parse_ld_so_conf(text)
+        for pattern in includes:
+            if not pattern.startswith("/"):
+                pattern = posixpath.join(posixpath.dirname(path), pattern)
+            for name in self._glob(pattern):
+                dirs.extend(self._ld_so_conf(name, depth + 1))
+        return dirs
+
+    def _glob(self, pattern: str) -> List[str]:
+        """In-root paths matching ``pattern`` (a glob in its last component only)."""
+        import fnmatch
+        import os
+
+        folder, name = posixpath.split(pattern)
+        root = getattr(self.fs, "root", None)
+        if root is None:
+            return []
+        real = resolve_dir_in_root(root, folder)
+        if real is None:
+            return []
+        try:
+            names = sorted(os.listdir(to_host(root, real)))
+        except OSError:
+            return []
+        return [posixpath.join(folder, n) for n in names if fnmatch.fnmatchcase(n, name)][:256]
+
+    def _in_glibc_folder(self, path: str) -> bool:
+        """True for a file in the folder of a glibc loader present in the root
+        (glibc's own libraries: they are loaded by that loader only)."""
+        folders = {lo.path.rpartition("/")[0] for lo in self._glibc_loaders.values() if lo is not None}
+        std = GLIBC_INTERP.get(self.arch or "")
+        if std:
+            lo = self.glibc_loader(std)
+            if lo is not None:
+                folders.add(lo.path.rpartition("/")[0])
+        return path.rpartition("/")[0] in folders
 
     @staticmethod
     def own_dirs(path: str, info: ElfInfo, origin_allowed: bool = True) -> Tuple[str, ...]:
@@ -546,6 +705,22 @@ class Resolver:
             return self._from_library(path, soname, found)
         return Edge(path, soname, "unresolved"), None
 
+    def lookup_glibc(self, path: str, soname: str, dirs: Sequence[str], loader: GlibcLoader):
+        """Resolve one soname of an object that runs under a glibc ``loader``
+        present in the root: its run paths, then that glibc's folders (never
+        musl's search path, and no glibc name is musl's), then a package that
+        provides it."""
+        if "/" in soname:
+            return self.lookup(path, soname, dirs, True)
+        found = self._find(soname, _dedupe(tuple(dirs) + loader.dirs))
+        if found:
+            return self._from_library(path, soname, found)
+        if soname not in GLIBC_SONAMES:
+            pkg = self.universe.provider("so:" + soname)
+            if pkg is not None:
+                return Edge(path, soname, "package", pkg, None, "provides"), None
+        return Edge(path, soname, "unresolved"), None
+
     def _scanned(self, path: str) -> bool:
         return any(path == top or path.startswith(top.rstrip("/") + "/") for top in self.scanned_paths)
 
@@ -565,10 +740,17 @@ class Resolver:
         ``.note.dlopen`` library).  ``answers`` memoises searches across calls.
         """
         answers = {} if answers is None else answers
+        loader: Optional[GlibcLoader] = None
         if info.interp:
             secure = self.is_secure(path, info)
             chain: Tuple[str, ...] = self.own_dirs(path, info, origin_allowed=not secure)
             system = self.system_dirs(info.interp)
+            if is_glibc_linked(info):
+                # a glibc program whose loader is in the root runs under it:
+                # that glibc's folders, not musl's, for all it loads
+                loader = self.glibc_loader(info.interp)
+                if loader is not None:
+                    system = loader.dirs
         else:
             main_path, main_info = self.main()
             secure = main_path is not None and self.is_secure(main_path, main_info)
@@ -584,18 +766,24 @@ class Resolver:
         while queue:
             p, i, chain = queue.popleft()
             glibc = is_glibc_linked(i)
+            if loader is not None:
+                self._under_glibc.add(p)
             dirs = _dedupe(env + chain) if env else chain
             for soname in i.needed:
                 hit = loaded.get(soname)
-                if hit is not None and not (glibc and soname in GLIBC_SONAMES):
+                if hit is not None and not (glibc and soname in GLIBC_SONAMES and loader is None):
                     edge, descend = hit
                     descend = None  # already in this load
                 else:
-                    akey = (soname, dirs, glibc, system)
+                    akey = (soname, dirs, glibc, system, loader)
                     try:
                         edge, descend = answers[akey]
                     except KeyError:
-                        edge, descend = answers[akey] = self.lookup(p, soname, dirs, glibc, system)
+                        if loader is not None:
+                            answer = self.lookup_glibc(p, soname, dirs, loader)
+                        else:
+                            answer = self.lookup(p, soname, dirs, glibc, system)
+                        edge, descend = answers[akey] = answer
                     if edge.kind in ("package", "in_tree") and "/" not in soname:
                         loaded.setdefault(soname, (edge, descend))
                 if edge.path != p:
@@ -642,12 +830,19 @@ class Resolver:
                 if descend is not None:
                     res.objects.setdefault(*descend)
 
+        self._under_glibc = set()
         for path in sorted(objects):
             info = objects[path]
             if is_glibc_linked(info):
                 res.glibc_linked[path] = sorted(s for s in info.needed if s in GLIBC_SONAMES)
+                loader = self.glibc_loader(info.interp) if info.interp else None
+                if loader is not None:
+                    res.runs_under_glibc[path] = loader.path
             add(self.load_order(path, info, answers))
         self._note_loads(res, answers, add)
+        for path in res.glibc_linked:
+            if path not in self._under_glibc and not self._in_glibc_folder(path):
+                res.mark_glibc(path)
         packages = {e.package for e in edges if e.package is not None}
         res.all_packages = sorted(packages, key=lambda p: p.name)
         res.packages = self.universe.minimal(packages)

@@ -12,12 +12,19 @@ Pillow`` built from source plus one wheel with a vendored library:
   ``pillow.libs/`` and found through RUNPATH ``$ORIGIN/../pillow.libs``;
   the vendored library needs ``libsharpyuv.so.0`` (package ``libsharpyuv``);
 * ``/usr/local/lib/libfoo.so`` is a linker script (not ELF);
+* with ``tkinter=True`` (the script's default): ``lib-dynload/_tkinter*.so``
+  needing ``libtcl8.6.so`` and ``libtk8.6.so``, which no package in the root
+  provides -- as in the official images, which leave tcl and tk out;
 * ``lib/apk/db/installed`` lists musl, zlib, libjpeg-turbo, tiff, libpq,
   libssl3, libcrypto3, libsharpyuv with their files, provides and depends.
 
 ELF files are linked with ``-nostdlib`` against stub libraries whose only job is
 to carry a soname, so the host's glibc never appears in them and gcc for any
 x86_64 or aarch64 Debian or Alpine machine builds the same layout.
+
+:func:`add_glibc_compat` adds a glibc installed beside musl the way the
+``glibc`` packages for Alpine do (``/usr/glibc-compat``), with stub libraries;
+:meth:`Builder.glibc_program` links a real glibc program with the host's gcc.
 
 Usage: ``python scripts/make_demo_root.py DIR`` (DIR must not exist or be empty).
 """
@@ -99,6 +106,17 @@ class Builder:
         self._run(args)
         return out
 
+    def glibc_program(self, out: Path, needed: Iterable[str] = (), runpath: Optional[str] = None) -> Path:
+        """A program linked by the host's gcc against the host's glibc (its
+        PT_INTERP is glibc's loader, it needs libc.so.6), plus ``needed``."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self._n += 1
+        src = self.work / f"glibc{self._n}.c"
+        src.write_text("#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n")
+        self._run([self.cc, "-o", str(out), str(src)] + self._link_args(needed, runpath, None))
+        return out
+
     def _link_args(self, needed, runpath, rpath):
         args = ["-Wl,--no-as-needed"]
         for soname in needed:
@@ -130,8 +148,43 @@ def db_block(name: str, version: str, arch: str, depends=(), provides=(), files=
     return "\n".join(lines) + "\n"
 
 
-def build_demo_root(root: Path, workdir: Optional[Path] = None) -> Path:
-    """Lay out the demo root at ``root`` and return it."""
+GLIBC_LOADER = {"x86_64": ("/lib64", "ld-linux-x86-64.so.2"), "aarch64": ("/lib", "ld-linux-aarch64.so.1")}
+
+
+def add_glibc_compat(root: Path, b: "Builder", with_db: bool = True) -> str:
+    """Install a glibc beside musl as the ``glibc`` packages for Alpine do:
+    the loader and libraries in ``/usr/glibc-compat/lib`` (stub libraries with
+    glibc's sonames), ``/usr/glibc-compat/etc/ld.so.conf``, and glibc's
+    standard ``PT_INTERP`` path as a symlink to the loader. With ``with_db``,
+    a ``glibc`` package owning those files joins the installed database.
+    Returns the loader's standard path."""
+    root = Path(root)
+    arch = host_arch()
+    folder, loader = GLIBC_LOADER[arch]
+    lib = root / "usr/glibc-compat/lib"
+    b.shared(lib / loader, soname=loader)
+    b.shared(lib / "libc.so.6", soname="libc.so.6", needed=[loader])
+    b.shared(lib / "libm.so.6", soname="libm.so.6", needed=["libc.so.6"])
+    b.shared(lib / "libpthread.so.0", soname="libpthread.so.0", needed=["libc.so.6"])
+    (root / "usr/glibc-compat/etc").mkdir(parents=True, exist_ok=True)
+    (root / "usr/glibc-compat/etc/ld.so.conf").write_text(
+        "/usr/local/lib\n/usr/glibc-compat/lib\n/usr/lib\n/lib\n")
+    (root / folder.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    (root / folder.lstrip("/") / loader).symlink_to(f"/usr/glibc-compat/lib/{loader}")
+    if with_db:
+        db = root / "lib/apk/db/installed"
+        block = db_block("glibc", "2.35-r1", arch, files=[
+            f"usr/glibc-compat/lib/{loader}", "usr/glibc-compat/lib/libc.so.6", "usr/glibc-compat/lib/libm.so.6",
+            "usr/glibc-compat/lib/libpthread.so.0", "usr/glibc-compat/etc/ld.so.conf",
+            f"{folder.lstrip('/')}/{loader}",
+        ])
+        db.write_text(db.read_text() + "\n" + block)
+    return f"{folder}/{loader}"
+
+
+def build_demo_root(root: Path, workdir: Optional[Path] = None, tkinter: bool = False) -> Path:
+    """Lay out the demo root at ``root`` and return it (with ``tkinter``, the
+    image's ``lib-dynload/_tkinter`` too)."""
     root = Path(root)
     arch = host_arch()
     libc = musl_soname(arch)
@@ -172,6 +225,10 @@ def build_demo_root(root: Path, workdir: Optional[Path] = None) -> Path:
         b.shared(site / f"PIL/_webp.{tag}.so", needed=["libwebp-1a2b3c4d.so.7.1.8", libc],
                  runpath="$ORIGIN/../pillow.libs")
         (site / "PIL/__init__.py").write_text("__version__ = '10.4.0'\n")
+        if tkinter:
+            # shipped by the image, its tcl and tk left out on purpose
+            b.shared(root / f"usr/local/lib/python3.12/lib-dynload/_tkinter.{tag}.so",
+                     needed=["libtcl8.6.so", "libtk8.6.so", libc])
         # the system's configuration and installed database
         (root / "etc/apk").mkdir(parents=True, exist_ok=True)
         (root / "etc/apk/arch").write_text(arch + "\n")
@@ -217,7 +274,7 @@ def main(argv=None) -> int:
     if root.exists() and any(root.iterdir()):
         print(f"make_demo_root: {root} is not empty", file=sys.stderr)
         return 2
-    build_demo_root(root)
+    build_demo_root(root, tkinter=True)
     print(root)
     return 0
 

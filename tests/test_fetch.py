@@ -188,7 +188,8 @@ def test_connection_refused(keys):
     s.close()  # nothing listens there now
     with pytest.raises(FetchError) as err:
         get(f"http://127.0.0.1:{port}/APKINDEX.tar.gz", keys, retries=1)
-    assert "refused" in str(err.value).lower() and "2 attempts" in str(err.value)
+    assert "refused" in str(err.value).lower() and "one attempt, not retried" in str(err.value)
+    assert err.value.unreachable and err.value.transient
 
 
 def test_html_200_is_refused(httpserver, keys, cache):

@@ -254,7 +254,8 @@ def test_glibc_linked_files_are_reported_not_resolved_to_musl(tmp_path, demo_roo
     assert out["glibc_linked"] == {"/usr/local/bin/glibc-tool": ["libc.so.6"]}
     assert "libc.so.6" not in out["providers"]
     assert out["providers"]["libz.so.1"] == "zlib"
-    assert "/usr/local/bin/glibc-tool is linked against glibc" in r.stderr
+    assert "/usr/local/bin/glibc-tool will not load: linked against glibc" in r.stderr
+    assert r.returncode == 1
 
 
 def test_no_root_scans_host_paths_with_db(demo_root, cache):

@@ -17,8 +17,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EXIT_CODES = f"""\b
 Exit codes:
-  {EXIT_OK}  every needed soname resolved
-  {EXIT_UNRESOLVED}  some did not (stdout still lists what did; stderr names each)
+  {EXIT_OK}  every needed soname resolved and every scanned file can run on Alpine
+  {EXIT_UNRESOLVED}  some did not resolve, or a file will not load (a glibc-linked one:
+     --allow-glibc accepts those); stdout still lists what resolved, stderr names each
   {EXIT_ERROR}  bad usage, or a root, database, index or cache that cannot be used
 """
 
@@ -39,6 +40,11 @@ class Reporter:
     def warning(self, msg: str) -> None:
         if not self.quiet:
             self._say(f"rundeps: warning: {msg}")
+
+    def note(self, msg: str) -> None:
+        """Something the user should know that is not a problem."""
+        if not self.quiet:
+            self._say(f"rundeps: note: {msg}")
 
     def file_error(self, path: str, reason: str) -> None:
         if not self.quiet:
@@ -165,6 +171,8 @@ def output_options(fn: Callable) -> Callable:
         click.option("--virtual", default=".rundeps", show_default=True, callback=check_virtual,
                      help="The virtual package name --format apk uses."),
         click.option("--allow-unresolved", is_flag=True, help="Exit 0 even when some sonames do not resolve."),
+        click.option("--allow-glibc", is_flag=True,
+                     help="Exit 0 even when some files are linked against glibc (they are still reported)."),
         click.option("--dlopen", "use_dlopen", is_flag=True,
                      help="Also read the tree's Python files for libraries loaded at run time "
                           "(ctypes, cffi): report them and add the packages that provide them."),
@@ -220,17 +228,27 @@ def finish(res, reporter: Reporter, kw) -> int:
     from ..report import render
 
     click.echo(render(res, kw["fmt"], kw["all_packages"], kw["virtual"]), nl=False)
+    if res.left_out:
+        files = sorted(res.left_out)
+        more = f" and {len(files) - 1} more" if len(files) > 1 else ""
+        globs = " ".join(sorted(set(res.left_out.values())))
+        reporter.note(f"left out {files[0]}{more}, as the official python:alpine images do "
+                      f"(default excludes: {globs}); --no-default-excludes scans {'them' if more else 'it'}")
     unresolved = res.unresolved
     say = reporter.warning if kw["allow_unresolved"] else reporter.error
     for soname, files in unresolved.items():
         more = f" and {len(files) - 1} more" if len(files) > 1 else ""
         say(f"{soname} not found (needed by {files[0]}{more})")
-    for path, sonames in res.glibc_linked.items():
-        reporter.warning(
-            f"{path} is linked against glibc ({', '.join(sonames) or 'ld-linux'}); "
-            "it needs a musl build (or gcompat) on Alpine"
-        )
+    failing = res.failing(kw.get("allow_glibc", False))
+    groups: dict = {}
+    for path, reason in sorted(res.will_not_load.items()):
+        groups.setdefault((path in failing, reason), []).append(path)
+    for (fails, reason), files in groups.items():
+        more = f" (and {len(files) - 1} more)" if len(files) > 1 else ""
+        (reporter.error if fails else reporter.warning)(f"{files[0]}{more} will not load: {reason}")
     if unresolved and not kw["allow_unresolved"]:
+        return EXIT_UNRESOLVED
+    if failing:
         return EXIT_UNRESOLVED
     return EXIT_OK
 

@@ -15,7 +15,11 @@ from .common import (
 @click.command(context_settings=CONTEXT, epilog=EXIT_CODES)
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--exclude", multiple=True, metavar="GLOB",
-              help="Skip files whose path matches GLOB (repeatable), e.g. '*tkinter*'.")
+              help="Skip files whose path matches GLOB (repeatable), e.g. '*/tests/*'.")
+@click.option("--no-default-excludes", "no_default_excludes", is_flag=True,
+              help="Also scan what the official python:alpine images leave out on purpose: files named "
+                   "'*tkinter*' (lib-dynload/_tkinter needs tcl and tk, which those images do not install). "
+                   "Left out by default, with a note on stderr.")
 @click.option("--progress/--no-progress", default=True,
               help="Count scanned files on stderr while it is a terminal.")
 @click.option("--library-path", metavar="PATHS",
@@ -24,7 +28,7 @@ from .common import (
 @source_options
 @output_options
 @handle_errors
-def scan(paths, exclude, progress, **kw):
+def scan(paths, exclude, no_default_excludes, progress, **kw):
     """Print the packages the ELF files under PATH need (default: /usr/local).
 
     PATHs are folders or files as seen inside the root. Libraries that the
@@ -50,7 +54,7 @@ def scan(paths, exclude, progress, **kw):
         res = check_tree(
             paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
             explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
-            progress=bar, library_path=kw["library_path"],
+            progress=bar, library_path=kw["library_path"], default_excludes=not no_default_excludes,
         )
     finally:
         bar.close()

@@ -14,6 +14,8 @@ from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_s
 @click.argument("name")
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files whose path matches GLOB (repeatable).")
+@click.option("--no-default-excludes", "no_default_excludes", is_flag=True,
+              help="Also look at files named '*tkinter*', which scan leaves out by default.")
 @click.option("--dlopen", "use_dlopen", is_flag=True,
               help="Also count libraries the tree's Python code loads at run time (ctypes, cffi).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -24,7 +26,7 @@ from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_s
                    "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
 @handle_errors
-def why(name, paths, exclude, use_dlopen, fmt, quiet, **kw):
+def why(name, paths, exclude, no_default_excludes, use_dlopen, fmt, quiet, **kw):
     """Explain why NAME (a package or a soname) is needed by the files under PATH.
 
     Prints the chain file -> soname -> package; for a package left out of
@@ -47,7 +49,7 @@ def why(name, paths, exclude, use_dlopen, fmt, quiet, **kw):
     res = check_tree(
         paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
         explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
-        library_path=kw["library_path"],
+        library_path=kw["library_path"], default_excludes=not no_default_excludes,
     )
     add_dlopen(res, paths, root, reporter, use_dlopen)
     lines = explain(res, name)

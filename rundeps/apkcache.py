@@ -1,0 +1,90 @@
+"""The image's own apk cache: ``APKINDEX.<hash>.tar.gz`` files that ``apk
+update`` (or ``apk add`` without ``--no-cache``) leaves in the root.
+
+apk keeps one cached index per repository in its cache folder: the root's
+``etc/apk/cache`` when that opens as a folder (usually a symlink to
+``/var/cache/apk``), else ``var/cache/apk``.  The file name is
+``APKINDEX.`` + the first 4 bytes (8 hex digits) of a digest of the
+repository + ``.tar.gz``; which digest of what depends on apk-tools' version,
+so every name a version could have written is tried:
+
+* apk-tools 3 (``src/database.c``: ``apk_repo_index_cache_url`` formats
+  ``APKINDEX.${hash:8}.tar.gz`` with the hash ``add_repository_component``
+  computes): SHA-256 of the index URL, the repository URL with trailing
+  ``/`` removed, then ``/<arch>/APKINDEX.tar.gz``;
+* apk-tools 2.12.x and 2.14.1+ (``apk_repo_format_cache_index`` over
+  ``repo->csum``, which ``apk_db_add_repository`` computes from
+  ``apk_repo_format_real_url``): SHA-1 of the repository URL as written,
+  ``/`` added unless it ends with one, then ``<arch>/APKINDEX.tar.gz``;
+* older apk-tools 2 (``apk_db_add_repository``:
+  ``apk_blob_checksum(brepo, ...)``): SHA-1 of the repository line's URL as
+  written.
+
+A cached index is verified like any other (its signature against the
+trusted keys) before anything in it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import List, Optional
+
+from .walk import resolve_dir_in_root, resolve_in_root, to_host
+
+__all__ = ["cache_index_names", "apk_cache_dir", "find_cached_index", "INDEX_FILE"]
+
+INDEX_FILE = "APKINDEX.tar.gz"
+
+
+def _name(digest: str) -> str:
+    return f"APKINDEX.{digest[:8]}.tar.gz"
+
+
+def cache_index_names(index_url: str, repo_url: Optional[str] = None) -> List[str]:
+    """The names apk-tools 3, 2.14 and older 2.x give the cached copy of the
+    index at ``index_url`` (``<repository>/<arch>/APKINDEX.tar.gz``).
+
+    ``repo_url``: the repository as its line in ``etc/apk/repositories``
+    writes it, when known (default: ``index_url`` less ``/<arch>/APKINDEX.tar.gz``).
+    """
+    base, _, rest = index_url.rpartition("/" + INDEX_FILE)
+    if rest or not base:
+        return []
+    repo_base, _, arch = base.rpartition("/")
+    if repo_url is None:
+        repo_url = repo_base
+    names = []
+    # apk-tools 3: add_repository_component trims trailing '/' then formats the index URL
+    v3_url = f"{repo_url.rstrip('/')}/{arch}/{INDEX_FILE}"
+    names.append(_name(hashlib.sha256(v3_url.encode("utf-8", "surrogateescape")).hexdigest()))
+    # apk-tools 2.14: apk_repo_format_real_url adds '/' unless the URL ends with one
+    v2_url = f"{repo_url}{'' if repo_url.endswith('/') else '/'}{arch}/{INDEX_FILE}"
+    names.append(_name(hashlib.sha1(v2_url.encode("utf-8", "surrogateescape")).hexdigest()))
+    # older apk-tools 2: the checksum of the repository line's URL itself
+    names.append(_name(hashlib.sha1(repo_url.encode("utf-8", "surrogateescape")).hexdigest()))
+    return list(dict.fromkeys(names))
+
+
+def apk_cache_dir(root: str) -> Optional[str]:
+    """The in-root real path of apk's cache folder in ``root``, as apk picks
+    it: ``etc/apk/cache`` when it leads to a folder, else ``var/cache/apk``."""
+    for candidate in ("/etc/apk/cache", "/var/cache/apk"):
+        real = resolve_dir_in_root(root, candidate)
+        if real is not None:
+            return real
+    return None
+
+
+def find_cached_index(root: str, index_url: str, repo_url: Optional[str] = None) -> Optional[str]:
+    """The host path of the root's apk-cached copy of ``index_url``, or None."""
+    folder = apk_cache_dir(root)
+    if folder is None:
+        return None
+    for name in cache_index_names(index_url, repo_url):
+        real = resolve_in_root(root, folder.rstrip("/") + "/" + name)
+        if real is not None:
+            host = to_host(root, real)
+            if os.path.isfile(host):
+                return host
+    return None
