@@ -17,7 +17,8 @@ from .errors import SourceError, UsageError
 from .resolve import Resolution, Resolver, TreeFS, _same_arch, majority_arch
 from .walk import ScanResult, scan, to_host
 
-__all__ = ["DEFAULT_EXCLUDES", "Sources", "check_tree", "load_database", "load_universe", "open_indexes"]
+__all__ = ["DEFAULT_EXCLUDES", "Sources", "check_tree", "load_database", "load_universe", "open_indexes",
+           "add_distributions", "add_installed_size"]
 
 Warn = Callable[[str], None]
 
@@ -367,6 +368,29 @@ def check_tree(
     return res
 
 
+def add_distributions(res: Resolution, root: str = "/"):
+    """Map the scanned files, the libraries they load and the Python files
+    with run-time loads to the pip distributions that own them (RECORD,
+    installed-files.txt, eggs): sets and returns ``res.distributions`` (a
+    :class:`rundeps.distributions.DistributionMap`)."""
+    from .distributions import map_distributions
+
+    res.distributions = map_distributions(root, res.scanned, res.objects, [f.path for f in res.dlopen])
+    return res.distributions
+
+
+def add_installed_size(res: Resolution, root: str = "/", build_deps: Optional[str] = None,
+                       on_warning: Optional[Warn] = None):
+    """The installed size of the run-time set, what it adds to the root and
+    what deleting the build virtual package (``.build-deps`` or
+    ``build_deps``) frees: sets and returns ``res.installed_size`` (a
+    :class:`rundeps.sizes.SizeReport`)."""
+    from .sizes import installed_sizes
+
+    res.installed_size = installed_sizes(res, root, build_deps, on_warning)
+    return res.installed_size
+
+
 def split_default_excludes(objects: Dict[str, object], globs: Sequence[str] = DEFAULT_EXCLUDES) -> Dict[str, str]:
     """Remove from ``objects`` ({in-root path: info}) the files whose name
     matches one of ``globs``; return {path: the glob that matched}."""
@@ -497,6 +521,9 @@ def check_wheel(
             universe, no_sources = Universe(), True
     tree = TreeFS(root) if explicit_root else None
     res = Resolver(universe, WheelFS(ws, tree), arch=elf_arch or target, on_warning=warn).resolve(objects)
+    from .distributions import wheel_distributions
+
+    res.distributions = wheel_distributions(ws, list(objects))  # the wheel owns all its files
     wheel_arch = ws.arch or elf_arch
     problems = []
     if wheel_arch and target and wheel_arch != target:

@@ -175,7 +175,7 @@ class Package:
     """
 
     __slots__ = ("name", "version", "arch", "depends", "provides", "provider_priority",
-                 "install_if", "origin", "description", "files", "source")
+                 "install_if", "origin", "description", "files", "source", "installed_size")
 
     def __init__(
         self,
@@ -190,6 +190,7 @@ class Package:
         description: str = "",
         files: Optional[List[str]] = None,
         source: str = "",
+        installed_size: int = 0,
     ):
         self.name = name
         self.version = version
@@ -203,13 +204,15 @@ class Package:
         self.files = files if files is not None else []
         self.source = source
         """Which source holds it: ``installed`` or an index's name or URL."""
+        self.installed_size = installed_size
+        """Bytes it takes once installed (its ``I:`` field; 0 when absent)."""
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state):
         for k in self.__slots__:
-            setattr(self, k, state.get(k, [] if k == "files" else ""))
+            setattr(self, k, state.get(k, [] if k == "files" else 0 if k == "installed_size" else ""))
 
     def __hash__(self) -> int:
         return hash((self.name, self.version, self.source))
@@ -258,6 +261,7 @@ def parse_blocks(text: str, source: str = "", with_files: bool = True) -> Iterat
             description=fields.get("T", ""),
             files=files,
             source=source,
+            installed_size=_int(fields.get("I", "0")),
         )
 
     for line in text.splitlines():

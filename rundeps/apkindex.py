@@ -78,7 +78,7 @@ MAX_LINE = 1024 * 1024
 MAX_KEY_FILE = 64 * 1024
 MAX_DESCRIPTION = 200
 
-_KEPT_FIELDS = frozenset("PVADpkioT")
+_KEPT_FIELDS = frozenset("PVADpkioTI")
 """The fields :func:`rundeps.apkdb.parse_blocks` turns into a Package."""
 
 Warn = Optional[Callable[[str], None]]
@@ -464,7 +464,8 @@ class IndexRepository(Repository):
 # -- the result -----------------------------------------------------------------
 
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
+"""2: blocks keep ``I:`` (installed size)."""
 
 
 class _NoGlobals(pickle.Unpickler):

@@ -21,8 +21,11 @@ def _chosen(res: Resolution, all_packages: bool) -> List[Package]:
     return res.all_packages if all_packages else res.packages
 
 
-def render(res: Resolution, fmt: str, all_packages: bool = False, virtual: str = ".rundeps") -> str:
-    """The text for ``fmt`` (ends with a newline unless empty)."""
+def render(res: Resolution, fmt: str, all_packages: bool = False, virtual: str = ".rundeps",
+           by: str = "package") -> str:
+    """The text for ``fmt`` (ends with a newline unless empty). ``by``:
+    ``distribution`` groups the tree by pip distribution (needs
+    ``res.distributions``, see :func:`rundeps.api.add_distributions`)."""
     if fmt == "names":
         lines = [p.name for p in _chosen(res, all_packages)]
     elif fmt == "apk":
@@ -38,6 +41,10 @@ def render(res: Resolution, fmt: str, all_packages: bool = False, virtual: str =
         import json
 
         return json.dumps(to_json_dict(res), indent=2, sort_keys=False) + "\n"
+    elif fmt == "tree" and by == "distribution":
+        from .distributions import tree_lines as distribution_tree
+
+        lines = distribution_tree(res)
     elif fmt == "tree":
         lines = tree_lines(res, all_packages)
     else:  # pragma: no cover - click restricts the choice
@@ -121,7 +128,7 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
         info = why_package(res, p)
         info["sonames"] = {n(s): _names(files) for s, files in info["sonames"].items()}
         why[p.name] = info
-    return {
+    out: Dict[str, object] = {
         "arch": res.arch,
         "packages": [p.name for p in res.packages],
         "all_packages": [p.name for p in res.all_packages],
@@ -141,6 +148,18 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
         ],
         "why": why,
     }
+    if getattr(res, "distributions", None) is not None:
+        from .distributions import summarise
+
+        dists, unowned = summarise(res, res.distributions)
+        for item in list(dists.values()) + [unowned]:
+            item["files"] = _names(item["files"])
+            if "metadata" in item:
+                item["metadata"] = n(item["metadata"])
+        out["distributions"], out["no_distribution"] = dists, unowned
+    if getattr(res, "installed_size", None) is not None:
+        out["installed_size"] = res.installed_size.to_json()
+    return out
 
 
 def tree_lines(res: Resolution, all_packages: bool = True) -> List[str]:
@@ -209,6 +228,10 @@ def explain_json(res: Resolution, name: str) -> Dict[str, object]:
             pulled_in_by=sorted({c[0].name for c in chains if c}),
             chains=[[p.name for p in c] for c in chains if c],
         )
+        if getattr(res, "distributions", None) is not None:
+            from .distributions import why_json
+
+            out["distributions"] = why_json(res, pkg, json_name)
         return out
     edges = sorted((e for e in res.edges if e.soname == name), key=lambda e: e.path)
     if edges:
@@ -227,6 +250,9 @@ def explain(res: Resolution, name: str) -> Optional[List[str]]:
     pkg = next((p for p in res.all_packages if p.name == name), None)
     if pkg is not None:
         info = why_package(res, pkg)
+        from .distributions import why_lines
+
+        lines.extend(why_lines(res, pkg))
         lines.append(f"{pkg.name} {pkg.version} ({pkg.source or 'builtin'}) is needed:")
         for soname, files in info["sonames"].items():
             for f in files:
@@ -246,6 +272,9 @@ def explain(res: Resolution, name: str) -> Optional[List[str]]:
             if chain:
                 lines.append(f"{name} is not needed by any file, but {q.name} pulls it in: "
                              + " -> ".join(p.name for p in chain) + " (D:)")
+                from .distributions import why_lines
+
+                lines.extend(why_lines(res, q))
                 return lines
     edges = [e for e in res.edges if e.soname == name]
     if not edges:

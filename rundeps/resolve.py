@@ -387,6 +387,10 @@ class Resolution:
         self.extra: Dict[str, Package] = {}
         self.dlopen: List = []
         self.dlopen_packages: Dict[str, Package] = {}
+        self.distributions = None
+        """A :class:`rundeps.distributions.DistributionMap`, once mapped (``rundeps.api.add_distributions``)."""
+        self.installed_size = None
+        """A :class:`rundeps.sizes.SizeReport`, once computed (``rundeps.api.add_installed_size``)."""
         self.runtime_dirs: Tuple[str, ...] = ()
         """The folders a run-time ``dlopen("name")`` searches (the main program's)."""
         self.note_loads: List[dict] = []

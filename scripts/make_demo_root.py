@@ -12,11 +12,21 @@ Pillow`` built from source plus one wheel with a vendored library:
   ``pillow.libs/`` and found through RUNPATH ``$ORIGIN/../pillow.libs``;
   the vendored library needs ``libsharpyuv.so.0`` (package ``libsharpyuv``);
 * ``/usr/local/lib/libfoo.so`` is a linker script (not ELF);
+* pip's records: ``psycopg2-2.9.9.dist-info`` and ``pillow-10.4.0.dist-info``
+  with ``METADATA`` and a ``RECORD`` (real sha256 and sizes) listing their
+  files, vendored ``pillow.libs/`` included; the interpreter and
+  ``/usr/local/lib`` belong to no distribution;
 * with ``tkinter=True`` (the script's default): ``lib-dynload/_tkinter*.so``
   needing ``libtcl8.6.so`` and ``libtk8.6.so``, which no package in the root
   provides -- as in the official images, which leave tcl and tk out;
 * ``lib/apk/db/installed`` lists musl, zlib, libjpeg-turbo, tiff, libpq,
-  libssl3, libcrypto3, libsharpyuv with their files, provides and depends.
+  libssl3, libcrypto3, libsharpyuv with their files, provides and depends,
+  the base image's alpine-baselayout, busybox and apk-tools, and the build
+  tools (gcc, binutils, musl-dev and the ``-dev`` packages) with the virtual
+  ``.build-deps`` that ``apk add --virtual .build-deps`` made; every block has
+  an installed size (``I:``, demo figures near Alpine 3.20's);
+* ``etc/apk/world`` names alpine-baselayout, apk-tools, busybox, musl and
+  ``.build-deps``, as in a Dockerfile before ``apk del .build-deps``.
 
 ELF files are linked with ``-nostdlib`` against stub libraries whose only job is
 to carry a soname, so the host's glibc never appears in them and gcc for any
@@ -128,9 +138,10 @@ class Builder:
         return args
 
 
-def db_block(name: str, version: str, arch: str, depends=(), provides=(), files=(), priority=None) -> str:
-    """One package block of an installed database."""
-    lines = [f"C:Q1{'A' * 27}=", f"P:{name}", f"V:{version}", f"A:{arch}", "S:1", "I:1",
+def db_block(name: str, version: str, arch: str, depends=(), provides=(), files=(), priority=None,
+             size: int = 1) -> str:
+    """One package block of an installed database (``size``: its ``I:``)."""
+    lines = [f"C:Q1{'A' * 27}=", f"P:{name}", f"V:{version}", f"A:{arch}", "S:1", f"I:{size}",
              f"T:{name} (rundeps demo)", f"o:{name}"]
     if depends:
         lines.append("D:" + " ".join(depends))
@@ -146,6 +157,61 @@ def db_block(name: str, version: str, arch: str, depends=(), provides=(), files=
             folder = d
         lines.append(f"R:{base}")
     return "\n".join(lines) + "\n"
+
+
+SIZES = {
+    # I: (installed bytes): demo figures close to Alpine 3.20 x86_64's
+    "musl": 643072, "zlib": 102400, "libjpeg-turbo": 569344, "tiff": 503808, "libcrypto3": 4816896,
+    "libssl3": 782336, "libpq": 364544, "libsharpyuv": 36864,
+    "alpine-baselayout": 53248, "busybox": 954368, "apk-tools": 237568,
+    ".build-deps": 0, "gcc": 118460416, "binutils": 9801728, "libgcc": 147456, "musl-dev": 3469312,
+    "libpq-dev": 700416, "openssl-dev": 1966080, "libjpeg-turbo-dev": 262144, "zlib-dev": 159744,
+    "tiff-dev": 1470464, "libwebp-dev": 32768,
+}
+WORLD = ("alpine-baselayout", "apk-tools", "busybox", "musl", ".build-deps")
+
+
+def base_and_build_packages(libc: str):
+    """(name, version, D: atoms) of the base image and of the build tools,
+    installed by ``apk add --virtual .build-deps gcc musl-dev ...``."""
+    return [
+        ("alpine-baselayout", "3.6.5-r0", []),
+        ("busybox", "1.36.1-r29", [f"so:{libc}"]),
+        ("apk-tools", "2.14.4-r0", [f"so:{libc}", "so:libcrypto.so.3", "so:libssl.so.3", "so:libz.so.1"]),
+        ("libgcc", "13.2.1_git20240309-r0", [f"so:{libc}"]),
+        ("binutils", "2.42-r0", [f"so:{libc}", "so:libz.so.1"]),
+        ("gcc", "13.2.1_git20240309-r0", ["binutils", "libgcc", "musl-dev"]),
+        ("musl-dev", "1.2.5-r0", ["musl"]),
+        ("openssl-dev", "3.3.2-r0", ["libcrypto3=3.3.2-r0", "libssl3=3.3.2-r0"]),
+        ("libpq-dev", "16.4-r0", ["libpq=16.4-r0", "openssl-dev"]),
+        ("zlib-dev", "1.3.1-r1", ["zlib=1.3.1-r1"]),
+        ("libjpeg-turbo-dev", "3.0.3-r0", ["libjpeg-turbo=3.0.3-r0"]),
+        ("tiff-dev", "4.6.0-r0", ["tiff=4.6.0-r0", "libjpeg-turbo-dev", "zlib-dev"]),
+        ("libwebp-dev", "1.4.0-r0", ["libsharpyuv=1.4.0-r0"]),
+        (".build-deps", "20241201.074500", ["gcc", "musl-dev", "libpq-dev", "libjpeg-turbo-dev", "zlib-dev",
+                                             "tiff-dev", "libwebp-dev"]),
+    ]
+
+
+def write_dist_info(site: Path, name: str, version: str, files: Iterable[str]) -> Path:
+    """``NAME-VERSION.dist-info`` in ``site`` as pip writes it: METADATA,
+    INSTALLER, WHEEL and a RECORD (sha256 and size of each file, then itself)."""
+    import base64
+    import hashlib
+
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "INSTALLER").write_text("pip\n")
+    (info / "WHEEL").write_text("Wheel-Version: 1.0\nGenerator: rundeps-demo\nRoot-Is-Purelib: false\n")
+    rows = []
+    for rel in list(files) + [f"{info.name}/{n}" for n in ("METADATA", "INSTALLER", "WHEEL")]:
+        data = (site / rel).read_bytes()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        rows.append(f"{rel},sha256={digest},{len(data)}")
+    rows.append(f"{info.name}/RECORD,,")
+    (info / "RECORD").write_text("\n".join(rows) + "\n")
+    return info
 
 
 GLIBC_LOADER = {"x86_64": ("/lib64", "ld-linux-x86-64.so.2"), "aarch64": ("/lib", "ld-linux-aarch64.so.1")}
@@ -225,6 +291,12 @@ def build_demo_root(root: Path, workdir: Optional[Path] = None, tkinter: bool = 
         b.shared(site / f"PIL/_webp.{tag}.so", needed=["libwebp-1a2b3c4d.so.7.1.8", libc],
                  runpath="$ORIGIN/../pillow.libs")
         (site / "PIL/__init__.py").write_text("__version__ = '10.4.0'\n")
+        # what pip records of them
+        write_dist_info(site, "psycopg2", "2.9.9", ["psycopg2/__init__.py", f"psycopg2/_psycopg.{tag}.so"])
+        write_dist_info(site, "pillow", "10.4.0", [
+            "PIL/__init__.py", f"PIL/_imaging.{tag}.so", f"PIL/_webp.{tag}.so",
+            "pillow.libs/libwebp-1a2b3c4d.so.7.1.8",
+        ])
         if tkinter:
             # shipped by the image, its tcl and tk left out on purpose
             b.shared(root / f"usr/local/lib/python3.12/lib-dynload/_tkinter.{tag}.so",
@@ -236,29 +308,32 @@ def build_demo_root(root: Path, workdir: Optional[Path] = None, tkinter: bool = 
         db.mkdir(parents=True, exist_ok=True)
         blocks = [
             db_block("musl", "1.2.5-r0", arch, provides=[f"so:{libc}=1"],
-                     files=[f"lib/ld-musl-{arch}.so.1", f"lib/{libc}"]),
+                     files=[f"lib/ld-musl-{arch}.so.1", f"lib/{libc}"], size=SIZES["musl"]),
             db_block("zlib", "1.3.1-r1", arch, depends=[f"so:{libc}"], provides=["so:libz.so.1=1.3.1"],
-                     files=["lib/libz.so.1", "lib/libz.so.1.3.1"]),
+                     files=["lib/libz.so.1", "lib/libz.so.1.3.1"], size=SIZES["zlib"]),
             db_block("libjpeg-turbo", "3.0.3-r0", arch, depends=[f"so:{libc}"],
                      provides=["so:libjpeg.so.8=8.3.2"],
-                     files=["usr/lib/libjpeg.so.8", "usr/lib/libjpeg.so.8.3.2"]),
+                     files=["usr/lib/libjpeg.so.8", "usr/lib/libjpeg.so.8.3.2"], size=SIZES["libjpeg-turbo"]),
             db_block("tiff", "4.6.0-r0", arch,
                      depends=[f"so:{libc}", "so:libjpeg.so.8", "so:libz.so.1"],
                      provides=["so:libtiff.so.6=6.0.2"],
-                     files=["usr/lib/libtiff.so.6", "usr/lib/libtiff.so.6.0.2"]),
+                     files=["usr/lib/libtiff.so.6", "usr/lib/libtiff.so.6.0.2"], size=SIZES["tiff"]),
             db_block("libcrypto3", "3.3.2-r0", arch, depends=[f"so:{libc}"],
-                     provides=["so:libcrypto.so.3=3"], files=["lib/libcrypto.so.3"]),
+                     provides=["so:libcrypto.so.3=3"], files=["lib/libcrypto.so.3"], size=SIZES["libcrypto3"]),
             db_block("libssl3", "3.3.2-r0", arch, depends=["so:libcrypto.so.3", f"so:{libc}"],
-                     provides=["so:libssl.so.3=3"], files=["lib/libssl.so.3"]),
+                     provides=["so:libssl.so.3=3"], files=["lib/libssl.so.3"], size=SIZES["libssl3"]),
             db_block("libpq", "16.4-r0", arch,
                      depends=["so:libcrypto.so.3", f"so:{libc}", "so:libssl.so.3"],
                      provides=["so:libpq.so.5=5.16"],
-                     files=["usr/lib/libpq.so.5", "usr/lib/libpq.so.5.16"]),
+                     files=["usr/lib/libpq.so.5", "usr/lib/libpq.so.5.16"], size=SIZES["libpq"]),
             # owns its library but, like some real packages, declares no so: provide
             db_block("libsharpyuv", "1.4.0-r0", arch, depends=[f"so:{libc}"],
-                     files=["usr/lib/libsharpyuv.so.0", "usr/lib/libsharpyuv.so.0.1.0"]),
+                     files=["usr/lib/libsharpyuv.so.0", "usr/lib/libsharpyuv.so.0.1.0"], size=SIZES["libsharpyuv"]),
         ]
+        blocks += [db_block(name, version, arch, depends=deps, size=SIZES[name])
+                   for name, version, deps in base_and_build_packages(libc)]
         (db / "installed").write_text("\n".join(blocks))
+        (root / "etc/apk/world").write_text("\n".join(WORLD) + "\n")
     finally:
         if tmp is not None:
             tmp.cleanup()

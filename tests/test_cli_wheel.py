@@ -190,7 +190,10 @@ def test_scan_dlopen_and_why(tmp_path):
     assert r.stdout.splitlines()[-1] == "It is left out of the minimal set: tiff -> libjpeg-turbo (D:)"
     r = run("why", "libssl3", "--root", root, *c)
     assert r.returncode == 0
-    assert r.stdout.strip() == "libssl3 is not needed by any file, but libpq pulls it in: libpq -> libssl3 (D:)"
+    assert r.stdout.splitlines() == [
+        "libssl3 is not needed by any file, but libpq pulls it in: libpq -> libssl3 (D:)",
+        f"libpq is needed by psycopg2 2.9.9 (psycopg2/_psycopg.cpython-312-{ARCH}-linux-musl.so -> libpq.so.5)",
+    ]
     r = run("why", "libpython3.12.so.1.0", "--root", root, *c)
     assert "(in the tree: no package needed)" in r.stdout
     r = run("why", "gtk+3.0", "--root", root, *c)

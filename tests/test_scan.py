@@ -384,7 +384,8 @@ def test_progress_only_on_a_terminal(demo_root, tmp_path, cache):
     assert proc.returncode == 0
     assert proc.stdout == b"libpq\nlibsharpyuv\ntiff\n"
     assert re.search(rb"\rScanning: \d{4} files", seen)
-    assert seen.endswith(b"\r\x1b[K")  # erased when done
+    # erased when done, before the one size line (on a terminal only)
+    assert re.search(rb"\r\x1b\[Krundeps: adds [^\r\n]*\r\n$", seen), seen[-200:]
     # not a terminal: no progress at all
     r = run("scan", "--root", root, *cache)
     assert r.stderr == ""

@@ -176,11 +176,36 @@ def output_options(fn: Callable) -> Callable:
         click.option("--dlopen", "use_dlopen", is_flag=True,
                      help="Also read the tree's Python files for libraries loaded at run time "
                           "(ctypes, cffi): report them and add the packages that provide them."),
+        click.option("--by", type=click.Choice(["package", "distribution"]), default="package", show_default=True,
+                     help="Group --format tree by apk package, or by the pip distribution that owns each file "
+                          "(dist-info RECORD, egg-info; files no distribution owns form one group)."),
+        click.option("--build-deps", "build_deps", metavar="NAME", default=None,
+                     help="The root's virtual build package (default .build-deps): say what deleting it frees "
+                          "and what the run-time set keeps (JSON installed_size, and the size line on a terminal)."),
         click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
+
+
+def add_details(res, root: str, reporter: "Reporter", kw) -> None:
+    """The stages only some outputs need: pip distributions (JSON, the tree by
+    distribution) and installed sizes (JSON, the size line on a terminal)."""
+    from ..api import add_distributions, add_installed_size
+
+    if kw["by"] == "distribution" and kw["fmt"] != "tree":
+        from ..errors import UsageError
+
+        raise UsageError("--by distribution groups --format tree; use it with --format tree")
+    if kw["fmt"] == "json" or kw["by"] == "distribution":
+        add_distributions(res, root)
+    if kw["fmt"] == "json" or kw["build_deps"] or _size_line_wanted(kw):
+        add_installed_size(res, root, kw["build_deps"], reporter.warning)
+
+
+def _size_line_wanted(kw) -> bool:
+    return not kw["quiet"] and sys.stderr.isatty()
 
 
 def make_sources(kw):
@@ -227,13 +252,15 @@ def finish(res, reporter: Reporter, kw) -> int:
     """Print the result and return the exit code."""
     from ..report import render
 
-    click.echo(render(res, kw["fmt"], kw["all_packages"], kw["virtual"]), nl=False)
+    click.echo(render(res, kw["fmt"], kw["all_packages"], kw["virtual"], by=kw.get("by", "package")), nl=False)
     if res.left_out:
         files = sorted(res.left_out)
         more = f" and {len(files) - 1} more" if len(files) > 1 else ""
         globs = " ".join(sorted(set(res.left_out.values())))
         reporter.note(f"left out {files[0]}{more}, as the official python:alpine images do "
                       f"(default excludes: {globs}); --no-default-excludes scans {'them' if more else 'it'}")
+    if getattr(res, "installed_size", None) is not None and _size_line_wanted(kw):
+        click.echo(f"rundeps: {res.installed_size.summary()}", err=True)
     unresolved = res.unresolved
     say = reporter.warning if kw["allow_unresolved"] else reporter.error
     for soname, files in unresolved.items():

@@ -10,6 +10,7 @@ from .common import (
     CONTEXT, EXIT_CODES, Progress, Reporter, add_dlopen, finish, handle_errors, inroot, make_sources, output_options,
     parse_root, source_options,
 )
+from .common import add_details
 
 
 @click.command(context_settings=CONTEXT, epilog=EXIT_CODES)
@@ -43,6 +44,11 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
       rundeps scan --format apk /usr/local      # an apk add line
       rundeps scan --root ./rootfs --format json /usr/local
       rundeps scan --alpine 3.20 --arch x86_64 ./site-packages
+      rundeps scan --format tree --by distribution    # which pip distribution needs what
+
+    On a terminal, one line on stderr says what the set adds to the image
+    (installed sizes, I:) and what deleting the virtual build package
+    (.build-deps, --build-deps NAME) frees.
     """
     from ..api import check_tree
 
@@ -59,4 +65,5 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
     finally:
         bar.close()
     add_dlopen(res, paths, root, reporter, kw["use_dlopen"])
+    add_details(res, root, reporter, kw)
     sys.exit(finish(res, reporter, kw))

@@ -29,7 +29,8 @@ from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_s
 def why(name, paths, exclude, no_default_excludes, use_dlopen, fmt, quiet, **kw):
     """Explain why NAME (a package or a soname) is needed by the files under PATH.
 
-    Prints the chain file -> soname -> package; for a package left out of
+    Names the pip distributions whose files need it first (dist-info RECORD,
+    egg-info), then prints the chain file -> soname -> package; for a package left out of
     the minimal set, the chosen package that pulls it in through D:.
     Takes the same PATHs and source options as scan.
 
@@ -40,7 +41,7 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, fmt, quiet, **kw)
 
     Exits 0 when NAME is needed, 1 when nothing under PATH needs it, 2 on errors.
     """
-    from ..api import check_tree
+    from ..api import add_distributions, check_tree
     from ..report import explain, explain_json
 
     reporter = Reporter(quiet)
@@ -52,6 +53,7 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, fmt, quiet, **kw)
         library_path=kw["library_path"], default_excludes=not no_default_excludes,
     )
     add_dlopen(res, paths, root, reporter, use_dlopen)
+    add_distributions(res, root)  # the distributions come first
     lines = explain(res, name)
     if fmt == "json":
         import json
