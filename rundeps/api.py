@@ -206,7 +206,7 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
             try:
                 index = None
                 if not sources.refresh:
-                    index = open_apk_cached(loc, root, keys, cache, sources, on_warning, on_info)
+                    index = open_apk_cached(loc, root, keys, cache, sources, on_warning, on_info, arch)
                 if index is None:
                     host = _remote_host(loc)
                     if host in unreachable and not sources.offline:
@@ -248,7 +248,7 @@ def _remote_host(location: str) -> Optional[str]:
 
 
 def open_apk_cached(location: str, root: str, keys, cache, sources: Sources, on_warning: Warn,
-                    on_info: Optional[Warn] = None):
+                    on_info: Optional[Warn] = None, arch: Optional[str] = None):
     """The root's own apk-cached copy of a remote index (``/var/cache/apk/
     APKINDEX.<hash>.tar.gz``, see :mod:`rundeps.apkcache`), verified like
     any other index, or None when there is none (or it does not verify:
@@ -257,7 +257,7 @@ def open_apk_cached(location: str, root: str, keys, cache, sources: Sources, on_
         return None
     from .apkcache import find_cached_index
 
-    path = find_cached_index(root, location)
+    path = find_cached_index(root, location, arch=arch)
     if path is None:
         return None
     from .fetch import open_cached_copy

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from .walk import resolve_dir_in_root, resolve_in_root, to_host
 
-__all__ = ["cache_index_names", "apk_cache_dir", "find_cached_index", "INDEX_FILE"]
+__all__ = ["cache_index_names", "apk_cache_dir", "find_cached_index", "repository_lines", "INDEX_FILE"]
 
 INDEX_FILE = "APKINDEX.tar.gz"
 
@@ -76,11 +76,34 @@ def apk_cache_dir(root: str) -> Optional[str]:
     return None
 
 
-def find_cached_index(root: str, index_url: str, repo_url: Optional[str] = None) -> Optional[str]:
-    """The host path of the root's apk-cached copy of ``index_url``, or None."""
+def repository_lines(root: str, arch: str) -> Dict[str, str]:
+    """Index URL -> the repository URL as the root's ``etc/apk/repositories``
+    line writes it (apk hashes the line's text: a trailing ``/`` matters)."""
+    from .errors import SourceError
+    from .sources import _root_location, read_repositories
+
+    out: Dict[str, str] = {}
+    try:
+        for line in read_repositories(root):
+            try:
+                out.setdefault(_root_location(root, line.url, arch), line.url)
+            except SourceError:
+                continue
+    except SourceError:
+        pass
+    return out
+
+
+def find_cached_index(root: str, index_url: str, repo_url: Optional[str] = None,
+                      arch: Optional[str] = None) -> Optional[str]:
+    """The host path of the root's apk-cached copy of ``index_url``, or None.
+    With ``arch`` and no ``repo_url``, the root's repositories line that names
+    ``index_url`` gives the URL apk hashed."""
     folder = apk_cache_dir(root)
     if folder is None:
         return None
+    if repo_url is None and arch:
+        repo_url = repository_lines(root, arch).get(index_url)
     for name in cache_index_names(index_url, repo_url):
         real = resolve_in_root(root, folder.rstrip("/") + "/" + name)
         if real is not None:

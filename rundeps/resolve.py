@@ -556,18 +556,23 @@ class Resolver:
         self._glibc_loaders[interp] = loader
         return loader
 
-    def _ld_so_conf(self, path: str, depth: int) -> List[str]:
-        """The folders of an ``ld.so.conf`` in the root, its includes followed."""
+    def _ld_so_conf(self, path: str, depth: int, seen: Optional[Set[str]] = None) -> List[str]:
+        """The folders of an ``ld.so.conf`` in the root, its includes followed
+        (each file read once, at most 8 deep: a file that includes itself ends)."""
+        seen = set() if seen is None else seen
         read_text = getattr(self.fs, "read_text", None)
-        text = read_text(path) if read_text is not None and depth < 8 else None
-        if text is None:
+        if read_text is None or depth >= 8 or path in seen or len(seen) >= 256:
+            return []
+        seen.add(path)
+        text = read_text(path)
+        if not text:
             return []
         dirs, includes = parse_ld_so_conf(text)
         for pattern in includes:
             if not pattern.startswith("/"):
                 pattern = posixpath.join(posixpath.dirname(path), pattern)
             for name in self._glob(pattern):
-                dirs.extend(self._ld_so_conf(name, depth + 1))
+                dirs.extend(self._ld_so_conf(name, depth + 1, seen))
         return dirs
 
     def _glob(self, pattern: str) -> List[str]:

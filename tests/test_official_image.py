@@ -224,6 +224,20 @@ def test_glibc_search_path_follows_ld_so_conf(image_root, tmp_path, builder, cac
     assert "/usr/local/bin/gtool will not load: linked against glibc" in r.stderr
 
 
+def test_an_ld_so_conf_that_includes_itself_ends(image_root, tmp_path, builder, cache):
+    root = copy_root(image_root, tmp_path / "root")
+    demo.add_glibc_compat(root, builder)
+    etc = root / "usr/glibc-compat/etc"
+    for i in range(20):
+        (etc / f"loop{i}.conf").write_text("include /usr/glibc-compat/etc/*.conf\ninclude loop*.conf\n")
+    conf = etc / "ld.so.conf"
+    conf.write_text(conf.read_text() + "include /usr/glibc-compat/etc/*.conf\n")
+    builder.glibc_program(root / "usr/local/bin/gtool", needed=["libz.so.1"])
+    r = run("scan", "--root", root, "/usr/local/bin", *cache)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "glibc\nzlib\n"
+
+
 def test_a_glibc_linked_module_in_the_image_exits_1(image_root, tmp_path, builder, cache):
     """The issue's "done when": the same image with one glibc-linked module."""
     root = copy_root(image_root, tmp_path / "root")

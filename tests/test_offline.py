@@ -193,14 +193,15 @@ def serve_404():
 
 
 @needs_gcc
-@pytest.mark.parametrize("naming", ["apk3", "apk2.14", "apk2-old", "etc-apk-cache-link"])
+@pytest.mark.parametrize("naming", ["apk3", "apk2.14", "apk2-old", "apk2-old-line-with-slash", "etc-apk-cache-link"])
 def test_the_image_apk_cache_is_used_before_the_network(image_root, tmp_path, key, naming):
     server = serve_404()
     try:
         repo = server.url("/alpine/v3.99/main")
-        root = make_root(image_root, tmp_path, key, [repo])
+        line = repo + "/" if naming == "apk2-old-line-with-slash" else repo  # apk hashes the line's text
+        root = make_root(image_root, tmp_path, key, [line])
         name = {"apk3": apk3_name, "apk2.14": apk214_name, "apk2-old": apk2_old_name,
-                "etc-apk-cache-link": apk3_name}[naming](repo, ARCH)
+                "apk2-old-line-with-slash": apk2_old_name, "etc-apk-cache-link": apk3_name}[naming](line, ARCH)
         cache_dir = root / "var/cache/apk"
         if naming == "etc-apk-cache-link":
             cache_dir = root / "srv/apk-cache"
