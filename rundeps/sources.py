@@ -143,6 +143,9 @@ class RepositoryLine:
     origin: str = ""
     """The file and line it came from (``etc/apk/repositories:3``)."""
     kind: str = "v2"
+    written: str = ""
+    """The URL as the line writes it (variables substituted, a trailing ``/``
+    kept): what apk-tools 2 hashes for its cache name."""
 
     @property
     def is_v3(self) -> bool:
@@ -287,7 +290,8 @@ def _parse_line(words: List[str], variables: Dict[str, str], where: str, warn) -
         words = words[1:]
         if not words:
             return []  # a tag with no repository
-    url = _subst(words[0], variables).rstrip("/")
+    written = _subst(words[0], variables)
+    url = written.rstrip("/")
     if kind is None:
         kind = "ndx" if url.endswith((".adb", ".tar.gz")) else "v2"
     if not _is_url(url):
@@ -295,8 +299,9 @@ def _parse_line(words: List[str], variables: Dict[str, str], where: str, warn) -
         return []
     components = _subst(" ".join(words[1:]), variables).split() if len(words) > 1 else []
     if not components:
-        return [RepositoryLine(url=url or "/", tag=tag, origin=where, kind=kind)]
-    return [RepositoryLine(url=f"{url}/{c}", tag=tag, origin=where, kind=kind) for c in components]
+        return [RepositoryLine(url=url or "/", tag=tag, origin=where, kind=kind, written=written)]
+    return [RepositoryLine(url=f"{url}/{c}", tag=tag, origin=where, kind=kind, written=f"{url}/{c}")
+            for c in components]
 
 
 def _parse_set(words: List[str], variables: Dict[str, str], where: str, warn) -> None:
