@@ -361,3 +361,40 @@ def test_real_wheels_every_elf_file_attributed(real_site):
     names = [line.split(" (")[0] for line in r.stdout.splitlines() if line.startswith("musl is needed by ")]
     assert names == sorted([f"musl is needed by {pil_name} {pil_version}",
                             f"musl is needed by {pg_name} {pg_version}"], key=str.lower)
+
+
+# -- the README's demo output is real ---------------------------------------------------
+
+
+def readme_sessions():
+    """(command, expected stdout lines) of the README's console blocks."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    out = []
+    for block in text.split("```console\n")[1:]:
+        block = block.split("```")[0]
+        cmd, lines = None, []
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                if cmd:
+                    out.append((cmd, lines))
+                cmd, lines = line[2:], []
+            else:
+                lines.append(line)
+        if cmd:
+            out.append((cmd, lines))
+    return out
+
+
+@pytest.mark.skipif(ARCH != "x86_64", reason="the README shows x86_64 output")
+def test_readme_demo_output_is_real(tmp_path):
+    root = tmp_path / "demo-root"
+    subprocess.run([sys.executable, str(Path(demo.__file__)), str(root)], check=True, stdout=subprocess.PIPE)
+    checked = 0
+    for cmd, expected in readme_sessions():
+        if "/tmp/demo-root" not in cmd or not (" why " in cmd or "--by distribution" in cmd):
+            continue
+        args = cmd.split()[1:]
+        r = run(*[a.replace("/tmp/demo-root", str(root)) for a in args], "--cache-dir", tmp_path / "c")
+        assert r.stdout.splitlines() == expected, cmd
+        checked += 1
+    assert checked >= 4
