@@ -487,8 +487,11 @@ def check_wheel(
     on_warning: Optional[Warn] = None,
     on_problem: Optional[Callable[[str, str], None]] = None,
     universe: Optional[Universe] = None,
+    symbols: bool = False,
 ) -> WheelCheck:
-    """Read a wheel straight from its zip and resolve what it needs.
+    """Read a wheel straight from its zip and resolve what it needs
+    (``symbols=True``: its members' ``SymbolFacts`` are read too,
+    ``check.wheel.items[i].symbols``).
 
     The wheel's own files are in-tree (``<pkg>.libs/`` through ``$ORIGIN``);
     the rest resolves against ``universe`` (or the sources), as ``scan`` does.
@@ -499,7 +502,7 @@ def check_wheel(
 
     warn = on_warning or (lambda msg: None)
     sources = sources or Sources()
-    ws = scan_wheel(path, on_problem=on_problem)
+    ws = scan_wheel(path, on_problem=on_problem, symbols=symbols)
     objects: dict = {}
     for item in ws.items:
         key, n = item.path, 1

@@ -16,9 +16,11 @@ Two readers give the same :class:`ElfInfo`:
   of ``elftools.elf.elffile`` alone costs ~35 ms of start-up; see
   ``scripts/bench.py``);
 * :func:`read_elf_pyelftools` uses pyelftools' ``ELFFile`` (segments and
-  dynamic tags only, inside the same bounds).  It is selected with
-  ``RUNDEPS_ELF_READER=pyelftools`` (or ``reader="pyelftools"``) and is the
-  oracle the tests compare the fast reader against.
+  dynamic tags only, inside the same bounds); it lives in
+  :mod:`rundeps.pyelftools_reader` and shares no code with the reader here.
+  It is selected with ``RUNDEPS_ELF_READER=pyelftools`` (or
+  ``reader="pyelftools"``) for every command, and is the oracle the tests
+  compare the fast reader against.
 
 Hostile input (huge ``e_phnum``, offsets past the end, ``DT_STRTAB`` outside
 every segment, strings without NUL, no ``DT_NULL``, ...) raises
@@ -45,6 +47,8 @@ __all__ = [
     "read_elf",
     "read_elf_path",
     "read_elf_pyelftools",
+    "read_elf_pread",
+    "reader_name",
     "machine_arch",
 ]
 
@@ -509,6 +513,12 @@ def _reader() -> str:
     return os.environ.get("RUNDEPS_ELF_READER", "")
 
 
+def reader_name() -> str:
+    """``"pyelftools"`` when ``RUNDEPS_ELF_READER`` selects it, else
+    ``"struct"`` (the default, fast reader)."""
+    return "pyelftools" if _reader() == "pyelftools" else "struct"
+
+
 def read_elf(f: BinaryIO, reader: Optional[str] = None) -> Optional[ElfInfo]:
     """Read the ELF file ``f`` (a binary file or :class:`io.BytesIO`).
 
@@ -548,132 +558,23 @@ def read_elf_path(path) -> Optional[ElfInfo]:
 
 
 def read_elf_pyelftools(f: BinaryIO) -> Optional[ElfInfo]:
-    """Read ``f`` with pyelftools: ``ELFFile`` parses the ELF header and its
-    ``Elf_Phdr`` / ``Elf_Dyn`` structs parse the program headers and dynamic
-    entries.  ``ELFFile.get_segment`` is not used for ``PT_DYNAMIC`` because
-    pyelftools' ``DynamicSegment`` walks every section header to find its
-    string table; the loader (and this reader) use ``DT_STRTAB`` through
-    ``PT_LOAD`` instead.  Reads are bounded as in the fast reader, and any
-    exception from pyelftools becomes :class:`ElfError`.
-    """
-    f.seek(0)
-    head = f.read(HEAD_SIZE)
+    """Read ``f`` with pyelftools (:mod:`rundeps.pyelftools_reader`, which
+    shares no code with the reader above)."""
+    from .pyelftools_reader import read_elf_pyelftools as read
+
+    return read(f)
+
+
+def read_elf_pread(pread: Callable[[int, int], bytes], head: bytes) -> Optional[ElfInfo]:
+    """Parse with the fast reader through ``pread(offset, size)``; ``head``
+    is the first bytes (``HEAD_SIZE`` of them, or all if shorter)."""
     if not is_elf_magic(head):
         return None
-    pread = _file_pread(f)
     try:
-        h = _parse_header(head, pread)  # caps e_phnum before pyelftools sees it
-        from elftools.elf.elffile import ELFFile
-
-        f.seek(0)
-        ef = ELFFile(f)
-        phdr_struct = ef.structs.Elf_Phdr
-        dyn_struct = ef.structs.Elf_Dyn
-        entsize = ef["e_phentsize"]
-        size = entsize * h.phnum
-        table = pread(ef["e_phoff"], size)
-        if len(table) < size:
-            raise ElfError("truncated program header table")
-        phdrs = [phdr_struct.parse(table[i * entsize:(i + 1) * entsize]) for i in range(h.phnum)]
-        interp = None
-        needed: List[str] = []
-        soname = None
-        rpath: Tuple[str, ...] = ()
-        runpath: Tuple[str, ...] = ()
-        ph = next((p for p in phdrs if p["p_type"] == "PT_INTERP"), None)
-        if ph is not None:
-            if ph["p_filesz"] > MAX_INTERP:
-                raise ElfError("PT_INTERP too long")
-            raw = pread(ph["p_offset"], ph["p_filesz"])
-            if len(raw) < ph["p_filesz"]:
-                raise ElfError("truncated PT_INTERP")
-            nul = raw.find(b"\0")
-            interp = _decode(raw[:nul] if nul >= 0 else raw)
-        ph = next((p for p in phdrs if p["p_type"] == "PT_DYNAMIC"), None)
-        if ph is not None:
-            esize = dyn_struct.sizeof()
-            count = min(ph["p_filesz"] // esize, MAX_DYN_ENTRIES)
-            raw = pread(ph["p_offset"], count * esize)
-            tags = []
-            for i in range(len(raw) // esize):
-                tag = dyn_struct.parse(raw[i * esize:(i + 1) * esize])
-                if tag["d_tag"] == "DT_NULL":
-                    break
-                tags.append(tag)
-            else:
-                raise ElfError("dynamic segment without DT_NULL")
-            strtab = strsz = None
-            for tag in tags:
-                if tag["d_tag"] == "DT_STRTAB":
-                    strtab = tag["d_val"]
-                elif tag["d_tag"] == "DT_STRSZ":
-                    strsz = tag["d_val"]
-            wanted = [t for t in tags if t["d_tag"] in ("DT_NEEDED", "DT_SONAME", "DT_RPATH", "DT_RUNPATH")]
-            if wanted:
-                if strtab is None:
-                    raise ElfError("dynamic strings without DT_STRTAB")
-                loads = [p for p in phdrs if p["p_type"] == "PT_LOAD"
-                         and p["p_vaddr"] <= strtab < p["p_vaddr"] + p["p_filesz"]]
-                if not loads:
-                    raise ElfError("DT_STRTAB outside every PT_LOAD segment")
-                seg = loads[0]
-                tab_off = seg["p_offset"] + strtab - seg["p_vaddr"]
-                limit = seg["p_offset"] + seg["p_filesz"] - tab_off
-                if strsz is not None:
-                    limit = min(limit, strsz)
-                for tag in wanted:
-                    o = tag["d_val"]
-                    if o >= limit:
-                        raise ElfError("dynamic string offset outside the string table")
-                    raw = pread(tab_off + o, min(MAX_STRING, limit - o))
-                    nul = raw.find(b"\0")
-                    if nul < 0:
-                        raise ElfError("unterminated dynamic string")
-                    s = _decode(raw[:nul])
-                    if tag["d_tag"] == "DT_NEEDED":
-                        needed.append(s)
-                    elif tag["d_tag"] == "DT_SONAME":
-                        soname = s
-                    elif tag["d_tag"] == "DT_RPATH":
-                        rpath = _split_path(s)
-                    else:
-                        runpath = _split_path(s)
-        dlopen_notes = []
-        for p in phdrs:
-            if p["p_type"] == "PT_NOTE" and 12 <= p["p_filesz"] <= MAX_NOTE_SEGMENT and len(dlopen_notes) < 16:
-                dlopen_notes.extend(_pyelftools_dlopen_notes(ef, p["p_offset"], p["p_filesz"]))
-        return ElfInfo(
-            elfclass=ef.elfclass,
-            little_endian=ef.little_endian,
-            machine=h.machine,
-            arch=machine_arch(h.machine, h.elfclass, h.little),
-            etype=_etype(h.etype),
-            interp=interp,
-            needed=tuple(needed),
-            soname=soname,
-            rpath=rpath,
-            runpath=runpath,
-            dlopen_notes=tuple(dlopen_notes),
-        )
+        return _parse(head, _guarded(pread))
     except ElfError:
         raise
-    except Exception as exc:  # anything pyelftools / construct raises
-        raise ElfError(f"pyelftools: {type(exc).__name__}: {exc}"[:200]) from None
-
-
-def _pyelftools_dlopen_notes(ef, offset: int, size: int) -> list:
-    """pyelftools' ``iter_notes`` over one PT_NOTE segment, keeping the
-    ``FDO`` dlopen notes; a note pyelftools cannot parse ends the segment, as
-    the fast reader skips what it cannot read."""
-    from elftools.elf.notes import iter_notes
-
-    from .elfnotes import DLOPEN_NOTE_OWNER, DLOPEN_NOTE_TYPE, dlopen_note_entries
-
-    out: list = []
-    try:
-        for note in iter_notes(ef, offset, size):
-            if note["n_name"] == DLOPEN_NOTE_OWNER.decode() and note["n_type"] == DLOPEN_NOTE_TYPE:
-                out.extend(dlopen_note_entries(bytes(note["n_descdata"])))
-    except Exception:  # a broken note is advisory metadata, not a broken file
-        pass
-    return out
+    except OSError:
+        raise
+    except (struct.error, ValueError, OverflowError, MemoryError) as exc:
+        raise ElfError(f"malformed ELF ({type(exc).__name__})") from None

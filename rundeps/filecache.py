@@ -44,7 +44,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Dict, List, Optional, Tuple
 
-from .elf import ElfInfo
+from .elf import ElfInfo, reader_name
 
 __all__ = ["FileCache", "SUBDIR", "FORMAT_VERSION"]
 
@@ -57,6 +57,12 @@ SYMBOLS_VERSION = 1
 _SYM_HEADER = b"RDSY" + bytes([SYMBOLS_VERSION])
 
 Warn = "Callable[[str], None]"
+
+
+def _reader_tag() -> bytes:
+    """Entries read by the pyelftools reader (``RUNDEPS_ELF_READER``) are
+    kept apart from the default reader's, so the switch always reads."""
+    return b"\0pyelftools" if reader_name() == "pyelftools" else b""
 
 def folder_signature(names: List[str], stats: List[int]) -> Tuple[str, bytes]:
     """What one folder's regular files were: their names (in listing order)
@@ -243,7 +249,7 @@ class FileCache:
 
     @staticmethod
     def _key(root: str, top: str) -> bytes:
-        return b"files\0%d\0%s\0%s" % (FORMAT_VERSION, os.fsencode(root), os.fsencode(top))
+        return b"files\0%d\0%s\0%s%s" % (FORMAT_VERSION, os.fsencode(root), os.fsencode(top), _reader_tag())
 
     def _file(self, key: bytes) -> str:
         name = "%08x%08x.v%d" % (zlib.crc32(key), zlib.adler32(key), FORMAT_VERSION)
@@ -313,7 +319,7 @@ class FileCache:
 
     @staticmethod
     def _symbols_key(root: str, top: str) -> bytes:
-        return b"symbols\0%d\0%s\0%s" % (SYMBOLS_VERSION, os.fsencode(root), os.fsencode(top))
+        return b"symbols\0%d\0%s\0%s%s" % (SYMBOLS_VERSION, os.fsencode(root), os.fsencode(top), _reader_tag())
 
     def _symbols_file(self, key: bytes) -> str:
         name = "%08x%08x.s%d" % (zlib.crc32(key), zlib.adler32(key), SYMBOLS_VERSION)

@@ -53,10 +53,11 @@ Two readers give the same :class:`SymbolFacts`:
 * the default one here unpacks the tables with :mod:`struct` and
   :mod:`array` (C-level slicing of whole tables; no per-entry parsing of
   relocations);
-* :func:`read_symbols_pyelftools` builds them with pyelftools
-  (``DynamicSegment`` symbols, ``GNUHashTable`` / ``ELFHashTable``,
-  ``RelocationTable``, ``Elf_Versym``) and shares no code with the fast
-  reader; it is the tests' oracle.  The fast reader exists because the
+* :func:`read_symbols_pyelftools` (in :mod:`rundeps.pyelftools_reader`)
+  builds them with pyelftools (``DynamicSegment`` symbols,
+  ``GNUHashTable`` / ``ELFHashTable``, ``RelocationTable``, ``Elf_Versym``)
+  and shares no code with the fast reader; it is the tests' oracle, and
+  what ``RUNDEPS_ELF_READER=pyelftools`` selects.  The fast reader exists because the
   pyelftools one is far too slow for the walk (see ``scripts/bench.py`` and
   the README's figures).
 
@@ -405,9 +406,10 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
             coff = boff + 4 * nbuckets + 4 * (top - symoffset)
             i = top
             while True:
-                chunk = _array("I", pread(coff, 4096), little)
+                n = min(4096, left - (coff - off))  # within the hash table's segment
+                chunk = _array("I", pread(coff, n) if n >= 4 else b"", little)
                 if not chunk:
-                    raise ElfError("DT_GNU_HASH chain outside the file")
+                    raise ElfError("DT_GNU_HASH chain outside its segment")
                 ends = bytes(map(and_, chunk, repeat(1)))
                 k = ends.find(1)
                 if k >= 0:
@@ -576,8 +578,9 @@ def _wrap(head: bytes, pread) -> SymbolFacts:
 
 def read_symbols_pread(pread: Callable[[int, int], bytes], head: Optional[bytes] = None) -> Optional[SymbolFacts]:
     """The symbol facts of the ELF object behind ``pread(offset, size)``
-    (which returns at most ``size`` bytes, fewer at the end of the data).
-    ``head``: its first bytes, if already read.  None if it is not ELF."""
+    (which returns at most ``size`` bytes, fewer at the end of the data),
+    always with the fast reader.  ``head``: its first bytes, if already
+    read.  None if it is not ELF."""
     pread = _guarded(pread)
     if head is None:
         head = pread(0, HEAD_SIZE)
@@ -587,7 +590,11 @@ def read_symbols_pread(pread: Callable[[int, int], bytes], head: Optional[bytes]
 
 
 def read_symbols_fd(fd: int, head: Optional[bytes] = None) -> Optional[SymbolFacts]:
-    """The symbol facts of an open file descriptor (read with ``os.pread``)."""
+    """The symbol facts of an open file descriptor (read with ``os.pread``;
+    with ``RUNDEPS_ELF_READER=pyelftools``, by the pyelftools reader)."""
+    if _reader() == "pyelftools":
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return read_symbols_pyelftools(f)
     return read_symbols_pread(lambda offset, size: os.pread(fd, size, offset), head)
 
 
@@ -614,6 +621,9 @@ def read_symbols(f_or_path, reader: Optional[str] = None) -> Optional[SymbolFact
         if use_pyelftools:
             with open(f_or_path, "rb") as f:
                 return read_symbols_pyelftools(f)
+        if reader is not None:  # the fast reader, whatever the environment says
+            with open(f_or_path, "rb") as f:
+                return read_symbols(f, reader)
         return read_symbols_path(f_or_path)
     f = f_or_path
     if use_pyelftools:
@@ -626,137 +636,13 @@ def read_symbols(f_or_path, reader: Optional[str] = None) -> Optional[SymbolFact
     return read_symbols_pread(read_at)
 
 
-# -- the pyelftools reader (the oracle; shares nothing with the code above) ------
+# -- the pyelftools reader ----------------------------------------------------------
 
 
 def read_symbols_pyelftools(f: BinaryIO) -> Optional[SymbolFacts]:
-    """The same facts, read with pyelftools' own structures: ``ELFFile``,
-    the ``PT_DYNAMIC`` ``DynamicSegment`` (``get_symbol``, tags, address to
-    offset mapping, relocation tables), ``GNUHashTable`` / ``ELFHashTable``
-    for the count and ``Elf_Versym``.  Slow (it parses every symbol and
-    relocation with construct); any exception becomes :class:`ElfError`.
-    Nothing here calls the fast reader."""
-    f.seek(0)
-    if f.read(4) != b"\x7fELF":
-        return None
-    try:
-        return _pyelftools(f)
-    except ElfError:
-        raise
-    except Exception as exc:  # anything pyelftools / construct raises
-        raise ElfError(f"pyelftools: {type(exc).__name__}: {exc}"[:200]) from None
+    """The same facts read with pyelftools (the oracle; it lives in
+    :mod:`rundeps.pyelftools_reader` and shares no code with the reader
+    above)."""
+    from .pyelftools_reader import read_symbols_pyelftools as read
 
-
-def _pyelftools(f) -> SymbolFacts:
-    from elftools.common.utils import struct_parse
-    from elftools.elf import enums
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.hash import ELFHashTable, GNUHashTable
-
-    f.seek(0)
-    ef = ELFFile(f)
-    seg = next(iter(ef.iter_segments(type="PT_DYNAMIC")), None)
-    if seg is None:
-        return SymbolFacts({}, frozenset())
-    tags = {}
-    for t in seg.iter_tags():
-        tags.setdefault(t.entry.d_tag, t.entry.d_val)
-
-    arch_enum = {
-        "EM_X86_64": ("R_X86_64_COPY", "R_X86_64_JUMP_SLOT", enums.ENUM_RELOC_TYPE_x64),
-        "EM_386": ("R_386_COPY", "R_386_JUMP_SLOT", enums.ENUM_RELOC_TYPE_i386),
-        "EM_AARCH64": ("R_AARCH64_COPY", "R_AARCH64_JUMP_SLOT", enums.ENUM_RELOC_TYPE_AARCH64),
-        "EM_ARM": ("R_ARM_COPY", "R_ARM_JUMP_SLOT", enums.ENUM_RELOC_TYPE_ARM),
-    }.get(ef["e_machine"])
-    copy_t = plt_t = None
-    if arch_enum:
-        copy_t, plt_t = arch_enum[2][arch_enum[0]], arch_enum[2][arch_enum[1]]
-
-    refs: Dict[int, List[int]] = {}
-    if "DT_SYMTAB" in tags or any(k in tags for k in ("DT_REL", "DT_RELA", "DT_JMPREL")):
-        for kind, rt in seg.get_relocation_tables().items():
-            if kind == "RELR":
-                continue
-            for r in rt.iter_relocations():
-                if r["r_info_sym"] and r["r_info_type"]:
-                    refs.setdefault(r["r_info_sym"], []).append(r["r_info_type"])
-    if "DT_SYMTAB" not in tags:
-        if refs:
-            raise ElfError("relocations against symbols without DT_SYMTAB")
-        return SymbolFacts({}, frozenset())
-
-    first = None
-    if "DT_GNU_HASH" in tags:
-        _, off = seg.get_table_offset("DT_GNU_HASH")
-        gh = GNUHashTable(ef, off, seg)
-        nsyms = gh.get_number_of_symbols()
-        first = gh.params["symoffset"]
-    elif "DT_HASH" in tags:
-        _, off = seg.get_table_offset("DT_HASH")
-        nsyms = ELFHashTable(ef, off, None, seg).get_number_of_symbols()
-        first = 1
-    else:
-        nsyms = 0
-    if refs:
-        nsyms = max(nsyms, max(refs) + 1)
-    syms = [seg.get_symbol(i) for i in range(nsyms)]
-    hidden_bits = [False] * nsyms
-    if "DT_VERSYM" in tags:
-        _, voff = seg.get_table_offset("DT_VERSYM")
-        for i in range(nsyms):
-            v = struct_parse(ef.structs.Elf_Versym, f, stream_pos=voff + 2 * i)["ndx"]
-            if isinstance(v, str):  # VER_NDX_LOCAL / VER_NDX_GLOBAL (0, 1): never hidden
-                continue
-            hidden_bits[i] = bool(v & 0x8000)
-
-    ok_types = ("STT_NOTYPE", "STT_OBJECT", "STT_FUNC", "STT_COMMON", "STT_TLS")
-    ok_binds = ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
-    defined, hidden, ifunc, undef_valued = set(), set(), set(), set()
-    if first is not None:
-        for i in range(first, nsyms):
-            s = syms[i]
-            typ, bind = s["st_info"]["type"], s["st_info"]["bind"]
-            if bind not in ok_binds:
-                continue
-            if s["st_shndx"] == "SHN_UNDEF":
-                if s["st_value"] != 0 and typ != "STT_TLS" and typ in ok_types and not hidden_bits[i]:
-                    undef_valued.add(s.name)
-                continue
-            if s["st_value"] == 0 and typ != "STT_TLS":
-                continue
-            if typ not in ok_types:
-                if typ in ("STT_GNU_IFUNC", "STT_LOOS"):
-                    ifunc.add(s.name)
-                continue
-            if hidden_bits[i]:
-                hidden.add(s.name)
-            else:
-                defined.add(s.name)
-    undefined: Dict[str, bool] = {}
-    nonplt = set()
-    copy = set()
-    for i, types in refs.items():
-        s = syms[i]
-        bind = s["st_info"]["bind"]
-        if bind == "STB_LOCAL":
-            continue
-        if copy_t is not None and copy_t in types:
-            copy.add(s.name)
-        if s["st_shndx"] != "SHN_UNDEF":
-            continue
-        undefined[s.name] = undefined.get(s.name, True) and bind == "STB_WEAK"
-        if any(t != plt_t for t in types):
-            nonplt.add(s.name)
-    unreferenced = {s.name for i, s in enumerate(syms) if i and i not in refs and s["st_shndx"] == "SHN_UNDEF"
-                    and s["st_info"]["bind"] != "STB_LOCAL" and s.name and s.name not in undefined}
-    return SymbolFacts(
-        undefined=undefined,
-        defined=frozenset(defined),
-        hidden=frozenset(hidden - defined),
-        ifunc=frozenset(ifunc - defined),
-        undef_valued=frozenset(undef_valued),
-        plt_only=frozenset(n for n in undefined if n not in nonplt),
-        copy=frozenset(copy),
-        unreferenced=frozenset(unreferenced),
-        nsyms=nsyms,
-    )
+    return read(f)

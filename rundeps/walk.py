@@ -36,7 +36,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .elf import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic, parse_fd
+from .elf import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic, parse_fd, reader_name
 from .filecache import folder_signature, signature_keys
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -216,6 +216,7 @@ class _Walker:
         self.symlinks: List[Tuple[str, str]] = []  # (in-root link path, in-root parent folder)
         self.files_seen = 0
         self.next_progress = PROGRESS_EVERY
+        self.pyelftools = reader_name() == "pyelftools"  # RUNDEPS_ELF_READER
 
     def error(self, path: str, reason: str) -> None:
         if self.on_error is not None:
@@ -248,6 +249,8 @@ class _Walker:
                 if head[:4] != b"\x7fELF":
                     return None
                 try:
+                    if self.pyelftools:
+                        return _parse_fd_pyelftools(fd)
                     return parse_fd(fd, head)
                 except ElfError as exc:
                     return str(exc) or "broken ELF"
@@ -558,6 +561,13 @@ def _scan(paths, root, exclude, on_error, cache, progress, symbols=False) -> Sca
     if progress is not None:
         progress(w.files_seen)
     return ScanResult(items=items, links=links, files_seen=w.files_seen)
+
+
+def _parse_fd_pyelftools(fd: int):
+    from .pyelftools_reader import read_elf_pyelftools
+
+    with os.fdopen(os.dup(fd), "rb") as f:
+        return read_elf_pyelftools(f)
 
 
 def _stat_key(st) -> Tuple[int, int, int, int]:

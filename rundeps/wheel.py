@@ -50,7 +50,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
-from .elf import ElfError, ElfInfo, is_elf_magic, read_elf
+from .elf import HEAD_SIZE, ElfError, ElfInfo, _parse_header, is_elf_magic, read_elf_pread
+from .symbols import read_symbols_pread
 from .errors import RundepsError
 
 __all__ = [
@@ -238,6 +239,7 @@ class WheelItem:
     member: str
     info: ElfInfo
     size: int
+    symbols: Optional[object] = None  # SymbolFacts with scan_wheel(..., symbols=True)
 
 
 @dataclass
@@ -287,6 +289,15 @@ class WheelScan:
         for item in self.items:
             if item.path == p:
                 return item.info
+        return None
+
+    def symbols(self, path: str):
+        """The symbol facts of the member installed at ``path`` (None if it
+        is not an ELF member or symbols were not read)."""
+        p = _norm(path)
+        for item in self.items:
+            if item.path == p:
+                return item.symbols
         return None
 
     def dlopen(self, **kwargs):
@@ -407,6 +418,207 @@ def _read_head(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget, whee
     return head
 
 
+# -- ELF members, streamed -------------------------------------------------------
+
+#: Bytes kept of an ELF member while it is streamed: its segments that are
+#: not code (ELF header, program headers, hash, symbol, string, version and
+#: relocation tables, wherever linkers or patchelf put them), up to this
+#: much in all; a member whose tables lie past it is read again through a
+#: temporary file.
+PREFIX_CAP = 48 * MiB
+_CHUNK = 1 * MiB
+
+
+class _Miss(Exception):
+    """A read outside what was kept from the member."""
+
+
+class _Kept:
+    """The byte ranges of a member kept while streaming it once: the first
+    segment (capped), ``PT_DYNAMIC`` and ``PT_INTERP``.  :meth:`pread`
+    answers from them and raises :class:`_Miss` for anything else."""
+
+    def __init__(self, size: int, ranges: List[Tuple[int, int]]):
+        self.size = size
+        self.ranges = [(s, min(e, size), bytearray()) for s, e in ranges if s < min(e, size)]
+
+    def feed(self, pos: int, chunk: bytes) -> None:
+        end = pos + len(chunk)
+        for s, e, buf in self.ranges:
+            if s < end and pos < e:
+                a, b = max(s, pos), min(e, end)
+                if a - s == len(buf):
+                    buf += chunk[a - pos:b - pos]
+
+    def pread(self, offset: int, size: int) -> bytes:
+        if offset >= self.size:
+            return b""
+        want_end = min(offset + size, self.size)
+        for s, _e, buf in self.ranges:
+            if s <= offset and want_end <= s + len(buf):
+                return bytes(buf[offset - s:want_end - s])
+        raise _Miss(offset)
+
+
+def _wanted_ranges(head: bytes) -> List[Tuple[int, int]]:
+    """The ranges :class:`_Kept` keeps, from the program headers in ``head``."""
+    ranges = [(0, max(len(head), 4096))]
+    try:
+        h = _parse_header(head, lambda off, n: b"")
+    except (ElfError, struct.error, ValueError):
+        return ranges
+    phdr_s = h.fmts[1]
+    if h.phoff + h.phentsize * h.phnum > len(head):
+        return ranges
+    loads = []
+    for i in range(h.phnum):
+        ph = phdr_s.unpack_from(head, h.phoff + i * h.phentsize)
+        if h.elfclass == 64:
+            p_type, p_flags, offset, filesz = ph[0], ph[1], ph[2], ph[5]
+        else:
+            p_type, p_flags, offset, filesz = ph[0], ph[6], ph[1], ph[4]
+        if p_type == 1:
+            loads.append((offset, filesz, p_flags))
+        elif p_type in (2, 3):  # PT_DYNAMIC, PT_INTERP
+            ranges.append((offset, offset + min(filesz, 16 * MiB)))
+    # The tables the readers need (hash, symbols, strings, versions,
+    # relocations) are in the first segment as linkers lay it out, but
+    # patchelf (auditwheel) moves them into segments of their own, read-only
+    # or writable: keep every segment that is not executable, up to a total.
+    budget = PREFIX_CAP
+    for offset, filesz, flags in loads:
+        if flags & 1 and offset != 0:  # PF_X: code (the first segment may be R+X and start with the tables)
+            continue
+        n = min(filesz, budget)
+        if n <= 0:
+            break
+        if offset == 0:
+            ranges[0] = (0, max(ranges[0][1], n))
+        else:
+            ranges.append((offset, offset + n))
+        budget -= n
+    return ranges
+
+
+class _PreadFile(io.RawIOBase):
+    """A read-only, seekable file over ``pread`` (for pyelftools)."""
+
+    def __init__(self, pread, size: int):
+        self._pread, self._size, self._pos = pread, size, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, pos, whence=0):
+        self._pos = pos if whence == 0 else self._pos + pos if whence == 1 else self._size + pos
+        return self._pos
+
+    def tell(self):
+        return self._pos
+
+    def readinto(self, b):
+        data = self._pread(self._pos, len(b))
+        b[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def _parse_member(head: bytes, pread, size: int, symbols: bool):
+    """(ElfInfo, SymbolFacts or None) of a member through ``pread``."""
+    if _elf_reader() == "pyelftools":
+        from .pyelftools_reader import read_elf_pyelftools, read_symbols_pyelftools
+
+        f = io.BufferedReader(_PreadFile(pread, size), 65536)  # only ever over a real file (see _spooled)
+        info = read_elf_pyelftools(f)
+        facts = read_symbols_pyelftools(f) if symbols else None
+        return info, facts
+    info = read_elf_pread(pread, head)
+    facts = read_symbols_pread(pread, head) if symbols else None
+    return info, facts
+
+
+def _elf_reader() -> str:
+    return os.environ.get("RUNDEPS_ELF_READER", "")
+
+
+def _stream_member(zf, info: zipfile.ZipInfo, budget: "_Budget", wheel: str, sink) -> bytes:
+    """Decompress a member in chunks, handing ``sink(pos, chunk)`` each one
+    and checking its size against the declared one (and its CRC, which
+    zipfile checks at the end); returns the first chunk."""
+    first = b""
+    total = 0
+    cap = info.file_size
+    try:
+        with zf.open(info) as f:
+            while True:
+                chunk = f.read(min(_CHUNK, cap + 1 - total))
+                if not chunk:
+                    break
+                budget.take(len(chunk), info.filename)
+                if total + len(chunk) > cap:
+                    raise WheelError(
+                        "%s: refused: member %s decompresses past its declared size" % (wheel, _show(info.filename))
+                    )
+                if not total:
+                    first = chunk
+                sink(total, chunk)
+                total += len(chunk)
+    except WheelError:
+        raise
+    except _READ_ERRORS as exc:
+        raise WheelError("%s: corrupt member %s: %s" % (wheel, _show(info.filename), _one_line(exc))) from None
+    if total != info.file_size:
+        raise WheelError(
+            "%s: corrupt member %s: %d bytes, %d declared" % (wheel, _show(info.filename), total, info.file_size)
+        )
+    return first
+
+
+def _read_elf_member(zf, info: zipfile.ZipInfo, budget: "_Budget", wheel: str, symbols: bool):
+    """(ElfInfo, SymbolFacts or None) of an ELF member, read in bounded
+    memory: one streaming pass keeps the first segment (capped at
+    :data:`PREFIX_CAP`), ``PT_DYNAMIC`` and ``PT_INTERP``; in the rare file
+    whose tables lie elsewhere, a second pass spools the member to a
+    temporary file and reads it there.  Raises ElfError for a broken ELF
+    file (after the whole member was checked) and WheelError for a corrupt
+    member."""
+    state = {}
+    if _elf_reader() == "pyelftools":
+        return _spooled(zf, info, budget, wheel, symbols)
+
+    def sink(pos: int, chunk: bytes) -> None:
+        kept = state.get("kept")
+        if kept is None:
+            kept = state["kept"] = _Kept(info.file_size, _wanted_ranges(chunk))
+        kept.feed(pos, chunk)
+
+    head = _stream_member(zf, info, budget, wheel, sink)[:HEAD_SIZE]
+    kept = state.get("kept")
+    if kept is None:
+        raise ElfError("empty member")
+    try:
+        return _parse_member(head, kept.pread, info.file_size, symbols)
+    except _Miss:
+        pass
+    del state["kept"], kept
+    return _spooled(zf, info, budget, wheel, symbols)
+
+
+def _spooled(zf, info: zipfile.ZipInfo, budget: "_Budget", wheel: str, symbols: bool):
+    """Read a member through a temporary file (bounded memory, any layout)."""
+    import tempfile
+
+    with tempfile.TemporaryFile(prefix="rundeps-member-") as tmp:
+        _stream_member(zf, info, budget, wheel, lambda pos, chunk: tmp.write(chunk))
+        tmp.flush()
+        fd = tmp.fileno()
+        head = os.pread(fd, HEAD_SIZE, 0)
+        return _parse_member(head, lambda off, n: os.pread(fd, n, off), info.file_size, symbols)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
     return _show(text.splitlines()[0]) if text else type(exc).__name__
@@ -462,8 +674,14 @@ def scan_wheel(
     on_problem: Optional[Callable[[str, str], None]] = None,
     require_metadata: bool = True,
     collect_py: bool = True,
+    symbols: bool = False,
 ) -> WheelScan:
     """Scan one wheel file; see the module documentation for what is refused.
+
+    ``symbols=True`` also reads each ELF member's
+    :class:`rundeps.symbols.SymbolFacts` (``WheelItem.symbols``,
+    :meth:`WheelScan.symbols`).  ELF members are streamed, never held whole:
+    see :func:`_read_elf_member`.
 
     ``on_problem(member, reason)`` is called for each problem as it is met
     (they are also in ``WheelScan.problems``).  Raises :class:`WheelError`.
@@ -490,11 +708,12 @@ def scan_wheel(
         except Exception as exc:  # zipfile on hostile headers: anything but a crash is a refusal
             raise WheelError("%s: unreadable zip: %s" % (wheel, _one_line(exc))) from None
         with zf:
-            _scan(zf, scan, limits, problem, require_metadata, collect_py)
+            _scan(zf, scan, limits, problem, require_metadata, collect_py, symbols)
     return scan
 
 
-def _scan(zf, scan: WheelScan, limits: WheelLimits, problem, require_metadata: bool, collect_py: bool) -> None:
+def _scan(zf, scan: WheelScan, limits: WheelLimits, problem, require_metadata: bool, collect_py: bool,
+          symbols: bool = False) -> None:
     wheel = scan.path
     infos = zf.infolist()
     if len(infos) > limits.max_members:
@@ -558,16 +777,13 @@ def _scan(zf, scan: WheelScan, limits: WheelLimits, problem, require_metadata: b
             if info.file_size > limits.max_member_size:
                 problem(name, "not read: ELF member declares %d bytes (limit %d)" % (info.file_size, limits.max_member_size))
                 continue
-            buf = _read_member(zf, info, info.file_size, budget, wheel)
             try:
-                elf = read_elf(buf)
+                elf, facts = _read_elf_member(zf, info, budget, wheel, symbols)
             except ElfError as exc:
                 problem(name, "broken ELF file: %s" % _one_line(exc))
                 continue
-            finally:
-                del buf
             if elf is not None:
-                scan.items.append(WheelItem(installed_path(name), name, elf, info.file_size))
+                scan.items.append(WheelItem(installed_path(name), name, elf, info.file_size, facts))
         elif is_py and collect_py:
             if info.file_size > limits.max_py_size:
                 problem(name, "not scanned for dlopen: larger than %d bytes" % limits.max_py_size)

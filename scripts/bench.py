@@ -28,6 +28,15 @@ libraries the wheels do not vendor)::
 
 ``--cmd walk`` times only the library's walk (``rundeps.walk.scan``).
 
+``--symbols`` (issue 11) adds, on tree A: musl's own loader run once per ELF
+file (``/lib/ld-musl-x86_64.so.1 --list FILE``, the ``musl-list`` row),
+rundeps with symbols cold and warm (the CLI's ``scan --symbols`` when it has
+the flag, else the library's ``walk.scan(symbols=True)``), and the peak
+memory of checking the 19 wheels (library ``check_wheel`` with and without
+symbols, and the ``rundeps wheel DIR`` command).  Targets: cold <= 0.5 x
+musl-list, warm <= 1 x scanelf, wheels <= 100 MB with symbols.
+``--pyelftools-row`` also times the pyelftools symbol reader over tree A.
+
 ``--venv`` installs this checkout into a clean virtualenv (made under
 ``--work`` with the dependencies from PyPI; a regular, byte-compiled install)
 and times its ``rundeps`` script: the command a user runs in an image, without
@@ -62,12 +71,13 @@ SCAN_SNIPPET = r"""
 import sys
 from rundeps.walk import scan
 tree, cache_dir, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+symbols = sys.argv[4:] == ['symbols']
 cache = None
 if cache_dir != '-':
     from rundeps.filecache import FileCache
     cache = FileCache.open(cache_dir, lambda m: print('warning:', m, file=sys.stderr))
 errors = []
-res = scan([tree], cache=cache, on_error=lambda p, r: errors.append((p, r)))
+res = scan([tree], cache=cache, on_error=lambda p, r: errors.append((p, r)), symbols=symbols)
 if mode == 'dump':
     import json
     json.dump({i.path: list(i.info.needed) for i in res.items}, sys.stdout)
@@ -149,7 +159,7 @@ def install_project(python: str) -> str:
 # -- running -----------------------------------------------------------------
 
 
-def run_timed(cmd: str, env=None):
+def run_timed(cmd: str, env=None, ok=(0,)):
     """Run ``cmd`` (split with shlex, no shell) under ``/usr/bin/time``;
     returns (wall seconds, peak RSS in MB).  GNU time forks from a tiny
     process, so the peak is the command's own (a fork of this Python process
@@ -159,7 +169,7 @@ def run_timed(cmd: str, env=None):
         t0 = time.perf_counter()
         p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         wall = time.perf_counter() - t0
-        if p.returncode != 0:
+        if p.returncode not in ok:
             raise SystemExit(f"command failed ({p.returncode}): {cmd}\n{p.stderr.decode(errors='replace')}")
         lines = [ln for ln in tf.read().splitlines() if ln.strip()]
     return wall, int(lines[-1]) / 1024.0
@@ -231,6 +241,101 @@ def bench_tree(name: str, tree: Path, cmd_tpl: str, python: str, rundeps: str, e
     return n, rows
 
 
+# -- symbols: against musl's own loader ------------------------------------------
+
+MUSL_LOADER = "/lib/ld-musl-x86_64.so.1"
+
+LIST_SNIPPET = r"""
+import subprocess, sys
+loader, files = sys.argv[1], open(sys.argv[2]).read().splitlines()
+for f in files:
+    subprocess.run([loader, '--list', f], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+"""
+
+WHEEL_SNIPPET = r"""
+import glob, sys
+from rundeps.api import check_wheel
+symbols = sys.argv[2] == 'symbols'
+results = []
+for w in sorted(glob.glob(sys.argv[1] + '/*.whl')):
+    c = check_wheel(w, symbols=symbols)
+    if c.resolution is not None:
+        c.resolution.apply_dlopen(c.wheel.dlopen(), add=False)
+    c.wheel.py_sources = []
+    results.append(c)
+"""
+
+PYELFTOOLS_SNIPPET = r"""
+import sys
+from rundeps.pyelftools_reader import read_symbols_pyelftools
+for f in open(sys.argv[1]).read().splitlines():
+    with open(f, 'rb') as fh:
+        read_symbols_pyelftools(fh)
+"""
+
+
+def cli_has_symbols_flag(rundeps: str, env) -> bool:
+    out = subprocess.run(shlex.split(rundeps) + ["scan", "--help"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True, env=env).stdout
+    return "--symbols" in out
+
+
+def bench_symbols(tree: Path, wheels: Path, python: str, rundeps: str, env, runs: int, pyelftools_row: bool):
+    """Rows for the symbols targets (issue 11): scan with symbols cold against
+    musl's loader run once per ELF file, warm against scanelf; the wheel
+    check's peak memory over the benchmark wheels."""
+    files = sorted(scanelf_needed(tree))
+    listing = Path(tempfile.mkstemp(prefix="rundeps-bench-elf-", suffix=".txt")[1])
+    listing.write_text("\n".join(files) + "\n")
+    cache = Path(tempfile.mkdtemp(prefix="rundeps-bench-cache-sym-"))
+    db = write_db(cache / "bench.installed")
+    q = shlex.quote
+    if cli_has_symbols_flag(rundeps, env):
+        how = "the CLI: rundeps scan --symbols"
+        cold = f"{rundeps} scan --symbols --db {q(str(db))} --cache-dir {q(str(cache))} --no-cache {q(str(tree))}"
+        warm = f"{rundeps} scan --symbols --db {q(str(db))} --cache-dir {q(str(cache))} {q(str(tree))}"
+    else:
+        how = "the library: rundeps.walk.scan(symbols=True), no resolving or binding (the CLI has no --symbols yet)"
+        cold = f"{q(python)} -c {q(SCAN_SNIPPET)} {q(str(tree))} - run symbols"
+        warm = f"{q(python)} -c {q(SCAN_SNIPPET)} {q(str(tree))} {q(str(cache))} run symbols"
+    plain_warm = f"{rundeps} scan --db {q(str(db))} --cache-dir {q(str(cache))} {q(str(tree))}"
+    loader = f"{q(python)} -c {q(LIST_SNIPPET)} {MUSL_LOADER} {q(str(listing))}"
+    scanelf_cmd = f"scanelf --needed --nobanner --recursive {q(str(tree))}"
+    log(f"symbols rows: {len(files)} ELF files; rundeps {how}")
+    run_timed(scanelf_cmd)
+    run_timed(warm, env)
+    run_timed(plain_warm, env)
+    res = {"scanelf": [], "musl-list": [], "sym-cold": [], "sym-warm": []}
+    for i in range(runs):
+        res["scanelf"].append(run_timed(scanelf_cmd))
+        res["musl-list"].append(run_timed(loader))
+        res["sym-cold"].append(run_timed(cold, env))
+        res["sym-warm"].append(run_timed(warm, env))
+        log(f"  run {i + 1}/{runs}: " + "  ".join(f"{k} {v[-1][0]:.3f}s" for k, v in res.items() if v))
+    med = {k: statistics.median(w for w, _ in v) for k, v in res.items()}
+    mem = {k: max(m for _, m in v) for k, v in res.items()}
+    rows = [
+        ("scanelf", med["scanelf"], 1.0, None, mem["scanelf"]),
+        ("musl-list", med["musl-list"], med["musl-list"] / med["scanelf"], None, mem["musl-list"]),
+        ("sym-cold", med["sym-cold"], med["sym-cold"] / med["scanelf"], med["sym-cold"] / med["musl-list"],
+         mem["sym-cold"]),
+        ("sym-warm", med["sym-warm"], med["sym-warm"] / med["scanelf"], None, mem["sym-warm"]),
+    ]
+    if pyelftools_row:
+        log("  pyelftools reader over every ELF file (one run)...")
+        wall, peak = run_timed(f"{q(python)} -c {q(PYELFTOOLS_SNIPPET)} {q(str(listing))}", env)
+        rows.append(("pyelftools", wall, wall / med["scanelf"], wall / med["musl-list"], peak))
+    wheel_rows = []
+    for sym in ("plain", "symbols"):
+        wall, peak = run_timed(f"{q(python)} -c {q(WHEEL_SNIPPET)} {q(str(wheels))} {sym}", env)
+        wheel_rows.append((f"wheels ({sym})", wall, peak))
+    wall, peak = run_timed(f"{rundeps} wheel {q(str(wheels))}", env, ok=(0, 1))
+    wheel_rows.append(("rundeps wheel DIR", wall, peak))
+    shutil.rmtree(cache, ignore_errors=True)
+    listing.unlink()
+    return how, len(files), rows, wheel_rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/rundeps-bench", help="work folder (trees, wheels, venv); reused")
@@ -242,6 +347,11 @@ def main(argv=None) -> int:
                     help="rundeps command template with {rundeps} {tree} {cache} {nocache} {python} {db}, "
                          "or 'walk'")
     ap.add_argument("--no-warm", action="store_true", help="skip warm runs (e.g. if the command has no cache)")
+    ap.add_argument("--symbols", action="store_true",
+                    help="also the symbols rows on tree A (against musl's loader) and the wheels' peak memory")
+    ap.add_argument("--symbols-only", action="store_true", help="only the symbols rows")
+    ap.add_argument("--pyelftools-row", action="store_true",
+                    help="with --symbols: also time the pyelftools symbol reader over tree A (one slow run)")
     args = ap.parse_args(argv)
 
     if shutil.which("scanelf") is None:
@@ -273,6 +383,23 @@ def main(argv=None) -> int:
 
     startup = statistics.median(run_timed(f"{shlex.quote(python)} -c pass", env)[0] for _ in range(5))
     print(f"interpreter: {python} (bare start-up median {startup * 1000:.0f} ms)")
+    if args.symbols or args.symbols_only:
+        if not os.path.exists(MUSL_LOADER):
+            raise SystemExit(f"musl's loader {MUSL_LOADER} is needed for the symbols rows (apt-get install musl)")
+        how, n, rows, wheel_rows = bench_symbols(tree_a, work / "wheels", python, rundeps_cmd, env, args.runs,
+                                                 args.pyelftools_row)
+        print(f"symbols, tree A ({n} ELF files), rundeps through {how}; medians of {args.runs} runs")
+        print(f"{'run':11} {'median s':>9} {'x scanelf':>10} {'x musl-list':>12} {'peak MB':>8}")
+        for k, med, ratio, vs_loader, mem in rows:
+            vl = f"{vs_loader:12.2f}" if vs_loader is not None else f"{'':12}"
+            print(f"{k:11} {med:9.3f} {ratio:10.2f} {vl} {mem:8.1f}", flush=True)
+        print("targets: sym-cold <= 0.5 x musl-list, sym-warm <= 1 x scanelf")
+        print(f"{'wheels (19, one run)':24} {'s':>7} {'peak MB':>8}")
+        for k, wall, peak in wheel_rows:
+            print(f"{k:24} {wall:7.2f} {peak:8.1f}")
+        print("target: peak <= 100 MB with symbols")
+        if args.symbols_only:
+            return 0
     print(f"{'tree':4} {'ELF':>5} {'run':8} {'median s':>9} {'x scanelf':>10} {'peak MB':>8}")
     for name in args.trees.split(","):
         n, rows = bench_tree(name, trees[name], cmd_tpl, python, rundeps_cmd, env, args.runs,

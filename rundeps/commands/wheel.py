@@ -78,6 +78,7 @@ def wheel(wheels, fmt, use_dlopen, quiet, **kw):
         res = check.resolution
         if res is not None:
             res.apply_dlopen(check.wheel.dlopen(), add=use_dlopen)
+        check.wheel.py_sources = []  # read once; dropped so that many wheels stay in bounded memory
         if not check.ok and code == EXIT_OK:
             code = EXIT_UNRESOLVED
         results.append(check)

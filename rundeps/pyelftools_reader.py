@@ -1,0 +1,344 @@
+"""The pyelftools reader: :class:`~rundeps.elf.ElfInfo` and
+:class:`~rundeps.symbols.SymbolFacts` read with pyelftools' own structures.
+
+It is the second reader, selected with ``RUNDEPS_ELF_READER=pyelftools``
+(every command: the walk, ``wheel``, the resolver's look-ups), and the oracle
+the tests hold the fast :mod:`struct` readers (:mod:`rundeps.elf`,
+:mod:`rundeps.symbols`) to.  It shares **no code** with them: it imports only
+their result types and :class:`~rundeps.elf.ElfError` (a test checks the
+imports), and it does its own bounds checks.  (The one shared piece is the
+decoding of a dlopen note's JSON descriptor, :mod:`rundeps.elfnotes`: not
+ELF reading.)
+
+What pyelftools parses here: the ELF header (``ELFFile``: class, data
+encoding, machine, type, ``PN_XNUM`` through ``num_segments``), program
+headers and dynamic entries (``Elf_Phdr`` / ``Elf_Dyn``), and for symbols
+the ``PT_DYNAMIC`` ``DynamicSegment`` (``get_symbol``, address-to-offset
+mapping, ``get_relocation_tables``), ``GNUHashTable`` / ``ELFHashTable`` and
+``Elf_Versym``.  ``ELFFile.iter_segments`` is not used for ``ElfInfo``
+because its ``DynamicSegment`` walks every section header to find a string
+table; the loader (and this reader) use ``DT_STRTAB`` through ``PT_LOAD``.
+It is slow -- about 100 times the fast readers -- which is why it is not the
+default (see the README's figures).  Any exception from pyelftools becomes
+:class:`ElfError`.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Dict, List, Optional, Tuple
+
+from .elf import ElfError, ElfInfo
+from .symbols import SymbolFacts
+
+__all__ = ["read_elf_pyelftools", "read_symbols_pyelftools"]
+
+_MAX_PHNUM = 65535
+_MAX_DYN = 65536
+_MAX_STRING = 16384
+_MAX_INTERP = 4096
+_MAX_OFFSET = (1 << 63) - 1
+_MAX_NOTE_SEGMENT = 1 << 16
+
+# (pyelftools' e_machine name, class, little endian) -> Alpine arch.
+_ARCHES = {
+    ("EM_X86_64", 64, True): "x86_64",
+    ("EM_AARCH64", 64, True): "aarch64",
+    ("EM_PPC64", 64, True): "ppc64le",
+    ("EM_PPC64", 64, False): "ppc64",
+    ("EM_S390", 64, False): "s390x",
+    ("EM_RISCV", 64, True): "riscv64",
+    ("EM_LOONGARCH", 64, True): "loongarch64",
+    ("EM_386", 32, True): "x86",
+    ("EM_ARM", 32, True): "armv7",
+}
+_TYPES = ("ET_REL", "ET_EXEC", "ET_DYN", "ET_CORE")
+
+
+def _read(f, offset: int, size: int) -> bytes:
+    if size <= 0:
+        return b""
+    if offset < 0 or offset + size > _MAX_OFFSET:
+        raise ElfError("offset out of range")
+    f.seek(offset)
+    return f.read(size)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _dirs(s: str) -> Tuple[str, ...]:
+    return tuple(p for p in s.split(":") if p)
+
+
+def _magic(f) -> bool:
+    f.seek(0)
+    return f.read(4) == b"\x7fELF"
+
+
+def read_elf_pyelftools(f: BinaryIO) -> Optional[ElfInfo]:
+    """The :class:`ElfInfo` of ``f`` (a seekable binary file), None if it
+    does not start with the ELF magic."""
+    if not _magic(f):
+        return None
+    try:
+        return _elf(f)
+    except ElfError:
+        raise
+    except Exception as exc:  # anything pyelftools / construct raises
+        raise ElfError(f"pyelftools: {type(exc).__name__}: {exc}"[:200]) from None
+
+
+def _elf(f) -> ElfInfo:
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE
+
+    f.seek(0)
+    ef = ELFFile(f)
+    machine = ef["e_machine"]
+    machine_name = machine if isinstance(machine, str) else None
+    number = ENUM_E_MACHINE[machine] if isinstance(machine, str) else machine
+    etype = ef["e_type"]
+    etype_name = etype if etype in _TYPES else f"ET_{ENUM_E_TYPE.get(etype, etype)}"
+    if ef["e_phnum"] == 0xFFFF and (not ef["e_shoff"] or ef["e_shentsize"] < ef.structs.Elf_Shdr.sizeof()):
+        raise ElfError("PN_XNUM without section header 0")
+    phnum = ef.num_segments()
+    if phnum > _MAX_PHNUM:
+        raise ElfError(f"too many program headers ({phnum})")
+    phdr = ef.structs.Elf_Phdr
+    entsize = ef["e_phentsize"]
+    if phnum and entsize < phdr.sizeof():
+        raise ElfError(f"bad program header entry size {entsize}")
+    table = _read(f, ef["e_phoff"], entsize * phnum)
+    if len(table) < entsize * phnum:
+        raise ElfError("truncated program header table")
+    phdrs = [phdr.parse(table[i * entsize:i * entsize + phdr.sizeof()]) for i in range(phnum)]
+
+    interp = None
+    ph = next((p for p in phdrs if p["p_type"] == "PT_INTERP"), None)
+    if ph is not None:
+        if ph["p_filesz"] > _MAX_INTERP:
+            raise ElfError("PT_INTERP too long")
+        raw = _read(f, ph["p_offset"], ph["p_filesz"])
+        if len(raw) < ph["p_filesz"]:
+            raise ElfError("truncated PT_INTERP")
+        interp = _text(raw.split(b"\0", 1)[0])
+
+    needed: List[str] = []
+    soname = None
+    rpath: Tuple[str, ...] = ()
+    runpath: Tuple[str, ...] = ()
+    ph = next((p for p in phdrs if p["p_type"] == "PT_DYNAMIC"), None)
+    if ph is not None:
+        dyn = ef.structs.Elf_Dyn
+        esize = dyn.sizeof()
+        count = ph["p_filesz"] // esize
+        if count == 0:
+            raise ElfError("empty dynamic segment")
+        raw = _read(f, ph["p_offset"], min(count, _MAX_DYN) * esize)
+        if len(raw) < esize:
+            raise ElfError("dynamic segment outside the file")
+        tags = []
+        for i in range(len(raw) // esize):
+            tag = dyn.parse(raw[i * esize:(i + 1) * esize])
+            if tag["d_tag"] == "DT_NULL":
+                break
+            tags.append(tag)
+        else:
+            raise ElfError("dynamic segment without DT_NULL")
+        strtab = next((t["d_val"] for t in tags if t["d_tag"] == "DT_STRTAB"), None)
+        strsz = next((t["d_val"] for t in tags if t["d_tag"] == "DT_STRSZ"), None)
+        wanted = [t for t in tags if t["d_tag"] in ("DT_NEEDED", "DT_SONAME", "DT_RPATH", "DT_RUNPATH")]
+        if wanted:
+            if strtab is None:
+                raise ElfError("dynamic strings without DT_STRTAB")
+            segs = [p for p in phdrs if p["p_type"] == "PT_LOAD" and p["p_vaddr"] <= strtab < p["p_vaddr"] + p["p_filesz"]]
+            if not segs:
+                raise ElfError("DT_STRTAB outside every PT_LOAD segment")
+            seg = segs[0]
+            tab_off = seg["p_offset"] + strtab - seg["p_vaddr"]
+            limit = seg["p_offset"] + seg["p_filesz"] - tab_off
+            if strsz is not None:
+                limit = min(limit, strsz)
+            for tag in wanted:
+                o = tag["d_val"]
+                if o >= limit:
+                    raise ElfError("dynamic string offset outside the string table")
+                raw = _read(f, tab_off + o, min(_MAX_STRING, limit - o))
+                nul = raw.find(b"\0")
+                if nul < 0:
+                    raise ElfError("unterminated dynamic string")
+                s = _text(raw[:nul])
+                if tag["d_tag"] == "DT_NEEDED":
+                    needed.append(s)
+                elif tag["d_tag"] == "DT_SONAME":
+                    soname = s
+                elif tag["d_tag"] == "DT_RPATH":
+                    rpath = _dirs(s)
+                else:
+                    runpath = _dirs(s)
+    dlopen_notes: list = []
+    for p in phdrs:
+        if p["p_type"] == "PT_NOTE" and 12 <= p["p_filesz"] <= _MAX_NOTE_SEGMENT and len(dlopen_notes) < 16:
+            dlopen_notes.extend(_dlopen_notes(ef, p["p_offset"], p["p_filesz"]))
+    return ElfInfo(
+        dlopen_notes=tuple(dlopen_notes),
+        elfclass=ef.elfclass,
+        little_endian=ef.little_endian,
+        machine=number,
+        arch=_ARCHES.get((machine_name, ef.elfclass, ef.little_endian)),
+        etype=etype_name,
+        interp=interp,
+        needed=tuple(needed),
+        soname=soname,
+        rpath=rpath,
+        runpath=runpath,
+    )
+
+
+def _dlopen_notes(ef, offset: int, size: int) -> list:
+    """pyelftools' ``iter_notes`` over one PT_NOTE segment, keeping the
+    ``FDO`` dlopen notes; a note pyelftools cannot parse ends the segment, as
+    the fast reader skips what it cannot read.  (Only the JSON descriptor's
+    decoding, :func:`rundeps.elfnotes.dlopen_note_entries`, is shared: it is
+    not ELF reading.)"""
+    from elftools.elf.notes import iter_notes
+
+    from .elfnotes import DLOPEN_NOTE_OWNER, DLOPEN_NOTE_TYPE, dlopen_note_entries
+
+    out: list = []
+    try:
+        for note in iter_notes(ef, offset, size):
+            if note["n_name"] == DLOPEN_NOTE_OWNER.decode() and note["n_type"] == DLOPEN_NOTE_TYPE:
+                out.extend(dlopen_note_entries(bytes(note["n_descdata"])))
+    except Exception:  # a broken note is advisory metadata, not a broken file
+        pass
+    return out
+
+
+def read_symbols_pyelftools(f: BinaryIO) -> Optional[SymbolFacts]:
+    """The :class:`SymbolFacts` of ``f``, by the rules of
+    :mod:`rundeps.symbols`, read with pyelftools; None if not ELF."""
+    if not _magic(f):
+        return None
+    try:
+        return _pyelftools(f)
+    except ElfError:
+        raise
+    except Exception as exc:  # anything pyelftools / construct raises
+        raise ElfError(f"pyelftools: {type(exc).__name__}: {exc}"[:200]) from None
+
+
+def _pyelftools(f) -> SymbolFacts:
+    from elftools.common.utils import struct_parse
+    from elftools.elf import enums
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.hash import ELFHashTable, GNUHashTable
+
+    f.seek(0)
+    ef = ELFFile(f)
+    seg = next(iter(ef.iter_segments(type="PT_DYNAMIC")), None)
+    if seg is None:
+        return SymbolFacts({}, frozenset())
+    tags = {}
+    for t in seg.iter_tags():
+        tags.setdefault(t.entry.d_tag, t.entry.d_val)
+
+    arch_enum = {
+        "EM_X86_64": ("R_X86_64_COPY", "R_X86_64_JUMP_SLOT", enums.ENUM_RELOC_TYPE_x64),
+        "EM_386": ("R_386_COPY", "R_386_JUMP_SLOT", enums.ENUM_RELOC_TYPE_i386),
+        "EM_AARCH64": ("R_AARCH64_COPY", "R_AARCH64_JUMP_SLOT", enums.ENUM_RELOC_TYPE_AARCH64),
+        "EM_ARM": ("R_ARM_COPY", "R_ARM_JUMP_SLOT", enums.ENUM_RELOC_TYPE_ARM),
+    }.get(ef["e_machine"])
+    copy_t = plt_t = None
+    if arch_enum:
+        copy_t, plt_t = arch_enum[2][arch_enum[0]], arch_enum[2][arch_enum[1]]
+
+    refs: Dict[int, List[int]] = {}
+    if "DT_SYMTAB" in tags or any(k in tags for k in ("DT_REL", "DT_RELA", "DT_JMPREL")):
+        for kind, rt in seg.get_relocation_tables().items():
+            if kind == "RELR":
+                continue
+            for r in rt.iter_relocations():
+                if r["r_info_sym"] and r["r_info_type"]:
+                    refs.setdefault(r["r_info_sym"], []).append(r["r_info_type"])
+    if "DT_SYMTAB" not in tags:
+        if refs:
+            raise ElfError("relocations against symbols without DT_SYMTAB")
+        return SymbolFacts({}, frozenset())
+
+    first = None
+    if "DT_GNU_HASH" in tags:
+        _, off = seg.get_table_offset("DT_GNU_HASH")
+        gh = GNUHashTable(ef, off, seg)
+        nsyms = gh.get_number_of_symbols()
+        first = gh.params["symoffset"]
+    elif "DT_HASH" in tags:
+        _, off = seg.get_table_offset("DT_HASH")
+        nsyms = ELFHashTable(ef, off, None, seg).get_number_of_symbols()
+        first = 1
+    else:
+        nsyms = 0
+    if refs:
+        nsyms = max(nsyms, max(refs) + 1)
+    syms = [seg.get_symbol(i) for i in range(nsyms)]
+    hidden_bits = [False] * nsyms
+    if "DT_VERSYM" in tags:
+        _, voff = seg.get_table_offset("DT_VERSYM")
+        for i in range(nsyms):
+            v = struct_parse(ef.structs.Elf_Versym, f, stream_pos=voff + 2 * i)["ndx"]
+            if isinstance(v, str):  # VER_NDX_LOCAL / VER_NDX_GLOBAL (0, 1): never hidden
+                continue
+            hidden_bits[i] = bool(v & 0x8000)
+
+    ok_types = ("STT_NOTYPE", "STT_OBJECT", "STT_FUNC", "STT_COMMON", "STT_TLS")
+    ok_binds = ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
+    defined, hidden, ifunc, undef_valued = set(), set(), set(), set()
+    if first is not None:
+        for i in range(first, nsyms):
+            s = syms[i]
+            typ, bind = s["st_info"]["type"], s["st_info"]["bind"]
+            if bind not in ok_binds:
+                continue
+            if s["st_shndx"] == "SHN_UNDEF":
+                if s["st_value"] != 0 and typ != "STT_TLS" and typ in ok_types and not hidden_bits[i]:
+                    undef_valued.add(s.name)
+                continue
+            if s["st_value"] == 0 and typ != "STT_TLS":
+                continue
+            if typ not in ok_types:
+                if typ in ("STT_GNU_IFUNC", "STT_LOOS"):
+                    ifunc.add(s.name)
+                continue
+            if hidden_bits[i]:
+                hidden.add(s.name)
+            else:
+                defined.add(s.name)
+    undefined: Dict[str, bool] = {}
+    nonplt = set()
+    copy = set()
+    for i, types in refs.items():
+        s = syms[i]
+        bind = s["st_info"]["bind"]
+        if bind == "STB_LOCAL":
+            continue
+        if copy_t is not None and copy_t in types:
+            copy.add(s.name)
+        if s["st_shndx"] != "SHN_UNDEF":
+            continue
+        undefined[s.name] = undefined.get(s.name, True) and bind == "STB_WEAK"
+        if any(t != plt_t for t in types):
+            nonplt.add(s.name)
+    unreferenced = {s.name for i, s in enumerate(syms) if i and i not in refs and s["st_shndx"] == "SHN_UNDEF"
+                    and s["st_info"]["bind"] != "STB_LOCAL" and s.name and s.name not in undefined}
+    return SymbolFacts(
+        undefined=undefined,
+        defined=frozenset(defined),
+        hidden=frozenset(hidden - defined),
+        ifunc=frozenset(ifunc - defined),
+        undef_valued=frozenset(undef_valued),
+        plt_only=frozenset(n for n in undefined if n not in nonplt),
+        copy=frozenset(copy),
+        unreferenced=frozenset(unreferenced),
+        nsyms=nsyms,
+    )
