@@ -170,17 +170,22 @@ def binding_json(res: Resolution) -> Dict[str, object]:
     (glibc-linked files that bind completely), ``musl`` (what the reserved
     names were bound to; null when symbols were not bound), ``gcompat``
     (glibc-linked file -> whether it would load with gcompat, when the root
-    has gcompat or ``--gcompat FILE`` names its library)."""
+    has gcompat or ``--gcompat FILE`` names its library), ``unchecked``
+    (path -> libraries in its scope that are not at hand -- a package from
+    an index, not installed -- so symbols nothing at hand defines were not
+    called missing)."""
     n = json_name
     b = getattr(res, "binding", None)
     if b is None:
-        return {"missing_symbols": {}, "hints": {}, "glibc_loads": [], "musl": None, "gcompat": {}}
+        return {"missing_symbols": {}, "hints": {}, "glibc_loads": [], "musl": None, "gcompat": {},
+                "unchecked": {}}
     return {
         "missing_symbols": {n(p): names for p, names in b.missing_symbols.items()},
         "hints": {n(p): lines for p, lines in b.hints.items()},
         "glibc_loads": _names(b.glibc_loads),
         "musl": b.musl_description,
         "gcompat": {n(p): v for p, v in sorted(b.gcompat.items())},
+        "unchecked": {n(p): libs for p, libs in b.unchecked.items()},
     }
 
 

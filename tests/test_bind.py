@@ -332,3 +332,64 @@ def install_gcompat_lib(tmp_path):
 
     src = "\n".join(f"void *{n}(void) {{ return 0; }}" for n in GCOMPAT_NAMES)
     return build_c(tmp_path / "gcompat", "libgcompat.so.0", src, soname="libgcompat.so.0")
+
+
+def test_a_file_for_another_arch_will_not_load(fixture_root, tmp_path):
+    """musl's loader maps what it is given; a file for another machine cannot
+    run in an x86_64 image whatever it binds to (readelf names its machine)."""
+    from elfbuild import readelf_header
+    from scriptmods import fz
+
+    root = tmp_path / "root"
+    shutil.copytree(fixture_root[0], root, symlinks=True)
+    other = root / SITE.lstrip("/") / "arm" / "_arm.cpython-312-aarch64-linux-musl.so"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(fz.craft_elf(machine=183, needed=("libc.musl-aarch64.so.1",)))
+    header = readelf_header(other)
+    if header is not None:
+        assert "AArch64" in header["Machine"]
+    res = check(root)
+    assert res.will_not_load[f"{SITE}/arm/_arm.cpython-312-aarch64-linux-musl.so"] == "built for aarch64, not x86_64"
+
+
+def test_a_library_not_at_hand_makes_symbols_unchecked_not_missing(tmp_path):
+    """A module whose library comes from an index (not installed, no file):
+    what it takes from that library cannot be checked, so it is not called
+    missing; the JSON says which library was not at hand."""
+    from bindbuild import _db_block, build_c
+
+    root = tmp_path / "root"
+    dep = build_c(tmp_path / "elsewhere", "libremote.so.1", "int remote_fn(void){return 1;}",
+                  soname="libremote.so.1")
+    build_c(root / SITE.lstrip("/") / "r", "_r.cpython-312-x86_64-linux-musl.so",
+            "int remote_fn(void); int f(void){ return remote_fn(); }", libs=[dep])
+    (root / "lib/apk/db").mkdir(parents=True)
+    (root / "lib/apk/db/installed").write_text(_db_block("musl", "1.2.5-r0", []))
+    from rundeps.apkdb import Package, Repository, Universe, parse_atom, parse_installed
+    from rundeps.api import bind_symbols
+    from rundeps.resolve import Resolver, TreeFS
+    from rundeps.walk import scan
+
+    universe = Universe()
+    universe.add(parse_installed((root / "lib/apk/db/installed").read_text()))
+    universe.add(Repository([Package("libremote", "1.0-r0", provides=(parse_atom("so:libremote.so.1=1"),),
+                                     source="https://example.invalid/main")], name="index"))
+    items = scan(["/usr"], root=str(root)).items
+    resolver = Resolver(universe, TreeFS(str(root), known={i.path: i.info for i in items}), arch="x86_64")
+    res = resolver.resolve({i.path: i.info for i in items})
+    mod = f"{SITE}/r/_r.cpython-312-x86_64-linux-musl.so"
+    assert res.providers["libremote.so.1"].name == "libremote"
+    binding = bind_symbols(res, resolver, str(root))
+    assert mod not in res.will_not_load
+    assert binding.unchecked == {mod: ["libremote.so.1"]}
+    # the same module with its library at hand, lacking the symbol: missing
+    build_c(root / "usr/lib", "libremote.so.1", "int other_fn(void){return 1;}", soname="libremote.so.1")
+    items = scan(["/usr"], root=str(root)).items
+    resolver = Resolver(universe, TreeFS(str(root), known={i.path: i.info for i in items}), arch="x86_64")
+    res = resolver.resolve({i.path: i.info for i in items})
+    binding = bind_symbols(res, resolver, str(root))
+    assert binding.missing_symbols[mod] == ["remote_fn"] and mod in res.will_not_load
+    from bindbuild import loader_list
+
+    truth = loader_list(root / mod.lstrip("/"), library_path=[root / "usr/lib"])
+    assert sorted(truth.all_missing) == ["remote_fn"]
