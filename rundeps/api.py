@@ -38,7 +38,9 @@ class Sources:
 
     ``db``: an installed database file (default ``<root>/lib/apk/db/installed``);
     ``indexes``, ``repos``, ``alpine``/``mirror``: repository indexes;
-    ``keys_dirs``: trusted keys besides the root's; the rest as the CLI options.
+    ``keys_dirs``: trusted keys besides the root's; ``apk_cache``: use the
+    root's own apk cache (``var/cache/apk/APKINDEX.<hash>.tar.gz``) before the
+    network (never with ``refresh``); the rest as the CLI options.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class Sources:
         refresh: bool = False,
         cache_dir: Optional[str] = None,
         use_cache: bool = True,
+        apk_cache: bool = True,
     ):
         self.db = db
         self.indexes = indexes
@@ -66,6 +69,7 @@ class Sources:
         self.refresh = refresh
         self.cache_dir = cache_dir
         self.use_cache = use_cache
+        self.apk_cache = apk_cache
 
     def names_index(self) -> bool:
         return bool(self.indexes or self.repos or self.alpine)
@@ -174,7 +178,7 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
         for loc in locations:
             try:
                 index = None
-                if not sources.refresh:
+                if sources.apk_cache and not sources.refresh:
                     index = open_apk_cached(loc, root, keys, cache, sources, on_warning, on_info, arch)
                 if index is None:
                     host = _remote_host(loc)

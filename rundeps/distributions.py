@@ -10,9 +10,10 @@ itself); an egg installed as a folder (``NAME-VER-pyX.Y.egg/`` with
 Rules (see the tests):
 
 * metadata folders are looked for beside every ancestor folder of the scanned
-  files (site-packages, ``pip install --target`` folders, ...) and in
-  ``lib/python*/{site,dist}-packages`` below those ancestors (for RECORD
-  entries such as ``../../../bin/tool``);
+  files (site-packages, ``pip install --target`` folders, ...) and, for a
+  file in a prefix's ``bin``, ``sbin``, ``lib``, ``lib64`` or ``libexec``, in
+  that prefix's ``lib/python*/{site,dist}-packages`` (for RECORD entries such
+  as ``../../../bin/tool``);
 * everything stays inside the root: ``..`` in a RECORD entry stops at the
   root, absolute entries are in-root paths, folders are resolved with the walk's
   in-root symlink rules, and metadata files are read through the root
@@ -234,6 +235,8 @@ def _load(root: str, folder: str, kind: str) -> Optional[Tuple[Distribution, Opt
     return dist, None
 
 
+_PREFIX_FOLDERS = frozenset({"bin", "sbin", "lib", "lib64", "libexec"})
+"""Folders of an install prefix whose files a RECORD names with ``../``."""
 _SUFFIXES = ((".dist-info", "dist-info"), (".egg-info", "egg-info"), (".egg", "egg"))
 
 
@@ -241,13 +244,17 @@ def find_distributions(root: str, paths: Iterable[str]) -> List[Tuple[Distributi
     """Every distribution whose metadata sits beside an ancestor of ``paths``
     (or in ``lib/python*/site-packages`` below one), with its file list text."""
     folders: Dict[str, None] = {}
+    prefixes: Dict[str, None] = {}
     for p in paths:
+        d = posixpath.dirname(p)
+        if posixpath.basename(d) in _PREFIX_FOLDERS:
+            prefixes[posixpath.dirname(d)] = None  # /usr/local for /usr/local/bin/tool
         for a in _ancestors(p):
             if a in folders:
                 break
             folders[a] = None
     candidates: Dict[str, None] = dict(folders)
-    for a in list(folders):
+    for a in prefixes:
         for lib in ("lib", "lib64"):
             libdir = resolve_dir_in_root(root, posixpath.join(a, lib))
             if libdir is None:
@@ -346,6 +353,7 @@ def map_distributions(root: str, files: Sequence[str], objects: Iterable[str] = 
     files = list(files)
     elf_paths: Set[str] = set(files) | set(objects)
     wanted: Set[str] = elf_paths | set(extra_paths)
+    wanted_names = {p.rpartition("/")[2] for p in wanted}
     loaded = find_distributions(root, wanted)
     claims: Dict[str, List[_Claim]] = {}
     folders = _FolderResolver(root)
@@ -359,6 +367,8 @@ def map_distributions(root: str, files: Sequence[str], objects: Iterable[str] = 
         folder = dist.base if dist.kind == "dist-info" else dist.metadata
         for entry, h in _record_entries(listing) if dist.kind == "dist-info" else (
                 (line.strip(), None) for line in listing.splitlines() if line.strip()):
+            if entry.replace("\\", "/").rpartition("/")[2] not in wanted_names:
+                continue  # cannot be a file asked about (most entries: .py files)
             lexical = _inroot_entry(folder, entry)
             path = lexical if lexical in wanted else folders.real(lexical)
             if path is None or path not in wanted:

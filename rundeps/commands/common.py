@@ -135,9 +135,11 @@ def _source_option(name: str):
             "--allow-untrusted", is_flag=True,
             help="Use an index whose signature does not verify (with a warning)."),
         "offline": lambda: click.option(
-            "--offline", is_flag=True, help="Use only cached indexes; never touch the network."),
+            "--offline", is_flag=True,
+            help="Use only cached indexes (rundeps' cache, the root's apk cache); never touch the network."),
         "refresh": lambda: click.option(
-            "--refresh", is_flag=True, help="Revalidate cached indexes now, whatever their age."),
+            "--refresh", is_flag=True,
+            help="Revalidate cached indexes now, whatever their age (the root's apk cache is not used)."),
         "cache-dir": lambda: click.option(
             "--cache-dir", type=click.Path(file_okay=False), envvar="RUNDEPS_CACHE_DIR",
             help="Cache folder (default: $RUNDEPS_CACHE_DIR, $XDG_CACHE_HOME/rundeps, ~/.cache/rundeps)."),
