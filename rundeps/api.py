@@ -429,7 +429,7 @@ image. Package names as Alpine gives them."""
 
 class WheelCheck:
     """One wheel checked: the :class:`rundeps.wheel.WheelScan`, its
-    resolution (None for a pure wheel), the target arch, a one-line verdict,
+    resolution (a pure wheel too: its run-time loads), the target arch, a one-line verdict,
     whether the wheel is usable as it is, and whether no package source was
     available to map external sonames."""
 
@@ -443,6 +443,46 @@ class WheelCheck:
         self.no_sources = no_sources
         self.base_image: dict = {}
         """Sonames left to the base image when no package source was available."""
+        self.unresolved_loads: list = []
+        """Run-time loads (counted ones) that no package provides."""
+
+
+def add_runtime_loads(
+    res: Resolution,
+    paths: Sequence[str],
+    root: str = "/",
+    *,
+    add: bool = True,
+    include_conditional: bool = False,
+    on_problem: Optional[Callable[[str, str], None]] = None,
+) -> list:
+    """The run-time loads stage for a tree: read the ``.py`` files under
+    in-root ``paths`` for ``ctypes``/``cffi`` loads (:mod:`rundeps.dlopen`),
+    mark those of submodules the top-level import does not reach
+    (:func:`rundeps.runtime.import_conditions`), resolve each group of
+    alternatives to one package and (``add``) add the packages of the
+    loads the package's import makes (all of them with
+    ``include_conditional``). Returns the counted loads nothing provides."""
+    from .dlopen import scan_tree_sources
+    from .runtime import TreeFiles, import_conditions
+
+    findings = scan_tree_sources(paths, root, on_problem=on_problem)
+    conditions: dict = {}
+    if findings:
+        files = TreeFiles(root)
+        conditions = import_conditions({f.path for f in findings}, files, files.read)
+    return res.apply_dlopen(findings, add=add, conditions=conditions, include_conditional=include_conditional)
+
+
+def add_wheel_loads(res: Resolution, ws, *, add: bool = True, include_conditional: bool = False) -> list:
+    """:func:`add_runtime_loads` for a wheel's own sources (``ws``: a
+    :class:`rundeps.wheel.WheelScan`)."""
+    from .runtime import import_conditions
+
+    findings = ws.dlopen()
+    sources = dict(ws.py_sources)
+    conditions = import_conditions({f.path for f in findings}, set(sources), sources.get) if findings else {}
+    return res.apply_dlopen(findings, add=add, conditions=conditions, include_conditional=include_conditional)
 
 
 def check_wheel(
@@ -454,6 +494,8 @@ def check_wheel(
     on_warning: Optional[Warn] = None,
     on_problem: Optional[Callable[[str, str], None]] = None,
     universe: Optional[Universe] = None,
+    dlopen: bool = True,
+    include_conditional: bool = False,
     symbols: bool = False,
 ) -> WheelCheck:
     """Read a wheel straight from its zip and resolve what it needs
@@ -463,6 +505,9 @@ def check_wheel(
     The wheel's own files are in-tree (``<pkg>.libs/`` through ``$ORIGIN``);
     the rest resolves against ``universe`` (or the sources), as ``scan`` does.
     Without any database or index, names outside the wheel stay unresolved.
+    A pure wheel is checked too: its Python code's run-time loads
+    (:func:`add_wheel_loads`; ``dlopen``: add their packages, else only
+    report them) are what it needs.
     """
     from .resolve import WheelFS
     from .wheel import scan_wheel
@@ -479,8 +524,7 @@ def check_wheel(
         objects[key] = item.info
     elf_arch, _ = majority_arch(objects.values())
     target = target_arch(arch, root, explicit_root)
-    if ws.libc == "pure" or not objects:
-        return WheelCheck(ws, None, target, "pure Python: needs no system library", True)
+    pure = ws.libc == "pure" or not objects
     no_sources = False
     if universe is None:
         try:
@@ -489,14 +533,17 @@ def check_wheel(
             if sources.names_index() or sources.db:
                 raise
             universe, no_sources = Universe(), True
+    elif not universe:
+        no_sources = True
     tree = TreeFS(root) if explicit_root else None
     res = Resolver(universe, WheelFS(ws, tree), arch=elf_arch or target, on_warning=warn).resolve(objects)
+    lost = add_wheel_loads(res, ws, add=dlopen, include_conditional=include_conditional)
     from .distributions import wheel_distributions
 
     res.distributions = wheel_distributions(ws, list(objects))  # the wheel owns all its files
     wheel_arch = ws.arch or elf_arch
     problems = []
-    if wheel_arch and target and wheel_arch != target:
+    if not pure and wheel_arch and target and wheel_arch != target:
         problems.append(f"built for {wheel_arch}, the target is {target}")
     if ws.libc == "glibc" or res.glibc_linked:
         glibc = sorted({s for sonames in res.glibc_linked.values() for s in sonames})
@@ -512,14 +559,28 @@ def check_wheel(
     if problems:
         check = WheelCheck(ws, res, target, "; ".join(problems), False, no_sources)
         check.base_image = base
+        check.unresolved_loads = lost
         return check
     needed = {p.name for p in res.packages} | set(base.values())
     in_base = sorted(n for n in needed if n == "musl" or n in BASE_IMAGE_SONAMES.values())
     external = sorted(needed - set(in_base))
+    loaded = {p.name for p in res.extra.values()}
+    prefix = "pure Python; " if pure else ""
     if external:
-        verdict = "needs " + " ".join(external)
+        verdict = prefix + "needs " + " ".join(
+            n + (" (loaded at run time)" if n in loaded else "") for n in external)
+    elif pure and not lost:
+        verdict = "pure Python: needs no system library"
+    elif pure:
+        verdict = "pure Python"
     else:
         verdict = f"needs nothing beyond the base image ({', '.join(['musl'] + [n for n in in_base if n != 'musl'])})"
+    if lost:
+        names = sorted({f.name for f in lost})
+        verdict += ("; " if verdict else "") + "loads at run time " + ", ".join(names) + (
+            ", which nothing here provides" if not no_sources else
+            " (name a package source to map it: --alpine VERSION, --index or --db)")
     check = WheelCheck(ws, res, target, verdict, True, no_sources)
     check.base_image = base
+    check.unresolved_loads = lost
     return check

@@ -48,7 +48,7 @@ import re
 import stat
 import tokenize
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 __all__ = [
@@ -109,6 +109,10 @@ class DlopenFinding:
     line: int
     call: str
     dynamic: bool = False
+    group: str = field(default="", compare=False)
+    """Findings with the same (non-empty) ``group`` are alternatives: one of
+    them loading is enough (see :func:`find_dlopen`). ``path:line`` of the
+    group's first finding."""
 
     def __iter__(self):
         """``(field, value)`` pairs, so that ``dict(finding)`` gives a JSON-ready dict."""
@@ -400,12 +404,18 @@ def find_dlopen(
     seen = set()
     claimed = set()  # ids of literal nodes already reported as loader arguments
 
+    anchors: Dict[int, ast.AST] = {}  # id(finding) -> the call or literal it came from
+    current: List[ast.AST] = []
+
     def add(name: str, line: int, call: str, order: Tuple[int, int, int], dynamic: bool = False) -> None:
         key = (name, line, call, dynamic)
         if key in seen:
             return
         seen.add(key)
-        found.append((order, DlopenFinding(name, path, line, call, dynamic)))
+        finding = DlopenFinding(name, path, line, call, dynamic)
+        if current:
+            anchors[id(finding)] = current[-1]
+        found.append((order, finding))
 
     names = _Names(tree)
 
@@ -439,12 +449,16 @@ def find_dlopen(
                 any_loader = True
                 args: List[ast.AST] = list(node.args)
                 args += [kw.value for kw in node.keywords if kw.arg in ("name", "names", "libname")]
+                current.append(node)
                 take(call, node, args)
+                current.pop()
             elif isinstance(node, ast.Subscript):
                 call = _loader_subscript(aliases, node)
                 if call is not None:
                     any_loader = True
+                    current.append(node)
                     take(call, node, [_subscript_index(node)])
+                    current.pop()
         if literals and (aliases.watched or any_loader):
             for node in ast.walk(tree):
                 if (
@@ -455,12 +469,138 @@ def find_dlopen(
                     and _SONAME_LITERAL_RE.match(node.value)
                 ):
                     line = getattr(node, "lineno", 0)
+                    current.append(node)
                     add(node.value, line, LITERAL_CALL, _pos(node))
+                    current.pop()
     except RecursionError:  # pragma: no cover - ast.walk is iterative; belt and braces
         _report(on_problem, path, "skipped: nested too deeply")
         return []
     found.sort(key=lambda item: item[0])
-    return [f for _, f in found]
+    return _grouped([f for _, f in found], anchors, names.parents)
+
+
+# -- alternatives ---------------------------------------------------------------
+
+_GENERATORS = "<generators>"
+"""The construct holding every ``yield`` of a module's generator functions:
+a module's generators yield candidate names that one load tries in turn."""
+
+
+def _is_generator(func: ast.AST) -> bool:
+    stack = list(ast.iter_child_nodes(func))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+            return True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def _in(child: ast.AST, nodes) -> bool:
+    return any(n is child for n in nodes)
+
+
+def _branches(anchor: ast.AST, parents: Dict[int, ast.AST]) -> List[Tuple[object, object]]:
+    """``(construct, branch)`` pairs around ``anchor``, innermost first: the
+    places where code takes one of several ways, and which way leads to it.
+
+    ``if``/``elif``/``else`` branches, a ``try`` body and each of its
+    handlers, the operands of ``or``/``and`` and of ``x if c else y``, and
+    each ``yield`` of the module's generator functions."""
+    out: List[Tuple[object, object]] = []
+    yielded: Optional[int] = None
+    generator = False
+    child, node = anchor, parents.get(id(anchor))
+    for _ in range(1000):
+        if node is None:
+            break
+        if isinstance(node, (ast.Yield, ast.YieldFrom)) and yielded is None:
+            yielded = id(node)
+        elif isinstance(node, ast.If):
+            if _in(child, node.body):
+                out.append((id(node), 0))
+            elif _in(child, node.orelse):
+                out.append((id(node), 1))
+        elif isinstance(node, ast.Try) or node.__class__.__name__ == "TryStar":
+            if _in(child, node.body) or _in(child, node.orelse):
+                out.append((id(node), 0))
+            else:
+                for i, handler in enumerate(node.handlers):
+                    if handler is child:
+                        out.append((id(node), 1 + i))
+        elif isinstance(node, ast.BoolOp):
+            for i, value in enumerate(node.values):
+                if value is child:
+                    out.append((id(node), i))
+        elif isinstance(node, ast.IfExp):
+            if child is node.body:
+                out.append((id(node), 0))
+            elif child is node.orelse:
+                out.append((id(node), 1))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            if yielded is not None and not generator and _is_generator(node):
+                generator = True
+            yielded = yielded if generator else None
+        child, node = node, parents.get(id(node))
+    if generator and yielded is not None:
+        out.append((_GENERATORS, yielded))
+    return out
+
+
+def _alternative(a: List[Tuple[object, object]], b: List[Tuple[object, object]]) -> bool:
+    """True when, at the innermost construct both lie in, they take different ways."""
+    ways = dict(b)
+    for construct, branch in a:
+        if construct in ways:
+            return ways[construct] != branch
+    return False
+
+
+def _grouped(findings: List[DlopenFinding], anchors: Dict[int, ast.AST],
+             parents: Dict[int, ast.AST]) -> List[DlopenFinding]:
+    """Give every finding its ``group``: the findings of one call, and the
+    findings that lie in different ways of one construct (:func:`_branches`),
+    are alternatives, transitively."""
+    if not findings:
+        return findings
+    parent = list(range(len(findings)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+
+    by_call: Dict[tuple, int] = {}
+    ways = []
+    for i, f in enumerate(findings):
+        if f.call != LITERAL_CALL:
+            key = (f.line, f.call, id(anchors.get(id(f))))
+            if key in by_call:
+                union(by_call[key], i)
+            else:
+                by_call[key] = i
+        anchor = anchors.get(id(f))
+        ways.append(_branches(anchor, parents) if anchor is not None else [])
+    if len(findings) <= 400:  # pairwise; a source with more loads than this keeps per-call groups
+        for i in range(len(findings)):
+            if not ways[i]:
+                continue
+            for j in range(i + 1, len(findings)):
+                if ways[j] and _alternative(ways[i], ways[j]):
+                    union(i, j)
+    out = []
+    for i, f in enumerate(findings):
+        first = findings[find(i)]
+        out.append(DlopenFinding(f.name, f.path, f.line, f.call, f.dynamic, group=f"{first.path}:{first.line}"))
+    return out
 
 
 def _pos(node: ast.AST) -> Tuple[int, int, int]:
@@ -554,7 +694,10 @@ def alternatives(findings: Iterable[DlopenFinding]) -> List[List[DlopenFinding]]
     for f in findings:
         if f.dynamic:
             continue
-        key = (f.path, f.line, f.call) if f.call != LITERAL_CALL else (f.path, f.line, f.call, f.name)
+        if f.group:
+            key: tuple = (f.path, f.group)
+        else:
+            key = (f.path, f.line, f.call) if f.call != LITERAL_CALL else (f.path, f.line, f.call, f.name)
         groups.setdefault(key, []).append(f)
     return list(groups.values())
 
@@ -723,7 +866,8 @@ def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, 
     (:func:`is_libc_name`) or a library the scanned tree carries; else the
     best soname an installed database or index provides
     (:func:`candidate_sonames`), or the owner of an absolute path, gives the
-    package.  An unresolved group is reported once, by its first finding;
+    package; when several names of a group have packages, one is chosen
+    (:func:`rundeps.runtime.choose_provider`) and every name it serves maps to it.  An unresolved group is reported once, by its first finding;
     bare :data:`LITERAL_CALL` literals are weak evidence and never reported
     unresolved.
     """
@@ -754,6 +898,11 @@ def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, 
                 done = True
                 break
         if not done and universe is not None:
+            # every name's package, in the order the code tries them; one is chosen
+            # (rundeps.runtime.choose_provider: installed, then smallest, then first)
+            from .runtime import choose_provider
+
+            candidates = []
             for f in group:
                 pkg = None
                 if f.name.startswith("/"):
@@ -764,9 +913,13 @@ def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, 
                         if pkg is not None:
                             break
                 if pkg is not None:
-                    extra.setdefault(f.name, pkg)
-                    done = True
-                    break
+                    candidates.append((f, pkg))
+            if candidates:
+                chosen = choose_provider([pkg for _, pkg in candidates])
+                for f, pkg in candidates:
+                    if pkg == chosen:
+                        extra.setdefault(f.name, pkg)
+                done = True
         if not done and group[0].call != LITERAL_CALL:
             unresolved.append(group[0])
     return extra, unresolved

@@ -143,7 +143,8 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
         "left_out": {n(path): glob for path, glob in sorted(res.left_out.items())},
         "dlopen": [
             dict(f, path=n(f.path),
-                 package=res.dlopen_packages[f.name].name if f.name in res.dlopen_packages else None)
+                 package=res.dlopen_packages[f.name].name if f.name in res.dlopen_packages else None,
+                 group=n(f.group or f"{f.path}:{f.line}"), when=getattr(res, "dlopen_when", {}).get(f.path))
             for f in res.dlopen
         ],
         "why": why,

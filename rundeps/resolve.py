@@ -387,6 +387,8 @@ class Resolution:
         self.extra: Dict[str, Package] = {}
         self.dlopen: List = []
         self.dlopen_packages: Dict[str, Package] = {}
+        self.dlopen_when: Dict[str, str] = {}
+        """Source path -> the submodule whose import makes its run-time loads."""
         self.distributions = None
         """A :class:`rundeps.distributions.DistributionMap`, once mapped (``rundeps.api.add_distributions``)."""
         self.installed_size = None
@@ -420,21 +422,31 @@ class Resolution:
         self.will_not_load[path] = reason
         self._glibc_reasons[path] = reason
 
-    def apply_dlopen(self, findings: List, add: bool) -> List:
+    def apply_dlopen(self, findings: List, add: bool, conditions: Optional[Dict[str, str]] = None,
+                     include_conditional: bool = False) -> List:
         """Record run-time loads (:class:`rundeps.dlopen.DlopenFinding`) and the
-        packages that provide them; with ``add``, those packages join the set
-        and the minimal set is recomputed. Returns the findings nothing provides."""
+        packages that provide them (one package a group of alternatives); with
+        ``add``, those packages join the set and the minimal set is recomputed.
+
+        ``conditions``: ``{source path: module}`` for sources whose loads
+        happen only when that submodule is imported
+        (:func:`rundeps.runtime.import_conditions`): recorded in
+        ``dlopen_when``, reported, added only with ``include_conditional``.
+        Returns the counted findings nothing provides."""
         from .dlopen import resolve_findings
 
         self.dlopen = findings
+        self.dlopen_when = dict(conditions or {})
         extra, unresolved = resolve_findings(findings, self)
         self.dlopen_packages = extra
-        if add and extra:
-            self.extra.update(extra)
-            packages = set(self.all_packages) | set(extra.values())
+        counted = {f.name for f in findings if include_conditional or f.path not in self.dlopen_when}
+        added = {name: pkg for name, pkg in extra.items() if name in counted}
+        if add and added:
+            self.extra.update(added)
+            packages = set(self.all_packages) | set(added.values())
             self.all_packages = sorted(packages, key=lambda p: p.name)
             self.packages = self.universe.minimal(packages)
-        return unresolved
+        return [f for f in unresolved if include_conditional or f.path not in self.dlopen_when]
 
     @property
     def providers(self) -> Dict[str, Package]:

@@ -150,10 +150,11 @@ def test_dlopen_findings_in_a_wheel(b, tmp_path):
         ("magic", "/magic/loader.py", 6), ("libmagic.so.1", "/magic/loader.py", 7)
     }
     assert "libmagic" in {d["package"] for d in out["dlopen"]}
-    assert out["packages"] == ["musl"]  # reported, not added, without --dlopen
-    r = run("wheel", whl, "--db", db, "--dlopen", "--format", "json", "--cache-dir", tmp_path / "c")
+    assert out["packages"] == ["libmagic"]  # added by default
+    r = run("wheel", whl, "--db", db, "--no-dlopen", "--format", "json", "--cache-dir", tmp_path / "c")
     [out] = json.loads(r.stdout)
-    assert out["packages"] == ["libmagic"]
+    assert out["packages"] == ["musl"]  # reported, not added, with --no-dlopen
+    assert "libmagic" in {d["package"] for d in out["dlopen"]}
 
 
 def test_scan_dlopen_and_why(tmp_path):

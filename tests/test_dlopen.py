@@ -502,8 +502,11 @@ def test_resolve_findings_groups_and_providers():
     """)
     findings = find_dlopen(src, "/app/m.py")
     extra, unresolved = resolve_findings(findings, _res({"/app/libs/libown-1a2b.so.1": None}))
+    # every name of a group that the chosen package serves maps to it
     assert {k: p.name for k, p in extra.items()} == {
         "cairo-2": "cairo",
+        "cairo": "cairo",
+        "libcairo.so.2": "cairo",
         "magic": "libmagic",
         "/opt/v/libv.so.4": "vendorpkg",
     }

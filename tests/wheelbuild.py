@@ -254,3 +254,91 @@ def raw_zip(path: Path, entries: Sequence[RawEntry]) -> Path:
     out += struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), cd_offset, 0)
     Path(path).write_bytes(bytes(out))
     return Path(path)
+
+
+# -- pure wheels with run-time loads --------------------------------------------
+#
+# The code patterns of real pure-Python wheels that load system libraries with
+# ctypes/cffi, written afresh (not copied): python-magic 0.4.27's generator of
+# candidate names (find_library first, then a literal soname behind a platform
+# test), tried in turn by a loop with try/except; cairocffi 1.7.1's own
+# ``dlopen(ffi, names, filenames)`` helper called at import time by the
+# package, and a submodule (``pixbuf``) that only its own import loads, with
+# one load inside try/except.
+
+MAGIC_LIKE = {
+    "magiclike/__init__.py": b"from . import loader\nlib = loader.load_lib()\n",
+    "magiclike/loader.py": b'''\
+import ctypes
+import sys
+from ctypes.util import find_library
+
+
+def _candidates():
+    yield find_library("magic")
+    if sys.platform == "darwin":
+        yield "/opt/local/lib/libmagic.dylib"
+    elif sys.platform == "linux":
+        yield "libmagic.so.1"
+
+
+def load_lib():
+    for name in _candidates():
+        if name is None:
+            continue
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            pass
+    raise ImportError("no libmagic")
+''',
+}
+
+CAIRO_LIKE = {
+    "cairolike/__init__.py": b'''\
+from ctypes.util import find_library
+
+from .ffi import ffi
+
+
+def dlopen(ffi, library_names, filenames):
+    for library_name in library_names:
+        found = find_library(library_name)
+        if found:
+            filenames = (found,) + tuple(filenames)
+    for filename in filenames:
+        try:
+            return ffi.dlopen(filename)
+        except OSError:
+            pass
+    raise OSError("not found")
+
+
+cairo = dlopen(ffi, ("cairo-2", "cairo"), ("libcairo.so.2", "libcairo-2.dll"))
+
+from .surfaces import Surface  # noqa: E402
+try:
+    from .xcb import XCBSurface  # noqa: E402
+except ImportError:
+    pass
+''',
+    "cairolike/ffi.py": b"from cffi import FFI\nffi = FFI()\n",
+    "cairolike/surfaces.py": b"from . import cairo\n\nclass Surface:\n    pass\n",
+    "cairolike/xcb.py": b"from . import cairo\nimport xcffib\n",
+    "cairolike/pixbuf.py": b'''\
+from . import dlopen
+from .ffi import ffi
+
+gdk_pixbuf = dlopen(ffi, ("gdk_pixbuf-2.0",), ("libgdk_pixbuf-2.0.so.0",))
+glib = dlopen(ffi, ("glib-2.0",), ("libglib-2.0.so.0",))
+try:
+    gdk = dlopen(ffi, ("gdk-3",), ("libgdk-3.so.0",))
+except OSError:
+    gdk = None
+''',
+}
+
+
+def make_pure_wheel(dest: Path, dist: str, files: Members, version: str = "1.0") -> Path:
+    """A ``py3-none-any`` wheel of ``files`` (e.g. :data:`MAGIC_LIKE`, :data:`CAIRO_LIKE`)."""
+    return make_wheel(dest, dist, version, ["py3-none-any"], files, root_is_purelib=True)

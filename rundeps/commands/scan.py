@@ -64,6 +64,6 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
         )
     finally:
         bar.close()
-    add_dlopen(res, paths, root, reporter, kw["use_dlopen"])
+    add_dlopen(res, paths, root, reporter, kw["use_dlopen"], kw["conditional_loads"])
     add_details(res, root, reporter, kw)
     sys.exit(finish(res, reporter, kw))

@@ -16,12 +16,16 @@ from .common import CONTEXT, Reporter, handle_errors, make_sources, parse_root, 
 @click.argument("wheels", nargs=-1, required=True, metavar="FILE.whl|DIR...")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: a verdict a wheel, then details; json: a list of objects, one a wheel.")
-@click.option("--dlopen", "use_dlopen", is_flag=True,
-              help="Add packages for libraries the wheel's Python code loads at run time.")
+@click.option("--dlopen/--no-dlopen", "use_dlopen", default=True, show_default=True,
+              help="Add the packages of the libraries the wheel's Python code loads at run time "
+                   "(ctypes, cffi); --no-dlopen only reports them.")
+@click.option("--conditional-loads", is_flag=True,
+              help="Also add the run-time loads of submodules the package's own import does not "
+                   "reach (reported as 'when PKG.MOD is imported' otherwise).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
 @source_options
 @handle_errors
-def wheel(wheels, fmt, use_dlopen, quiet, **kw):
+def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, **kw):
     """Check which system libraries wheels need on Alpine, without installing them.
 
     Reads the ELF members straight from each zip (a folder: every *.whl in
@@ -45,7 +49,7 @@ def wheel(wheels, fmt, use_dlopen, quiet, **kw):
 
     from ..api import check_wheel, load_universe, target_arch
     from ..errors import SourceError
-    from ..report import to_json_dict
+    from ..report import json_name, to_json_dict
     from ..wheel import WheelError, iter_wheels
 
     reporter = Reporter(quiet)
@@ -69,22 +73,21 @@ def wheel(wheels, fmt, use_dlopen, quiet, **kw):
                 path, root=root, sources=sources, arch=kw["arch"], explicit_root=explicit_root,
                 on_warning=reporter.warning,
                 on_problem=lambda member, reason, p=path: reporter.file_error(f"{p}:{member}", reason),
-                universe=universe,
+                universe=universe, dlopen=use_dlopen, include_conditional=conditional_loads,
             )
         except WheelError as exc:
             reporter.error(str(exc))
             code = EXIT_ERROR
             continue
         res = check.resolution
-        if res is not None:
-            res.apply_dlopen(check.wheel.dlopen(), add=use_dlopen)
         check.wheel.py_sources = []  # read once; dropped so that many wheels stay in bounded memory
         if not check.ok and code == EXIT_OK:
             code = EXIT_UNRESOLVED
         results.append(check)
         if fmt == "text":
             _print_wheel(check)
-        if check.no_sources and res is not None and set(res.unresolved) - set(check.base_image):
+        if check.no_sources and res is not None and (set(res.unresolved) - set(check.base_image)
+                                                     or check.unresolved_loads):
             reporter.warning("no installed database or index to map the rest to packages: "
                              "name one with --alpine VERSION, --index or --db")
     if fmt == "json":
@@ -92,14 +95,17 @@ def wheel(wheels, fmt, use_dlopen, quiet, **kw):
         for check in results:
             ws = check.wheel
             item = {
-                "wheel": ws.path, "name": ws.name, "version": ws.version,
+                "wheel": json_name(ws.path), "name": ws.name, "version": ws.version,
                 "tags": sorted("-".join(t) for t in ws.tags), "libc": ws.libc, "arch": ws.arch,
                 "target_arch": check.target_arch, "ok": check.ok, "verdict": check.verdict,
-                "base_image": check.base_image,
+                "base_image": {json_name(so): pkg for so, pkg in check.base_image.items()},
                 "problems": [{"member": m, "reason": r} for m, r in ws.problems],
             }
             if check.resolution is not None:
                 item.update(to_json_dict(check.resolution))
+                # a soname the base image answers is not also unresolved
+                item["unresolved"] = {so: files for so, files in item["unresolved"].items()
+                                      if so not in item["base_image"]}
             out.append(item)
         click.echo(json.dumps(out, indent=2))
     sys.exit(code)
@@ -124,5 +130,7 @@ def _print_wheel(check) -> None:
         else:
             click.echo(f"  missing   {soname} (needed by {files[0]})")
     for f in res.dlopen:
-        pkg = res.extra.get(f.name)
-        click.echo(f"  dlopen    {f.name} ({f.path}:{f.line}, {f.call})" + (f" -> {pkg.name}" if pkg else ""))
+        pkg = res.dlopen_packages.get(f.name)
+        when = res.dlopen_when.get(f.path)
+        click.echo(f"  dlopen    {f.name} ({f.path}:{f.line}, {f.call})" + (f" -> {pkg.name}" if pkg else "")
+                   + (f" (when {when} is imported)" if when else ""))

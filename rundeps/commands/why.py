@@ -18,6 +18,8 @@ from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_s
               help="Also look at files named '*tkinter*', which scan leaves out by default.")
 @click.option("--dlopen", "use_dlopen", is_flag=True,
               help="Also count libraries the tree's Python code loads at run time (ctypes, cffi).")
+@click.option("--conditional-loads", is_flag=True,
+              help="With --dlopen, also count the loads of submodules their package's own import does not reach.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: the chains, a line each; json: one object (name, kind, needed, and the chains).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
@@ -26,7 +28,7 @@ from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_s
                    "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
 @handle_errors
-def why(name, paths, exclude, no_default_excludes, use_dlopen, fmt, quiet, **kw):
+def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads, fmt, quiet, **kw):
     """Explain why NAME (a package or a soname) is needed by the files under PATH.
 
     Names the pip distributions whose files need it first (dist-info RECORD,
@@ -52,7 +54,7 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, fmt, quiet, **kw)
         explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
         library_path=kw["library_path"], default_excludes=not no_default_excludes,
     )
-    add_dlopen(res, paths, root, reporter, use_dlopen)
+    add_dlopen(res, paths, root, reporter, use_dlopen, conditional_loads)
     add_distributions(res, root)  # the distributions come first
     lines = explain(res, name)
     if fmt == "json":

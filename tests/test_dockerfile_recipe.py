@@ -1,0 +1,149 @@
+"""The README's Dockerfile recipe, run step by step (issue 10, item 5).
+
+The steps are read from the README itself (the ``dockerfile`` block under
+"In a Dockerfile"), so the README and this test cannot drift. The recipe's
+one ``RUN`` is split at its ``&&`` and each step runs, as written, in ``sh``:
+
+* ``apk add`` / ``apk del`` steps are left out (no apk here);
+* the application's own ``pip install`` (psycopg2, Pillow: compiled from
+  source in the image) is stood for by a root built with
+  ``scripts/make_demo_root.py``, which holds exactly those modules (the
+  test checks they are there); ``RUNDEPS_ROOT`` points rundeps at it, as
+  if it ran inside that image;
+* the ``--mount=type=bind,source=dist,target=T`` is done the way BuildKit
+  does it: ``T`` reads the wheel built from this checkout with the README's
+  own ``pip wheel`` command;
+* ``python`` is the Python 3 running the tests, ``/tmp`` is a folder of the test's
+  (``TMPDIR``, which ``mktemp`` honours), ``HOME`` an empty folder.
+
+Then nothing of rundeps may remain: no file in ``TMPDIR`` or ``HOME`` (no
+virtual environment, no pip or rundeps cache), the root unchanged.
+Installing rundeps' dependencies needs an index (PyPI, or the pip
+configuration's local wheels): the test skips when there is none.
+"""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scriptmods import demo
+
+PROJECT = Path(__file__).resolve().parents[1]
+README = PROJECT / "README.md"
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the demo root")
+
+
+def readme_section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end >= 0 else len(text)]
+
+
+def code_blocks(section: str, lang: str):
+    return re.findall(r"```" + lang + r"\n(.*?)```", section, re.S)
+
+
+def recipe():
+    """(the RUN's --mount options, its shell steps) from the README's Dockerfile."""
+    (dockerfile,) = code_blocks(readme_section("In a Dockerfile"), "dockerfile")
+    joined = re.sub(r"\\\n", " ", dockerfile)
+    runs = [ln.strip()[4:] for ln in joined.splitlines() if ln.strip().startswith("RUN ")]
+    assert len(runs) == 1, runs
+    words = runs[0].split()
+    mounts = []
+    while words[0].startswith("--mount="):
+        mounts.append(dict(kv.split("=", 1) for kv in words.pop(0)[len("--mount="):].split(",")))
+    steps = [s.strip() for s in " ".join(words).split(" && ")]
+    return mounts, steps
+
+
+def test_recipe_reads_as_documented():
+    mounts, steps = recipe()
+    assert [m["type"] for m in mounts] == ["bind"]
+    assert any(s.startswith("apk del") for s in steps) and any("rundeps" in s and " scan" in s for s in steps)
+    # the wheel build line the README gives
+    (build,) = code_blocks(readme_section("In a Dockerfile"), "sh")
+    assert build.split()[:4] == ["pip", "wheel", "--no-deps", "-w"]
+
+
+def tree_listing(top: Path):
+    return sorted(str(p.relative_to(top)) for p in top.rglob("*"))
+
+
+def test_recipe_runs_and_leaves_nothing_of_rundeps(tmp_path):
+    mounts, steps = recipe()
+    root = tmp_path / "image"
+    demo.build_demo_root(root, workdir=tmp_path / "build")
+    before = tree_listing(root)
+
+    # the build context: dist/ with the wheel, built as the README says
+    (build,) = code_blocks(readme_section("In a Dockerfile"), "sh")
+    argv = shlex.split(build)
+    assert argv[:4] == ["pip", "wheel", "--no-deps", "-w"]
+    context = tmp_path / "context"
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                          str(context / argv[4]), str(PROJECT)], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {out.stderr.strip().splitlines()[-1:]}")
+
+    # the interpreter itself (not a version manager's shim, which may write into HOME)
+    python3 = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    if subprocess.run([python3, "-c", "import venv, ensurepip"]).returncode != 0:
+        pytest.skip("no python3 with venv and ensurepip")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python").symlink_to(python3)
+    tmp = tmp_path / "tmp"
+    home = tmp_path / "home"
+    tmp.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNDEPS_", "XDG_", "VIRTUAL_ENV", "PYTHON"))}
+    env.update(PATH=f"{bindir}:{os.environ['PATH']}", TMPDIR=str(tmp), HOME=str(home), RUNDEPS_ROOT=str(root),
+               RECIPE_OUT=str(tmp_path / "runDeps"))
+
+    script = []
+    for step in steps:
+        if step.startswith(("apk add", "apk del")):
+            continue
+        if step.startswith("pip install"):
+            # the application's own packages: the demo root holds them already
+            site = root / "usr/local/lib/python3.12/site-packages"
+            for name in step.split()[2:]:
+                if not name.startswith("-"):
+                    module = {"Pillow": "PIL"}.get(name, name)
+                    assert (site / module).is_dir(), f"the demo root does not stand for {step!r}"
+            continue
+        for m in mounts:
+            step = step.replace(m["target"], str(context / m["source"]))
+        script.append(step)
+    assert any("mktemp" in s for s in script) and any("rm -rf" in s for s in script)
+    script.append('printf "%s\\n" "$runDeps" > "$RECIPE_OUT"')
+    r = subprocess.run(["sh", "-ec", " && ".join(script)], capture_output=True, text=True, env=env,
+                       cwd=str(tmp_path), timeout=600)
+    if r.returncode != 0 and re.search(r"No matching distribution|Could not find a version|Network is unreachable"
+                                       r"|Failed to establish a new connection|Temporary failure in name resolution",
+                                       r.stderr):
+        pytest.skip("no package index to install rundeps' dependencies from")
+    assert r.returncode == 0, r.stderr
+    # the run-time set, as rundeps gives it for that root
+    assert (tmp_path / "runDeps").read_text().split() == ["libpq", "libsharpyuv", "tiff"], r.stderr
+
+    # nothing of rundeps remains
+    assert tree_listing(tmp) == [], "left in /tmp"
+    # what making a virtual environment writes into HOME on this machine (its
+    # pip set-up, if anything) is not rundeps'
+    control = tmp_path / "control-home"
+    control.mkdir()
+    subprocess.run([python3, "-m", "venv", str(tmp_path / "control-venv")], env=dict(env, HOME=str(control)),
+                   capture_output=True, timeout=300)
+    assert set(tree_listing(home)) <= set(tree_listing(control)), "left in HOME (a cache?)"
+    assert not (home / ".cache").exists()
+    assert tree_listing(root) == before, "the image's files changed"
