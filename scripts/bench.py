@@ -258,9 +258,7 @@ from rundeps.api import check_wheel
 symbols = sys.argv[2] == 'symbols'
 results = []
 for w in sorted(glob.glob(sys.argv[1] + '/*.whl')):
-    c = check_wheel(w, symbols=symbols)
-    if c.resolution is not None:
-        c.resolution.apply_dlopen(c.wheel.dlopen(), add=False)
+    c = check_wheel(w, symbols=symbols)  # (it reads the run-time loads of the sources itself)
     c.wheel.py_sources = []
     results.append(c)
 """
