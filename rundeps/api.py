@@ -280,6 +280,8 @@ def check_tree(
     on_warning: Optional[Warn] = None,
     progress=None,
     on_info: Optional[Warn] = None,
+    symbols: bool = True,
+    musl_version: Optional[str] = None,
     library_path: Optional[str] = None,
     main_program: Optional[str] = None,
     default_excludes: bool = True,
@@ -291,7 +293,13 @@ def check_tree(
     (default: the root's ``python3``); see :class:`rundeps.resolve.Resolver`.
     With ``default_excludes`` (the default), ELF files whose name matches
     :data:`DEFAULT_EXCLUDES` are left out and listed in
-    :attr:`Resolution.left_out`."""
+    :attr:`Resolution.left_out`.
+
+    With ``symbols`` (the default), every object is then bound as musl binds
+    it (:func:`bind_symbols`): ``res.will_not_load`` names the files that
+    would not load, ``res.binding`` holds the details. ``musl_version``
+    picks a shipped musl export list instead of the root's own musl.
+    """
     sources = sources or Sources()
     warn = on_warning or (lambda msg: None)
     err = on_error or (lambda path, reason: None)
@@ -301,7 +309,8 @@ def check_tree(
     for p in paths:
         if not os.path.lexists(to_host(root, p)):
             raise UsageError(f"{p} does not exist" + (f" inside {root}" if root != "/" else ""))
-    result = scan_paths(paths, root, exclude, err, sources.cache_dir, sources.use_cache, warn, progress)
+    result = scan_paths(paths, root, exclude, err, sources.cache_dir, sources.use_cache, warn, progress,
+                        symbols=symbols)
     objects = {item.path: item.info for item in result.items}
     left_out = split_default_excludes(objects) if default_excludes else {}
     found_arch, counts = majority_arch(objects.values())
@@ -315,6 +324,8 @@ def check_tree(
     arch = arch or found_arch or read_arch(root) or machine_arch()
     universe = load_universe(root, sources, arch, warn, explicit_root=explicit_root, on_info=on_info)
     fs = TreeFS(root, known=objects, on_error=err)
+    if symbols:
+        fs.known_symbols({item.path: item.symbols for item in result.items if item.symbols is not None})
     resolver = Resolver(universe, fs, arch=arch, on_warning=warn, library_path=library_path,
                         main_program=main_program)
     resolver.scanned_paths = tuple(paths)
@@ -332,7 +343,97 @@ def check_tree(
                 universe.add(index.repository)
             res = resolver.resolve(objects)
     res.left_out = left_out
+    if symbols:
+        bind_symbols(res, resolver, root, musl_version=musl_version, alpine=sources.alpine, on_warning=warn)
     return res
+
+
+def tree_symbols(root: str, fs) -> Callable[[str], object]:
+    """``real in-root path -> SymbolFacts or None`` for files of ``root``
+    (the filesystem's own reader when it has one: cached with the walk)."""
+    method = getattr(fs, "symbols", None)
+    if method is not None:
+        return method
+    from .elf import ElfError
+    from .symbols import read_symbols_path
+
+    memo: dict = {}
+
+    def get(real: str):
+        try:
+            return memo[real]
+        except KeyError:
+            pass
+        try:
+            facts = read_symbols_path(to_host(root, real))
+        except (ElfError, OSError):
+            facts = None
+        memo[real] = facts
+        return facts
+
+    return get
+
+
+def system_libraries(root: str, resolver: Resolver, limit: int = 4000):
+    """(in-root path, owning package name or None) of the shared libraries in
+    the root's library search folders: where a missing symbol may be defined."""
+    out = []
+    for d in resolver.system_dirs():
+        try:
+            names = sorted(os.listdir(to_host(root, d)))
+        except OSError:
+            continue
+        for name in names:
+            if not name.startswith("lib") or ".so" not in name:
+                continue
+            path = d.rstrip("/") + "/" + name
+            owner = resolver.universe.owner(path)
+            out.append((path, owner.name if owner is not None else None))
+            if len(out) >= limit:
+                return out
+    return out
+
+
+def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: Optional[str] = None,
+                 alpine: Optional[str] = None, on_warning: Optional[Warn] = None, symbols=None,
+                 hint_libraries=None, interpreters=None, gcompat="auto", present=None):
+    """Bind every object of ``res`` as musl does (:mod:`rundeps.bind`) and
+    record the verdicts on it: ``res.will_not_load`` (path -> reason),
+    ``res.binding`` (missing symbols, hints, the musl checked against)."""
+    from .bind import bind, musl_model
+
+    warn = on_warning or (lambda msg: None)
+    symbols = symbols or tree_symbols(root, resolver.fs)
+    musl = musl_model(resolver.fs, res.arch, symbols, universe=resolver.universe, musl_version=musl_version,
+                      alpine=alpine)
+    if hint_libraries is None:
+        def hint_libraries():
+            seen = set()
+            for path in res.objects:
+                seen.add(path)
+                yield path, None
+            for path, pkg in system_libraries(root, resolver):
+                if path not in seen:
+                    yield path, pkg
+
+    if gcompat == "auto":
+        from .gcompat import find_gcompat
+
+        gcompat = find_gcompat(resolver.fs, resolver.universe, res.arch)
+    binding = bind(resolver, res, symbols, musl, interpreters=interpreters, hint_libraries=hint_libraries,
+                   gcompat=gcompat, present=present)
+    res.binding = binding
+    if musl is None and binding.unchecked:
+        warn(f"no musl export list for {res.arch or 'this arch'} and no lib/ld-musl in the root: "
+             f"{len(binding.unchecked)} file(s) use symbols that could not be checked")
+    for path in binding.glibc_loads:  # glibc-linked, but binds completely: a warning, not a failure
+        res.will_not_load.pop(path, None)
+    for path, reason in binding.will_not_load.items():
+        if path in res.glibc_linked:
+            res.mark_glibc(path, reason)  # --allow-glibc still accepts glibc-linked files
+        else:
+            res.will_not_load[path] = reason
+    return binding
 
 
 def add_distributions(res: Resolution, root: str = "/"):
@@ -496,7 +597,9 @@ def check_wheel(
     universe: Optional[Universe] = None,
     dlopen: bool = True,
     include_conditional: bool = False,
-    symbols: bool = False,
+    symbols: bool = True,
+    musl_version: Optional[str] = None,
+    gcompat_file: Optional[str] = None,
 ) -> WheelCheck:
     """Read a wheel straight from its zip and resolve what it needs
     (``symbols=True``: its members' ``SymbolFacts`` are read too,
@@ -536,7 +639,14 @@ def check_wheel(
     elif not universe:
         no_sources = True
     tree = TreeFS(root) if explicit_root else None
-    res = Resolver(universe, WheelFS(ws, tree), arch=elf_arch or target, on_warning=warn).resolve(objects)
+    fs = WheelFS(ws, tree)
+    resolver = Resolver(universe, fs, arch=elf_arch or target, on_warning=warn)
+    res = resolver.resolve(objects)
+    binding = None
+    if symbols:
+        present = BASE_IMAGE_SONAMES if no_sources else {}
+        binding = bind_wheel(res, resolver, ws, tree, musl_version=musl_version, alpine=sources.alpine,
+                             on_warning=warn, present=present, gcompat_file=gcompat_file)
     lost = add_wheel_loads(res, ws, add=dlopen, include_conditional=include_conditional)
     from .distributions import wheel_distributions
 
@@ -545,7 +655,19 @@ def check_wheel(
     problems = []
     if not pure and wheel_arch and target and wheel_arch != target:
         problems.append(f"built for {wheel_arch}, the target is {target}")
-    if ws.libc == "glibc" or res.glibc_linked:
+    if binding is not None:
+        unresolved = res.unresolved
+        # files whose only fault is a library "not found" below names are not repeated
+        other = {p: r for p, r in res.will_not_load.items()
+                 if not (r.startswith("needs ") and r.endswith(", which musl cannot find")
+                         and all(p in unresolved.get(lib, ()) for lib in
+                                 r[len("needs "):-len(", which musl cannot find")].split(", ")))}
+        if other:
+            first = sorted(other.items())[0]
+            n = len(other)
+            problems.append(f"{n} file{'s' if n != 1 else ''} will not load under musl "
+                            f"({first[0]}: {first[1]}" + (f"; and {n - 1} more)" if n > 1 else ")"))
+    elif ws.libc == "glibc" or res.glibc_linked:
         glibc = sorted({s for sonames in res.glibc_linked.values() for s in sonames})
         problems.append(
             "glibc-linked" + (f" (needs {', '.join(glibc)})" if glibc else "")
@@ -561,6 +683,9 @@ def check_wheel(
         check.base_image = base
         check.unresolved_loads = lost
         return check
+    glibc_note = ""
+    if binding is not None and (ws.libc == "glibc" or res.glibc_linked):
+        glibc_note = "glibc-linked, loads under musl; "
     needed = {p.name for p in res.packages} | set(base.values())
     in_base = sorted(n for n in needed if n == "musl" or n in BASE_IMAGE_SONAMES.values())
     external = sorted(needed - set(in_base))
@@ -580,7 +705,60 @@ def check_wheel(
         verdict += ("; " if verdict else "") + "loads at run time " + ", ".join(names) + (
             ", which nothing here provides" if not no_sources else
             " (name a package source to map it: --alpine VERSION, --index or --db)")
-    check = WheelCheck(ws, res, target, verdict, True, no_sources)
+    check = WheelCheck(ws, res, target, glibc_note + verdict, True, no_sources)
     check.base_image = base
     check.unresolved_loads = lost
     return check
+
+
+def wheel_interpreter(ws, tree) -> Optional[str]:
+    """The interpreter of the root (``--root``) that would import the wheel:
+    ``/usr/local/bin/pythonX.Y`` (the official images), else
+    ``/usr/bin/pythonX.Y`` (Alpine's python3), for the wheel's cpXY tag."""
+    if tree is None:
+        return None
+    versions = set()
+    for py, _abi, _plat in getattr(ws, "tags", ()) or ():
+        if py.startswith("cp") and py[2:].isdigit() and len(py) >= 4:
+            versions.add(f"{py[2]}.{py[3:]}")
+    for v in sorted(versions, reverse=True):
+        for prefix in ("/usr/local", "/usr"):
+            cand = f"{prefix}/bin/python{v}"
+            if tree.lookup(cand) is not None:
+                return cand
+    return None
+
+
+def bind_wheel(res: Resolution, resolver: Resolver, ws, tree, musl_version: Optional[str] = None,
+               alpine: Optional[str] = None, on_warning: Optional[Warn] = None, present=None,
+               gcompat_file: Optional[str] = None):
+    """Bind a wheel's members as musl would once installed: every shared
+    object no other member loads is an extension module (or a library a
+    module opens), opened by the interpreter with RTLD_LOCAL: the root's
+    interpreter with ``--root``, else one assumed to define the Py* names."""
+    fs = resolver.fs
+    symbols = getattr(fs, "symbols", None)
+    if symbols is None or getattr(ws, "symbols", None) is None:
+        return None  # the members' symbols were not read: nothing to bind
+    interp = wheel_interpreter(ws, tree)
+    interpreters = {p: interp for p, info in res.objects.items() if info.interp is None}
+    gcompat = None
+    if gcompat_file is not None:
+        from .gcompat import Gcompat
+
+        gcompat = Gcompat.from_file(gcompat_file)
+    elif tree is not None:
+        from .gcompat import find_gcompat
+
+        gcompat = find_gcompat(tree, resolver.universe)
+
+    def hints():
+        for p in res.objects:
+            yield p, None
+        if tree is not None:
+            for path, pkg in system_libraries(tree.root, resolver):
+                yield path, pkg
+
+    return bind_symbols(res, resolver, tree.root if tree is not None else "/", musl_version=musl_version,
+                        alpine=alpine, on_warning=on_warning, symbols=symbols, hint_libraries=hints,
+                        interpreters=interpreters, present=present, gcompat=gcompat)

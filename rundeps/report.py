@@ -148,6 +148,7 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
             for f in res.dlopen
         ],
         "why": why,
+        **binding_json(res),
     }
     if getattr(res, "distributions", None) is not None:
         from .distributions import summarise
@@ -161,6 +162,101 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
     if getattr(res, "installed_size", None) is not None:
         out["installed_size"] = res.installed_size.to_json()
     return out
+
+
+def binding_json(res: Resolution) -> Dict[str, object]:
+    """The binding's verdicts besides ``will_not_load``: ``missing_symbols``
+    (path -> sorted names), ``hints`` (path -> lines), ``glibc_loads``
+    (glibc-linked files that bind completely), ``musl`` (what the reserved
+    names were bound to; null when symbols were not bound), ``gcompat``
+    (glibc-linked file -> whether it would load with gcompat, when the root
+    has gcompat or ``--gcompat FILE`` names its library)."""
+    n = json_name
+    b = getattr(res, "binding", None)
+    if b is None:
+        return {"missing_symbols": {}, "hints": {}, "glibc_loads": [], "musl": None, "gcompat": {}}
+    return {
+        "missing_symbols": {n(p): names for p, names in b.missing_symbols.items()},
+        "hints": {n(p): lines for p, lines in b.hints.items()},
+        "glibc_loads": _names(b.glibc_loads),
+        "musl": b.musl_description,
+        "gcompat": {n(p): v for p, v in sorted(b.gcompat.items())},
+    }
+
+
+def explain_file_json(res: Resolution, path: str) -> Dict[str, object]:
+    """``why PATH --format json``: one file's verdict."""
+    b = getattr(res, "binding", None)
+    n = json_name
+    return {
+        "path": n(path),
+        "kind": "file",
+        "loads": path not in res.will_not_load,
+        "reason": res.will_not_load.get(path),
+        "needed": {n(e.soname): (e.package.name if e.package is not None else e.library)
+                   for e in res.edges if e.path == path},
+        "missing_symbols": b.missing_symbols.get(path, []) if b is not None else [],
+        "hints": b.hints.get(path, []) if b is not None else [],
+        "interpreter": b.interpreter.get(path) if b is not None else None,
+        "gcompat": b.gcompat.get(path) if b is not None else None,
+        "musl": b.musl_description if b is not None else None,
+    }
+
+
+def will_not_load_lines(res: Resolution) -> List[str]:
+    """One line per file that will not load, grouped by kind of reason
+    (missing library, missing symbol, loader, dependency), then by path."""
+    def kind(reason: str) -> int:
+        for i, word in enumerate(("needs ", "symbol not found", "its loader", "built for", "loads ")):
+            if reason.startswith(word):
+                return i
+        return 5
+
+    items = sorted(res.will_not_load.items(), key=lambda kv: (kind(kv[1]), kv[0]))
+    return [f"{path} will not load: {reason}" for path, reason in items]
+
+
+def explain_file(res: Resolution, path: str) -> Optional[List[str]]:
+    """Lines explaining one file's verdict: will it load, and why (None when
+    the file was not looked at)."""
+    if path not in res.objects:
+        return None
+    info = res.objects[path]
+    b = getattr(res, "binding", None)
+    lines = []
+    reason = res.will_not_load.get(path)
+    if reason:
+        lines.append(f"{path} will not load under musl: {reason}")
+    elif b is None:
+        lines.append(f"{path}: its sonames were resolved; its symbols were not bound (--no-symbols)")
+    elif path in b.glibc_loads:
+        lines.append(f"{path} is glibc-linked, and loads under musl: every symbol it needs binds")
+    else:
+        lines.append(f"{path} loads under musl: every library is found and every symbol binds")
+    for e in sorted((e for e in res.edges if e.path == path), key=lambda e: e.soname):
+        target = e.package.name if e.package is not None else (e.library or "not found")
+        lines.append(f"  needs {e.soname} -> {target}" + (f" ({e.library})" if e.package is not None and e.library else ""))
+    if b is not None:
+        if path in b.interpreter:
+            lines.append(f"  opened by {b.interpreter[path]} with RTLD_LOCAL: bound against it, its "
+                         "libraries and this module's own")
+        elif path in b.assumed_interpreter:
+            lines.append("  a Python extension module, but no interpreter is at hand: Py* names are "
+                         "taken as the interpreter's")
+        missing = b.missing_symbols.get(path)
+        if missing:
+            shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+            lines.append(f"  symbols nothing in scope defines ({len(missing)}): {shown}")
+        for hint in b.hints.get(path, []):
+            lines.append(f"  hint: {hint}")
+        if path in b.unchecked:
+            lines.append("  not checked against " + ", ".join(b.unchecked[path]) + " (not at hand)")
+        if path in b.gcompat:
+            lines.append(f"  with gcompat: {b.gcompat[path]}")
+        lines.append(f"  checked against {b.musl_description or 'no musl export list (musl''s own names not checked)'}")
+    if info.interp:
+        lines.append(f"  loader (PT_INTERP): {info.interp}")
+    return lines
 
 
 def tree_lines(res: Resolution, all_packages: bool = True) -> List[str]:
@@ -192,8 +288,7 @@ def tree_lines(res: Resolution, all_packages: bool = True) -> List[str]:
             lines.append(f"  {path}: {', '.join(sonames) or 'ld-linux interpreter'}{note}")
     if res.will_not_load:
         lines.append("(will not load)")
-        for path, reason in sorted(res.will_not_load.items()):
-            lines.append(f"  {path}: {reason}")
+        lines.extend("  " + line for line in will_not_load_lines(res))
     unresolved = res.unresolved
     if unresolved:
         lines.append("(unresolved)")

@@ -18,15 +18,21 @@ For every ``DT_NEEDED`` entry of every ELF object, in this order:
 4. otherwise the soname is unresolved.
 
 Objects that are linked against glibc (``PT_INTERP`` ``ld-linux*`` or a
-``libc.so.6`` need) do not get their glibc sonames resolved to musl: they are
-reported as glibc-linked, and as files that will not load
-(:attr:`Resolution.will_not_load`).  The exception is a glibc-linked
+``libc.so.6`` need) are reported as glibc-linked and resolved like any other,
+as musl's loader does: ``libc.so.6``, ``libm.so.6``, ``libpthread.so.0`` ...
+are names musl serves itself (its ``reserved`` prefixes), every other name
+(``libstdc++.so.6``, ``libresolv.so.2``, ``ld-linux-x86-64.so.2``) is looked
+up in the search path and the packages. They are first counted as files that
+will not load (:attr:`Resolution.will_not_load`, the conservative gate);
+binding their symbols (:mod:`rundeps.bind`) then decides, and one that binds
+completely is only a warning.  The exception is a glibc-linked
 *program* whose ``PT_INTERP`` loader is present in the root (a glibc
 installed beside musl, as the ``glibc`` packages that install into
 ``/usr/glibc-compat`` do): it runs under that loader, so its needs (and the
 needs of what it loads) are resolved in that glibc's own search path -- the
 folders of ``<prefix>/etc/ld.so.conf`` and the loader's own folder -- and it
-is not counted as failing (:attr:`Resolution.runs_under_glibc`).
+is not counted as failing (:attr:`Resolution.runs_under_glibc`).  gcompat's
+loader (a file the ``gcompat`` package owns) is not glibc's: it runs musl's.
 
 The module works on a small filesystem interface (:class:`TreeFS` for a
 root folder) so that wheels, read from their zip, resolve the same way.
@@ -387,6 +393,8 @@ class Resolution:
         self.extra: Dict[str, Package] = {}
         self.dlopen: List = []
         self.dlopen_packages: Dict[str, Package] = {}
+        self.binding = None
+        """The :class:`rundeps.bind.Binding` when symbols were bound."""
         self.dlopen_when: Dict[str, str] = {}
         """Source path -> the submodule whose import makes its run-time loads."""
         self.distributions = None
@@ -558,6 +566,9 @@ class Resolver:
         loader = None
         real = self.fs.lookup(posixpath.normpath(interp)) if interp.startswith("/") else None
         info = self.fs.elf(real) if real is not None else None
+        owner = (self.universe.owner(posixpath.normpath(interp)) or self.universe.owner(real)) if real else None
+        if owner is not None and owner.name == "gcompat":
+            info = None  # gcompat's loader runs musl's loader, with libgcompat.so.0 preloaded
         if info is not None and is_glibc_loader(real, info) and (
             not self.arch or not info.arch or info.arch == self.arch
         ):
@@ -700,8 +711,6 @@ class Resolver:
         ``dirs``: ``LD_LIBRARY_PATH`` and the run paths of the ``needed_by``
         chain, in order; ``system``: the system path (default
         :meth:`system_dirs`)."""
-        if glibc and soname in GLIBC_SONAMES:
-            return Edge(path, soname, "glibc"), None
         if "/" in soname:
             if soname.startswith("/"):
                 found = self._find(posixpath.basename(soname), [posixpath.dirname(soname)])

@@ -73,13 +73,15 @@ def test_manylinux_wheel_is_glibc_linked(tmp_path):
         link=["-lm"])
     whl = wheelbuild.make_wheel(tmp_path / "dist", "glibcpkg", "1.0", [f"cp312-cp312-manylinux_2_17_{ARCH}"],
                                 [("glibcpkg/_ext.so", ext.read_bytes())])
-    r = run("wheel", whl, "--format", "json", "--cache-dir", tmp_path / "c")
+    # without binding symbols, glibc-linked is all that can be said: not usable as it is
+    r = run("wheel", whl, "--no-symbols", "--format", "json", "--cache-dir", tmp_path / "c")
     assert r.returncode == 1
     [out] = json.loads(r.stdout)
     assert out["libc"] == "glibc" and out["ok"] is False
     assert out["glibc_linked"] == {"/glibcpkg/_ext.so": ["libc.so.6", "libm.so.6"]}
-    assert "libm.so.6" not in out["providers"]  # never resolved to musl
+    assert out["providers"]["libm.so.6"] == "musl"  # musl's loader serves it itself
     assert "glibc-linked" in out["verdict"] and "musllinux" in out["verdict"]
+    assert out["musl"] is None and list(out["will_not_load"]) == ["/glibcpkg/_ext.so"]  # the conservative gate
 
 
 def test_wheel_for_another_arch(b, tmp_path):
@@ -230,6 +232,11 @@ def test_real_psycopg2_binary_musllinux_and_manylinux(tmp_path):
     assert "vendored  libpq-" in r.stdout
     r = run("wheel", glibc, "--cache-dir", tmp_path / "c")
     assert r.returncode == 1
+    verdict = r.stdout.splitlines()[0]
+    # bound as musl binds (held to dlopen on real wheels by tests/test_wheel_agreement.py)
+    assert "will not load under musl" in verdict and "symbol not found: __" in verdict, verdict
+    assert "not found: ld-linux-x86-64.so.2, libresolv.so.2" in verdict
+    r = run("wheel", glibc, "--no-symbols", "--cache-dir", tmp_path / "c")
     verdict = r.stdout.splitlines()[0]
     assert "glibc-linked (needs " in verdict and "libc.so.6" in verdict and "musllinux" in verdict
 

@@ -305,7 +305,7 @@ def test_corrupted_cache(env, server):
     assert out["providers"]["libz.so.1"] == "zlib"
     lines = r.stderr.splitlines()
     assert all(ln.startswith("rundeps: warning: ") for ln in lines) and len(lines) == len(set(lines)), lines
-    assert len(lines) <= 2, lines
+    assert len(lines) <= damaged, lines  # at most one line per damaged file (index, ELF facts, symbols)
     # a fresh start after `index clear` brings the cache back
     r = rundeps("index", "clear", "--cache-dir", cache)
     assert r.returncode == 0

@@ -137,7 +137,8 @@ def test_glibc_linked_modules_exit_1_grouped(image_root, tmp_path, builder, cach
     root = copy_root(image_root, tmp_path / "root")
     mods = [glibc_module(builder, root, f"manylinux/_m{i}.so") for i in range(3)]
     builder.glibc_program(root / "usr/local/bin/gtool")  # real gcc + glibc: /lib64/ld-linux-*, libc.so.6
-    r = run("scan", "--root", root, *cache)
+    # the conservative gate, without binding symbols (with them: test_symbols_refine_the_glibc_gate)
+    r = run("scan", "--root", root, "--no-symbols", *cache)
     assert r.returncode == 1
     assert r.stdout == "libpq\nlibsharpyuv\ntiff\n"
     errors = [line for line in r.stderr.splitlines() if line.startswith("rundeps: error:")]
@@ -145,12 +146,31 @@ def test_glibc_linked_modules_exit_1_grouped(image_root, tmp_path, builder, cach
         "rundeps: error: /usr/local/bin/gtool (and 3 more) will not load: "
         "linked against glibc (Alpine needs a musl build of it, or gcompat)"
     ]
-    out = json.loads(run("scan", "--root", root, "--format", "json", *cache).stdout)
+    out = json.loads(run("scan", "--root", root, "--no-symbols", "--format", "json", *cache).stdout)
     assert sorted(out["will_not_load"]) == sorted(mods + ["/usr/local/bin/gtool"])
     assert out["runs_under_glibc"] == {}
-    r = run("scan", "--root", root, "--allow-glibc", *cache)
+    r = run("scan", "--root", root, "--no-symbols", "--allow-glibc", *cache)
     assert r.returncode == 0
     assert "rundeps: warning: /usr/local/bin/gtool (and 3 more) will not load: linked against glibc" in r.stderr
+
+
+def test_symbols_refine_the_glibc_gate(image_root, tmp_path, builder, cache):
+    """Bound as musl binds them, the stub modules (libc.so.6, nothing
+    undefined) load: warnings. The glibc program still cannot start: its
+    loader is not in the root. --allow-glibc accepts it."""
+    root = copy_root(image_root, tmp_path / "root")
+    mods = [glibc_module(builder, root, f"manylinux/_m{i}.so") for i in range(3)]
+    builder.glibc_program(root / "usr/local/bin/gtool")
+    r = run("scan", "--root", root, "--format", "json", *cache)
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert list(out["will_not_load"]) == ["/usr/local/bin/gtool"]
+    assert "/lib64/ld-linux-x86-64.so.2" in out["will_not_load"]["/usr/local/bin/gtool"]
+    assert out["glibc_loads"] == sorted(mods)
+    for m in mods:
+        assert f"rundeps: warning: {m} is glibc-linked, loads under musl" in r.stderr
+    r = run("scan", "--root", root, "--allow-glibc", *cache)
+    assert r.returncode == 0, r.stderr
 
 
 def test_will_not_load_is_always_in_json(image_root, cache):
@@ -165,7 +185,8 @@ def test_allow_glibc_does_not_hide_other_reasons(image_root, tmp_path):
     root = copy_root(image_root, tmp_path / "root")
     builder = demo.Builder(tmp_path / "build")
     mod = glibc_module(builder, root, "manylinux/_m.so")
-    res = check_tree(["/usr/local"], root=str(root), sources=Sources(use_cache=False), explicit_root=True)
+    res = check_tree(["/usr/local"], root=str(root), sources=Sources(use_cache=False), explicit_root=True,
+                     symbols=False)
     assert res.will_not_load == {mod: GLIBC_REASON}
     assert res.failing(allow_glibc=True) == {}
     res.will_not_load["/usr/local/bin/python3.12"] = "symbol foo not found"
@@ -195,11 +216,14 @@ def test_glibc_program_under_a_glibc_beside_musl(image_root, tmp_path, builder, 
     assert out["in_tree"]["libglibconly.so.1"] == "/usr/glibc-compat/lib/libglibconly.so.1"
     assert out["needed_by"]["glibc"] == ["/usr/glibc-compat/lib/libglibconly.so.1", "/usr/local/bin/gtool"]
     assert "glibc" in out["packages"]
-    # a glibc-linked *module* still cannot load into musl's python, glibc or not
+    # a glibc-linked *module* is opened by musl's python, glibc or not: without binding
+    # symbols it counts as failing (with them, this stub, which binds nothing, loads)
     mod = glibc_module(builder, root, "manylinux/_m.so")
-    r = run("scan", "--root", root, "--format", "json", *cache)
+    r = run("scan", "--root", root, "--no-symbols", "--format", "json", *cache)
     assert r.returncode == 1
     assert sorted(json.loads(r.stdout)["will_not_load"]) == [mod]
+    r = run("scan", "--root", root, "--format", "json", *cache)
+    assert r.returncode == 0 and json.loads(r.stdout)["glibc_loads"] == [mod], r.stderr
 
 
 def test_glibc_search_path_follows_ld_so_conf(image_root, tmp_path, builder, cache):
@@ -221,7 +245,9 @@ def test_glibc_search_path_follows_ld_so_conf(image_root, tmp_path, builder, cac
     loader.unlink()
     r = run("scan", "--root", root, "/usr/local/bin", *cache)
     assert r.returncode == 1
-    assert "/usr/local/bin/gtool will not load: linked against glibc" in r.stderr
+    # bound as musl would: its loader is what is missing
+    assert "/usr/local/bin/gtool will not load: its loader /lib64/ld-linux-x86-64.so.2 (glibc's) is not in the root" \
+        in r.stderr
 
 
 def test_an_ld_so_conf_that_includes_itself_ends(image_root, tmp_path, builder, cache):
@@ -243,6 +269,16 @@ def test_a_glibc_linked_module_in_the_image_exits_1(image_root, tmp_path, builde
     root = copy_root(image_root, tmp_path / "root")
     glibc_module(builder, root, "psycopg2_binary/_psycopg.cpython-312-x86_64-linux-gnu.so",
                  needed=["libpq.so.5", "libc.so.6"])
-    r = run("scan", "--root", root, *cache)
+    r = run("scan", "--root", root, "--no-symbols", *cache)
     assert r.returncode == 1
     assert "_psycopg.cpython-312-x86_64-linux-gnu.so will not load: linked against glibc" in r.stderr
+    # bound as musl binds: a real glibc build (gcc, _FORTIFY_SOURCE) needs __*_chk, which musl lacks
+    from bindbuild import build_c
+
+    site = root / SITE.lstrip("/")
+    build_c(site / "psycopg2_binary", "_psycopg.cpython-312-x86_64-linux-gnu.so",
+            "#include <string.h>\nchar b[8];\nvoid f(const char *s, size_t n){ memcpy(b, s, n); }\n",
+            cc="glibc", cflags=["-O2", "-D_FORTIFY_SOURCE=2"], libs=[root / "usr/lib/libpq.so.5"])
+    r = run("scan", "--root", root, *cache)
+    assert r.returncode == 1
+    assert "_psycopg.cpython-312-x86_64-linux-gnu.so will not load: symbol not found: __memcpy_chk" in r.stderr

@@ -245,17 +245,21 @@ def test_run_path_through_symlinked_folders_and_names(tmp_path, demo_root, build
                                          "/usr/local/app/real_libs/libinner.so.1.0.0"]
 
 
-def test_glibc_linked_files_are_reported_not_resolved_to_musl(tmp_path, demo_root, builder, cache):
+def test_glibc_linked_files_are_reported_and_resolved_as_musl_does(tmp_path, demo_root, builder, cache):
+    """musl's loader serves libc.so.6 itself (its reserved names); a glibc
+    program whose loader (PT_INTERP) the root lacks cannot start at all."""
     root = copy_root(demo_root, tmp_path / "root")
     builder.executable(root / "usr/local/bin/glibc-tool", needed=["libc.so.6", "libz.so.1"],
                        interp="/lib64/ld-linux-x86-64.so.2")
     r = run("scan", "--root", root, "--format", "json", "/usr/local/bin", *cache)
     out = json.loads(r.stdout)
     assert out["glibc_linked"] == {"/usr/local/bin/glibc-tool": ["libc.so.6"]}
-    assert "libc.so.6" not in out["providers"]
+    assert out["providers"]["libc.so.6"] == "musl"
     assert out["providers"]["libz.so.1"] == "zlib"
-    assert "/usr/local/bin/glibc-tool will not load: linked against glibc" in r.stderr
+    assert not (root / "lib64/ld-linux-x86-64.so.2").exists()
+    assert "/lib64/ld-linux-x86-64.so.2" in out["will_not_load"]["/usr/local/bin/glibc-tool"]
     assert r.returncode == 1
+    assert "/usr/local/bin/glibc-tool will not load: its loader /lib64/ld-linux-x86-64.so.2" in r.stderr
 
 
 def test_no_root_scans_host_paths_with_db(demo_root, cache):

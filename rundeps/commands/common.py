@@ -17,9 +17,10 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EXIT_CODES = f"""\b
 Exit codes:
-  {EXIT_OK}  every needed soname resolved and every scanned file can run on Alpine
-  {EXIT_UNRESOLVED}  some did not resolve, or a file will not load (a glibc-linked one:
-     --allow-glibc accepts those); stdout still lists what resolved, stderr names each
+  {EXIT_OK}  every needed soname resolved and every scanned file would load under musl
+  {EXIT_UNRESOLVED}  some did not resolve, or a file will not load (a library or symbol missing, a
+     glibc-only loader; --allow-glibc accepts glibc-linked files); stdout still lists what
+     resolved, stderr names each
   {EXIT_ERROR}  bad usage, or a root, database, index or cache that cannot be used
 """
 
@@ -49,6 +50,10 @@ class Reporter:
     def file_error(self, path: str, reason: str) -> None:
         if not self.quiet:
             self._say(f"rundeps: {path}: {reason}")
+
+    def hint(self, msg: str) -> None:
+        if not self.quiet:
+            self._say(f"rundeps: hint: {msg}")
 
     def error(self, msg: str) -> None:
         self._say(f"rundeps: error: {msg}")
@@ -194,6 +199,22 @@ def output_options(fn: Callable) -> Callable:
     return fn
 
 
+def binding_options(fn: Callable) -> Callable:
+    """Options for binding symbols as musl does."""
+    opts = [
+        click.option("--symbols/--no-symbols", "symbols", default=True, show_default=True,
+                     help="Bind every undefined symbol as musl's loader does and fail on files that "
+                          "would not load (missing symbol, missing library, glibc-only loader)."),
+        click.option("--musl", "musl_version", metavar="VERSION",
+                     help="Check symbols against this musl's shipped export list (1.2.5, 1.2.3, ...) "
+                          "instead of the root's own musl (default: the root's lib/ld-musl-ARCH.so.1, "
+                          "else the list for --alpine, else the newest list)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
 def add_details(res, root: str, reporter: "Reporter", kw) -> None:
     """The stages only some outputs need: pip distributions (JSON, the tree by
     distribution) and installed sizes (JSON, the size line on a terminal)."""
@@ -271,18 +292,56 @@ def finish(res, reporter: Reporter, kw) -> int:
     for soname, files in unresolved.items():
         more = f" and {len(files) - 1} more" if len(files) > 1 else ""
         say(f"{soname} not found (needed by {files[0]}{more})")
-    failing = res.failing(kw.get("allow_glibc", False))
-    groups: dict = {}
-    for path, reason in sorted(res.will_not_load.items()):
-        groups.setdefault((path in failing, reason), []).append(path)
-    for (fails, reason), files in groups.items():
-        more = f" (and {len(files) - 1} more)" if len(files) > 1 else ""
-        (reporter.error if fails else reporter.warning)(f"{files[0]}{more} will not load: {reason}")
+    binding = getattr(res, "binding", None)
+    loads = set(binding.glibc_loads) if binding is not None else set()
+    for path in res.glibc_linked:
+        if path in loads:
+            reporter.warning(f"{path} is glibc-linked, loads under musl (every symbol it needs binds)")
+    failing = report_will_not_load(res, reporter, kw)
     if unresolved and not kw["allow_unresolved"]:
         return EXIT_UNRESOLVED
     if failing:
         return EXIT_UNRESOLVED
     return EXIT_OK
+
+
+def report_will_not_load(res, reporter: Reporter, kw) -> dict:
+    """Name every file musl would refuse on stderr -- one line per reason,
+    files with the same reason grouped ("and N more"), ordered by kind of
+    reason -- with its hints, and which musl the symbols were checked
+    against. Returns the files that make the exit code 1: ``--allow-glibc``
+    lets through glibc-linked files, ``--allow-unresolved`` files whose only
+    fault is a soname that does not resolve."""
+    from ..report import will_not_load_lines
+
+    failing = res.failing(kw.get("allow_glibc", False))
+    if not res.will_not_load:
+        return failing
+    binding = getattr(res, "binding", None)
+    allow_unresolved = kw.get("allow_unresolved")
+    unresolved = res.unresolved
+    groups: dict = {}
+    for line in will_not_load_lines(res):
+        path, _, reason = line.partition(" will not load: ")
+        only_libs = reason.startswith("needs ") and reason.endswith(", which musl cannot find")
+        if only_libs and allow_unresolved:
+            failing.pop(path, None)
+        libs = reason[len("needs "):-len(", which musl cannot find")].split(", ") if only_libs else []
+        if only_libs and all(path in unresolved.get(lib, ()) for lib in libs):
+            continue  # the "not found" line above already names it
+        groups.setdefault((path in failing, reason), []).append(path)
+    for (fails, reason), files in groups.items():
+        more = f" (and {len(files) - 1} more)" if len(files) > 1 else ""
+        (reporter.error if fails else reporter.warning)(f"{files[0]}{more} will not load: {reason}")
+        if binding is not None:
+            for path in files:
+                for hint in binding.hints.get(path, []):
+                    reporter.hint(f"{path}: {hint}")
+                if path in binding.gcompat:
+                    reporter.hint(f"{path}: with gcompat: {binding.gcompat[path]}")
+    if binding is not None and binding.musl_description and binding.missing_symbols:
+        reporter.hint(f"symbols checked against {binding.musl_description}")
+    return failing
 
 
 def add_dlopen(res, paths: List[str], root: str, reporter: Reporter, use: bool, conditional: bool = False) -> None:

@@ -7,8 +7,8 @@ import sys
 import click
 
 from .common import (
-    CONTEXT, EXIT_CODES, Progress, Reporter, add_dlopen, finish, handle_errors, inroot, make_sources, output_options,
-    parse_root, source_options,
+    CONTEXT, EXIT_CODES, Progress, Reporter, add_dlopen, binding_options, finish, handle_errors, inroot, make_sources,
+    output_options, parse_root, source_options,
 )
 from .common import add_details
 
@@ -28,6 +28,7 @@ from .common import add_details
                    "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
 @output_options
+@binding_options
 @handle_errors
 def scan(paths, exclude, no_default_excludes, progress, **kw):
     """Print the packages the ELF files under PATH need (default: /usr/local).
@@ -37,6 +38,11 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
     no package; every other soname is resolved to the installed package that
     provides it, or to one from the repository indexes you name. Packages that
     another listed package pulls in anyway are dropped (--all keeps them).
+
+    Every undefined symbol is then bound as musl's loader binds it (Python
+    extension modules in their interpreter's RTLD_LOCAL scope); a file that
+    would not load -- a library or symbol missing, a glibc-only loader --
+    is named on stderr and makes the exit code 1 (--no-symbols skips this).
 
     \b
     Examples:
@@ -61,6 +67,7 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
             paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
             explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
             progress=bar, library_path=kw["library_path"], default_excludes=not no_default_excludes,
+            symbols=kw["symbols"], musl_version=kw["musl_version"],
         )
     finally:
         bar.close()

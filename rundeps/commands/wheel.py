@@ -9,7 +9,7 @@ from typing import List
 import click
 
 from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED
-from .common import CONTEXT, Reporter, handle_errors, make_sources, parse_root, source_options
+from .common import CONTEXT, Reporter, binding_options, handle_errors, make_sources, parse_root, source_options
 
 
 @click.command(context_settings=CONTEXT)
@@ -23,9 +23,14 @@ from .common import CONTEXT, Reporter, handle_errors, make_sources, parse_root, 
               help="Also add the run-time loads of submodules the package's own import does not "
                    "reach (reported as 'when PKG.MOD is imported' otherwise).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
+@click.option("--gcompat", "gcompat_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="Say whether glibc-linked members would load with gcompat, from FILE, a real "
+                   "libgcompat.so.0 (rundeps ships no gcompat export list; with --root, the root's "
+                   "installed gcompat is used without this option).")
 @source_options
+@binding_options
 @handle_errors
-def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, **kw):
+def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw):
     """Check which system libraries wheels need on Alpine, without installing them.
 
     Reads the ELF members straight from each zip (a folder: every *.whl in
@@ -74,6 +79,7 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, **kw):
                 on_warning=reporter.warning,
                 on_problem=lambda member, reason, p=path: reporter.file_error(f"{p}:{member}", reason),
                 universe=universe, dlopen=use_dlopen, include_conditional=conditional_loads,
+                symbols=kw["symbols"], musl_version=kw["musl_version"], gcompat_file=gcompat_file,
             )
         except WheelError as exc:
             reporter.error(str(exc))
@@ -124,11 +130,21 @@ def _print_wheel(check) -> None:
         click.echo(f"  package   {soname} -> {pkg.name}")
     for soname in sorted({s for v in res.glibc_linked.values() for s in v}):
         click.echo(f"  glibc     {soname}")
+    binding = getattr(res, "binding", None)
+    for path, reason in sorted(res.will_not_load.items()):
+        click.echo(f"  will not load  {path}: {reason}")
+        for hint in (binding.hints.get(path, []) if binding is not None else []):
+            click.echo(f"    hint: {hint}")
+        if binding is not None and path in binding.gcompat:
+            click.echo(f"    with gcompat: {binding.gcompat[path]}")
     for soname, files in res.unresolved.items():
         if soname in check.base_image:
             click.echo(f"  base      {soname} -> {check.base_image[soname]} (in every Alpine image)")
         else:
             click.echo(f"  missing   {soname} (needed by {files[0]})")
+    if binding is not None and binding.musl_description:
+        click.echo(f"  symbols   checked against {binding.musl_description}"
+                   + (" (Py* names taken as the interpreter's)" if binding.assumed_interpreter else ""))
     for f in res.dlopen:
         pkg = res.dlopen_packages.get(f.name)
         when = res.dlopen_when.get(f.path)

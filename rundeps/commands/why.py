@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from ..errors import EXIT_OK, EXIT_UNRESOLVED
-from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_sources, parse_root, source_options
+from .common import (
+    CONTEXT, Reporter, add_dlopen, binding_options, handle_errors, inroot, make_sources, parse_root, source_options,
+)
 
 
 @click.command(context_settings=CONTEXT)
@@ -27,34 +30,56 @@ from .common import CONTEXT, Reporter, add_dlopen, handle_errors, inroot, make_s
               help="The LD_LIBRARY_PATH the programs run with (':'-separated in-root folders): "
                    "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
+@binding_options
 @handle_errors
 def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads, fmt, quiet, **kw):
-    """Explain why NAME (a package or a soname) is needed by the files under PATH.
+    """Explain why NAME (a package or a soname) is needed by the files under PATH,
+    or (NAME a file's in-root path) whether that file loads under musl and why.
 
     Names the pip distributions whose files need it first (dist-info RECORD,
     egg-info), then prints the chain file -> soname -> package; for a package left out of
-    the minimal set, the chosen package that pulls it in through D:.
+    the minimal set, the chosen package that pulls it in through D:. For a
+    file: its verdict, its needs, the scope it binds in, the symbols nothing
+    defines and a hint naming a library that does.
     Takes the same PATHs and source options as scan.
 
     \b
     Examples:
       rundeps why libssl3
       rundeps why libz.so.1 --root ./rootfs /usr/local
+      rundeps why /usr/local/lib/python3.12/site-packages/x/_x.so --root ./rootfs
 
-    Exits 0 when NAME is needed, 1 when nothing under PATH needs it, 2 on errors.
+    Exits 0 when NAME is needed (a file: when it loads), 1 when nothing under
+    PATH needs it (a file: when it will not load), 2 on errors.
     """
     from ..api import add_distributions, check_tree
-    from ..report import explain, explain_json
+    from ..report import explain, explain_file, explain_file_json, explain_json
 
     reporter = Reporter(quiet)
     root, explicit_root = parse_root(kw["root"])
-    paths = [inroot(p, root, explicit_root) for p in (paths or ("/usr/local",))]
+    file_name = name.startswith("/") or (not explicit_root and os.sep in name)
+    if file_name:
+        name = inroot(name, root, explicit_root)
+    paths = [inroot(p, root, explicit_root) for p in (paths or ((name,) if file_name else ("/usr/local",)))]
     res = check_tree(
         paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
         explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
         library_path=kw["library_path"], default_excludes=not no_default_excludes,
+        symbols=kw["symbols"], musl_version=kw["musl_version"],
     )
     add_dlopen(res, paths, root, reporter, use_dlopen, conditional_loads)
+    if file_name:
+        lines = explain_file(res, name)
+        if lines is None:
+            Reporter().error(f"{name} is not an ELF file under {', '.join(paths)}")
+            sys.exit(EXIT_UNRESOLVED)
+        if fmt == "json":
+            import json
+
+            click.echo(json.dumps(explain_file_json(res, name), indent=2))
+        else:
+            click.echo("\n".join(lines))
+        sys.exit(EXIT_UNRESOLVED if name in res.will_not_load else EXIT_OK)
     add_distributions(res, root)  # the distributions come first
     lines = explain(res, name)
     if fmt == "json":

@@ -1,0 +1,228 @@
+"""Binding as musl binds, held to the real musl loader file by file.
+
+Every fixture is a real object built with Debian's musl-gcc or with gcc
+(glibc); every expected verdict comes from running the real loader on it
+(``ld-musl-x86_64.so.1 --list FILE``, or ``dlopen`` from a musl-gcc
+stand-in interpreter for extension modules), never from a value written here.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bindbuild import (
+    SHARED_MUSL, SITE, build_binding_root, loader_verdicts, private_loader, requires_musl,
+)
+from rundeps.api import Sources, check_tree
+from rundeps.bind import lfs64_base, python_prefix
+
+pytestmark = [requires_musl, pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds glibc fixtures")]
+
+
+@pytest.fixture(scope="module")
+def fixture_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bind") / "root"
+    cases = build_binding_root(root)
+    return root, cases, loader_verdicts(root, cases)
+
+
+def check(root, **kw):
+    return check_tree(["/usr/local"], root=str(root), sources=Sources(use_cache=False), explicit_root=True, **kw)
+
+
+def test_every_fixture_agrees_with_the_musl_loader(fixture_root):
+    root, cases, truth = fixture_root
+    res = check(root)
+    assert res.binding is not None and "1.2.3" in res.binding.musl_description
+    # the fixtures cover both verdicts
+    assert {v.ok for v in truth.values()} == {True, False}
+    for path, verdict in truth.items():
+        assert (path not in res.will_not_load) == verdict.ok, (path, verdict, res.will_not_load.get(path))
+
+
+def test_missing_symbols_are_the_ones_the_loader_names(fixture_root):
+    root, cases, truth = fixture_root
+    res = check(root)
+    missing = res.binding.missing_symbols
+    for path, verdict in truth.items():
+        if cases[path].mode == "list":
+            # --list relocates everything and names every symbol it cannot bind
+            named = {}
+            for obj, names in verdict.missing_symbols.items():
+                inroot = "/" + os.path.relpath(os.path.realpath(obj), os.path.realpath(root))
+                named[inroot] = sorted(names)
+            for obj, names in named.items():
+                assert missing.get(obj) == names, (path, obj)
+        elif cases[path].mode == "dlopen" and not verdict.ok:
+            # dlopen stops at the first: it is one of ours
+            name = verdict.error.split(": ")[-2] if ": symbol not found" in verdict.error else None
+            assert name is not None and name in missing.get(path, []), (path, verdict)
+
+
+def test_missing_library_and_dependency_failures_are_named(fixture_root):
+    root, cases, truth = fixture_root
+    res = check(root)
+    ml = f"{SITE}/missinglib/_ml.cpython-312-x86_64-linux-musl.so"
+    assert truth[ml].missing_libraries == {"libnothere.so.1"}
+    assert "libnothere.so.1" in res.will_not_load[ml]
+    df = f"{SITE}/depfail/_df.cpython-312-x86_64-linux-musl.so"
+    assert not truth[df].ok
+    assert "/usr/local/lib/libbroken.so.1" in res.will_not_load[df]
+    assert "gone_fn" in res.will_not_load["/usr/local/lib/libbroken.so.1"]
+
+
+def test_modules_bind_in_the_interpreter_scope(fixture_root):
+    root, cases, truth = fixture_root
+    res = check(root)
+    py = f"{SITE}/pyuse/_py.cpython-312-x86_64-linux-musl.so"
+    assert truth[py].ok and py not in res.will_not_load
+    assert res.binding.interpreter[py] == "/usr/local/bin/python3.12"
+    # modules do not see each other's symbols (RTLD_LOCAL), even loaded earlier
+    b = f"{SITE}/pair/_b.cpython-312-x86_64-linux-musl.so"
+    assert not truth[b].ok and res.binding.missing_symbols[b] == ["a_shared"]
+
+
+def test_hint_names_the_package_that_defines_the_missing_cxx_names(fixture_root):
+    root, cases, truth = fixture_root
+    res = check(root)
+    cxx = f"{SITE}/underlinked/_cxx.cpython-312-x86_64-linux-musl.so"
+    assert not truth[cxx].ok
+    (hint,) = res.binding.hints[cxx]
+    n = len(res.binding.missing_symbols[cxx])
+    assert f"and {n - 1} more are defined by libstdc++.so.6 (libstdc++)" in hint
+    assert "add it to DT_NEEDED (build with CXX=g++)" in hint
+
+
+def test_glibc_file_that_binds_is_not_a_failure(fixture_root):
+    root, cases, truth = fixture_root
+    res = check(root)
+    ok = f"{SITE}/glibcok/_ok.cpython-312-x86_64-linux-gnu.so"
+    fort = f"{SITE}/fort/_fort.cpython-312-x86_64-linux-gnu.so"
+    assert truth[ok].ok and not truth[fort].ok
+    assert ok in res.glibc_linked and ok in res.binding.glibc_loads and ok not in res.will_not_load
+    assert fort in res.will_not_load and fort not in res.binding.glibc_loads
+    # musl's loader serves libc.so.6 itself
+    assert res.providers["libc.so.6"].name == "musl"
+
+
+@pytest.mark.skipif(not (SHARED_MUSL / "musl-1.2.5-r0-x86_64.so").exists(), reason="../shared/alpine absent")
+def test_lfs64_names_bind_through_get_lfs64_on_musl_1_2_5(tmp_path):
+    """musl 1.2.5 no longer exports stat64 & co.; its loader maps them. The
+    real 1.2.5 loader (Alpine's, run from a copy) gives the truth."""
+    musl = SHARED_MUSL / "musl-1.2.5-r0-x86_64.so"
+    root = tmp_path / "root"
+    cases = build_binding_root(root, musl_so=str(musl))
+    loader = private_loader(tmp_path, musl)
+    lfs = {p: c for p, c in cases.items() if "/lfs" in p or "/fort/" in p or "/glibcok/" in p}
+    truth = loader_verdicts(root, lfs, loader=loader)
+    res = check(root)
+    assert "stat64" not in res.binding.musl.exports and res.binding.musl.lfs64
+    for path, verdict in truth.items():
+        assert (path not in res.will_not_load) == verdict.ok, (path, verdict)
+        assert res.binding.missing_symbols.get(path, []) == sorted(verdict.all_missing), path
+    assert truth[f"{SITE}/lfs/_lfs.cpython-312-x86_64-linux-gnu.so"].ok
+
+
+def test_lfs64_base_follows_musl():
+    assert lfs64_base("stat64") == "stat" and lfs64_base("readdir64_r") == "readdir_r"
+    assert lfs64_base("fcntl64") is None and lfs64_base("64") is None
+
+
+def test_python_prefix():
+    assert python_prefix("/usr/local/lib/python3.12/site-packages/x.so") == ("/usr/local", "3.12")
+    assert python_prefix("/opt/x.so") is None
+
+
+def test_without_symbols_nothing_is_bound(fixture_root):
+    root, cases, truth = fixture_root
+    res = check(root, symbols=False)
+    assert res.binding is None
+    assert not any("symbol" in r for r in res.will_not_load.values())
+
+
+def test_glibc_programs_need_their_loader(fixture_root):
+    root, cases, truth = fixture_root
+    res = check(root)
+    for prog in ("/usr/local/bin/gfort", "/usr/local/bin/gonly"):
+        assert not truth[prog].ok
+        assert "its loader /lib64/ld-linux-x86-64.so.2 (glibc's) is not in the root" in res.will_not_load[prog]
+
+
+@pytest.fixture(scope="module")
+def gcompat_root(tmp_path_factory):
+    from bindbuild import gcompat_verdicts, install_gcompat
+
+    root = tmp_path_factory.mktemp("gcompat") / "root"
+    cases = build_binding_root(root)
+    lib = install_gcompat(root)
+    glibc = {p: c for p, c in cases.items() if "-gnu.so" in p or "/bin/g" in p}
+    return root, glibc, loader_verdicts(root, glibc), gcompat_verdicts(root, glibc, lib)
+
+
+def test_gcompat_in_the_root_is_modelled(gcompat_root):
+    """With gcompat installed: a glibc program runs through gcompat's loader
+    (libgcompat preloaded); a module is opened by the musl interpreter, which
+    gcompat's symbols reach only with LD_PRELOAD. Each verdict, with and
+    without LD_PRELOAD, is the real loader's (a gcc-built stand-in
+    libgcompat.so.0: there is no real gcompat here)."""
+    root, cases, plain, with_gcompat = gcompat_root
+    res = check(root)
+    g = res.binding.gcompat
+    assert {v.ok for v in with_gcompat.values()} == {True, False}
+    for path, case in cases.items():
+        if case.mode == "program":
+            # the program's real verdict in this root is gcompat's
+            assert (path not in res.will_not_load) == with_gcompat[path].ok, (path, with_gcompat[path])
+            assert g[path].startswith("loads" if with_gcompat[path].ok else "will not load even with gcompat")
+        else:
+            assert (path not in res.will_not_load) == plain[path].ok, (path, plain[path])
+            if plain[path].ok:
+                assert g[path] == "loads (libgcompat.so.0 not needed)"
+            elif with_gcompat[path].ok:
+                assert g[path].startswith("loads only with LD_PRELOAD=/lib/libgcompat.so.0"), (path, g[path])
+            else:
+                assert g[path].startswith("will not load even with LD_PRELOAD"), (path, g[path])
+    # gcompat's file named like glibc's loader satisfies a vendored library's DT_NEEDED
+    vend = f"{SITE}/glibcvend/_v.cpython-312-x86_64-linux-gnu.so"
+    assert plain[vend].ok and vend not in res.will_not_load
+
+
+@pytest.mark.skipif(not (SHARED_MUSL / "musl-1.1.20-r6-x86_64.so").exists()
+                    or not (SHARED_MUSL / "musl-1.2.5-r0-x86_64.so").exists(), reason="../shared/alpine absent")
+def test_shipped_export_lists_agree_with_those_musl_loaders(tmp_path):
+    """A root without its own ld-musl is checked against a shipped list
+    (--musl picks it; the output names it). qsort_r came with musl 1.2.3:
+    Alpine's 1.1.20 loader refuses the module, its 1.2.5 loader takes it."""
+    from bindbuild import build_c, _db_block, loader_list
+
+    root = tmp_path / "root"
+    mod = build_c(root / SITE.lstrip("/") / "q", "_q.cpython-312-x86_64-linux-musl.so",
+                  "#define _GNU_SOURCE\n#include <stdlib.h>\n"
+                  "static int c(const void *a, const void *b, void *x){ return 0; }\n"
+                  "void f(int *v, size_t n){ qsort_r(v, n, sizeof *v, c, 0); }\n")
+    (root / "lib/apk/db").mkdir(parents=True)
+    (root / "lib/apk/db/installed").write_text(_db_block("musl", "1.2.5-r0", []))
+    for version, so in (("1.1.20", "musl-1.1.20-r6-x86_64.so"), ("1.2.5", "musl-1.2.5-r0-x86_64.so")):
+        truth = loader_list(mod, loader=private_loader(tmp_path, SHARED_MUSL / so))
+        res = check(root, musl_version=version)
+        assert f"musl {version}" in res.binding.musl_description and "shipped" in res.binding.musl_description
+        path = f"{SITE}/q/_q.cpython-312-x86_64-linux-musl.so"
+        assert (path not in res.will_not_load) == truth.ok, (version, truth)
+        assert res.binding.missing_symbols.get(path, []) == sorted(truth.all_missing)
+    # with no --musl: the newest list
+    res = check(root)
+    from rundeps import muslexports
+    assert res.binding.musl.version == muslexports.load(None, "x86_64").version
+
+
+def test_alpine_release_picks_its_musl_list():
+    from rundeps import muslexports
+    from rundeps.bind import shipped_musl
+
+    m = shipped_musl("x86_64", alpine="3.9")
+    assert m.version == muslexports.musl_for_alpine("3.9") and "Alpine 3.9" in m.description
