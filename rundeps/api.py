@@ -106,16 +106,18 @@ def load_universe(
     ``etc/apk/repositories`` are the indexes.
     """
     universe = Universe()
-    db_path = sources.db or to_host(root, "/lib/apk/db/installed")
-    if sources.db or os.path.exists(db_path):
+    found = installed_database(root)
+    db_path = sources.db or found or to_host(root, INSTALLED_DB)
+    if sources.db or found:
         universe.add(load_database(db_path))
     locations: List[str] = []
+    tags: dict = {}
     if sources.names_index():
         locations = index_locations(sources, root, arch)
     elif explicit_root and not universe:
-        locations = index_locations(sources, root, arch, from_root=True)
+        locations = index_locations(sources, root, arch, from_root=True, tags=tags, on_warning=on_warning)
     from_root = not sources.names_index()
-    for index in open_indexes(locations, root, arch, sources, on_warning, on_info, tolerant=from_root):
+    for index in open_indexes(locations, root, arch, sources, on_warning, on_info, tolerant=from_root, tags=tags):
         universe.add(index.repository)
     if not universe:
         where = "the root " + root if explicit_root else "this system"
@@ -126,12 +128,37 @@ def load_universe(
     return universe
 
 
-def index_locations(sources: Sources, root: str, arch: Optional[str], from_root: bool = False) -> List[str]:
-    """Where the indexes are: the ones named, or (``from_root``) the root's repositories."""
+INSTALLED_DB = "/lib/apk/db/installed"
+USR_INSTALLED_DB = "/usr/lib/apk/db/installed"
+
+
+def installed_database(root: str) -> Optional[str]:
+    """The host path of the root's installed database, or None.
+
+    apk-tools (2 and 3: its short-lived ``usr/lib/apk`` default was reverted
+    before 3.0.0) opens ``lib/apk/db/installed`` in the root, which on a
+    merged-/usr root reaches ``usr/lib/apk/db/installed`` through the
+    ``lib -> usr/lib`` symlink; symlinks are followed inside the root (an
+    absolute ``/usr/lib`` target is the root's, not the host's).  A root that
+    has only ``usr/lib/apk/db/installed`` (a copy that lost the symlink) is
+    read from there."""
+    from .walk import resolve_in_root
+
+    for path in (INSTALLED_DB, USR_INSTALLED_DB):
+        real = resolve_in_root(root, path)
+        if real is not None:
+            return to_host(root, real)
+    return None
+
+
+def index_locations(sources: Sources, root: str, arch: Optional[str], from_root: bool = False,
+                    tags: Optional[dict] = None, on_warning: Optional[Warn] = None) -> List[str]:
+    """Where the indexes are: the ones named, or (``from_root``) the root's
+    repositories (``tags`` receives {location: tag} for the tagged ones)."""
     from .sources import index_locations as locate
 
     if from_root:
-        return locate(arch=arch, root=root)
+        return locate(arch=arch, root=root, tags=tags, on_warning=on_warning)
     return locate(indexes=sources.indexes, repos=sources.repos, alpine=sources.alpine,
                   mirror=sources.mirror, arch=arch, root=root)
 
@@ -156,8 +183,12 @@ def trusted_keys(root: str, arch: Optional[str], sources: Sources):
 
 
 def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sources: Sources,
-                 on_warning: Warn, on_info: Optional[Warn] = None, tolerant: bool = False):
+                 on_warning: Warn, on_info: Optional[Warn] = None, tolerant: bool = False,
+                 tags: Optional[dict] = None):
     """Open, verify and (through the cache) read every index location, in order.
+
+    ``tags``: {location: tag} of the repositories named with ``@tag``; their
+    packages lose a provider choice to untagged ones, as apk's pinning does.
 
     A named index that cannot be used is an error. With ``tolerant`` (the
     root's own repositories, as apk treats them) it is a warning and the
@@ -198,6 +229,7 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
                         f"{loc}: the index is for {index.arch}, not {arch}: its packages cannot "
                         f"serve these files (name the {arch} index, or --arch)"
                     )
+                index.repository.tag = (tags or {}).get(loc)
                 out.append(index)
             except SourceError as exc:
                 if not tolerant:
@@ -332,9 +364,14 @@ def check_tree(
     res = resolver.resolve(objects)
     if res.unresolved and explicit_root and universe.installed and not sources.names_index():
         # what is not installed may still be in the root's own repositories
+        from .sources import V3RepositoryError
+
+        tags: dict = {}
         try:
-            locations = index_locations(sources, root, arch, from_root=True)
-            more = open_indexes(locations, root, arch, sources, warn, on_info, tolerant=True)
+            locations = index_locations(sources, root, arch, from_root=True, tags=tags, on_warning=warn)
+            more = open_indexes(locations, root, arch, sources, warn, on_info, tolerant=True, tags=tags)
+        except V3RepositoryError:
+            raise
         except SourceError as exc:
             warn(f"could not use the repositories of {root}: {exc}")
             more = []

@@ -84,9 +84,9 @@ def repository_lines(root: str, arch: str) -> Dict[str, str]:
 
     out: Dict[str, str] = {}
     try:
-        for line in read_repositories(root):
+        for line in read_repositories(root, arch):
             try:
-                out.setdefault(_root_location(root, line.url, arch), line.url)
+                out.setdefault(_root_location(root, line, arch), line.written or line.url)
             except SourceError:
                 continue
     except SourceError:

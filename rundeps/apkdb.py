@@ -11,6 +11,8 @@ which package provides ``so:libz.so.1``, which package owns
 
 from __future__ import annotations
 
+from functools import cmp_to_key as _cmp_to_key
+
 import re
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -300,6 +302,8 @@ class Repository:
         self.provides: Dict[str, List[Tuple[Package, str]]] = {}
         self.owners: Dict[str, Package] = {}
         self.description = ""
+        self.tag: Optional[str] = None
+        """The ``@tag`` of a repository named with one (its packages need pinning)."""
         for pkg in packages:
             self.add(pkg)
 
@@ -332,9 +336,9 @@ def parse_installed(text: str, source: str = "installed") -> Repository:
 class Universe:
     """Sources in priority order: the installed database first, then indexes.
 
-    Provider choice follows apk's solver: an installed package first, then
-    the highest provided version, then the highest ``k:`` provider priority,
-    then the earlier source, then the name.
+    Provider choice follows apk's solver (:meth:`provider`): installed and
+    pinning first, then the highest provided version, then the highest
+    ``k:`` provider priority, then the earlier source, then the name.
     """
 
     def __init__(self, repositories: Iterable[Repository] = ()):
@@ -375,23 +379,22 @@ class Universe:
         return out
 
     def provider(self, name: str) -> Optional[Package]:
-        """The package apk would choose for a provided name (``so:libz.so.1``)."""
+        """The package apk would choose for a provided name (``so:libz.so.1``).
+
+        The order of apk-tools' ``compare_providers`` (``src/solver.c``) for
+        a plain ``apk add NAME``: allowed pinning (an installed package, or
+        one from an untagged repository) first; an installed package when
+        the provides are versioned or the names equal; the latest version
+        of the requested name; for one package name, its latest version; the
+        highest ``k:`` provider priority; an installed package; the earliest
+        repository; then, where apk's order ends, the name.
+        """
         candidates = self._candidates(name)
         if not candidates:
             return None
-
-        def key(c):
-            order, repo, pkg, version = c
-            return (
-                0 if repo.installed else 1,
-                _Neg(_VersionOrder(version)),
-                -pkg.provider_priority,
-                order,
-                pkg.name,
-                _Neg(_VersionOrder(pkg.version)),
-            )
-
-        return min(candidates, key=key)[2]
+        if len(candidates) == 1:
+            return candidates[0][2]
+        return min(candidates, key=_cmp_to_key(_compare_providers))[2]
 
     def package(self, name: str) -> Optional[Package]:
         """The package named ``name``: installed first, else the newest, earliest source."""
@@ -483,6 +486,45 @@ class Universe:
     def pulled_in_by(self, pkg: Package, chosen: Iterable[Package]) -> List[Package]:
         """The packages of ``chosen`` (other than ``pkg``) whose closure holds ``pkg``."""
         return [q for q in chosen if q != pkg and pkg in self.closure(q)]
+
+
+def _compare_providers(a, b) -> int:
+    """< 0 when candidate ``a`` ((order, repo, pkg, provided version)) is the
+    one apk prefers over ``b``; see :meth:`Universe.provider`."""
+    a_order, a_repo, a_pkg, a_ver = a
+    b_order, b_repo, b_pkg, b_ver = b
+    a_inst, b_inst = a_repo.installed, b_repo.installed
+    # allowed pinning: a package only a tagged repository has needs NAME@tag
+    a_ok = a_inst or getattr(a_repo, "tag", None) is None
+    b_ok = b_inst or getattr(b_repo, "tag", None) is None
+    if a_ok != b_ok:
+        return -1 if a_ok else 1
+    same_name = a_pkg.name == b_pkg.name
+    if a_inst != b_inst and (same_name or a_ver or b_ver):
+        return -1 if a_inst else 1
+    r = _version_cmp(a_ver, b_ver)
+    if r:
+        return -r
+    if same_name:
+        r = _version_cmp(a_pkg.version, b_pkg.version)
+        if r:
+            return -r
+    if a_pkg.provider_priority != b_pkg.provider_priority:
+        return -1 if a_pkg.provider_priority > b_pkg.provider_priority else 1
+    if a_inst != b_inst:
+        return -1 if a_inst else 1
+    if a_order != b_order:
+        return -1 if a_order < b_order else 1
+    return (a_pkg.name > b_pkg.name) - (a_pkg.name < b_pkg.name)
+
+
+def _version_cmp(a: str, b: str) -> int:
+    """apk's version order; an absent version is older than any."""
+    if a == b:
+        return 0
+    if not a or not b:
+        return -1 if not a else 1
+    return compare_versions(a, b)
 
 
 class _Neg:

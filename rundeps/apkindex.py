@@ -3,8 +3,9 @@
 The file is two gzip streams back to back:
 
 1. a tar holding only the signature, ``.SIGN.RSA.<key file name>`` (RSA
-   PKCS#1 v1.5 with SHA-1) or ``.SIGN.RSA256.<key file name>`` (SHA-256),
-   with the tar's end-of-archive blocks cut off;
+   PKCS#1 v1.5 with SHA-1), ``.SIGN.RSA256.<key file name>`` (SHA-256) or
+   ``.SIGN.RSA512.<key file name>`` (SHA-512), with the tar's end-of-archive
+   blocks cut off;
 2. a tar holding ``DESCRIPTION`` and ``APKINDEX``.
 
 The signature covers the *compressed* bytes of everything after the first
@@ -577,7 +578,11 @@ class IndexFile:
 # -- reading --------------------------------------------------------------------
 
 
-_SIGN_PREFIXES = ((".SIGN.RSA256.", "sha256", "SHA-256"), (".SIGN.RSA.", "sha1", "SHA-1"))
+_SIGN_PREFIXES = (
+    (".SIGN.RSA512.", "sha512", "SHA-512"),
+    (".SIGN.RSA256.", "sha256", "SHA-256"),
+    (".SIGN.RSA.", "sha1", "SHA-1"),
+)
 
 
 def _looks_like_html(data: bytes) -> bool:
@@ -668,6 +673,9 @@ def read_index(
             raise SourceError(f"{name}: got an HTML page, not an APKINDEX.tar.gz")
         if not data:
             raise SourceError(f"{name}: the index is empty")
+        if data[:3] == b"ADB":
+            raise SourceError(f"{name}: an apk-tools 3 (v3, Packages.adb) index, which rundeps cannot read; "
+                              "name the repository's APKINDEX.tar.gz instead")
         raise SourceError(f"{name}: not an APKINDEX.tar.gz (not gzip data)")
 
     # 1. The signature stream, if the first stream starts with a .SIGN member.

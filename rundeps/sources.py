@@ -12,8 +12,11 @@ A location is a file path, a ``file://`` URL or an ``http(s)://`` URL of an
 * Several of those together: ``--index`` first, then ``--repo``, then
   ``--alpine``, each in the order given (earlier wins a provider tie).
 * Nothing named and a root: the root's ``etc/apk/repositories`` and then
-  ``etc/apk/repositories.d/*.list`` (apk 3).  Blank lines and ``#``
-  comments are skipped.  Decision: a tagged line (``@testing URL``) is
+  the ``*.list`` files of ``etc/apk/repositories.d`` and
+  ``lib/apk/repositories.d`` (apk 3), read with apk-tools 3's grammar
+  (:func:`read_repositories`: ``set``, ``${KEY}``, ``v2``/``v3``/``ndx``,
+  components).  A v3 repository (``Packages.adb``) is refused
+  (:class:`V3RepositoryError`).  Decision: a tagged line (``@testing URL``) is
   kept, *after* all untagged ones -- apk installs from it only packages
   pinned with ``@tag``, so it may hold what the image has, but it must not
   win a provider tie against the normal repositories.  A local folder on a
@@ -32,7 +35,7 @@ import glob
 import os
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from .errors import SourceError, UsageError
 
@@ -46,6 +49,8 @@ __all__ = [
     "alpine_index_urls",
     "repo_index_location",
     "read_repositories",
+    "repository_files",
+    "V3RepositoryError",
 ]
 
 DEFAULT_MIRROR = "https://dl-cdn.alpinelinux.org/alpine"
@@ -127,12 +132,28 @@ def repo_index_location(repo: str, arch: str) -> str:
 
 @dataclass(frozen=True)
 class RepositoryLine:
-    """One repository of ``etc/apk/repositories``."""
+    """One repository of ``etc/apk/repositories`` (or a ``.list`` file).
+
+    ``url``: the repository (``kind`` ``v2``: its index is
+    ``url/<arch>/APKINDEX.tar.gz``; ``v3``: ``url/<arch>/Packages.adb``) or,
+    for ``kind`` ``ndx``, the index file itself."""
 
     url: str
     tag: Optional[str] = None
     origin: str = ""
     """The file and line it came from (``etc/apk/repositories:3``)."""
+    kind: str = "v2"
+    written: str = ""
+    """The URL as the line writes it (variables substituted, a trailing ``/``
+    kept): what apk-tools 2 hashes for its cache name."""
+
+    @property
+    def is_v3(self) -> bool:
+        return self.kind == "v3" or (self.kind == "ndx" and self.url.endswith(".adb"))
+
+
+class V3RepositoryError(SourceError):
+    """A repository whose index is apk-tools 3's ``Packages.adb``: refused."""
 
 
 def _read_small(path: str) -> Optional[str]:
@@ -143,6 +164,8 @@ def _read_small(path: str) -> Optional[str]:
         return None
     except IsADirectoryError:
         return None
+    except NotADirectoryError:
+        return None
     except OSError as e:
         raise SourceError(f"cannot read {path}: {e.strerror or e}") from None
     if len(data) > _MAX_FILE:
@@ -150,44 +173,172 @@ def _read_small(path: str) -> Optional[str]:
     return data.decode("utf-8", "replace")
 
 
-def read_repositories(root: str) -> List[RepositoryLine]:
-    """The repositories a root names, in file order (tags kept, not reordered)."""
+def repository_files(root: str) -> List[str]:
+    """The files apk reads repositories from, in its order: ``etc/apk/repositories``,
+    then the ``*.list`` files (not hidden) of ``etc/apk/repositories.d`` and
+    ``lib/apk/repositories.d`` sorted by name, a name in ``etc`` hiding the
+    same name in ``lib`` (apk-tools 3's ``apk_dir_foreach_config_file``)."""
     files = [os.path.join(root, "etc", "apk", "repositories")]
-    files += sorted(glob.glob(os.path.join(glob.escape(root), "etc", "apk", "repositories.d", "*.list")))
+    by_name = {}
+    for sub in (("etc", "apk", "repositories.d"), ("lib", "apk", "repositories.d")):
+        folder = os.path.join(root, *sub)
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(".") or not name.endswith(".list") or name in by_name:
+                continue
+            by_name[name] = os.path.join(folder, name)
+    return files + [by_name[n] for n in sorted(by_name)]
+
+
+_VARIABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+class _Undefined(Exception):
+    pass
+
+
+def _subst(text: str, variables: Dict[str, str]) -> str:
+    """``${KEY}`` (and ``${KEY:N}``, at most N characters) replaced, as apk's
+    ``apk_blob_subst``; an undefined name or an unclosed ``${`` raises
+    :class:`_Undefined` (apk skips the line)."""
+    out = []
+    rest = text
+    while True:
+        i = rest.find("${")
+        if i < 0:
+            out.append(rest)
+            return "".join(out)
+        out.append(rest[:i])
+        j = rest.find("}", i + 2)
+        if j < 0:
+            raise _Undefined(rest[i:][:40] + " (no closing brace)")
+        key = rest[i + 2:j]
+        width = None
+        if ":" in key:
+            key, _, w = key.partition(":")
+            if not w.isdigit():
+                raise _Undefined(rest[i:j + 1])
+            width = int(w)
+        if key not in variables:
+            raise _Undefined(key)
+        value = variables[key]
+        out.append(value[:width] if width is not None else value)
+        rest = rest[j + 1:]
+
+
+def _is_url(word: str) -> bool:
+    return word.startswith("/") or "://" in word
+
+
+def read_repositories(root: str, arch: Optional[str] = None,
+                      on_warning: Optional[Callable[[str], None]] = None) -> List[RepositoryLine]:
+    """The repositories a root names, in file order (tags kept, not reordered).
+
+    The grammar is apk-tools 3's (``src/repoparser.c``), of which apk 2's
+    ``[@tag] URL`` lines are a part: ``#`` comments; ``set [-default]
+    KEY=VALUE`` (``-default`` keeps an earlier value; names start with a
+    letter, ``APK_`` ones are reserved; ``APK_ARCH`` is ``arch``);
+    ``${KEY}`` substituted in URLs, values and components; an optional type
+    keyword ``v2``, ``v3`` or ``ndx`` (an index file); ``@tag``; the URL
+    (absolute path or ``scheme://``, trailing ``/`` dropped; ending
+    ``.tar.gz`` or ``.adb`` without a keyword: an index file); and optional
+    components, each its own repository ``URL/component``.  Variables carry
+    over from file to file.  A line apk would refuse is a warning and skipped.
+    """
+    warn = on_warning or (lambda msg: None)
+    variables: Dict[str, str] = {}
+    if arch:
+        variables["APK_ARCH"] = arch
     out: List[RepositoryLine] = []
-    for path in files:
+    for path in repository_files(root):
         text = _read_small(path)
         if text is None:
             continue
         rel = os.path.relpath(path, root)
         for number, line in enumerate(text.splitlines(), 1):
+            where = f"{rel}:{number}"
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
             words = line.split()
-            tag = None
-            if words[0].startswith("@"):
-                tag = words[0][1:]
-                words = words[1:]
-                if not words:
-                    continue  # a tag with no repository
-            out.append(RepositoryLine(url=words[0], tag=tag or None, origin=f"{rel}:{number}"))
+            try:
+                out.extend(_parse_line(words, variables, where, warn))
+            except _Undefined as exc:
+                warn(f"{where}: undefined variable {exc.args[0]}; line skipped")
     return out
 
 
-def _root_location(root: str, url: str, arch: str) -> str:
+def _parse_line(words: List[str], variables: Dict[str, str], where: str, warn) -> List[RepositoryLine]:
+    kind = None
+    first = words[0]
+    if not first.startswith(("@", "$")) and not _is_url(first):
+        if first == "set":
+            _parse_set(words[1:], variables, where, warn)
+            return []
+        if first not in ("v2", "v3", "ndx"):
+            warn(f"{where}: unrecognised keyword {first!r}; line skipped")
+            return []
+        kind = first
+        words = words[1:]
+        if not words:
+            warn(f"{where}: {kind} without a repository; line skipped")
+            return []
+    tag = None
+    if words[0].startswith("@"):
+        tag = words[0][1:] or None
+        words = words[1:]
+        if not words:
+            return []  # a tag with no repository
+    written = _subst(words[0], variables)
+    url = written.rstrip("/")
+    if kind is None:
+        kind = "ndx" if url.endswith((".adb", ".tar.gz")) else "v2"
+    if not _is_url(url):
+        warn(f"{where}: {url[:80]!r} is not a URL or an absolute path; line skipped")
+        return []
+    components = _subst(" ".join(words[1:]), variables).split() if len(words) > 1 else []
+    if not components:
+        return [RepositoryLine(url=url or "/", tag=tag, origin=where, kind=kind, written=written)]
+    return [RepositoryLine(url=f"{url}/{c}", tag=tag, origin=where, kind=kind, written=f"{url}/{c}")
+            for c in components]
+
+
+def _parse_set(words: List[str], variables: Dict[str, str], where: str, warn) -> None:
+    overwrite = True
+    while words and words[0].startswith("-"):
+        if words[0] != "-default":
+            warn(f"{where}: invalid option {words[0]!r} of set; line skipped")
+            return
+        overwrite = False
+        words = words[1:]
+    definition = " ".join(words)
+    key, eq, value = definition.partition("=")
+    if not eq or key.startswith("APK_") or not _VARIABLE_NAME.match(key):
+        warn(f"{where}: invalid variable definition {definition[:80]!r}; line skipped")
+        return
+    value = _subst(value, variables)
+    if key in variables and not overwrite:
+        return
+    variables[key] = value
+
+
+def _root_location(root: str, line: RepositoryLine, arch: str) -> str:
+    if line.is_v3:
+        raise V3RepositoryError(
+            f"{line.origin} of {root}: {line.url} is an apk-tools 3 (v3, Packages.adb) repository, "
+            "which rundeps cannot read; name its APKINDEX.tar.gz with --index or --repo"
+        )
+    url = line.url
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url):
         if url.lower().startswith("file://"):
             from urllib.parse import unquote, urlsplit
 
             url = unquote(urlsplit(url).path)
         else:
-            return repo_index_location(url, arch)
-    if url.startswith("/"):
-        url = os.path.join(root, url.lstrip("/"))
-    else:
-        url = os.path.join(root, url)
-    return repo_index_location(url, arch)
+            return url if line.kind == "ndx" else repo_index_location(url, arch)
+    url = os.path.join(root, url.lstrip("/"))
+    return url if line.kind == "ndx" else repo_index_location(url, arch)
 
 
 def index_locations(
@@ -198,9 +349,12 @@ def index_locations(
     mirror: Optional[str] = None,
     arch: Optional[str] = None,
     root: Optional[str] = None,
+    tags: Optional[Dict[str, str]] = None,
+    on_warning: Optional[Callable[[str], None]] = None,
 ) -> List[str]:
     """The index locations the options name, in priority order, without
-    duplicates (see the module documentation for the rules)."""
+    duplicates (see the module documentation for the rules).  ``tags``, when
+    given, receives {location: tag} for the root's tagged repositories."""
     if mirror and not alpine:
         raise UsageError("--mirror only applies with --alpine")
     if arch is not None:
@@ -225,11 +379,20 @@ def index_locations(
     if alpine:
         out.extend(alpine_index_urls(alpine, need_arch("--alpine"), mirror))
     if not out and root:
-        lines = read_repositories(root)
+        lines = read_repositories(root, arch, on_warning)
         if lines:
             a = need_arch(f"the repositories of {root}")
             untagged = [ln for ln in lines if ln.tag is None]
             tagged = [ln for ln in lines if ln.tag is not None]
             for ln in untagged + tagged:
-                out.append(_root_location(root, ln.url, a))
+                loc = _root_location(root, ln, a)
+                out.append(loc)
+                if tags is not None and ln.tag is not None:
+                    tags.setdefault(loc, ln.tag)
+    for loc in out:
+        if loc.endswith(".adb"):
+            raise V3RepositoryError(
+                f"{loc}: an apk-tools 3 (v3, Packages.adb) index, which rundeps cannot read; "
+                "name the repository's APKINDEX.tar.gz instead"
+            )
     return list(dict.fromkeys(out))  # without repeats, first occurrence kept

@@ -149,7 +149,7 @@ def make_index(
 ) -> bytes:
     """An ``APKINDEX.tar.gz`` for ``packages_text`` signed with ``key``.
 
-    - ``algo``: ``sha1`` (``.SIGN.RSA.``) or ``sha256`` (``.SIGN.RSA256.``).
+    - ``algo``: ``sha1`` (``.SIGN.RSA.``), ``sha256`` (``.SIGN.RSA256.``) or ``sha512`` (``.SIGN.RSA512.``).
     - ``key_name``: written verbatim into the signature member's name.
     - ``signed=False``: no signature stream at all.
     - ``extra_signatures``: further (member name, content) in the signature tar.
@@ -171,11 +171,11 @@ def make_index(
     second = gzip.compress(content, mtime=0)
     out = b""
     if signed:
-        hash_name = sign_hash or {"sha1": "SHA-1", "sha256": "SHA-256"}[algo]
+        hash_name = sign_hash or {"sha1": "SHA-1", "sha256": "SHA-256", "sha512": "SHA-512"}[algo]
         if signature is None:
             assert key is not None, "a key is needed to sign"
             signature = rsa.sign(second, key[0], hash_name)
-        prefix = {"sha1": ".SIGN.RSA.", "sha256": ".SIGN.RSA256."}[algo]
+        prefix = {"sha1": ".SIGN.RSA.", "sha256": ".SIGN.RSA256.", "sha512": ".SIGN.RSA512."}[algo]
         name = prefix.encode() + (key_name.encode() if isinstance(key_name, str) else key_name)
         sig_tar = tar_member(name, signature)
         for extra_name, extra_content in extra_signatures:
