@@ -538,14 +538,20 @@ def _hints(missing: Mapping[str, List[str]], b: _Binder, hint_libraries, nodes) 
         if real is None:
             continue
         facts = b.symbols(real)
-        if facts is None or not facts.defined:
+        if facts is None or not (facts.defined or getattr(facts, "hidden", None)):
             continue
-        libs.append((path, pkg, facts.defined))
+        libs.append((path, pkg, facts.defined, frozenset(getattr(facts, "hidden", ()) or ())))
     out: Dict[str, List[str]] = {}
     for path, names in missing.items():
         lines = []
         left = list(names)
-        for lib, pkg, defined in libs:
+        for lib, pkg, defined, hidden in libs:
+            hid = [n for n in left if n in hidden and n not in defined]
+            if hid:
+                more = f" and {len(hid) - 1} more are" if len(hid) > 1 else " is"
+                lines.append(f"{hid[0]}{more} defined by {posixpath.basename(lib)} only under a hidden "
+                             "(non-default) symbol version, which musl's lookup skips")
+                left = [n for n in left if n not in hid]
             hit = [n for n in left if n in defined]
             if not hit:
                 continue

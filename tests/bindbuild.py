@@ -361,7 +361,7 @@ def build_binding_root(root, musl_so: str = HOST_MUSL, extra_db: Sequence[str] =
                     soname="libver.so.1", version_script="V2 { global: ver_fn; hid_fn; local: *; };\n")
     build_c(llib, "libver.so.1",
             "int ver_fn(void){return 1;}\nint hid_impl(void){return 2;}\n__asm__(\".symver hid_impl,hid_fn@V1\");\n",
-            soname="libver.so.1", version_script="V1 { global: ver_fn; local: *; };\n")
+            soname="libver.so.1", version_script="V1 { global: ver_fn; hid_fn; local: *; };\n")
     build_c(site / "hidden", f"_hid.{MUSL_TAG}.so", "int hid_fn(void); int f(void){return hid_fn();}", libs=[built])
     add(f"{SITE}/hidden/_hid.{MUSL_TAG}.so".lstrip("/"))
     build_c(site / "versioned", f"_ver.{MUSL_TAG}.so", "int ver_fn(void); int f(void){return ver_fn();}",

@@ -98,6 +98,15 @@ def test_hint_names_the_package_that_defines_the_missing_cxx_names(fixture_root)
     assert "add it to DT_NEEDED (build with CXX=g++)" in hint
 
 
+def test_hint_for_a_hidden_version(fixture_root):
+    root, cases, truth = fixture_root
+    res = check(root)
+    hid = f"{SITE}/hidden/_hid.cpython-312-x86_64-linux-musl.so"
+    assert not truth[hid].ok and truth[hid].symbols_of(root / hid.lstrip("/")) == {"hid_fn"}
+    assert res.binding.hints[hid] == ["hid_fn is defined by libver.so.1 only under a hidden (non-default) "
+                                      "symbol version, which musl's lookup skips"]
+
+
 def test_glibc_file_that_binds_is_not_a_failure(fixture_root):
     root, cases, truth = fixture_root
     res = check(root)
@@ -226,3 +235,100 @@ def test_alpine_release_picks_its_musl_list():
 
     m = shipped_musl("x86_64", alpine="3.9")
     assert m.version == muslexports.musl_for_alpine("3.9") and "Alpine 3.9" in m.description
+
+
+# -- the CLI: scan, why PATH, wheel -------------------------------------------------
+
+
+def rundeps_cli(*args):
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.pop("RUNDEPS_CACHE_DIR", None)
+    return subprocess.run([sys.executable, "-m", "rundeps", *map(str, args)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+
+
+def test_scan_names_each_failing_file_and_exits_1(fixture_root):
+    root, cases, truth = fixture_root
+    r = rundeps_cli("scan", "--root", root, "--no-cache", "--format", "json")
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    failing = {p for p, v in truth.items() if not v.ok}
+    assert failing <= set(out["will_not_load"])
+    assert out["musl"].startswith("musl 1.2.3")
+    assert out["missing_symbols"][f"{SITE}/fort/_fort.cpython-312-x86_64-linux-gnu.so"] == ["__memcpy_chk",
+                                                                                              "__printf_chk"]
+    err = r.stderr.splitlines()
+    for path in failing:
+        if "/bin/g" in path or "missinglib" in path:
+            continue  # a missing loader / a "not found" line name these
+        assert sum(1 for ln in err if ln.startswith(f"rundeps: error: {path} will not load: ")) == 1, path
+    assert any(ln.startswith("rundeps: hint: ") and "libstdc++.so.6 (libstdc++)" in ln for ln in err)
+    assert "rundeps: hint: symbols checked against musl 1.2.3-r0 (the root's /lib/ld-musl-x86_64.so.1)" in err
+    ok = f"{SITE}/glibcok/_ok.cpython-312-x86_64-linux-gnu.so"
+    assert f"rundeps: warning: {ok} is glibc-linked, loads under musl (every symbol it needs binds)" in err
+    # --no-symbols: sonames only (and the conservative glibc gate)
+    out = json.loads(rundeps_cli("scan", "--root", root, "--no-cache", "--no-symbols", "--format", "json").stdout)
+    assert f"{SITE}/short/_short.cpython-312-x86_64-linux-musl.so" not in out["will_not_load"]
+    assert out["musl"] is None
+
+
+def test_why_path_explains_one_file(fixture_root):
+    root, cases, truth = fixture_root
+    cxx = f"{SITE}/underlinked/_cxx.cpython-312-x86_64-linux-musl.so"
+    r = rundeps_cli("why", cxx, "--root", root, "--no-cache")
+    assert r.returncode == 1 and not truth[cxx].ok
+    assert r.stdout.startswith(f"{cxx} will not load under musl: symbol not found: ")
+    assert "opened by /usr/local/bin/python3.12 with RTLD_LOCAL" in r.stdout
+    assert "hint: _ZNSolsEi and 5 more are defined by libstdc++.so.6 (libstdc++)" in r.stdout
+    py = f"{SITE}/pyuse/_py.cpython-312-x86_64-linux-musl.so"
+    r = rundeps_cli("why", py, "--root", root, "--no-cache", "--format", "json")
+    assert r.returncode == 0 and truth[py].ok
+    out = json.loads(r.stdout)
+    assert out["loads"] is True and out["interpreter"] == "/usr/local/bin/python3.12"
+
+
+def test_wheel_members_get_the_loaders_verdicts(tmp_path):
+    """A manylinux wheel built from the fixtures: the FORTIFY member fails, the
+    plain one loads, as the loader says of the same files; with --gcompat FILE
+    (a stand-in libgcompat.so.0) the failing one loads only with LD_PRELOAD,
+    as the loader says with that library preloaded."""
+    import wheelbuild
+    from bindbuild import GNU_TAG, build_c, loader_list
+
+    work = tmp_path / "objs"
+    fort = build_c(work, "_fort.so", "#include <string.h>\nchar b[8];\n"
+                   "void f(const char *s, size_t n){ memcpy(b, s, n); }\n",
+                   cc="glibc", cflags=["-O2", "-D_FORTIFY_SOURCE=2"])
+    ok = build_c(work, "_ok.so", "#include <string.h>\nsize_t f(const char *s){ return strlen(s); }\n",
+                 cc="glibc", cflags=["-O0"])
+    members = [(f"pkg/_fort.{GNU_TAG}.so", fort.read_bytes()), (f"pkg/_ok.{GNU_TAG}.so", ok.read_bytes())]
+    whl = wheelbuild.make_wheel(tmp_path / "dist", "pkg", "1.0", ["cp312-cp312-manylinux_2_17_x86_64"], members)
+    r = rundeps_cli("wheel", whl, "--format", "json", "--cache-dir", tmp_path / "c")
+    [out] = json.loads(r.stdout)
+    truth = {f"/pkg/_fort.{GNU_TAG}.so": loader_list(fort), f"/pkg/_ok.{GNU_TAG}.so": loader_list(ok)}
+    assert {v.ok for v in truth.values()} == {True, False}
+    for member, verdict in truth.items():
+        assert (member not in out["will_not_load"]) == verdict.ok, (member, verdict)
+        assert out["missing_symbols"].get(member, []) == sorted(verdict.all_missing)
+    assert out["ok"] is False and r.returncode == 1
+    assert "musl 1.2.5" in out["musl"] and "shipped" in out["musl"]  # no root: the newest shipped list
+    # gcompat from a real file
+    lib = install_gcompat_lib(tmp_path)
+    r = rundeps_cli("wheel", whl, "--format", "json", "--gcompat", lib, "--cache-dir", tmp_path / "c")
+    [out] = json.loads(r.stdout)
+    with_lib = loader_list(fort, preload=[lib])
+    assert with_lib.ok
+    assert out["gcompat"][f"/pkg/_fort.{GNU_TAG}.so"].startswith("loads only with LD_PRELOAD=")
+    assert out["gcompat"][f"/pkg/_ok.{GNU_TAG}.so"] == "loads (libgcompat.so.0 not needed)"
+    bad = rundeps_cli("wheel", whl, "--gcompat", whl, "--cache-dir", tmp_path / "c")
+    assert bad.returncode == 2 and "--gcompat" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def install_gcompat_lib(tmp_path):
+    from bindbuild import GCOMPAT_NAMES, build_c
+
+    src = "\n".join(f"void *{n}(void) {{ return 0; }}" for n in GCOMPAT_NAMES)
+    return build_c(tmp_path / "gcompat", "libgcompat.so.0", src, soname="libgcompat.so.0")
