@@ -214,8 +214,8 @@ def _load(root: str, folder: str, kind: str) -> Optional[Tuple[Distribution, Opt
     dist_md = _in_root_distribution(root, meta_folder)
     try:
         md = dist_md.metadata
-        md_name = md["Name"] if md is not None else None
-        md_version = md["Version"] if md is not None else None
+        md_name = md.get("Name") if md is not None else None
+        md_version = md.get("Version") if md is not None else None
     except Exception:  # damaged metadata: fall back to the folder name
         md_name = md_version = None
     if md_name:

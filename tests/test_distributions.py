@@ -256,9 +256,12 @@ def test_damaged_metadata_falls_back_to_the_folder_name(root, b):
     d = dist_info(site, "odd", "0.1", ["odd/_x.so,,"])
     (d / "METADATA").write_bytes(b"\xff\xfe\x00garbage")
     (d / "RECORD").write_text('odd/_x.so,,\n"unterminated,\n')
+    nul = dist_info(site, "nul", "0.1", [])
+    (nul / "RECORD").write_bytes(b"odd/_x.so,,\n\0\0\0,\xff\n" + b"x" * 100000 + b"\n")
     out, err = scan_json(root)
     assert err == ""
     assert out["distributions"]["odd"]["files"] == [f"{SITE}/odd/_x.so"]
+    assert out["distributions"]["nul"]["files"] == [f"{SITE}/odd/_x.so"]  # rows before the damage count
 
 
 def test_wheel_is_its_own_distribution(tmp_path, b):
