@@ -171,7 +171,8 @@ class SymbolFacts:
     """
 
     __slots__ = ("undefined", "defined", "hidden", "ifunc", "undef_valued", "plt_only", "copy", "unreferenced",
-                 "nsyms")
+                 "nsyms", "_packed")
+    FIELDS = __slots__[:-1]
 
     def __init__(self, undefined: Dict[str, bool], defined: FrozenSet[str], hidden: FrozenSet[str] = frozenset(),
                  ifunc: FrozenSet[str] = frozenset(), undef_valued: FrozenSet[str] = frozenset(),
@@ -187,8 +188,31 @@ class SymbolFacts:
         self.unreferenced = unreferenced
         self.nsyms = nsyms
 
+    @classmethod
+    def from_packed(cls, packed: tuple) -> "SymbolFacts":
+        """Facts that stay in :func:`pack_facts` form until a field is first
+        read (a warm run whose binder needs none of them decodes none);
+        ``packed`` is checked here, so decoding it later cannot fail.
+        ValueError if it is not such a tuple."""
+        _check_packed(packed)
+        obj = cls.__new__(cls)
+        obj._packed = packed
+        return obj
+
+    def __getattr__(self, name):  # only called for a field not decoded yet
+        if name in SymbolFacts.FIELDS:
+            try:
+                packed = object.__getattribute__(self, "_packed")
+            except AttributeError:
+                raise AttributeError(name) from None
+            f = _decode_packed(packed)
+            for n in SymbolFacts.FIELDS:
+                object.__setattr__(self, n, getattr(f, n))
+            return object.__getattribute__(self, name)
+        raise AttributeError(name)
+
     def astuple(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(getattr(self, name) for name in self.FIELDS)
 
     def __reduce__(self):
         return (facts_from_tuple, (self.astuple(),))
@@ -234,6 +258,10 @@ def pack_facts(f: SymbolFacts) -> tuple:
     """A compact, :mod:`marshal`-able form for the file cache: every name
     set as one NUL-joined string (one object instead of thousands, so
     loading a warm cache is a split per set), the weak flags as bytes."""
+    try:
+        return object.__getattribute__(f, "_packed")  # still packed: as it came
+    except AttributeError:
+        pass
     und = list(f.undefined)
     return ("\0".join(und), bytes(map(int, f.undefined.values())),
             "\0".join(f.defined), "\0".join(f.hidden), "\0".join(f.ifunc), "\0".join(f.undef_valued),
@@ -246,15 +274,23 @@ def _names(blob) -> FrozenSet[str]:
     return frozenset(blob.split("\0")) if blob else frozenset()
 
 
-def unpack_facts(t) -> SymbolFacts:
-    """The inverse of :func:`pack_facts`; ValueError on anything else."""
-    if t.__class__ is not tuple or len(t) != 10 or t[1].__class__ is not bytes or t[9].__class__ is not int \
-            or t[0].__class__ is not str:
+def _check_packed(t) -> None:
+    if not (t.__class__ is tuple and len(t) == 10 and t[1].__class__ is bytes and t[9].__class__ is int
+            and all(x.__class__ is str for x in t[0:1] + t[2:9])):
         raise ValueError("bad symbol record")
+    if (t[0].count("\0") + 1 if t[0] else 0) != len(t[1]):
+        raise ValueError("bad symbol record")
+
+
+def _decode_packed(t) -> SymbolFacts:
     und = t[0].split("\0") if t[0] else []
-    if len(und) != len(t[1]):
-        raise ValueError("bad symbol record")
     return SymbolFacts(dict(zip(und, map(truth, t[1]))), *map(_names, t[2:9]), nsyms=t[9])
+
+
+def unpack_facts(t) -> SymbolFacts:
+    """The inverse of :func:`pack_facts` (decoded when first used, see
+    :meth:`SymbolFacts.from_packed`); ValueError on anything else."""
+    return SymbolFacts.from_packed(t)
 
 
 # -- the fast reader ------------------------------------------------------------

@@ -258,9 +258,7 @@ from rundeps.api import check_wheel
 symbols = sys.argv[2] == 'symbols'
 results = []
 for w in sorted(glob.glob(sys.argv[1] + '/*.whl')):
-    c = check_wheel(w, symbols=symbols)
-    if c.resolution is not None:
-        c.resolution.apply_dlopen(c.wheel.dlopen(), add=False)
+    c = check_wheel(w, symbols=symbols)  # (it reads the run-time loads of the sources itself)
     c.wheel.py_sources = []
     results.append(c)
 """
@@ -298,13 +296,11 @@ def bench_symbols(tree: Path, wheels: Path, python: str, rundeps: str, env, runs
         how = "the library: rundeps.walk.scan(symbols=True), no resolving or binding (the CLI has no --symbols yet)"
         cold = f"{q(python)} -c {q(SCAN_SNIPPET)} {q(str(tree))} - run symbols"
         warm = f"{q(python)} -c {q(SCAN_SNIPPET)} {q(str(tree))} {q(str(cache))} run symbols"
-    plain_warm = f"{rundeps} scan --db {q(str(db))} --cache-dir {q(str(cache))} {q(str(tree))}"
     loader = f"{q(python)} -c {q(LIST_SNIPPET)} {MUSL_LOADER} {q(str(listing))}"
     scanelf_cmd = f"scanelf --needed --nobanner --recursive {q(str(tree))}"
     log(f"symbols rows: {len(files)} ELF files; rundeps {how}")
     run_timed(scanelf_cmd)
     run_timed(warm, env)
-    run_timed(plain_warm, env)
     res = {"scanelf": [], "musl-list": [], "sym-cold": [], "sym-warm": []}
     for i in range(runs):
         res["scanelf"].append(run_timed(scanelf_cmd))
@@ -330,7 +326,8 @@ def bench_symbols(tree: Path, wheels: Path, python: str, rundeps: str, env, runs
         wall, peak = run_timed(f"{q(python)} -c {q(WHEEL_SNIPPET)} {q(str(wheels))} {sym}", env)
         wheel_rows.append((f"wheels ({sym})", wall, peak))
     wall, peak = run_timed(f"{rundeps} wheel {q(str(wheels))}", env, ok=(0, 1))
-    wheel_rows.append(("rundeps wheel DIR", wall, peak))
+    wheel_rows.append(("rundeps wheel DIR" + (" (symbols)" if cli_has_symbols_flag(rundeps, env) else ""),
+                       wall, peak))
     shutil.rmtree(cache, ignore_errors=True)
     listing.unlink()
     return how, len(files), rows, wheel_rows
@@ -379,7 +376,11 @@ def main(argv=None) -> int:
         subprocess.run([python, "-m", "compileall", "-q", str(PROJECT / "rundeps")], check=True)
         env["PYTHONPATH"] = str(PROJECT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         rundeps_cmd = f"{shlex.quote(python)} -m rundeps"
-    cmd_tpl = _WalkTemplate(python) if args.cmd == "walk" else (args.cmd or CLI_TEMPLATE)
+    cli_tpl = CLI_TEMPLATE
+    if cli_has_symbols_flag(rundeps_cmd, env):
+        # symbols on by default: the plain rows keep today's meaning
+        cli_tpl = CLI_TEMPLATE.replace("{rundeps} scan ", "{rundeps} scan --no-symbols ")
+    cmd_tpl = _WalkTemplate(python) if args.cmd == "walk" else (args.cmd or cli_tpl)
 
     startup = statistics.median(run_timed(f"{shlex.quote(python)} -c pass", env)[0] for _ in range(5))
     print(f"interpreter: {python} (bare start-up median {startup * 1000:.0f} ms)")

@@ -108,3 +108,14 @@ def test_treefs_symbols_outside_the_scanned_paths_are_memoised(tree):
     fs2 = TreeFS(str(tree))
     fs2.known_symbols({i.path: i.symbols for i in res.items})
     assert fs2.symbols("/usr/lib/liba.so") is res.items[0].symbols
+
+
+def test_cached_facts_are_decoded_only_when_used(tree, tmp_path):
+    cache_dir = tmp_path / "cache"
+    first = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir), symbols=True)
+    second = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir), symbols=True)
+    facts = second.items[0].symbols
+    with pytest.raises(AttributeError):
+        object.__getattribute__(facts, "defined")  # not decoded by the scan
+    assert facts == first.items[0].symbols  # decoded on use
+    assert object.__getattribute__(facts, "defined") == first.items[0].symbols.defined
