@@ -312,7 +312,7 @@ def check_tree(
     on_warning: Optional[Warn] = None,
     progress=None,
     on_info: Optional[Warn] = None,
-    symbols: bool = True,
+    symbols: bool = False,
     musl_version: Optional[str] = None,
     library_path: Optional[str] = None,
     main_program: Optional[str] = None,
@@ -327,8 +327,8 @@ def check_tree(
     :data:`DEFAULT_EXCLUDES` are left out and listed in
     :attr:`Resolution.left_out`.
 
-    With ``symbols`` (the default), every object is then bound as musl binds
-    it (:func:`bind_symbols`): ``res.will_not_load`` names the files that
+    With ``symbols`` (off by default, as ``scan``: see the README's Speed),
+    every object is then bound as musl binds it (:func:`bind_symbols`): ``res.will_not_load`` names the files that
     would not load, ``res.binding`` holds the details. ``musl_version``
     picks a shipped musl export list instead of the root's own musl.
     """

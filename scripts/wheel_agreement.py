@@ -180,7 +180,8 @@ def dlopen_truth(root: Path, modules: List[Path]) -> Dict[str, Tuple[bool, str]]
 def rundeps_verdicts(root: Path) -> Dict[str, str]:
     from rundeps.api import Sources, check_tree
 
-    res = check_tree(["/usr/local"], root=str(root), sources=Sources(use_cache=False), explicit_root=True)
+    res = check_tree(["/usr/local"], root=str(root), sources=Sources(use_cache=False), explicit_root=True,
+                     symbols=True)
     return dict(res.will_not_load)
 
 

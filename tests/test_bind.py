@@ -32,6 +32,7 @@ def fixture_root(tmp_path_factory):
 
 
 def check(root, **kw):
+    kw.setdefault("symbols", True)
     return check_tree(["/usr/local"], root=str(root), sources=Sources(use_cache=False), explicit_root=True, **kw)
 
 
@@ -252,7 +253,7 @@ def rundeps_cli(*args):
 
 def test_scan_names_each_failing_file_and_exits_1(fixture_root):
     root, cases, truth = fixture_root
-    r = rundeps_cli("scan", "--root", root, "--no-cache", "--format", "json")
+    r = rundeps_cli("scan", "--root", root, "--symbols", "--no-cache", "--format", "json")
     assert r.returncode == 1
     out = json.loads(r.stdout)
     failing = {p for p, v in truth.items() if not v.ok}
@@ -278,13 +279,13 @@ def test_scan_names_each_failing_file_and_exits_1(fixture_root):
 def test_why_path_explains_one_file(fixture_root):
     root, cases, truth = fixture_root
     cxx = f"{SITE}/underlinked/_cxx.cpython-312-x86_64-linux-musl.so"
-    r = rundeps_cli("why", cxx, "--root", root, "--no-cache")
+    r = rundeps_cli("why", cxx, "--root", root, "--symbols", "--no-cache")
     assert r.returncode == 1 and not truth[cxx].ok
     assert r.stdout.startswith(f"{cxx} will not load under musl: symbol not found: ")
     assert "opened by /usr/local/bin/python3.12 with RTLD_LOCAL" in r.stdout
     assert "hint: _ZNSolsEi and 5 more are defined by libstdc++.so.6 (libstdc++)" in r.stdout
     py = f"{SITE}/pyuse/_py.cpython-312-x86_64-linux-musl.so"
-    r = rundeps_cli("why", py, "--root", root, "--no-cache", "--format", "json")
+    r = rundeps_cli("why", py, "--root", root, "--symbols", "--no-cache", "--format", "json")
     assert r.returncode == 0 and truth[py].ok
     out = json.loads(r.stdout)
     assert out["loads"] is True and out["interpreter"] == "/usr/local/bin/python3.12"

@@ -161,7 +161,7 @@ def test_symbols_refine_the_glibc_gate(image_root, tmp_path, builder, cache):
     root = copy_root(image_root, tmp_path / "root")
     mods = [glibc_module(builder, root, f"manylinux/_m{i}.so") for i in range(3)]
     builder.glibc_program(root / "usr/local/bin/gtool")
-    r = run("scan", "--root", root, "--format", "json", *cache)
+    r = run("scan", "--root", root, "--symbols", "--format", "json", *cache)
     assert r.returncode == 1
     out = json.loads(r.stdout)
     assert list(out["will_not_load"]) == ["/usr/local/bin/gtool"]
@@ -169,7 +169,7 @@ def test_symbols_refine_the_glibc_gate(image_root, tmp_path, builder, cache):
     assert out["glibc_loads"] == sorted(mods)
     for m in mods:
         assert f"rundeps: warning: {m} is glibc-linked, loads under musl" in r.stderr
-    r = run("scan", "--root", root, "--allow-glibc", *cache)
+    r = run("scan", "--root", root, "--symbols", "--allow-glibc", *cache)
     assert r.returncode == 0, r.stderr
 
 
@@ -222,7 +222,7 @@ def test_glibc_program_under_a_glibc_beside_musl(image_root, tmp_path, builder, 
     r = run("scan", "--root", root, "--no-symbols", "--format", "json", *cache)
     assert r.returncode == 1
     assert sorted(json.loads(r.stdout)["will_not_load"]) == [mod]
-    r = run("scan", "--root", root, "--format", "json", *cache)
+    r = run("scan", "--root", root, "--symbols", "--format", "json", *cache)
     assert r.returncode == 0 and json.loads(r.stdout)["glibc_loads"] == [mod], r.stderr
 
 
@@ -244,6 +244,9 @@ def test_glibc_search_path_follows_ld_so_conf(image_root, tmp_path, builder, cac
     loader = root / demo.GLIBC_LOADER[ARCH][0].lstrip("/") / demo.GLIBC_LOADER[ARCH][1]
     loader.unlink()
     r = run("scan", "--root", root, "/usr/local/bin", *cache)
+    assert r.returncode == 1
+    assert "/usr/local/bin/gtool will not load: linked against glibc" in r.stderr
+    r = run("scan", "--root", root, "--symbols", "/usr/local/bin", *cache)
     assert r.returncode == 1
     # bound as musl would: its loader is what is missing
     assert "/usr/local/bin/gtool will not load: its loader /lib64/ld-linux-x86-64.so.2 (glibc's) is not in the root" \
@@ -279,6 +282,6 @@ def test_a_glibc_linked_module_in_the_image_exits_1(image_root, tmp_path, builde
     build_c(site / "psycopg2_binary", "_psycopg.cpython-312-x86_64-linux-gnu.so",
             "#include <string.h>\nchar b[8];\nvoid f(const char *s, size_t n){ memcpy(b, s, n); }\n",
             cc="glibc", cflags=["-O2", "-D_FORTIFY_SOURCE=2"], libs=[root / "usr/lib/libpq.so.5"])
-    r = run("scan", "--root", root, *cache)
+    r = run("scan", "--root", root, "--symbols", *cache)
     assert r.returncode == 1
     assert "_psycopg.cpython-312-x86_64-linux-gnu.so will not load: symbol not found: __memcpy_chk" in r.stderr

@@ -251,7 +251,7 @@ def test_glibc_linked_files_are_reported_and_resolved_as_musl_does(tmp_path, dem
     root = copy_root(demo_root, tmp_path / "root")
     builder.executable(root / "usr/local/bin/glibc-tool", needed=["libc.so.6", "libz.so.1"],
                        interp="/lib64/ld-linux-x86-64.so.2")
-    r = run("scan", "--root", root, "--format", "json", "/usr/local/bin", *cache)
+    r = run("scan", "--root", root, "--symbols", "--format", "json", "/usr/local/bin", *cache)
     out = json.loads(r.stdout)
     assert out["glibc_linked"] == {"/usr/local/bin/glibc-tool": ["libc.so.6"]}
     assert out["providers"]["libc.so.6"] == "musl"

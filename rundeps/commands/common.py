@@ -202,9 +202,11 @@ def output_options(fn: Callable) -> Callable:
 def binding_options(fn: Callable) -> Callable:
     """Options for binding symbols as musl does."""
     opts = [
-        click.option("--symbols/--no-symbols", "symbols", default=True, show_default=True,
+        click.option("--symbols/--no-symbols", "symbols", default=None,
                      help="Bind every undefined symbol as musl's loader does and fail on files that "
-                          "would not load (missing symbol, missing library, glibc-only loader)."),
+                          "would not load (missing symbol, missing library, glibc-only loader). "
+                          "Default: off for scan and why (it costs more than the scan itself: see "
+                          "the README's Speed), on for wheel."),
         click.option("--musl", "musl_version", metavar="VERSION",
                      help="Check symbols against this musl's shipped export list (1.2.5, 1.2.3, ...) "
                           "instead of the root's own musl (default: the root's lib/ld-musl-ARCH.so.1, "

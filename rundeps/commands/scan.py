@@ -67,7 +67,7 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
             paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
             explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
             progress=bar, library_path=kw["library_path"], default_excludes=not no_default_excludes,
-            symbols=kw["symbols"], musl_version=kw["musl_version"],
+            symbols=bool(kw["symbols"]), musl_version=kw["musl_version"],
         )
     finally:
         bar.close()

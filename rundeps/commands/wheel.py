@@ -79,7 +79,7 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
                 on_warning=reporter.warning,
                 on_problem=lambda member, reason, p=path: reporter.file_error(f"{p}:{member}", reason),
                 universe=universe, dlopen=use_dlopen, include_conditional=conditional_loads,
-                symbols=kw["symbols"], musl_version=kw["musl_version"], gcompat_file=gcompat_file,
+                symbols=kw["symbols"] is not False, musl_version=kw["musl_version"], gcompat_file=gcompat_file,
             )
         except WheelError as exc:
             reporter.error(str(exc))

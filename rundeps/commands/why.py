@@ -65,7 +65,7 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
         paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
         explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
         library_path=kw["library_path"], default_excludes=not no_default_excludes,
-        symbols=kw["symbols"], musl_version=kw["musl_version"],
+        symbols=bool(kw["symbols"]), musl_version=kw["musl_version"],
     )
     add_dlopen(res, paths, root, reporter, use_dlopen, conditional_loads)
     if file_name:
