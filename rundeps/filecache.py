@@ -292,24 +292,7 @@ class FileCache:
         if leftover is not None and not new.changed and not leftover.dirs:
             return  # every file a hit, none gone: no write
         key = self._key(root, top)
-        path = self._file(key)
-        tmp = "%s.tmp.%d.%d" % (path, os.getpid(), id(new))
-        try:
-            blob = encode_entries(new, key)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(blob)
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-        except OSError as exc:
-            self._broken = True
-            self._warn(f"file cache disabled: cannot write {self.directory}: {exc}")
+        self._write(self._file(key), encode_entries(new, key))
 
     # -- symbol facts ---------------------------------------------------------
     #

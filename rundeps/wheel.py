@@ -378,32 +378,11 @@ _READ_ERRORS = (
 )
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, budget: _Budget, wheel: str) -> io.BytesIO:
-    """All of a member (positioned at 0), reading at most ``cap`` + 1 bytes
-    whatever the member declares, and checking it matches its declared size."""
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget, wheel: str) -> io.BytesIO:
+    """All of a member (positioned at 0), decompressed through
+    :func:`_stream_member`: never past its declared size, and checked against it."""
     buf = io.BytesIO()
-    total = 0
-    try:
-        with zf.open(info) as f:
-            while True:
-                chunk = f.read(min(1 * MiB, cap + 1 - total))
-                if not chunk:
-                    break
-                total += len(chunk)
-                budget.take(len(chunk), info.filename)
-                if total > cap:
-                    raise WheelError(
-                        "%s: refused: member %s decompresses past its declared size" % (wheel, _show(info.filename))
-                    )
-                buf.write(chunk)
-    except WheelError:
-        raise
-    except _READ_ERRORS as exc:
-        raise WheelError("%s: corrupt member %s: %s" % (wheel, _show(info.filename), _one_line(exc))) from None
-    if total != info.file_size:
-        raise WheelError(
-            "%s: corrupt member %s: %d bytes, %d declared" % (wheel, _show(info.filename), total, info.file_size)
-        )
+    _stream_member(zf, info, budget, wheel, lambda pos, chunk: buf.write(chunk))
     buf.seek(0)
     return buf
 
@@ -793,7 +772,7 @@ def _scan(zf, scan: WheelScan, limits: WheelLimits, problem, require_metadata: b
                     problem(name, "not scanned for dlopen: sources past %d bytes in this wheel" % limits.max_py_total)
                     py_over = True
                 continue
-            data = _read_member(zf, info, info.file_size, budget, wheel).getvalue()
+            data = _read_member(zf, info, budget, wheel).getvalue()
             py_total += len(data)
             text = _decode_py(data)
             if text is None:
@@ -836,7 +815,7 @@ def _read_metadata(zf, scan: WheelScan, safe, fname: Optional[WheelName], limits
         scan.dist_info = chosen.filename.split("/")[0]
         if chosen.file_size > limits.max_metadata_size:
             raise WheelError("%s: refused: %s declares %d bytes" % (wheel, _show(chosen.filename), chosen.file_size))
-        data = _read_member(zf, chosen, chosen.file_size, budget, wheel).getvalue()
+        data = _read_member(zf, chosen, budget, wheel).getvalue()
         meta = parse_wheel_metadata(data.decode("utf-8", "replace"))
         for tag in meta.get("Tag", []):
             parts = tag.split("-")
