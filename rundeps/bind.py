@@ -299,12 +299,15 @@ class _Binder:
         defs = [self.defined_in(n) for n in scope]
         musl_defs = self.musl.exports if self.musl is not None else frozenset()
         lfs64 = self.musl is not None and self.musl.lfs64
+        # what no library in scope defines: set differences, done in C
+        # (``todo - d`` walks the smaller side), not one probe per name and scope
+        todo = {name for name, weak in f.undefined.items() if not weak}
+        for d in defs:
+            if not todo:
+                break
+            todo = todo - d
         missing = []
-        for name, weak in f.undefined.items():
-            if weak:
-                continue
-            if any(name in d for d in defs):
-                continue
+        for name in todo:
             if lfs64:
                 base = lfs64_base(name)
                 if base is not None and base in musl_defs:
