@@ -275,7 +275,11 @@ def _pyelftools(f) -> SymbolFacts:
         first = gh.params["symoffset"]
     elif "DT_HASH" in tags:
         _, off = seg.get_table_offset("DT_HASH")
-        nsyms = ELFHashTable(ef, off, None, seg).get_number_of_symbols()
+        try:
+            table = ELFHashTable(ef, off, None, seg)  # pyelftools 0.33: (elffile, offset, size, symtab)
+        except TypeError:
+            table = ELFHashTable(ef, off, seg)  # 0.32 and older (the last for Python 3.9): no size
+        nsyms = table.get_number_of_symbols()
         first = 1
     else:
         nsyms = 0
