@@ -247,13 +247,18 @@ class FileCache:
         if self.on_warning is not None:
             self.on_warning(msg)
 
-    @staticmethod
-    def _key(root: str, top: str) -> bytes:
-        return b"files\0%d\0%s\0%s%s" % (FORMAT_VERSION, os.fsencode(root), os.fsencode(top), _reader_tag())
+    def _cache_key(self, kind: bytes, version: int, root: str, top: str) -> bytes:
+        """What one cache file (ELF facts or symbol facts of one scanned top) is for."""
+        return b"%s\0%d\0%s\0%s%s" % (kind, version, os.fsencode(root), os.fsencode(top), _reader_tag())
+
+    def _cache_file(self, key: bytes, suffix: str) -> str:
+        return os.path.join(self.directory, "%08x%08x.%s" % (zlib.crc32(key), zlib.adler32(key), suffix))
+
+    def _key(self, root: str, top: str) -> bytes:
+        return self._cache_key(b"files", FORMAT_VERSION, root, top)
 
     def _file(self, key: bytes) -> str:
-        name = "%08x%08x.v%d" % (zlib.crc32(key), zlib.adler32(key), FORMAT_VERSION)
-        return os.path.join(self.directory, name)
+        return self._cache_file(key, "v%d" % FORMAT_VERSION)
 
     def load(self, root: str, top: str) -> Entries:
         """What the last scan of ``top`` (an in-root path) in ``root`` found."""
@@ -300,13 +305,11 @@ class FileCache:
     # (``.s<N>``), so that a scan without symbols never loads them: {in-root
     # path: (device, inode, size, mtime_ns, packed SymbolFacts)}.
 
-    @staticmethod
-    def _symbols_key(root: str, top: str) -> bytes:
-        return b"symbols\0%d\0%s\0%s%s" % (SYMBOLS_VERSION, os.fsencode(root), os.fsencode(top), _reader_tag())
+    def _symbols_key(self, root: str, top: str) -> bytes:
+        return self._cache_key(b"symbols", SYMBOLS_VERSION, root, top)
 
     def _symbols_file(self, key: bytes) -> str:
-        name = "%08x%08x.s%d" % (zlib.crc32(key), zlib.adler32(key), SYMBOLS_VERSION)
-        return os.path.join(self.directory, name)
+        return self._cache_file(key, "s%d" % SYMBOLS_VERSION)
 
     def load_symbols(self, root: str, top: str) -> Dict[str, tuple]:
         """{in-root path: (dev, ino, size, mtime_ns, packed facts)} of the

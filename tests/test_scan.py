@@ -15,6 +15,7 @@ PROJECT = HERE.parent
 SHARED = PROJECT.parent / "shared" / "alpine"
 PHP_DB = SHARED / "installed" / "alpine-3.21-x86_64-php.installed"
 
+from ptyrun import run_with_terminal_stderr  # noqa: E402
 from scriptmods import demo  # noqa: E402
 
 ARCH = demo.host_arch()
@@ -359,32 +360,12 @@ def test_real_database_matches_the_scanelf_pipeline(tmp_path, builder, cache):
 
 
 def test_progress_only_on_a_terminal(demo_root, tmp_path, cache):
-    import pty
-
     root = copy_root(demo_root, tmp_path / "root")
     many = root / "usr/local/share/many"
     many.mkdir(parents=True)
     for i in range(2500):
         (many / f"f{i}").write_bytes(b"")
-    master, slave = pty.openpty()
-    try:
-        proc = subprocess.run([sys.executable, "-m", "rundeps", "scan", "--root", str(root), *cache],
-                              stdout=subprocess.PIPE, stderr=slave, timeout=120)
-        os.close(slave)
-        slave = None
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        if slave is not None:
-            os.close(slave)
-        os.close(master)
+    proc, seen = run_with_terminal_stderr("scan", "--root", str(root), *cache)
     assert proc.returncode == 0
     assert proc.stdout == b"libpq\nlibsharpyuv\ntiff\n"
     assert re.search(rb"\rScanning: \d{4} files", seen)

@@ -23,6 +23,7 @@ PHP_DB = SHARED / "installed" / "alpine-3.21-x86_64-php.installed"
 ZT_DB = SHARED / "installed" / "alpine-3.8-aarch64-zerotier.installed"
 INDEX = SHARED / "index" / "3.20-main-x86_64" / "APKINDEX.tar.gz"
 
+from ptyrun import run_with_terminal_stderr  # noqa: E402
 from scriptmods import demo  # noqa: E402
 
 ARCH = demo.host_arch()
@@ -241,27 +242,7 @@ def test_build_deps_named(demo_root, tmp_path):
 
 
 def test_size_line_only_on_a_terminal(demo_root):
-    import pty
-
-    master, slave = pty.openpty()
-    try:
-        proc = subprocess.run([sys.executable, "-m", "rundeps", "scan", "--root", str(demo_root), "--no-cache",
-                               "--no-progress"], stdout=subprocess.PIPE, stderr=slave, timeout=120)
-        os.close(slave)
-        slave = None
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        if slave is not None:
-            os.close(slave)
-        os.close(master)
+    proc, seen = run_with_terminal_stderr("scan", "--root", str(demo_root), "--no-cache", "--no-progress")
     assert proc.returncode == 0
     assert proc.stdout == b"libpq\nlibsharpyuv\ntiff\n"
     raw = raw_blocks((demo_root / "lib/apk/db/installed").read_text())
