@@ -288,9 +288,11 @@ def scan_paths(
     on_warning: Warn,
     progress=None,
     symbols: bool = False,
+    jobs: int = 1,
 ) -> ScanResult:
     """Walk ``paths`` inside ``root`` and read their ELF files (with the file
-    cache); ``symbols=True`` also gives each item its ``SymbolFacts``."""
+    cache); ``symbols=True`` also gives each item its ``SymbolFacts``
+    (``jobs``: see :func:`rundeps.walk.scan`)."""
     cache = None
     if use_cache:
         from .cachedir import default_cache_dir
@@ -298,7 +300,7 @@ def scan_paths(
 
         cache = FileCache.open(str(default_cache_dir(cache_dir)), on_warning)
     return scan(paths, root=root, exclude=exclude, on_error=on_error, cache=cache, progress=progress,
-                symbols=symbols)
+                symbols=symbols, jobs=jobs)
 
 
 def check_tree(
@@ -317,6 +319,7 @@ def check_tree(
     library_path: Optional[str] = None,
     main_program: Optional[str] = None,
     default_excludes: bool = True,
+    jobs: int = 1,
 ) -> Resolution:
     """Scan ``paths`` (in-root paths) of ``root`` and resolve them to packages.
 
@@ -331,6 +334,8 @@ def check_tree(
     every object is then bound as musl binds it (:func:`bind_symbols`): ``res.will_not_load`` names the files that
     would not load, ``res.binding`` holds the details. ``musl_version``
     picks a shipped musl export list instead of the root's own musl.
+    ``jobs`` > 1 lets symbol tables be read by two processes (see
+    :func:`rundeps.walk.scan`; the same result).
     """
     sources = sources or Sources()
     warn = on_warning or (lambda msg: None)
@@ -342,7 +347,7 @@ def check_tree(
         if not os.path.lexists(to_host(root, p)):
             raise UsageError(f"{p} does not exist" + (f" inside {root}" if root != "/" else ""))
     result = scan_paths(paths, root, exclude, err, sources.cache_dir, sources.use_cache, warn, progress,
-                        symbols=symbols)
+                        symbols=symbols, jobs=jobs)
     objects = {item.path: item.info for item in result.items}
     left_out = split_default_excludes(objects) if default_excludes else {}
     found_arch, counts = majority_arch(objects.values())
@@ -357,7 +362,7 @@ def check_tree(
     universe = load_universe(root, sources, arch, warn, explicit_root=explicit_root, on_info=on_info)
     fs = TreeFS(root, known=objects, on_error=err)
     if symbols:
-        fs.known_symbols({item.path: item.symbols for item in result.items if item.symbols is not None})
+        fs.known_items(result.items)  # their facts load when the binder first needs them
     resolver = Resolver(universe, fs, arch=arch, on_warning=warn, library_path=library_path,
                         main_program=main_program)
     resolver.scanned_paths = tuple(paths)
@@ -381,7 +386,17 @@ def check_tree(
             res = resolver.resolve(objects)
     res.left_out = left_out
     if symbols:
-        bind_symbols(res, resolver, root, musl_version=musl_version, alpine=sources.alpine, on_warning=warn)
+        cache = None
+        if sources.use_cache:
+            from .cachedir import default_cache_dir
+            from .filecache import FileCache
+
+            cache = FileCache.open(str(default_cache_dir(sources.cache_dir)), warn)
+        verdicts = cache.load_verdicts(root, paths) if cache is not None else None
+        binding = bind_symbols(res, resolver, root, musl_version=musl_version, alpine=sources.alpine,
+                               on_warning=warn, verdicts=verdicts if cache is not None else None)
+        if cache is not None:
+            cache.store_verdicts(root, paths, binding.verdicts, verdicts)
     return res
 
 
@@ -433,16 +448,22 @@ def system_libraries(root: str, resolver: Resolver, limit: int = 4000):
 
 def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: Optional[str] = None,
                  alpine: Optional[str] = None, on_warning: Optional[Warn] = None, symbols=None,
-                 hint_libraries=None, interpreters=None, gcompat="auto", present=None):
+                 hint_libraries=None, interpreters=None, gcompat="auto", present=None, verdicts=None):
     """Bind every object of ``res`` as musl does (:mod:`rundeps.bind`) and
     record the verdicts on it: ``res.will_not_load`` (path -> reason),
-    ``res.binding`` (missing symbols, hints, the musl checked against)."""
+    ``res.binding`` (missing symbols, hints, the musl checked against).
+
+    ``verdicts``: the ``Binding.verdicts`` of an earlier run over the same
+    root (a dict; {} for none) to reuse where no file they depend on has
+    changed; needs a filesystem that knows its files' identities
+    (``TreeFS.symbols_key``). None binds everything afresh."""
     from .bind import bind, musl_model
 
     warn = on_warning or (lambda msg: None)
     symbols = symbols or tree_symbols(root, resolver.fs)
+    symbols_key = getattr(resolver.fs, "symbols_key", None) if verdicts is not None else None
     musl = musl_model(resolver.fs, res.arch, symbols, universe=resolver.universe, musl_version=musl_version,
-                      alpine=alpine)
+                      alpine=alpine, symbols_key=symbols_key)
     if hint_libraries is None:
         def hint_libraries():
             seen = set()
@@ -458,7 +479,8 @@ def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: O
 
         gcompat = find_gcompat(resolver.fs, resolver.universe, res.arch)
     binding = bind(resolver, res, symbols, musl, interpreters=interpreters, hint_libraries=hint_libraries,
-                   gcompat=gcompat, present=present)
+                   gcompat=gcompat, present=present, verdicts=verdicts if symbols_key is not None else None,
+                   symbols_key=symbols_key)
     res.binding = binding
     if musl is None and binding.unchecked:
         warn(f"no musl export list for {res.arch or 'this arch'} and no lib/ld-musl in the root: "

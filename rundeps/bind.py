@@ -42,8 +42,11 @@ defines what is missing.
 
 from __future__ import annotations
 
+import gc
+import marshal
 import posixpath
 import re
+from itertools import compress
 from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 __all__ = [
@@ -68,6 +71,16 @@ LFS64_BASE_NAMES = frozenset(
 )
 """The base names musl's ``get_lfs64`` (musl 1.2.4 and later) maps ``NAME64``
 to, besides ``readdir64_r`` -> ``readdir_r``."""
+
+
+LFS64_NAMES = frozenset([n + "64" for n in LFS64_BASE_NAMES] + ["readdir64_r"])
+"""Every name :func:`lfs64_base` maps."""
+
+
+
+#: A cached :meth:`_Binder.bind_in` answer for an object whose symbol facts
+#: could not be read (the reason is reported when they are read again).
+_NO_FACTS = "-"
 
 
 def lfs64_base(name: str) -> Optional[str]:
@@ -104,17 +117,16 @@ def is_python_module(path: str, info) -> bool:
     return any(f in path for f in _PY_FOLDERS)
 
 
-def _is_interpreter_name(name: str) -> bool:
-    return name.startswith("Py") or name.startswith("_Py")
-
-
 class MuslModel:
     """The musl the reserved names bind to: its exports, whether it has
     ``get_lfs64`` (1.2.4 and later) and a description for the output
-    ("musl 1.2.5 (export list shipped for Alpine 3.20)")."""
+    ("musl 1.2.5 (export list shipped for Alpine 3.20)").
+
+    ``identity`` names these exports for cached verdicts (see :func:`bind`):
+    equal identities mean equal exports."""
 
     def __init__(self, exports: FrozenSet[str], description: str, version: Optional[str] = None,
-                 lfs64: Optional[bool] = None):
+                 lfs64: Optional[bool] = None, identity: Optional[tuple] = None):
         self.exports = exports
         self.description = description
         self.version = version
@@ -123,9 +135,30 @@ class MuslModel:
             # musl exports stat64 & co. itself.
             lfs64 = "stat64" not in exports
         self.lfs64 = lfs64
+        self.identity = identity if identity is not None else ("list", description, version)
 
     def __repr__(self) -> str:
         return f"MuslModel({self.description}, {len(self.exports)} exports)"
+
+
+class _LazyMusl(MuslModel):
+    """A root's own ``ld-musl``: its symbol table is read (or its cached
+    facts loaded) only when its exports, or what they say, are first used;
+    ``make()`` gives the real model."""
+
+    def __init__(self, make: Callable[[], Optional[MuslModel]], identity: tuple):
+        self._make = make
+        self.identity = identity
+
+    def __getattr__(self, name):
+        if name in ("exports", "description", "version", "lfs64"):
+            model = self._make()
+            exports = model.exports if model is not None else frozenset()
+            desc = model.description if model is not None else "no musl export list"
+            MuslModel.__init__(self, exports, desc, model.version if model is not None else None,
+                               model.lfs64 if model is not None else False, self.identity)
+            return object.__getattribute__(self, name)
+        raise AttributeError(name)
 
 
 # -- nodes of the load graph --------------------------------------------------
@@ -172,6 +205,9 @@ class Binding:
         """Python module -> the interpreter whose scope it was bound in."""
         self.gcompat: Dict[str, str] = {}
         """glibc-linked file -> what gcompat changes (when modelled)."""
+        self.verdicts: Dict[bytes, object] = {}
+        """The binding answers this run used, keyed on the identities of the
+        files they depend on (see :func:`bind`): for the next run."""
 
     @property
     def musl_description(self) -> Optional[str]:
@@ -199,6 +235,14 @@ class _Binder:
         self._fail_memo: Dict[Tuple[str, Tuple[str, ...]], Optional[str]] = {}
         self.present: Dict[str, str] = {}
         self.answers: dict = {}
+        self._needs: Dict[Tuple[str, bool], FrozenSet[str]] = {}
+        self._interpreter_names: Set[str] = set()  # Py* names met so far
+        self.verdicts: Optional[Mapping[bytes, object]] = None  # cached answers of bind_in
+        self.used: Dict[bytes, object] = {}  # the answers this run gave, to cache
+        self.symbols_key: Callable[[str], Optional[tuple]] = lambda path: None
+        self._idents: Dict[str, bytes] = {}
+        self._scope_idents: Optional[tuple] = None  # (scope, assume_python, its identities)
+        self._closure_keys: Dict[str, FrozenSet[str]] = {}
 
     # graph ---------------------------------------------------------------
 
@@ -217,7 +261,9 @@ class _Binder:
         if node.kind != "file" or node.key in self._built:
             return
         self._built.add(node.key)
-        order = self.resolver.load_order(node.path, node.info, self.answers)
+        order = getattr(self.resolver, "orders", {}).get(node.path)  # as the resolution found it
+        if order is None:
+            order = self.resolver.load_order(node.path, node.info, self.answers)
         by_path: Dict[str, list] = {}
         for edge, _descend in order:
             by_path.setdefault(edge.path, []).append(edge)
@@ -290,33 +336,128 @@ class _Binder:
 
     # binding ------------------------------------------------------------------
 
+    def needs(self, node: _Node, f, assume_python: bool = False) -> FrozenSet[str]:
+        """The strong (non-weak) undefined names of ``node`` that its own
+        closure (itself, what it loads, musl) does not define, once per
+        object; with ``assume_python``, the interpreter's names (``Py*``,
+        ``_Py*``) left out first. Every scope ``node`` is bound in holds
+        that closure (loading anything that loads ``node`` loads it), so
+        binding in a scope only has to look further for these."""
+        memo_key = (node.key, assume_python)
+        got = self._needs.get(memo_key)
+        if got is None:
+            und = f.undefined
+            # a set made from a dict reuses its hashes; the weak names are few
+            todo = frozenset(und).difference(compress(und, und.values()))
+            if todo and self.musl is not None and any(n.kind == "musl" for n in self.closure(node)):
+                todo = todo - self.musl.exports
+            if todo and assume_python:
+                # Names repeat from module to module: test the new ones only.
+                py = self._interpreter_names
+                todo = todo - py
+                new = [n for n in todo if n.startswith(("Py", "_Py"))]
+                if new:
+                    py.update(new)
+                    todo = todo.difference(new)
+            got = self._needs[memo_key] = self._subtract(todo, [n for n in self.closure(node) if n.kind == "file"])
+        return got
+
+    def _subtract(self, todo: FrozenSet[str], scope: Sequence[_Node]) -> FrozenSet[str]:
+        """``todo`` less every name an object of ``scope`` defines, by set
+        differences done in C (``todo - d`` walks the smaller side), not one
+        probe per name and scope. Which object defines a name does not
+        matter here, only whether one does, so musl's exports (at hand
+        already) go first and a library's own set is only looked at while
+        names are left."""
+        if todo and self.musl is not None and any(n.kind == "musl" for n in scope):
+            todo = todo - self.musl.exports
+        for n in scope:
+            if not todo:
+                break
+            if n.kind == "file":
+                todo = todo - self.defined_in(n)
+        return todo
+
+    # cached verdicts --------------------------------------------------------
+
+    def _identity(self, node: _Node) -> Optional[bytes]:
+        """What the symbols of ``node`` are a function of: the musl model's
+        identity, or a file's path and (device, inode, size, mtime_ns)."""
+        got = self._idents.get(node.key)
+        if got is None:
+            if node.kind == "musl":
+                ident = self.musl.identity if self.musl is not None else None
+            else:
+                key = self.symbols_key(node.key)
+                ident = None if key is None else (node.key,) + tuple(key)
+            got = self._idents[node.key] = marshal.dumps(ident) if ident is not None else b""
+        return got or None
+
+    def _verdict_key(self, node: _Node, scope: Sequence[_Node], assume_python: bool) -> Optional[bytes]:
+        """The key of :meth:`bind_in`'s answer: everything it depends on
+        (the object's facts, the exports of the files and musl in scope,
+        musl's own for ``get_lfs64``, and ``assume_python``), or None when
+        some file's identity is unknown."""
+        own = self._identity(node)
+        if own is None:
+            return None
+        memo = self._scope_idents
+        if memo is None or memo[0] is not scope:  # one scope serves every object of a load
+            parts = [b"P" if assume_python else b"-", self._identity(self.musl_node) or b""]
+            for n in scope:
+                if n.kind == "file" or n.kind == "musl":
+                    ident = self._identity(n)
+                    if ident is None:
+                        parts = None
+                        break
+                    parts.append(ident)
+            memo = self._scope_idents = (scope, assume_python, None if parts is None else b"\0".join(parts))
+        if memo[1] != assume_python:
+            self._scope_idents = None
+            return self._verdict_key(node, scope, assume_python)
+        if memo[2] is None:
+            return None
+        return memo[2] + b"\0" + own  # exact: no digest, so no two keys can collide
+
     def bind_in(self, node: _Node, scope: Sequence[_Node], assume_python: bool) -> Tuple[List[str], bool]:
-        """(missing symbols of ``node`` in ``scope``, whether every library in scope was at hand)."""
+        """(missing symbols of ``node`` in ``scope``, whether every library in
+        scope was at hand). With cached verdicts, an answer for the same
+        files (same identities) is taken from them and no symbol table is
+        looked at."""
+        complete = all(n.kind != "unknown" for n in scope)
+        key = None
+        if self.verdicts is not None:
+            key = self._verdict_key(node, scope, assume_python)
+            got = self.verdicts.get(key) if key is not None else None
+            if got is not None and got != _NO_FACTS:
+                self.used[key] = got
+                return list(got), complete
+        missing, has_facts = self._bind_in(node, scope, assume_python)
+        if key is not None:
+            # the facts are for the file read, which may have changed since
+            # its identity was first taken: key the answer on what was read
+            if self._idents.pop(node.key, None) != self._identity(node):
+                self._scope_idents = None  # the scope's identities name it too
+            key = self._verdict_key(node, scope, assume_python)
+            if key is not None:
+                self.used[key] = tuple(missing) if has_facts else _NO_FACTS
+        return missing, complete and has_facts
+
+    def _bind_in(self, node: _Node, scope: Sequence[_Node], assume_python: bool) -> Tuple[List[str], bool]:
         f = self.facts(node)
         if f is None:
             return [], False
-        complete = all(n.kind != "unknown" for n in scope)
-        defs = [self.defined_in(n) for n in scope]
-        musl_defs = self.musl.exports if self.musl is not None else frozenset()
-        lfs64 = self.musl is not None and self.musl.lfs64
-        # what no library in scope defines: set differences, done in C
-        # (``todo - d`` walks the smaller side), not one probe per name and scope
-        todo = {name for name, weak in f.undefined.items() if not weak}
-        for d in defs:
-            if not todo:
-                break
-            todo = todo - d
-        missing = []
-        for name in todo:
-            if lfs64:
-                base = lfs64_base(name)
-                if base is not None and base in musl_defs:
-                    continue
-            if assume_python and _is_interpreter_name(name):
-                continue
-            missing.append(name)
-        missing.sort()
-        return missing, complete
+        todo = self.needs(node, f, assume_python)
+        if todo:
+            own = self._closure_keys.get(node.key)
+            if own is None:
+                own = self._closure_keys[node.key] = frozenset(n.key for n in self.closure(node))
+            todo = self._subtract(todo, [n for n in scope if n.key not in own])
+        if todo and self.musl is not None and self.musl.lfs64:
+            lfs = todo & LFS64_NAMES  # musl 1.2.4+ get_lfs64: NAME64 binds to musl's NAME
+            if lfs:
+                todo = todo.difference([n for n in lfs if lfs64_base(n) in self.musl.exports])
+        return sorted(todo), True
 
 
 def _evaluate(b: _Binder, root: _Node, global_scope: List[_Node], assume_python: bool, glibc_files: Set[str],
@@ -357,7 +498,9 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
          real_path: Optional[Callable[[str], Optional[str]]] = None,
          interpreters: Optional[Mapping[str, str]] = None,
          hint_libraries: Optional[Callable[[], Iterable[Tuple[str, Optional[str]]]]] = None,
-         gcompat=None, present: Optional[Mapping[str, str]] = None) -> Binding:
+         gcompat=None, present: Optional[Mapping[str, str]] = None,
+         verdicts: Optional[Mapping[bytes, object]] = None,
+         symbols_key: Optional[Callable[[str], Optional[tuple]]] = None) -> Binding:
     """Bind every object of ``res`` as musl would.
 
     ``symbols(real_path)``: the :class:`~rundeps.symbols.SymbolFacts` of an
@@ -370,13 +513,38 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
     :class:`rundeps.gcompat.Gcompat` when the root has it; ``present``:
     soname -> package of libraries taken as present but not at hand (the
     base image's, for a wheel checked without any package source).
+
+    Cached verdicts: with ``symbols_key(real_path)`` (the (device, inode,
+    size, mtime_ns) of the file whose facts ``symbols`` gives) and
+    ``verdicts`` (what :attr:`Binding.verdicts` held after an earlier run),
+    an object bound in a scope of files whose identities are all unchanged
+    gets the earlier answer without its symbol tables, or any in its scope,
+    being read. The answers this run used are in :attr:`Binding.verdicts`.
     """
+    # Binding makes many sets and lists and no garbage cycles worth
+    # collecting meanwhile: the cyclic collector would only re-scan them
+    # (about a third of a cold binding's time). Off meanwhile, as in the walk.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _bind(resolver, res, symbols, musl, real_path, interpreters, hint_libraries, gcompat, present,
+                     verdicts, symbols_key)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _bind(resolver, res, symbols, musl, real_path, interpreters, hint_libraries, gcompat, present, verdicts,
+          symbols_key) -> Binding:
     from .resolve import is_glibc_linked
 
     fs = resolver.fs
     lookup = real_path or fs.lookup
     b = _Binder(resolver, res, symbols, musl, lookup)
     b.present = dict(present or {})
+    if symbols_key is not None:
+        b.symbols_key = symbols_key
+        b.verdicts = {} if verdicts is None else verdicts
     out = Binding(musl)
     objects = res.objects
     scanned = list(res.scanned)
@@ -500,6 +668,7 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
 
     if out.missing_symbols and hint_libraries is not None:
         out.hints = _hints(out.missing_symbols, b, hint_libraries, nodes)
+    out.verdicts = b.used
     return out
 
 
@@ -578,14 +747,16 @@ def _hints(missing: Mapping[str, List[str]], b: _Binder, hint_libraries, nodes) 
 
 
 def musl_model(fs, arch: Optional[str], symbols: Callable[[str], object], universe=None,
-               musl_version: Optional[str] = None, alpine: Optional[str] = None) -> Optional[MuslModel]:
+               musl_version: Optional[str] = None, alpine: Optional[str] = None,
+               symbols_key: Optional[Callable[[str], Optional[tuple]]] = None) -> Optional[MuslModel]:
     """The musl to bind the reserved names to.
 
     ``--musl VERSION`` first (a shipped export list); else the root's real
     ``lib/ld-musl-<arch>.so.1`` (its exports read like any other file's;
     the owning package's version when the database knows it); else the
     shipped list for ``--alpine X.Y``, else the newest shipped list for the
-    arch. None when none is available.
+    arch. None when none is available. With ``symbols_key`` (see
+    :func:`bind`) the root's musl is read only when first used.
     """
     from .resolve import MUSL_LD_ARCH
 
@@ -594,17 +765,33 @@ def musl_model(fs, arch: Optional[str], symbols: Callable[[str], object], univer
         if ld_arch:
             load_path = f"/lib/ld-musl-{ld_arch}.so.1"
             real = fs.lookup(load_path)
-            facts = symbols(real) if real else None
-            if facts is not None and facts.defined:
-                version = None
-                owner = universe.owner(load_path) if universe is not None else None
-                if owner is None and universe is not None and real:
-                    owner = universe.owner(real)
-                if owner is not None and owner.name == "musl":
-                    version = owner.version
-                desc = f"musl {version} (the root's {load_path})" if version else f"the root's {load_path}"
-                return MuslModel(frozenset(facts.defined), desc, version)
+            key = symbols_key(real) if real and symbols_key is not None else None
+            if real and key is not None and fs.elf(real) is not None:
+                # read when first used: a run whose verdicts are all cached needs none of it
+                def make() -> Optional[MuslModel]:
+                    return _root_musl(real, load_path, symbols, universe) or shipped_musl(
+                        arch, musl_version=musl_version, alpine=alpine)
+
+                return _LazyMusl(make, ("root", real) + tuple(key))
+            model = _root_musl(real, load_path, symbols, universe) if real else None
+            if model is not None:
+                return model
     return shipped_musl(arch, musl_version=musl_version, alpine=alpine)
+
+
+def _root_musl(real: str, load_path: str, symbols: Callable[[str], object], universe) -> Optional[MuslModel]:
+    """The model of a root's own ``ld-musl`` (None if it defines nothing)."""
+    facts = symbols(real)
+    if facts is None or not facts.defined:
+        return None
+    version = None
+    owner = universe.owner(load_path) if universe is not None else None
+    if owner is None and universe is not None:
+        owner = universe.owner(real)
+    if owner is not None and owner.name == "musl":
+        version = owner.version
+    desc = f"musl {version} (the root's {load_path})" if version else f"the root's {load_path}"
+    return MuslModel(frozenset(facts.defined), desc, version, identity=("root", real))
 
 
 def shipped_musl(arch: Optional[str], musl_version: Optional[str] = None,

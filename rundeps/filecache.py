@@ -55,6 +55,10 @@ _HEADER = _MAGIC + bytes([FORMAT_VERSION])
 #: The format of the symbol facts files (see :meth:`FileCache.load_symbols`).
 SYMBOLS_VERSION = 1
 _SYM_HEADER = b"RDSY" + bytes([SYMBOLS_VERSION])
+#: The format of the binding verdicts files (see :meth:`FileCache.load_verdicts`);
+#: raised whenever what :mod:`rundeps.bind` or the symbol readers decide changes.
+VERDICTS_VERSION = 1
+_VERDICTS_HEADER = b"RDBV" + bytes([VERDICTS_VERSION])
 
 Warn = "Callable[[str], None]"
 
@@ -308,57 +312,95 @@ class FileCache:
     def _symbols_key(self, root: str, top: str) -> bytes:
         return self._cache_key(b"symbols", SYMBOLS_VERSION, root, top)
 
-    def _symbols_file(self, key: bytes) -> str:
-        return self._cache_file(key, "s%d" % SYMBOLS_VERSION)
-
     def load_symbols(self, root: str, top: str) -> Dict[str, tuple]:
         """{in-root path: (dev, ino, size, mtime_ns, packed facts)} of the
         last symbol scan of ``top``; {} when there is none or it is corrupt
         (then dropped, with a warning)."""
-        if self._broken:
+        raw = self._read_blob(self._symbols_key(root, top), "s%d" % SYMBOLS_VERSION, _SYM_HEADER,
+                              f"symbols for {top}")
+        if raw is None:
             return {}
-        key = self._symbols_key(root, top)
-        path = self._symbols_file(key)
+        if not isinstance(raw, dict):
+            self._warn(f"file cache symbols for {top} were corrupt (bad shape); dropped")
+            return {}
+        return raw
+
+    def store_symbols(self, root: str, top: str, entries: Dict[str, tuple]) -> None:
+        """Remember ``entries`` (the shape :meth:`load_symbols` returns)."""
+        if self._broken:
+            return
+        self._write_blob(self._symbols_key(root, top), "s%d" % SYMBOLS_VERSION, _SYM_HEADER, entries)
+
+    # -- binding verdicts --------------------------------------------------------
+    #
+    # What :func:`rundeps.bind.bind` answered for each object in each scope,
+    # keyed on the identities of the files the answer depends on
+    # (``Binding.verdicts``): one file per (root, scanned tops), ``.b<N>``.
+    # Its keys make it a pure cache: an entry can be missing, never stale.
+
+    def _verdicts_key(self, root: str, tops) -> bytes:
+        return self._cache_key(b"verdicts", VERDICTS_VERSION, root, "\0".join(sorted(tops)))
+
+    def load_verdicts(self, root: str, tops) -> Dict[bytes, object]:
+        """{key: answer} the last binding of ``tops`` (in-root paths) used;
+        {} when there is none or it is corrupt (then dropped, with a warning)."""
+        raw = self._read_blob(self._verdicts_key(root, tops), "b%d" % VERDICTS_VERSION, _VERDICTS_HEADER,
+                              "binding verdicts")
+        if raw is None:
+            return {}
+        if not (raw.__class__ is dict and all(k.__class__ is bytes and (v.__class__ is tuple or v == "-")
+                                             for k, v in raw.items())):
+            self._warn("file cache binding verdicts were corrupt (bad shape); dropped")
+            return {}
+        return raw
+
+    def store_verdicts(self, root: str, tops, verdicts: Dict[bytes, object], loaded=None) -> None:
+        """Remember ``verdicts`` (unless they equal ``loaded``, what
+        :meth:`load_verdicts` gave)."""
+        if self._broken or verdicts == loaded:
+            return
+        self._write_blob(self._verdicts_key(root, tops), "b%d" % VERDICTS_VERSION, _VERDICTS_HEADER, verdicts)
+
+    def _write_blob(self, key: bytes, suffix: str, header: bytes, obj) -> None:
+        """Write ``obj`` marshal-ed as the cache file for ``key`` (see :meth:`_read_blob`)."""
+        body = len(key).to_bytes(4, "little") + key + marshal.dumps(obj, 4)
+        self._write(self._cache_file(key, suffix), header + zlib.crc32(body).to_bytes(4, "little") + body)
+
+    def _read_blob(self, key: bytes, suffix: str, header: bytes, what: str):
+        """The marshal-ed object of one cache file written for ``key`` (None
+        when absent, another key's, or corrupt: then dropped with a warning)."""
+        if self._broken:
+            return None
+        path = self._cache_file(key, suffix)
         try:
             with open(path, "rb") as f:
                 blob = f.read()
         except FileNotFoundError:
-            return {}
+            return None
         except OSError as exc:
             self._broken = True
             self._warn(f"file cache disabled: cannot read {path}: {exc}")
-            return {}
+            return None
         try:
-            if blob[:5] != _SYM_HEADER or len(blob) < 13:
+            if blob[:5] != header or len(blob) < 13:
                 raise CorruptEntry("bad header")
             body = memoryview(blob)[9:]
             if zlib.crc32(body) != int.from_bytes(blob[5:9], "little"):
                 raise CorruptEntry("bad checksum")
             klen = int.from_bytes(blob[9:13], "little")
             if bytes(blob[13:13 + klen]) != key:
-                return {}
+                return None
             try:
-                raw = marshal.loads(memoryview(blob)[13 + klen:])
+                return marshal.loads(memoryview(blob)[13 + klen:])
             except (ValueError, EOFError, TypeError) as exc:
                 raise CorruptEntry(str(exc)) from None
-            if not isinstance(raw, dict):
-                raise CorruptEntry("bad shape")
-            return raw
         except CorruptEntry as exc:
-            self._warn(f"file cache symbols for {top} were corrupt ({exc}); dropped")
+            self._warn(f"file cache {what} were corrupt ({exc}); dropped")
             try:
                 os.unlink(path)
             except OSError:
                 pass
-            return {}
-
-    def store_symbols(self, root: str, top: str, entries: Dict[str, tuple]) -> None:
-        """Remember ``entries`` (the shape :meth:`load_symbols` returns)."""
-        if self._broken:
-            return
-        key = self._symbols_key(root, top)
-        body = len(key).to_bytes(4, "little") + key + marshal.dumps(entries, 4)
-        self._write(self._symbols_file(key), _SYM_HEADER + zlib.crc32(body).to_bytes(4, "little") + body)
+            return None
 
     def _write(self, path: str, blob: bytes) -> None:
         tmp = "%s.tmp.%d.%d" % (path, os.getpid(), id(blob))
@@ -385,7 +427,7 @@ class FileCache:
         except OSError:
             return
         for name in names:
-            if ".v" in name or ".s" in name:
+            if ".v" in name or ".s" in name or ".b" in name:
                 try:
                     os.unlink(os.path.join(self.directory, name))
                 except OSError:

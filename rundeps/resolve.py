@@ -265,6 +265,13 @@ class TreeFS:
         path: SymbolFacts}, e.g. from ``ScanItem.symbols``)."""
         self.__dict__.setdefault("_symbols", {}).update(facts)
 
+    def known_items(self, items: Iterable[object]) -> None:
+        """Seed :meth:`symbols` and :meth:`symbols_key` with the scanned
+        :class:`rundeps.walk.ScanItem` objects (``items[i].path`` is the
+        in-root real path), without reading their facts: an item loads them
+        when first asked (see :func:`rundeps.walk.scan`)."""
+        self.__dict__.setdefault("_items", {}).update((item.path, item) for item in items)
+
     def symbols(self, real_path: str):
         """The :class:`rundeps.symbols.SymbolFacts` of an in-root real path,
         read once and memoised (None if it is not ELF or cannot be read;
@@ -274,11 +281,23 @@ class TreeFS:
             return memo[real_path]
         except KeyError:
             pass
-        from .symbols import read_symbols_path
+        item = self.__dict__.get("_items", {}).get(real_path)
+        if item is not None:
+            facts = memo[real_path] = item.symbols
+            return facts
+        from .symbols import read_symbols_fd
 
         facts = None
         try:
-            facts = read_symbols_path(to_host(self.root, real_path))
+            fd = os.open(to_host(self.root, real_path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_CLOEXEC", 0))
+            try:
+                st = os.fstat(fd)
+                self.__dict__.setdefault("_keys", {})[real_path] = (st.st_dev, st.st_ino, st.st_size,
+                                                                     st.st_mtime_ns)
+                facts = read_symbols_fd(fd)
+            finally:
+                os.close(fd)
         except ElfError as exc:
             if self._on_error:
                 self._on_error(real_path, f"broken symbol table: {exc}")
@@ -287,6 +306,31 @@ class TreeFS:
                 self._on_error(real_path, exc.strerror or str(exc))
         memo[real_path] = facts
         return facts
+
+    def symbols_key(self, real_path: str) -> Optional[Tuple[int, int, int, int]]:
+        """The (device, inode, size, mtime_ns) of the file whose facts
+        :meth:`symbols` gives, or would give, for ``real_path`` (None when
+        there is no such file): what a cached verdict about those facts is
+        keyed on. Facts already read are for the file they were read from."""
+        item = self.__dict__.get("_items", {}).get(real_path)
+        if item is not None:
+            if item.symbols_key is None:  # read without a cache: the walk's file, statted now
+                item.symbols_key = self._stat_key(real_path)
+            return item.symbols_key
+        keys = self.__dict__.setdefault("_keys", {})
+        try:
+            return keys[real_path]
+        except KeyError:
+            pass
+        key = keys[real_path] = self._stat_key(real_path)
+        return key
+
+    def _stat_key(self, real_path: str) -> Optional[Tuple[int, int, int, int]]:
+        try:
+            st = os.lstat(to_host(self.root, real_path))
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def read_text(self, path: str) -> Optional[str]:
         """The text of a regular file, None if there is none, ``""`` if it
@@ -529,6 +573,8 @@ class Resolver:
         self._main: Optional[Tuple[Optional[str], Optional[ElfInfo]]] = None
         self._glibc_loaders: Dict[str, Optional[GlibcLoader]] = {}
         self._under_glibc: Set[str] = set()
+        self.orders: Dict[str, list] = {}
+        """Scanned path -> its :meth:`load_order`, as the last :meth:`resolve` found it."""
 
     # -- search path -----------------------------------------------------
 
@@ -861,6 +907,7 @@ class Resolver:
                     res.objects.setdefault(*descend)
 
         self._under_glibc = set()
+        self.orders = {}
         for path in sorted(objects):
             info = objects[path]
             if is_glibc_linked(info):
@@ -868,7 +915,8 @@ class Resolver:
                 loader = self.glibc_loader(info.interp) if info.interp else None
                 if loader is not None:
                     res.runs_under_glibc[path] = loader.path
-            add(self.load_order(path, info, answers))
+            order = self.orders[path] = self.load_order(path, info, answers)
+            add(order)
         self._note_loads(res, answers, add)
         for path in res.glibc_linked:
             if path not in self._under_glibc and not self._in_glibc_folder(path):

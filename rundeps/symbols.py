@@ -88,6 +88,7 @@ __all__ = [
     "read_symbols_fd",
     "read_symbols_pread",
     "read_symbols_pyelftools",
+    "SameBytes",
     "facts_from_tuple",
     "pack_facts",
     "unpack_facts",
@@ -147,6 +148,7 @@ _CLS_WEAK = _class_table(lambda t, b: int(b == STB_WEAK))
 _NZ = bytes([0] + [1] * 255)
 _FLIP = bytes([1] + [0] * 255)
 _HIGHBIT = bytes([0] * 128 + [1] * 128)
+_ODD = bytes(b & 1 for b in range(256))
 #: 1 for TLS, 2 for IFUNC, with an OK binding.
 _CLS_TLS_IFUNC = _class_table(lambda t, b: (1 if t == STT_TLS else 2 if t == STT_GNU_IFUNC else 0)
                               if (1 << b) & OK_BINDS else 0)
@@ -378,7 +380,9 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
         symoff, symw = (word + 4, 4) if little else (word, 4)
     else:
         symoff, symw = (word + 1, 3) if little else (word, 3)
-    infos = set()  # distinct r_info values of relocations that name a symbol
+    refd = set()  # symbol indices some relocation (other than R_*_NONE) names
+    nonplt_i = set()  # ... by a relocation other than JUMP_SLOT
+    copy_i = set()  # ... by a COPY relocation
     tables = []
     if DT_RELA in dyn and dyn.get(DT_RELASZ):
         tables.append((dyn[DT_RELA], dyn[DT_RELASZ], True))
@@ -403,20 +407,14 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
             pos += n
             # The linker puts the (many) symbol-less relative relocations
             # first: find the first entry that names a symbol in C, and
-            # collect r_info values from there on.
+            # take the columns from there on.
             p = _nonzero(chunk, symoff, symw, stride).find(1)
             if p >= 0:
-                infos.update(_array("Q" if is64 else "I", chunk[p * stride:], little)[1::per])
-    il = list(infos)
-    shift, tmask = (32, 0xFFFFFFFF) if is64 else (8, 0xFF)
-    rsyms = list(map(rshift, il, repeat(shift)))
-    rtypes = list(map(and_, il, repeat(tmask)))
-    ok = list(map(and_, map(truth, rsyms), map(truth, rtypes)))  # R_*_NONE is skipped
-    rsyms = list(compress(rsyms, ok))
-    rtypes = list(compress(rtypes, ok))
-    refd = set(rsyms)
-    nonplt_i = set(compress(rsyms, map(ne, rtypes, repeat(r_plt))))
-    copy_i = set(compress(rsyms, map(eq, rtypes, repeat(r_copy))))
+                types, syms = _reloc_columns(chunk[p * stride:], is64, little, per)
+                _note_relocs(types, syms, r_plt, r_copy, refd, nonplt_i, copy_i)
+    refd.discard(0)
+    nonplt_i.discard(0)
+    copy_i.discard(0)
 
     if DT_SYMTAB not in dyn:
         if refd:
@@ -443,18 +441,19 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
             i = top
             while True:
                 n = min(4096, left - (coff - off))  # within the hash table's segment
-                chunk = _array("I", pread(coff, n) if n >= 4 else b"", little)
-                if not chunk:
+                raw = pread(coff, n) if n >= 4 else b""
+                words = len(raw) // 4
+                if not words:
                     raise ElfError("DT_GNU_HASH chain outside its segment")
-                ends = bytes(map(and_, chunk, repeat(1)))
-                k = ends.find(1)
+                # the end bit is bit 0 of each word: one byte of every four
+                k = raw[0 if little else 3:4 * words:4].translate(_ODD).find(1)
                 if k >= 0:
                     i += k + 1
                     break
-                i += len(chunk)
+                i += words
                 if i > MAX_SYMS:
                     raise ElfError("DT_GNU_HASH chain too long")
-                coff += 4 * len(chunk)
+                coff += 4 * words
             nsyms = i
         first = symoffset
     elif DT_HASH in dyn:
@@ -522,6 +521,14 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
             got = [s if s is not None else name(i) for i, s in zip(indices, got)]
         return got
 
+    def selected(mask: int, count: int) -> List[str]:
+        """The names of the symbols from ``first`` on whose bit is set."""
+        sel = _bytes(mask, count)
+        got = list(map(strings.get, compress(names[first:], sel)))
+        if None in got:  # a tail-merged name: by index
+            return names_of(list(compress(range(first, first + count), sel)))
+        return got
+
     defined: List[str] = []
     hidden: List[str] = []
     ifunc: List[str] = []
@@ -536,12 +543,12 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
         if vhigh is not None:
             hid = _int(vhigh[first:].translate(_HIGHBIT))
         sel = plain & valnz & sh
-        defined = names_of(list(compress(range(first, nsyms), _bytes(sel & ~hid, cnt))))
+        defined = selected(sel & ~hid, cnt)
         if hid:
-            hidden = names_of(list(compress(range(first, nsyms), _bytes(sel & hid, cnt))))
+            hidden = selected(sel & hid, cnt)
         uv = plain & valnz & _int(undm[first:]) & ~hid
         if uv:
-            undef_valued = names_of(list(compress(range(first, nsyms), _bytes(uv, cnt))))
+            undef_valued = selected(uv, cnt)
         special = cls.translate(_CLS_TLS_IFUNC)
         if special.strip(b"\0"):  # TLS (st_value 0 is fine) and IFUNC definitions: rare
             for j in compress(range(cnt), special):
@@ -581,6 +588,35 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
         unreferenced=frozenset(unreferenced),
         nsyms=nsyms,
     )
+
+
+def _reloc_columns(raw: bytes, is64: bool, little: bool, per: int):
+    """(types, symbol indices) of the relocations in ``raw`` (whole
+    entries of ``per`` words), as two arrays sliced in C."""
+    if is64:
+        w = _array("I", raw, little)  # r_info is words 2-3 of 2*per
+        n = 2 * per
+        if little:
+            return w[2::n], w[3::n]
+        return w[3::n], w[2::n]
+    info = _array("I", raw, little)[1::per]
+    return list(map(and_, info, repeat(0xFF))), list(map(rshift, info, repeat(8)))
+
+
+def _note_relocs(types, syms, r_plt: int, r_copy: int, refd: set, nonplt: set, copy: set) -> None:
+    """Add the symbol indices of one run of relocations to the sets (index
+    0, no symbol, is taken out by the caller)."""
+    if types.count(0):  # R_*_NONE entries name nothing: drop them
+        syms = list(compress(syms, types))
+        types = list(compress(types, types))
+    refd.update(syms)
+    plt = types.count(r_plt)
+    if not plt:
+        nonplt.update(syms)
+    elif plt != len(types):
+        nonplt.update(compress(syms, map(ne, types, repeat(r_plt))))
+    if types.count(r_copy):
+        copy.update(compress(syms, map(eq, types, repeat(r_copy))))
 
 
 def _int(mask: bytes) -> int:
@@ -632,6 +668,69 @@ def read_symbols_fd(fd: int, head: Optional[bytes] = None) -> Optional[SymbolFac
         with os.fdopen(os.dup(fd), "rb") as f:
             return read_symbols_pyelftools(f)
     return read_symbols_pread(lambda offset, size: os.pread(fd, size, offset), head)
+
+
+class SameBytes:
+    """Reads symbol facts of several files, parsing the tables of a file
+    only once when another file is a byte-for-byte copy of it.
+
+    Wheels vendor the same libraries (``libstdc++-<hash>.so.6``,
+    ``libgcc_s-<hash>.so.1``) under several ``<pkg>.libs/``, and pip installs
+    ``libfoo.so``, ``libfoo.so.1`` and ``libfoo.so.1.2`` as three copies.
+    For a file whose ``key`` (the caller's: same size and ELF facts) says
+    copies may follow (``expect`` > 1: how many files with the key are
+    still to come, this one included), :meth:`read_fd` remembers which
+    ranges the fast reader read and a BLAKE2b digest of what they held. The
+    next file with that key has the same ranges read and hashed: when the
+    digests match, the reader would have computed the same facts from the
+    same bytes, so those are returned without parsing. Any difference, or
+    the pyelftools reader, means a normal read.
+    """
+
+    def __init__(self):
+        self._seen: Dict[object, list] = {}
+
+    def read_fd(self, fd: int, key, expect: int) -> Optional[SymbolFacts]:
+        if expect <= 1 or _reader() == "pyelftools":
+            seen = self._seen.pop(key, None)
+            if seen is None or _reader() == "pyelftools":
+                return read_symbols_fd(fd)
+            return self._copy(fd, seen) or read_symbols_fd(fd)
+        seen = self._seen.get(key)
+        if seen is not None:
+            facts = self._copy(fd, seen)
+            if facts is not None:
+                return facts
+        import hashlib
+
+        ranges: List[Tuple[int, int]] = []
+        digest = hashlib.blake2b(digest_size=20)
+
+        def read_at(offset: int, size: int) -> bytes:
+            data = os.pread(fd, size, offset)
+            ranges.append((offset, size))
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+            return data
+
+        facts = read_symbols_pread(read_at)
+        self._seen[key] = (ranges, digest.digest(), facts)
+        return facts
+
+    @staticmethod
+    def _copy(fd: int, seen) -> Optional[SymbolFacts]:
+        """The remembered facts, if ``fd`` holds the same bytes in the same ranges."""
+        import hashlib
+
+        ranges, want, facts = seen
+        if facts is None:
+            return None
+        digest = hashlib.blake2b(digest_size=20)
+        for offset, size in ranges:
+            data = os.pread(fd, size, offset)
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+        return facts if digest.digest() == want else None
 
 
 def read_symbols_path(path) -> Optional[SymbolFacts]:

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import gc
 import os
+from collections import Counter
 import posixpath
+import sys
 import stat as _stat
 # typing is only needed by type checkers (annotations are strings here);
 # not importing it keeps start-up light.
@@ -58,15 +60,32 @@ class ScanItem:
     ``symbols`` is its :class:`rundeps.symbols.SymbolFacts` when the scan
     was asked for them (``scan(..., symbols=True)``), else None; also None
     when its symbol tables could not be read (reported through ``on_error``).
+    With a file cache they are loaded when ``symbols`` is first read (see
+    :func:`scan`); ``symbols_key`` is then the file's (device, inode, size,
+    mtime_ns) those facts are, or will be, for.
     """
 
-    __slots__ = ("path", "host_path", "info", "symbols")
+    __slots__ = ("path", "host_path", "info", "_symbols", "_loader", "symbols_key")
 
     def __init__(self, path: str, host_path: str, info: ElfInfo, symbols=None):
         self.path = path  # in-root path, e.g. '/usr/local/lib/python3.12/site-packages/x.so'
         self.host_path = host_path  # the real path on this machine
         self.info = info
-        self.symbols = symbols
+        self._symbols = symbols
+        self._loader = None
+        self.symbols_key: Optional[Tuple[int, int, int, int]] = None
+
+    @property
+    def symbols(self):
+        loader = self._loader
+        if loader is not None:
+            loader.load()
+        return self._symbols
+
+    @symbols.setter
+    def symbols(self, facts) -> None:
+        self._symbols = facts
+        self._loader = None
 
     def __repr__(self) -> str:
         return f"ScanItem({self.path!r}, {self.host_path!r}, {self.info!r})"
@@ -217,6 +236,7 @@ class _Walker:
         self.files_seen = 0
         self.next_progress = PROGRESS_EVERY
         self.pyelftools = reader_name() == "pyelftools"  # RUNDEPS_ELF_READER
+        self.keys: Optional[Dict[str, Tuple[int, ...]]] = None  # in-root path -> stat key, when wanted
 
     def error(self, path: str, reason: str) -> None:
         if self.on_error is not None:
@@ -294,6 +314,10 @@ class _Walker:
                 new.values[d] = old_vals
                 for name, value in old_vals.items():
                     record(prefix + name, value)
+                if self.keys is not None:  # the ELF files' (dev, ino, size, mtime_ns), for their symbols
+                    at = {n: 4 * i for i, n in enumerate(names) if n in old_vals}
+                    for name, i in at.items():
+                        self.keys[prefix + name] = tuple(stats[i:i + 4])
             return
         new.changed = True
         old_keys = signature_keys(old_sig)
@@ -316,6 +340,8 @@ class _Walker:
             kept_stats.extend(key)
             if value is not None:
                 vals[name] = value
+                if self.keys is not None:
+                    self.keys[path] = key
             record(path, value)
         if kept_names:
             new.dirs[d] = folder_signature(kept_names, kept_stats) if len(kept_names) != len(names) else sig
@@ -471,12 +497,18 @@ def scan(
     (:class:`rundeps.symbols.SymbolFacts`, in :attr:`ScanItem.symbols`);
     with a ``cache`` they are kept per file (keyed like the ELF facts, in a
     file of their own so that scans without symbols never load them), and a
-    repeat run reads no symbol table of an unchanged file.
+    repeat run reads no symbol table of an unchanged file. With a cache the
+    facts are loaded when an item's ``symbols`` is first read (a file that
+    cannot be read is reported then).
 
     ``cache`` (a :class:`rundeps.filecache.FileCache`) skips files whose
     (device, inode, size, mtime_ns) are unchanged since the last scan.
-    ``jobs`` is accepted for compatibility; the walk is single-threaded
-    because a second thread did not pay on two cores (see scripts/bench.py).
+    ``jobs``: with 2 or more (and symbols), the symbol tables to read are
+    shared with one forked child process when there are enough of them, on a
+    machine with two cores, in a process without other threads (the same
+    facts either way; the CLI asks for it, the default is 1). The walk
+    itself is single-threaded: a second thread did not pay on two cores
+    (see scripts/bench.py).
     ``progress(n)`` is called with the number of files seen so far.
     """
     # The walk makes a few objects per file (entries, stat results, tuples)
@@ -485,16 +517,18 @@ def scan(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _scan(paths, root, exclude, on_error, cache, progress, symbols)
+        return _scan(paths, root, exclude, on_error, cache, progress, symbols, jobs or 1)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _scan(paths, root, exclude, on_error, cache, progress, symbols=False) -> ScanResult:
+def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: int = 1) -> ScanResult:
     root = _norm_root(root)
     excluded = _compile_excludes(exclude)
     w = _Walker(root, on_error, cache, progress, excluded)
+    if symbols and cache is not None:
+        w.keys = {}
     tops = _canonical_tops(root, paths, w.error)
 
     for given, real, kind in tops:
@@ -518,7 +552,7 @@ def _scan(paths, root, exclude, on_error, cache, progress, symbols=False) -> Sca
     items = [ScanItem(p, _join_host(root, p), info) for p, info in found]
     elf_paths = {p for p, _ in found}
     if symbols:
-        _attach_symbols(root, items, tops, cache, w.error)
+        _attach_symbols(root, items, tops, cache, w.error, w.keys, jobs)
 
     links: Dict[str, str] = {}
     dir_tops = [real for _g, real, kind in tops if kind == "dir"]
@@ -574,52 +608,255 @@ def _stat_key(st) -> Tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error) -> None:
-    """Fill in :attr:`ScanItem.symbols`, from the cache where a file's
-    (device, inode, size, mtime_ns) is unchanged, else by reading it."""
-    from .symbols import pack_facts, read_symbols_fd, unpack_facts
+def _copy_key(item: ScanItem, size: Optional[int] = None):
+    """What two copies of one file share: their sonames and size."""
+    if size is None:
+        try:
+            size = os.lstat(item.host_path).st_size
+        except OSError:
+            return None
+    return (item.info.needed, item.info.soname, size)
 
+
+def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=None, jobs: int = 1) -> None:
+    """Fill in :attr:`ScanItem.symbols`, from the cache where a file's
+    (device, inode, size, mtime_ns) is unchanged, else by reading it.
+    Without a cache they are read now; with one, each scanned top's facts
+    are loaded (and the files that changed read) when the first of its
+    items' ``symbols`` is read, so that a run which needs none of them (its
+    binding verdicts are cached, see :mod:`rundeps.bind`) loads none."""
     dir_tops = [real for _g, real, kind in tops if kind == "dir"]
     by_top: Dict[str, List[ScanItem]] = {}
     for item in items:
         top = next((t for t in dir_tops if _under(item.path, t)), item.path)
         by_top.setdefault(top, []).append(item)
+    reader = _CopyReader(items)
+    keys = keys or {}
     for top, its in by_top.items():
-        old = cache.load_symbols(root, top) if cache is not None else {}
-        new = {}
-        changed = False
+        loader = _TopSymbols(root, top, its, cache, error, reader, jobs)
+        if cache is None:
+            loader.load()
+            continue
         for item in its:
-            facts = None
+            key = keys.get(item.path)  # as the walk found the file
+            if key is None:
+                try:
+                    key = _stat_key(os.lstat(item.host_path))
+                except OSError:
+                    key = None
+            item.symbols_key = key
+            item._loader = loader
+
+
+class _CopyReader:
+    """Reads symbol facts, parsing a copy of a file read before only once
+    (:class:`rundeps.symbols.SameBytes`): files with the same sonames and
+    size may be copies."""
+
+    def __init__(self, items: List[ScanItem]):
+        self.items = items
+        self.copies: Optional[Counter] = None
+
+    def read(self, item: ScanItem, fd: int, size: int):
+        if self.copies is None:  # counted when the first file is read
+            from .symbols import SameBytes
+
+            items = self.items
+            names = Counter((i.info.needed, i.info.soname) for i in items)
+            self.copies = Counter(_copy_key(i) for i in items if names[i.info.needed, i.info.soname] > 1)
+            self.same = SameBytes()
+        ckey = _copy_key(item, size)
+        left = self.copies[ckey]
+        self.copies[ckey] = left - 1
+        return self.same.read_fd(fd, ckey, left)
+
+
+class _TopSymbols:
+    """The symbol facts of the items of one scanned top: the cache file's
+    for the files whose key is unchanged, the others read."""
+
+    def __init__(self, root: str, top: str, items: List[ScanItem], cache, error, reader: _CopyReader,
+                 jobs: int = 1):
+        self.root, self.top, self.items, self.cache, self.error, self.reader = root, top, items, cache, error, reader
+        self.jobs = jobs
+
+    def load(self) -> None:
+        from .symbols import pack_facts, unpack_facts
+
+        items, cache, error = self.items, self.cache, self.error
+        for item in items:
+            item._loader = None
+        old = cache.load_symbols(self.root, self.top) if cache is not None else {}
+        new = {}
+        todo: List[ScanItem] = []
+        for item in items:
             entry = old.get(item.path)
-            if entry is not None:
+            if entry is not None and item.symbols_key is not None:
                 try:
-                    if entry.__class__ is tuple and len(entry) == 5 and entry[:4] == _stat_key(
-                            os.lstat(item.host_path)):
-                        facts = unpack_facts(entry[4])
+                    if entry.__class__ is tuple and len(entry) == 5 and entry[:4] == item.symbols_key:
+                        item._symbols = unpack_facts(entry[4])
                         new[item.path] = entry
-                except (OSError, ValueError):
-                    facts = None
-            if facts is None:
-                changed = True
-                try:
-                    fd = os.open(item.host_path, _O_FILE)
-                except OSError as exc:
-                    error(item.path, _reason(exc))
-                    continue
-                try:
-                    facts = read_symbols_fd(fd)
-                    key = _stat_key(os.fstat(fd))
-                except ElfError as exc:
-                    error(item.path, f"broken symbol table: {exc}")
-                    continue
-                except OSError as exc:
-                    error(item.path, _reason(exc))
-                    continue
-                finally:
-                    os.close(fd)
-                if facts is None:  # replaced by a non-ELF file since the walk
-                    continue
+                        continue
+                except ValueError:
+                    pass
+            item._symbols = None
+            todo.append(item)
+        for item, got in _read_symbols_of(todo, self.reader, self.jobs):
+            kind = got[0]
+            if kind == "error":
+                error(item.path, got[1])
+                continue
+            key, facts = got[1], got[2]
+            item.symbols_key = key
+            if facts is None:  # replaced by a non-ELF file since the walk
+                continue
+            item._symbols = facts
+            if cache is not None:
                 new[item.path] = key + (pack_facts(facts),)
-            item.symbols = facts
-        if cache is not None and (changed or len(new) != len(old)):
-            cache.store_symbols(root, top, new)
+        if cache is not None and (todo or len(new) != len(old)):
+            cache.store_symbols(self.root, self.top, new)
+
+
+def _read_one(item: ScanItem, reader: _CopyReader):
+    """("facts", key, facts or None) or ("error", reason) for one item."""
+    try:
+        fd = os.open(item.host_path, _O_FILE)
+    except OSError as exc:
+        return ("error", _reason(exc))
+    try:
+        key = _stat_key(os.fstat(fd))
+        return ("facts", key, reader.read(item, fd, key[2]))
+    except ElfError as exc:
+        return ("error", f"broken symbol table: {exc}")
+    except OSError as exc:
+        return ("error", _reason(exc))
+    finally:
+        os.close(fd)
+
+
+#: Below this many files to read (or bytes), a second process does not pay.
+PARALLEL_MIN_FILES = 24
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+
+
+def _read_symbols_of(items: List[ScanItem], reader: _CopyReader, jobs: int = 1):
+    """(item, :func:`_read_one` result) for every item, in order.
+
+    With ``jobs`` > 1 and enough to read, half of the files (by size; copies
+    of one file stay together, see :class:`_CopyReader`) are read by a
+    forked child process that sends their packed facts back through a pipe,
+    while this process reads the other half: reading symbol tables is
+    CPU-bound Python, so a second core halves it. Only when this process
+    runs no other thread (a fork would copy their locks), on a system with
+    ``fork``; a child that fails in any way means its files are read here."""
+    if jobs > 1 and len(items) >= PARALLEL_MIN_FILES and _can_fork():
+        sizes = {}
+        for item in items:
+            try:
+                sizes[item.path] = os.lstat(item.host_path).st_size
+            except OSError:
+                sizes[item.path] = 0
+        if sum(sizes.values()) >= PARALLEL_MIN_BYTES:
+            got = _read_forked(items, reader, sizes)
+            if got is not None:
+                return got
+    return [(item, _read_one(item, reader)) for item in items]
+
+
+def _can_fork() -> bool:
+    if not hasattr(os, "fork"):
+        return False
+    try:
+        if len(os.sched_getaffinity(0)) < 2:
+            return False
+    except (AttributeError, OSError):
+        if (os.cpu_count() or 1) < 2:
+            return False
+    threading = sys.modules.get("threading")
+    return threading is None or threading.active_count() == 1
+
+
+def _read_forked(items: List[ScanItem], reader: _CopyReader, sizes: Dict[str, int]):
+    """Split ``items`` in two by size, read one half in a forked child; None
+    if the child could not be started."""
+    import marshal
+
+    from .symbols import pack_facts, unpack_facts
+
+    groups: Dict[object, List[ScanItem]] = {}
+    for item in items:  # copies of one file in the same half, so each is parsed once
+        groups.setdefault((item.info.needed, item.info.soname, sizes[item.path]), []).append(item)
+    halves: Tuple[List[ScanItem], List[ScanItem]] = ([], [])
+    load = [0, 0]
+    for key in sorted(groups, key=lambda k: -k[2] * len(groups[k])):
+        side = 0 if load[0] <= load[1] else 1
+        halves[side].extend(groups[key])
+        load[side] += key[2]  # a copy costs little: count the first
+    mine, theirs = halves
+    try:
+        rfd, wfd = os.pipe()
+    except OSError:
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(rfd)
+        os.close(wfd)
+        return None
+    if pid == 0:  # the child: read, send, and leave without running anything of the parent's
+        code = 1
+        try:
+            os.close(rfd)
+            out = []
+            for item in theirs:
+                got = _read_one(item, reader)
+                if got[0] == "facts" and got[2] is not None:
+                    got = ("facts", got[1], pack_facts(got[2]))
+                out.append(got)
+            data = memoryview(marshal.dumps(out, 4))
+            while data:
+                data = data[os.write(wfd, data):]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    results: Dict[str, tuple] = {}
+    for item in mine:
+        results[item.path] = _read_one(item, reader)
+    chunks = []
+    try:
+        with os.fdopen(rfd, "rb") as f:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    except OSError:
+        chunks = []
+    try:
+        _pid, status = os.waitpid(pid, 0)
+    except OSError:
+        status = 1
+    theirs_got = None
+    if status == 0:
+        try:
+            theirs_got = marshal.loads(b"".join(chunks))
+            if not (isinstance(theirs_got, list) and len(theirs_got) == len(theirs)):
+                theirs_got = None
+        except (ValueError, EOFError, TypeError):
+            theirs_got = None
+    for item, got in zip(theirs, theirs_got or ()):
+        try:
+            if got[0] == "facts" and got[2] is not None:
+                got = ("facts", tuple(got[1]), unpack_facts(got[2]))
+            elif got[0] == "facts":
+                got = ("facts", tuple(got[1]), None)
+            elif not (got[0] == "error" and isinstance(got[1], str)):
+                raise ValueError(got)
+        except (ValueError, TypeError, IndexError):
+            got = _read_one(item, reader)
+        results[item.path] = got
+    if theirs_got is None:  # the child failed: its half read here
+        for item in theirs:
+            results[item.path] = _read_one(item, reader)
+    return [(item, results[item.path]) for item in items]

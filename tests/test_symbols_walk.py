@@ -74,9 +74,28 @@ def test_repeat_run_reads_no_symbol_table(tree, tmp_path):
     assert {i.path: i.symbols for i in third.items}.get("/usr/lib/liba.so") != want["/usr/lib/liba.so"]
 
 
+def test_cached_symbols_load_when_first_read(tree, tmp_path):
+    """With a cache, a scan's symbol facts are loaded (and written) when the
+    first item's ``symbols`` is read: a corrupt symbols file is only noticed then."""
+    cache_dir = tmp_path / "cache"
+    first = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir), symbols=True)
+    assert not any(n.endswith(".s1") for n in os.listdir(cache_dir / "filecache"))
+    want = {i.path: i.symbols for i in first.items}
+    (sym_file,) = [p for p in (cache_dir / "filecache").iterdir() if p.name.endswith(".s1")]
+    sym_file.write_bytes(b"RDSY\x01garbage-garbage")
+    warnings = []
+    second = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir, warnings.append), symbols=True)
+    assert warnings == []
+    assert all(i.symbols_key == tuple(getattr(os.lstat(i.host_path), a) for a in
+                                      ("st_dev", "st_ino", "st_size", "st_mtime_ns")) for i in second.items)
+    assert {i.path: i.symbols for i in second.items} == want
+    assert any("corrupt" in w for w in warnings)
+
+
 def test_scan_without_symbols_keeps_the_cached_symbols(tree, tmp_path):
     cache_dir = tmp_path / "cache"
-    scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir), symbols=True)
+    res = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir), symbols=True)
+    assert all(i.symbols is not None for i in res.items)  # read: loaded and written
     names = set(os.listdir(cache_dir / "filecache"))
     scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir))
     assert set(os.listdir(cache_dir / "filecache")) == names
@@ -85,16 +104,17 @@ def test_scan_without_symbols_keeps_the_cached_symbols(tree, tmp_path):
 
 def test_corrupt_symbols_cache_is_dropped_with_a_warning(tree, tmp_path):
     cache_dir = tmp_path / "cache"
-    scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir), symbols=True)
+    first = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir), symbols=True)
+    assert all(i.symbols is not None for i in first.items)
     (sym_file,) = [p for p in (cache_dir / "filecache").iterdir() if p.name.endswith(".s1")]
     blob = bytearray(sym_file.read_bytes())
     blob[-3] ^= 0xFF
     sym_file.write_bytes(bytes(blob))
     warnings = []
     res = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir, warnings.append), symbols=True)
-    assert any("corrupt" in w for w in warnings)
     for i in res.items:
         assert i.symbols == read_symbols(i.host_path)
+    assert any("corrupt" in w for w in warnings)
 
 
 def test_treefs_symbols_outside_the_scanned_paths_are_memoised(tree):
@@ -113,6 +133,7 @@ def test_treefs_symbols_outside_the_scanned_paths_are_memoised(tree):
 def test_cached_facts_are_decoded_only_when_used(tree, tmp_path):
     cache_dir = tmp_path / "cache"
     first = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir), symbols=True)
+    assert first.items[0].symbols is not None  # read: loaded and written
     second = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir), symbols=True)
     facts = second.items[0].symbols
     with pytest.raises(AttributeError):

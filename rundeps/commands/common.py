@@ -217,6 +217,14 @@ def binding_options(fn: Callable) -> Callable:
     return fn
 
 
+def jobs_option(fn: Callable) -> Callable:
+    """``--jobs``: how many processes read symbol tables."""
+    return click.option("--jobs", "-j", type=click.IntRange(min=1), default=2, show_default=True, metavar="N",
+                        help="Processes reading symbol tables on a run that has many to read: 2 shares them "
+                             "with one forked child on a machine with two or more cores; 1 reads them all "
+                             "in this process. The result is the same.")(fn)
+
+
 def add_details(res, root: str, reporter: "Reporter", kw) -> None:
     """The stages only some outputs need: pip distributions (JSON, the tree by
     distribution) and installed sizes (JSON, the size line on a terminal)."""

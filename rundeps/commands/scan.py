@@ -7,8 +7,8 @@ import sys
 import click
 
 from .common import (
-    CONTEXT, EXIT_CODES, Progress, Reporter, add_dlopen, binding_options, finish, handle_errors, inroot, make_sources,
-    output_options, parse_root, source_options,
+    CONTEXT, EXIT_CODES, Progress, Reporter, add_dlopen, binding_options, finish, handle_errors, inroot, jobs_option,
+    make_sources, output_options, parse_root, source_options,
 )
 from .common import add_details
 
@@ -29,6 +29,7 @@ from .common import add_details
 @source_options
 @output_options
 @binding_options
+@jobs_option
 @handle_errors
 def scan(paths, exclude, no_default_excludes, progress, **kw):
     """Print the packages the ELF files under PATH need (default: /usr/local).
@@ -67,7 +68,7 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
             paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
             explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
             progress=bar, library_path=kw["library_path"], default_excludes=not no_default_excludes,
-            symbols=bool(kw["symbols"]), musl_version=kw["musl_version"],
+            symbols=bool(kw["symbols"]), musl_version=kw["musl_version"], jobs=kw["jobs"],
         )
     finally:
         bar.close()

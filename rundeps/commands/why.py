@@ -9,7 +9,8 @@ import click
 
 from ..errors import EXIT_OK, EXIT_UNRESOLVED
 from .common import (
-    CONTEXT, Reporter, add_dlopen, binding_options, handle_errors, inroot, make_sources, parse_root, source_options,
+    CONTEXT, Reporter, add_dlopen, binding_options, handle_errors, inroot, jobs_option, make_sources, parse_root,
+    source_options,
 )
 
 
@@ -31,6 +32,7 @@ from .common import (
                    "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
 @binding_options
+@jobs_option
 @handle_errors
 def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads, fmt, quiet, **kw):
     """Explain why NAME (a package or a soname) is needed by the files under PATH,
@@ -65,7 +67,7 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
         paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
         explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
         library_path=kw["library_path"], default_excludes=not no_default_excludes,
-        symbols=bool(kw["symbols"]), musl_version=kw["musl_version"],
+        symbols=bool(kw["symbols"]), musl_version=kw["musl_version"], jobs=kw["jobs"],
     )
     add_dlopen(res, paths, root, reporter, use_dlopen, conditional_loads)
     if file_name:
