@@ -314,7 +314,7 @@ def check_tree(
     on_warning: Optional[Warn] = None,
     progress=None,
     on_info: Optional[Warn] = None,
-    symbols: bool = False,
+    symbols: bool = True,
     musl_version: Optional[str] = None,
     library_path: Optional[str] = None,
     main_program: Optional[str] = None,
@@ -330,9 +330,10 @@ def check_tree(
     :data:`DEFAULT_EXCLUDES` are left out and listed in
     :attr:`Resolution.left_out`.
 
-    With ``symbols`` (off by default, as ``scan``: see the README's Speed),
-    every object is then bound as musl binds it (:func:`bind_symbols`): ``res.will_not_load`` names the files that
-    would not load, ``res.binding`` holds the details. ``musl_version``
+    With ``symbols`` (on by default, as ``scan``; False skips it), every
+    object is then bound as musl binds it (:func:`bind_symbols`):
+    ``res.will_not_load`` names the files that would not load,
+    ``res.binding`` holds the details. ``musl_version``
     picks a shipped musl export list instead of the root's own musl.
     ``jobs`` > 1 lets symbol tables be read by two processes (see
     :func:`rundeps.walk.scan`; the same result).

@@ -677,30 +677,38 @@ class SameBytes:
     Wheels vendor the same libraries (``libstdc++-<hash>.so.6``,
     ``libgcc_s-<hash>.so.1``) under several ``<pkg>.libs/``, and pip installs
     ``libfoo.so``, ``libfoo.so.1`` and ``libfoo.so.1.2`` as three copies.
-    For a file whose ``key`` (the caller's: same size and ELF facts) says
+    For a file whose ``key`` (the caller's: same size and sonames) says
     copies may follow (``expect`` > 1: how many files with the key are
     still to come, this one included), :meth:`read_fd` remembers which
-    ranges the fast reader read and a BLAKE2b digest of what they held. The
-    next file with that key has the same ranges read and hashed: when the
-    digests match, the reader would have computed the same facts from the
-    same bytes, so those are returned without parsing. Any difference, or
-    the pyelftools reader, means a normal read.
+    ranges the fast reader read and a BLAKE2b digest of what they held (for
+    up to :attr:`VARIANTS` different files a key). A later file with that
+    key has the same ranges read and hashed: when the digests match, the
+    reader would have computed the same facts from the same bytes, so those
+    are returned without parsing. Any difference, or the pyelftools reader,
+    means a normal read.
     """
+
+    #: At most this many different files are remembered under one key.
+    VARIANTS = 8
 
     def __init__(self):
         self._seen: Dict[object, list] = {}
 
     def read_fd(self, fd: int, key, expect: int) -> Optional[SymbolFacts]:
-        if expect <= 1 or _reader() == "pyelftools":
-            seen = self._seen.pop(key, None)
-            if seen is None or _reader() == "pyelftools":
-                return read_symbols_fd(fd)
-            return self._copy(fd, seen) or read_symbols_fd(fd)
-        seen = self._seen.get(key)
-        if seen is not None:
-            facts = self._copy(fd, seen)
+        if _reader() == "pyelftools":
+            return read_symbols_fd(fd)
+        seen = self._seen.get(key, ())
+        for record in seen:
+            facts = self._copy(fd, record)
             if facts is not None:
-                return facts
+                break
+        else:
+            facts = None
+        if expect <= 1:  # the last file with this key
+            self._seen.pop(key, None)
+            return facts if facts is not None else read_symbols_fd(fd)
+        if facts is not None:
+            return facts
         import hashlib
 
         ranges: List[Tuple[int, int]] = []
@@ -714,7 +722,8 @@ class SameBytes:
             return data
 
         facts = read_symbols_pread(read_at)
-        self._seen[key] = (ranges, digest.digest(), facts)
+        if len(seen) < self.VARIANTS:
+            self._seen.setdefault(key, []).append((ranges, digest.digest(), facts))
         return facts
 
     @staticmethod

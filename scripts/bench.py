@@ -34,7 +34,10 @@ rundeps with symbols cold and warm (the CLI's ``scan --symbols`` when it has
 the flag, else the library's ``walk.scan(symbols=True)``), and the peak
 memory of checking the 19 wheels (library ``check_wheel`` with and without
 symbols, and the ``rundeps wheel DIR`` command).  Targets: cold <= 0.5 x
-musl-list, warm <= 1 x scanelf, wheels <= 100 MB with symbols.
+musl-list, warm <= 1 x scanelf, wheels <= 100 MB with symbols.  Two more
+rows: ``sym-cold-j1`` (the cold run with ``--jobs 1``: one process) and
+``start-up`` (``python -c 'import rundeps.cli'``: the floor of any run of
+the CLI, nothing scanned).
 ``--pyelftools-row`` also times the pyelftools symbol reader over tree A.
 
 ``--venv`` installs this checkout into a clean virtualenv (made under
@@ -272,10 +275,14 @@ for f in open(sys.argv[1]).read().splitlines():
 """
 
 
-def cli_has_symbols_flag(rundeps: str, env) -> bool:
+def cli_has_flag(rundeps: str, env, flag: str) -> bool:
     out = subprocess.run(shlex.split(rundeps) + ["scan", "--help"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          text=True, env=env).stdout
-    return "--symbols" in out
+    return flag in out
+
+
+def cli_has_symbols_flag(rundeps: str, env) -> bool:
+    return cli_has_flag(rundeps, env, "--symbols")
 
 
 def bench_symbols(tree: Path, wheels: Path, python: str, rundeps: str, env, runs: int, pyelftools_row: bool):
@@ -288,10 +295,13 @@ def bench_symbols(tree: Path, wheels: Path, python: str, rundeps: str, env, runs
     cache = Path(tempfile.mkdtemp(prefix="rundeps-bench-cache-sym-"))
     db = write_db(cache / "bench.installed")
     q = shlex.quote
+    cold1 = None
     if cli_has_symbols_flag(rundeps, env):
         how = "the CLI: rundeps scan --symbols"
         cold = f"{rundeps} scan --symbols --db {q(str(db))} --cache-dir {q(str(cache))} --no-cache {q(str(tree))}"
         warm = f"{rundeps} scan --symbols --db {q(str(db))} --cache-dir {q(str(cache))} {q(str(tree))}"
+        if cli_has_flag(rundeps, env, "--jobs"):
+            cold1 = cold.replace(" scan --symbols ", " scan --symbols --jobs 1 ")
     else:
         how = "the library: rundeps.walk.scan(symbols=True), no resolving or binding (the CLI has no --symbols yet)"
         cold = f"{q(python)} -c {q(SCAN_SNIPPET)} {q(str(tree))} - run symbols"
@@ -301,12 +311,20 @@ def bench_symbols(tree: Path, wheels: Path, python: str, rundeps: str, env, runs
     log(f"symbols rows: {len(files)} ELF files; rundeps {how}")
     run_timed(scanelf_cmd)
     run_timed(warm, env)
-    res = {"scanelf": [], "musl-list": [], "sym-cold": [], "sym-warm": []}
+    # The floor of any run of the CLI: the interpreter and the imports of
+    # ``rundeps.cli`` (click's among them), with nothing scanned.
+    start_up = f"{q(python)} -c {q('import rundeps.cli')}"
+    res = {"scanelf": [], "musl-list": [], "sym-cold": [], "sym-warm": [], "start-up": []}
+    if cold1:
+        res["sym-cold-j1"] = []
     for i in range(runs):
         res["scanelf"].append(run_timed(scanelf_cmd))
         res["musl-list"].append(run_timed(loader))
         res["sym-cold"].append(run_timed(cold, env))
         res["sym-warm"].append(run_timed(warm, env))
+        res["start-up"].append(run_timed(start_up, env))
+        if cold1:
+            res["sym-cold-j1"].append(run_timed(cold1, env))
         log(f"  run {i + 1}/{runs}: " + "  ".join(f"{k} {v[-1][0]:.3f}s" for k, v in res.items() if v))
     med = {k: statistics.median(w for w, _ in v) for k, v in res.items()}
     mem = {k: max(m for _, m in v) for k, v in res.items()}
@@ -316,7 +334,11 @@ def bench_symbols(tree: Path, wheels: Path, python: str, rundeps: str, env, runs
         ("sym-cold", med["sym-cold"], med["sym-cold"] / med["scanelf"], med["sym-cold"] / med["musl-list"],
          mem["sym-cold"]),
         ("sym-warm", med["sym-warm"], med["sym-warm"] / med["scanelf"], None, mem["sym-warm"]),
+        ("start-up", med["start-up"], med["start-up"] / med["scanelf"], None, mem["start-up"]),
     ]
+    if cold1:
+        rows.insert(3, ("sym-cold-j1", med["sym-cold-j1"], med["sym-cold-j1"] / med["scanelf"],
+                        med["sym-cold-j1"] / med["musl-list"], mem["sym-cold-j1"]))
     if pyelftools_row:
         log("  pyelftools reader over every ELF file (one run)...")
         wall, peak = run_timed(f"{q(python)} -c {q(PYELFTOOLS_SNIPPET)} {q(str(listing))}", env)
@@ -394,7 +416,8 @@ def main(argv=None) -> int:
         for k, med, ratio, vs_loader, mem in rows:
             vl = f"{vs_loader:12.2f}" if vs_loader is not None else f"{'':12}"
             print(f"{k:11} {med:9.3f} {ratio:10.2f} {vl} {mem:8.1f}", flush=True)
-        print("targets: sym-cold <= 0.5 x musl-list, sym-warm <= 1 x scanelf")
+        print("targets: sym-cold <= 0.5 x musl-list, sym-warm <= 1 x scanelf "
+              "(start-up: the interpreter and imports alone)")
         print(f"{'wheels (19, one run)':24} {'s':>7} {'peak MB':>8}")
         for k, wall, peak in wheel_rows:
             print(f"{k:24} {wall:7.2f} {peak:8.1f}")

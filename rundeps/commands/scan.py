@@ -68,7 +68,7 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
             paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
             explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
             progress=bar, library_path=kw["library_path"], default_excludes=not no_default_excludes,
-            symbols=bool(kw["symbols"]), musl_version=kw["musl_version"], jobs=kw["jobs"],
+            symbols=kw["symbols"] is not False, musl_version=kw["musl_version"], jobs=kw["jobs"],
         )
     finally:
         bar.close()

@@ -67,7 +67,7 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
         paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
         explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
         library_path=kw["library_path"], default_excludes=not no_default_excludes,
-        symbols=bool(kw["symbols"]), musl_version=kw["musl_version"], jobs=kw["jobs"],
+        symbols=kw["symbols"] is not False, musl_version=kw["musl_version"], jobs=kw["jobs"],
     )
     add_dlopen(res, paths, root, reporter, use_dlopen, conditional_loads)
     if file_name:
