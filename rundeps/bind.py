@@ -76,8 +76,6 @@ to, besides ``readdir64_r`` -> ``readdir_r``."""
 LFS64_NAMES = frozenset([n + "64" for n in LFS64_BASE_NAMES] + ["readdir64_r"])
 """Every name :func:`lfs64_base` maps."""
 
-
-
 #: A cached :meth:`_Binder.bind_in` answer for an object whose symbol facts
 #: could not be read (the reason is reported when they are read again).
 _NO_FACTS = "-"

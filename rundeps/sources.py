@@ -31,7 +31,6 @@ need it.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from dataclasses import dataclass

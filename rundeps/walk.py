@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import gc
 import os
-from collections import Counter
 import posixpath
-import sys
 import stat as _stat
+import sys
+from collections import Counter
 # typing is only needed by type checkers (annotations are strings here);
 # not importing it keeps start-up light.
 TYPE_CHECKING = False

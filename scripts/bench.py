@@ -143,11 +143,11 @@ def build_tree_b(work: Path, tree_a: Path) -> Path:
 def make_venv(work: Path) -> str:
     venv = work / "venv"
     py = venv / "bin" / "python"
-    if not (venv / ".done").exists():
+    done = venv / ".done-deps"  # the checkout's own dependencies (pyproject), installed once
+    if not done.exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "pyelftools", "diskcache", "click", "requests", "rsa"],
-                       check=True)
-        (venv / ".done").touch()
+        subprocess.run([str(py), "-m", "pip", "install", "-q", str(PROJECT)], check=True, cwd=tempfile.gettempdir())
+        done.touch()
     return str(py)
 
 

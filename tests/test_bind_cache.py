@@ -9,8 +9,6 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-
 from bindbuild import HOST_MUSL, _db_block, build_c, loader_list, requires_musl
 from rundeps.api import Sources, check_tree
 from rundeps.walk import scan

@@ -86,7 +86,10 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
             code = EXIT_ERROR
             continue
         res = check.resolution
-        check.wheel.py_sources = []  # read once; dropped so that many wheels stay in bounded memory
+        # read once and bound: dropped so that many wheels stay in bounded memory
+        check.wheel.py_sources = []
+        for item in check.wheel.items:
+            item.symbols = None
         if not check.ok and code == EXIT_OK:
             code = EXIT_UNRESOLVED
         results.append(check)
