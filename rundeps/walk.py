@@ -821,22 +821,25 @@ def _read_forked(items: List[ScanItem], reader: _CopyReader, sizes: Dict[str, in
             os._exit(code)
     os.close(wfd)
     results: Dict[str, tuple] = {}
-    for item in mine:
-        results[item.path] = _read_one(item, reader)
     chunks = []
+    status = 1
     try:
         with os.fdopen(rfd, "rb") as f:
-            while True:
-                chunk = f.read(1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    except OSError:
-        chunks = []
-    try:
-        _pid, status = os.waitpid(pid, 0)
-    except OSError:
-        status = 1
+            for item in mine:
+                results[item.path] = _read_one(item, reader)
+            try:
+                while True:
+                    chunk = f.read(1 << 20)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+            except OSError:
+                chunks = []
+    finally:  # whatever happens here (an interrupt), the child is not left behind
+        try:
+            _pid, status = os.waitpid(pid, 0)
+        except OSError:
+            status = 1
     theirs_got = None
     if status == 0:
         try:

@@ -165,3 +165,34 @@ def test_copies_are_parsed_once_and_look_alikes_are_not_taken_for_copies(tmp_pat
     assert "f_aaaa" in by["a"].defined and "f_bbbb" in by["b"].defined and "f_aaaa" not in by["b"].defined
     assert by["c"] is by["a"] and by["d"] is by["a"]  # parsed once
     assert by["b"] is not by["a"]
+
+
+def test_a_child_that_dies_leaves_its_files_to_the_parent(tmp_path, monkeypatch):
+    """Fault injection: the forked child exits at its first file; the
+    parent reads the child's half itself and gives the same facts."""
+    import threading
+
+    import rundeps.walk as walk
+
+    if len(os.sched_getaffinity(0)) < 2 or threading.active_count() != 1:
+        import pytest
+
+        pytest.skip("the child is only used on two cores without other threads")
+    root = make_root(tmp_path)
+    for i in range(30):
+        build_c(root / "usr/local/lib/many", f"libm{i}.so", f"int f{i}(void){{return {i};}}", soname=f"libm{i}.so")
+    one = scan(["/usr/local"], root=str(root), symbols=True, jobs=1)
+    monkeypatch.setattr(walk, "PARALLEL_MIN_FILES", 2)
+    monkeypatch.setattr(walk, "PARALLEL_MIN_BYTES", 1)
+    parent = os.getpid()
+    real_read_one = walk._read_one
+
+    def read_one(item, reader):
+        if os.getpid() != parent:
+            os._exit(3)  # the child dies without a word
+        return real_read_one(item, reader)
+
+    monkeypatch.setattr(walk, "_read_one", read_one)
+    two = scan(["/usr/local"], root=str(root), symbols=True, jobs=2)
+    assert [i.symbols for i in one.items] == [i.symbols for i in two.items]
+    assert all(i.symbols is not None for i in two.items)
