@@ -45,7 +45,8 @@ def loader_ok(root: Path, program: str) -> bool:
 
 def check(root: Path, cache: Path, warnings=None):
     return check_tree(["/usr/local"], root=str(root), explicit_root=True, symbols=True,
-                      sources=Sources(cache_dir=str(cache)), on_warning=(warnings or []).append)
+                      sources=Sources(cache_dir=str(cache)),
+                      on_warning=warnings.append if warnings is not None else None)
 
 
 def symbols_file(cache: Path) -> Path:
@@ -196,3 +197,26 @@ def test_a_child_that_dies_leaves_its_files_to_the_parent(tmp_path, monkeypatch)
     two = scan(["/usr/local"], root=str(root), symbols=True, jobs=2)
     assert [i.symbols for i in one.items] == [i.symbols for i in two.items]
     assert all(i.symbols is not None for i in two.items)
+
+
+def test_corrupt_or_foreign_verdicts_are_dropped_with_a_warning(tmp_path):
+    root = make_root(tmp_path)
+    cache = tmp_path / "cache"
+    check(root, cache)
+    (verdicts,) = [p for p in (cache / "filecache").iterdir() if p.name.endswith(".b1")]
+    blob = bytearray(verdicts.read_bytes())
+    blob[-2] ^= 0xFF  # a flipped byte: the checksum no longer matches
+    verdicts.write_bytes(bytes(blob))
+    warnings = []
+    res = check(root, cache, warnings)
+    assert any("binding verdicts were corrupt" in w for w in warnings), warnings
+    assert res.will_not_load == {}
+    # A checksum-valid file of another shape (not written by rundeps) is not used either.
+    from rundeps.filecache import FileCache
+
+    fc = FileCache(cache)
+    fc._write_blob(fc._verdicts_key(str(root), ["/usr/local"]), "b1", b"RDBV\x01", {b"k": "not a tuple"})
+    warnings = []
+    res = check(root, cache, warnings)
+    assert any("binding verdicts were corrupt" in w for w in warnings), warnings
+    assert res.will_not_load == {}
