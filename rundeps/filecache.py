@@ -178,18 +178,17 @@ class _OtherKey(CorruptEntry):
     """The file holds another top's entry (a name collision): just a miss."""
 
 
-def encode_entries(entries: Entries, key: bytes = b"") -> bytes:
-    values = {
-        d: {n: (_info_to_tuple(v) if isinstance(v, ElfInfo) else v) for n, v in vals.items()}
-        for d, vals in entries.values.items()
-    }
-    body = len(key).to_bytes(4, "little") + key + marshal.dumps((entries.dirs, values), 4)
-    return _HEADER + zlib.crc32(body).to_bytes(4, "little") + body
+def pack_blob(header: bytes, key: bytes, obj) -> bytes:
+    """One cache file: ``header`` (magic and format version), a CRC-32 of
+    the rest, the entry's key and ``obj`` marshal-ed."""
+    body = len(key).to_bytes(4, "little") + key + marshal.dumps(obj, 4)
+    return header + zlib.crc32(body).to_bytes(4, "little") + body
 
 
-def decode_entries(blob: bytes, key: bytes = b"") -> Entries:
-    """The entries in ``blob``; raises :class:`CorruptEntry`."""
-    if not isinstance(blob, (bytes, bytearray)) or blob[:5] != _HEADER or len(blob) < 13:
+def unpack_blob(blob: bytes, header: bytes, key: bytes):
+    """The object :func:`pack_blob` packed; :class:`CorruptEntry` when the
+    header, checksum or marshal data is bad, ``_OtherKey`` for another key's."""
+    if not isinstance(blob, (bytes, bytearray)) or blob[:5] != header or len(blob) < 13:
         raise CorruptEntry("bad header")
     body = memoryview(blob)[9:]
     if zlib.crc32(body) != int.from_bytes(blob[5:9], "little"):
@@ -198,9 +197,22 @@ def decode_entries(blob: bytes, key: bytes = b"") -> Entries:
     if bytes(blob[13:13 + klen]) != key:
         raise _OtherKey("another entry's file")
     try:
-        raw = marshal.loads(memoryview(blob)[13 + klen:])
+        return marshal.loads(memoryview(blob)[13 + klen:])
     except (ValueError, EOFError, TypeError) as exc:
         raise CorruptEntry(str(exc)) from None
+
+
+def encode_entries(entries: Entries, key: bytes = b"") -> bytes:
+    values = {
+        d: {n: (_info_to_tuple(v) if isinstance(v, ElfInfo) else v) for n, v in vals.items()}
+        for d, vals in entries.values.items()
+    }
+    return pack_blob(_HEADER, key, (entries.dirs, values))
+
+
+def decode_entries(blob: bytes, key: bytes = b"") -> Entries:
+    """The entries in ``blob``; raises :class:`CorruptEntry`."""
+    raw = unpack_blob(blob, _HEADER, key)
     if not (isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[0], dict) and isinstance(raw[1], dict)):
         raise CorruptEntry("bad shape")
     dirs, raw_values = raw
@@ -266,30 +278,9 @@ class FileCache:
 
     def load(self, root: str, top: str) -> Entries:
         """What the last scan of ``top`` (an in-root path) in ``root`` found."""
-        if self._broken:
-            return Entries()
         key = self._key(root, top)
-        path = self._file(key)
-        try:
-            with open(path, "rb") as f:
-                blob = f.read()
-        except FileNotFoundError:
-            return Entries()
-        except OSError as exc:
-            self._broken = True
-            self._warn(f"file cache disabled: cannot read {path}: {exc}")
-            return Entries()
-        try:
-            return decode_entries(blob, key)
-        except _OtherKey:
-            return Entries()
-        except CorruptEntry as exc:
-            self._warn(f"file cache entry for {top} was corrupt ({exc}); dropped")
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-            return Entries()
+        got = self._read_file(self._file(key), lambda blob: decode_entries(blob, key), f"entry for {top} was")
+        return Entries() if got is None else got
 
     def store(self, root: str, top: str, leftover: Optional[Entries], new: Entries) -> None:
         """Remember ``new`` for ``top``.  ``leftover`` is what :meth:`load`
@@ -362,16 +353,21 @@ class FileCache:
         self._write_blob(self._verdicts_key(root, tops), "b%d" % VERDICTS_VERSION, _VERDICTS_HEADER, verdicts)
 
     def _write_blob(self, key: bytes, suffix: str, header: bytes, obj) -> None:
-        """Write ``obj`` marshal-ed as the cache file for ``key`` (see :meth:`_read_blob`)."""
-        body = len(key).to_bytes(4, "little") + key + marshal.dumps(obj, 4)
-        self._write(self._cache_file(key, suffix), header + zlib.crc32(body).to_bytes(4, "little") + body)
+        """Write ``obj`` as the cache file for ``key`` (:func:`pack_blob`)."""
+        self._write(self._cache_file(key, suffix), pack_blob(header, key, obj))
 
     def _read_blob(self, key: bytes, suffix: str, header: bytes, what: str):
-        """The marshal-ed object of one cache file written for ``key`` (None
-        when absent, another key's, or corrupt: then dropped with a warning)."""
+        """The object of the cache file :meth:`_write_blob` wrote for ``key``
+        (None when absent, another key's, or corrupt: see :meth:`_read_file`)."""
+        return self._read_file(self._cache_file(key, suffix), lambda blob: unpack_blob(blob, header, key),
+                               f"{what} were")
+
+    def _read_file(self, path: str, decode, what: str):
+        """``decode(contents)`` of the cache file ``path``; None when there is
+        none or it holds another key's entry; a corrupt one is dropped with a
+        warning ("file cache <what> corrupt"), an unreadable one disables the cache."""
         if self._broken:
             return None
-        path = self._cache_file(key, suffix)
         try:
             with open(path, "rb") as f:
                 blob = f.read()
@@ -382,20 +378,11 @@ class FileCache:
             self._warn(f"file cache disabled: cannot read {path}: {exc}")
             return None
         try:
-            if blob[:5] != header or len(blob) < 13:
-                raise CorruptEntry("bad header")
-            body = memoryview(blob)[9:]
-            if zlib.crc32(body) != int.from_bytes(blob[5:9], "little"):
-                raise CorruptEntry("bad checksum")
-            klen = int.from_bytes(blob[9:13], "little")
-            if bytes(blob[13:13 + klen]) != key:
-                return None
-            try:
-                return marshal.loads(memoryview(blob)[13 + klen:])
-            except (ValueError, EOFError, TypeError) as exc:
-                raise CorruptEntry(str(exc)) from None
+            return decode(blob)
+        except _OtherKey:
+            return None
         except CorruptEntry as exc:
-            self._warn(f"file cache {what} were corrupt ({exc}); dropped")
+            self._warn(f"file cache {what} corrupt ({exc}); dropped")
             try:
                 os.unlink(path)
             except OSError:
