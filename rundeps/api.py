@@ -293,14 +293,19 @@ def scan_paths(
     """Walk ``paths`` inside ``root`` and read their ELF files (with the file
     cache); ``symbols=True`` also gives each item its ``SymbolFacts``
     (``jobs``: see :func:`rundeps.walk.scan`)."""
-    cache = None
-    if use_cache:
-        from .cachedir import default_cache_dir
-        from .filecache import FileCache
+    return scan(paths, root=root, exclude=exclude, on_error=on_error,
+                cache=_file_cache(cache_dir, use_cache, on_warning), progress=progress, symbols=symbols, jobs=jobs)
 
-        cache = FileCache.open(str(default_cache_dir(cache_dir)), on_warning)
-    return scan(paths, root=root, exclude=exclude, on_error=on_error, cache=cache, progress=progress,
-                symbols=symbols, jobs=jobs)
+
+def _file_cache(cache_dir: Optional[str], use_cache: bool, on_warning: Warn):
+    """The per-file cache (:class:`rundeps.filecache.FileCache`), or None
+    without a cache or when its folder cannot be used (after a warning)."""
+    if not use_cache:
+        return None
+    from .cachedir import default_cache_dir
+    from .filecache import FileCache
+
+    return FileCache.open(str(default_cache_dir(cache_dir)), on_warning)
 
 
 def check_tree(
@@ -347,8 +352,9 @@ def check_tree(
     for p in paths:
         if not os.path.lexists(to_host(root, p)):
             raise UsageError(f"{p} does not exist" + (f" inside {root}" if root != "/" else ""))
-    result = scan_paths(paths, root, exclude, err, sources.cache_dir, sources.use_cache, warn, progress,
-                        symbols=symbols, jobs=jobs)
+    cache = _file_cache(sources.cache_dir, sources.use_cache, warn)  # the walk's, and the binder's verdicts
+    result = scan(paths, root=root, exclude=exclude, on_error=err, cache=cache, progress=progress, symbols=symbols,
+                  jobs=jobs)
     objects = {item.path: item.info for item in result.items}
     left_out = split_default_excludes(objects) if default_excludes else {}
     found_arch, counts = majority_arch(objects.values())
@@ -387,15 +393,9 @@ def check_tree(
             res = resolver.resolve(objects)
     res.left_out = left_out
     if symbols:
-        cache = None
-        if sources.use_cache:
-            from .cachedir import default_cache_dir
-            from .filecache import FileCache
-
-            cache = FileCache.open(str(default_cache_dir(sources.cache_dir)), warn)
         verdicts = cache.load_verdicts(root, paths) if cache is not None else None
         binding = bind_symbols(res, resolver, root, musl_version=musl_version, alpine=sources.alpine,
-                               on_warning=warn, verdicts=verdicts if cache is not None else None)
+                               on_warning=warn, verdicts=verdicts)
         if cache is not None:
             cache.store_verdicts(root, paths, binding.verdicts, verdicts)
     return res

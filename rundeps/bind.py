@@ -400,7 +400,7 @@ class _Binder:
         if own is None:
             return None
         memo = self._scope_idents
-        if memo is None or memo[0] is not scope:  # one scope serves every object of a load
+        if memo is None or memo[0] is not scope or memo[1] != assume_python:  # one scope serves a whole load
             parts = [b"P" if assume_python else b"-", self._identity(self.musl_node) or b""]
             for n in scope:
                 if n.kind == "file" or n.kind == "musl":
@@ -410,9 +410,6 @@ class _Binder:
                         break
                     parts.append(ident)
             memo = self._scope_idents = (scope, assume_python, None if parts is None else b"\0".join(parts))
-        if memo[1] != assume_python:
-            self._scope_idents = None
-            return self._verdict_key(node, scope, assume_python)
         if memo[2] is None:
             return None
         return memo[2] + b"\0" + own  # exact: no digest, so no two keys can collide

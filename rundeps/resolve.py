@@ -49,7 +49,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 from .apkdb import Package, Universe
 from .elf import ElfError, ElfInfo, read_elf_path
 from .search import DEFAULT_INTERP, MUSL_DEFAULT_PATH, expand_run_path, path_file, run_path_entries, split_search_path
-from .walk import resolve_dir_in_root, resolve_in_root, to_host
+from .walk import read_keyed, resolve_dir_in_root, resolve_in_root, stat_key, to_host
 
 __all__ = [
     "Edge",
@@ -289,15 +289,8 @@ class TreeFS:
 
         facts = None
         try:
-            fd = os.open(to_host(self.root, real_path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-                         | getattr(os, "O_CLOEXEC", 0))
-            try:
-                st = os.fstat(fd)
-                self.__dict__.setdefault("_keys", {})[real_path] = (st.st_dev, st.st_ino, st.st_size,
-                                                                     st.st_mtime_ns)
-                facts = read_symbols_fd(fd)
-            finally:
-                os.close(fd)
+            key, facts = read_keyed(to_host(self.root, real_path), lambda fd, key: read_symbols_fd(fd))
+            self.__dict__.setdefault("_keys", {})[real_path] = key
         except ElfError as exc:
             if self._on_error:
                 self._on_error(real_path, f"broken symbol table: {exc}")
@@ -327,10 +320,9 @@ class TreeFS:
 
     def _stat_key(self, real_path: str) -> Optional[Tuple[int, int, int, int]]:
         try:
-            st = os.lstat(to_host(self.root, real_path))
+            return stat_key(os.lstat(to_host(self.root, real_path)))
         except OSError:
             return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def read_text(self, path: str) -> Optional[str]:
         """The text of a regular file, None if there is none, ``""`` if it

@@ -604,8 +604,21 @@ def _parse_fd_pyelftools(fd: int):
         return read_elf_pyelftools(f)
 
 
-def _stat_key(st) -> Tuple[int, int, int, int]:
+def stat_key(st) -> Tuple[int, int, int, int]:
+    """The (device, inode, size, mtime_ns) the caches key a file on."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def read_keyed(host_path: str, read):
+    """``(stat_key, read(fd, stat_key))`` of the regular file at
+    ``host_path``, opened once (not through a final symlink): the key is of
+    the very file read. OSError and ElfError propagate."""
+    fd = os.open(host_path, _O_FILE)
+    try:
+        key = stat_key(os.fstat(fd))
+        return key, read(fd, key)
+    finally:
+        os.close(fd)
 
 
 def _copy_key(item: ScanItem, size: Optional[int] = None):
@@ -641,7 +654,7 @@ def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=N
             key = keys.get(item.path)  # as the walk found the file
             if key is None:
                 try:
-                    key = _stat_key(os.lstat(item.host_path))
+                    key = stat_key(os.lstat(item.host_path))
                 except OSError:
                     key = None
             item.symbols_key = key
@@ -720,18 +733,12 @@ class _TopSymbols:
 def _read_one(item: ScanItem, reader: _CopyReader):
     """("facts", key, facts or None) or ("error", reason) for one item."""
     try:
-        fd = os.open(item.host_path, _O_FILE)
-    except OSError as exc:
-        return ("error", _reason(exc))
-    try:
-        key = _stat_key(os.fstat(fd))
-        return ("facts", key, reader.read(item, fd, key[2]))
+        key, facts = read_keyed(item.host_path, lambda fd, key: reader.read(item, fd, key[2]))
     except ElfError as exc:
         return ("error", f"broken symbol table: {exc}")
     except OSError as exc:
         return ("error", _reason(exc))
-    finally:
-        os.close(fd)
+    return ("facts", key, facts)
 
 
 #: Below this many files to read (or bytes), a second process does not pay.
