@@ -499,14 +499,20 @@ def parse_fd(fd: int, head: bytes) -> ElfInfo:
     """Parse an open file descriptor whose first bytes (``HEAD_SIZE`` of them,
     or the whole file if shorter) are ``head``; ``head`` must have the magic."""
     pread = _guarded(lambda offset, size: os.pread(fd, size, offset))
+    return parse_as_elf_error(_parse, head, pread, "ELF")
+
+
+def parse_as_elf_error(parse, head: bytes, pread, what: str, also: tuple = ()):
+    """``parse(head, pread)``, with what a malformed table makes the unpacking
+    raise (``struct.error``, ``ValueError``, ``OverflowError``,
+    ``MemoryError``, and ``also``) turned into :class:`ElfError` ("malformed
+    <what> (...)"); ElfError and I/O errors pass as they are."""
     try:
-        return _parse(head, pread)
-    except ElfError:
+        return parse(head, pread)
+    except (ElfError, OSError):
         raise
-    except OSError:
-        raise
-    except (struct.error, ValueError, OverflowError, MemoryError) as exc:
-        raise ElfError(f"malformed ELF ({type(exc).__name__})") from None
+    except (struct.error, ValueError, OverflowError, MemoryError) + also as exc:
+        raise ElfError(f"malformed {what} ({type(exc).__name__})") from None
 
 
 def _reader() -> str:

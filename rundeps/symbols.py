@@ -75,7 +75,7 @@ from array import array
 from itertools import accumulate, compress, filterfalse, repeat
 from operator import add, and_, eq, ne, rshift, truth
 
-from .elf import HEAD_SIZE, ElfError, _guarded, _parse_header, is_elf_magic
+from .elf import HEAD_SIZE, ElfError, _guarded, _parse_header, is_elf_magic, parse_as_elf_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -638,14 +638,7 @@ def _nonzero(raw: bytes, off: int, width: int, stride: int) -> bytes:
 
 
 def _wrap(head: bytes, pread) -> SymbolFacts:
-    try:
-        return _parse(head, pread)
-    except ElfError:
-        raise
-    except OSError:
-        raise
-    except (struct.error, ValueError, OverflowError, MemoryError, IndexError) as exc:
-        raise ElfError(f"malformed ELF symbols ({type(exc).__name__})") from None
+    return parse_as_elf_error(_parse, head, pread, "ELF symbols", (IndexError,))
 
 
 def read_symbols_pread(pread: Callable[[int, int], bytes], head: Optional[bytes] = None) -> Optional[SymbolFacts]:
