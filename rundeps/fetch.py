@@ -599,12 +599,7 @@ def open_index(
     """
     if not is_url(location) or location.startswith("file://"):
         path = _local_path(location)
-        data = _read_local(path, location)
-        sha = hashlib.sha256(data).hexdigest()
-        index = _from_cache_or_read(data, sha, location, keys, cache, allow_untrusted, on_warning)
-        index.fetched_at = None
-        index.from_cache = False
-        return index
+        return _open_local(path, location, location, keys, cache, allow_untrusted, on_warning, from_cache=False)
     scheme = location.split(":", 1)[0].lower()
     if scheme not in ("http", "https"):
         raise SourceError(f"{location}: unsupported URL scheme {scheme!r} (use http, https or a file path)")
@@ -632,11 +627,18 @@ def open_cached_copy(path: str, location: str, keys: Mapping, *, cache: Optional
     """A local copy (``path``) of the remote index ``location`` -- the image's
     apk cache -- verified and parsed (through the cache) under the name
     ``location``, so its packages' source is the repository's index."""
-    data = _read_local(path, path)
+    return _open_local(path, path, location, keys, cache, allow_untrusted, on_warning, from_cache=True)
+
+
+def _open_local(path: str, shown: str, location: str, keys: Mapping, cache: Optional[IndexCache],
+                allow_untrusted: bool, on_warning: Callback, from_cache: bool) -> IndexFile:
+    """The index file at ``path`` (named ``shown`` in errors) verified and
+    parsed through the cache under the name ``location``."""
+    data = _read_local(path, shown)
     sha = hashlib.sha256(data).hexdigest()
     index = _from_cache_or_read(data, sha, location, keys, cache, allow_untrusted, on_warning)
     index.fetched_at = None
-    index.from_cache = True
+    index.from_cache = from_cache
     return index
 
 

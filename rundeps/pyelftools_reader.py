@@ -79,10 +79,16 @@ def _magic(f) -> bool:
 def read_elf_pyelftools(f: BinaryIO) -> Optional[ElfInfo]:
     """The :class:`ElfInfo` of ``f`` (a seekable binary file), None if it
     does not start with the ELF magic."""
+    return _read_elf(f, _elf)
+
+
+def _read_elf(f, read):
+    """``read(f)`` for an ELF file (None without the magic), whatever
+    pyelftools or construct raise on a broken one made an :class:`ElfError`."""
     if not _magic(f):
         return None
     try:
-        return _elf(f)
+        return read(f)
     except ElfError:
         raise
     except Exception as exc:  # anything pyelftools / construct raises
@@ -219,14 +225,7 @@ def _dlopen_notes(ef, offset: int, size: int) -> list:
 def read_symbols_pyelftools(f: BinaryIO) -> Optional[SymbolFacts]:
     """The :class:`SymbolFacts` of ``f``, by the rules of
     :mod:`rundeps.symbols`, read with pyelftools; None if not ELF."""
-    if not _magic(f):
-        return None
-    try:
-        return _pyelftools(f)
-    except ElfError:
-        raise
-    except Exception as exc:  # anything pyelftools / construct raises
-        raise ElfError(f"pyelftools: {type(exc).__name__}: {exc}"[:200]) from None
+    return _read_elf(f, _pyelftools)
 
 
 def _pyelftools(f) -> SymbolFacts:
