@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from .apkdb import Repository, Universe, parse_installed
 from .errors import SourceError, UsageError
 from .resolve import Resolution, Resolver, TreeFS, _same_arch, majority_arch
+from .verdict import GLIBC_LINKED, MISSING_LIBRARY
 from .walk import ScanResult, scan, to_host
 
 __all__ = ["DEFAULT_EXCLUDES", "Sources", "check_tree", "load_database", "load_universe", "open_indexes",
@@ -394,8 +395,9 @@ def check_tree(
     res.left_out = left_out
     if symbols:
         verdicts = cache.load_verdicts(root, paths) if cache is not None else None
+        target_root = explicit_root or installed_database(root) is not None
         binding = bind_symbols(res, resolver, root, musl_version=musl_version, alpine=sources.alpine,
-                               on_warning=warn, verdicts=verdicts)
+                               on_warning=warn, verdicts=verdicts, target_root=target_root)
         if cache is not None:
             cache.store_verdicts(root, paths, binding.verdicts, verdicts)
     return res
@@ -449,7 +451,8 @@ def system_libraries(root: str, resolver: Resolver, limit: int = 4000):
 
 def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: Optional[str] = None,
                  alpine: Optional[str] = None, on_warning: Optional[Warn] = None, symbols=None,
-                 hint_libraries=None, interpreters=None, gcompat="auto", present=None, verdicts=None):
+                 hint_libraries=None, interpreters=None, gcompat="auto", present=None, verdicts=None,
+                 target_root: bool = True):
     """Bind every object of ``res`` as musl does (:mod:`rundeps.bind`) and
     record the verdicts on it: ``res.will_not_load`` (path -> reason),
     ``res.binding`` (missing symbols, hints, the musl checked against).
@@ -457,14 +460,17 @@ def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: O
     ``verdicts``: the ``Binding.verdicts`` of an earlier run over the same
     root (a dict; {} for none) to reuse where no file they depend on has
     changed; needs a filesystem that knows its files' identities
-    (``TreeFS.symbols_key``). None binds everything afresh."""
+    (``TreeFS.symbols_key``). None binds everything afresh. ``target_root``:
+    the root is the target (``--root``, or it has an apk database), so its
+    own ``ld-musl`` is the musl to bind against; otherwise the target's musl
+    package says which shipped export list."""
     from .bind import bind, musl_model
 
     warn = on_warning or (lambda msg: None)
     symbols = symbols or tree_symbols(root, resolver.fs)
     symbols_key = getattr(resolver.fs, "symbols_key", None) if verdicts is not None else None
     musl = musl_model(resolver.fs, res.arch, symbols, universe=resolver.universe, musl_version=musl_version,
-                      alpine=alpine, symbols_key=symbols_key)
+                      alpine=alpine, symbols_key=symbols_key, target_root=target_root)
     if hint_libraries is None:
         def hint_libraries():
             seen = set()
@@ -487,12 +493,11 @@ def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: O
         warn(f"no musl export list for {res.arch or 'this arch'} and no lib/ld-musl in the root: "
              f"{len(binding.unchecked)} file(s) use symbols that could not be checked")
     for path in binding.glibc_loads:  # glibc-linked, but binds completely: a warning, not a failure
-        res.will_not_load.pop(path, None)
-    for path, reason in binding.will_not_load.items():
-        if path in res.glibc_linked:
-            res.mark_glibc(path, reason)  # --allow-glibc still accepts glibc-linked files
-        else:
-            res.will_not_load[path] = reason
+        res.faults.pop(path, None)
+    for path in binding.unchecked:  # cannot be checked is not "fails"
+        if path in res.faults and res.faults[path].kind == GLIBC_LINKED:
+            del res.faults[path]
+    res.faults.update(binding.faults)  # --allow-glibc still accepts glibc-linked files
     return binding
 
 
@@ -718,10 +723,9 @@ def check_wheel(
     if binding is not None:
         unresolved = res.unresolved
         # files whose only fault is a library "not found" below names are not repeated
-        other = {p: r for p, r in res.will_not_load.items()
-                 if not (r.startswith("needs ") and r.endswith(", which musl cannot find")
-                         and all(p in unresolved.get(lib, ()) for lib in
-                                 r[len("needs "):-len(", which musl cannot find")].split(", ")))}
+        other = {p: f.reason for p, f in res.faults.items()
+                 if not (f.kind == MISSING_LIBRARY and not f.inherited
+                         and all(p in unresolved.get(lib, ()) for lib in f.names))}
         if other:
             first = sorted(other.items())[0]
             n = len(other)

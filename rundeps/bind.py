@@ -45,9 +45,12 @@ from __future__ import annotations
 import gc
 import marshal
 import posixpath
-import re
+from collections import deque
 from itertools import compress
 from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+from .units import is_python_module, python_prefix
+from .verdict import GLIBC_LOADER, MISSING_LIBRARY, MISSING_SYMBOL, RELOCATION, TLS, WRONG_ARCH, Fault
 
 __all__ = [
     "Binding",
@@ -90,31 +93,6 @@ def lfs64_base(name: str) -> Optional[str]:
     return None
 
 
-_PYLIB = re.compile(r"^(.*?)/lib(?:64)?/python(\d+\.\d+)t?/")
-_PYMODULE_NAME = re.compile(r"\.(?:cpython-\d+[a-z]*-[^/]*|abi3|pypy[^/]*)\.so$")
-_PY_FOLDERS = ("/site-packages/", "/dist-packages/", "/lib-dynload/")
-
-
-def python_prefix(path: str) -> Optional[Tuple[str, str]]:
-    """(prefix, X.Y) when ``path`` lies under ``PREFIX/lib/pythonX.Y/``."""
-    m = _PYLIB.match(path)
-    if m:
-        return m.group(1), m.group(2)
-    return None
-
-
-def is_python_module(path: str, info) -> bool:
-    """A shared object the Python interpreter opens: under ``lib/pythonX.Y/``,
-    ``site-packages``/``dist-packages``, or named like an extension module."""
-    if info.interp:
-        return False
-    if python_prefix(path) is not None:
-        return True
-    if _PYMODULE_NAME.search(path):
-        return True
-    return any(f in path for f in _PY_FOLDERS)
-
-
 class MuslModel:
     """The musl the reserved names bind to: its exports, whether it has
     ``get_lfs64`` (1.2.4 and later) and a description for the output
@@ -134,6 +112,16 @@ class MuslModel:
             lfs64 = "stat64" not in exports
         self.lfs64 = lfs64
         self.identity = identity if identity is not None else ("list", description, version)
+
+    @property
+    def relr(self) -> bool:
+        """Whether this musl applies ``DT_RELR`` relocations (1.2.4 and later,
+        the release that also brought ``get_lfs64``)."""
+        return self.lfs64
+
+    @property
+    def version_name(self) -> str:
+        return f"musl {self.version}" if self.version else "this musl"
 
     def __repr__(self) -> str:
         return f"MuslModel({self.description}, {len(self.exports)} exports)"
@@ -190,22 +178,28 @@ class Binding:
 
     def __init__(self, musl: Optional[MuslModel]):
         self.musl = musl
-        self.will_not_load: Dict[str, str] = {}
+        self.faults: Dict[str, Fault] = {}
+        """Unit (a file loaded on its own) -> why its load fails."""
         self.missing_symbols: Dict[str, List[str]] = {}
         self.hints: Dict[str, List[str]] = {}
         self.glibc_loads: List[str] = []
         """glibc-linked files that bind completely under musl."""
         self.unchecked: Dict[str, List[str]] = {}
-        """path -> libraries in its scope whose symbols are not at hand."""
+        """path -> libraries in its load's scope whose symbols are not at hand."""
         self.assumed_interpreter: List[str] = []
-        """Python modules bound with Py* names assumed (no interpreter at hand)."""
+        """Files loaded into a Python process bound with Py* names assumed (no interpreter at hand)."""
         self.interpreter: Dict[str, str] = {}
-        """Python module -> the interpreter whose scope it was bound in."""
+        """File loaded into a Python process -> the interpreter whose scope it was bound in."""
         self.gcompat: Dict[str, str] = {}
         """glibc-linked file -> what gcompat changes (when modelled)."""
         self.verdicts: Dict[bytes, object] = {}
         """The binding answers this run used, keyed on the identities of the
         files they depend on (see :func:`bind`): for the next run."""
+
+    @property
+    def will_not_load(self) -> Dict[str, str]:
+        """Unit -> one-line reason (derived from :attr:`faults`)."""
+        return {p: f.reason for p, f in self.faults.items()}
 
     @property
     def musl_description(self) -> Optional[str]:
@@ -230,21 +224,21 @@ class _Binder:
             _Node(MUSL, "unknown", soname="musl (no export list)")
         self._closure: Dict[str, List[_Node]] = {}
         self._built: Set[str] = set()
-        self._fail_memo: Dict[Tuple[str, Tuple[str, ...]], Optional[str]] = {}
         self.present: Dict[str, str] = {}
         self.answers: dict = {}
-        self._needs: Dict[Tuple[str, bool], FrozenSet[str]] = {}
+        self._needs: Dict[tuple, FrozenSet[str]] = {}
         self._interpreter_names: Set[str] = set()  # Py* names met so far
         self.verdicts: Optional[Mapping[bytes, object]] = None  # cached answers of bind_in
         self.used: Dict[bytes, object] = {}  # the answers this run gave, to cache
         self.symbols_key: Callable[[str], Optional[tuple]] = lambda path: None
         self._idents: Dict[str, bytes] = {}
         self._scope_idents: Optional[tuple] = None  # (scope, assume_python, its identities)
-        self._closure_keys: Dict[str, FrozenSet[str]] = {}
 
     # graph ---------------------------------------------------------------
 
     def node_for_file(self, load_path: str, info) -> _Node:
+        """The shared node of a file whose needs do not depend on who loads it
+        (a library a package owns, the interpreter, gcompat)."""
         real = self.real_path(load_path) or load_path
         node = self.nodes.get(real)
         if node is None:
@@ -252,61 +246,89 @@ class _Binder:
         return node
 
     def build(self, node: _Node) -> None:
-        """Resolve the node's needs (memoised per object) in musl's load
-        order (:meth:`rundeps.resolve.Resolver.load_order`: LD_LIBRARY_PATH,
-        the needed_by chain's run paths, the system path, short-name reuse).
-        A library a package owns is loaded the same way in turn."""
+        """Resolve a shared node's needs once, in its own load (musl's order:
+        LD_LIBRARY_PATH, the needed_by chain's run paths, the system path,
+        short-name reuse)."""
         if node.kind != "file" or node.key in self._built:
             return
         self._built.add(node.key)
-        order = getattr(self.resolver, "orders", {}).get(node.path)  # as the resolution found it
+        order = self.resolver.orders.get(node.path)
         if order is None:
             order = self.resolver.load_order(node.path, node.info, self.answers)
-        by_path: Dict[str, list] = {}
-        for edge, _descend in order:
-            by_path.setdefault(edge.path, []).append(edge)
-        self._attach(node, by_path.get(node.path, ()), by_path)
+        self._attach_load(node, order, self.nodes)
 
-    def _attach(self, node: _Node, edges, by_path) -> None:
-        for edge in edges:
-            soname = edge.soname
-            if edge.kind == "musl":
-                node.deps.append(self.musl_node)
-                continue
-            if edge.library is not None:
-                real = self.real_path(edge.library)
-                lib_info = self.resolver.fs.elf(real) if real else None
-                if lib_info is not None:
-                    child = self.node_for_file(edge.library, lib_info)
-                    node.deps.append(child)
-                    if child.key not in self._built:
-                        if edge.kind == "in_tree" and edge.library in by_path:
-                            self._built.add(child.key)  # loaded within this load: its chain is ours
-                            self._attach(child, by_path[edge.library], by_path)
-                        else:
-                            self.build(child)
+    def load(self, path: str, info) -> _Node:
+        """The root of the load of ``path`` as its own: the libraries the tree
+        carries are nodes of this load alone, each found in this load's
+        context (the run paths of everything up the chain that loaded it,
+        the names already loaded), so the same library can be found in one
+        load and missing in another. Libraries packages own are shared."""
+        order = self.resolver.orders.get(path)
+        if order is None:
+            order = self.resolver.load_order(path, info, self.answers)
+        real = self.real_path(path) or path
+        root = _Node(real, "file", real, info)
+        self._attach_load(root, order, {real: root})
+        return root
+
+    def _attach_load(self, root: _Node, order, registry: Dict[str, _Node]) -> None:
+        """Give ``root`` and the in-tree libraries of its load (``order``:
+        :meth:`rundeps.resolve.Resolver.load_order`) their dependencies;
+        ``registry`` holds this load's nodes by real path."""
+        real_path = self.real_path
+        by_real: Dict[str, list] = {}
+        for edge, _descend in order:
+            by_real.setdefault(real_path(edge.path) or edge.path, []).append(edge)
+        queue = deque([root])
+        while queue:
+            node = queue.popleft()
+            for edge in by_real.get(node.key, ()):
+                child = self._child(edge, registry)
+                if child is None:
+                    node.missing_libs.append(edge.soname)
                     continue
-            if edge.package is not None:
-                key = f"<{edge.package.name}:{soname}>"
-                child = self.nodes.get(key) or self.nodes.setdefault(
-                    key, _Node(key, "unknown", package=edge.package, soname=soname))
                 node.deps.append(child)
-                node.unknown_libs.append(soname)
-                continue
-            if soname in self.present:
-                key = f"<{self.present[soname]}:{soname}>"
-                child = self.nodes.setdefault(key, _Node(key, "unknown", soname=soname))
-                node.deps.append(child)
-                node.unknown_libs.append(soname)
-                continue
-            node.missing_libs.append(soname)
+                if child.kind == "unknown":
+                    node.unknown_libs.append(edge.soname)
+                elif child.kind == "file" and child.key not in self._built and child.key in by_real \
+                        and registry.get(child.key) is child and child is not root and not child.deps:
+                    queue.append(child)
+
+    def _child(self, edge, registry: Dict[str, _Node]) -> Optional[_Node]:
+        """The node an edge leads to (None: a library musl cannot find)."""
+        if edge.kind == "musl":
+            return self.musl_node
+        soname = edge.soname
+        if edge.library is not None:
+            real = self.real_path(edge.library)
+            lib_info = self.resolver.fs.elf(real) if real else None
+            if lib_info is not None:
+                if edge.kind == "in_tree":
+                    child = registry.get(real)
+                    if child is None:
+                        child = registry[real] = _Node(real, "file", real, lib_info)
+                    return child
+                child = self.node_for_file(edge.library, lib_info)
+                self.build(child)
+                return child
+        if edge.package is not None:
+            key = f"<{edge.package.name}:{soname}>"
+            return self.nodes.get(key) or self.nodes.setdefault(
+                key, _Node(key, "unknown", package=edge.package, soname=soname))
+        if soname in self.present:
+            key = f"<{self.present[soname]}:{soname}>"
+            return self.nodes.setdefault(key, _Node(key, "unknown", soname=soname))
+        return None
 
     def closure(self, root: _Node) -> List[_Node]:
-        """The root and its DT_NEEDED closure, breadth first, each once."""
-        cached = self._closure.get(root.key)
-        if cached is not None:
-            return cached
-        self.build(root)
+        """The root and its DT_NEEDED closure, breadth first, each once
+        (memoised for shared nodes)."""
+        shared = self.nodes.get(root.key) is root
+        if shared:
+            cached = self._closure.get(root.key)
+            if cached is not None:
+                return cached
+            self.build(root)
         out = [root]
         seen = {root.key}
         i = 0
@@ -316,7 +338,8 @@ class _Binder:
                     seen.add(dep.key)
                     out.append(dep)
             i += 1
-        self._closure[root.key] = out
+        if shared:
+            self._closure[root.key] = out
         return out
 
     def facts(self, node: _Node):
@@ -334,21 +357,20 @@ class _Binder:
 
     # binding ------------------------------------------------------------------
 
-    def needs(self, node: _Node, f, assume_python: bool = False) -> FrozenSet[str]:
+    def needs(self, node: _Node, f, own: Sequence[_Node], own_keys: FrozenSet[str],
+              assume_python: bool = False) -> FrozenSet[str]:
         """The strong (non-weak) undefined names of ``node`` that its own
-        closure (itself, what it loads, musl) does not define, once per
-        object; with ``assume_python``, the interpreter's names (``Py*``,
+        closure in this load (``own``: itself, what it loads, musl) does not
+        define; with ``assume_python``, the interpreter's names (``Py*``,
         ``_Py*``) left out first. Every scope ``node`` is bound in holds
-        that closure (loading anything that loads ``node`` loads it), so
-        binding in a scope only has to look further for these."""
-        memo_key = (node.key, assume_python)
+        that closure, so binding in a scope only has to look further for
+        these. Memoised per object and closure."""
+        memo_key = (node.key, assume_python, own_keys)
         got = self._needs.get(memo_key)
         if got is None:
             und = f.undefined
             # a set made from a dict reuses its hashes; the weak names are few
             todo = frozenset(und).difference(compress(und, und.values()))
-            if todo and self.musl is not None and any(n.kind == "musl" for n in self.closure(node)):
-                todo = todo - self.musl.exports
             if todo and assume_python:
                 # Names repeat from module to module: test the new ones only.
                 py = self._interpreter_names
@@ -357,7 +379,7 @@ class _Binder:
                 if new:
                     py.update(new)
                     todo = todo.difference(new)
-            got = self._needs[memo_key] = self._subtract(todo, [n for n in self.closure(node) if n.kind == "file"])
+            got = self._needs[memo_key] = self._subtract(todo, own)
         return got
 
     def _subtract(self, todo: FrozenSet[str], scope: Sequence[_Node]) -> FrozenSet[str]:
@@ -391,17 +413,21 @@ class _Binder:
             got = self._idents[node.key] = marshal.dumps(ident) if ident is not None else b""
         return got or None
 
-    def _verdict_key(self, node: _Node, scope: Sequence[_Node], assume_python: bool) -> Optional[bytes]:
+    def _verdict_key(self, node: _Node, scope: Sequence[_Node], assume_python: bool, new_from: int,
+                     runtime: bool) -> Optional[bytes]:
         """The key of :meth:`bind_in`'s answer: everything it depends on
         (the object's facts, the exports of the files and musl in scope,
-        musl's own for ``get_lfs64``, and ``assume_python``), or None when
-        some file's identity is unknown."""
+        musl's own for ``get_lfs64``, ``assume_python``, and which objects
+        of the scope the load maps anew), or None when some file's identity
+        is unknown."""
         own = self._identity(node)
         if own is None:
             return None
         memo = self._scope_idents
-        if memo is None or memo[0] is not scope or memo[1] != assume_python:  # one scope serves a whole load
-            parts = [b"P" if assume_python else b"-", self._identity(self.musl_node) or b""]
+        shape = (assume_python, new_from, runtime)
+        if memo is None or memo[0] is not scope or memo[1] != shape:  # one scope serves a whole load
+            parts = [b"P" if assume_python else b"-", b"R%d" % new_from if runtime else b"S",
+                     self._identity(self.musl_node) or b""]
             for n in scope:
                 if n.kind == "file" or n.kind == "musl":
                     ident = self._identity(n)
@@ -409,81 +435,182 @@ class _Binder:
                         parts = None
                         break
                     parts.append(ident)
-            memo = self._scope_idents = (scope, assume_python, None if parts is None else b"\0".join(parts))
+            memo = self._scope_idents = (scope, shape, None if parts is None else b"\0".join(parts))
         if memo[2] is None:
             return None
         return memo[2] + b"\0" + own  # exact: no digest, so no two keys can collide
 
-    def bind_in(self, node: _Node, scope: Sequence[_Node], assume_python: bool) -> Tuple[List[str], bool]:
+    def bind_in(self, node: _Node, scope: Sequence[_Node], assume_python: bool, new_from: int = 0,
+                runtime: bool = False) -> Tuple[List[str], bool, Optional[Tuple[str, str, Tuple[str, ...]]]]:
         """(missing symbols of ``node`` in ``scope``, whether every library in
-        scope was at hand). With cached verdicts, an answer for the same
-        files (same identities) is taken from them and no symbol table is
-        looked at."""
+        scope was at hand, a relocation musl refuses besides those: (kind,
+        reason, names) or None). ``scope[new_from:]`` are the objects this
+        load maps anew; ``runtime``: the load is a ``dlopen``. With cached
+        verdicts, an answer for the same files (same identities) is taken
+        from them and no symbol table is looked at."""
         complete = all(n.kind != "unknown" for n in scope)
         key = None
         if self.verdicts is not None:
-            key = self._verdict_key(node, scope, assume_python)
+            key = self._verdict_key(node, scope, assume_python, new_from, runtime)
             got = self.verdicts.get(key) if key is not None else None
             if got is not None and got != _NO_FACTS:
                 self.used[key] = got
-                return list(got), complete
+                return _split_answer(got, complete)
         missing, has_facts = self._bind_in(node, scope, assume_python)
+        refused = None
+        if has_facts and node.key in {n.key for n in scope[new_from:]}:
+            refused = self.refusals(node, scope, {n.key for n in scope[new_from:]}, runtime)
         if key is not None:
             # the facts are for the file read, which may have changed since
             # its identity was first taken: key the answer on what was read
             if self._idents.pop(node.key, None) != self._identity(node):
                 self._scope_idents = None  # the scope's identities name it too
-            key = self._verdict_key(node, scope, assume_python)
+            key = self._verdict_key(node, scope, assume_python, new_from, runtime)
             if key is not None:
-                self.used[key] = tuple(missing) if has_facts else _NO_FACTS
-        return missing, complete and has_facts
+                self.used[key] = _pack_answer(missing, refused) if has_facts else _NO_FACTS
+        return missing, complete and has_facts, refused
 
     def _bind_in(self, node: _Node, scope: Sequence[_Node], assume_python: bool) -> Tuple[List[str], bool]:
         f = self.facts(node)
         if f is None:
             return [], False
-        todo = self.needs(node, f, assume_python)
+        own = self.closure(node)
+        own_keys = frozenset(n.key for n in own)
+        todo = self.needs(node, f, own, own_keys, assume_python)
         if todo:
-            own = self._closure_keys.get(node.key)
-            if own is None:
-                own = self._closure_keys[node.key] = frozenset(n.key for n in self.closure(node))
-            todo = self._subtract(todo, [n for n in scope if n.key not in own])
+            todo = self._subtract(todo, [n for n in scope if n.key not in own_keys])
         if todo and self.musl is not None and self.musl.lfs64:
             lfs = todo & LFS64_NAMES  # musl 1.2.4+ get_lfs64: NAME64 binds to musl's NAME
             if lfs:
                 todo = todo.difference([n for n in lfs if lfs64_base(n) in self.musl.exports])
         return sorted(todo), True
 
+    def refusals(self, node: _Node, scope: Sequence[_Node], new: Set[str],
+                 runtime: bool) -> Optional[Tuple[str, str, Tuple[str, ...]]]:
+        """A relocation musl refuses in ``node`` other than a missing name:
+        (kind, reason, names) or None. ``new``: the keys of the objects this
+        load maps (not there before it); ``runtime``: the load is a
+        ``dlopen`` (a module, a library opened by a program), not a
+        program's start."""
+        f = self.facts(node)
+        if f is None:
+            return None
+        bad = getattr(f, "bad_relocs", None)
+        if bad:
+            return RELOCATION, f"unsupported relocation type {min(bad)}", tuple(str(t) for t in sorted(bad))
+        if getattr(f, "relr", False) and self.musl is not None and not self.musl.relr:
+            return RELOCATION, (f"uses DT_RELR relocations, which {self.musl.version_name} does not apply "
+                                "(musl 1.2.4 and later do)"), ("DT_RELR",)
+        tpoff = getattr(f, "tpoff", None)
+        if runtime and tpoff:
+            # musl's do_relocs, REL_TPOFF: "initial-exec TLS resolves to
+            # dynamic definition" when the definition is in an object this
+            # dlopen maps (its TLS is dynamic); local TLS is the object's own.
+            for name in sorted(tpoff):
+                if name == "":
+                    where: Optional[_Node] = node
+                else:
+                    where = next((n for n in scope if n.kind == "file" and name in self.defined_in(n)), None)
+                if where is not None and where.key in new:
+                    return TLS, (f"{name or '(local)'}: initial-exec TLS resolves to dynamic definition in "
+                                 f"{where.key}"), (name,)
+        return None
 
-def _evaluate(b: _Binder, root: _Node, global_scope: List[_Node], assume_python: bool, glibc_files: Set[str],
-              failures: Dict[str, str], missing_syms: Dict[str, Set[str]], unchecked: Dict[str, Set[str]]) -> None:
-    """Bind every object the load of ``root`` maps, in the scope musl gives
-    it (``global_scope`` then the root's own closure), recording own faults."""
-    local = b.closure(root)
+
+_REFUSED = "\0"
+"""Marks the refusal in a cached answer: no symbol name holds a NUL."""
+
+
+def _pack_answer(missing: List[str], refused: Optional[Tuple[str, str, Tuple[str, ...]]]) -> tuple:
+    """A :meth:`_Binder.bind_in` answer as a tuple of strings (the cache's form)."""
+    if refused is None:
+        return tuple(missing)
+    kind, reason, names = refused
+    return tuple(missing) + (_REFUSED + "\0".join((kind, reason) + tuple(names)),)
+
+
+def _split_answer(got: tuple, complete: bool):
+    """The inverse of :func:`_pack_answer`: (missing, complete, refused)."""
+    if got and got[-1].startswith(_REFUSED):
+        kind, reason, *names = got[-1][1:].split("\0")
+        return list(got[:-1]), complete, (kind, reason, tuple(names))
+    return list(got), complete, None
+
+
+class _Load:
+    """One load judged: the unit, its root node, the scope it binds in, and
+    what was found: its fault (or None), the files whose symbols could not
+    be checked, and each object's missing names."""
+
+    __slots__ = ("path", "root", "global_scope", "assume_python", "runtime", "fault", "unchecked", "missing")
+
+    def __init__(self, path: str, root: _Node, global_scope: List[_Node], assume_python: bool, runtime: bool):
+        self.path = path
+        self.root = root
+        self.global_scope = global_scope
+        self.assume_python = assume_python
+        self.runtime = runtime
+        self.fault: Optional[Fault] = None
+        self.unchecked: Dict[str, List[str]] = {}
+        self.missing: Dict[str, List[str]] = {}
+
+
+def _judge(b: _Binder, load: _Load, glibc_files: Set[str], show: Callable[[str], str],
+           extra: Sequence[_Node] = ()) -> None:
+    """Bind every object the load maps, in the scope musl gives it (the
+    global scope, ``extra`` preloads, then the root's own closure), and set
+    the load's fault: the first object, in musl's order, whose library is
+    missing, then the first whose relocation musl refuses."""
+    local = b.closure(load.root)
+    parent: Dict[str, Optional[_Node]] = {load.root.key: None}
+    for n in local:
+        for d in n.deps:
+            parent.setdefault(d.key, n)
+
+    def chain(n: _Node) -> Tuple[str, ...]:
+        out = []
+        cur: Optional[_Node] = n
+        while cur is not None:
+            out.append(show(cur.key))
+            cur = parent.get(cur.key)
+        out[-1] = load.path
+        return tuple(reversed(out))
+
     scope: List[_Node] = []
     seen: Set[str] = set()
-    for n in global_scope + local:
+    for n in list(load.global_scope) + list(extra) + local:
         if n.key not in seen:
             seen.add(n.key)
             scope.append(n)
+    # musl maps the whole closure before relocating anything: a library it
+    # cannot find fails the load first (the names it would then miss are
+    # still recorded: a program's start, like --list, goes on relocating)
+    for n in local:
+        if n.kind == "file" and n.missing_libs:
+            load.fault = Fault(MISSING_LIBRARY, "needs " + ", ".join(n.missing_libs) + ", which musl cannot find",
+                               chain(n), tuple(n.missing_libs))
+            break
+    new_from = len({n.key for n in list(load.global_scope) + list(extra)})
     unknown = sorted({d.soname for d in scope if d.kind == "unknown"})
     for n in local:
         if n.kind != "file":
             continue
-        if n.missing_libs:
-            failures.setdefault(n.key, "needs " + ", ".join(n.missing_libs) + ", which musl cannot find")
-        names, complete = b.bind_in(n, scope, assume_python)
+        names, complete, refused = b.bind_in(n, scope, load.assume_python, new_from, load.runtime)
         if names and (complete or n.key in glibc_files):
-            missing_syms.setdefault(n.key, set()).update(names)
+            load.missing[n.key] = names
+            if load.fault is None:
+                load.fault = Fault(MISSING_SYMBOL, _reason(names), chain(n), tuple(names))
         elif names:
-            unchecked.setdefault(n.key, set()).update(unknown)
-        elif unknown and n.key in glibc_files and n.key not in failures:
+            load.unchecked[n.key] = unknown
+        elif unknown and n.key in glibc_files:
             # a glibc-linked file whose scope is not all at hand cannot be proven to load
-            failures.setdefault(n.key, "glibc-linked, and " + ", ".join(unknown)
-                                + " not at hand to bind against (install the packages, or give --root)")
+            load.unchecked[n.key] = unknown
+        if load.fault is None and refused is not None:
+            kind, reason, what = refused
+            load.fault = Fault(kind, reason, chain(n), what)
 
 
-def _reason(names: Set[str]) -> str:
+def _reason(names: Sequence[str]) -> str:
     shown = sorted(names)
     more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
     return "symbol not found: " + ", ".join(shown[:3]) + more
@@ -496,18 +623,20 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
          gcompat=None, present: Optional[Mapping[str, str]] = None,
          verdicts: Optional[Mapping[bytes, object]] = None,
          symbols_key: Optional[Callable[[str], Optional[tuple]]] = None) -> Binding:
-    """Bind every object of ``res`` as musl would.
+    """Judge the load of every unit of ``res`` (``res.units``: the files
+    loaded on their own, see :mod:`rundeps.units`) as musl would.
 
     ``symbols(real_path)``: the :class:`~rundeps.symbols.SymbolFacts` of an
     in-root file (None when unreadable); ``musl``: what the reserved names
     bind to; ``real_path``: the in-root real path of a load path (default:
-    the resolver's filesystem ``lookup``); ``interpreters``: module path ->
-    interpreter path, overriding the ``lib/pythonX.Y`` rule (wheels);
-    ``hint_libraries()``: (in-root library path, package name or None) pairs
-    whose exports may explain a missing symbol; ``gcompat``: a
-    :class:`rundeps.gcompat.Gcompat` when the root has it; ``present``:
-    soname -> package of libraries taken as present but not at hand (the
-    base image's, for a wheel checked without any package source).
+    the resolver's filesystem ``lookup``); ``interpreters``: file path ->
+    interpreter path for files loaded into a Python process, overriding the
+    ``lib/pythonX.Y`` rule (wheels); ``hint_libraries()``: (in-root library
+    path, package name or None) pairs whose exports may explain a missing
+    symbol; ``gcompat``: a :class:`rundeps.gcompat.Gcompat` when the root
+    has it; ``present``: soname -> package of libraries taken as present but
+    not at hand (the base image's, for a wheel checked without any package
+    source).
 
     Cached verdicts: with ``symbols_key(real_path)`` (the (device, inode,
     size, mtime_ns) of the file whose facts ``symbols`` gives) and
@@ -531,7 +660,7 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
 
 def _bind(resolver, res, symbols, musl, real_path, interpreters, hint_libraries, gcompat, present, verdicts,
           symbols_key) -> Binding:
-    from .resolve import is_glibc_linked
+    from .resolve import is_glibc_linked, is_glibc_interp, same_arch
 
     fs = resolver.fs
     lookup = real_path or fs.lookup
@@ -542,15 +671,14 @@ def _bind(resolver, res, symbols, musl, real_path, interpreters, hint_libraries,
         b.verdicts = {} if verdicts is None else verdicts
     out = Binding(musl)
     objects = res.objects
-    scanned = list(res.scanned)
+    units = res.units
 
-    # Roots of the dependency forest among the scanned files: a scanned file
-    # that another scanned file loads is checked inside that file's load.
-    nodes = {p: b.node_for_file(p, objects[p]) for p in scanned}
-    needed_by_scanned: Set[str] = set()
-    for p in scanned:
-        for dep in b.closure(nodes[p])[1:]:
-            needed_by_scanned.add(dep.key)
+    report_paths: Dict[str, str] = {}  # real path -> the in-root path shown
+    for p in res.scanned:
+        report_paths.setdefault(lookup(p) or p, p)
+
+    def show(key: str) -> str:
+        return report_paths.get(key, key)
 
     interp_cache: Dict[str, Optional[_Node]] = {}
 
@@ -568,6 +696,9 @@ def _bind(resolver, res, symbols, musl, real_path, interpreters, hint_libraries,
                     if lookup(cand) is not None:
                         ipath = cand
                         break
+            else:  # a library Python modules load, outside a Python tree: the root's interpreter
+                main, _info = resolver.main()
+                ipath = main if main and posixpath.basename(main).startswith("python") else None
         if ipath is None:
             return None
         if ipath not in interp_cache:
@@ -576,37 +707,37 @@ def _bind(resolver, res, symbols, musl, real_path, interpreters, hint_libraries,
             interp_cache[ipath] = b.node_for_file(ipath, info) if info is not None else None
         return interp_cache[ipath]
 
-    failures: Dict[str, str] = {}  # node key -> reason (own failure)
-    missing_syms: Dict[str, Set[str]] = {}
-    unchecked: Dict[str, Set[str]] = {}
     glibc_files: Set[str] = set()
-    units: List[Tuple[str, _Node, List[_Node], bool]] = []
-    not_musl: Set[str] = set()  # glibc programs a glibc beside musl runs
+    loads: List[_Load] = []
+    not_musl: Set[str] = set()  # glibc programs (and glibc's own libraries) a glibc beside musl runs
+    runs_under_glibc = getattr(res, "runs_under_glibc", {})
 
-    for p in scanned:
-        root = nodes[p]
-        info = root.info
+    for p in sorted(units):
+        info = objects[p]
         if is_glibc_linked(info):
-            glibc_files.add(root.key)
-        if root.key in needed_by_scanned:
-            continue
+            glibc_files.add(lookup(p) or p)
         arch = res.arch
-        if arch and info.arch and info.arch != arch and not {arch, info.arch} <= {"armv7", "armhf"}:
-            failures[root.key] = f"built for {info.arch}, not {arch}"
+        if arch and info.arch and info.arch != arch and not same_arch(arch, info.arch):
+            out.faults[p] = Fault(WRONG_ARCH, f"built for {info.arch}, not {arch}", (p,), (info.arch,))
             continue
         interp = info.interp
-        if interp and posixpath.basename(interp).startswith(("ld-linux", "ld64.so")):
+        if p in runs_under_glibc and not interp:
+            not_musl.add(p)  # one of glibc's own libraries: loaded by glibc programs only
+            continue
+        if interp and is_glibc_interp(interp):
             real_interp = lookup(interp)
             if real_interp is None:
-                failures[root.key] = f"its loader {interp} (glibc's) is not in the root (gcompat provides one)"
+                out.faults[p] = Fault(GLIBC_LOADER, f"its loader {interp} (glibc's) is not in the root "
+                                      "(gcompat provides one)", (p,), (interp,))
                 continue
             if gcompat is None or not gcompat.owns(real_interp, interp):
-                not_musl.add(root.key)
+                not_musl.add(p)
                 continue  # a real glibc beside musl runs it: not musl's to decide
+        root = b.load(p, info)
         global_scope: List[_Node] = []
         assume_python = False
-        module = (interpreters is not None and p in interpreters) or is_python_module(p, info)
-        if info.interp is None and module:
+        python = (interpreters is not None and p in interpreters) or p in res.python_process
+        if interp is None and python:
             inode = interpreter_for(p)
             if inode is not None:
                 global_scope = b.closure(inode)
@@ -614,90 +745,70 @@ def _bind(resolver, res, symbols, musl, real_path, interpreters, hint_libraries,
             else:
                 assume_python = True
                 out.assumed_interpreter.append(p)
-        elif gcompat is not None and info.interp and gcompat.owns(lookup(info.interp), info.interp):
+        elif gcompat is not None and interp and gcompat.owns(lookup(interp), interp):
             # gcompat's loader runs musl's with --preload libgcompat.so.0
             global_scope = [root] + gcompat.preload_nodes(b)
             out.gcompat[p] = "runs through gcompat's loader (libgcompat.so.0 preloaded)"
-        units.append((p, root, global_scope, assume_python))
-        _evaluate(b, root, global_scope, assume_python, glibc_files, failures, missing_syms, unchecked)
+        load = _Load(p, root, global_scope, assume_python, runtime=interp is None)
+        _judge(b, load, glibc_files, show)
+        loads.append(load)
 
-    for key, names in missing_syms.items():
-        failures.setdefault(key, _reason(names))
-
-    # Propagate: a file fails when anything it loads fails.
-    def first_failing_dep(node: _Node) -> Optional[_Node]:
-        for dep in b.closure(node)[1:]:
-            if dep.key in failures:
-                return dep
-        return None
-
-    report_paths: Dict[str, str] = {}  # node key -> in-root path shown
-    for p in scanned:
-        report_paths.setdefault(nodes[p].key, p)
-    for node in list(b.nodes.values()):
-        if node.kind == "file":
-            report_paths.setdefault(node.key, node.key)
-
-    for p in scanned:
-        node = nodes[p]
-        if node.key in failures:
-            out.will_not_load[p] = failures[node.key]
+    missing_syms: Dict[str, Set[str]] = {}
+    unchecked: Dict[str, Set[str]] = {}
+    for load in loads:
+        for key, names in load.missing.items():
+            missing_syms.setdefault(show(key), set()).update(names)
+        if load.fault is not None:
+            out.faults[load.path] = load.fault
             continue
-        dep = first_failing_dep(node)
-        if dep is not None:
-            out.will_not_load[p] = f"loads {report_paths.get(dep.key, dep.key)}, which will not load ({failures[dep.key]})"
-    # Libraries outside the scanned paths that fail are named too (in-root paths).
-    for key, reason in failures.items():
-        path = report_paths.get(key, key)
-        if path not in out.will_not_load and key not in {nodes[p].key for p in scanned}:
-            out.will_not_load[path] = reason
-    out.will_not_load = dict(sorted(out.will_not_load.items()))
-    out.missing_symbols = {report_paths.get(k, k): sorted(v) for k, v in sorted(missing_syms.items())}
-    out.unchecked = {report_paths.get(k, k): sorted(v) for k, v in sorted(unchecked.items())}
-    out.glibc_loads = sorted(p for p in scanned if nodes[p].key in glibc_files and p not in out.will_not_load
-                             and nodes[p].key not in not_musl and p not in getattr(res, "runs_under_glibc", {})
+        for key, libs in load.unchecked.items():
+            unchecked.setdefault(show(key), set()).update(libs)
+            unchecked.setdefault(load.path, set()).update(libs)
+    out.faults = dict(sorted(out.faults.items()))
+    out.missing_symbols = {k: sorted(v) for k, v in sorted(missing_syms.items())}
+    out.unchecked = {k: sorted(v) for k, v in sorted(unchecked.items())}
+    out.glibc_loads = sorted(p for p in units if (lookup(p) or p) in glibc_files and p not in out.faults
+                             and p not in not_musl and p not in runs_under_glibc
                              and (objects[p].interp is None or lookup(objects[p].interp) is not None))
 
     if gcompat is not None:
-        _gcompat_verdicts(b, out, units, glibc_files, gcompat, report_paths)
+        _gcompat_verdicts(b, out, loads, glibc_files, gcompat, show)
 
     if out.missing_symbols and hint_libraries is not None:
-        out.hints = _hints(out.missing_symbols, b, hint_libraries, nodes)
+        out.hints = _hints(out.missing_symbols, b, hint_libraries)
     out.verdicts = b.used
     return out
 
 
-def _gcompat_verdicts(b: _Binder, out: Binding, units, glibc_files: Set[str], gcompat, report_paths) -> None:
+def _gcompat_verdicts(b: _Binder, out: Binding, loads: List[_Load], glibc_files: Set[str], gcompat,
+                      show: Callable[[str], str]) -> None:
     """For every glibc-linked file: would it load with gcompat? A program
     started through gcompat's loader was bound with libgcompat preloaded; a
     module or library is bound again as if ``LD_PRELOAD=libgcompat.so.0``."""
     pre = gcompat.preload_nodes(b)
-    for p, root, global_scope, assume in units:
-        if root.key not in glibc_files:
+    for load in loads:
+        p = load.path
+        if load.root.key not in glibc_files:
             continue
         if p in out.gcompat:  # through gcompat's loader: the verdict is the real one
-            reason = out.will_not_load.get(p)
-            out.gcompat[p] = ("loads: gcompat's loader preloads libgcompat.so.0" if reason is None
-                              else f"will not load even with gcompat: {reason}")
+            fault = out.faults.get(p)
+            out.gcompat[p] = ("loads: gcompat's loader preloads libgcompat.so.0" if fault is None
+                              else f"will not load even with gcompat: {fault.reason}")
             continue
-        if p not in out.will_not_load:
+        if p not in out.faults:
             out.gcompat[p] = "loads (libgcompat.so.0 not needed)"
             continue
-        f2: Dict[str, str] = {}
-        m2: Dict[str, Set[str]] = {}
-        _evaluate(b, root, global_scope + pre, assume, glibc_files, f2, m2, {})
-        for key, names in m2.items():
-            f2.setdefault(key, _reason(names))
-        bad = next((n for n in b.closure(root) if n.key in f2), None)
-        if bad is None:
+        again = _Load(p, load.root, load.global_scope, load.assume_python, load.runtime)
+        _judge(b, again, glibc_files, show, extra=pre)
+        if again.fault is None:
             out.gcompat[p] = (f"loads only with LD_PRELOAD={gcompat.library}: gcompat's symbols do not "
                               "reach a library a musl program opens")
         else:
-            where = "" if bad is root else f"{report_paths.get(bad.key, bad.key)}: "
-            out.gcompat[p] = f"will not load even with LD_PRELOAD={gcompat.library}: {where}{f2[bad.key]}"
+            where = "" if not again.fault.inherited else f"{again.fault.failing}: "
+            out.gcompat[p] = f"will not load even with LD_PRELOAD={gcompat.library}: {where}{again.fault.own}"
 
 
-def _hints(missing: Mapping[str, List[str]], b: _Binder, hint_libraries, nodes) -> Dict[str, List[str]]:
+def _hints(missing: Mapping[str, List[str]], b: _Binder, hint_libraries) -> Dict[str, List[str]]:
     """For missing symbols a library at hand defines: a line naming it."""
     libs = []
     for path, pkg in hint_libraries():
@@ -743,19 +854,24 @@ def _hints(missing: Mapping[str, List[str]], b: _Binder, hint_libraries, nodes) 
 
 def musl_model(fs, arch: Optional[str], symbols: Callable[[str], object], universe=None,
                musl_version: Optional[str] = None, alpine: Optional[str] = None,
-               symbols_key: Optional[Callable[[str], Optional[tuple]]] = None) -> Optional[MuslModel]:
+               symbols_key: Optional[Callable[[str], Optional[tuple]]] = None,
+               target_root: bool = True) -> Optional[MuslModel]:
     """The musl to bind the reserved names to.
 
-    ``--musl VERSION`` first (a shipped export list); else the root's real
-    ``lib/ld-musl-<arch>.so.1`` (its exports read like any other file's;
-    the owning package's version when the database knows it); else the
-    shipped list for ``--alpine X.Y``, else the newest shipped list for the
-    arch. None when none is available. With ``symbols_key`` (see
-    :func:`bind`) the root's musl is read only when first used.
+    ``--musl VERSION`` first (a shipped export list); else, when the root is
+    the target (``target_root``: ``--root`` was given or the root has an apk
+    database), the root's real ``lib/ld-musl-<arch>.so.1`` (its exports read
+    like any other file's; the owning package's version when the database
+    knows it); else the shipped list closest to the version of the target's
+    ``musl`` package (from the database or indexes in ``universe``), else
+    the one for ``--alpine X.Y``, else the newest shipped list for the arch
+    -- never the musl of the host a tree is checked on. None when none is
+    available. With ``symbols_key`` (see :func:`bind`) the root's musl is
+    read only when first used.
     """
     from .resolve import MUSL_LD_ARCH
 
-    if musl_version is None and fs is not None:
+    if musl_version is None and fs is not None and target_root:
         ld_arch = MUSL_LD_ARCH.get(arch or "")
         if ld_arch:
             load_path = f"/lib/ld-musl-{ld_arch}.so.1"
@@ -771,6 +887,11 @@ def musl_model(fs, arch: Optional[str], symbols: Callable[[str], object], univer
             model = _root_musl(real, load_path, symbols, universe) if real else None
             if model is not None:
                 return model
+    if musl_version is None and universe is not None:
+        pkg = universe.package("musl")
+        if pkg is not None and pkg.version:
+            return shipped_musl(arch, musl_version=pkg.version.split("-")[0],
+                                why=f"the target's musl package, {pkg.version}")
     return shipped_musl(arch, musl_version=musl_version, alpine=alpine)
 
 
@@ -790,13 +911,14 @@ def _root_musl(real: str, load_path: str, symbols: Callable[[str], object], univ
 
 
 def shipped_musl(arch: Optional[str], musl_version: Optional[str] = None,
-                 alpine: Optional[str] = None) -> Optional[MuslModel]:
+                 alpine: Optional[str] = None, why: Optional[str] = None) -> Optional[MuslModel]:
     """A musl export list the project ships (:mod:`rundeps.muslexports`):
-    ``musl_version``, else the musl of Alpine ``alpine``, else the newest."""
+    ``musl_version``, else the musl of Alpine ``alpine``, else the newest
+    (``why``: where ``musl_version`` came from, for the description)."""
     from . import muslexports
 
     wanted = musl_version
-    why = f"--musl {musl_version}" if musl_version else None
+    why = why or (f"--musl {musl_version}" if musl_version else None)
     if wanted is None and alpine:
         wanted = muslexports.musl_for_alpine(alpine)
         why = f"Alpine {alpine}" if wanted else None

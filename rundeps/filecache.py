@@ -53,11 +53,11 @@ FORMAT_VERSION = 3
 _MAGIC = b"RDFC"
 _HEADER = _MAGIC + bytes([FORMAT_VERSION])
 #: The format of the symbol facts files (see :meth:`FileCache.load_symbols`).
-SYMBOLS_VERSION = 1
+SYMBOLS_VERSION = 2
 _SYM_HEADER = b"RDSY" + bytes([SYMBOLS_VERSION])
 #: The format of the binding verdicts files (see :meth:`FileCache.load_verdicts`);
 #: raised whenever what :mod:`rundeps.bind` or the symbol readers decide changes.
-VERDICTS_VERSION = 1
+VERDICTS_VERSION = 2  # 2: answers carry relocation refusals; loads judged in context
 _VERDICTS_HEADER = b"RDBV" + bytes([VERDICTS_VERSION])
 
 Warn = "Callable[[str], None]"

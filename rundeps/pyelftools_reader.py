@@ -53,6 +53,44 @@ _ARCHES = {
 }
 _TYPES = ("ET_REL", "ET_EXEC", "ET_DYN", "ET_CORE")
 
+# What musl's do_relocs does with each relocation type, per (pyelftools'
+# e_machine name, class): the types of musl's arch/<arch>/reloc.h REL_*
+# macros (numbers from musl's include/elf.h, written out because pyelftools'
+# own enums are incomplete or wrong for some of them, e.g. AArch64 and ARM
+# TLS), "tp" marking REL_TPOFF / REL_TPOFF_NEG.  Any other type is an
+# "unsupported relocation type" for musl; REL_NONE (0) is skipped.
+_MUSL_TYPES = {
+    ("EM_X86_64", 64): {"R_X86_64_NONE": 0, "R_X86_64_64": 1, "R_X86_64_PC32": 2, "R_X86_64_COPY": 5,
+                        "R_X86_64_GLOB_DAT": 6, "R_X86_64_JUMP_SLOT": 7, "R_X86_64_RELATIVE": 8,
+                        "R_X86_64_DTPMOD64": 16, "R_X86_64_DTPOFF64": 17, "tp R_X86_64_TPOFF64": 18,
+                        "R_X86_64_TLSDESC": 36},
+    ("EM_386", 32): {"R_386_NONE": 0, "R_386_32": 1, "R_386_PC32": 2, "R_386_COPY": 5, "R_386_GLOB_DAT": 6,
+                     "R_386_JMP_SLOT": 7, "R_386_RELATIVE": 8, "tp R_386_TLS_TPOFF": 14,
+                     "R_386_TLS_DTPMOD32": 35, "R_386_TLS_DTPOFF32": 36, "tp R_386_TLS_TPOFF32": 37,
+                     "R_386_TLS_DESC": 41},
+    ("EM_AARCH64", 64): {"R_AARCH64_NONE": 0, "R_AARCH64_ABS64": 257, "R_AARCH64_COPY": 1024,
+                         "R_AARCH64_GLOB_DAT": 1025, "R_AARCH64_JUMP_SLOT": 1026, "R_AARCH64_RELATIVE": 1027,
+                         "R_AARCH64_TLS_DTPMOD64": 1028, "R_AARCH64_TLS_DTPREL64": 1029,
+                         "tp R_AARCH64_TLS_TPREL64": 1030, "R_AARCH64_TLSDESC": 1031},
+    ("EM_ARM", 32): {"R_ARM_NONE": 0, "R_ARM_ABS32": 2, "R_ARM_TLS_DESC": 13, "R_ARM_TLS_DTPMOD32": 17,
+                     "R_ARM_TLS_DTPOFF32": 18, "tp R_ARM_TLS_TPOFF32": 19, "R_ARM_COPY": 20,
+                     "R_ARM_GLOB_DAT": 21, "R_ARM_JUMP_SLOT": 22, "R_ARM_RELATIVE": 23},
+    ("EM_PPC64", 64): {"R_PPC64_NONE": 0, "R_PPC64_COPY": 19, "R_PPC64_GLOB_DAT": 20, "R_PPC64_JMP_SLOT": 21,
+                       "R_PPC64_RELATIVE": 22, "R_PPC64_ADDR64": 38, "R_PPC64_UADDR64": 43,
+                       "R_PPC64_DTPMOD64": 68, "tp R_PPC64_TPREL64": 73, "R_PPC64_DTPREL64": 78},
+    ("EM_S390", 64): {"R_390_NONE": 0, "R_390_COPY": 9, "R_390_GLOB_DAT": 10, "R_390_JMP_SLOT": 11,
+                      "R_390_RELATIVE": 12, "R_390_64": 22, "R_390_TLS_DTPMOD": 54, "R_390_TLS_DTPOFF": 55,
+                      "tp R_390_TLS_TPOFF": 56},
+    ("EM_RISCV", 64): {"R_RISCV_NONE": 0, "R_RISCV_64": 2, "R_RISCV_RELATIVE": 3, "R_RISCV_COPY": 4,
+                       "R_RISCV_JUMP_SLOT": 5, "R_RISCV_TLS_DTPMOD64": 7, "R_RISCV_TLS_DTPREL64": 9,
+                       "tp R_RISCV_TLS_TPREL64": 11, "R_RISCV_TLSDESC": 12},
+    ("EM_LOONGARCH", 64): {"R_LARCH_NONE": 0, "R_LARCH_64": 2, "R_LARCH_RELATIVE": 3, "R_LARCH_COPY": 4,
+                           "R_LARCH_JUMP_SLOT": 5, "R_LARCH_TLS_DTPMOD64": 7, "R_LARCH_TLS_DTPREL64": 9,
+                           "tp R_LARCH_TLS_TPREL64": 11, "R_LARCH_TLS_DESC64": 14},
+}
+#: More different unsupported relocation types than this: a broken file.
+_MAX_BAD_TYPES = 4096
+
 
 def _read(f, offset: int, size: int) -> bytes:
     if size <= 0:
@@ -253,6 +291,13 @@ def _pyelftools(f) -> SymbolFacts:
     if arch_enum:
         copy_t, plt_t = arch_enum[2][arch_enum[0]], arch_enum[2][arch_enum[1]]
 
+    musl = _MUSL_TYPES.get((ef["e_machine"], ef.elfclass))
+    musl_ok = set(musl.values()) if musl else set()
+    musl_tp = {v for k, v in musl.items() if k.startswith("tp ")} if musl else set()
+    r_type_mask = 0x7FFFFFFF if ef.elfclass == 64 else 0xFF  # musl's R_TYPE
+    bad = set()
+    tp_syms = set()  # symbol indices of initial-exec TLS relocations, 0 included
+
     refs: Dict[int, List[int]] = {}
     if "DT_SYMTAB" in tags or any(k in tags for k in ("DT_REL", "DT_RELA", "DT_JMPREL")):
         for kind, rt in seg.get_relocation_tables().items():
@@ -261,10 +306,21 @@ def _pyelftools(f) -> SymbolFacts:
             for r in rt.iter_relocations():
                 if r["r_info_sym"] and r["r_info_type"]:
                     refs.setdefault(r["r_info_sym"], []).append(r["r_info_type"])
+                if musl:
+                    typ = r["r_info_type"] & r_type_mask
+                    if typ not in musl_ok:
+                        bad.add(typ)
+                        if len(bad) > _MAX_BAD_TYPES:
+                            raise ElfError("too many unsupported relocation types")
+                    elif typ in musl_tp:
+                        tp_syms.add(r["r_info_sym"])
+    bad_relocs = frozenset(bad)
+    tpoff = {""} if 0 in tp_syms else set()
+    relr = "DT_RELR" in tags and bool(tags.get("DT_RELRSZ"))  # applied by musl 1.2.4 and later
     if "DT_SYMTAB" not in tags:
         if refs:
             raise ElfError("relocations against symbols without DT_SYMTAB")
-        return SymbolFacts({}, frozenset())
+        return SymbolFacts({}, frozenset(), tpoff=frozenset(tpoff), bad_relocs=bad_relocs, relr=relr)
 
     first = None
     if "DT_GNU_HASH" in tags:
@@ -332,6 +388,10 @@ def _pyelftools(f) -> SymbolFacts:
         undefined[s.name] = undefined.get(s.name, True) and bind == "STB_WEAK"
         if any(t != plt_t for t in types):
             nonplt.add(s.name)
+    for i in tp_syms:
+        if i:
+            s = syms[i]
+            tpoff.add("" if s["st_info"]["bind"] == "STB_LOCAL" else s.name)
     unreferenced = {s.name for i, s in enumerate(syms) if i and i not in refs and s["st_shndx"] == "SHN_UNDEF"
                     and s["st_info"]["bind"] != "STB_LOCAL" and s.name and s.name not in undefined}
     return SymbolFacts(
@@ -344,4 +404,7 @@ def _pyelftools(f) -> SymbolFacts:
         copy=frozenset(copy),
         unreferenced=frozenset(unreferenced),
         nsyms=nsyms,
+        tpoff=frozenset(tpoff),
+        bad_relocs=bad_relocs,
+        relr=relr,
     )

@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from .apkdb import Package
 from .resolve import Resolution
+from .verdict import GLIBC_LOADER, MISSING_LIBRARY, MISSING_SYMBOL, WRONG_ARCH, Fault
 
 __all__ = ["FORMATS", "render", "to_json_dict", "why_package"]
 
@@ -138,7 +139,11 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
         "needed_by": {name: _names(files) for name, files in res.needed_by.items()},
         "source": {p.name: p.source for p in res.all_packages},
         "glibc_linked": {n(path): _names(sonames) for path, sonames in res.glibc_linked.items()},
-        "will_not_load": {n(path): reason for path, reason in sorted(res.will_not_load.items())},
+        "will_not_load": {n(path): f.reason for path, f in sorted(res.faults.items())},
+        "will_not_load_kind": {n(path): f.kind for path, f in sorted(res.faults.items())},
+        "will_not_load_chain": {n(path): _names(f.chain) for path, f in sorted(res.faults.items())},
+        "units": {n(path): role for path, role in sorted(getattr(res, "units", {}).items())},
+        "unloaded": _names(getattr(res, "unloaded", [])),
         "runs_under_glibc": {n(path): n(lo) for path, lo in sorted(res.runs_under_glibc.items())},
         "left_out": {n(path): glob for path, glob in sorted(res.left_out.items())},
         "dlopen": [
@@ -196,8 +201,11 @@ def explain_file_json(res: Resolution, path: str) -> Dict[str, object]:
     return {
         "path": n(path),
         "kind": "file",
-        "loads": path not in res.will_not_load,
-        "reason": res.will_not_load.get(path),
+        "loads": path not in res.faults,
+        "reason": res.faults[path].reason if path in res.faults else None,
+        "reason_kind": res.faults[path].kind if path in res.faults else None,
+        "chain": _names(res.faults[path].chain) if path in res.faults else [],
+        "unit": getattr(res, "units", {}).get(path),
         "needed": {n(e.soname): (e.package.name if e.package is not None else e.library)
                    for e in res.edges if e.path == path},
         "missing_symbols": b.missing_symbols.get(path, []) if b is not None else [],
@@ -209,16 +217,23 @@ def explain_file_json(res: Resolution, path: str) -> Dict[str, object]:
 
 
 def will_not_load_lines(res: Resolution) -> List[str]:
-    """One line per file that will not load, grouped by kind of reason
-    (missing library, missing symbol, loader, dependency), then by path."""
-    def kind(reason: str) -> int:
-        for i, word in enumerate(("needs ", "symbol not found", "its loader", "built for", "loads ")):
-            if reason.startswith(word):
-                return i
-        return 5
+    """One line per file that will not load, grouped by kind of fault
+    (missing library, missing symbol, loader, arch, relocation, TLS; a fault
+    in a library the file loads after every file's own), then by path."""
+    return [f"{path} will not load: {fault.reason}" for path, fault in sorted_faults(res.faults)]
 
-    items = sorted(res.will_not_load.items(), key=lambda kv: (kind(kv[1]), kv[0]))
-    return [f"{path} will not load: {reason}" for path, reason in items]
+
+def sorted_faults(faults: Mapping[str, Fault]) -> List[Tuple[str, Fault]]:
+    """``faults`` in the order problems are listed (see :func:`will_not_load_lines`)."""
+    first = (MISSING_LIBRARY, MISSING_SYMBOL, GLIBC_LOADER, WRONG_ARCH)
+
+    def order(item) -> Tuple[int, str]:
+        path, fault = item
+        if fault.inherited:
+            return len(first), path
+        return (first.index(fault.kind) if fault.kind in first else len(first) + 1), path
+
+    return sorted(faults.items(), key=order)
 
 
 def explain_file(res: Resolution, path: str) -> Optional[List[str]]:
@@ -229,11 +244,23 @@ def explain_file(res: Resolution, path: str) -> Optional[List[str]]:
     info = res.objects[path]
     b = getattr(res, "binding", None)
     lines = []
-    reason = res.will_not_load.get(path)
-    if reason:
-        lines.append(f"{path} will not load under musl: {reason}")
+    fault = res.faults.get(path)
+    units = getattr(res, "units", None)
+    if fault is not None:
+        lines.append(f"{path} will not load under musl: {fault.reason}")
+    elif units and path not in units:
+        by = getattr(res, "loaded_by", {}).get(path, [])
+        if by:
+            more = f" and {len(by) - 1} more" if len(by) > 1 else ""
+            lines.append(f"{path} is loaded only as a dependency, by {by[0]}{more}: it has no verdict of "
+                         "its own, the loads that reach it judge it")
+        else:
+            lines.append(f"{path} is a vendored library nothing scanned loads: not judged")
     elif b is None:
         lines.append(f"{path}: its sonames were resolved; its symbols were not bound (--no-symbols)")
+    elif path in b.unchecked:
+        lines.append(f"{path} cannot be checked: " + ", ".join(b.unchecked[path])
+                     + " not at hand to bind against (install the packages, or give --root)")
     elif path in b.glibc_loads:
         lines.append(f"{path} is glibc-linked, and loads under musl: every symbol it needs binds")
     else:

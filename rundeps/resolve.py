@@ -48,6 +48,9 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 from .apkdb import Package, Universe
 from .elf import ElfError, ElfInfo, read_elf_path
+from .units import LIBRARY, MODULE, PYTHON_LIBRARY, is_vendored
+from .units import role as unit_role
+from .verdict import GLIBC_LINKED, Fault
 from .search import DEFAULT_INTERP, MUSL_DEFAULT_PATH, expand_run_path, path_file, run_path_entries, split_search_path
 from .walk import read_keyed, resolve_dir_in_root, resolve_in_root, stat_key, to_host
 
@@ -442,29 +445,44 @@ class Resolution:
         self.note_loads: List[dict] = []
         """``.note.dlopen`` entries: path, priority, sonames, and for a
         ``required`` one the soname, package and library chosen."""
-        self.will_not_load: Dict[str, str] = {}
-        """In-root path -> one-line reason, for every file that cannot run on
-        Alpine (glibc-linked files outside a present glibc loader, ...).
-        ``scan`` exits 1 when it is not empty. A plain dict: later stages add
-        their own entries (missing symbols, failing dependencies)."""
+        self.faults: Dict[str, Fault] = {}
+        """In-root path -> :class:`rundeps.verdict.Fault`, for every file
+        that cannot run on Alpine: a missing library or symbol, a relocation
+        musl refuses, a glibc-only loader, ... ``scan`` exits 1 when one is
+        not let through (:meth:`failing`). Later stages add their own."""
         self.runs_under_glibc: Dict[str, str] = {}
-        """A glibc-linked program -> the in-root path of the glibc loader
-        (its ``PT_INTERP``, present in the root) that runs it."""
+        """A glibc-linked program (or a library in a glibc loader's own
+        folders) -> the in-root path of the glibc loader (present in the
+        root) that runs it."""
         self.left_out: Dict[str, str] = {}
         """Files the default excludes left out (in-root path -> the glob)."""
-        self._glibc_reasons: Dict[str, str] = {}
+        self.units: Dict[str, str] = {}
+        """Scanned files loaded on their own (in-root path -> role, see
+        :mod:`rundeps.units`); every other scanned file is judged only
+        inside the loads that reach it."""
+        self.python_process: Set[str] = set()
+        """Units loaded into a Python process: their loads bind against the
+        interpreter's global scope first."""
+        self.unloaded: List[str] = []
+        """Vendored libraries (``<name>.libs/``) that nothing scanned loads."""
+        self.loaded_by: Dict[str, List[str]] = {}
+        """Scanned file that is not a unit -> the scanned files whose load reaches it."""
 
-    def failing(self, allow_glibc: bool = False) -> Dict[str, str]:
-        """:attr:`will_not_load` less, with ``allow_glibc``, the entries that are
-        only there for being glibc-linked (``--allow-glibc``)."""
+    @property
+    def will_not_load(self) -> Dict[str, str]:
+        """In-root path -> one-line reason (derived from :attr:`faults`)."""
+        return {p: f.reason for p, f in self.faults.items()}
+
+    def failing(self, allow_glibc: bool = False) -> Dict[str, Fault]:
+        """:attr:`faults` less, with ``allow_glibc``, those of glibc-linked
+        files (``--allow-glibc``)."""
         if not allow_glibc:
-            return dict(self.will_not_load)
-        return {p: r for p, r in self.will_not_load.items() if self._glibc_reasons.get(p) != r}
+            return dict(self.faults)
+        return {p: f for p, f in self.faults.items() if p not in self.glibc_linked}
 
     def mark_glibc(self, path: str, reason: str = GLIBC_REASON) -> None:
         """Record that ``path`` will not load for being glibc-linked."""
-        self.will_not_load[path] = reason
-        self._glibc_reasons[path] = reason
+        self.faults[path] = Fault(GLIBC_LINKED, reason, (path,))
 
     def apply_dlopen(self, findings: List, add: bool, conditions: Optional[Dict[str, str]] = None,
                      include_conditional: bool = False) -> List:
@@ -654,16 +672,21 @@ class Resolver:
             return []
         return [posixpath.join(folder, n) for n in names if fnmatch.fnmatchcase(n, name)][:256]
 
-    def _in_glibc_folder(self, path: str) -> bool:
-        """True for a file in the folder of a glibc loader present in the root
-        (glibc's own libraries: they are loaded by that loader only)."""
-        folders = {lo.path.rpartition("/")[0] for lo in self._glibc_loaders.values() if lo is not None}
+    def glibc_folder_loader(self, path: str) -> Optional[GlibcLoader]:
+        """The glibc loader present in the root whose own folders (its folder
+        and those of its ``ld.so.conf``, less musl's search path) hold
+        ``path``: glibc's own libraries, which only that loader loads."""
+        folder = path.rpartition("/")[0]
         std = GLIBC_INTERP.get(self.arch or "")
         if std:
-            lo = self.glibc_loader(std)
-            if lo is not None:
-                folders.add(lo.path.rpartition("/")[0])
-        return path.rpartition("/")[0] in folders
+            self.glibc_loader(std)
+        musl_dirs = set(self.system_dirs()) | set(self.library_path)
+        if folder in musl_dirs:
+            return None
+        for lo in self._glibc_loaders.values():
+            if lo is not None and folder in lo.dirs:
+                return lo
+        return None
 
     @staticmethod
     def own_dirs(path: str, info: ElfInfo, origin_allowed: bool = True) -> Tuple[str, ...]:
@@ -781,6 +804,9 @@ class Resolver:
         if "/" in soname:
             return self.lookup(path, soname, dirs, True)
         found = self._find(soname, _dedupe(tuple(dirs) + loader.dirs))
+        if found and (self._scanned(found[0]) or self._scanned(found[1])):
+            # glibc's own files, inside what is checked: shipped, no package to add
+            return Edge(path, soname, "in_tree", None, found[0], "search"), (found[0], found[2])
         if found:
             return self._from_library(path, soname, found)
         if soname not in GLIBC_SONAMES:
@@ -793,7 +819,8 @@ class Resolver:
         return any(path == top or path.startswith(top.rstrip("/") + "/") for top in self.scanned_paths)
 
     def load_order(self, path: str, info: ElfInfo, answers: Optional[dict] = None,
-                   runtime: bool = False) -> List[Tuple[Edge, Optional[Tuple[str, ElfInfo]]]]:
+                   runtime: bool = False, glibc_folder: Optional[GlibcLoader] = None,
+                   ) -> List[Tuple[Edge, Optional[Tuple[str, ElfInfo]]]]:
         """What loading ``path`` makes musl load, in musl's order (breadth
         first, as ``load_deps`` walks its list): one ``(edge, descend)`` per
         ``DT_NEEDED`` entry of ``path`` and of every in-tree library it pulls
@@ -805,7 +832,9 @@ class Resolver:
         system path is the main program's.  A name an earlier library of the
         same load was found under is that library again (musl's short-name
         match).  ``runtime``: ``path`` was found by ``dlopen`` itself (a
-        ``.note.dlopen`` library).  ``answers`` memoises searches across calls.
+        ``.note.dlopen`` library).  ``glibc_folder``: ``path`` is one of that
+        glibc loader's own libraries (:meth:`glibc_folder_loader`), loaded in
+        its search.  ``answers`` memoises searches across calls.
         """
         answers = {} if answers is None else answers
         loader: Optional[GlibcLoader] = None
@@ -819,6 +848,10 @@ class Resolver:
                 loader = self.glibc_loader(info.interp)
                 if loader is not None:
                     system = loader.dirs
+        elif glibc_folder is not None:
+            # glibc's own library: loaded by glibc programs only, in its search
+            secure, loader = False, glibc_folder
+            chain, system = self.own_dirs(path, info), loader.dirs
         else:
             main_path, main_info = self.main()
             secure = main_path is not None and self.is_secure(main_path, main_info)
@@ -900,6 +933,9 @@ class Resolver:
 
         self._under_glibc = set()
         self.orders = {}
+        folder_loaders: Dict[str, GlibcLoader] = {}
+        for interp in sorted({i.interp for i in objects.values() if i.interp and is_glibc_interp(i.interp)}):
+            self.glibc_loader(interp)  # every glibc loader first: their folders are theirs
         for path in sorted(objects):
             info = objects[path]
             if is_glibc_linked(info):
@@ -907,16 +943,58 @@ class Resolver:
                 loader = self.glibc_loader(info.interp) if info.interp else None
                 if loader is not None:
                     res.runs_under_glibc[path] = loader.path
-            order = self.orders[path] = self.load_order(path, info, answers)
-            add(order)
+            if not info.interp and path not in res.runs_under_glibc:
+                lo = self.glibc_folder_loader(path)
+                if lo is not None:
+                    folder_loaders[path] = lo
+                    res.runs_under_glibc[path] = lo.path
+            if is_vendored(path) and not info.interp:
+                continue  # judged only inside the loads that reach it
+            self.orders[path] = self.load_order(path, info, answers, glibc_folder=folder_loaders.get(path))
+        self._choose_units(res, objects)
+        for path in sorted(res.units):
+            add(self.orders[path])
         self._note_loads(res, answers, add)
         for path in res.glibc_linked:
-            if path not in self._under_glibc and not self._in_glibc_folder(path):
+            if path in res.units and path not in self._under_glibc and path not in res.runs_under_glibc:
                 res.mark_glibc(path)
         packages = {e.package for e in edges if e.package is not None}
         res.all_packages = sorted(packages, key=lambda p: p.name)
         res.packages = self.universe.minimal(packages)
         return res
+
+    def _choose_units(self, res: Resolution, objects: Mapping[str, ElfInfo]) -> None:
+        """Which scanned files are loaded on their own (:mod:`rundeps.units`),
+        which of them in a Python process, and which vendored libraries
+        nothing loads."""
+        loader_dirs = frozenset(self.system_dirs()) | frozenset(self.library_path)
+        real = self.fs.lookup
+        reached_by: Dict[str, Set[str]] = {}  # in-root real path -> the files whose load reaches it
+        for path, order in self.orders.items():
+            for _edge, descend in order:
+                if descend is not None:
+                    got = real(descend[0]) or descend[0]
+                    if got != path:
+                        reached_by.setdefault(got, set()).add(path)
+        for path in sorted(objects):
+            if path not in self.orders:
+                continue
+            role = unit_role(path, objects[path], loader_dirs)
+            if role is None and path not in reached_by:
+                role = LIBRARY  # nothing scanned loads it: it can only be opened by path
+            if role is not None:
+                res.units[path] = role
+        python = {p for p, r in res.units.items() if r in (MODULE, PYTHON_LIBRARY)}
+        for path in res.units:
+            if path in python or reached_by.get(path, set()) & python:
+                res.python_process.add(path)
+        res.unloaded = sorted(p for p in objects if p not in self.orders and p not in reached_by
+                              and (real(p) or p) not in reached_by)
+        for path in objects:
+            if path not in res.units:
+                by = reached_by.get(path) or reached_by.get(real(path) or path)
+                if by:
+                    res.loaded_by[path] = sorted(by)
 
     def _note_loads(self, res: Resolution, answers: dict, add) -> None:
         """``.note.dlopen`` metadata of every object: each entry is recorded in
@@ -956,8 +1034,12 @@ def _dedupe(dirs: Sequence[str]) -> Tuple[str, ...]:
     return tuple(dict.fromkeys(dirs))
 
 
-def _same_arch(a: str, b: str) -> bool:
+def same_arch(a: str, b: str) -> bool:
+    """True for two names of one architecture (Alpine's ``armv7`` and musl's ``armhf``)."""
     return {a, b} <= {"armv7", "armhf"}
+
+
+_same_arch = same_arch
 
 
 def majority_arch(infos: Iterable[ElfInfo]) -> Tuple[Optional[str], Counter]:

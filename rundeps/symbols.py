@@ -42,6 +42,18 @@ satisfy them), and :attr:`~SymbolFacts.copy` the names referenced by
 main program (``head->syms_next``) and which must be found even though the
 executable itself defines them.
 
+Relocation types (:data:`_MUSL_RELOCS`, per machine, from musl's
+``arch/<arch>/reloc.h``; the symbol-less relocations count too, so these are
+read from every entry, not only from those that name a symbol):
+:attr:`~SymbolFacts.tpoff` names the symbols of initial-exec TLS relocations
+(``REL_TPOFF`` / ``REL_TPOFF_NEG``: ``do_relocs`` fails them when the
+definition's TLS is not static, "initial-exec TLS resolves to dynamic
+definition"), with ``""`` standing for the object itself (symbol index 0 or
+an ``STB_LOCAL`` symbol: musl takes ``def.dso = dso``);
+:attr:`~SymbolFacts.bad_relocs` holds the types ``do_relocs`` has no case
+for ("unsupported relocation type %d", e.g. ``R_X86_64_IRELATIVE``), which
+fail the load.  For a machine musl's table is not known for, both stay empty.
+
 Not modelled: a relocation against a symbol the object itself defines but
 whose version is hidden (musl would not find it in the object; never seen in
 practice), a hash table whose chains or bloom filter disagree with the
@@ -109,6 +121,7 @@ MAX_RELOCS = 4 * 1024 * 1024 * 1024
 DT_NULL = 0
 DT_HASH, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_RELASZ, DT_RELAENT, DT_STRSZ, DT_SYMENT = 4, 5, 6, 7, 8, 9, 10, 11
 DT_REL, DT_RELSZ, DT_RELENT, DT_PLTREL, DT_JMPREL, DT_PLTRELSZ = 17, 18, 19, 20, 23, 2
+DT_RELRSZ, DT_RELR = 35, 36
 DT_GNU_HASH = 0x6FFFFEF5
 DT_VERSYM = 0x6FFFFFF0
 PT_LOAD, PT_DYNAMIC = 1, 2
@@ -132,6 +145,34 @@ _RELOC_KINDS = {
 }
 EM_S390 = 22
 
+# (e_machine, 64-bit) -> (REL_RELATIVE, {REL_TPOFF, REL_TPOFF_NEG}, every
+# type musl's do_relocs has a case for), from musl's arch/<arch>/reloc.h and
+# include/elf.h (REL_NONE is 0; a REL_* an arch does not define is an
+# unmatchable negative enum value).  R_TYPE is r_info & 0x7fffffff on 64-bit
+# targets, r_info & 0xff on 32-bit ones.
+_MUSL_RELOCS = {
+    # x86_64: 64 PC32(OFFSET32) GLOB_DAT JUMP_SLOT RELATIVE COPY DTPMOD64 DTPOFF64 TPOFF64 TLSDESC
+    (62, True): (8, frozenset({18}), frozenset({0, 1, 2, 6, 7, 8, 5, 16, 17, 18, 36})),
+    # i386: 32 PC32(OFFSET) GLOB_DAT JMP_SLOT RELATIVE COPY TLS_DTPMOD32 TLS_DTPOFF32 TLS_TPOFF
+    # TLS_TPOFF32(TPOFF_NEG) TLS_DESC
+    (3, False): (8, frozenset({14, 37}), frozenset({0, 1, 2, 6, 7, 8, 5, 35, 36, 14, 37, 41})),
+    # aarch64: ABS64 GLOB_DAT JUMP_SLOT RELATIVE COPY TLS_DTPMOD64 TLS_DTPREL64 TLS_TPREL64 TLSDESC
+    (183, True): (1027, frozenset({1030}), frozenset({0, 257, 1025, 1026, 1027, 1024, 1028, 1029, 1030, 1031})),
+    # arm: ABS32 GLOB_DAT JUMP_SLOT RELATIVE COPY TLS_DTPMOD32 TLS_DTPOFF32 TLS_TPOFF32 TLS_DESC
+    (40, False): (23, frozenset({19}), frozenset({0, 2, 21, 22, 23, 20, 17, 18, 19, 13})),
+    # powerpc64: ADDR64 UADDR64 GLOB_DAT JMP_SLOT RELATIVE COPY DTPMOD64 DTPREL64 TPREL64
+    (21, True): (22, frozenset({73}), frozenset({0, 38, 43, 20, 21, 22, 19, 68, 78, 73})),
+    # s390x: 64 GLOB_DAT JMP_SLOT RELATIVE COPY TLS_DTPMOD TLS_DTPOFF TLS_TPOFF
+    (22, True): (12, frozenset({56}), frozenset({0, 22, 10, 11, 12, 9, 54, 55, 56})),
+    # riscv64: 64 JUMP_SLOT RELATIVE COPY TLS_DTPMOD64 TLS_DTPREL64 TLS_TPREL64 TLSDESC
+    (243, True): (3, frozenset({11}), frozenset({0, 2, 5, 3, 4, 7, 9, 11, 12})),
+    # loongarch64: JUMP_SLOT COPY TLS_DTPMOD64 TLS_DTPREL64 TLS_TPREL64 RELATIVE 64 TLS_DESC64
+    (258, True): (3, frozenset({11}), frozenset({0, 5, 4, 7, 9, 11, 3, 2, 14})),
+}
+#: At most this many different unsupported relocation types in one object
+#: (more is a broken file: ElfError).
+MAX_BAD_RELOCS = 4096
+
 _NATIVE_LITTLE = sys.byteorder == "little"
 
 
@@ -146,6 +187,7 @@ _CLS_PLAIN = _class_table(lambda t, b: int(t != STT_TLS and bool((1 << t) & OK_T
 _CLS_NONLOCAL = _class_table(lambda t, b: int(b != STB_LOCAL))
 _CLS_WEAK = _class_table(lambda t, b: int(b == STB_WEAK))
 _NZ = bytes([0] + [1] * 255)
+_UNLIKE: Dict[int, bytes] = {0: _NZ}  # byte value -> translate table: 0 for it, 1 for any other
 _FLIP = bytes([1] + [0] * 255)
 _HIGHBIT = bytes([0] * 128 + [1] * 128)
 _ODD = bytes(b & 1 for b in range(256))
@@ -169,17 +211,26 @@ class SymbolFacts:
     * ``plt_only``: undefined names referenced only by ``JUMP_SLOT`` relocs;
     * ``copy``: names referenced by ``COPY`` relocations;
     * ``unreferenced``: undefined dynsym names no relocation references;
-    * ``nsyms``: the number of dynamic symbols (from the hash table).
+    * ``nsyms``: the number of dynamic symbols (from the hash table);
+    * ``tpoff``: names referenced by initial-exec TLS relocations (musl's
+      ``REL_TPOFF`` / ``REL_TPOFF_NEG``), ``""`` for the object's own TLS
+      (symbol index 0 or an ``STB_LOCAL`` symbol);
+    * ``bad_relocs``: frozenset of the relocation type numbers musl's
+      ``do_relocs`` does not support on this machine (the load fails);
+    * ``relr``: the object has ``DT_RELR`` relative relocations, which musl
+      applies from 1.2.4 on (an older musl ignores the tag: the object's
+      pointers are never relocated).
     """
 
     __slots__ = ("undefined", "defined", "hidden", "ifunc", "undef_valued", "plt_only", "copy", "unreferenced",
-                 "nsyms", "_packed")
+                 "nsyms", "tpoff", "bad_relocs", "relr", "_packed")
     FIELDS = __slots__[:-1]
 
     def __init__(self, undefined: Dict[str, bool], defined: FrozenSet[str], hidden: FrozenSet[str] = frozenset(),
                  ifunc: FrozenSet[str] = frozenset(), undef_valued: FrozenSet[str] = frozenset(),
                  plt_only: FrozenSet[str] = frozenset(), copy: FrozenSet[str] = frozenset(),
-                 unreferenced: FrozenSet[str] = frozenset(), nsyms: int = 0):
+                 unreferenced: FrozenSet[str] = frozenset(), nsyms: int = 0, tpoff: FrozenSet[str] = frozenset(),
+                 bad_relocs: FrozenSet[int] = frozenset(), relr: bool = False):
         self.undefined = undefined
         self.defined = defined
         self.hidden = hidden
@@ -189,6 +240,9 @@ class SymbolFacts:
         self.copy = copy
         self.unreferenced = unreferenced
         self.nsyms = nsyms
+        self.tpoff = tpoff
+        self.bad_relocs = bad_relocs
+        self.relr = relr
 
     @classmethod
     def from_packed(cls, packed: tuple) -> "SymbolFacts":
@@ -234,20 +288,28 @@ class SymbolFacts:
 
     def __repr__(self) -> str:
         return (f"SymbolFacts(nsyms={self.nsyms}, undefined={len(self.undefined)}, defined={len(self.defined)}, "
-                f"hidden={len(self.hidden)}, ifunc={len(self.ifunc)}, copy={sorted(self.copy)!r})")
+                f"hidden={len(self.hidden)}, ifunc={len(self.ifunc)}, copy={sorted(self.copy)!r}, "
+                f"tpoff={sorted(self.tpoff)!r}, bad_relocs={sorted(self.bad_relocs)!r}, relr={self.relr!r})")
 
 
 def _is_str_set(v) -> bool:
     return v.__class__ is frozenset and all(x.__class__ is str for x in v)
 
 
+def _is_type_set(v) -> bool:
+    """A frozenset of relocation type numbers (plain ints, 0 to 2**32-1)."""
+    return (v.__class__ is frozenset and len(v) <= MAX_BAD_RELOCS
+            and all(x.__class__ is int and 0 <= x <= 0xFFFFFFFF for x in v))
+
+
 def facts_from_tuple(t) -> SymbolFacts:
     """A :class:`SymbolFacts` from :meth:`SymbolFacts.astuple`; ValueError
     unless every field has its type (a cache file must not inject garbage)."""
-    if t.__class__ is not tuple or len(t) != 9:
+    if t.__class__ is not tuple or len(t) != 12:
         raise ValueError("bad symbol record")
     undefined, nsyms = t[0], t[8]
     if not (undefined.__class__ is dict and nsyms.__class__ is int and all(_is_str_set(x) for x in t[1:8])
+            and _is_str_set(t[9]) and _is_type_set(t[10]) and t[11].__class__ is bool
             and all(k.__class__ is str and v.__class__ is bool for k, v in undefined.items())):
         raise ValueError("bad symbol record")
     return SymbolFacts(*t)
@@ -259,7 +321,9 @@ EMPTY = SymbolFacts({}, frozenset())
 def pack_facts(f: SymbolFacts) -> tuple:
     """A compact, :mod:`marshal`-able form for the file cache: every name
     set as one NUL-joined string (one object instead of thousands, so
-    loading a warm cache is a split per set), the weak flags as bytes."""
+    loading a warm cache is a split per set), the weak flags as bytes;
+    ``tpoff`` (small, and it may hold ``""``) as a sorted tuple of names,
+    ``bad_relocs`` as a sorted tuple of ints."""
     try:
         return object.__getattribute__(f, "_packed")  # still packed: as it came
     except AttributeError:
@@ -267,7 +331,8 @@ def pack_facts(f: SymbolFacts) -> tuple:
     und = list(f.undefined)
     return ("\0".join(und), bytes(map(int, f.undefined.values())),
             "\0".join(f.defined), "\0".join(f.hidden), "\0".join(f.ifunc), "\0".join(f.undef_valued),
-            "\0".join(f.plt_only), "\0".join(f.copy), "\0".join(f.unreferenced), f.nsyms)
+            "\0".join(f.plt_only), "\0".join(f.copy), "\0".join(f.unreferenced), f.nsyms,
+            tuple(sorted(f.tpoff)), tuple(sorted(f.bad_relocs)), f.relr)
 
 
 def _names(blob) -> FrozenSet[str]:
@@ -277,8 +342,12 @@ def _names(blob) -> FrozenSet[str]:
 
 
 def _check_packed(t) -> None:
-    if not (t.__class__ is tuple and len(t) == 10 and t[1].__class__ is bytes and t[9].__class__ is int
-            and all(x.__class__ is str for x in t[0:1] + t[2:9])):
+    if not (t.__class__ is tuple and len(t) == 13 and t[1].__class__ is bytes and t[9].__class__ is int
+            and t[12].__class__ is bool
+            and all(x.__class__ is str for x in t[0:1] + t[2:9])
+            and t[10].__class__ is tuple and all(x.__class__ is str for x in t[10])
+            and t[11].__class__ is tuple and len(t[11]) <= MAX_BAD_RELOCS
+            and all(x.__class__ is int and 0 <= x <= 0xFFFFFFFF for x in t[11])):
         raise ValueError("bad symbol record")
     if (t[0].count("\0") + 1 if t[0] else 0) != len(t[1]):
         raise ValueError("bad symbol record")
@@ -286,7 +355,8 @@ def _check_packed(t) -> None:
 
 def _decode_packed(t) -> SymbolFacts:
     und = t[0].split("\0") if t[0] else []
-    return SymbolFacts(dict(zip(und, map(truth, t[1]))), *map(_names, t[2:9]), nsyms=t[9])
+    return SymbolFacts(dict(zip(und, map(truth, t[1]))), *map(_names, t[2:9]), nsyms=t[9], tpoff=frozenset(t[10]),
+                       bad_relocs=frozenset(t[11]), relr=t[12])
 
 
 def unpack_facts(t) -> SymbolFacts:
@@ -357,6 +427,7 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
             dyn[d_tag] = d_val
     else:
         raise ElfError("dynamic segment without DT_NULL")
+    relr = DT_RELR in dyn and bool(dyn.get(DT_RELRSZ))
 
     def where(addr: int, what: str) -> Tuple[int, int]:
         """(file offset, bytes left in its segment) of an address."""
@@ -383,6 +454,20 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
     refd = set()  # symbol indices some relocation (other than R_*_NONE) names
     nonplt_i = set()  # ... by a relocation other than JUMP_SLOT
     copy_i = set()  # ... by a COPY relocation
+    musl = _MUSL_RELOCS.get((h.machine, is64))
+    seen = set()  # raw r_info types (of 64-bit targets: the low 32 bits) of every relocation
+    tp_i = set()  # symbol indices of REL_TPOFF / REL_TPOFF_NEG relocations (0: none)
+    # The entries skipped in C at the start of each chunk: those whose
+    # r_info is a symbol-less RELATIVE (its whole r_info, type included, so
+    # that the symbol-less IRELATIVE, TPOFF of the object's own TLS, ... are
+    # seen) when musl's table for the machine is known, else those that name
+    # no symbol.
+    if musl is not None:
+        r_rel, tp_types, ok_types = musl
+        tmask = 0x7FFFFFFF if is64 else 0xFF  # musl's R_TYPE
+        skip_off, skip_pat = word, r_rel.to_bytes(word, "little" if little else "big")
+    else:
+        skip_off, skip_pat = symoff, bytes(symw)
     tables = []
     if DT_RELA in dyn and dyn.get(DT_RELASZ):
         tables.append((dyn[DT_RELA], dyn[DT_RELASZ], True))
@@ -406,20 +491,40 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
             chunk = _read_exact(pread, off + pos, n, "relocation table")
             pos += n
             # The linker puts the (many) symbol-less relative relocations
-            # first: find the first entry that names a symbol in C, and
-            # take the columns from there on.
-            p = _nonzero(chunk, symoff, symw, stride).find(1)
+            # first: find the first other entry in C, and take the columns
+            # from there on.
+            p = _first_unlike(chunk, skip_off, skip_pat, stride)
             if p >= 0:
                 types, syms = _reloc_columns(chunk[p * stride:], is64, little, per)
                 _note_relocs(types, syms, r_plt, r_copy, refd, nonplt_i, copy_i)
+                if musl is not None:
+                    ts = set(types)
+                    seen |= ts
+                    tp = tp_types.intersection(ts)
+                    if max(ts) > tmask:  # 64-bit: bit 31 set, which musl's R_TYPE drops
+                        tp = {t for t in ts if t & tmask in tp_types}
+                    if tp:
+                        tp_i.update(compress(syms, map(tp.__contains__, types)))
+            if len(seen) > MAX_BAD_RELOCS:
+                seen = {t & tmask for t in seen}
+                if len(seen - ok_types) > MAX_BAD_RELOCS:
+                    raise ElfError("too many unsupported relocation types")
     refd.discard(0)
     nonplt_i.discard(0)
     copy_i.discard(0)
+    bad_relocs = frozenset()
+    if seen and not seen <= ok_types:
+        bad_relocs = frozenset(map(and_, seen, repeat(tmask))).difference(ok_types)
+        if len(bad_relocs) > MAX_BAD_RELOCS:
+            raise ElfError("too many unsupported relocation types")
+    own_tls = frozenset({""}) if 0 in tp_i else frozenset()
+    tp_i.discard(0)
 
     if DT_SYMTAB not in dyn:
         if refd:
             raise ElfError("relocations against symbols without DT_SYMTAB")
-        return EMPTY
+        return (SymbolFacts({}, frozenset(), tpoff=own_tls, bad_relocs=bad_relocs, relr=relr)
+                if own_tls or bad_relocs or relr else EMPTY)
 
     # How many symbols, and where musl's lookup starts.
     nsyms = 0
@@ -467,8 +572,9 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
         nsyms = max(nsyms, max(refd) + 1)
     if nsyms > MAX_SYMS:
         raise ElfError(f"too many dynamic symbols ({nsyms})")
-    if nsyms == 0:
-        return EMPTY
+    if nsyms == 0:  # then no relocation names a symbol: tp_i is empty
+        return (SymbolFacts({}, frozenset(), tpoff=own_tls, bad_relocs=bad_relocs, relr=relr)
+                if own_tls or bad_relocs or relr else EMPTY)
 
     syment = 24 if is64 else 16
     symraw = table_at(DT_SYMTAB, nsyms * syment, "DT_SYMTAB")
@@ -576,6 +682,12 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
     copy = names_of(sorted(i for i in copy_i if nonlocal_m[i]))
     unref_idx = [i for i in filterfalse(refd.__contains__, compress(range(1, nsyms), undm[1:])) if nonlocal_m[i]]
     unreferenced = [n for n in names_of(unref_idx) if n and n not in undefined]
+    tpoff = own_tls
+    if tp_i:  # a local symbol is the object's own TLS, as index 0 is
+        tp_sorted = sorted(tp_i)
+        tpoff = tpoff.union(names_of(list(compress(tp_sorted, map(nonlocal_m.__getitem__, tp_sorted)))))
+        if not all(map(nonlocal_m.__getitem__, tp_sorted)):
+            tpoff = tpoff.union(("",))
     defs = frozenset(defined)
     return SymbolFacts(
         undefined=undefined,
@@ -587,7 +699,30 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
         copy=frozenset(copy),
         unreferenced=frozenset(unreferenced),
         nsyms=nsyms,
+        tpoff=tpoff,
+        bad_relocs=bad_relocs,
+        relr=relr,
     )
+
+
+def _first_unlike(raw: bytes, off: int, pat: bytes, stride: int) -> int:
+    """The index of the first ``stride``-byte entry of ``raw`` whose bytes
+    at ``off`` are not ``pat``; -1 if there is none.  One byte column at a
+    time, sliced and compared in C; a column that differs is searched (up
+    to the first difference found so far only)."""
+    end = len(raw) // stride
+    found = -1
+    for k, b in enumerate(pat):
+        col = raw[off + k:end * stride:stride]
+        if col == (bytes(end) if b == 0 else bytes((b,)) * end):
+            continue
+        table = _UNLIKE.get(b)
+        if table is None:
+            table = _UNLIKE[b] = bytes(int(x != b) for x in range(256))
+        found = end = col.translate(table).find(1)
+        if end == 0:
+            break
+    return found
 
 
 def _reloc_columns(raw: bytes, is64: bool, little: bool, per: int):

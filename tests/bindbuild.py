@@ -532,3 +532,54 @@ def gcompat_verdicts(root, cases: Mapping[str, Case], libgcompat) -> Dict[str, o
             mods = [root / b.lstrip("/") for b in case.before] + [host]
             out[path] = interpreter_dlopen_together(interp, mods, library_path=lp, preload=[libgcompat])
     return out
+
+
+# -- small helpers for tests/test_load_model.py ----------------------------------------
+
+
+def musl_root(root, musl_so: str = HOST_MUSL, interpreter: bool = True, musl_version: str = "1.2.3-r0") -> Path:
+    """A minimal musl root: the real musl as ``lib/ld-musl-x86_64.so.1`` (and
+    its ``libc.musl`` link), the stand-in interpreter under ``usr/local``
+    (unless ``interpreter`` is false), and an installed database naming musl."""
+    root = Path(root)
+    lib = root / "lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(musl_so, lib / "ld-musl-x86_64.so.1")
+    (lib / "ld-musl-x86_64.so.1").chmod(0o755)
+    (lib / "libc.musl-x86_64.so.1").symlink_to("ld-musl-x86_64.so.1")
+    if interpreter:
+        build_interpreter(root / "usr/local")
+    db = root / "lib/apk/db"
+    db.mkdir(parents=True, exist_ok=True)
+    (db / "installed").write_text(_db_block("musl", musl_version, ["lib/ld-musl-x86_64.so.1",
+                                                                   "lib/libc.musl-x86_64.so.1"],
+                                            provides=["so:libc.musl-x86_64.so.1=1"]))
+    (root / "etc/apk").mkdir(parents=True, exist_ok=True)
+    (root / "etc/apk/arch").write_text("x86_64\n")
+    return root
+
+
+def relocation_types(path) -> List[str]:
+    """The relocation type names of ``path``, as binutils' readelf prints them."""
+    out = subprocess.run(["readelf", "-r", "-W", str(path)], stdout=subprocess.PIPE, text=True).stdout
+    return re.findall(r"^\s*[0-9a-f]+\s+[0-9a-f]+\s+(R_\w+)", out, flags=re.M)
+
+
+def dynamic_symbol_types(path) -> Dict[str, str]:
+    """Defined dynamic symbol name -> its type (FUNC, IFUNC, TLS, ...), as readelf prints them."""
+    out = subprocess.run(["readelf", "--dyn-syms", "-W", str(path)], stdout=subprocess.PIPE, text=True).stdout
+    types: Dict[str, str] = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 8 and f[0].endswith(":") and f[6] != "UND":
+            types[f[7].split("@")[0]] = f[3]
+    return types
+
+
+def dynamic_tags(path) -> Dict[str, List[str]]:
+    """Dynamic tag (NEEDED, RPATH, RUNPATH, SONAME) -> values, as readelf prints them."""
+    out = subprocess.run(["readelf", "-d", "-W", str(path)], stdout=subprocess.PIPE, text=True).stdout
+    tags: Dict[str, List[str]] = {}
+    for m in re.finditer(r"\((NEEDED|RPATH|RUNPATH|SONAME)\)\s+.*?\[(.*)\]", out):
+        tags.setdefault(m.group(1), []).append(m.group(2))
+    return tags

@@ -12,6 +12,10 @@ from pathlib import Path
 from bindbuild import HOST_MUSL, _db_block, build_c, loader_list, requires_musl
 from rundeps.api import Sources, check_tree
 from rundeps.walk import scan
+from rundeps.filecache import SYMBOLS_VERSION, VERDICTS_VERSION, _SYM_HEADER as SYM_HEADER, _VERDICTS_HEADER as VERDICTS_HEADER  # noqa: E501
+
+S_EXT = ".s%d" % SYMBOLS_VERSION
+B_EXT = ".b%d" % VERDICTS_VERSION
 
 pytestmark = requires_musl
 
@@ -50,7 +54,7 @@ def check(root: Path, cache: Path, warnings=None):
 
 
 def symbols_file(cache: Path) -> Path:
-    (path,) = [p for p in (cache / "filecache").iterdir() if p.name.endswith(".s1")]
+    (path,) = [p for p in (cache / "filecache").iterdir() if p.name.endswith(S_EXT)]
     return path
 
 
@@ -61,9 +65,9 @@ def test_repeat_run_reuses_the_verdicts_and_reads_no_symbol_table(tmp_path):
     assert loader_ok(root, "both") and loader_ok(root, "one")
     assert first.will_not_load == {}
     assert first.binding.verdicts  # answers to keep
-    assert any(p.name.endswith(".b1") for p in (cache / "filecache").iterdir())
+    assert any(p.name.endswith(B_EXT) for p in (cache / "filecache").iterdir())
     # Garbage where the symbol facts are: a run that read them would warn.
-    symbols_file(cache).write_bytes(b"RDSY\x01" + b"garbage" * 10)
+    symbols_file(cache).write_bytes(SYM_HEADER + b"garbage" * 10)
     warnings = []
     second = check(root, cache, warnings)
     assert second.will_not_load == {} and second.binding.missing_symbols == {}
@@ -203,7 +207,7 @@ def test_corrupt_or_foreign_verdicts_are_dropped_with_a_warning(tmp_path):
     root = make_root(tmp_path)
     cache = tmp_path / "cache"
     check(root, cache)
-    (verdicts,) = [p for p in (cache / "filecache").iterdir() if p.name.endswith(".b1")]
+    (verdicts,) = [p for p in (cache / "filecache").iterdir() if p.name.endswith(B_EXT)]
     blob = bytearray(verdicts.read_bytes())
     blob[-2] ^= 0xFF  # a flipped byte: the checksum no longer matches
     verdicts.write_bytes(bytes(blob))
@@ -215,7 +219,7 @@ def test_corrupt_or_foreign_verdicts_are_dropped_with_a_warning(tmp_path):
     from rundeps.filecache import FileCache
 
     fc = FileCache(cache)
-    fc._write_blob(fc._verdicts_key(str(root), ["/usr/local"]), "b1", b"RDBV\x01", {b"k": "not a tuple"})
+    fc._write_blob(fc._verdicts_key(str(root), ["/usr/local"]), B_EXT[1:], VERDICTS_HEADER, {b"k": "not a tuple"})
     warnings = []
     res = check(root, cache, warnings)
     assert any("binding verdicts were corrupt" in w for w in warnings), warnings

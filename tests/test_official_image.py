@@ -179,7 +179,7 @@ def test_will_not_load_is_always_in_json(image_root, cache):
 
 
 def test_allow_glibc_does_not_hide_other_reasons(image_root, tmp_path):
-    """Library level: entries other stages add stay failing under allow_glibc."""
+    """Library level: allow_glibc lets through the faults of glibc-linked files only."""
     from rundeps.resolve import GLIBC_REASON
 
     root = copy_root(image_root, tmp_path / "root")
@@ -189,9 +189,14 @@ def test_allow_glibc_does_not_hide_other_reasons(image_root, tmp_path):
                      symbols=False)
     assert res.will_not_load == {mod: GLIBC_REASON}
     assert res.failing(allow_glibc=True) == {}
-    res.will_not_load["/usr/local/bin/python3.12"] = "symbol foo not found"
-    res.will_not_load[mod] = "needs a library that will not load"
-    assert res.failing(allow_glibc=True) == dict(res.will_not_load)
+    from rundeps.verdict import MISSING_SYMBOL, Fault
+
+    # a fault of a file that is not glibc-linked stays failing; the glibc-linked file's do not
+    other = Fault(MISSING_SYMBOL, "symbol not found: foo", ("/usr/local/bin/python3.12",), ("foo",))
+    res.faults["/usr/local/bin/python3.12"] = other
+    res.faults[mod] = Fault(MISSING_SYMBOL, "symbol not found: __strdup", (mod,), ("__strdup",))
+    assert res.failing(allow_glibc=True) == {"/usr/local/bin/python3.12": other}
+    assert set(res.failing()) == {"/usr/local/bin/python3.12", mod}
 
 
 def test_glibc_program_under_a_glibc_beside_musl(image_root, tmp_path, builder, cache):

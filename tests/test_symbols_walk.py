@@ -12,6 +12,10 @@ from rundeps.filecache import FileCache
 from rundeps.resolve import TreeFS
 from rundeps.symbols import read_symbols
 from rundeps.walk import scan
+from rundeps.filecache import SYMBOLS_VERSION, VERDICTS_VERSION, _SYM_HEADER as SYM_HEADER, _VERDICTS_HEADER as VERDICTS_HEADER  # noqa: E501
+
+S_EXT = ".s%d" % SYMBOLS_VERSION
+B_EXT = ".b%d" % VERDICTS_VERSION
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed")
 
@@ -79,10 +83,10 @@ def test_cached_symbols_load_when_first_read(tree, tmp_path):
     first item's ``symbols`` is read: a corrupt symbols file is only noticed then."""
     cache_dir = tmp_path / "cache"
     first = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir), symbols=True)
-    assert not any(n.endswith(".s1") for n in os.listdir(cache_dir / "filecache"))
+    assert not any(n.endswith(S_EXT) for n in os.listdir(cache_dir / "filecache"))
     want = {i.path: i.symbols for i in first.items}
-    (sym_file,) = [p for p in (cache_dir / "filecache").iterdir() if p.name.endswith(".s1")]
-    sym_file.write_bytes(b"RDSY\x01garbage-garbage")
+    (sym_file,) = [p for p in (cache_dir / "filecache").iterdir() if p.name.endswith(S_EXT)]
+    sym_file.write_bytes(SYM_HEADER + b"garbage-garbage")
     warnings = []
     second = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir, warnings.append), symbols=True)
     assert warnings == []
@@ -99,14 +103,14 @@ def test_scan_without_symbols_keeps_the_cached_symbols(tree, tmp_path):
     names = set(os.listdir(cache_dir / "filecache"))
     scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir))
     assert set(os.listdir(cache_dir / "filecache")) == names
-    assert any(n.endswith(".s1") for n in names)
+    assert any(n.endswith(S_EXT) for n in names)
 
 
 def test_corrupt_symbols_cache_is_dropped_with_a_warning(tree, tmp_path):
     cache_dir = tmp_path / "cache"
     first = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir), symbols=True)
     assert all(i.symbols is not None for i in first.items)
-    (sym_file,) = [p for p in (cache_dir / "filecache").iterdir() if p.name.endswith(".s1")]
+    (sym_file,) = [p for p in (cache_dir / "filecache").iterdir() if p.name.endswith(S_EXT)]
     blob = bytearray(sym_file.read_bytes())
     blob[-3] ^= 0xFF
     sym_file.write_bytes(bytes(blob))

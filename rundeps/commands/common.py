@@ -308,11 +308,35 @@ def finish(res, reporter: Reporter, kw) -> int:
         if path in loads:
             reporter.warning(f"{path} is glibc-linked, loads under musl (every symbol it needs binds)")
     failing = report_will_not_load(res, reporter, kw)
+    report_load_notes(res, reporter)
     if unresolved and not kw["allow_unresolved"]:
         return EXIT_UNRESOLVED
     if failing:
         return EXIT_UNRESOLVED
     return EXIT_OK
+
+
+def report_load_notes(res, reporter: Reporter) -> None:
+    """Notes about loads that are neither proven to work nor to fail: units
+    whose symbols could not be checked, Py* names taken as an absent
+    interpreter's, vendored libraries nothing loads. Never an exit code."""
+    binding = getattr(res, "binding", None)
+    if binding is not None:
+        units = getattr(res, "units", {})
+        unchecked = sorted(p for p in binding.unchecked if p in units and p not in res.faults)
+        if unchecked:
+            more = f" and {len(unchecked) - 1} more" if len(unchecked) > 1 else ""
+            libs = ", ".join(binding.unchecked[unchecked[0]])
+            reporter.note(f"cannot check {unchecked[0]}{more}: {libs} not at hand to bind against "
+                          "(install the packages, or give --root)")
+        if binding.assumed_interpreter:
+            n = len(binding.assumed_interpreter)
+            reporter.note(f"no Python interpreter at hand: Py*/_Py* names taken as the interpreter's "
+                          f"in {n} load{'s' if n != 1 else ''} of a Python process")
+    unloaded = getattr(res, "unloaded", [])
+    if unloaded:
+        more = f" and {len(unloaded) - 1} more" if len(unloaded) > 1 else ""
+        reporter.note(f"nothing scanned loads the vendored library {unloaded[0]}{more}: not judged")
 
 
 def report_will_not_load(res, reporter: Reporter, kw) -> dict:
@@ -322,31 +346,35 @@ def report_will_not_load(res, reporter: Reporter, kw) -> dict:
     against. Returns the files that make the exit code 1: ``--allow-glibc``
     lets through glibc-linked files, ``--allow-unresolved`` files whose only
     fault is a soname that does not resolve."""
-    from ..report import will_not_load_lines
+    from ..report import sorted_faults
+    from ..verdict import MISSING_LIBRARY
 
     failing = res.failing(kw.get("allow_glibc", False))
-    if not res.will_not_load:
+    if not res.faults:
         return failing
     binding = getattr(res, "binding", None)
     allow_unresolved = kw.get("allow_unresolved")
     unresolved = res.unresolved
     groups: dict = {}
-    for line in will_not_load_lines(res):
-        path, _, reason = line.partition(" will not load: ")
-        only_libs = reason.startswith("needs ") and reason.endswith(", which musl cannot find")
+    for path, fault in sorted_faults(res.faults):
+        only_libs = fault.kind == MISSING_LIBRARY and not fault.inherited
         if only_libs and allow_unresolved:
             failing.pop(path, None)
-        libs = reason[len("needs "):-len(", which musl cannot find")].split(", ") if only_libs else []
-        if only_libs and all(path in unresolved.get(lib, ()) for lib in libs):
+        if only_libs and all(path in unresolved.get(lib, ()) for lib in fault.names):
             continue  # the "not found" line above already names it
-        groups.setdefault((path in failing, reason), []).append(path)
+        groups.setdefault((path in failing, fault.reason), []).append(path)
     for (fails, reason), files in groups.items():
         more = f" (and {len(files) - 1} more)" if len(files) > 1 else ""
         (reporter.error if fails else reporter.warning)(f"{files[0]}{more} will not load: {reason}")
         if binding is not None:
+            shown = set()
             for path in files:
-                for hint in binding.hints.get(path, []):
-                    reporter.hint(f"{path}: {hint}")
+                for where in (path, res.faults[path].failing):
+                    if where in shown:
+                        continue
+                    shown.add(where)
+                    for hint in binding.hints.get(where, []):
+                        reporter.hint(f"{where}: {hint}")
                 if path in binding.gcompat:
                     reporter.hint(f"{path}: with gcompat: {binding.gcompat[path]}")
     if binding is not None and binding.musl_description and binding.missing_symbols:

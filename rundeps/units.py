@@ -1,0 +1,99 @@
+"""What is loaded on its own: the files that get a verdict of their own.
+
+musl judges a load, not a file: a library is relocated inside the load that
+opens it, found through the run paths of whatever loaded it, bound in that
+load's scope.  So rundeps gives a verdict to each file something opens on
+its own, and judges every other file only inside those loads:
+
+* **programs** (``PT_INTERP``): started by the kernel, the head of a process;
+* **Python extension modules**: the interpreter imports them with
+  ``RTLD_NOW | RTLD_LOCAL``;
+* **other shared objects under a Python tree** (``site-packages``,
+  ``lib/pythonX.Y``) outside auditwheel's ``<name>.libs/`` folders: packages
+  open them by path with ``ctypes`` or ``cffi`` (pyarrow's
+  ``libarrow_python.so``), in the interpreter's process;
+* **libraries on the loader's path** (the system path and
+  ``LD_LIBRARY_PATH``): anything may open them by name;
+* **libraries nothing scanned loads** elsewhere (a plug-in folder): they can
+  only be opened by path.
+
+Libraries reached only as dependencies -- the vendored ``<name>.libs/``
+folders above all -- have no verdict of their own: a problem in one shows in
+the verdict of every file whose load reaches it.  A vendored library that
+nothing loads is only a note.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Optional, Tuple
+
+__all__ = [
+    "PROGRAM",
+    "MODULE",
+    "PYTHON_LIBRARY",
+    "LIBRARY",
+    "is_vendored",
+    "is_python_module",
+    "is_extension_module",
+    "python_prefix",
+]
+
+PROGRAM = "program"
+MODULE = "module"
+PYTHON_LIBRARY = "python_library"
+LIBRARY = "library"
+
+_PYLIB = re.compile(r"^(.*?)/lib(?:64)?/python(\d+\.\d+)t?/")
+_PYMODULE_NAME = re.compile(r"\.(?:cpython-\d+[a-z]*-[^/]*|abi3|pypy[^/]*)\.so$")
+_PY_FOLDERS = ("/site-packages/", "/dist-packages/", "/lib-dynload/")
+
+
+def python_prefix(path: str) -> Optional[Tuple[str, str]]:
+    """(prefix, X.Y) when ``path`` lies under ``PREFIX/lib/pythonX.Y/``."""
+    m = _PYLIB.match(path)
+    if m:
+        return m.group(1), m.group(2)
+    return None
+
+
+def is_python_module(path: str, info) -> bool:
+    """A shared object opened inside a Python process: under
+    ``lib/pythonX.Y/``, ``site-packages``/``dist-packages``, or named like an
+    extension module (the interpreter imports it, or a package opens it with
+    ctypes or cffi)."""
+    if info.interp:
+        return False
+    if python_prefix(path) is not None:
+        return True
+    if _PYMODULE_NAME.search(path):
+        return True
+    return any(f in path for f in _PY_FOLDERS)
+
+
+def is_extension_module(path: str) -> bool:
+    """Named like a CPython or PyPy extension module, or in ``lib-dynload``."""
+    return bool(_PYMODULE_NAME.search(path)) or "/lib-dynload/" in path
+
+
+def is_vendored(path: str) -> bool:
+    """In a folder of libraries a wheel vendors for its modules: auditwheel's
+    ``<name>.libs/`` (and the ``<pkg>/.libs/`` of older auditwheel)."""
+    parts = path.split("/")[:-1]
+    return any(p.endswith(".libs") for p in parts)
+
+
+def role(path: str, info, loader_dirs) -> Optional[str]:
+    """The role of a scanned file that is certainly loaded on its own, or
+    None when that depends on whether something else loads it
+    (``loader_dirs``: the folders the loader searches by name)."""
+    if info.interp:
+        return PROGRAM
+    if is_vendored(path):
+        return None
+    if is_python_module(path, info):
+        return MODULE if is_extension_module(path) else PYTHON_LIBRARY
+    if posixpath.dirname(path) in loader_dirs:
+        return LIBRARY
+    return None
