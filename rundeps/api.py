@@ -706,6 +706,7 @@ def check_wheel(
     tree = TreeFS(root) if explicit_root else None
     fs = WheelFS(ws, tree)
     resolver = Resolver(universe, fs, arch=elf_arch or target, on_warning=warn)
+    resolver.python_tree = True  # the members install into a site-packages
     res = resolver.resolve(objects)
     binding = None
     if symbols:

@@ -585,6 +585,9 @@ class Resolver:
         self._under_glibc: Set[str] = set()
         self.orders: Dict[str, list] = {}
         """Scanned path -> its :meth:`load_order`, as the last :meth:`resolve` found it."""
+        self.python_tree = False
+        """Every scanned file lies in a site-packages (a wheel's members):
+        each one not vendored is opened in a Python process."""
 
     # -- search path -----------------------------------------------------
 
@@ -979,7 +982,7 @@ class Resolver:
         for path in sorted(objects):
             if path not in self.orders:
                 continue
-            role = unit_role(path, objects[path], loader_dirs)
+            role = unit_role(path, objects[path], loader_dirs, self.python_tree)
             if role is None and path not in reached_by:
                 role = LIBRARY  # nothing scanned loads it: it can only be opened by path
             if role is not None:

@@ -84,15 +84,17 @@ def is_vendored(path: str) -> bool:
     return any(p.endswith(".libs") for p in parts)
 
 
-def role(path: str, info, loader_dirs) -> Optional[str]:
+def role(path: str, info, loader_dirs, python_tree: bool = False) -> Optional[str]:
     """The role of a scanned file that is certainly loaded on its own, or
     None when that depends on whether something else loads it
-    (``loader_dirs``: the folders the loader searches by name)."""
+    (``loader_dirs``: the folders the loader searches by name;
+    ``python_tree``: every path is inside a site-packages, as a wheel's
+    members are once installed)."""
     if info.interp:
         return PROGRAM
     if is_vendored(path):
         return None
-    if is_python_module(path, info):
+    if python_tree or is_python_module(path, info):
         return MODULE if is_extension_module(path) else PYTHON_LIBRARY
     if posixpath.dirname(path) in loader_dirs:
         return LIBRARY
