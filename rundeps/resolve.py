@@ -679,15 +679,17 @@ class Resolver:
         """The glibc loader present in the root whose own folders (its folder
         and those of its ``ld.so.conf``, less musl's search path) hold
         ``path``: glibc's own libraries, which only that loader loads."""
-        folder = path.rpartition("/")[0]
         std = GLIBC_INTERP.get(self.arch or "")
         if std:
             self.glibc_loader(std)
-        musl_dirs = set(self.system_dirs()) | set(self.library_path)
-        if folder in musl_dirs:
+        loaders = [lo for lo in self._glibc_loaders.values() if lo is not None]
+        if not loaders:
             return None
-        for lo in self._glibc_loaders.values():
-            if lo is not None and folder in lo.dirs:
+        folder = path.rpartition("/")[0]
+        if folder in self.system_dirs() or folder in self.library_path:
+            return None
+        for lo in loaders:
+            if folder in lo.dirs:
                 return lo
         return None
 

@@ -80,8 +80,9 @@ def is_extension_module(path: str) -> bool:
 def is_vendored(path: str) -> bool:
     """In a folder of libraries a wheel vendors for its modules: auditwheel's
     ``<name>.libs/`` (and the ``<pkg>/.libs/`` of older auditwheel)."""
-    parts = path.split("/")[:-1]
-    return any(p.endswith(".libs") for p in parts)
+    if ".libs/" not in path:
+        return False
+    return any(p.endswith(".libs") for p in path.split("/")[:-1])
 
 
 def role(path: str, info, loader_dirs, python_tree: bool = False) -> Optional[str]:
