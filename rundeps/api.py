@@ -14,7 +14,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .apkdb import Repository, Universe, parse_installed
 from .errors import SourceError, UsageError
-from .resolve import Resolution, Resolver, TreeFS, _same_arch, majority_arch
+from .platform import KNOWN_ARCHES, host_arch, same_arch
+from .resolve import Resolution, Resolver, TreeFS, majority_arch
 from .verdict import GLIBC_LINKED, MISSING_LIBRARY
 from .walk import ScanResult, scan, to_host
 
@@ -362,11 +363,11 @@ def check_tree(
     if len(counts) > 1:
         listing = ", ".join(f"{a} ({n} file{'s' if n != 1 else ''})" for a, n in counts.most_common())
         warn(f"the tree mixes architectures: {listing}; resolving for {arch or found_arch}")
-    elif arch and found_arch and arch != found_arch and not _same_arch(arch, found_arch):
+    elif arch and found_arch and arch != found_arch and not same_arch(arch, found_arch):
         n = counts[found_arch]
         warn(f"--arch {arch}, but the scanned files are {found_arch} ({n} file{'s' if n != 1 else ''}): "
              f"their libraries cannot serve an {arch} image")
-    arch = arch or found_arch or read_arch(root) or machine_arch()
+    arch = arch or found_arch or read_arch(root) or host_arch()
     universe = load_universe(root, sources, arch, warn, explicit_root=explicit_root, on_info=on_info)
     fs = TreeFS(root, known=objects, on_error=err)
     if symbols:
@@ -550,11 +551,7 @@ def read_arch(root: Optional[str]) -> Optional[str]:
 def target_arch(arch: Optional[str], root: str, explicit_root: bool) -> Optional[str]:
     """The arch to resolve for when no ELF file says: ``--arch``, else the
     root's ``etc/apk/arch`` (with ``--root``), else this machine's."""
-    return arch or (read_arch(root) if explicit_root else None) or machine_arch()
-
-
-KNOWN_ARCHES = ("x86_64", "x86", "aarch64", "armv7", "armhf", "ppc64le", "ppc64", "s390x", "riscv64", "loongarch64")
-"""The arch names rundeps resolves for (Alpine's names; ``--arch``)."""
+    return arch or (read_arch(root) if explicit_root else None) or host_arch()
 
 
 def check_arch_name(arch: Optional[str]) -> Optional[str]:
@@ -562,25 +559,6 @@ def check_arch_name(arch: Optional[str]) -> Optional[str]:
     if arch is not None and arch not in KNOWN_ARCHES:
         raise UsageError(f"unknown arch {arch!r} (rundeps knows {', '.join(KNOWN_ARCHES)})")
     return arch
-
-
-def machine_arch() -> Optional[str]:
-    """This machine's arch as Alpine names it."""
-    m = os.uname().machine
-    return {
-        "x86_64": "x86_64",
-        "amd64": "x86_64",
-        "i386": "x86",
-        "i686": "x86",
-        "aarch64": "aarch64",
-        "arm64": "aarch64",
-        "armv7l": "armv7",
-        "armv8l": "armv7",
-        "ppc64le": "ppc64le",
-        "s390x": "s390x",
-        "riscv64": "riscv64",
-        "loongarch64": "loongarch64",
-    }.get(m, m)
 
 
 BASE_IMAGE_SONAMES = {
@@ -612,6 +590,14 @@ class WheelCheck:
         self.unresolved_loads: list = []
         """Run-time loads (counted ones) that no package provides."""
 
+    def release_inputs(self) -> None:
+        """Drop what was read from the wheel only to check it (its Python
+        sources and its members' symbol facts): the verdict and resolution
+        stay, so checking many wheels stays in bounded memory."""
+        self.wheel.py_sources = []
+        for item in self.wheel.items:
+            item.symbols = None
+
 
 def add_runtime_loads(
     res: Resolution,
@@ -629,7 +615,7 @@ def add_runtime_loads(
     alternatives to one package and (``add``) add the packages of the
     loads the package's import makes (all of them with
     ``include_conditional``). Returns the counted loads nothing provides."""
-    from .dlopen import scan_tree_sources
+    from .dlopen import apply_runtime_loads, scan_tree_sources
     from .runtime import TreeFiles, import_conditions
 
     findings = scan_tree_sources(paths, root, on_problem=on_problem)
@@ -637,18 +623,19 @@ def add_runtime_loads(
     if findings:
         files = TreeFiles(root)
         conditions = import_conditions({f.path for f in findings}, files, files.read)
-    return res.apply_dlopen(findings, add=add, conditions=conditions, include_conditional=include_conditional)
+    return apply_runtime_loads(res, findings, add=add, conditions=conditions, include_conditional=include_conditional)
 
 
 def add_wheel_loads(res: Resolution, ws, *, add: bool = True, include_conditional: bool = False) -> list:
     """:func:`add_runtime_loads` for a wheel's own sources (``ws``: a
     :class:`rundeps.wheel.WheelScan`)."""
+    from .dlopen import apply_runtime_loads
     from .runtime import import_conditions
 
     findings = ws.dlopen()
     sources = dict(ws.py_sources)
     conditions = import_conditions({f.path for f in findings}, set(sources), sources.get) if findings else {}
-    return res.apply_dlopen(findings, add=add, conditions=conditions, include_conditional=include_conditional)
+    return apply_runtime_loads(res, findings, add=add, conditions=conditions, include_conditional=include_conditional)
 
 
 def check_wheel(

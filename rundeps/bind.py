@@ -49,6 +49,7 @@ from collections import deque
 from itertools import compress
 from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
+from .platform import MUSL_LD_ARCH, is_glibc_interp, same_arch
 from .units import is_python_module, python_prefix
 from .verdict import GLIBC_LOADER, MISSING_LIBRARY, MISSING_SYMBOL, RELOCATION, TLS, WRONG_ARCH, Fault
 
@@ -243,6 +244,16 @@ class _Binder:
         node = self.nodes.get(real)
         if node is None:
             node = self.nodes[real] = _Node(real, "file", real, info)
+        return node
+
+    def given_node(self, key: str, path: str, facts) -> _Node:
+        """A shared node for a library known by its facts alone (gcompat's
+        ``libgcompat.so.0`` from ``--gcompat FILE``): nothing to resolve."""
+        node = self.nodes.get(key)
+        if node is None:
+            node = self.nodes[key] = _Node(key, "file", path)
+            node.facts = facts
+            self._built.add(key)
         return node
 
     def build(self, node: _Node) -> None:
@@ -660,124 +671,141 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
 
 def _bind(resolver, res, symbols, musl, real_path, interpreters, hint_libraries, gcompat, present, verdicts,
           symbols_key) -> Binding:
-    from .resolve import is_glibc_linked, is_glibc_interp, same_arch
-
-    fs = resolver.fs
-    lookup = real_path or fs.lookup
-    b = _Binder(resolver, res, symbols, musl, lookup)
+    b = _Binder(resolver, res, symbols, musl, real_path or resolver.fs.lookup)
     b.present = dict(present or {})
     if symbols_key is not None:
         b.symbols_key = symbols_key
         b.verdicts = {} if verdicts is None else verdicts
-    out = Binding(musl)
-    objects = res.objects
-    units = res.units
+    run = _Run(b, res, interpreters, gcompat)
+    loads = [load for load in map(run.unit, sorted(res.units)) if load is not None]
+    out = run.out
+    run.collect(loads)
+    if gcompat is not None:
+        _gcompat_verdicts(b, out, loads, run.glibc_files, gcompat, run.show)
+    if out.missing_symbols and hint_libraries is not None:
+        out.hints = _hints(out.missing_symbols, b, hint_libraries)
+    out.verdicts = b.used
+    return out
 
-    report_paths: Dict[str, str] = {}  # real path -> the in-root path shown
-    for p in res.scanned:
-        report_paths.setdefault(lookup(p) or p, p)
 
-    def show(key: str) -> str:
-        return report_paths.get(key, key)
+class _Run:
+    """One binding of a resolution: each unit's load judged in turn
+    (:meth:`unit`), then the verdicts gathered (:meth:`collect`)."""
 
-    interp_cache: Dict[str, Optional[_Node]] = {}
+    def __init__(self, b: _Binder, res, interpreters: Optional[Mapping[str, str]], gcompat):
+        self.b = b
+        self.res = res
+        self.lookup = b.real_path
+        self.interpreters = interpreters
+        self.gcompat = gcompat
+        self.out = Binding(b.musl)
+        self.report_paths: Dict[str, str] = {}  # real path -> the in-root path shown
+        for p in res.scanned:
+            self.report_paths.setdefault(self.lookup(p) or p, p)
+        self.glibc_files: Set[str] = set()
+        self.not_musl: Set[str] = set()  # glibc programs (and glibc's own libraries) a glibc beside musl runs
+        self.runs_under_glibc = getattr(res, "runs_under_glibc", {})
+        self._interp: Dict[str, Optional[_Node]] = {}
 
-    def interpreter_for(path: str) -> Optional[_Node]:
-        ipath = None
-        if interpreters is not None and path in interpreters:
-            ipath = interpreters[path]
-            if ipath is not None and lookup(ipath) is None:
-                ipath = None
-        else:
-            pp = python_prefix(path)
-            if pp is not None:
-                prefix, version = pp
-                for cand in (f"{prefix}/bin/python{version}", f"{prefix}/bin/python3", f"{prefix}/bin/python"):
-                    if lookup(cand) is not None:
-                        ipath = cand
-                        break
-            else:  # a library Python modules load, outside a Python tree: the root's interpreter
-                main, _info = resolver.main()
-                ipath = main if main and posixpath.basename(main).startswith("python") else None
+    def show(self, key: str) -> str:
+        return self.report_paths.get(key, key)
+
+    def interpreter_path(self, path: str) -> Optional[str]:
+        """The interpreter whose process loads ``path``: the one named for it,
+        else that of its ``lib/pythonX.Y/``, else the root's ``python3``."""
+        lookup = self.lookup
+        if self.interpreters is not None and path in self.interpreters:
+            ipath = self.interpreters[path]
+            return ipath if ipath is not None and lookup(ipath) is not None else None
+        pp = python_prefix(path)
+        if pp is None:  # a library Python modules load, outside a Python tree
+            main, _info = self.b.resolver.main()
+            return main if main and posixpath.basename(main).startswith("python") else None
+        prefix, version = pp
+        for cand in (f"{prefix}/bin/python{version}", f"{prefix}/bin/python3", f"{prefix}/bin/python"):
+            if lookup(cand) is not None:
+                return cand
+        return None
+
+    def interpreter_for(self, path: str) -> Optional[_Node]:
+        ipath = self.interpreter_path(path)
         if ipath is None:
             return None
-        if ipath not in interp_cache:
-            real = lookup(ipath)
-            info = fs.elf(real) if real else None
-            interp_cache[ipath] = b.node_for_file(ipath, info) if info is not None else None
-        return interp_cache[ipath]
+        if ipath not in self._interp:
+            real = self.lookup(ipath)
+            info = self.b.resolver.fs.elf(real) if real else None
+            self._interp[ipath] = self.b.node_for_file(ipath, info) if info is not None else None
+        return self._interp[ipath]
 
-    glibc_files: Set[str] = set()
-    loads: List[_Load] = []
-    not_musl: Set[str] = set()  # glibc programs (and glibc's own libraries) a glibc beside musl runs
-    runs_under_glibc = getattr(res, "runs_under_glibc", {})
+    def unit(self, p: str) -> Optional[_Load]:
+        """Judge the load of one unit (None when it is not musl's to judge,
+        or fails before any load: another arch, a missing glibc loader)."""
+        from .resolve import is_glibc_linked
 
-    for p in sorted(units):
-        info = objects[p]
+        info = self.res.objects[p]
+        lookup, out = self.lookup, self.out
         if is_glibc_linked(info):
-            glibc_files.add(lookup(p) or p)
-        arch = res.arch
-        if arch and info.arch and info.arch != arch and not same_arch(arch, info.arch):
+            self.glibc_files.add(lookup(p) or p)
+        arch = self.res.arch
+        if arch and info.arch and not same_arch(arch, info.arch):
             out.faults[p] = Fault(WRONG_ARCH, f"built for {info.arch}, not {arch}", (p,), (info.arch,))
-            continue
+            return None
         interp = info.interp
-        if p in runs_under_glibc and not interp:
-            not_musl.add(p)  # one of glibc's own libraries: loaded by glibc programs only
-            continue
+        if p in self.runs_under_glibc and not interp:
+            self.not_musl.add(p)  # one of glibc's own libraries: loaded by glibc programs only
+            return None
+        gcompat = self.gcompat
         if interp and is_glibc_interp(interp):
             real_interp = lookup(interp)
             if real_interp is None:
                 out.faults[p] = Fault(GLIBC_LOADER, f"its loader {interp} (glibc's) is not in the root "
                                       "(gcompat provides one)", (p,), (interp,))
-                continue
+                return None
             if gcompat is None or not gcompat.owns(real_interp, interp):
-                not_musl.add(p)
-                continue  # a real glibc beside musl runs it: not musl's to decide
-        root = b.load(p, info)
+                self.not_musl.add(p)
+                return None  # a real glibc beside musl runs it: not musl's to decide
+        root = self.b.load(p, info)
         global_scope: List[_Node] = []
         assume_python = False
-        python = (interpreters is not None and p in interpreters) or p in res.python_process
+        python = (self.interpreters is not None and p in self.interpreters) or p in self.res.python_process
         if interp is None and python:
-            inode = interpreter_for(p)
+            inode = self.interpreter_for(p)
             if inode is not None:
-                global_scope = b.closure(inode)
+                global_scope = self.b.closure(inode)
                 out.interpreter[p] = inode.key
             else:
                 assume_python = True
                 out.assumed_interpreter.append(p)
         elif gcompat is not None and interp and gcompat.owns(lookup(interp), interp):
             # gcompat's loader runs musl's with --preload libgcompat.so.0
-            global_scope = [root] + gcompat.preload_nodes(b)
+            global_scope = [root] + gcompat.preload_nodes(self.b)
             out.gcompat[p] = "runs through gcompat's loader (libgcompat.so.0 preloaded)"
         load = _Load(p, root, global_scope, assume_python, runtime=interp is None)
-        _judge(b, load, glibc_files, show)
-        loads.append(load)
+        _judge(self.b, load, self.glibc_files, self.show)
+        return load
 
-    missing_syms: Dict[str, Set[str]] = {}
-    unchecked: Dict[str, Set[str]] = {}
-    for load in loads:
-        for key, names in load.missing.items():
-            missing_syms.setdefault(show(key), set()).update(names)
-        if load.fault is not None:
-            out.faults[load.path] = load.fault
-            continue
-        for key, libs in load.unchecked.items():
-            unchecked.setdefault(show(key), set()).update(libs)
-            unchecked.setdefault(load.path, set()).update(libs)
-    out.faults = dict(sorted(out.faults.items()))
-    out.missing_symbols = {k: sorted(v) for k, v in sorted(missing_syms.items())}
-    out.unchecked = {k: sorted(v) for k, v in sorted(unchecked.items())}
-    out.glibc_loads = sorted(p for p in units if (lookup(p) or p) in glibc_files and p not in out.faults
-                             and p not in not_musl and p not in runs_under_glibc
-                             and (objects[p].interp is None or lookup(objects[p].interp) is not None))
-
-    if gcompat is not None:
-        _gcompat_verdicts(b, out, loads, glibc_files, gcompat, show)
-
-    if out.missing_symbols and hint_libraries is not None:
-        out.hints = _hints(out.missing_symbols, b, hint_libraries)
-    out.verdicts = b.used
-    return out
+    def collect(self, loads: List[_Load]) -> None:
+        """The verdicts of every load: faults, missing names, unchecked
+        files, glibc-linked files that load."""
+        out, show, lookup, objects = self.out, self.show, self.lookup, self.res.objects
+        missing_syms: Dict[str, Set[str]] = {}
+        unchecked: Dict[str, Set[str]] = {}
+        for load in loads:
+            for key, names in load.missing.items():
+                missing_syms.setdefault(show(key), set()).update(names)
+            if load.fault is not None:
+                out.faults[load.path] = load.fault
+                continue
+            for key, libs in load.unchecked.items():
+                unchecked.setdefault(show(key), set()).update(libs)
+                unchecked.setdefault(load.path, set()).update(libs)
+        out.faults = dict(sorted(out.faults.items()))
+        out.missing_symbols = {k: sorted(v) for k, v in sorted(missing_syms.items())}
+        out.unchecked = {k: sorted(v) for k, v in sorted(unchecked.items())}
+        out.glibc_loads = sorted(
+            p for p in self.res.units if (lookup(p) or p) in self.glibc_files and p not in out.faults
+            and p not in self.not_musl and p not in self.runs_under_glibc
+            and (objects[p].interp is None or lookup(objects[p].interp) is not None))
 
 
 def _gcompat_verdicts(b: _Binder, out: Binding, loads: List[_Load], glibc_files: Set[str], gcompat,
@@ -869,8 +897,6 @@ def musl_model(fs, arch: Optional[str], symbols: Callable[[str], object], univer
     available. With ``symbols_key`` (see :func:`bind`) the root's musl is
     read only when first used.
     """
-    from .resolve import MUSL_LD_ARCH
-
     if musl_version is None and fs is not None and target_root:
         ld_arch = MUSL_LD_ARCH.get(arch or "")
         if ld_arch:

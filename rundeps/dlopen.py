@@ -380,103 +380,128 @@ def find_dlopen(
     ``on_problem(path, reason)`` call).  Findings are in source order,
     without duplicates.
     """
+    tree = _parse_source(source, path, max_size, on_problem)
+    if tree is None:
+        return []
+    collector = _Collector(tree, path, include_dynamic)
+    try:
+        collector.loader_calls()
+        if literals and (collector.aliases.watched or collector.any_loader):
+            collector.literals()
+    except RecursionError:  # pragma: no cover - ast.walk is iterative; belt and braces
+        _report(on_problem, path, "skipped: nested too deeply")
+        return []
+    return collector.findings()
+
+
+def _parse_source(source: Union[str, bytes], path: str, max_size: int,
+                  on_problem: Optional[ProblemCallback]) -> Optional[ast.AST]:
+    """The syntax tree of a source that may load a library, or None (too
+    large, no loader word, cannot decode or parse: the last three reported)."""
     if len(source) > max_size:
         _report(on_problem, path, "skipped: larger than %d bytes" % max_size)
-        return []
+        return None
     if not _may_load(source):
-        return []
+        return None
     if isinstance(source, bytes):
         try:
             source = decode_source(source)
         except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
             _report(on_problem, path, "skipped: cannot decode: %s" % _one_line(exc))
-            return []
+            return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarning: invalid escapes, "is" with a literal
-            tree = ast.parse(source, filename=path)
+            return ast.parse(source, filename=path)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
         _report(on_problem, path, "skipped: cannot parse: %s" % _one_line(exc))
-        return []
+        return None
 
-    aliases = _Aliases(tree)
-    found: List[Tuple[Tuple[int, int, int], DlopenFinding]] = []
-    seen = set()
-    claimed = set()  # ids of literal nodes already reported as loader arguments
 
-    anchors: Dict[int, ast.AST] = {}  # id(finding) -> the call or literal it came from
-    current: List[ast.AST] = []
+class _Collector:
+    """The findings of one parsed source: loader calls and subscripts
+    (:meth:`loader_calls`), then the bare ``lib*.so*`` literals no call
+    claimed (:meth:`literals`); :meth:`findings` in source order, grouped
+    into alternatives."""
 
-    def add(name: str, line: int, call: str, order: Tuple[int, int, int], dynamic: bool = False) -> None:
+    def __init__(self, tree: ast.AST, path: str, include_dynamic: bool):
+        self.tree = tree
+        self.path = path
+        self.include_dynamic = include_dynamic
+        self.aliases = _Aliases(tree)
+        self.names = _Names(tree)
+        self.found: List[Tuple[Tuple[int, int, int], DlopenFinding]] = []
+        self.seen: set = set()
+        self.claimed: set = set()  # ids of literal nodes already reported as loader arguments
+        self.anchors: Dict[int, ast.AST] = {}  # id(finding) -> the call or literal it came from
+        self.current: List[ast.AST] = []
+        self.any_loader = False
+
+    def add(self, name: str, line: int, call: str, order: Tuple[int, int, int], dynamic: bool = False) -> None:
         key = (name, line, call, dynamic)
-        if key in seen:
+        if key in self.seen:
             return
-        seen.add(key)
-        finding = DlopenFinding(name, path, line, call, dynamic)
-        if current:
-            anchors[id(finding)] = current[-1]
-        found.append((order, finding))
+        self.seen.add(key)
+        finding = DlopenFinding(name, self.path, line, call, dynamic)
+        if self.current:
+            self.anchors[id(finding)] = self.current[-1]
+        self.found.append((order, finding))
 
-    names = _Names(tree)
-
-    def take(call: str, owner: ast.AST, args: Sequence[ast.AST]) -> None:
+    def take(self, call: str, owner: ast.AST, args: Sequence[ast.AST]) -> None:
         line = getattr(owner, "lineno", 0)
+        self.current.append(owner)
         for arg in args:
             for text, node in _strings(arg):
                 if text is None and isinstance(node, ast.Name):
-                    values = names.values(node, owner)
+                    values = self.names.values(node, owner)
                     if values:
                         for i, (value_text, value_node) in enumerate(values):
-                            claimed.add(id(value_node))
+                            self.claimed.add(id(value_node))
                             if _usable(value_text):
-                                add(value_text, line, call, _pos(node) + (i,))
+                                self.add(value_text, line, call, _pos(node) + (i,))
                         continue
                 if text is None:
-                    if include_dynamic:
-                        add("", line, call, _pos(node), dynamic=True)
+                    if self.include_dynamic:
+                        self.add("", line, call, _pos(node), dynamic=True)
                     continue
-                claimed.add(id(node))
+                self.claimed.add(id(node))
                 if _usable(text):
-                    add(text, line, call, _pos(node))
+                    self.add(text, line, call, _pos(node))
+        self.current.pop()
 
-    any_loader = False
-    try:
-        for node in ast.walk(tree):
+    def loader_calls(self) -> None:
+        aliases = self.aliases
+        for node in ast.walk(self.tree):
             if isinstance(node, ast.Call):
                 call = _loader_call(aliases, node)
                 if call is None:
                     continue
-                any_loader = True
+                self.any_loader = True
                 args: List[ast.AST] = list(node.args)
                 args += [kw.value for kw in node.keywords if kw.arg in ("name", "names", "libname")]
-                current.append(node)
-                take(call, node, args)
-                current.pop()
+                self.take(call, node, args)
             elif isinstance(node, ast.Subscript):
                 call = _loader_subscript(aliases, node)
                 if call is not None:
-                    any_loader = True
-                    current.append(node)
-                    take(call, node, [_subscript_index(node)])
-                    current.pop()
-        if literals and (aliases.watched or any_loader):
-            for node in ast.walk(tree):
-                if (
-                    isinstance(node, ast.Constant)
-                    and isinstance(node.value, str)
-                    and id(node) not in claimed
-                    and len(node.value) < 4096
-                    and _SONAME_LITERAL_RE.match(node.value)
-                ):
-                    line = getattr(node, "lineno", 0)
-                    current.append(node)
-                    add(node.value, line, LITERAL_CALL, _pos(node))
-                    current.pop()
-    except RecursionError:  # pragma: no cover - ast.walk is iterative; belt and braces
-        _report(on_problem, path, "skipped: nested too deeply")
-        return []
-    found.sort(key=lambda item: item[0])
-    return _grouped([f for _, f in found], anchors, names.parents)
+                    self.any_loader = True
+                    self.take(call, node, [_subscript_index(node)])
+
+    def literals(self) -> None:
+        for node in ast.walk(self.tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in self.claimed
+                and len(node.value) < 4096
+                and _SONAME_LITERAL_RE.match(node.value)
+            ):
+                self.current.append(node)
+                self.add(node.value, getattr(node, "lineno", 0), LITERAL_CALL, _pos(node))
+                self.current.pop()
+
+    def findings(self) -> List[DlopenFinding]:
+        self.found.sort(key=lambda item: item[0])
+        return _grouped([f for _, f in self.found], self.anchors, self.names.parents)
 
 
 # -- alternatives ---------------------------------------------------------------
@@ -625,7 +650,7 @@ def iter_py_files(path: str) -> Iterator[str]:
                 yield os.path.join(dirpath, fn)
 
 
-def _read_source(fn: str, max_size: int) -> Optional[bytes]:
+def read_source(fn: str, max_size: int) -> Optional[bytes]:
     """Up to ``max_size + 1`` bytes of the regular file ``fn``, or None when it
     is not a regular file (a FIFO, socket or device is never read: opening a
     FIFO for reading would block until a writer comes).  OSError propagates."""
@@ -668,7 +693,7 @@ def scan_sources(
                 if size > max_size:
                     _report(on_problem, fn, "skipped: larger than %d bytes" % max_size)
                     continue
-                data = _read_source(fn, max_size)
+                data = read_source(fn, max_size)
                 if data is None:
                     continue
             except OSError as exc:
@@ -846,7 +871,7 @@ def scan_tree_sources(
                 if st.st_size > max_size:
                     _report(on_problem, shown, "skipped: larger than %d bytes" % max_size)
                     continue
-                data = _read_source(fn, max_size)
+                data = read_source(fn, max_size)
                 if data is None:  # replaced by something else meanwhile
                     continue
             except OSError as exc:
@@ -867,7 +892,7 @@ def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, 
     best soname an installed database or index provides
     (:func:`candidate_sonames`), or the owner of an absolute path, gives the
     package; when several names of a group have packages, one is chosen
-    (:func:`rundeps.runtime.choose_provider`) and every name it serves maps to it.  An unresolved group is reported once, by its first finding;
+    (:func:`choose_provider`) and every name it serves maps to it.  An unresolved group is reported once, by its first finding;
     bare :data:`LITERAL_CALL` literals are weak evidence and never reported
     unresolved.
     """
@@ -899,9 +924,7 @@ def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, 
                 break
         if not done and universe is not None:
             # every name's package, in the order the code tries them; one is chosen
-            # (rundeps.runtime.choose_provider: installed, then smallest, then first)
-            from .runtime import choose_provider
-
+            # (choose_provider: installed, then smallest, then first)
             candidates = []
             for f in group:
                 pkg = None
@@ -923,3 +946,42 @@ def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, 
         if not done and group[0].call != LITERAL_CALL:
             unresolved.append(group[0])
     return extra, unresolved
+
+
+def choose_provider(candidates: Sequence[object]):
+    """One package for a group of alternatives (candidates in the order the
+    code tries them, duplicates allowed): an installed one first, then the
+    smallest installed size (``I:``; unknown sizes last), then the order tried."""
+    best = None
+    best_key = None
+    for order, pkg in enumerate(candidates):
+        size = getattr(pkg, "installed_size", 0) or 0
+        key = (0 if getattr(pkg, "source", "") == "installed" else 1, 0 if size else 1, size, order)
+        if best is None or key < best_key:
+            best, best_key = pkg, key
+    return best
+
+
+def apply_runtime_loads(res, findings: List[DlopenFinding], add: bool, conditions: Optional[Dict[str, str]] = None,
+                        include_conditional: bool = False) -> List[DlopenFinding]:
+    """Record run-time loads on a :class:`rundeps.resolve.Resolution` and the
+    packages that provide them (one package a group of alternatives); with
+    ``add``, those packages join the set and the minimal set is recomputed.
+
+    ``conditions``: ``{source path: module}`` for sources whose loads
+    happen only when that submodule is imported
+    (:func:`rundeps.runtime.import_conditions`): recorded in
+    ``res.dlopen_when``, reported, added only with ``include_conditional``.
+    Returns the counted findings nothing provides."""
+    res.dlopen = findings
+    res.dlopen_when = dict(conditions or {})
+    extra, unresolved = resolve_findings(findings, res)
+    res.dlopen_packages = extra
+    counted = {f.name for f in findings if include_conditional or f.path not in res.dlopen_when}
+    added = {name: pkg for name, pkg in extra.items() if name in counted}
+    if add and added:
+        res.extra.update(added)
+        packages = set(res.all_packages) | set(added.values())
+        res.all_packages = sorted(packages, key=lambda p: p.name)
+        res.packages = res.universe.minimal(packages)
+    return [f for f in unresolved if include_conditional or f.path not in res.dlopen_when]

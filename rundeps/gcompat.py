@@ -27,6 +27,8 @@ from __future__ import annotations
 import posixpath
 from typing import Iterable, List, Optional, Tuple
 
+from .platform import is_glibc_loader_name
+
 __all__ = ["Gcompat", "find_gcompat", "LIBGCOMPAT"]
 
 LIBGCOMPAT = "/lib/libgcompat.so.0"
@@ -68,15 +70,7 @@ class Gcompat:
     def preload_nodes(self, binder) -> List:
         """The preloaded libgcompat and its DT_NEEDED closure, as nodes of ``binder``."""
         if self.facts is not None:
-            from .bind import _Node
-
-            key = f"<gcompat:{self.source}>"
-            node = binder.nodes.get(key)
-            if node is None:
-                node = binder.nodes[key] = _Node(key, "file", self.library)
-                node.facts = self.facts
-                binder._built.add(key)
-            return [node]
+            return [binder.given_node(f"<gcompat:{self.source}>", self.library, self.facts)]
         real = binder.real_path(self.library)
         if real is None:
             return []
@@ -106,7 +100,7 @@ def find_gcompat(fs, universe, arch: Optional[str] = None) -> Optional[Gcompat]:
         base = posixpath.basename(f)
         if base.startswith("libgcompat.so"):
             library = library or f
-        elif base.startswith(("ld-linux", "ld64.so")):
+        elif is_glibc_loader_name(base):
             loaders.add(f)
             real = fs.lookup(f)
             if real:

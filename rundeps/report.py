@@ -419,3 +419,22 @@ def explain(res: Resolution, name: str) -> Optional[List[str]]:
         else:
             lines.append(f"{e.path} -> {name} (not found)")
     return lines
+
+
+def wheel_json(check) -> Dict[str, object]:
+    """``rundeps wheel --format json``: one wheel's object (a
+    :class:`rundeps.api.WheelCheck`)."""
+    ws = check.wheel
+    item: Dict[str, object] = {
+        "wheel": json_name(ws.path), "name": ws.name, "version": ws.version,
+        "tags": sorted("-".join(t) for t in ws.tags), "libc": ws.libc, "arch": ws.arch,
+        "target_arch": check.target_arch, "ok": check.ok, "verdict": check.verdict,
+        "base_image": {json_name(so): pkg for so, pkg in check.base_image.items()},
+        "problems": [{"member": m, "reason": r} for m, r in ws.problems],
+    }
+    if check.resolution is not None:
+        item.update(to_json_dict(check.resolution))
+        # a soname the base image answers is not also unresolved
+        item["unresolved"] = {so: files for so, files in item["unresolved"].items()
+                              if so not in item["base_image"]}
+    return item

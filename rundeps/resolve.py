@@ -48,6 +48,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 from .apkdb import Package, Universe
 from .elf import ElfError, ElfInfo, read_elf_path
+from .platform import (GLIBC_INTERP, GLIBC_SONAMES, MUSL_LD_ARCH, is_glibc_interp, is_glibc_loader_name,
+                       same_arch)
 from .units import LIBRARY, MODULE, PYTHON_LIBRARY, is_vendored
 from .units import role as unit_role
 from .verdict import GLIBC_LINKED, Fault
@@ -70,67 +72,12 @@ __all__ = [
 MUSL_RESERVED = ("c.", "pthread.", "rt.", "m.", "dl.", "util.", "xnet.")
 """After ``lib``: the names musl's ``load_library`` answers with itself."""
 
-MUSL_LD_ARCH = {
-    "x86_64": "x86_64",
-    "x86": "i386",
-    "aarch64": "aarch64",
-    "armv7": "armhf",
-    "armhf": "armhf",
-    "ppc64le": "powerpc64le",
-    "ppc64": "powerpc64",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-    "loongarch64": "loongarch64",
-}
-"""Alpine arch name -> the arch in musl's ``ld-musl-<arch>.so.1`` and ``.path``."""
-
 MAIN_PROGRAMS = ("/usr/local/bin/python3", "/usr/bin/python3")
 """Where the main program that loads a tree's modules at run time is looked for
 when none is named: the image's Python interpreter."""
 
-GLIBC_SONAMES = frozenset(
-    {
-        "libc.so.6",
-        "libm.so.6",
-        "libpthread.so.0",
-        "libdl.so.2",
-        "librt.so.1",
-        "libutil.so.1",
-        "libresolv.so.2",
-        "libcrypt.so.1",
-        "libnsl.so.1",
-        "libanl.so.1",
-        "libBrokenLocale.so.1",
-        "libmvec.so.1",
-        "ld-linux.so.2",
-        "ld-linux-x86-64.so.2",
-        "ld-linux-aarch64.so.1",
-        "ld-linux-armhf.so.3",
-        "ld-linux-riscv64-lp64d.so.1",
-        "ld64.so.1",
-        "ld64.so.2",
-        "ld-linux-loongarch-lp64d.so.1",
-    }
-)
-"""Sonames of glibc itself (its libc, libm, ... and dynamic loaders)."""
-
-
 GLIBC_REASON = "linked against glibc (Alpine needs a musl build of it, or gcompat)"
 """The :attr:`Resolution.will_not_load` reason of a glibc-linked file."""
-
-
-GLIBC_INTERP = {
-    "x86_64": "/lib64/ld-linux-x86-64.so.2",
-    "x86": "/lib/ld-linux.so.2",
-    "aarch64": "/lib/ld-linux-aarch64.so.1",
-    "armv7": "/lib/ld-linux-armhf.so.3",
-    "armhf": "/lib/ld-linux-armhf.so.3",
-    "ppc64le": "/lib64/ld64.so.2",
-    "s390x": "/lib/ld64.so.1",
-    "riscv64": "/lib/ld-linux-riscv64-lp64d.so.1",
-    "loongarch64": "/lib64/ld-linux-loongarch-lp64d.so.1",
-}
-"""Alpine arch name -> glibc's standard ``PT_INTERP`` for it."""
 
 
 class GlibcLoader:
@@ -154,7 +101,7 @@ def is_glibc_loader(real_path: str, info: ElfInfo) -> bool:
     names = (posixpath.basename(real_path), info.soname or "")
     if any(n.startswith(("ld-musl", "libc.musl", "libgcompat")) or n == "libc.so" for n in names):
         return False
-    return any(n.startswith(("ld-linux", "ld64.so")) for n in names)
+    return any(is_glibc_loader_name(n) for n in names)
 
 
 def parse_ld_so_conf(text: str) -> Tuple[List[str], List[str]]:
@@ -189,21 +136,12 @@ def is_musl_builtin(soname: str) -> bool:
     return any(rest.startswith(r) for r in MUSL_RESERVED)
 
 
-def is_glibc_interp(interp: str) -> bool:
-    """True for glibc's loaders (``ld-linux*``, ``ld64.so*``)."""
-    base = posixpath.basename(interp)
-    return base.startswith("ld-linux") or base.startswith("ld64.so")
-
-
 def is_glibc_linked(info: ElfInfo) -> bool:
     """True when an object was linked against glibc rather than musl: an
     ``ld-linux*`` interpreter, or a need for one of glibc's own sonames
     (``libc.so.6``, ``libm.so.6``, ...), which no musl build records."""
-    interp = info.interp
-    if interp:
-        base = posixpath.basename(interp)
-        if base.startswith("ld-linux") or base.startswith("ld64.so"):
-            return True
+    if info.interp and is_glibc_interp(info.interp):
+        return True
     return not GLIBC_SONAMES.isdisjoint(info.needed)
 
 
@@ -484,32 +422,6 @@ class Resolution:
         """Record that ``path`` will not load for being glibc-linked."""
         self.faults[path] = Fault(GLIBC_LINKED, reason, (path,))
 
-    def apply_dlopen(self, findings: List, add: bool, conditions: Optional[Dict[str, str]] = None,
-                     include_conditional: bool = False) -> List:
-        """Record run-time loads (:class:`rundeps.dlopen.DlopenFinding`) and the
-        packages that provide them (one package a group of alternatives); with
-        ``add``, those packages join the set and the minimal set is recomputed.
-
-        ``conditions``: ``{source path: module}`` for sources whose loads
-        happen only when that submodule is imported
-        (:func:`rundeps.runtime.import_conditions`): recorded in
-        ``dlopen_when``, reported, added only with ``include_conditional``.
-        Returns the counted findings nothing provides."""
-        from .dlopen import resolve_findings
-
-        self.dlopen = findings
-        self.dlopen_when = dict(conditions or {})
-        extra, unresolved = resolve_findings(findings, self)
-        self.dlopen_packages = extra
-        counted = {f.name for f in findings if include_conditional or f.path not in self.dlopen_when}
-        added = {name: pkg for name, pkg in extra.items() if name in counted}
-        if add and added:
-            self.extra.update(added)
-            packages = set(self.all_packages) | set(added.values())
-            self.all_packages = sorted(packages, key=lambda p: p.name)
-            self.packages = self.universe.minimal(packages)
-        return [f for f in unresolved if include_conditional or f.path not in self.dlopen_when]
-
     @property
     def providers(self) -> Dict[str, Package]:
         out: Dict[str, Package] = {}
@@ -758,7 +670,7 @@ class Resolver:
             info = self.fs.elf(real)
             if info is None:
                 continue
-            if self.arch and info.arch and info.arch != self.arch and not _same_arch(info.arch, self.arch):
+            if self.arch and info.arch and not same_arch(info.arch, self.arch):
                 continue
             return candidate, real, info
         return None
@@ -1039,12 +951,6 @@ def _dedupe(dirs: Sequence[str]) -> Tuple[str, ...]:
     return tuple(dict.fromkeys(dirs))
 
 
-def same_arch(a: str, b: str) -> bool:
-    """True for two names of one architecture (Alpine's ``armv7`` and musl's ``armhf``)."""
-    return {a, b} <= {"armv7", "armhf"}
-
-
-_same_arch = same_arch
 
 
 def majority_arch(infos: Iterable[ElfInfo]) -> Tuple[Optional[str], Counter]:

@@ -14,7 +14,7 @@ ways of a ``try``/``except`` or an ``if``).  This module adds:
   load in a module it does not reach is reported with the module's name,
   not added (unless asked);
 * the **choice** of one package for a group of alternatives
-  (:func:`choose_provider`): an installed package first, then the smallest
+  (:func:`rundeps.dlopen.choose_provider`): an installed package first, then the smallest
   by installed size (``I:``), then the order the code tries the names.
 
 Sources are read through a small interface (``files``: the in-root or
@@ -31,7 +31,7 @@ import stat
 import warnings
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
-__all__ = ["import_conditions", "TreeFiles", "choose_provider", "module_name"]
+__all__ = ["import_conditions", "TreeFiles", "module_name"]
 
 Read = Callable[[str], Optional[str]]
 
@@ -193,26 +193,12 @@ class TreeFiles:
     def read(self, p: str) -> Optional[str]:
         if p not in self:
             return None
-        from .dlopen import _read_source, decode_source
+        from .dlopen import decode_source, read_source
 
         try:
-            data = _read_source(self._host(p), self.max_size)
+            data = read_source(self._host(p), self.max_size)
             if data is None or len(data) > self.max_size:
                 return None
             return decode_source(data)
         except (OSError, SyntaxError, UnicodeDecodeError, LookupError):
             return None
-
-
-def choose_provider(candidates: Sequence[object]):
-    """One package for a group of alternatives (candidates in the order the
-    code tries them, duplicates allowed): an installed one first, then the
-    smallest installed size (``I:``; unknown sizes last), then the order tried."""
-    best = None
-    best_key = None
-    for order, pkg in enumerate(candidates):
-        size = getattr(pkg, "installed_size", 0) or 0
-        key = (0 if getattr(pkg, "source", "") == "installed" else 1, 0 if size else 1, size, order)
-        if best is None or key < best_key:
-            best, best_key = pkg, key
-    return best

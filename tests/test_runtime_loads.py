@@ -19,7 +19,8 @@ import wheelbuild
 from test_scan import ARCH, LIBC, demo, run
 
 from rundeps.dlopen import alternatives, find_dlopen
-from rundeps.runtime import choose_provider, import_conditions
+from rundeps.dlopen import choose_provider
+from rundeps.runtime import import_conditions
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "alpine"
 REAL_INDEX = SHARED / "index" / "3.20-main-x86_64" / "APKINDEX.tar.gz"

@@ -96,7 +96,7 @@ def check_arch(ctx, param, value):
     """``--arch``: one of the arch names rundeps knows (Alpine's)."""
     if value is None:
         return None
-    from ..api import KNOWN_ARCHES
+    from ..platform import KNOWN_ARCHES
 
     if value not in KNOWN_ARCHES:
         raise click.BadParameter(f"unknown arch {value!r} (rundeps knows {', '.join(KNOWN_ARCHES)})")
@@ -225,15 +225,20 @@ def jobs_option(fn: Callable) -> Callable:
                              "in this process. The result is the same.")(fn)
 
 
+def check_output_options(kw) -> None:
+    """Refuse option combinations that cannot work, before any scanning."""
+    if kw.get("by") == "distribution" and kw.get("fmt") != "tree":
+        from ..errors import UsageError
+
+        raise UsageError("--by distribution groups --format tree; use it with --format tree")
+
+
 def add_details(res, root: str, reporter: "Reporter", kw) -> None:
     """The stages only some outputs need: pip distributions (JSON, the tree by
     distribution) and installed sizes (JSON, the size line on a terminal)."""
     from ..api import add_distributions, add_installed_size
 
-    if kw["by"] == "distribution" and kw["fmt"] != "tree":
-        from ..errors import UsageError
-
-        raise UsageError("--by distribution groups --format tree; use it with --format tree")
+    check_output_options(kw)
     if kw["fmt"] == "json" or kw["by"] == "distribution":
         add_distributions(res, root)
     if kw["fmt"] == "json" or kw["build_deps"] or _size_line_wanted(kw):

@@ -10,7 +10,7 @@ from .common import (
     CONTEXT, EXIT_CODES, Progress, Reporter, add_dlopen, binding_options, finish, handle_errors, inroot, jobs_option,
     make_sources, output_options, parse_root, source_options,
 )
-from .common import add_details
+from .common import add_details, check_output_options
 
 
 @click.command(context_settings=CONTEXT, epilog=EXIT_CODES)
@@ -59,6 +59,7 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
     """
     from ..api import check_tree
 
+    check_output_options(kw)  # before any work
     reporter = Reporter(kw["quiet"])
     root, explicit_root = parse_root(kw["root"])
     paths = [inroot(p, root, explicit_root) for p in (paths or ("/usr/local",))]

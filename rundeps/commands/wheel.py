@@ -54,7 +54,7 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
 
     from ..api import check_wheel, load_universe, target_arch
     from ..errors import SourceError
-    from ..report import json_name, to_json_dict
+    from ..report import wheel_json
     from ..wheel import WheelError, iter_wheels
 
     reporter = Reporter(quiet)
@@ -86,10 +86,7 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
             code = EXIT_ERROR
             continue
         res = check.resolution
-        # read once and bound: dropped so that many wheels stay in bounded memory
-        check.wheel.py_sources = []
-        for item in check.wheel.items:
-            item.symbols = None
+        check.release_inputs()  # many wheels stay in bounded memory
         if not check.ok and code == EXIT_OK:
             code = EXIT_UNRESOLVED
         results.append(check)
@@ -100,23 +97,7 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
             reporter.warning("no installed database or index to map the rest to packages: "
                              "name one with --alpine VERSION, --index or --db")
     if fmt == "json":
-        out = []
-        for check in results:
-            ws = check.wheel
-            item = {
-                "wheel": json_name(ws.path), "name": ws.name, "version": ws.version,
-                "tags": sorted("-".join(t) for t in ws.tags), "libc": ws.libc, "arch": ws.arch,
-                "target_arch": check.target_arch, "ok": check.ok, "verdict": check.verdict,
-                "base_image": {json_name(so): pkg for so, pkg in check.base_image.items()},
-                "problems": [{"member": m, "reason": r} for m, r in ws.problems],
-            }
-            if check.resolution is not None:
-                item.update(to_json_dict(check.resolution))
-                # a soname the base image answers is not also unresolved
-                item["unresolved"] = {so: files for so, files in item["unresolved"].items()
-                                      if so not in item["base_image"]}
-            out.append(item)
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps([wheel_json(check) for check in results], indent=2))
     sys.exit(code)
 
 
