@@ -405,29 +405,9 @@ def check_tree(
 
 
 def tree_symbols(root: str, fs) -> Callable[[str], object]:
-    """``real in-root path -> SymbolFacts or None`` for files of ``root``
-    (the filesystem's own reader when it has one: cached with the walk)."""
-    method = getattr(fs, "symbols", None)
-    if method is not None:
-        return method
-    from .elf import ElfError
-    from .symbols import read_symbols_path
-
-    memo: dict = {}
-
-    def get(real: str):
-        try:
-            return memo[real]
-        except KeyError:
-            pass
-        try:
-            facts = read_symbols_path(to_host(root, real))
-        except (ElfError, OSError):
-            facts = None
-        memo[real] = facts
-        return facts
-
-    return get
+    """``real in-root path -> SymbolFacts or None`` for files of ``root``:
+    the filesystem's own reader (cached with the walk)."""
+    return fs.symbols
 
 
 def system_libraries(root: str, resolver: Resolver, limit: int = 4000):
@@ -469,7 +449,7 @@ def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: O
 
     warn = on_warning or (lambda msg: None)
     symbols = symbols or tree_symbols(root, resolver.fs)
-    symbols_key = getattr(resolver.fs, "symbols_key", None) if verdicts is not None else None
+    symbols_key = resolver.fs.symbols_key if verdicts is not None else None
     musl = musl_model(resolver.fs, res.arch, symbols, universe=resolver.universe, musl_version=musl_version,
                       alpine=alpine, symbols_key=symbols_key, target_root=target_root)
     if hint_libraries is None:
@@ -789,9 +769,7 @@ def bind_wheel(res: Resolution, resolver: Resolver, ws, tree, musl_version: Opti
     module opens), opened by the interpreter with RTLD_LOCAL: the root's
     interpreter with ``--root``, else one assumed to define the Py* names."""
     fs = resolver.fs
-    symbols = getattr(fs, "symbols", None)
-    if symbols is None or getattr(ws, "symbols", None) is None:
-        return None  # the members' symbols were not read: nothing to bind
+    symbols = fs.symbols
     interp = wheel_interpreter(ws, tree)
     interpreters = {p: interp for p, info in res.objects.items() if info.interp is None}
     gcompat = None

@@ -506,13 +506,13 @@ class _Binder:
         f = self.facts(node)
         if f is None:
             return None
-        bad = getattr(f, "bad_relocs", None)
+        bad = f.bad_relocs
         if bad:
             return RELOCATION, f"unsupported relocation type {min(bad)}", tuple(str(t) for t in sorted(bad))
-        if getattr(f, "relr", False) and self.musl is not None and not self.musl.relr:
+        if f.relr and self.musl is not None and not self.musl.relr:
             return RELOCATION, (f"uses DT_RELR relocations, which {self.musl.version_name} does not apply "
                                 "(musl 1.2.4 and later do)"), ("DT_RELR",)
-        tpoff = getattr(f, "tpoff", None)
+        tpoff = f.tpoff
         if runtime and tpoff:
             # musl's do_relocs, REL_TPOFF: "initial-exec TLS resolves to
             # dynamic definition" when the definition is in an object this
@@ -704,7 +704,7 @@ class _Run:
             self.report_paths.setdefault(self.lookup(p) or p, p)
         self.glibc_files: Set[str] = set()
         self.not_musl: Set[str] = set()  # glibc programs (and glibc's own libraries) a glibc beside musl runs
-        self.runs_under_glibc = getattr(res, "runs_under_glibc", {})
+        self.runs_under_glibc = res.runs_under_glibc
         self._interp: Dict[str, Optional[_Node]] = {}
 
     def show(self, key: str) -> str:
@@ -844,9 +844,9 @@ def _hints(missing: Mapping[str, List[str]], b: _Binder, hint_libraries) -> Dict
         if real is None:
             continue
         facts = b.symbols(real)
-        if facts is None or not (facts.defined or getattr(facts, "hidden", None)):
+        if facts is None or not (facts.defined or facts.hidden):
             continue
-        libs.append((path, pkg, facts.defined, frozenset(getattr(facts, "hidden", ()) or ())))
+        libs.append((path, pkg, facts.defined, facts.hidden))
     out: Dict[str, List[str]] = {}
     for path, names in missing.items():
         lines = []

@@ -449,7 +449,7 @@ def needs_of(res, files: Iterable[str], dlopen_paths: Iterable[str] = ()) -> Dic
                 chains[e.library] = chains[path] + [e.library]
                 queue.append(e.library)
     dl = set(dlopen_paths)
-    for f in getattr(res, "dlopen", ()) or ():
+    for f in res.dlopen:
         if f.path in dl and f.name in res.extra:
             lst = out.setdefault(res.extra[f.name], [])
             item = (f"{f.name} (loaded at run time)", [f.path])
@@ -462,7 +462,7 @@ def summarise(res, dmap: DistributionMap) -> Tuple[Dict[str, Dict[str, object]],
     """The JSON of ``distributions`` and of ``no_distribution``."""
     universe = res.universe
     dl_owner: Dict[str, List[Distribution]] = {}
-    for f in getattr(res, "dlopen", ()) or ():
+    for f in res.dlopen:
         for d in dmap.owners_of(f.path):
             dl_owner.setdefault(f.path, []).append(d)
 
@@ -493,7 +493,7 @@ def summarise(res, dmap: DistributionMap) -> Tuple[Dict[str, Dict[str, object]],
         item.update(entry(d.files, dl_paths))
         out[key] = item
     owned_dl = set(dl_owner)
-    unowned_dl = [f.path for f in (getattr(res, "dlopen", ()) or ()) if f.path not in owned_dl]
+    unowned_dl = [f.path for f in res.dlopen if f.path not in owned_dl]
     return out, entry(dmap.unowned, unowned_dl)
 
 
@@ -515,7 +515,7 @@ def _describe(d: Optional[Distribution], items: List[Tuple[str, List[str]]]) -> 
 def _groups(res) -> List[Tuple[Optional[Distribution], List[str], List[str]]]:
     """(distribution or None for the unowned files, its ELF files, its Python files with run-time loads)."""
     dmap: DistributionMap = res.distributions
-    dl_paths = [f.path for f in (getattr(res, "dlopen", ()) or ())]
+    dl_paths = [f.path for f in res.dlopen]
     out = []
     for d in dmap.distributions:
         dls = [p for p in dl_paths if d in dmap.owners_of(p)]
@@ -529,7 +529,7 @@ def why_lines(res, pkg) -> List[str]:
     """``libpq is needed by psycopg2 2.9.9 (psycopg2/_psycopg.so -> libpq.so.5)``,
     one line a distribution that needs ``pkg``, then one for the files no
     distribution owns. Empty when the distributions were not mapped."""
-    if getattr(res, "distributions", None) is None:
+    if res.distributions is None:
         return []
     lines = []
     for d, files, dls in _groups(res):
@@ -547,7 +547,7 @@ def why_json(res, pkg, name=lambda s: s) -> List[Dict[str, object]]:
     list of {"soname", "chain"} (the file of the group first, in-root paths
     through ``name``)."""
     out: List[Dict[str, object]] = []
-    if getattr(res, "distributions", None) is None:
+    if res.distributions is None:
         return out
     for d, files, dls in _groups(res):
         items = needs_of(res, files, dls).get(pkg)

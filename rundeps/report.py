@@ -142,20 +142,20 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
         "will_not_load": {n(path): f.reason for path, f in sorted(res.faults.items())},
         "will_not_load_kind": {n(path): f.kind for path, f in sorted(res.faults.items())},
         "will_not_load_chain": {n(path): _names(f.chain) for path, f in sorted(res.faults.items())},
-        "units": {n(path): role for path, role in sorted(getattr(res, "units", {}).items())},
-        "unloaded": _names(getattr(res, "unloaded", [])),
+        "units": {n(path): role for path, role in sorted(res.units.items())},
+        "unloaded": _names(res.unloaded),
         "runs_under_glibc": {n(path): n(lo) for path, lo in sorted(res.runs_under_glibc.items())},
         "left_out": {n(path): glob for path, glob in sorted(res.left_out.items())},
         "dlopen": [
             dict(f, path=n(f.path),
                  package=res.dlopen_packages[f.name].name if f.name in res.dlopen_packages else None,
-                 group=n(f.group or f"{f.path}:{f.line}"), when=getattr(res, "dlopen_when", {}).get(f.path))
+                 group=n(f.group or f"{f.path}:{f.line}"), when=res.dlopen_when.get(f.path))
             for f in res.dlopen
         ],
         "why": why,
         **binding_json(res),
     }
-    if getattr(res, "distributions", None) is not None:
+    if res.distributions is not None:
         from .distributions import summarise
 
         dists, unowned = summarise(res, res.distributions)
@@ -164,7 +164,7 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
             if "metadata" in item:
                 item["metadata"] = n(item["metadata"])
         out["distributions"], out["no_distribution"] = dists, unowned
-    if getattr(res, "installed_size", None) is not None:
+    if res.installed_size is not None:
         out["installed_size"] = res.installed_size.to_json()
     return out
 
@@ -180,7 +180,7 @@ def binding_json(res: Resolution) -> Dict[str, object]:
     an index, not installed -- so symbols nothing at hand defines were not
     called missing)."""
     n = json_name
-    b = getattr(res, "binding", None)
+    b = res.binding
     if b is None:
         return {"missing_symbols": {}, "hints": {}, "glibc_loads": [], "musl": None, "gcompat": {},
                 "unchecked": {}}
@@ -196,7 +196,7 @@ def binding_json(res: Resolution) -> Dict[str, object]:
 
 def explain_file_json(res: Resolution, path: str) -> Dict[str, object]:
     """``why PATH --format json``: one file's verdict."""
-    b = getattr(res, "binding", None)
+    b = res.binding
     n = json_name
     return {
         "path": n(path),
@@ -205,7 +205,7 @@ def explain_file_json(res: Resolution, path: str) -> Dict[str, object]:
         "reason": res.faults[path].reason if path in res.faults else None,
         "reason_kind": res.faults[path].kind if path in res.faults else None,
         "chain": _names(res.faults[path].chain) if path in res.faults else [],
-        "unit": getattr(res, "units", {}).get(path),
+        "unit": res.units.get(path),
         "needed": {n(e.soname): (e.package.name if e.package is not None else e.library)
                    for e in res.edges if e.path == path},
         "missing_symbols": b.missing_symbols.get(path, []) if b is not None else [],
@@ -242,14 +242,14 @@ def explain_file(res: Resolution, path: str) -> Optional[List[str]]:
     if path not in res.objects:
         return None
     info = res.objects[path]
-    b = getattr(res, "binding", None)
+    b = res.binding
     lines = []
     fault = res.faults.get(path)
-    units = getattr(res, "units", None)
+    units = res.units
     if fault is not None:
         lines.append(f"{path} will not load under musl: {fault.reason}")
     elif units and path not in units:
-        by = getattr(res, "loaded_by", {}).get(path, [])
+        by = res.loaded_by.get(path, [])
         if by:
             more = f" and {len(by) - 1} more" if len(by) > 1 else ""
             lines.append(f"{path} is loaded only as a dependency, by {by[0]}{more}: it has no verdict of "
@@ -356,7 +356,7 @@ def explain_json(res: Resolution, name: str) -> Dict[str, object]:
             pulled_in_by=sorted({c[0].name for c in chains if c}),
             chains=[[p.name for p in c] for c in chains if c],
         )
-        if getattr(res, "distributions", None) is not None:
+        if res.distributions is not None:
             from .distributions import why_json
 
             out["distributions"] = why_json(res, pkg, json_name)

@@ -44,7 +44,7 @@ import os
 import posixpath
 import stat as _stat
 from collections import Counter, deque
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Set, Tuple
 
 from .apkdb import Package, Universe
 from .elf import ElfError, ElfInfo, read_elf_path
@@ -60,6 +60,7 @@ __all__ = [
     "Edge",
     "Resolution",
     "Resolver",
+    "Tree",
     "TreeFS",
     "WheelFS",
     "GLIBC_SONAMES",
@@ -146,6 +147,26 @@ def is_glibc_linked(info: ElfInfo) -> bool:
 
 
 # -- filesystems ----------------------------------------------------------------
+
+
+class Tree(Protocol):
+    """What the resolver and the binder ask of a filesystem (:class:`TreeFS`
+    for a root folder, :class:`WheelFS` for a wheel's members): in-root
+    real paths, ELF and symbol facts, text files, setuid bits."""
+
+    root: Optional[str]
+
+    def lookup(self, path: str) -> Optional[str]: ...
+
+    def elf(self, real_path: str) -> Optional[ElfInfo]: ...
+
+    def symbols(self, real_path: str): ...
+
+    def symbols_key(self, real_path: str) -> Optional[Tuple[int, int, int, int]]: ...
+
+    def read_text(self, path: str) -> Optional[str]: ...
+
+    def is_secure(self, path: str) -> bool: ...
 
 
 class TreeFS:
@@ -312,12 +333,23 @@ class WheelFS:
         """The symbol facts of a member (read by ``scan_wheel(...,
         symbols=True)``), else of a file of ``tree``."""
         if self.wheel.has_file(real_path):
-            get = getattr(self.wheel, "symbols", None)
-            return get(real_path) if get is not None else None
+            return self.wheel.symbols(real_path)
         return self.tree.symbols(real_path) if self.tree is not None else None
+
+    def symbols_key(self, real_path: str) -> Optional[Tuple[int, int, int, int]]:
+        """None: a member's facts are not keyed on a file's identity (no cached verdicts)."""
+        return None
 
     def read_text(self, path: str) -> Optional[str]:
         return self.tree.read_text(path) if self.tree is not None else None
+
+    def is_secure(self, path: str) -> bool:
+        return self.tree.is_secure(path) if self.tree is not None else False
+
+    @property
+    def root(self) -> Optional[str]:
+        """The host folder of the root beside the wheel (``--root``), or None."""
+        return self.tree.root if self.tree is not None else None
 
 
 # -- results ------------------------------------------------------------------
@@ -519,12 +551,10 @@ class Resolver:
         except KeyError:
             pass
         dirs: Tuple[str, ...] = MUSL_DEFAULT_PATH
-        read_text = getattr(self.fs, "read_text", None)
-        if read_text:
-            text = read_text(where)
-            if text is not None:
-                # relative entries depend on the working directory: unknowable
-                dirs = tuple(d for d in split_search_path(text) if d.startswith("/"))
+        text = self.fs.read_text(where)
+        if text is not None:
+            # relative entries depend on the working directory: unknowable
+            dirs = tuple(d for d in split_search_path(text) if d.startswith("/"))
         self._system[where] = dirs
         return dirs
 
@@ -554,11 +584,10 @@ class Resolver:
         """The folders of an ``ld.so.conf`` in the root, its includes followed
         (each file read once, at most 8 deep: a file that includes itself ends)."""
         seen = set() if seen is None else seen
-        read_text = getattr(self.fs, "read_text", None)
-        if read_text is None or depth >= 8 or path in seen or len(seen) >= 256:
+        if depth >= 8 or path in seen or len(seen) >= 256:
             return []
         seen.add(path)
-        text = read_text(path)
+        text = self.fs.read_text(path)
         if not text:
             return []
         dirs, includes = parse_ld_so_conf(text)
@@ -575,7 +604,7 @@ class Resolver:
         import os
 
         folder, name = posixpath.split(pattern)
-        root = getattr(self.fs, "root", None)
+        root = self.fs.root
         if root is None:
             return []
         real = resolve_dir_in_root(root, folder)
@@ -616,8 +645,7 @@ class Resolver:
 
     def is_secure(self, path: str, info: ElfInfo) -> bool:
         """musl's ``libc.secure`` for a program run directly: setuid or setgid."""
-        check = getattr(self.fs, "is_secure", None)
-        return bool(info.interp) and check is not None and check(path)
+        return bool(info.interp) and self.fs.is_secure(path)
 
     def main(self) -> Tuple[Optional[str], Optional[ElfInfo]]:
         """The main program (in-root path, info), or (None, None)."""

@@ -300,14 +300,14 @@ def finish(res, reporter: Reporter, kw) -> int:
         globs = " ".join(sorted(set(res.left_out.values())))
         reporter.note(f"left out {files[0]}{more}, as the official python:alpine images do "
                       f"(default excludes: {globs}); --no-default-excludes scans {'them' if more else 'it'}")
-    if getattr(res, "installed_size", None) is not None and _size_line_wanted(kw):
+    if res.installed_size is not None and _size_line_wanted(kw):
         click.echo(f"rundeps: {res.installed_size.summary()}", err=True)
     unresolved = res.unresolved
     say = reporter.warning if kw["allow_unresolved"] else reporter.error
     for soname, files in unresolved.items():
         more = f" and {len(files) - 1} more" if len(files) > 1 else ""
         say(f"{soname} not found (needed by {files[0]}{more})")
-    binding = getattr(res, "binding", None)
+    binding = res.binding
     loads = set(binding.glibc_loads) if binding is not None else set()
     for path in res.glibc_linked:
         if path in loads:
@@ -325,9 +325,9 @@ def report_load_notes(res, reporter: Reporter) -> None:
     """Notes about loads that are neither proven to work nor to fail: units
     whose symbols could not be checked, Py* names taken as an absent
     interpreter's, vendored libraries nothing loads. Never an exit code."""
-    binding = getattr(res, "binding", None)
+    binding = res.binding
     if binding is not None:
-        units = getattr(res, "units", {})
+        units = res.units
         unchecked = sorted(p for p in binding.unchecked if p in units and p not in res.faults)
         if unchecked:
             more = f" and {len(unchecked) - 1} more" if len(unchecked) > 1 else ""
@@ -338,7 +338,7 @@ def report_load_notes(res, reporter: Reporter) -> None:
             n = len(binding.assumed_interpreter)
             reporter.note(f"no Python interpreter at hand: Py*/_Py* names taken as the interpreter's "
                           f"in {n} load{'s' if n != 1 else ''} of a Python process")
-    unloaded = getattr(res, "unloaded", [])
+    unloaded = res.unloaded
     if unloaded:
         more = f" and {len(unloaded) - 1} more" if len(unloaded) > 1 else ""
         reporter.note(f"nothing scanned loads the vendored library {unloaded[0]}{more}: not judged")
@@ -357,7 +357,7 @@ def report_will_not_load(res, reporter: Reporter, kw) -> dict:
     failing = res.failing(kw.get("allow_glibc", False))
     if not res.faults:
         return failing
-    binding = getattr(res, "binding", None)
+    binding = res.binding
     allow_unresolved = kw.get("allow_unresolved")
     unresolved = res.unresolved
     groups: dict = {}

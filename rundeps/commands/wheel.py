@@ -114,7 +114,7 @@ def _print_wheel(check) -> None:
         click.echo(f"  package   {soname} -> {pkg.name}")
     for soname in sorted({s for v in res.glibc_linked.values() for s in v}):
         click.echo(f"  glibc     {soname}")
-    binding = getattr(res, "binding", None)
+    binding = res.binding
     for path, reason in sorted(res.will_not_load.items()):
         click.echo(f"  will not load  {path}: {reason}")
         for hint in (binding.hints.get(path, []) if binding is not None else []):
