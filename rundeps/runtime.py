@@ -29,7 +29,7 @@ import os
 import posixpath
 import stat
 import warnings
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
+from typing import Callable, Dict, Iterable, List, Optional, Set
 
 __all__ = ["import_conditions", "TreeFiles", "module_name"]
 

@@ -130,7 +130,7 @@ def test_exit_code_follows_the_kind_not_the_words(tmp_path, builder):
     """--allow-unresolved lets through files whose only fault is a library
     that does not resolve: decided by the fault's kind. A fault of another
     kind worded like a missing library still fails the build."""
-    from rundeps.commands.common import Reporter, report_will_not_load
+    from rundeps.report.problems import exit_code, failing
 
     root = tmp_path / "root"
     musl_db(root)
@@ -140,14 +140,15 @@ def test_exit_code_follows_the_kind_not_the_words(tmp_path, builder):
     path = "/usr/local/lib/libneedy.so.1"
     assert res.unresolved == {"libgone.so.9": [path]}
     res.faults[path] = Fault(MISSING_LIBRARY, "needs libgone.so.9, which musl cannot find", (path,), ("libgone.so.9",))
-    kw = {"allow_unresolved": True, "allow_glibc": False}
-    assert report_will_not_load(res, Reporter(quiet=True), kw) == {}
+    assert failing(res, allow_unresolved=True) == {}
+    assert exit_code(res, allow_unresolved=True) == 0 and exit_code(res) == 1
     # the same words, another kind: not let through
     res.faults[path] = Fault(MISSING_SYMBOL, "needs libgone.so.9, which musl cannot find", (path,), ("x",))
-    assert list(report_will_not_load(res, Reporter(quiet=True), kw)) == [path]
+    assert list(failing(res, allow_unresolved=True)) == [path]
+    assert exit_code(res, allow_unresolved=True) == 1
     # and other words, the same kind: let through
     res.faults[path] = Fault(MISSING_LIBRARY, "libgone.so.9 is not there", (path,), ("libgone.so.9",))
-    assert report_will_not_load(res, Reporter(quiet=True), kw) == {}
+    assert failing(res, allow_unresolved=True) == {}
 
 
 def test_json_gives_each_reason_its_kind_and_chain(tmp_path, builder):

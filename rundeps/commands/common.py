@@ -17,10 +17,13 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EXIT_CODES = f"""\b
 Exit codes:
-  {EXIT_OK}  every needed soname resolved and every scanned file would load under musl
-  {EXIT_UNRESOLVED}  some did not resolve, or a file will not load (a library or symbol missing, a
-     glibc-only loader; --allow-glibc accepts glibc-linked files); stdout still lists what
-     resolved, stderr names each
+  {EXIT_OK}  every soname the loads need resolved, and every file loaded on its own (program,
+     module, library opened by path or by name) would load under musl -- or cannot be
+     checked here (a note says which)
+  {EXIT_UNRESOLVED}  some did not resolve, or a file's load fails (a library or symbol missing, a
+     relocation musl refuses, a glibc-only loader, or any of these in a library it loads;
+     --allow-glibc accepts glibc-linked files); stdout still lists what resolved, stderr
+     names each
   {EXIT_ERROR}  bad usage, or a root, database, index or cache that cannot be used
 """
 
@@ -57,6 +60,15 @@ class Reporter:
 
     def error(self, msg: str) -> None:
         self._say(f"rundeps: error: {msg}")
+
+    def say(self, problem) -> None:
+        """A :class:`rundeps.report.Problem` at its level."""
+        if problem.level == "plain":
+            if not self.quiet:
+                click.echo(problem.text, err=True)
+            return
+        say = {"error": self.error, "warning": self.warning, "note": self.note, "hint": self.hint}[problem.level]
+        say(problem.text)
 
 
 def handle_errors(fn: Callable) -> Callable:
@@ -290,101 +302,15 @@ class Progress:
 
 
 def finish(res, reporter: Reporter, kw) -> int:
-    """Print the result and return the exit code."""
-    from ..report import render
+    """Print the result and what goes to stderr; return the exit code (both
+    derived by :mod:`rundeps.report` from the result's values)."""
+    from ..report import exit_code, problems, render
 
     click.echo(render(res, kw["fmt"], kw["all_packages"], kw["virtual"], by=kw.get("by", "package")), nl=False)
-    if res.left_out:
-        files = sorted(res.left_out)
-        more = f" and {len(files) - 1} more" if len(files) > 1 else ""
-        globs = " ".join(sorted(set(res.left_out.values())))
-        reporter.note(f"left out {files[0]}{more}, as the official python:alpine images do "
-                      f"(default excludes: {globs}); --no-default-excludes scans {'them' if more else 'it'}")
-    if res.installed_size is not None and _size_line_wanted(kw):
-        click.echo(f"rundeps: {res.installed_size.summary()}", err=True)
-    unresolved = res.unresolved
-    say = reporter.warning if kw["allow_unresolved"] else reporter.error
-    for soname, files in unresolved.items():
-        more = f" and {len(files) - 1} more" if len(files) > 1 else ""
-        say(f"{soname} not found (needed by {files[0]}{more})")
-    binding = res.binding
-    loads = set(binding.glibc_loads) if binding is not None else set()
-    for path in res.glibc_linked:
-        if path in loads:
-            reporter.warning(f"{path} is glibc-linked, loads under musl (every symbol it needs binds)")
-    failing = report_will_not_load(res, reporter, kw)
-    report_load_notes(res, reporter)
-    if unresolved and not kw["allow_unresolved"]:
-        return EXIT_UNRESOLVED
-    if failing:
-        return EXIT_UNRESOLVED
-    return EXIT_OK
-
-
-def report_load_notes(res, reporter: Reporter) -> None:
-    """Notes about loads that are neither proven to work nor to fail: units
-    whose symbols could not be checked, Py* names taken as an absent
-    interpreter's, vendored libraries nothing loads. Never an exit code."""
-    binding = res.binding
-    if binding is not None:
-        units = res.units
-        unchecked = sorted(p for p in binding.unchecked if p in units and p not in res.faults)
-        if unchecked:
-            more = f" and {len(unchecked) - 1} more" if len(unchecked) > 1 else ""
-            libs = ", ".join(binding.unchecked[unchecked[0]])
-            reporter.note(f"cannot check {unchecked[0]}{more}: {libs} not at hand to bind against "
-                          "(install the packages, or give --root)")
-        if binding.assumed_interpreter:
-            n = len(binding.assumed_interpreter)
-            reporter.note(f"no Python interpreter at hand: Py*/_Py* names taken as the interpreter's "
-                          f"in {n} load{'s' if n != 1 else ''} of a Python process")
-    unloaded = res.unloaded
-    if unloaded:
-        more = f" and {len(unloaded) - 1} more" if len(unloaded) > 1 else ""
-        reporter.note(f"nothing scanned loads the vendored library {unloaded[0]}{more}: not judged")
-
-
-def report_will_not_load(res, reporter: Reporter, kw) -> dict:
-    """Name every file musl would refuse on stderr -- one line per reason,
-    files with the same reason grouped ("and N more"), ordered by kind of
-    reason -- with its hints, and which musl the symbols were checked
-    against. Returns the files that make the exit code 1: ``--allow-glibc``
-    lets through glibc-linked files, ``--allow-unresolved`` files whose only
-    fault is a soname that does not resolve."""
-    from ..report import sorted_faults
-    from ..verdict import MISSING_LIBRARY
-
-    failing = res.failing(kw.get("allow_glibc", False))
-    if not res.faults:
-        return failing
-    binding = res.binding
-    allow_unresolved = kw.get("allow_unresolved")
-    unresolved = res.unresolved
-    groups: dict = {}
-    for path, fault in sorted_faults(res.faults):
-        only_libs = fault.kind == MISSING_LIBRARY and not fault.inherited
-        if only_libs and allow_unresolved:
-            failing.pop(path, None)
-        if only_libs and all(path in unresolved.get(lib, ()) for lib in fault.names):
-            continue  # the "not found" line above already names it
-        groups.setdefault((path in failing, fault.reason), []).append(path)
-    for (fails, reason), files in groups.items():
-        more = f" (and {len(files) - 1} more)" if len(files) > 1 else ""
-        (reporter.error if fails else reporter.warning)(f"{files[0]}{more} will not load: {reason}")
-        if binding is not None:
-            shown = set()
-            for path in files:
-                for where in (path, res.faults[path].failing):
-                    if where in shown:
-                        continue
-                    shown.add(where)
-                    for hint in binding.hints.get(where, []):
-                        reporter.hint(f"{where}: {hint}")
-                if path in binding.gcompat:
-                    reporter.hint(f"{path}: with gcompat: {binding.gcompat[path]}")
-    if binding is not None and binding.musl_description and binding.missing_symbols:
-        reporter.hint(f"symbols checked against {binding.musl_description}")
-    return failing
+    allow_unresolved, allow_glibc = kw["allow_unresolved"], kw.get("allow_glibc", False)
+    for problem in problems(res, allow_unresolved, allow_glibc, size_line=_size_line_wanted(kw)):
+        reporter.say(problem)
+    return exit_code(res, allow_unresolved, allow_glibc)
 
 
 def add_dlopen(res, paths: List[str], root: str, reporter: Reporter, use: bool, conditional: bool = False) -> None:
