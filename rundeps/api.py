@@ -463,7 +463,7 @@ def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: O
                     yield path, pkg
 
     if gcompat == "auto":
-        from .gcompat import find_gcompat
+        from .bind.gcompat import find_gcompat
 
         gcompat = find_gcompat(resolver.fs, resolver.universe, res.arch)
     binding = bind(resolver, res, symbols, musl, interpreters=interpreters, hint_libraries=hint_libraries,
@@ -589,14 +589,15 @@ def add_runtime_loads(
     on_problem: Optional[Callable[[str, str], None]] = None,
 ) -> list:
     """The run-time loads stage for a tree: read the ``.py`` files under
-    in-root ``paths`` for ``ctypes``/``cffi`` loads (:mod:`rundeps.dlopen`),
+    in-root ``paths`` for ``ctypes``/``cffi`` loads (:mod:`rundeps.loads.dlopen`),
     mark those of submodules the top-level import does not reach
-    (:func:`rundeps.runtime.import_conditions`), resolve each group of
+    (:func:`rundeps.loads.conditions.import_conditions`), resolve each group of
     alternatives to one package and (``add``) add the packages of the
     loads the package's import makes (all of them with
     ``include_conditional``). Returns the counted loads nothing provides."""
-    from .dlopen import apply_runtime_loads, scan_tree_sources
-    from .runtime import TreeFiles, import_conditions
+    from .loads.conditions import TreeFiles, import_conditions
+    from .loads.dlopen import scan_tree_sources
+    from .loads.providers import apply_runtime_loads
 
     findings = scan_tree_sources(paths, root, on_problem=on_problem)
     conditions: dict = {}
@@ -609,8 +610,8 @@ def add_runtime_loads(
 def add_wheel_loads(res: Resolution, ws, *, add: bool = True, include_conditional: bool = False) -> list:
     """:func:`add_runtime_loads` for a wheel's own sources (``ws``: a
     :class:`rundeps.wheel.WheelScan`)."""
-    from .dlopen import apply_runtime_loads
-    from .runtime import import_conditions
+    from .loads.conditions import import_conditions
+    from .loads.providers import apply_runtime_loads
 
     findings = ws.dlopen()
     sources = dict(ws.py_sources)
@@ -774,11 +775,11 @@ def bind_wheel(res: Resolution, resolver: Resolver, ws, tree, musl_version: Opti
     interpreters = {p: interp for p, info in res.objects.items() if info.interp is None}
     gcompat = None
     if gcompat_file is not None:
-        from .gcompat import Gcompat
+        from .bind.gcompat import Gcompat
 
         gcompat = Gcompat.from_file(gcompat_file)
     elif tree is not None:
-        from .gcompat import find_gcompat
+        from .bind.gcompat import find_gcompat
 
         gcompat = find_gcompat(tree, resolver.universe)
 

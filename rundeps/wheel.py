@@ -4,7 +4,7 @@
 name, version and tags (from the file name and ``*.dist-info/WHEEL``), what
 the platform tags say about libc and architecture, every ELF member parsed
 by :func:`rundeps.elf.read_elf`, the ``.py`` sources (for
-:mod:`rundeps.dlopen`), every member path (so that ``$ORIGIN`` lookups such
+:mod:`rundeps.loads.dlopen`), every member path (so that ``$ORIGIN`` lookups such
 as ``$ORIGIN/../pkg.libs/libx.so`` can be answered without a filesystem)
 and the problems met on the way.
 
@@ -301,8 +301,8 @@ class WheelScan:
         return None
 
     def dlopen(self, **kwargs):
-        """:func:`rundeps.dlopen.find_dlopen` over the kept ``.py`` sources."""
-        from .dlopen import find_dlopen
+        """:func:`rundeps.loads.dlopen.find_dlopen` over the kept ``.py`` sources."""
+        from .loads.dlopen import find_dlopen
 
         out = []
         for path, text in self.py_sources:
@@ -611,7 +611,7 @@ def _show(name: str) -> str:
 
 
 def _decode_py(data: bytes) -> Optional[str]:
-    from .dlopen import decode_source
+    from .loads.dlopen import decode_source
 
     try:
         return decode_source(data)

@@ -19,7 +19,8 @@ from bindbuild import (
     SHARED_MUSL, SITE, build_binding_root, loader_verdicts, private_loader, requires_musl,
 )
 from rundeps.api import Sources, check_tree
-from rundeps.bind import lfs64_base, python_prefix
+from rundeps.bind import lfs64_base
+from rundeps.resolve.units import python_prefix
 
 pytestmark = [requires_musl, pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds glibc fixtures")]
 
@@ -226,12 +227,12 @@ def test_shipped_export_lists_agree_with_those_musl_loaders(tmp_path):
         assert res.binding.missing_symbols.get(path, []) == sorted(truth.all_missing)
     # with no --musl: the newest list
     res = check(root)
-    from rundeps import muslexports
+    from rundeps.bind import exports as muslexports
     assert res.binding.musl.version == muslexports.load(None, "x86_64").version
 
 
 def test_alpine_release_picks_its_musl_list():
-    from rundeps import muslexports
+    from rundeps.bind import exports as muslexports
     from rundeps.bind import shipped_musl
 
     m = shipped_musl("x86_64", alpine="3.9")

@@ -1,4 +1,4 @@
-"""Tests for rundeps.dlopen: literal library names passed to ctypes/cffi loaders."""
+"""Tests for rundeps.loads.dlopen: literal library names passed to ctypes/cffi loaders."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from rundeps.dlopen import (
+from rundeps.loads.dlopen import (
     LITERAL_CALL,
     DlopenFinding,
     alternatives,
@@ -458,7 +458,8 @@ def test_syntax_warnings_do_not_stop_the_scan():
 from types import SimpleNamespace  # noqa: E402
 
 from rundeps.apkdb import Universe, parse_installed  # noqa: E402
-from rundeps.dlopen import resolve_findings, scan_tree_sources  # noqa: E402
+from rundeps.loads.dlopen import scan_tree_sources  # noqa: E402
+from rundeps.loads.providers import resolve_findings  # noqa: E402
 
 INSTALLED = """\
 P:libmagic

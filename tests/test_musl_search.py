@@ -233,7 +233,8 @@ def test_run_time_loads_search_the_main_program_run_path_not_the_callers(tmp_pat
     assert outcome == {"librdL.so": False, "librdM.so": True}
 
     from rundeps.apkdb import Universe, parse_installed
-    from rundeps.dlopen import DlopenFinding, resolve_findings
+    from rundeps.loads.dlopen import DlopenFinding
+    from rundeps.loads.providers import resolve_findings
     from rundeps.resolve import Resolver, TreeFS
     from rundeps.walk import scan
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rundeps import muslexports
+from rundeps.bind import exports as muslexports
 from rundeps.resolve import TreeFS
 from rundeps.symbols import read_symbols
 

@@ -18,9 +18,9 @@ import pytest
 import wheelbuild
 from test_scan import ARCH, LIBC, demo, run
 
-from rundeps.dlopen import alternatives, find_dlopen
-from rundeps.dlopen import choose_provider
-from rundeps.runtime import import_conditions
+from rundeps.loads.conditions import import_conditions
+from rundeps.loads.dlopen import alternatives, find_dlopen
+from rundeps.loads.providers import choose_provider
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "alpine"
 REAL_INDEX = SHARED / "index" / "3.20-main-x86_64" / "APKINDEX.tar.gz"

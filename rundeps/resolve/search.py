@@ -35,7 +35,7 @@ main program as the needing object, whichever module calls ``dlopen``.
 from __future__ import annotations
 
 import posixpath
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 __all__ = [
     "DEFAULT_INTERP",
@@ -106,3 +106,25 @@ def expand_run_path(entries: Sequence[str], origin: str, origin_allowed: bool = 
         if e.startswith("/"):
             out.append(posixpath.normpath(e))
     return tuple(out)
+
+
+def parse_ld_so_conf(text: str) -> Tuple[List[str], List[str]]:
+    """The folders an ``ld.so.conf`` names, and its ``include`` globs (as
+    glibc's ldconfig reads it: ``#`` comments, one or more folders a line
+    separated by blanks, ``:`` or ``,``; ``hwcap`` lines ignored)."""
+    dirs: List[str] = []
+    includes: List[str] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split()
+        if words[0] == "include":
+            includes.extend(words[1:])
+            continue
+        if words[0] == "hwcap":
+            continue
+        for part in line.replace(":", " ").replace(",", " ").split():
+            if part.startswith("/"):
+                dirs.append(posixpath.normpath(part))
+    return dirs, includes

@@ -36,7 +36,7 @@ import os
 import re
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
-from .datafiles import data_path
+from ..datafiles import data_path
 
 __all__ = ["ALPINE_MUSL", "MuslExports", "available", "load", "musl_for_alpine", "version_key"]
 

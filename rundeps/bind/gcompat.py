@@ -27,7 +27,7 @@ from __future__ import annotations
 import posixpath
 from typing import Iterable, List, Optional, Tuple
 
-from .platform import is_glibc_loader_name
+from ..platform import is_glibc_loader_name
 
 __all__ = ["Gcompat", "find_gcompat", "LIBGCOMPAT"]
 
@@ -51,9 +51,9 @@ class Gcompat:
         """gcompat modelled from a real ``libgcompat.so.0`` (``--gcompat FILE``),
         for a wheel checked without a root; :class:`UsageError` when the file
         is not an ELF library with exports."""
-        from .elf import ElfError
-        from .errors import UsageError
-        from .symbols import read_symbols_path
+        from ..elf import ElfError
+        from ..errors import UsageError
+        from ..symbols import read_symbols_path
 
         try:
             facts = read_symbols_path(host_path)

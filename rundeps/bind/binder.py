@@ -32,7 +32,7 @@ packages and musl) and the symbol facts of every object
   ``reserved`` prefixes: ``libc.`` ``libpthread.`` ``librt.`` ``libm.``
   ``libdl.`` ``libutil.`` ``libxnet.``, so glibc's ``libc.so.6`` too) bind
   to musl's own exports: the root's real ``lib/ld-musl-<arch>.so.1``, else a
-  shipped export list (:mod:`rundeps.muslexports`).
+  shipped export list (:mod:`rundeps.bind.exports`).
 
 Verdicts (:class:`Binding`) are per in-root path: ``will_not_load`` (path ->
 one-line reason, including files that fail because a dependency fails),
@@ -49,19 +49,12 @@ from collections import deque
 from itertools import compress
 from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from .platform import MUSL_LD_ARCH, is_glibc_interp, same_arch
-from .units import is_python_module, python_prefix
-from .verdict import GLIBC_LOADER, MISSING_LIBRARY, MISSING_SYMBOL, RELOCATION, TLS, WRONG_ARCH, Fault
+from ..platform import is_glibc_interp, same_arch
+from ..resolve.units import python_prefix
+from ..verdict import GLIBC_LOADER, MISSING_LIBRARY, MISSING_SYMBOL, RELOCATION, TLS, WRONG_ARCH, Fault
 
-__all__ = [
-    "Binding",
-    "MuslModel",
-    "LFS64_BASE_NAMES",
-    "bind",
-    "lfs64_base",
-    "python_prefix",
-    "is_python_module",
-]
+from .hints import hints_for
+from .musl import MuslModel
 
 LFS64_BASE_NAMES = frozenset(
     """
@@ -92,60 +85,6 @@ def lfs64_base(name: str) -> Optional[str]:
     if len(name) > 2 and name.endswith("64") and name[:-2] in LFS64_BASE_NAMES:
         return name[:-2]
     return None
-
-
-class MuslModel:
-    """The musl the reserved names bind to: its exports, whether it has
-    ``get_lfs64`` (1.2.4 and later) and a description for the output
-    ("musl 1.2.5 (export list shipped for Alpine 3.20)").
-
-    ``identity`` names these exports for cached verdicts (see :func:`bind`):
-    equal identities mean equal exports."""
-
-    def __init__(self, exports: FrozenSet[str], description: str, version: Optional[str] = None,
-                 lfs64: Optional[bool] = None, identity: Optional[tuple] = None):
-        self.exports = exports
-        self.description = description
-        self.version = version
-        if lfs64 is None:
-            # musl 1.2.4 dropped the LFS64 symbols and added get_lfs64; older
-            # musl exports stat64 & co. itself.
-            lfs64 = "stat64" not in exports
-        self.lfs64 = lfs64
-        self.identity = identity if identity is not None else ("list", description, version)
-
-    @property
-    def relr(self) -> bool:
-        """Whether this musl applies ``DT_RELR`` relocations (1.2.4 and later,
-        the release that also brought ``get_lfs64``)."""
-        return self.lfs64
-
-    @property
-    def version_name(self) -> str:
-        return f"musl {self.version}" if self.version else "this musl"
-
-    def __repr__(self) -> str:
-        return f"MuslModel({self.description}, {len(self.exports)} exports)"
-
-
-class _LazyMusl(MuslModel):
-    """A root's own ``ld-musl``: its symbol table is read (or its cached
-    facts loaded) only when its exports, or what they say, are first used;
-    ``make()`` gives the real model."""
-
-    def __init__(self, make: Callable[[], Optional[MuslModel]], identity: tuple):
-        self._make = make
-        self.identity = identity
-
-    def __getattr__(self, name):
-        if name in ("exports", "description", "version", "lfs64"):
-            model = self._make()
-            exports = model.exports if model is not None else frozenset()
-            desc = model.description if model is not None else "no musl export list"
-            MuslModel.__init__(self, exports, desc, model.version if model is not None else None,
-                               model.lfs64 if model is not None else False, self.identity)
-            return object.__getattribute__(self, name)
-        raise AttributeError(name)
 
 
 # -- nodes of the load graph --------------------------------------------------
@@ -683,7 +622,7 @@ def _bind(resolver, res, symbols, musl, real_path, interpreters, hint_libraries,
     if gcompat is not None:
         _gcompat_verdicts(b, out, loads, run.glibc_files, gcompat, run.show)
     if out.missing_symbols and hint_libraries is not None:
-        out.hints = _hints(out.missing_symbols, b, hint_libraries)
+        out.hints = hints_for(out.missing_symbols, b, hint_libraries)
     out.verdicts = b.used
     return out
 
@@ -740,7 +679,7 @@ class _Run:
     def unit(self, p: str) -> Optional[_Load]:
         """Judge the load of one unit (None when it is not musl's to judge,
         or fails before any load: another arch, a missing glibc loader)."""
-        from .resolve import is_glibc_linked
+        from ..resolve import is_glibc_linked
 
         info = self.res.objects[p]
         lookup, out = self.lookup, self.out
@@ -836,126 +775,3 @@ def _gcompat_verdicts(b: _Binder, out: Binding, loads: List[_Load], glibc_files:
             out.gcompat[p] = f"will not load even with LD_PRELOAD={gcompat.library}: {where}{again.fault.own}"
 
 
-def _hints(missing: Mapping[str, List[str]], b: _Binder, hint_libraries) -> Dict[str, List[str]]:
-    """For missing symbols a library at hand defines: a line naming it."""
-    libs = []
-    for path, pkg in hint_libraries():
-        real = b.real_path(path)
-        if real is None:
-            continue
-        facts = b.symbols(real)
-        if facts is None or not (facts.defined or facts.hidden):
-            continue
-        libs.append((path, pkg, facts.defined, facts.hidden))
-    out: Dict[str, List[str]] = {}
-    for path, names in missing.items():
-        lines = []
-        left = list(names)
-        for lib, pkg, defined, hidden in libs:
-            hid = [n for n in left if n in hidden and n not in defined]
-            if hid:
-                more = f" and {len(hid) - 1} more are" if len(hid) > 1 else " is"
-                lines.append(f"{hid[0]}{more} defined by {posixpath.basename(lib)} only under a hidden "
-                             "(non-default) symbol version, which musl's lookup skips")
-                left = [n for n in left if n not in hid]
-            hit = [n for n in left if n in defined]
-            if not hit:
-                continue
-            left = [n for n in left if n not in defined]
-            soname = posixpath.basename(lib)
-            more = f" and {len(hit) - 1} more are" if len(hit) > 1 else " is"
-            who = f"{soname} ({pkg})" if pkg else soname
-            line = (f"{hit[0]}{more} defined by {who}, which this module does not link: "
-                    f"add it to DT_NEEDED")
-            if soname.startswith("libstdc++"):
-                line += " (build with CXX=g++)"
-            lines.append(line)
-            if not left:
-                break
-        if lines:
-            out[path] = lines
-    return out
-
-
-# -- where musl's exports come from -----------------------------------------------
-
-
-def musl_model(fs, arch: Optional[str], symbols: Callable[[str], object], universe=None,
-               musl_version: Optional[str] = None, alpine: Optional[str] = None,
-               symbols_key: Optional[Callable[[str], Optional[tuple]]] = None,
-               target_root: bool = True) -> Optional[MuslModel]:
-    """The musl to bind the reserved names to.
-
-    ``--musl VERSION`` first (a shipped export list); else, when the root is
-    the target (``target_root``: ``--root`` was given or the root has an apk
-    database), the root's real ``lib/ld-musl-<arch>.so.1`` (its exports read
-    like any other file's; the owning package's version when the database
-    knows it); else the shipped list closest to the version of the target's
-    ``musl`` package (from the database or indexes in ``universe``), else
-    the one for ``--alpine X.Y``, else the newest shipped list for the arch
-    -- never the musl of the host a tree is checked on. None when none is
-    available. With ``symbols_key`` (see :func:`bind`) the root's musl is
-    read only when first used.
-    """
-    if musl_version is None and fs is not None and target_root:
-        ld_arch = MUSL_LD_ARCH.get(arch or "")
-        if ld_arch:
-            load_path = f"/lib/ld-musl-{ld_arch}.so.1"
-            real = fs.lookup(load_path)
-            key = symbols_key(real) if real and symbols_key is not None else None
-            if real and key is not None and fs.elf(real) is not None:
-                # read when first used: a run whose verdicts are all cached needs none of it
-                def make() -> Optional[MuslModel]:
-                    return _root_musl(real, load_path, symbols, universe) or shipped_musl(
-                        arch, musl_version=musl_version, alpine=alpine)
-
-                return _LazyMusl(make, ("root", real) + tuple(key))
-            model = _root_musl(real, load_path, symbols, universe) if real else None
-            if model is not None:
-                return model
-    if musl_version is None and universe is not None:
-        pkg = universe.package("musl")
-        if pkg is not None and pkg.version:
-            return shipped_musl(arch, musl_version=pkg.version.split("-")[0],
-                                why=f"the target's musl package, {pkg.version}")
-    return shipped_musl(arch, musl_version=musl_version, alpine=alpine)
-
-
-def _root_musl(real: str, load_path: str, symbols: Callable[[str], object], universe) -> Optional[MuslModel]:
-    """The model of a root's own ``ld-musl`` (None if it defines nothing)."""
-    facts = symbols(real)
-    if facts is None or not facts.defined:
-        return None
-    version = None
-    owner = universe.owner(load_path) if universe is not None else None
-    if owner is None and universe is not None:
-        owner = universe.owner(real)
-    if owner is not None and owner.name == "musl":
-        version = owner.version
-    desc = f"musl {version} (the root's {load_path})" if version else f"the root's {load_path}"
-    return MuslModel(frozenset(facts.defined), desc, version, identity=("root", real))
-
-
-def shipped_musl(arch: Optional[str], musl_version: Optional[str] = None,
-                 alpine: Optional[str] = None, why: Optional[str] = None) -> Optional[MuslModel]:
-    """A musl export list the project ships (:mod:`rundeps.muslexports`):
-    ``musl_version``, else the musl of Alpine ``alpine``, else the newest
-    (``why``: where ``musl_version`` came from, for the description)."""
-    from . import muslexports
-
-    wanted = musl_version
-    why = why or (f"--musl {musl_version}" if musl_version else None)
-    if wanted is None and alpine:
-        wanted = muslexports.musl_for_alpine(alpine)
-        why = f"Alpine {alpine}" if wanted else None
-    lists = muslexports.load(wanted, arch or "x86_64")
-    if lists is None:
-        return None
-    desc = f"{lists.describe()}, the export list shipped with rundeps"
-    if why:
-        desc += f" (for {why})"
-    if not lists.exact_version and wanted:
-        desc += f": no list for {wanted}, the nearest older one"
-    if not lists.exact_arch:
-        desc += f": no list for {arch}"
-    return MuslModel(lists.names, desc, lists.version)

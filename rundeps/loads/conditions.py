@@ -1,7 +1,7 @@
 """The run-time loads stage: which ``ctypes``/``cffi`` loads a package's own
 import makes, and what satisfies them.
 
-:mod:`rundeps.dlopen` finds the loads in Python sources and groups
+:mod:`rundeps.loads.dlopen` finds the loads in Python sources and groups
 alternatives (names tried in turn, a ``find_library`` fallback chain, the
 ways of a ``try``/``except`` or an ``if``).  This module adds:
 
@@ -14,7 +14,7 @@ ways of a ``try``/``except`` or an ``if``).  This module adds:
   load in a module it does not reach is reported with the module's name,
   not added (unless asked);
 * the **choice** of one package for a group of alternatives
-  (:func:`rundeps.dlopen.choose_provider`): an installed package first, then the smallest
+  (:func:`rundeps.loads.providers.choose_provider`): an installed package first, then the smallest
   by installed size (``I:``), then the order the code tries the names.
 
 Sources are read through a small interface (``files``: the in-root or

@@ -1,0 +1,49 @@
+"""Hints for missing symbols: a library at hand (the tree's, an installed
+package's) that defines them, or defines them only under a hidden version."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Dict, List, Mapping
+
+
+
+def hints_for(missing: Mapping[str, List[str]], b, hint_libraries) -> Dict[str, List[str]]:
+    """For missing symbols a library at hand defines: a line naming it."""
+    libs = []
+    for path, pkg in hint_libraries():
+        real = b.real_path(path)
+        if real is None:
+            continue
+        facts = b.symbols(real)
+        if facts is None or not (facts.defined or facts.hidden):
+            continue
+        libs.append((path, pkg, facts.defined, facts.hidden))
+    out: Dict[str, List[str]] = {}
+    for path, names in missing.items():
+        lines = []
+        left = list(names)
+        for lib, pkg, defined, hidden in libs:
+            hid = [n for n in left if n in hidden and n not in defined]
+            if hid:
+                more = f" and {len(hid) - 1} more are" if len(hid) > 1 else " is"
+                lines.append(f"{hid[0]}{more} defined by {posixpath.basename(lib)} only under a hidden "
+                             "(non-default) symbol version, which musl's lookup skips")
+                left = [n for n in left if n not in hid]
+            hit = [n for n in left if n in defined]
+            if not hit:
+                continue
+            left = [n for n in left if n not in defined]
+            soname = posixpath.basename(lib)
+            more = f" and {len(hit) - 1} more are" if len(hit) > 1 else " is"
+            who = f"{soname} ({pkg})" if pkg else soname
+            line = (f"{hit[0]}{more} defined by {who}, which this module does not link: "
+                    f"add it to DT_NEEDED")
+            if soname.startswith("libstdc++"):
+                line += " (build with CXX=g++)"
+            lines.append(line)
+            if not left:
+                break
+        if lines:
+            out[path] = lines
+    return out
