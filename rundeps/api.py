@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .apkdb import Repository, Universe, parse_installed
+from .apk.model import Repository, Universe, parse_installed
 from .errors import SourceError, UsageError
 from .resolve import Resolution, Resolver, TreeFS, _same_arch, majority_arch
 from .verdict import GLIBC_LINKED, MISSING_LIBRARY
@@ -156,7 +156,7 @@ def index_locations(sources: Sources, root: str, arch: Optional[str], from_root:
                     tags: Optional[dict] = None, on_warning: Optional[Warn] = None) -> List[str]:
     """Where the indexes are: the ones named, or (``from_root``) the root's
     repositories (``tags`` receives {location: tag} for the tagged ones)."""
-    from .sources import index_locations as locate
+    from .apk.repositories import index_locations as locate
 
     if from_root:
         return locate(arch=arch, root=root, tags=tags, on_warning=on_warning)
@@ -169,7 +169,7 @@ def index_cache(sources: Sources, on_warning: Warn):
     if not sources.use_cache:
         return None
     from .cachedir import default_cache_dir
-    from .fetch import IndexCache
+    from .apk.fetch import IndexCache
 
     return IndexCache.open(str(default_cache_dir(sources.cache_dir)), on_warning)
 
@@ -177,8 +177,8 @@ def index_cache(sources: Sources, on_warning: Warn):
 def trusted_keys(root: str, arch: Optional[str], sources: Sources):
     """The keys indexes are verified against: ``--keys-dir``, else the root's
     and the host's apk keys, else the Alpine keys shipped with rundeps
-    (:func:`rundeps.apkindex.trusted_key_set`)."""
-    from .apkindex import trusted_key_set
+    (:func:`rundeps.apk.index.trusted_key_set`)."""
+    from .apk.index import trusted_key_set
 
     return trusted_key_set(root, arch, sources.keys_dirs)
 
@@ -197,7 +197,7 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
     """
     if not locations:
         return []
-    from .fetch import open_index
+    from .apk.fetch import open_index
 
     keys = trusted_keys(root, arch, sources)
     cache = index_cache(sources, on_warning)
@@ -255,17 +255,17 @@ def _remote_host(location: str) -> Optional[str]:
 def open_apk_cached(location: str, root: str, keys, cache, sources: Sources, on_warning: Warn,
                     on_info: Optional[Warn] = None, arch: Optional[str] = None):
     """The root's own apk-cached copy of a remote index (``/var/cache/apk/
-    APKINDEX.<hash>.tar.gz``, see :mod:`rundeps.apkcache`), verified like
+    APKINDEX.<hash>.tar.gz``, see :mod:`rundeps.apk.imagecache`), verified like
     any other index, or None when there is none (or it does not verify:
     then a warning, and the caller goes on to the network)."""
     if _remote_host(location) is None:
         return None
-    from .apkcache import find_cached_index
+    from .apk.imagecache import find_cached_index
 
     path = find_cached_index(root, location, arch=arch)
     if path is None:
         return None
-    from .fetch import open_cached_copy
+    from .apk.fetch import open_cached_copy
 
     shown = "/" + os.path.relpath(path, root) if root != "/" else path
     try:
@@ -377,7 +377,7 @@ def check_tree(
     res = resolver.resolve(objects)
     if res.unresolved and explicit_root and universe.installed and not sources.names_index():
         # what is not installed may still be in the root's own repositories
-        from .sources import V3RepositoryError
+        from .apk.repositories import V3RepositoryError
 
         tags: dict = {}
         try:
@@ -517,8 +517,8 @@ def add_installed_size(res: Resolution, root: str = "/", build_deps: Optional[st
     """The installed size of the run-time set, what it adds to the root and
     what deleting the build virtual package (``.build-deps`` or
     ``build_deps``) frees: sets and returns ``res.installed_size`` (a
-    :class:`rundeps.sizes.SizeReport`)."""
-    from .sizes import installed_sizes
+    :class:`rundeps.apk.sizes.SizeReport`)."""
+    from .apk.sizes import installed_sizes
 
     res.installed_size = installed_sizes(res, root, build_deps, on_warning)
     return res.installed_size
@@ -541,8 +541,8 @@ def split_default_excludes(objects: Dict[str, object], globs: Sequence[str] = DE
 
 
 def read_arch(root: Optional[str]) -> Optional[str]:
-    """The root's ``etc/apk/arch`` (see :func:`rundeps.sources.read_arch`)."""
-    from .sources import read_arch as read
+    """The root's ``etc/apk/arch`` (see :func:`rundeps.apk.repositories.read_arch`)."""
+    from .apk.repositories import read_arch as read
 
     return read(root)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from .apkdb import Package
+from .apk.model import Package
 from .resolve import Resolution
 from .verdict import GLIBC_LOADER, MISSING_LIBRARY, MISSING_SYMBOL, WRONG_ARCH, Fault
 

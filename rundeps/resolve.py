@@ -46,7 +46,7 @@ import stat as _stat
 from collections import Counter, deque
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from .apkdb import Package, Universe
+from .apk.model import Package, Universe
 from .elf import ElfError, ElfInfo, read_elf_path
 from .units import LIBRARY, MODULE, PYTHON_LIBRARY, is_vendored
 from .units import role as unit_role
@@ -439,7 +439,7 @@ class Resolution:
         self.distributions = None
         """A :class:`rundeps.distributions.DistributionMap`, once mapped (``rundeps.api.add_distributions``)."""
         self.installed_size = None
-        """A :class:`rundeps.sizes.SizeReport`, once computed (``rundeps.api.add_installed_size``)."""
+        """A :class:`rundeps.apk.sizes.SizeReport`, once computed (``rundeps.api.add_installed_size``)."""
         self.runtime_dirs: Tuple[str, ...] = ()
         """The folders a run-time ``dlopen("name")`` searches (the main program's)."""
         self.note_loads: List[dict] = []

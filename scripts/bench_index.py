@@ -32,8 +32,9 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from rundeps import apkindex, fetch  # noqa: E402
-from rundeps.apkdb import Universe  # noqa: E402
+from rundeps.apk import fetch  # noqa: E402
+from rundeps.apk import index as apkindex  # noqa: E402
+from rundeps.apk.model import Universe  # noqa: E402
 
 SHARED = PROJECT.parent / "shared" / "alpine"
 
@@ -56,8 +57,9 @@ _WARM = r"""
 import sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, sys.argv[1])
-from rundeps import apkindex, fetch
-from rundeps.apkdb import Universe
+from rundeps.apk import fetch
+from rundeps.apk import index as apkindex
+from rundeps.apk.model import Universe
 keys = apkindex.load_keys([sys.argv[2]])
 cache = fetch.IndexCache.open(sys.argv[3])
 index = fetch.open_index(sys.argv[4], keys, cache=cache)

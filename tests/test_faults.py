@@ -38,7 +38,7 @@ KEY = "test@example.org-1.rsa.pub"
 LIBC = "libc.musl-x86_64.so.1"
 IDX = "/repo/x86_64/APKINDEX.tar.gz"
 
-FAST = ("import sys, rundeps.fetch as f; "
+FAST = ("import sys, rundeps.apk.fetch as f; "
         "f.open_index.__kwdefaults__.update(timeout=(1.0, 0.5), retries=1, backoff=0.0); "
         "from rundeps.cli import main; main(sys.argv[1:])")
 

@@ -19,9 +19,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import indexbuild as ib  # noqa: E402
 from rawserver import RawServer  # noqa: E402
 
-from rundeps import fetch  # noqa: E402
+from rundeps.apk import fetch  # noqa: E402
 from rundeps.errors import SourceError  # noqa: E402
-from rundeps.fetch import FetchError, IndexCache, index_info, open_index  # noqa: E402
+from rundeps.apk.fetch import FetchError, IndexCache, index_info, open_index  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 KEY_NAME = "test@example.org-1.rsa.pub"
@@ -522,7 +522,7 @@ def test_damaged_database_file(tmp_path, keys, httpserver, good):
 _WORKER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
-from rundeps.fetch import IndexCache, open_index
+from rundeps.apk.fetch import IndexCache, open_index
 keys = json.loads(sys.argv[4])
 keys = {k: v.encode() for k, v in keys.items()}
 urls = json.loads(sys.argv[5])
@@ -587,7 +587,7 @@ def test_index_info_update_and_clear(httpserver, keys, good, cache, tmp_path):
 
 
 def test_import_is_light():
-    code = "import sys, rundeps.fetch, rundeps.sources, rundeps.apkindex; " \
+    code = "import sys, rundeps.apk.fetch, rundeps.apk.repositories, rundeps.apk.index; " \
            "print(sorted(m for m in ('requests', 'diskcache', 'rsa', 'urllib3') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -28,8 +28,8 @@ import indexbuild as ib  # noqa: E402
 from rawserver import RawServer  # noqa: E402
 from scriptmods import demo  # noqa: E402
 
-from rundeps.apkcache import cache_index_names  # noqa: E402
-from rundeps.fetch import FetchError, open_index  # noqa: E402
+from rundeps.apk.imagecache import cache_index_names  # noqa: E402
+from rundeps.apk.fetch import FetchError, open_index  # noqa: E402
 
 KEY = "test@example.org-1.rsa.pub"
 ARCH = demo.host_arch()

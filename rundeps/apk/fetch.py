@@ -1,7 +1,7 @@
 """Fetch repository indexes over HTTP(S) and cache them on disk.
 
 :func:`open_index` turns one location (a file path, ``file://`` or
-``http(s)://`` URL) into a verified :class:`~rundeps.apkindex.IndexFile`.
+``http(s)://`` URL) into a verified :class:`~rundeps.apk.index.IndexFile`.
 
 HTTP (``requests``, imported only when a download happens): connect/read
 timeouts, bounded retries with exponential backoff on connection errors,
@@ -62,9 +62,9 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 from urllib.parse import unquote, urlsplit
 
-from . import __version__
-from .apkindex import MAX_INDEX_BYTES, IndexFile, keyset_digest, read_index
-from .errors import SourceError
+from .. import __version__
+from .index import MAX_INDEX_BYTES, IndexFile, keyset_digest, read_index
+from ..errors import SourceError
 
 __all__ = [
     "FetchError",
@@ -591,7 +591,7 @@ def open_index(
 ) -> IndexFile:
     """Open one index (file path, ``file://`` or ``http(s)://`` URL), verified.
 
-    ``keys``: trusted keys (:func:`rundeps.apkindex.load_keys`).  See the
+    ``keys``: trusted keys (:func:`rundeps.apk.index.load_keys`).  See the
     module's documentation for the cache rules.  ``on_info`` hears about
     cache use (offline age, revalidation); ``on_warning`` about problems that
     did not stop the run.  Raises :class:`SourceError` (or its subclass
@@ -840,7 +840,7 @@ def index_info(locations: Sequence[str], cache: Optional[IndexCache], now: Optio
 
 def describe_keys(infos: Sequence[IndexInfo], keys) -> List[IndexInfo]:
     """Fill in which trusted key file (of ``keys``, a
-    :class:`rundeps.apkindex.KeySet`) verified each index: ``key_path``,
+    :class:`rundeps.apk.index.KeySet`) verified each index: ``key_path``,
     ``key_bundled``.  An index whose key is not trusted now keeps None."""
     for info in infos:
         if info.verified and keys is not None:

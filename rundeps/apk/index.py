@@ -12,7 +12,7 @@ The signature covers the *compressed* bytes of everything after the first
 stream.  :func:`read_index` finds that boundary (``zlib`` with
 ``unused_data``), verifies the signature against the trusted keys *before*
 it decompresses or parses anything of the signed part, then parses the
-package blocks with :func:`rundeps.apkdb.parse_blocks`.
+package blocks with :func:`rundeps.apk.model.parse_blocks`.
 
 Everything is bounded (input size, decompressed size, line length) and every
 problem becomes a one-line :class:`~rundeps.errors.SourceError`.
@@ -32,8 +32,8 @@ Decisions:
   are handled; a control character in ``DESCRIPTION`` is removed.
 
 The parsed index is an :class:`IndexRepository`: a
-:class:`~rundeps.apkdb.Repository` that keeps each package's block text and
-builds :class:`~rundeps.apkdb.Package` objects only when asked, so a cached
+:class:`~rundeps.apk.model.Repository` that keeps each package's block text and
+builds :class:`~rundeps.apk.model.Package` objects only when asked, so a cached
 index loads in a few milliseconds (see :meth:`IndexFile.to_bytes`).
 """
 
@@ -50,8 +50,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .apkdb import Package, Repository, parse_blocks
-from .errors import SourceError
+from .model import Package, Repository, parse_blocks
+from ..errors import SourceError
 
 __all__ = [
     "IndexFile",
@@ -79,7 +79,7 @@ MAX_KEY_FILE = 64 * 1024
 MAX_DESCRIPTION = 200
 
 _KEPT_FIELDS = frozenset("PVADpkioTI")
-"""The fields :func:`rundeps.apkdb.parse_blocks` turns into a Package."""
+"""The fields :func:`rundeps.apk.model.parse_blocks` turns into a Package."""
 
 Warn = Optional[Callable[[str], None]]
 
@@ -111,7 +111,7 @@ class KeySet(dict):
 
 def bundled_keys_dir() -> str:
     """Alpine's public signing keys, shipped with rundeps (``data/keys``)."""
-    from .datafiles import data_path
+    from ..datafiles import data_path
 
     return data_path("keys")
 
@@ -497,7 +497,7 @@ class IndexFile:
     """Problems found while reading (also sent to ``on_warning``)."""
     untrusted_reason: Optional[str] = None
     size: int = 0
-    # set by rundeps.fetch
+    # set by rundeps.apk.fetch
     fetched_at: Optional[float] = None
     """When the bytes were last fetched or revalidated (epoch seconds)."""
     from_cache: bool = False
