@@ -9,6 +9,9 @@
   ``--repo``, ``--alpine``, a root's ``etc/apk/repositories``;
 * :mod:`~rundeps.apk.imagecache` -- the image's own apk cache
   (``var/cache/apk``);
+* :mod:`~rundeps.apk.sources` -- the package sources put together: the
+  installed database and the indexes, as one ``Universe`` (re-exported by
+  :mod:`rundeps.api`);
 * :mod:`~rundeps.apk.sizes` -- installed sizes, closures, the build virtual.
 
 Nothing is imported here, so importing one of them stays as light as before.
