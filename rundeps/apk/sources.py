@@ -186,10 +186,12 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
     """
     if not locations:
         return []
-    from .fetch import open_index
+    from .fetch import FetchOptions, open_index
 
     keys = trusted_keys(root, arch, sources)
     cache = index_cache(sources, on_warning)
+    options = FetchOptions(cache=cache, offline=sources.offline, refresh=sources.refresh,
+                           allow_untrusted=sources.allow_untrusted, on_warning=on_warning, on_info=on_info)
     out = []
     unreachable: Dict[str, str] = {}  # host -> why, once a download found it unreachable
     # No shared requests session: importing requests costs ~140 ms, and a
@@ -206,10 +208,7 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
                     if host in unreachable and not sources.offline:
                         raise SourceError(f"{loc}: not tried: {unreachable[host]} a moment ago")
                     try:
-                        index = open_index(
-                            loc, keys, cache=cache, offline=sources.offline, refresh=sources.refresh,
-                            allow_untrusted=sources.allow_untrusted, on_warning=on_warning, on_info=on_info,
-                        )
+                        index = open_index(loc, keys, options)
                     except SourceError as exc:
                         if getattr(exc, "unreachable", False) and host:
                             unreachable[host] = f"{host} could not be reached"
@@ -254,12 +253,12 @@ def open_apk_cached(location: str, root: str, keys, cache, sources: Sources, on_
     path = find_cached_index(root, location, arch=arch)
     if path is None:
         return None
-    from .fetch import open_cached_copy
+    from .fetch import FetchOptions, open_cached_copy
 
     shown = "/" + os.path.relpath(path, root) if root != "/" else path
+    options = FetchOptions(cache=cache, allow_untrusted=sources.allow_untrusted, on_warning=on_warning)
     try:
-        index = open_cached_copy(path, location, keys, cache=cache, allow_untrusted=sources.allow_untrusted,
-                                 on_warning=on_warning)
+        index = open_cached_copy(path, location, keys, options)
     except SourceError as exc:
         on_warning(f"the image's apk cache {shown} for {location} cannot be used ({exc}); not used")
         return None

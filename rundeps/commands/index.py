@@ -105,7 +105,7 @@ def index_show(fmt, **kw):
 def index_update(fmt, **kw):
     """Fetch the named indexes now (a conditional request when cached) and verify them."""
     from ..api import index_cache, trusted_keys
-    from ..apk.fetch import describe_keys, update_indexes
+    from ..apk.fetch import FetchOptions, describe_keys, update_indexes
 
     reporter = Reporter()
     locations, root, arch, sources = _index_locations(kw, allow_all=False)
@@ -113,8 +113,7 @@ def index_update(fmt, **kw):
     keys = trusted_keys(root, arch, sources)
     try:
         infos = update_indexes(
-            locations, keys, cache=cache,
-            allow_untrusted=sources.allow_untrusted, on_warning=reporter.warning,
+            locations, keys, FetchOptions(cache=cache, allow_untrusted=sources.allow_untrusted, on_warning=reporter.warning),
         )
     finally:
         if cache is not None:
