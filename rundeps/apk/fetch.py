@@ -72,7 +72,7 @@ __all__ = [
     "IndexCache",
     "IndexInfo",
     "open_index",
-    "open_indexes",
+    "open_cached_copy",
     "index_info",
     "update_indexes",
     "clear_cache",
@@ -793,19 +793,6 @@ def _read_download(url: str, resp: _Response, keys: Mapping, options: FetchOptio
     return index
 
 
-def open_indexes(locations: Sequence[str], keys: Mapping, options: Optional[FetchOptions] = None) -> List[IndexFile]:
-    """:func:`open_index` for each location, in order, sharing one HTTP session."""
-    options = FetchOptions() if options is None else options
-    own = options.session is None and any(is_url(loc) and not loc.startswith("file://") for loc in locations)
-    if own:
-        options = replace(options, session=make_session())
-    try:
-        return [open_index(loc, keys, options) for loc in locations]
-    finally:
-        if own:
-            options.session.close()
-
-
 # -- index show / update / clear ------------------------------------------------------
 
 
@@ -911,12 +898,24 @@ def describe_keys(infos: Sequence[IndexInfo], keys) -> List[IndexInfo]:
 
 
 def update_indexes(locations: Sequence[str], keys: Mapping, options: Optional[FetchOptions] = None) -> List[IndexInfo]:
-    """Fetch every location again (``refresh``: conditional requests when
-    cached; never ``offline``) and describe the result."""
+    """Fetch every location again, in order (``refresh``: conditional
+    requests when cached; never ``offline``; one HTTP session for them all)
+    and describe the result.
+
+    (The indexes a run reads are opened by
+    :func:`rundeps.apk.sources.open_indexes`, which adds the image's apk
+    cache, ``@tag`` pinning and the arch check.)"""
     options = replace(FetchOptions() if options is None else options, refresh=True, offline=False)
     cache = options.cache
     now = time.time()
-    indexes = open_indexes(locations, keys, options)
+    own = options.session is None and any(is_url(loc) and not loc.startswith("file://") for loc in locations)
+    if own:
+        options = replace(options, session=make_session())
+    try:
+        indexes = [open_index(loc, keys, options) for loc in locations]
+    finally:
+        if own:
+            options.session.close()
     infos = []
     for index in indexes:
         meta = cache.get_meta(index.name) if cache is not None and is_url(index.name) else None
