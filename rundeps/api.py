@@ -10,9 +10,22 @@ The CLI is a thin layer over these functions::
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
-from .apkdb import Repository, Universe, parse_installed
+from .apk.model import Universe
+from .apk.sources import (  # noqa: F401  (re-exported: the package sources are part of this API)
+    INSTALLED_DB,
+    USR_INSTALLED_DB,
+    Sources,
+    index_cache,
+    index_locations,
+    installed_database,
+    load_database,
+    load_universe,
+    open_apk_cached,
+    open_indexes,
+    trusted_keys,
+)
 from .errors import SourceError, UsageError
 from .platform import KNOWN_ARCHES, host_arch, same_arch
 from .resolve import Resolution, Resolver, TreeFS, majority_arch
@@ -33,251 +46,6 @@ knowingly leave out of the run-time packages they compute.  Their Dockerfile
 ``find /usr/local -type f -executable -not ( -name '*tkinter*' )``, so
 ``lib-dynload/_tkinter.*.so`` (which needs ``libtcl8.6.so`` and
 ``libtk8.6.so``) ships without ``tcl`` and ``tk``."""
-
-
-class Sources:
-    """Where packages come from: an installed database and repository indexes.
-
-    ``db``: an installed database file (default ``<root>/lib/apk/db/installed``);
-    ``indexes``, ``repos``, ``alpine``/``mirror``: repository indexes;
-    ``keys_dirs``: trusted keys besides the root's; ``apk_cache``: use the
-    root's own apk cache (``var/cache/apk/APKINDEX.<hash>.tar.gz``) before the
-    network (never with ``refresh``); the rest as the CLI options.
-    """
-
-    def __init__(
-        self,
-        db: Optional[str] = None,
-        indexes: Sequence[str] = (),
-        repos: Sequence[str] = (),
-        alpine: Optional[str] = None,
-        mirror: Optional[str] = None,
-        keys_dirs: Sequence[str] = (),
-        allow_untrusted: bool = False,
-        offline: bool = False,
-        refresh: bool = False,
-        cache_dir: Optional[str] = None,
-        use_cache: bool = True,
-        apk_cache: bool = True,
-    ):
-        self.db = db
-        self.indexes = indexes
-        self.repos = repos
-        self.alpine = alpine
-        self.mirror = mirror
-        self.keys_dirs = keys_dirs
-        self.allow_untrusted = allow_untrusted
-        self.offline = offline
-        self.refresh = refresh
-        self.cache_dir = cache_dir
-        self.use_cache = use_cache
-        self.apk_cache = apk_cache
-
-    def names_index(self) -> bool:
-        return bool(self.indexes or self.repos or self.alpine)
-
-
-def load_database(path: str) -> Repository:
-    """Read an installed database; :class:`SourceError` when it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise SourceError(f"no installed database at {path}") from None
-    except IsADirectoryError:
-        raise SourceError(f"cannot read installed database {path}: it is a folder") from None
-    except OSError as exc:
-        raise SourceError(f"cannot read installed database {path}: {exc.strerror or exc}") from None
-    repo = parse_installed(data.decode("utf-8", "replace"))
-    if not repo.packages:
-        raise SourceError(f"{path} holds no package: not an apk installed database")
-    return repo
-
-
-def load_universe(
-    root: str,
-    sources: Sources,
-    arch: Optional[str],
-    on_warning: Warn,
-    explicit_root: bool = False,
-    on_info: Optional[Warn] = None,
-) -> Universe:
-    """The installed database (if any) followed by the named indexes.
-
-    With ``--root``, no database and no index named, the root's
-    ``etc/apk/repositories`` are the indexes.
-    """
-    universe = Universe()
-    found = installed_database(root)
-    db_path = sources.db or found or to_host(root, INSTALLED_DB)
-    if sources.db or found:
-        universe.add(load_database(db_path))
-    locations: List[str] = []
-    tags: dict = {}
-    if sources.names_index():
-        locations = index_locations(sources, root, arch)
-    elif explicit_root and not universe:
-        locations = index_locations(sources, root, arch, from_root=True, tags=tags, on_warning=on_warning)
-    from_root = not sources.names_index()
-    for index in open_indexes(locations, root, arch, sources, on_warning, on_info, tolerant=from_root, tags=tags):
-        universe.add(index.repository)
-    if not universe:
-        where = "the root " + root if explicit_root else "this system"
-        raise SourceError(
-            f"no installed database at {db_path} for {where}: name one with --db FILE "
-            "or a repository index with --index, --repo or --alpine"
-        )
-    return universe
-
-
-INSTALLED_DB = "/lib/apk/db/installed"
-USR_INSTALLED_DB = "/usr/lib/apk/db/installed"
-
-
-def installed_database(root: str) -> Optional[str]:
-    """The host path of the root's installed database, or None.
-
-    apk-tools (2 and 3: its short-lived ``usr/lib/apk`` default was reverted
-    before 3.0.0) opens ``lib/apk/db/installed`` in the root, which on a
-    merged-/usr root reaches ``usr/lib/apk/db/installed`` through the
-    ``lib -> usr/lib`` symlink; symlinks are followed inside the root (an
-    absolute ``/usr/lib`` target is the root's, not the host's).  A root that
-    has only ``usr/lib/apk/db/installed`` (a copy that lost the symlink) is
-    read from there."""
-    from .walk import resolve_in_root
-
-    for path in (INSTALLED_DB, USR_INSTALLED_DB):
-        real = resolve_in_root(root, path)
-        if real is not None:
-            return to_host(root, real)
-    return None
-
-
-def index_locations(sources: Sources, root: str, arch: Optional[str], from_root: bool = False,
-                    tags: Optional[dict] = None, on_warning: Optional[Warn] = None) -> List[str]:
-    """Where the indexes are: the ones named, or (``from_root``) the root's
-    repositories (``tags`` receives {location: tag} for the tagged ones)."""
-    from .sources import index_locations as locate
-
-    if from_root:
-        return locate(arch=arch, root=root, tags=tags, on_warning=on_warning)
-    return locate(indexes=sources.indexes, repos=sources.repos, alpine=sources.alpine,
-                  mirror=sources.mirror, arch=arch, root=root)
-
-
-def index_cache(sources: Sources, on_warning: Warn):
-    """The index cache, or None (``--no-cache``, or a folder that cannot be used)."""
-    if not sources.use_cache:
-        return None
-    from .cachedir import default_cache_dir
-    from .fetch import IndexCache
-
-    return IndexCache.open(str(default_cache_dir(sources.cache_dir)), on_warning)
-
-
-def trusted_keys(root: str, arch: Optional[str], sources: Sources):
-    """The keys indexes are verified against: ``--keys-dir``, else the root's
-    and the host's apk keys, else the Alpine keys shipped with rundeps
-    (:func:`rundeps.apkindex.trusted_key_set`)."""
-    from .apkindex import trusted_key_set
-
-    return trusted_key_set(root, arch, sources.keys_dirs)
-
-
-def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sources: Sources,
-                 on_warning: Warn, on_info: Optional[Warn] = None, tolerant: bool = False,
-                 tags: Optional[dict] = None):
-    """Open, verify and (through the cache) read every index location, in order.
-
-    ``tags``: {location: tag} of the repositories named with ``@tag``; their
-    packages lose a provider choice to untagged ones, as apk's pinning does.
-
-    A named index that cannot be used is an error. With ``tolerant`` (the
-    root's own repositories, as apk treats them) it is a warning and the
-    index is skipped: an index that does not verify is never used either way.
-    """
-    if not locations:
-        return []
-    from .fetch import open_index
-
-    keys = trusted_keys(root, arch, sources)
-    cache = index_cache(sources, on_warning)
-    out = []
-    unreachable: Dict[str, str] = {}  # host -> why, once a download found it unreachable
-    # No shared requests session: importing requests costs ~140 ms, and a
-    # warm run (index fresh in the cache) must not pay it. open_index makes
-    # one only when it has to talk to a server.
-    try:
-        for loc in locations:
-            try:
-                index = None
-                if sources.apk_cache and not sources.refresh:
-                    index = open_apk_cached(loc, root, keys, cache, sources, on_warning, on_info, arch)
-                if index is None:
-                    host = _remote_host(loc)
-                    if host in unreachable and not sources.offline:
-                        raise SourceError(f"{loc}: not tried: {unreachable[host]} a moment ago")
-                    try:
-                        index = open_index(
-                            loc, keys, cache=cache, offline=sources.offline, refresh=sources.refresh,
-                            allow_untrusted=sources.allow_untrusted, on_warning=on_warning, on_info=on_info,
-                        )
-                    except SourceError as exc:
-                        if getattr(exc, "unreachable", False) and host:
-                            unreachable[host] = f"{host} could not be reached"
-                        raise
-                if arch and index.arch and index.arch != arch:
-                    raise SourceError(
-                        f"{loc}: the index is for {index.arch}, not {arch}: its packages cannot "
-                        f"serve these files (name the {arch} index, or --arch)"
-                    )
-                index.repository.tag = (tags or {}).get(loc)
-                out.append(index)
-            except SourceError as exc:
-                if not tolerant:
-                    raise
-                on_warning(f"skipped a repository of {root}: {exc}")
-    finally:
-        if cache is not None:
-            cache.close()  # checkpointed now: the process may leave with os._exit
-    return out
-
-
-def _remote_host(location: str) -> Optional[str]:
-    """``scheme://host:port`` of an http(s) location, else None."""
-    if not location.lower().startswith(("http://", "https://")):
-        return None
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(location)
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
-
-
-def open_apk_cached(location: str, root: str, keys, cache, sources: Sources, on_warning: Warn,
-                    on_info: Optional[Warn] = None, arch: Optional[str] = None):
-    """The root's own apk-cached copy of a remote index (``/var/cache/apk/
-    APKINDEX.<hash>.tar.gz``, see :mod:`rundeps.apkcache`), verified like
-    any other index, or None when there is none (or it does not verify:
-    then a warning, and the caller goes on to the network)."""
-    if _remote_host(location) is None:
-        return None
-    from .apkcache import find_cached_index
-
-    path = find_cached_index(root, location, arch=arch)
-    if path is None:
-        return None
-    from .fetch import open_cached_copy
-
-    shown = "/" + os.path.relpath(path, root) if root != "/" else path
-    try:
-        index = open_cached_copy(path, location, keys, cache=cache, allow_untrusted=sources.allow_untrusted,
-                                 on_warning=on_warning)
-    except SourceError as exc:
-        on_warning(f"the image's apk cache {shown} for {location} cannot be used ({exc}); not used")
-        return None
-    if on_info is not None:
-        on_info(f"{location}: using the image's apk cache {shown}")
-    return index
 
 
 def scan_paths(
@@ -378,7 +146,7 @@ def check_tree(
     res = resolver.resolve(objects)
     if res.unresolved and explicit_root and universe.installed and not sources.names_index():
         # what is not installed may still be in the root's own repositories
-        from .sources import V3RepositoryError
+        from .apk.repositories import V3RepositoryError
 
         tags: dict = {}
         try:
@@ -498,8 +266,8 @@ def add_installed_size(res: Resolution, root: str = "/", build_deps: Optional[st
     """The installed size of the run-time set, what it adds to the root and
     what deleting the build virtual package (``.build-deps`` or
     ``build_deps``) frees: sets and returns ``res.installed_size`` (a
-    :class:`rundeps.sizes.SizeReport`)."""
-    from .sizes import installed_sizes
+    :class:`rundeps.apk.sizes.SizeReport`)."""
+    from .apk.sizes import installed_sizes
 
     res.installed_size = installed_sizes(res, root, build_deps, on_warning)
     return res.installed_size
@@ -522,8 +290,8 @@ def split_default_excludes(objects: Dict[str, object], globs: Sequence[str] = DE
 
 
 def read_arch(root: Optional[str]) -> Optional[str]:
-    """The root's ``etc/apk/arch`` (see :func:`rundeps.sources.read_arch`)."""
-    from .sources import read_arch as read
+    """The root's ``etc/apk/arch`` (see :func:`rundeps.apk.repositories.read_arch`)."""
+    from .apk.repositories import read_arch as read
 
     return read(root)
 

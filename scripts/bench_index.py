@@ -32,8 +32,9 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from rundeps import apkindex, fetch  # noqa: E402
-from rundeps.apkdb import Universe  # noqa: E402
+from rundeps.apk import fetch  # noqa: E402
+from rundeps.apk import index as apkindex  # noqa: E402
+from rundeps.apk.model import Universe  # noqa: E402
 
 SHARED = PROJECT.parent / "shared" / "alpine"
 
@@ -56,11 +57,12 @@ _WARM = r"""
 import sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, sys.argv[1])
-from rundeps import apkindex, fetch
-from rundeps.apkdb import Universe
+from rundeps.apk import fetch
+from rundeps.apk import index as apkindex
+from rundeps.apk.model import Universe
 keys = apkindex.load_keys([sys.argv[2]])
 cache = fetch.IndexCache.open(sys.argv[3])
-index = fetch.open_index(sys.argv[4], keys, cache=cache)
+index = fetch.open_index(sys.argv[4], keys, fetch.FetchOptions(cache=cache))
 u = Universe([index.repository])
 names = sorted(k for k in index.repository.provides if k.startswith("so:"))[:200]
 found = sum(1 for n in names if u.provider(n) is not None)
@@ -107,19 +109,19 @@ def main() -> int:
             def cold_fetch():
                 counter[0] += 1
                 c = fetch.IndexCache.open(Path(tmp) / f"cold{counter[0]}")
-                fetch.open_index(url, keys, cache=c)
+                fetch.open_index(url, keys, fetch.FetchOptions(cache=c))
                 c.close()
 
             report("cold open_index(URL) into an empty cache (download+all)", median_ms(cold_fetch, runs))
 
             cache_dir = Path(tmp) / "warm"
             c = fetch.IndexCache.open(cache_dir)
-            fetch.open_index(url, keys, cache=c)
+            fetch.open_index(url, keys, fetch.FetchOptions(cache=c))
             c.close()
 
             def warm_open():
                 c = fetch.IndexCache.open(cache_dir)
-                idx = fetch.open_index(url, keys, cache=c)
+                idx = fetch.open_index(url, keys, fetch.FetchOptions(cache=c))
                 c.close()
                 return idx
 
@@ -136,7 +138,7 @@ def main() -> int:
 
             def revalidate():
                 c = fetch.IndexCache.open(cache_dir)
-                fetch.open_index(url, keys, cache=c, refresh=True)
+                fetch.open_index(url, keys, fetch.FetchOptions(cache=c, refresh=True))
                 c.close()
 
             report("revalidation after the TTL (conditional request, 304)", median_ms(revalidate, runs))

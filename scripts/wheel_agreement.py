@@ -466,7 +466,7 @@ def rundeps_prefix(built: Built) -> Verdicts:
 
 def _wheel_verdicts(built: Built, with_root: bool) -> Verdicts:
     from rundeps.api import check_wheel
-    from rundeps.apkdb import Universe
+    from rundeps.apk.model import Universe
 
     wnl: Dict[str, str] = {}
     unchecked: Dict[str, List[str]] = {}

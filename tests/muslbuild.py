@@ -143,7 +143,7 @@ def can_bind_mount() -> bool:
 
 _RUNDEPS_LIST = r"""
 import json, sys
-from rundeps.apkdb import Universe, parse_installed
+from rundeps.apk.model import Universe, parse_installed
 from rundeps.elf import read_elf_path
 from rundeps.resolve import Resolver, TreeFS
 path, library_path, main_program = sys.argv[1], sys.argv[2] or None, sys.argv[3] or None

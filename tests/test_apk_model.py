@@ -20,10 +20,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import indexbuild as ib  # noqa: E402
 
-from rundeps.apkdb import Package, Repository, Universe, parse_atom, parse_installed  # noqa: E402
-from rundeps.apkindex import load_keys, read_index  # noqa: E402
+from rundeps.apk.model import Package, Repository, Universe, parse_atom, parse_installed  # noqa: E402
+from rundeps.apk.index import load_keys, read_index  # noqa: E402
 from rundeps.errors import SourceError  # noqa: E402
-from rundeps.sources import V3RepositoryError, index_locations, read_repositories  # noqa: E402
+from rundeps.apk.repositories import V3RepositoryError, index_locations, read_repositories  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "alpine"
 KEY_NAME = "test@example.org-1.rsa.pub"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rundeps.apkdb import (
+from rundeps.apk.model import (
     Repository,
     Universe,
     compare_versions,

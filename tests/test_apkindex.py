@@ -16,9 +16,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import indexbuild as ib  # noqa: E402
 
-from rundeps import apkindex  # noqa: E402
-from rundeps.apkdb import Universe, parse_atom  # noqa: E402
-from rundeps.apkindex import IndexFile, key_dirs, load_keys, read_index  # noqa: E402
+from rundeps.apk import index as apkindex  # noqa: E402
+from rundeps.apk.model import Universe, parse_atom  # noqa: E402
+from rundeps.apk.index import IndexFile, key_dirs, load_keys, read_index  # noqa: E402
 from rundeps.errors import SourceError  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "alpine"
@@ -409,7 +409,7 @@ def test_lazy_repository_in_a_universe(key, keys):
     assert u.provider("so:libnothing.so.0") is None
     assert len(repo) == 4 and restored.package_count == 4 and restored.so_provide_count == 3
     assert (restored.signer, restored.verified, restored.description) == (KEY_NAME, True, "v3.99.0-test")
-    from rundeps.apkdb import Package
+    from rundeps.apk.model import Package
 
     repo.add(Package(name="extra", version="1", provides=(parse_atom("so:libextra.so.1"),)))
     assert len(repo) == 5 and u.provider("so:libextra.so.1").name == "extra"

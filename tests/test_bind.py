@@ -367,7 +367,7 @@ def test_a_library_not_at_hand_makes_symbols_unchecked_not_missing(tmp_path):
             "int remote_fn(void); int f(void){ return remote_fn(); }", libs=[dep])
     (root / "lib/apk/db").mkdir(parents=True)
     (root / "lib/apk/db/installed").write_text(_db_block("musl", "1.2.5-r0", []))
-    from rundeps.apkdb import Package, Repository, Universe, parse_atom, parse_installed
+    from rundeps.apk.model import Package, Repository, Universe, parse_atom, parse_installed
     from rundeps.api import bind_symbols
     from rundeps.resolve import Resolver, TreeFS
     from rundeps.walk import scan

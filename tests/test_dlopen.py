@@ -457,7 +457,7 @@ def test_syntax_warnings_do_not_stop_the_scan():
 
 from types import SimpleNamespace  # noqa: E402
 
-from rundeps.apkdb import Universe, parse_installed  # noqa: E402
+from rundeps.apk.model import Universe, parse_installed  # noqa: E402
 from rundeps.loads.dlopen import scan_tree_sources  # noqa: E402
 from rundeps.loads.providers import resolve_findings  # noqa: E402
 

@@ -8,8 +8,8 @@ entry kept, the documented exit code.
 The command line has no knob for the HTTP timeout, retries or backoff
 (fetch.DEFAULT_TIMEOUT = (5, 30) s, 3 retries, 0.5 s doubling backoff), so
 most tests run the real CLI entry point in a process whose
-``open_index`` keyword defaults are shortened first (``FAST``); one test runs
-with the real defaults.
+``rundeps.apk.fetch`` defaults (which every ``FetchOptions`` made later
+takes) are shortened first (``FAST``); one test runs with the real defaults.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ KEY = "test@example.org-1.rsa.pub"
 LIBC = "libc.musl-x86_64.so.1"
 IDX = "/repo/x86_64/APKINDEX.tar.gz"
 
-FAST = ("import sys, rundeps.fetch as f; "
-        "f.open_index.__kwdefaults__.update(timeout=(1.0, 0.5), retries=1, backoff=0.0); "
+FAST = ("import sys, rundeps.apk.fetch as f; "
+        "f.DEFAULT_TIMEOUT, f.DEFAULT_RETRIES, f.DEFAULT_BACKOFF = (1.0, 0.5), 1, 0.0; "
         "from rundeps.cli import main; main(sys.argv[1:])")
 
 

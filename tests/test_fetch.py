@@ -19,9 +19,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import indexbuild as ib  # noqa: E402
 from rawserver import RawServer  # noqa: E402
 
-from rundeps import fetch  # noqa: E402
+from rundeps.apk import fetch  # noqa: E402
 from rundeps.errors import SourceError  # noqa: E402
-from rundeps.fetch import FetchError, IndexCache, index_info, open_index  # noqa: E402
+from rundeps.apk.fetch import FetchError, FetchOptions, IndexCache, index_info, open_index  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 KEY_NAME = "test@example.org-1.rsa.pub"
@@ -55,7 +55,7 @@ def cache(tmp_path):
 def get(url, keys, **kw):
     opts = dict(FAST)
     opts.update(kw)
-    return open_index(url, keys, **opts)
+    return open_index(url, keys, FetchOptions(**opts))
 
 
 def statuses(httpserver):
@@ -522,7 +522,7 @@ def test_damaged_database_file(tmp_path, keys, httpserver, good):
 _WORKER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
-from rundeps.fetch import IndexCache, open_index
+from rundeps.apk.fetch import FetchOptions, IndexCache, open_index
 keys = json.loads(sys.argv[4])
 keys = {k: v.encode() for k, v in keys.items()}
 urls = json.loads(sys.argv[5])
@@ -530,7 +530,8 @@ cache = IndexCache.open(sys.argv[3])
 counts = []
 for round_ in range(6):
     for url in urls:
-        idx = open_index(url, keys, cache=cache, refresh=(round_ % 2 == 0), timeout=(5, 10), retries=3, backoff=0.05)
+        idx = open_index(url, keys, FetchOptions(cache=cache, refresh=(round_ % 2 == 0), timeout=(5, 10), retries=3,
+                                                backoff=0.05))
         counts.append(idx.package_count)
 print(json.dumps(counts))
 """
@@ -555,7 +556,7 @@ def test_two_processes_fill_one_cache(httpserver, key, keys, tmp_path):
         assert json.loads(out) == [4, 5, 6] * 6
     cache = IndexCache.open(tmp_path / "cache")
     for url, expected in zip(urls, [4, 5, 6]):
-        index = open_index(url, keys, cache=cache, offline=True)
+        index = open_index(url, keys, FetchOptions(cache=cache, offline=True))
         assert index.package_count == expected and index.verified
     assert sorted(cache.locations()) == sorted(urls)
     cache.close()
@@ -578,7 +579,7 @@ def test_index_info_update_and_clear(httpserver, keys, good, cache, tmp_path):
     infos = index_info([url, missing], cache, now=1100.0)
     assert [i.cached for i in infos] == [True, False]
 
-    updated = fetch.update_indexes([url], keys, cache=cache, **FAST)
+    updated = fetch.update_indexes([url], keys, FetchOptions(cache=cache, **FAST))
     assert updated[0].package_count == 4 and updated[0].age < 5
     assert httpserver.log[-1][0].headers.get("If-None-Match") == '"e"'
 
@@ -587,7 +588,22 @@ def test_index_info_update_and_clear(httpserver, keys, good, cache, tmp_path):
 
 
 def test_import_is_light():
-    code = "import sys, rundeps.fetch, rundeps.sources, rundeps.apkindex; " \
+    code = "import sys, rundeps.apk.fetch, rundeps.apk.repositories, rundeps.apk.index; " \
            "print(sorted(m for m in ('requests', 'diskcache', 'rsa', 'urllib3') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_fetch_options_are_one_frozen_value(monkeypatch):
+    """The module's DEFAULT_* values are read when options are made (how
+    tests/test_faults.py shortens them for a whole CLI process)."""
+    import dataclasses
+
+    opts = FetchOptions()
+    assert (opts.ttl, opts.timeout, opts.retries, opts.backoff) == (
+        fetch.DEFAULT_TTL, fetch.DEFAULT_TIMEOUT, fetch.DEFAULT_RETRIES, fetch.DEFAULT_BACKOFF)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.offline = True  # type: ignore[misc]
+    before = opts.retries
+    monkeypatch.setattr(fetch, "DEFAULT_RETRIES", before + 1)
+    assert FetchOptions().retries == before + 1 and opts.retries == before

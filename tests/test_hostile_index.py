@@ -1,6 +1,6 @@
 """Hostile repository indexes through ``rundeps scan --index FILE --keys-dir DIR``.
 
-tests/test_apkindex.py checks :func:`rundeps.apkindex.read_index`; these
+tests/test_apkindex.py checks :func:`rundeps.apk.index.read_index`; these
 check the command: a refused index is exit 2 with one ``rundeps: error:``
 line, a tolerable oddity is a warning, and -- the point -- nothing an
 untrusted index says is used: each bad index offers the package ``evil``

@@ -18,7 +18,7 @@ import indexbuild
 from test_cli_index import REAL_INDEX, needs_real_index, server, tree  # noqa: F401  (fixtures)
 from test_scan import ARCH, run
 
-from rundeps.apkindex import bundled_keys_dir, load_keys, trusted_key_set
+from rundeps.apk.index import bundled_keys_dir, load_keys, trusted_key_set
 
 SIGNER = "alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub"
 pytestmark = [

@@ -232,7 +232,7 @@ def test_run_time_loads_search_the_main_program_run_path_not_the_callers(tmp_pat
         outcome[name] = ran.returncode == 0
     assert outcome == {"librdL.so": False, "librdM.so": True}
 
-    from rundeps.apkdb import Universe, parse_installed
+    from rundeps.apk.model import Universe, parse_installed
     from rundeps.loads.dlopen import DlopenFinding
     from rundeps.loads.providers import resolve_findings
     from rundeps.resolve import Resolver, TreeFS
@@ -298,7 +298,7 @@ def test_dlopen_notes_are_read_by_both_readers(tmp_path):
 
 
 def test_only_required_dlopen_notes_join_the_set_searched_from_the_main_program(tmp_path):
-    from rundeps.apkdb import Universe, parse_installed
+    from rundeps.apk.model import Universe, parse_installed
     from rundeps.resolve import Resolver, TreeFS
     from rundeps.walk import scan
 

@@ -28,8 +28,8 @@ import indexbuild as ib  # noqa: E402
 from rawserver import RawServer  # noqa: E402
 from scriptmods import demo  # noqa: E402
 
-from rundeps.apkcache import cache_index_names  # noqa: E402
-from rundeps.fetch import FetchError, open_index  # noqa: E402
+from rundeps.apk.imagecache import cache_index_names  # noqa: E402
+from rundeps.apk.fetch import FetchError, FetchOptions, open_index  # noqa: E402
 
 KEY = "test@example.org-1.rsa.pub"
 ARCH = demo.host_arch()
@@ -71,7 +71,7 @@ def test_unreachable_host_is_one_attempt(url, key):
     started = time.monotonic()
     with pytest.raises(FetchError) as err:
         # a retry would first sleep `backoff` seconds
-        open_index(url, {KEY: key[1]}, session=session, retries=3, backoff=10.0, timeout=(5.0, 5.0))
+        open_index(url, {KEY: key[1]}, FetchOptions(session=session, retries=3, backoff=10.0, timeout=(5.0, 5.0)))
     elapsed = time.monotonic() - started
     assert session.calls == 1
     assert elapsed < 10.0
@@ -85,7 +85,7 @@ def test_a_server_error_is_still_retried(key):
     server = RawServer(lambda conn, head: conn.sendall(b"HTTP/1.0 503 Busy\r\nContent-Length: 0\r\n\r\n"))
     try:
         with pytest.raises(FetchError) as err:
-            open_index(server.url("/x86_64/APKINDEX.tar.gz"), {KEY: key[1]}, retries=2, backoff=0.0)
+            open_index(server.url("/x86_64/APKINDEX.tar.gz"), {KEY: key[1]}, FetchOptions(retries=2, backoff=0.0))
         assert len(server.requests) == 3
         assert "gave up after 3 attempts" in str(err.value) and not err.value.unreachable
     finally:

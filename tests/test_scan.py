@@ -96,7 +96,7 @@ def test_demo_root_json(demo_root, cache):
 
 
 def test_minimal_set_closed_over_depends_covers_full_set(demo_root, cache):
-    from rundeps.apkdb import Universe, parse_installed
+    from rundeps.apk.model import Universe, parse_installed
 
     out = json.loads(run("scan", "--root", demo_root, "--format", "json", *cache).stdout)
     u = Universe([parse_installed((demo_root / "lib/apk/db/installed").read_text())])

@@ -113,7 +113,7 @@ def test_installed_database_keeps_every_I_field(db):
 
 @pytest.mark.skipif(not INDEX.exists(), reason="needs ../shared/alpine")
 def test_index_keeps_every_I_field():
-    from rundeps.apkindex import load_keys, read_index
+    from rundeps.apk.index import load_keys, read_index
 
     raw = raw_blocks(index_text(INDEX))
     index = read_index(INDEX.read_bytes(), load_keys([str(SHARED / "keys")]), name=str(INDEX))
@@ -124,8 +124,8 @@ def test_index_keeps_every_I_field():
 @pytest.mark.skipif(not PHP_DB.exists(), reason="needs ../shared/alpine")
 def test_closure_sum_on_a_real_database(tmp_path):
     from rundeps.api import load_database
-    from rundeps.apkdb import Universe
-    from rundeps.sizes import installed_sizes
+    from rundeps.apk.model import Universe
+    from rundeps.apk.sizes import installed_sizes
 
     raw = raw_blocks(PHP_DB.read_text())
     universe = Universe([load_database(str(PHP_DB))])
@@ -258,7 +258,7 @@ def test_size_line_only_on_a_terminal(demo_root):
 
 
 def test_format_size():
-    from rundeps.sizes import format_size
+    from rundeps.apk.sizes import format_size
 
     assert format_size(10275635) == "9.8 MiB"
     assert format_size(2048) == "2.0 KiB"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rundeps.errors import SourceError, UsageError
-from rundeps.sources import (
+from rundeps.apk.repositories import (
     alpine_index_urls,
     index_locations,
     normalize_release,

@@ -44,7 +44,7 @@ def _print_infos(infos, fmt: str, none: str = "") -> None:
     import json
     from dataclasses import asdict
 
-    from ..fetch import format_age
+    from ..apk.fetch import format_age
 
     if fmt == "json":
         click.echo(json.dumps([asdict(i) for i in infos], indent=2))
@@ -86,7 +86,7 @@ def index_show(fmt, **kw):
     """
     from ..api import index_cache, trusted_keys
     from ..cachedir import default_cache_dir
-    from ..fetch import describe_keys, index_info
+    from ..apk.fetch import describe_keys, index_info
 
     locations, root, arch, sources = _index_locations(kw, allow_all=True)
     cache = index_cache(sources, Reporter().warning)
@@ -105,7 +105,7 @@ def index_show(fmt, **kw):
 def index_update(fmt, **kw):
     """Fetch the named indexes now (a conditional request when cached) and verify them."""
     from ..api import index_cache, trusted_keys
-    from ..fetch import describe_keys, update_indexes
+    from ..apk.fetch import FetchOptions, describe_keys, update_indexes
 
     reporter = Reporter()
     locations, root, arch, sources = _index_locations(kw, allow_all=False)
@@ -113,8 +113,7 @@ def index_update(fmt, **kw):
     keys = trusted_keys(root, arch, sources)
     try:
         infos = update_indexes(
-            locations, keys, cache=cache,
-            allow_untrusted=sources.allow_untrusted, on_warning=reporter.warning,
+            locations, keys, FetchOptions(cache=cache, allow_untrusted=sources.allow_untrusted, on_warning=reporter.warning),
         )
     finally:
         if cache is not None:
@@ -129,7 +128,7 @@ def index_update(fmt, **kw):
 def index_clear(cache_dir):
     """Drop every cached index."""
     from ..cachedir import default_cache_dir
-    from ..fetch import clear_cache
+    from ..apk.fetch import clear_cache
 
     directory = default_cache_dir(cache_dir)
     removed = clear_cache(directory)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from ..apkdb import Package
+from ..apk.model import Package
 from ..resolve import Resolution
 from .problems import will_not_load_lines
 from .why import why_package

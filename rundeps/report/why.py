@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-from ..apkdb import Package
+from ..apk.model import Package
 from ..resolve import Resolution
 
 __all__ = ["why_package"]

@@ -44,7 +44,7 @@ import posixpath
 from collections import Counter, deque
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from ..apkdb import Package, Universe
+from ..apk.model import Package, Universe
 from ..elf import ElfInfo
 from ..platform import (GLIBC_INTERP, GLIBC_SONAMES, MUSL_LD_ARCH, is_glibc_interp, is_glibc_loader_name,
                        same_arch)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Set, Tuple
 
-from ..apkdb import Package, Universe
+from ..apk.model import Package, Universe
 from ..elf import ElfInfo
 from ..verdict import GLIBC_LINKED, Fault
 

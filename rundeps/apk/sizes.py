@@ -6,7 +6,7 @@ works out, as apk would:
 
 * the *closure*: the minimal set and everything its ``D:`` lines pull in,
   transitively, each package counted once (installed packages first, as
-  :meth:`rundeps.apkdb.Universe.resolve_atom` chooses);
+  :meth:`rundeps.apk.model.Universe.resolve_atom` chooses);
 * what it *adds*: the closure less what the root already has installed and
   keeps. What the root keeps is what its world (``etc/apk/world``) pulls in,
   without the build virtual package (``.build-deps``), since the Dockerfile
@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Dict, Iterable, List, Optional, Set
 
-from .apkdb import Package, Universe, parse_atom
+from .model import Package, Universe, parse_atom
 
 __all__ = ["SizeReport", "BuildDeps", "installed_sizes", "read_world", "format_size", "DEFAULT_BUILD_DEPS"]
 
@@ -122,7 +122,7 @@ def format_size(n: int) -> str:
 def read_world(root: str) -> Optional[List[str]]:
     """The entries of ``ROOT/etc/apk/world`` (symlinks followed inside the
     root), or None when there is none or it cannot be read."""
-    from .walk import resolve_in_root, to_host
+    from ..walk import resolve_in_root, to_host
 
     real = resolve_in_root(root, "/etc/apk/world")
     if real is None:

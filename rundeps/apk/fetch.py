@@ -1,7 +1,7 @@
 """Fetch repository indexes over HTTP(S) and cache them on disk.
 
 :func:`open_index` turns one location (a file path, ``file://`` or
-``http(s)://`` URL) into a verified :class:`~rundeps.apkindex.IndexFile`.
+``http(s)://`` URL) into a verified :class:`~rundeps.apk.index.IndexFile`.
 
 HTTP (``requests``, imported only when a download happens): connect/read
 timeouts, bounded retries with exponential backoff on connection errors,
@@ -58,20 +58,21 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 from urllib.parse import unquote, urlsplit
 
-from . import __version__
-from .apkindex import MAX_INDEX_BYTES, IndexFile, keyset_digest, read_index
-from .errors import SourceError
+from .. import __version__
+from .index import MAX_INDEX_BYTES, IndexFile, keyset_digest, read_index
+from ..errors import SourceError
 
 __all__ = [
     "FetchError",
+    "FetchOptions",
     "IndexCache",
     "IndexInfo",
     "open_index",
-    "open_indexes",
+    "open_cached_copy",
     "index_info",
     "update_indexes",
     "clear_cache",
@@ -101,6 +102,46 @@ class FetchError(SourceError):
         super().__init__(message)
         self.transient = transient
         self.unreachable = unreachable
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """How :func:`open_index` gets an index: one frozen value for the cache,
+    the network policy, the limits and the callbacks (make a variant with
+    :func:`dataclasses.replace`).
+
+    ``cache``: the :class:`IndexCache` (None: no cache); ``offline``: the
+    cache only, never the network; ``refresh``: always ask the server (a
+    conditional request when cached), and a failure is the answer;
+    ``ttl``: seconds a cached URL is used without asking the server;
+    ``timeout``: requests' (connect, read) seconds; ``retries`` and
+    ``backoff``: further attempts after a transient failure, the first
+    ``backoff`` seconds later and doubling; ``max_size``: the most bytes an
+    index may have; ``max_time``: the longest one download may take;
+    ``allow_untrusted``: use an index that does not verify (with a warning);
+    ``on_warning``: problems that did not stop the run; ``on_info``: cache
+    use (offline age, revalidation); ``session``: a ``requests.Session`` to
+    use (None: one is made when a download happens); ``now``: the time to
+    judge ages by (None: the clock).
+
+    ``ttl``, ``timeout``, ``retries`` and ``backoff`` default to this
+    module's ``DEFAULT_*`` values as they are when the options are made
+    (the command line has no option for them; tests shorten them).
+    """
+
+    cache: Optional["IndexCache"] = None
+    offline: bool = False
+    refresh: bool = False
+    ttl: float = field(default_factory=lambda: DEFAULT_TTL)
+    timeout: Any = field(default_factory=lambda: DEFAULT_TIMEOUT)
+    retries: int = field(default_factory=lambda: DEFAULT_RETRIES)
+    backoff: float = field(default_factory=lambda: DEFAULT_BACKOFF)
+    max_size: int = MAX_INDEX_BYTES
+    max_time: float = MAX_TIME
+    allow_untrusted: bool = False
+    on_warning: Callback = None
+    on_info: Callback = None
+    session: Any = None
+    now: Optional[float] = None
 
 
 def _unreachable(exc: BaseException) -> Optional[str]:
@@ -407,108 +448,129 @@ def _chunks(raw, size: int = 65536):
         yield chunk
 
 
-def _http_get(
-    url: str,
-    *,
-    session,
-    headers: Dict[str, str],
-    timeout,
-    retries: int,
-    backoff: float,
-    max_size: int,
-    max_time: float = MAX_TIME,
-) -> _Response:
+class _Retry(Exception):
+    """This attempt failed, but another one may work; the message says why."""
+
+
+def _transient_errors() -> tuple:
+    """The exceptions (requests, urllib3, http.client, the OS) after which
+    another attempt may work."""
+    import http.client
+
     import requests
     import urllib3
 
-    transient_errors = (
+    return (
         requests.exceptions.ConnectionError,
         requests.exceptions.Timeout,
         requests.exceptions.ChunkedEncodingError,
         urllib3.exceptions.HTTPError,
         OSError,
+        http.client.HTTPException,
     )
-    import http.client
 
-    transient_errors = transient_errors + (http.client.HTTPException,)
+
+def _http_get(url: str, *, session, headers: Dict[str, str], options: FetchOptions) -> _Response:
+    """GET ``url`` with bounded retries (see the module's documentation): a
+    200 with its body, or a 304; anything else raises :class:`FetchError`."""
+    transient = _transient_errors()
     hdrs = {"Accept-Encoding": "identity", "User-Agent": f"rundeps/{__version__}"}
     hdrs.update(headers)
-    attempts = max(0, int(retries)) + 1
+    attempts = max(0, int(options.retries)) + 1
     last = "no attempt made"
     for attempt in range(attempts):
         if attempt:
-            time.sleep(min(backoff * (2 ** (attempt - 1)), MAX_BACKOFF))
+            time.sleep(min(options.backoff * (2 ** (attempt - 1)), MAX_BACKOFF))
         try:
-            resp = session.get(url, headers=hdrs, timeout=timeout, stream=True, allow_redirects=True)
-        except requests.exceptions.TooManyRedirects:
-            raise FetchError(f"{url}: too many redirects (a redirect loop?)") from None
-        except requests.exceptions.SSLError as e:
-            raise FetchError(
-                f"{url}: TLS error: {_short(e)} (a custom CA bundle can be set with REQUESTS_CA_BUNDLE)"
-            ) from None
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as e:
-            raise FetchError(f"{url}: not a usable URL ({_short(e)})") from None
-        except requests.exceptions.Timeout as e:
-            last = f"timed out ({_short(e)})"
-            continue
-        except transient_errors as e:
-            why = _unreachable(e)
-            if why is not None:
-                host = urlsplit(url).hostname or url
-                raise FetchError(f"{url}: {why} ({host}; one attempt, not retried)",
-                                 transient=True, unreachable=True) from None
-            last = _short(e)
-            continue
-        with resp:
-            status = resp.status_code
-            if status == 304:
-                return _Response(304)
-            if status in (404, 410):
-                raise _not_found(url, status)
-            if status >= 500 or status in (408, 429):
-                last = f"HTTP {status} {resp.reason or ''}".strip()
-                continue
-            if status != 200:
-                raise FetchError(f"{url}: HTTP {status} {resp.reason or ''}".strip())
-            length_header = resp.headers.get("Content-Length")
-            length: Optional[int] = None
-            if length_header is not None:
-                try:
-                    length = int(length_header)
-                except ValueError:
-                    length = None
-            if length is not None and length > max_size:
-                raise FetchError(f"{url}: the server announces {length} bytes, more than the {max_size} accepted")
-            chunks: List[bytes] = []
-            got = 0
-            started = time.monotonic()
-            try:
-                for chunk in _chunks(resp.raw):
-                    got += len(chunk)
-                    if got > max_size:
-                        raise FetchError(f"{url}: the index is larger than the {max_size} bytes accepted")
-                    if time.monotonic() - started > max_time:
-                        raise FetchError(f"{url}: the download took longer than {max_time:.0f} s; gave up")
-                    chunks.append(chunk)
-            except FetchError:
-                raise
-            except transient_errors as e:
-                last = f"the connection failed after {got} bytes ({_short(e)})"
-                continue
-            if length is not None and got != length:
-                last = f"the connection was dropped after {got} of {length} bytes"
-                continue
-            body = b"".join(chunks)
-            if body[:2] != b"\x1f\x8b":
-                ctype = resp.headers.get("Content-Type", "")
-                if "html" in ctype.lower() or body.lstrip()[:1] == b"<":
-                    raise FetchError(
-                        f"{url}: the server answered with an HTML page, not an APKINDEX.tar.gz "
-                        f"(a wrong URL, or a proxy or captive portal in the way?)"
-                    )
-                raise FetchError(f"{url}: the server's answer is not an APKINDEX.tar.gz (not gzip data)")
-            return _Response(200, body, resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+            return _attempt(url, session, hdrs, options, transient)
+        except _Retry as retry:
+            last = str(retry)
     raise FetchError(f"{url}: {last} (gave up after {attempts} attempt{'s' if attempts != 1 else ''})", transient=True)
+
+
+def _attempt(url: str, session, hdrs: Dict[str, str], options: FetchOptions, transient: tuple) -> _Response:
+    """One request and its answer; :class:`_Retry` when another attempt may work."""
+    import requests
+
+    try:
+        resp = session.get(url, headers=hdrs, timeout=options.timeout, stream=True, allow_redirects=True)
+    except requests.exceptions.TooManyRedirects:
+        raise FetchError(f"{url}: too many redirects (a redirect loop?)") from None
+    except requests.exceptions.SSLError as e:
+        raise FetchError(
+            f"{url}: TLS error: {_short(e)} (a custom CA bundle can be set with REQUESTS_CA_BUNDLE)"
+        ) from None
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as e:
+        raise FetchError(f"{url}: not a usable URL ({_short(e)})") from None
+    except requests.exceptions.Timeout as e:
+        raise _Retry(f"timed out ({_short(e)})") from None
+    except transient as e:
+        why = _unreachable(e)
+        if why is not None:
+            host = urlsplit(url).hostname or url
+            raise FetchError(f"{url}: {why} ({host}; one attempt, not retried)",
+                             transient=True, unreachable=True) from None
+        raise _Retry(_short(e)) from None
+    with resp:
+        return _answer(url, resp, options, transient)
+
+
+def _answer(url: str, resp, options: FetchOptions, transient: tuple) -> _Response:
+    """The server's answer: its status, then the body (bounded, checked to
+    be gzip data); :class:`_Retry` when another attempt may work."""
+    status = resp.status_code
+    if status == 304:
+        return _Response(304)
+    if status in (404, 410):
+        raise _not_found(url, status)
+    if status >= 500 or status in (408, 429):
+        raise _Retry(f"HTTP {status} {resp.reason or ''}".strip())
+    if status != 200:
+        raise FetchError(f"{url}: HTTP {status} {resp.reason or ''}".strip())
+    length_header = resp.headers.get("Content-Length")
+    length: Optional[int] = None
+    if length_header is not None:
+        try:
+            length = int(length_header)
+        except ValueError:
+            length = None
+    max_size = options.max_size
+    if length is not None and length > max_size:
+        raise FetchError(f"{url}: the server announces {length} bytes, more than the {max_size} accepted")
+    body = _read_body(url, resp, length, options, transient)
+    if body[:2] != b"\x1f\x8b":
+        ctype = resp.headers.get("Content-Type", "")
+        if "html" in ctype.lower() or body.lstrip()[:1] == b"<":
+            raise FetchError(
+                f"{url}: the server answered with an HTML page, not an APKINDEX.tar.gz "
+                f"(a wrong URL, or a proxy or captive portal in the way?)"
+            )
+        raise FetchError(f"{url}: the server's answer is not an APKINDEX.tar.gz (not gzip data)")
+    return _Response(200, body, resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+
+
+def _read_body(url: str, resp, length: Optional[int], options: FetchOptions, transient: tuple) -> bytes:
+    """The whole body, within ``max_size`` bytes and ``max_time`` seconds;
+    :class:`_Retry` when the connection fails or is cut short of ``length``."""
+    max_size, max_time = options.max_size, options.max_time
+    chunks: List[bytes] = []
+    got = 0
+    started = time.monotonic()
+    try:
+        for chunk in _chunks(resp.raw):
+            got += len(chunk)
+            if got > max_size:
+                raise FetchError(f"{url}: the index is larger than the {max_size} bytes accepted")
+            if time.monotonic() - started > max_time:
+                raise FetchError(f"{url}: the download took longer than {max_time:.0f} s; gave up")
+            chunks.append(chunk)
+    except FetchError:
+        raise
+    except transient as e:
+        raise _Retry(f"the connection failed after {got} bytes ({_short(e)})") from None
+    if length is not None and got != length:
+        raise _Retry(f"the connection was dropped after {got} of {length} bytes")
+    return b"".join(chunks)
 
 
 # -- opening an index ---------------------------------------------------------------
@@ -571,100 +633,68 @@ def _from_cache_or_read(
     return index
 
 
-def open_index(
-    location: str,
-    keys: Mapping,
-    *,
-    cache: Optional[IndexCache] = None,
-    offline: bool = False,
-    refresh: bool = False,
-    ttl: float = DEFAULT_TTL,
-    timeout=DEFAULT_TIMEOUT,
-    retries: int = DEFAULT_RETRIES,
-    backoff: float = DEFAULT_BACKOFF,
-    max_size: int = MAX_INDEX_BYTES,
-    allow_untrusted: bool = False,
-    on_warning: Callback = None,
-    on_info: Callback = None,
-    session=None,
-    now: Optional[float] = None,
-) -> IndexFile:
+def open_index(location: str, keys: Mapping, options: Optional[FetchOptions] = None) -> IndexFile:
     """Open one index (file path, ``file://`` or ``http(s)://`` URL), verified.
 
-    ``keys``: trusted keys (:func:`rundeps.apkindex.load_keys`).  See the
-    module's documentation for the cache rules.  ``on_info`` hears about
-    cache use (offline age, revalidation); ``on_warning`` about problems that
-    did not stop the run.  Raises :class:`SourceError` (or its subclass
-    :class:`FetchError`) with a one-line message.
+    ``keys``: trusted keys (:func:`rundeps.apk.index.load_keys`); ``options``:
+    the cache, the network policy, the callbacks (:class:`FetchOptions`; None:
+    the defaults).  See the module's documentation for the cache rules.
+    Raises :class:`SourceError` (or its subclass :class:`FetchError`) with a
+    one-line message.
     """
+    options = FetchOptions() if options is None else options
     if not is_url(location) or location.startswith("file://"):
         path = _local_path(location)
-        return _open_local(path, location, location, keys, cache, allow_untrusted, on_warning, from_cache=False)
+        return _open_local(path, location, location, keys, options, from_cache=False)
     scheme = location.split(":", 1)[0].lower()
     if scheme not in ("http", "https"):
         raise SourceError(f"{location}: unsupported URL scheme {scheme!r} (use http, https or a file path)")
-    return _open_remote(
-        location,
-        keys,
-        cache=cache,
-        offline=offline,
-        refresh=refresh,
-        ttl=ttl,
-        timeout=timeout,
-        retries=retries,
-        backoff=backoff,
-        max_size=max_size,
-        allow_untrusted=allow_untrusted,
-        on_warning=on_warning,
-        on_info=on_info,
-        session=session,
-        now=time.time() if now is None else now,
-    )
+    return _open_remote(location, keys, options)
 
 
-def open_cached_copy(path: str, location: str, keys: Mapping, *, cache: Optional[IndexCache] = None,
-                     allow_untrusted: bool = False, on_warning: Callback = None) -> IndexFile:
+def open_cached_copy(path: str, location: str, keys: Mapping, options: Optional[FetchOptions] = None) -> IndexFile:
     """A local copy (``path``) of the remote index ``location`` -- the image's
-    apk cache -- verified and parsed (through the cache) under the name
-    ``location``, so its packages' source is the repository's index."""
-    return _open_local(path, path, location, keys, cache, allow_untrusted, on_warning, from_cache=True)
+    apk cache -- verified and parsed (through ``options.cache``) under the
+    name ``location``, so its packages' source is the repository's index."""
+    options = FetchOptions() if options is None else options
+    return _open_local(path, path, location, keys, options, from_cache=True)
 
 
-def _open_local(path: str, shown: str, location: str, keys: Mapping, cache: Optional[IndexCache],
-                allow_untrusted: bool, on_warning: Callback, from_cache: bool) -> IndexFile:
+def _open_local(path: str, shown: str, location: str, keys: Mapping, options: FetchOptions,
+                from_cache: bool) -> IndexFile:
     """The index file at ``path`` (named ``shown`` in errors) verified and
     parsed through the cache under the name ``location``."""
     data = _read_local(path, shown)
     sha = hashlib.sha256(data).hexdigest()
-    index = _from_cache_or_read(data, sha, location, keys, cache, allow_untrusted, on_warning)
+    index = _from_cache_or_read(data, sha, location, keys, options.cache, options.allow_untrusted, options.on_warning)
     index.fetched_at = None
     index.from_cache = from_cache
     return index
 
 
-def _open_remote(url, keys, *, cache, offline, refresh, ttl, timeout, retries, backoff, max_size,
-                 allow_untrusted, on_warning, on_info, session, now) -> IndexFile:
+def _cached_copy(url: str, meta: dict, keys: Mapping, options: FetchOptions) -> IndexFile:
+    """The cached index of ``url`` that ``meta`` describes; :class:`_Miss`
+    when its entries are gone."""
+    index = _from_cache_or_read(None, meta["sha256"], url, keys, options.cache, options.allow_untrusted,
+                                options.on_warning)
+    index.fetched_at = float(meta["checked_at"])
+    index.from_cache = True
+    return index
+
+
+def _open_remote(url: str, keys: Mapping, options: FetchOptions) -> IndexFile:
+    """An http(s) index: offline from the cache, fresh from the cache within
+    the ttl, else asked of the server (conditionally when cached)."""
+    now = time.time() if options.now is None else options.now
+    cache = options.cache
     meta = cache.get_meta(url) if cache is not None else None
 
-    def cached(meta: dict) -> IndexFile:
-        index = _from_cache_or_read(None, meta["sha256"], url, keys, cache, allow_untrusted, on_warning)
-        index.fetched_at = float(meta["checked_at"])
-        index.from_cache = True
-        return index
+    if options.offline:
+        return _open_offline(url, meta, keys, options, now)
 
-    if offline:
-        if meta is None:
-            raise SourceError(f"{url}: no cached copy to use offline (run once without --offline)")
+    if meta is not None and not options.refresh and 0 <= now - float(meta["checked_at"]) < options.ttl:
         try:
-            index = cached(meta)
-        except _Miss:
-            raise SourceError(f"{url}: the cached copy is incomplete; run once without --offline") from None
-        _say(on_info, f"{url}: offline, using the cached index from {format_age(now - index.fetched_at)} ago")
-        return index
-
-    if meta is not None and not refresh and 0 <= now - float(meta["checked_at"]) < ttl:
-        try:
-            return cached(meta)
+            return _cached_copy(url, meta, keys, options)
         except _Miss:
             meta = None
 
@@ -677,47 +707,76 @@ def _open_remote(url, keys, *, cache, offline, refresh, ttl, timeout, retries, b
     else:
         meta = None
 
+    session = options.session
     own_session = session is None
     if own_session:
         session = make_session()
     try:
-        try:
-            resp = _http_get(url, session=session, headers=headers, timeout=timeout, retries=retries,
-                             backoff=backoff, max_size=max_size)
-        except FetchError as e:
-            if meta is not None and e.transient and not refresh:
-                try:
-                    index = cached(meta)
-                except _Miss:
-                    raise e from None
-                _say(on_warning, f"{e}; using the cached index from {format_age(now - index.fetched_at)} ago")
-                return index
-            raise
-        if resp.status == 304:
-            if meta is None:
-                raise FetchError(f"{url}: the server answered 304 Not Modified to an unconditional request")
-            try:
-                index = cached(meta)
-            except _Miss:
-                # the entry vanished meanwhile: fetch it whole
-                resp = _http_get(url, session=session, headers={}, timeout=timeout, retries=retries,
-                                 backoff=backoff, max_size=max_size)
-                if resp.status != 200:
-                    raise FetchError(f"{url}: the server answered {resp.status} to an unconditional request")
-            else:
-                meta = dict(meta, checked_at=now)
-                cache.set_meta(url, meta)  # type: ignore[union-attr]
-                index.fetched_at = now
-                since = float(meta.get("downloaded_at") or meta["checked_at"])
-                _say(on_info, f"{url}: not modified (downloaded {format_age(now - since)} ago)")
-                return index
+        answer = _ask_server(url, meta, headers, keys, options, session, now)
     finally:
         if own_session:
             session.close()
+    if isinstance(answer, IndexFile):
+        return answer
+    return _read_download(url, answer, keys, options, now)
 
+
+def _open_offline(url: str, meta: Optional[dict], keys: Mapping, options: FetchOptions, now: float) -> IndexFile:
+    """``--offline``: the cached copy, whatever its age, or an error."""
+    if meta is None:
+        raise SourceError(f"{url}: no cached copy to use offline (run once without --offline)")
+    try:
+        index = _cached_copy(url, meta, keys, options)
+    except _Miss:
+        raise SourceError(f"{url}: the cached copy is incomplete; run once without --offline") from None
+    _say(options.on_info, f"{url}: offline, using the cached index from {format_age(now - index.fetched_at)} ago")
+    return index
+
+
+def _ask_server(url: str, meta: Optional[dict], headers: Dict[str, str], keys: Mapping, options: FetchOptions,
+                session, now: float) -> Union[IndexFile, _Response]:
+    """The server's answer to a request (conditional when ``meta`` describes
+    a cached copy): a downloaded body, or the cached index when the server
+    says it has not changed (304) or a transient failure leaves the cached
+    copy the best there is (not with ``refresh``)."""
+    try:
+        resp = _http_get(url, session=session, headers=headers, options=options)
+    except FetchError as e:
+        if meta is not None and e.transient and not options.refresh:
+            try:
+                index = _cached_copy(url, meta, keys, options)
+            except _Miss:
+                raise e from None
+            _say(options.on_warning, f"{e}; using the cached index from {format_age(now - index.fetched_at)} ago")
+            return index
+        raise
+    if resp.status != 304:
+        return resp
+    if meta is None:
+        raise FetchError(f"{url}: the server answered 304 Not Modified to an unconditional request")
+    try:
+        index = _cached_copy(url, meta, keys, options)
+    except _Miss:
+        # the entry vanished meanwhile: fetch it whole
+        resp = _http_get(url, session=session, headers={}, options=options)
+        if resp.status != 200:
+            raise FetchError(f"{url}: the server answered {resp.status} to an unconditional request")
+        return resp
+    meta = dict(meta, checked_at=now)
+    options.cache.set_meta(url, meta)  # type: ignore[union-attr]
+    index.fetched_at = now
+    since = float(meta.get("downloaded_at") or meta["checked_at"])
+    _say(options.on_info, f"{url}: not modified (downloaded {format_age(now - since)} ago)")
+    return index
+
+
+def _read_download(url: str, resp: _Response, keys: Mapping, options: FetchOptions, now: float) -> IndexFile:
+    """Verify and parse a downloaded index, then cache it: raw bytes and
+    parse first, meta last."""
     data = resp.body
     sha = hashlib.sha256(data).hexdigest()
-    index = read_index(data, keys, name=url, allow_untrusted=allow_untrusted, on_warning=on_warning)
+    index = read_index(data, keys, name=url, allow_untrusted=options.allow_untrusted, on_warning=options.on_warning)
+    cache = options.cache
     if cache is not None:
         cache.set_raw(sha, data)
         cache.set_parsed(index)
@@ -732,18 +791,6 @@ def _open_remote(url, keys, *, cache, offline, refresh, ttl, timeout, retries, b
     index.fetched_at = now
     index.from_cache = False
     return index
-
-
-def open_indexes(locations: Sequence[str], keys: Mapping, *, session=None, **options) -> List[IndexFile]:
-    """:func:`open_index` for each location, in order, sharing one HTTP session."""
-    own = session is None and any(is_url(loc) and not loc.startswith("file://") for loc in locations)
-    if own:
-        session = make_session()
-    try:
-        return [open_index(loc, keys, session=session, **options) for loc in locations]
-    finally:
-        if own:
-            session.close()
 
 
 # -- index show / update / clear ------------------------------------------------------
@@ -840,7 +887,7 @@ def index_info(locations: Sequence[str], cache: Optional[IndexCache], now: Optio
 
 def describe_keys(infos: Sequence[IndexInfo], keys) -> List[IndexInfo]:
     """Fill in which trusted key file (of ``keys``, a
-    :class:`rundeps.apkindex.KeySet`) verified each index: ``key_path``,
+    :class:`rundeps.apk.index.KeySet`) verified each index: ``key_path``,
     ``key_bundled``.  An index whose key is not trusted now keeps None."""
     for info in infos:
         if info.verified and keys is not None:
@@ -850,13 +897,25 @@ def describe_keys(infos: Sequence[IndexInfo], keys) -> List[IndexInfo]:
     return list(infos)
 
 
-def update_indexes(locations: Sequence[str], keys: Mapping, *, cache: Optional[IndexCache], **options) -> List[IndexInfo]:
-    """Fetch every location again (``refresh=True``: conditional requests
-    when cached) and describe the result."""
-    options.pop("refresh", None)
-    options.pop("offline", None)
+def update_indexes(locations: Sequence[str], keys: Mapping, options: Optional[FetchOptions] = None) -> List[IndexInfo]:
+    """Fetch every location again, in order (``refresh``: conditional
+    requests when cached; never ``offline``; one HTTP session for them all)
+    and describe the result.
+
+    (The indexes a run reads are opened by
+    :func:`rundeps.apk.sources.open_indexes`, which adds the image's apk
+    cache, ``@tag`` pinning and the arch check.)"""
+    options = replace(FetchOptions() if options is None else options, refresh=True, offline=False)
+    cache = options.cache
     now = time.time()
-    indexes = open_indexes(locations, keys, cache=cache, refresh=True, **options)
+    own = options.session is None and any(is_url(loc) and not loc.startswith("file://") for loc in locations)
+    if own:
+        options = replace(options, session=make_session())
+    try:
+        indexes = [open_index(loc, keys, options) for loc in locations]
+    finally:
+        if own:
+            options.session.close()
     infos = []
     for index in indexes:
         meta = cache.get_meta(index.name) if cache is not None and is_url(index.name) else None

@@ -30,7 +30,7 @@ import hashlib
 import os
 from typing import Dict, List, Optional
 
-from .walk import resolve_dir_in_root, resolve_in_root, to_host
+from ..walk import resolve_dir_in_root, resolve_in_root, to_host
 
 __all__ = ["cache_index_names", "apk_cache_dir", "find_cached_index", "repository_lines", "INDEX_FILE"]
 
@@ -79,14 +79,14 @@ def apk_cache_dir(root: str) -> Optional[str]:
 def repository_lines(root: str, arch: str) -> Dict[str, str]:
     """Index URL -> the repository URL as the root's ``etc/apk/repositories``
     line writes it (apk hashes the line's text: a trailing ``/`` matters)."""
-    from .errors import SourceError
-    from .sources import _root_location, read_repositories
+    from ..errors import SourceError
+    from .repositories import read_repositories, root_location
 
     out: Dict[str, str] = {}
     try:
         for line in read_repositories(root, arch):
             try:
-                out.setdefault(_root_location(root, line, arch), line.written or line.url)
+                out.setdefault(root_location(root, line, arch), line.written or line.url)
             except SourceError:
                 continue
     except SourceError:

@@ -12,7 +12,7 @@ The signature covers the *compressed* bytes of everything after the first
 stream.  :func:`read_index` finds that boundary (``zlib`` with
 ``unused_data``), verifies the signature against the trusted keys *before*
 it decompresses or parses anything of the signed part, then parses the
-package blocks with :func:`rundeps.apkdb.parse_blocks`.
+package blocks with :func:`rundeps.apk.model.parse_blocks`.
 
 Everything is bounded (input size, decompressed size, line length) and every
 problem becomes a one-line :class:`~rundeps.errors.SourceError`.
@@ -32,8 +32,8 @@ Decisions:
   are handled; a control character in ``DESCRIPTION`` is removed.
 
 The parsed index is an :class:`IndexRepository`: a
-:class:`~rundeps.apkdb.Repository` that keeps each package's block text and
-builds :class:`~rundeps.apkdb.Package` objects only when asked, so a cached
+:class:`~rundeps.apk.model.Repository` that keeps each package's block text and
+builds :class:`~rundeps.apk.model.Package` objects only when asked, so a cached
 index loads in a few milliseconds (see :meth:`IndexFile.to_bytes`).
 """
 
@@ -50,8 +50,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .apkdb import Package, Repository, parse_blocks
-from .errors import SourceError
+from .model import Package, Repository, parse_blocks
+from ..errors import SourceError
 
 __all__ = [
     "IndexFile",
@@ -79,7 +79,7 @@ MAX_KEY_FILE = 64 * 1024
 MAX_DESCRIPTION = 200
 
 _KEPT_FIELDS = frozenset("PVADpkioTI")
-"""The fields :func:`rundeps.apkdb.parse_blocks` turns into a Package."""
+"""The fields :func:`rundeps.apk.model.parse_blocks` turns into a Package."""
 
 Warn = Optional[Callable[[str], None]]
 
@@ -111,7 +111,7 @@ class KeySet(dict):
 
 def bundled_keys_dir() -> str:
     """Alpine's public signing keys, shipped with rundeps (``data/keys``)."""
-    from .datafiles import data_path
+    from ..datafiles import data_path
 
     return data_path("keys")
 
@@ -497,7 +497,7 @@ class IndexFile:
     """Problems found while reading (also sent to ``on_warning``)."""
     untrusted_reason: Optional[str] = None
     size: int = 0
-    # set by rundeps.fetch
+    # set by rundeps.apk.fetch
     fetched_at: Optional[float] = None
     """When the bytes were last fetched or revalidated (epoch seconds)."""
     from_cache: bool = False
@@ -666,6 +666,48 @@ def read_index(
             on_warning(msg)
 
     data = bytes(data) if not isinstance(data, bytes) else data
+    _check_envelope(data, name)
+
+    # 1. The signature stream, if the first stream starts with a .SIGN member.
+    signatures, boundary = _read_signatures(data, name, warn)
+    signed = data[boundary:]
+
+    # 2. Trust, before the content is touched.
+    if signatures:
+        verified, signer, algo, key_sha, reason = _verify(signatures, signed, keys)
+    else:
+        verified, signer, algo, key_sha, reason = False, None, None, None, "it is not signed"
+    if not verified:
+        if not allow_untrusted:
+            raise SourceError(f"{name}: untrusted index: {reason} (use --allow-untrusted to use it anyway)")
+        warn(f"{name}: {reason}; used anyway (--allow-untrusted)")
+
+    # 3. The content.
+    description_raw, apkindex = _read_content(signed, name)
+    description = _description(description_raw, name, warn)
+    repo = _parse_apkindex(apkindex, name, description, warn)
+    arches = Counter(p.arch for p in repo._pkgs if p is not None and p.arch and p.arch != "noarch")
+    arch = arches.most_common(1)[0][0] if arches else None
+    return IndexFile(
+        name=name,
+        description=description,
+        signer=signer,
+        algo=algo,
+        verified=verified,
+        repository=repo,
+        arch=arch,
+        sha256=hashlib.sha256(data).hexdigest(),
+        key_sha256=key_sha,
+        keyset_sha256=keyset_digest(keys),
+        warnings=warnings,
+        untrusted_reason=reason,
+        size=len(data),
+    )
+
+
+def _check_envelope(data: bytes, name: str) -> None:
+    """Refuse, with a message that says what it is, what is not a gzip
+    stream of an acceptable size (an HTML page, nothing, a v3 index)."""
     if len(data) > MAX_INDEX_BYTES:
         raise SourceError(f"{name}: the index is larger than {MAX_INDEX_BYTES // (1024 * 1024)} MiB; refused")
     if data[:2] != b"\x1f\x8b":
@@ -678,7 +720,12 @@ def read_index(
                               "name the repository's APKINDEX.tar.gz instead")
         raise SourceError(f"{name}: not an APKINDEX.tar.gz (not gzip data)")
 
-    # 1. The signature stream, if the first stream starts with a .SIGN member.
+
+def _read_signatures(data: bytes, name: str, warn: Callable[[str], None]
+                     ) -> Tuple[List[Tuple[str, str, str, bytes]], int]:
+    """The signatures of the first gzip stream when it holds ``.SIGN.``
+    members -- (key name, algo, hash name, signature) each -- and where the
+    signed part starts (0 when unsigned)."""
     peek, _, _ = _gunzip(data, MAX_DECOMPRESSED, "the index", name, first_only=512)
     signatures: List[Tuple[str, str, str, bytes]] = []
     boundary = 0
@@ -697,19 +744,12 @@ def read_index(
                     warn(f"{name}: signature member {member[:60]!r} uses an unsupported algorithm; ignored")
         if boundary >= len(data):
             raise SourceError(f"{name}: the index holds a signature but no content (truncated?)")
-    signed = data[boundary:]
+    return signatures, boundary
 
-    # 2. Trust, before the content is touched.
-    if signatures:
-        verified, signer, algo, key_sha, reason = _verify(signatures, signed, keys)
-    else:
-        verified, signer, algo, key_sha, reason = False, None, None, None, "it is not signed"
-    if not verified:
-        if not allow_untrusted:
-            raise SourceError(f"{name}: untrusted index: {reason} (use --allow-untrusted to use it anyway)")
-        warn(f"{name}: {reason}; used anyway (--allow-untrusted)")
 
-    # 3. The content.
+def _read_content(signed: bytes, name: str) -> Tuple[Optional[bytes], bytes]:
+    """The ``DESCRIPTION`` (or None) and ``APKINDEX`` members of the signed
+    stream, which must be the last thing in the file."""
     content, used, _ = _gunzip(signed, MAX_DECOMPRESSED, "the index content", name)
     rest = signed[used:]
     if rest:
@@ -729,31 +769,17 @@ def read_index(
             apkindex = member_data
     if apkindex is None:
         raise SourceError(f"{name}: the archive has no APKINDEX member; not a repository index")
+    return description_raw, apkindex
 
-    description = ""
-    if description_raw is not None:
-        description = _clean_text(description_raw[:4096].decode("utf-8", "replace"), MAX_DESCRIPTION)
-        if len(description_raw) > 4096 or "\n" in description_raw.decode("utf-8", "replace").strip():
-            warn(f"{name}: the index's DESCRIPTION is not one short line; shortened")
 
-    repo = _parse_apkindex(apkindex, name, description, warn)
-    arches = Counter(p.arch for p in repo._pkgs if p is not None and p.arch and p.arch != "noarch")
-    arch = arches.most_common(1)[0][0] if arches else None
-    return IndexFile(
-        name=name,
-        description=description,
-        signer=signer,
-        algo=algo,
-        verified=verified,
-        repository=repo,
-        arch=arch,
-        sha256=hashlib.sha256(data).hexdigest(),
-        key_sha256=key_sha,
-        keyset_sha256=keyset_digest(keys),
-        warnings=warnings,
-        untrusted_reason=reason,
-        size=len(data),
-    )
+def _description(raw: Optional[bytes], name: str, warn: Callable[[str], None]) -> str:
+    """The index's one-line description, cleaned and bounded."""
+    if raw is None:
+        return ""
+    description = _clean_text(raw[:4096].decode("utf-8", "replace"), MAX_DESCRIPTION)
+    if len(raw) > 4096 or "\n" in raw.decode("utf-8", "replace").strip():
+        warn(f"{name}: the index's DESCRIPTION is not one short line; shortened")
+    return description
 
 
 def _parse_apkindex(raw: bytes, name: str, description: str, warn: Callable[[str], None]) -> IndexRepository:

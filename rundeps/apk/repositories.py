@@ -1,7 +1,7 @@
 """Where repository indexes come from: options -> a list of index locations.
 
 A location is a file path, a ``file://`` URL or an ``http(s)://`` URL of an
-``APKINDEX.tar.gz``; :func:`rundeps.fetch.open_index` opens one.
+``APKINDEX.tar.gz``; :func:`rundeps.apk.fetch.open_index` opens one.
 
 * ``--index FILE|URL`` (repeatable): used as given.
 * ``--repo URL`` (repeatable): ``URL/<arch>/APKINDEX.tar.gz``.
@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
-from .errors import SourceError, UsageError
+from ..errors import SourceError, UsageError
 
 __all__ = [
     "DEFAULT_MIRROR",
@@ -322,7 +322,7 @@ def _parse_set(words: List[str], variables: Dict[str, str], where: str, warn) ->
     variables[key] = value
 
 
-def _root_location(root: str, line: RepositoryLine, arch: str) -> str:
+def root_location(root: str, line: RepositoryLine, arch: str) -> str:
     if line.is_v3:
         raise V3RepositoryError(
             f"{line.origin} of {root}: {line.url} is an apk-tools 3 (v3, Packages.adb) repository, "
@@ -384,7 +384,7 @@ def index_locations(
             untagged = [ln for ln in lines if ln.tag is None]
             tagged = [ln for ln in lines if ln.tag is not None]
             for ln in untagged + tagged:
-                loc = _root_location(root, ln, a)
+                loc = root_location(root, ln, a)
                 out.append(loc)
                 if tags is not None and ln.tag is not None:
                     tags.setdefault(loc, ln.tag)
