@@ -410,7 +410,7 @@ def tree_symbols(root: str, fs) -> Callable[[str], object]:
     if method is not None:
         return method
     from .elf import ElfError
-    from .symbols import read_symbols_path
+    from .elf import read_symbols_path
 
     memo: dict = {}
 

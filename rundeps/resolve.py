@@ -288,7 +288,7 @@ class TreeFS:
         if item is not None:
             facts = memo[real_path] = item.symbols
             return facts
-        from .symbols import read_symbols_fd
+        from .elf import read_symbols_fd
 
         facts = None
         try:

@@ -38,7 +38,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .elf import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic, parse_fd, reader_name
+from .elf.dynamic import parse_fd
+from .elf.reader import read_elf_fd_pyelftools, reader_name
+from .elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
 from .filecache import folder_signature, signature_keys
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,7 +59,7 @@ _HAVE_DIR_FD = os.open in os.supports_dir_fd and os.scandir in os.supports_fd
 class ScanItem:
     """One ELF regular file found by :func:`scan`.
 
-    ``symbols`` is its :class:`rundeps.symbols.SymbolFacts` when the scan
+    ``symbols`` is its :class:`rundeps.elf.facts.SymbolFacts` when the scan
     was asked for them (``scan(..., symbols=True)``), else None; also None
     when its symbol tables could not be read (reported through ``on_error``).
     With a file cache they are loaded when ``symbols`` is first read (see
@@ -93,7 +95,7 @@ class ScanItem:
 
 class ScanResult:
     """What :func:`scan` found.  (Plain classes, not dataclasses: see
-    :class:`rundeps.elf.ElfInfo`.)"""
+    :class:`rundeps.elf.types.ElfInfo`.)"""
 
     __slots__ = ("items", "links", "files_seen")
 
@@ -270,7 +272,7 @@ class _Walker:
                     return None
                 try:
                     if self.pyelftools:
-                        return _parse_fd_pyelftools(fd)
+                        return read_elf_fd_pyelftools(fd)
                     return parse_fd(fd, head)
                 except ElfError as exc:
                     return str(exc) or "broken ELF"
@@ -494,7 +496,7 @@ def scan(
     read every ELF regular file in them.
 
     ``symbols=True`` also reads each ELF file's symbol facts
-    (:class:`rundeps.symbols.SymbolFacts`, in :attr:`ScanItem.symbols`);
+    (:class:`rundeps.elf.facts.SymbolFacts`, in :attr:`ScanItem.symbols`);
     with a ``cache`` they are kept per file (keyed like the ELF facts, in a
     file of their own so that scans without symbols never load them), and a
     repeat run reads no symbol table of an unchanged file. With a cache the
@@ -597,13 +599,6 @@ def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: 
     return ScanResult(items=items, links=links, files_seen=w.files_seen)
 
 
-def _parse_fd_pyelftools(fd: int):
-    from .pyelftools_reader import read_elf_pyelftools
-
-    with os.fdopen(os.dup(fd), "rb") as f:
-        return read_elf_pyelftools(f)
-
-
 def stat_key(st) -> Tuple[int, int, int, int]:
     """The (device, inode, size, mtime_ns) the caches key a file on."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -663,7 +658,7 @@ def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=N
 
 class _CopyReader:
     """Reads symbol facts, parsing a copy of a file read before only once
-    (:class:`rundeps.symbols.SameBytes`): files with the same sonames and
+    (:class:`rundeps.elf.reader.SameBytes`): files with the same sonames and
     size may be copies."""
 
     def __init__(self, items: List[ScanItem]):
@@ -672,7 +667,7 @@ class _CopyReader:
 
     def read(self, item: ScanItem, fd: int, size: int):
         if self.copies is None:  # counted when the first file is read
-            from .symbols import SameBytes
+            from .elf.reader import SameBytes
 
             items = self.items
             names = Counter((i.info.needed, i.info.soname) for i in items)
@@ -694,7 +689,7 @@ class _TopSymbols:
         self.jobs = jobs
 
     def load(self) -> None:
-        from .symbols import pack_facts, unpack_facts
+        from .elf.facts import pack_facts, unpack_facts
 
         items, cache, error = self.items, self.cache, self.error
         for item in items:
@@ -788,7 +783,7 @@ def _read_forked(items: List[ScanItem], reader: _CopyReader, sizes: Dict[str, in
     if the child could not be started."""
     import marshal
 
-    from .symbols import pack_facts, unpack_facts
+    from .elf.facts import pack_facts, unpack_facts
 
     groups: Dict[object, List[ScanItem]] = {}
     for item in items:  # copies of one file in the same half, so each is parsed once

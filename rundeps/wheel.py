@@ -3,7 +3,7 @@
 :func:`scan_wheel` opens one ``.whl`` and returns a :class:`WheelScan`: the
 name, version and tags (from the file name and ``*.dist-info/WHEEL``), what
 the platform tags say about libc and architecture, every ELF member parsed
-by :func:`rundeps.elf.read_elf`, the ``.py`` sources (for
+by :func:`rundeps.elf.reader.read_elf`, the ``.py`` sources (for
 :mod:`rundeps.dlopen`), every member path (so that ``$ORIGIN`` lookups such
 as ``$ORIGIN/../pkg.libs/libx.so`` can be answered without a filesystem)
 and the problems met on the way.
@@ -27,7 +27,7 @@ names.  Per member (reported through ``on_problem``, skipped, the scan goes on):
 * an ELF or ``.py`` member declaring more than ``max_member_size`` bytes is
   not read;
 * an encrypted member or an unsupported compression method is not read;
-* a broken ELF file (:class:`rundeps.elf.ElfError`) is reported.
+* a broken ELF file (:class:`rundeps.elf.types.ElfError`) is reported.
 
 The whole wheel is refused with :class:`WheelError` for: a file that is not a
 zip, a truncated or corrupt zip (bad CRC, bad compressed data, a stream that
@@ -50,8 +50,11 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
-from .elf import HEAD_SIZE, ElfError, ElfInfo, _parse_header, is_elf_magic, read_elf_pread
-from .symbols import read_symbols_pread
+from .elf.dynamic import read_elf_pread
+from .elf.header import parse_header, program_headers
+from .elf.reader import reader_name
+from .elf.symbols import read_symbols_pread
+from .elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
 from .errors import RundepsError
 
 __all__ = [
@@ -443,19 +446,14 @@ def _wanted_ranges(head: bytes) -> List[Tuple[int, int]]:
     """The ranges :class:`_Kept` keeps, from the program headers in ``head``."""
     ranges = [(0, max(len(head), 4096))]
     try:
-        h = _parse_header(head, lambda off, n: b"")
+        h = parse_header(head, lambda off, n: b"")
+        phdrs = program_headers(h, head, lambda off, n: b"")  # None unless all are in ``head``
     except (ElfError, struct.error, ValueError):
         return ranges
-    phdr_s = h.fmts[1]
-    if h.phoff + h.phentsize * h.phnum > len(head):
+    if phdrs is None:
         return ranges
     loads = []
-    for i in range(h.phnum):
-        ph = phdr_s.unpack_from(head, h.phoff + i * h.phentsize)
-        if h.elfclass == 64:
-            p_type, p_flags, offset, filesz = ph[0], ph[1], ph[2], ph[5]
-        else:
-            p_type, p_flags, offset, filesz = ph[0], ph[6], ph[1], ph[4]
+    for p_type, p_flags, offset, _vaddr, filesz in phdrs:
         if p_type == 1:
             loads.append((offset, filesz, p_flags))
         elif p_type in (2, 3):  # PT_DYNAMIC, PT_INTERP
@@ -507,8 +505,8 @@ class _PreadFile(io.RawIOBase):
 
 def _parse_member(head: bytes, pread, size: int, symbols: bool):
     """(ElfInfo, SymbolFacts or None) of a member through ``pread``."""
-    if _elf_reader() == "pyelftools":
-        from .pyelftools_reader import read_elf_pyelftools, read_symbols_pyelftools
+    if reader_name() == "pyelftools":
+        from .elf.reader import read_elf_pyelftools, read_symbols_pyelftools
 
         f = io.BufferedReader(_PreadFile(pread, size), 65536)  # only ever over a real file (see _spooled)
         info = read_elf_pyelftools(f)
@@ -517,10 +515,6 @@ def _parse_member(head: bytes, pread, size: int, symbols: bool):
     info = read_elf_pread(pread, head)
     facts = read_symbols_pread(pread, head) if symbols else None
     return info, facts
-
-
-def _elf_reader() -> str:
-    return os.environ.get("RUNDEPS_ELF_READER", "")
 
 
 def _stream_member(zf, info: zipfile.ZipInfo, budget: "_Budget", wheel: str, sink) -> bytes:
@@ -565,7 +559,7 @@ def _read_elf_member(zf, info: zipfile.ZipInfo, budget: "_Budget", wheel: str, s
     file (after the whole member was checked) and WheelError for a corrupt
     member."""
     state = {}
-    if _elf_reader() == "pyelftools":
+    if reader_name() == "pyelftools":
         return _spooled(zf, info, budget, wheel, symbols)
 
     def sink(pos: int, chunk: bytes) -> None:
@@ -658,7 +652,7 @@ def scan_wheel(
     """Scan one wheel file; see the module documentation for what is refused.
 
     ``symbols=True`` also reads each ELF member's
-    :class:`rundeps.symbols.SymbolFacts` (``WheelItem.symbols``,
+    :class:`rundeps.elf.facts.SymbolFacts` (``WheelItem.symbols``,
     :meth:`WheelScan.symbols`).  ELF members are streamed, never held whole:
     see :func:`_read_elf_member`.
 

@@ -268,7 +268,7 @@ for w in sorted(glob.glob(sys.argv[1] + '/*.whl')):
 
 PYELFTOOLS_SNIPPET = r"""
 import sys
-from rundeps.pyelftools_reader import read_symbols_pyelftools
+from rundeps.elf.pyelftools import read_symbols_pyelftools
 for f in open(sys.argv[1]).read().splitlines():
     with open(f, 'rb') as fh:
         read_symbols_pyelftools(fh)

@@ -153,7 +153,7 @@ def test_scan_symbols_load_lazily_and_jobs_give_the_same_facts(tmp_path, monkeyp
 def test_copies_are_parsed_once_and_look_alikes_are_not_taken_for_copies(tmp_path):
     """Same sonames, same size: a byte-for-byte copy shares the facts read
     first; a file that differs only in one name gets its own."""
-    from rundeps.symbols import read_symbols
+    from rundeps.elf import read_symbols
 
     root = tmp_path / "root"
     a = build_c(root / "usr/local/lib/a", "libz.so.1", "int f_aaaa(void){return 1;}", soname="libz.so.1")

@@ -10,7 +10,7 @@ import pytest
 
 from rundeps.filecache import FileCache
 from rundeps.resolve import TreeFS
-from rundeps.symbols import read_symbols
+from rundeps.elf import read_symbols
 from rundeps.walk import scan
 from rundeps.filecache import SYMBOLS_VERSION, VERDICTS_VERSION, _SYM_HEADER as SYM_HEADER, _VERDICTS_HEADER as VERDICTS_HEADER  # noqa: E501
 

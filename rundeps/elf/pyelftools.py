@@ -1,14 +1,14 @@
-"""The pyelftools reader: :class:`~rundeps.elf.ElfInfo` and
-:class:`~rundeps.symbols.SymbolFacts` read with pyelftools' own structures.
+"""The pyelftools reader: :class:`~rundeps.elf.types.ElfInfo` and
+:class:`~rundeps.elf.facts.SymbolFacts` read with pyelftools' own structures.
 
 It is the second reader, selected with ``RUNDEPS_ELF_READER=pyelftools``
 (every command: the walk, ``wheel``, the resolver's look-ups), and the oracle
-the tests hold the fast :mod:`struct` readers (:mod:`rundeps.elf`,
-:mod:`rundeps.symbols`) to.  It shares **no code** with them: it imports only
-their result types and :class:`~rundeps.elf.ElfError` (a test checks the
-imports), and it does its own bounds checks.  (The one shared piece is the
-decoding of a dlopen note's JSON descriptor, :mod:`rundeps.elfnotes`: not
-ELF reading.)
+the tests hold the fast :mod:`struct` readers (:mod:`rundeps.elf.dynamic`,
+:mod:`rundeps.elf.symbols`) to.  It shares **no code** with them: it imports
+only their result types and :class:`~rundeps.elf.types.ElfError` (a test
+checks the imports), and it does its own bounds checks.  (The one shared
+piece is the decoding of a dlopen note's JSON descriptor,
+:mod:`rundeps.elf.notes`: not ELF reading.)
 
 What pyelftools parses here: the ELF header (``ELFFile``: class, data
 encoding, machine, type, ``PN_XNUM`` through ``num_segments``), program
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import BinaryIO, Dict, List, Optional, Tuple
 
-from .elf import ElfError, ElfInfo
-from .symbols import SymbolFacts
+from .facts import SymbolFacts
+from .types import ElfError, ElfInfo
 
 __all__ = ["read_elf_pyelftools", "read_symbols_pyelftools"]
 
@@ -244,11 +244,11 @@ def _dlopen_notes(ef, offset: int, size: int) -> list:
     """pyelftools' ``iter_notes`` over one PT_NOTE segment, keeping the
     ``FDO`` dlopen notes; a note pyelftools cannot parse ends the segment, as
     the fast reader skips what it cannot read.  (Only the JSON descriptor's
-    decoding, :func:`rundeps.elfnotes.dlopen_note_entries`, is shared: it is
+    decoding, :func:`rundeps.elf.notes.dlopen_note_entries`, is shared: it is
     not ELF reading.)"""
     from elftools.elf.notes import iter_notes
 
-    from .elfnotes import DLOPEN_NOTE_OWNER, DLOPEN_NOTE_TYPE, dlopen_note_entries
+    from .notes import DLOPEN_NOTE_OWNER, DLOPEN_NOTE_TYPE, dlopen_note_entries
 
     out: list = []
     try:
@@ -262,7 +262,7 @@ def _dlopen_notes(ef, offset: int, size: int) -> list:
 
 def read_symbols_pyelftools(f: BinaryIO) -> Optional[SymbolFacts]:
     """The :class:`SymbolFacts` of ``f``, by the rules of
-    :mod:`rundeps.symbols`, read with pyelftools; None if not ELF."""
+    :mod:`rundeps.elf.symbols`, read with pyelftools; None if not ELF."""
     return _read_elf(f, _pyelftools)
 
 

@@ -60,17 +60,19 @@ practice), a hash table whose chains or bloom filter disagree with the
 symbol table (a linker-built table never does), lazy binding
 (``RTLD_LAZY``; Python uses ``RTLD_NOW``), and MIPS' GOT-based relocations.
 
-Two readers give the same :class:`SymbolFacts`:
+Two readers give the same :class:`~rundeps.elf.facts.SymbolFacts`:
 
 * the default one here unpacks the tables with :mod:`struct` and
   :mod:`array` (C-level slicing of whole tables; no per-entry parsing of
   relocations);
-* :func:`read_symbols_pyelftools` (in :mod:`rundeps.pyelftools_reader`)
-  builds them with pyelftools (``DynamicSegment`` symbols,
-  ``GNUHashTable`` / ``ELFHashTable``, ``RelocationTable``, ``Elf_Versym``)
-  and shares no code with the fast reader; it is the tests' oracle, and
-  what ``RUNDEPS_ELF_READER=pyelftools`` selects.  The fast reader exists because the
-  pyelftools one is far too slow for the walk (see ``scripts/bench.py`` and
+* :func:`~rundeps.elf.pyelftools.read_symbols_pyelftools` (in
+  :mod:`rundeps.elf.pyelftools`) builds them with pyelftools
+  (``DynamicSegment`` symbols, ``GNUHashTable`` / ``ELFHashTable``,
+  ``RelocationTable``, ``Elf_Versym``) and shares no code with the fast
+  reader; it is the tests' oracle, and what
+  ``RUNDEPS_ELF_READER=pyelftools`` selects (:mod:`rundeps.elf.reader`).
+  The fast reader exists because the pyelftools one is far too slow for
+  the walk (see ``scripts/bench.py`` and
   the README's figures).
 
 Hostile input raises :class:`~rundeps.elf.ElfError` and never another
@@ -80,32 +82,24 @@ exception; every table read is capped (:data:`MAX_SYMS`,
 
 from __future__ import annotations
 
-import os
 import struct
 import sys
 from array import array
 from itertools import accumulate, compress, filterfalse, repeat
 from operator import add, and_, eq, ne, rshift, truth
 
-from .elf import HEAD_SIZE, ElfError, _guarded, _parse_header, is_elf_magic, parse_as_elf_error
+from .facts import EMPTY, MAX_BAD_RELOCS, SymbolFacts
+from .header import guarded, parse_as_elf_error, parse_header, program_headers
+from .types import HEAD_SIZE, PT_DYNAMIC, PT_LOAD, ElfError, is_elf_magic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import BinaryIO, Callable, Dict, FrozenSet, List, Optional, Tuple
+    from typing import Callable, Dict, List, Optional, Tuple
 
 __all__ = [
-    "SymbolFacts",
-    "read_symbols",
-    "read_symbols_path",
-    "read_symbols_fd",
-    "read_symbols_pread",
-    "read_symbols_pyelftools",
-    "SameBytes",
-    "facts_from_tuple",
-    "pack_facts",
-    "unpack_facts",
-    "MAX_SYMS",
     "MAX_STRTAB",
+    "MAX_SYMS",
+    "read_symbols_pread",
 ]
 
 #: At most this many dynamic symbols are read from one object.
@@ -124,7 +118,6 @@ DT_REL, DT_RELSZ, DT_RELENT, DT_PLTREL, DT_JMPREL, DT_PLTRELSZ = 17, 18, 19, 20,
 DT_RELRSZ, DT_RELR = 35, 36
 DT_GNU_HASH = 0x6FFFFEF5
 DT_VERSYM = 0x6FFFFFF0
-PT_LOAD, PT_DYNAMIC = 1, 2
 
 STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_COMMON, STT_TLS, STT_GNU_IFUNC = 0, 1, 2, 5, 6, 10
 STB_LOCAL, STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 0, 1, 2, 10
@@ -169,10 +162,6 @@ _MUSL_RELOCS = {
     # loongarch64: JUMP_SLOT COPY TLS_DTPMOD64 TLS_DTPREL64 TLS_TPREL64 RELATIVE 64 TLS_DESC64
     (258, True): (3, frozenset({11}), frozenset({0, 5, 4, 7, 9, 11, 3, 2, 14})),
 }
-#: At most this many different unsupported relocation types in one object
-#: (more is a broken file: ElfError).
-MAX_BAD_RELOCS = 4096
-
 _NATIVE_LITTLE = sys.byteorder == "little"
 
 
@@ -194,175 +183,6 @@ _ODD = bytes(b & 1 for b in range(256))
 #: 1 for TLS, 2 for IFUNC, with an OK binding.
 _CLS_TLS_IFUNC = _class_table(lambda t, b: (1 if t == STT_TLS else 2 if t == STT_GNU_IFUNC else 0)
                               if (1 << b) & OK_BINDS else 0)
-
-
-class SymbolFacts:
-    """The symbol facts of one ELF object (see the module documentation for
-    exactly what each field means).  Treat it as immutable; it compares by
-    value, and :meth:`astuple` / :func:`facts_from_tuple` give a form that
-    :mod:`marshal` and :mod:`pickle` keep.
-
-    * ``undefined``: {name: True if weak} -- what relocations need bound;
-    * ``defined``: frozenset of names musl's lookup finds in this object;
-    * ``hidden``: definitions musl skips because their version is hidden;
-    * ``ifunc``: ``STT_GNU_IFUNC`` definitions (musl cannot bind them);
-    * ``undef_valued``: undefined entries with a value (canonical PLT
-      addresses), found by non-PLT lookups only;
-    * ``plt_only``: undefined names referenced only by ``JUMP_SLOT`` relocs;
-    * ``copy``: names referenced by ``COPY`` relocations;
-    * ``unreferenced``: undefined dynsym names no relocation references;
-    * ``nsyms``: the number of dynamic symbols (from the hash table);
-    * ``tpoff``: names referenced by initial-exec TLS relocations (musl's
-      ``REL_TPOFF`` / ``REL_TPOFF_NEG``), ``""`` for the object's own TLS
-      (symbol index 0 or an ``STB_LOCAL`` symbol);
-    * ``bad_relocs``: frozenset of the relocation type numbers musl's
-      ``do_relocs`` does not support on this machine (the load fails);
-    * ``relr``: the object has ``DT_RELR`` relative relocations, which musl
-      applies from 1.2.4 on (an older musl ignores the tag: the object's
-      pointers are never relocated).
-    """
-
-    __slots__ = ("undefined", "defined", "hidden", "ifunc", "undef_valued", "plt_only", "copy", "unreferenced",
-                 "nsyms", "tpoff", "bad_relocs", "relr", "_packed")
-    FIELDS = __slots__[:-1]
-
-    def __init__(self, undefined: Dict[str, bool], defined: FrozenSet[str], hidden: FrozenSet[str] = frozenset(),
-                 ifunc: FrozenSet[str] = frozenset(), undef_valued: FrozenSet[str] = frozenset(),
-                 plt_only: FrozenSet[str] = frozenset(), copy: FrozenSet[str] = frozenset(),
-                 unreferenced: FrozenSet[str] = frozenset(), nsyms: int = 0, tpoff: FrozenSet[str] = frozenset(),
-                 bad_relocs: FrozenSet[int] = frozenset(), relr: bool = False):
-        self.undefined = undefined
-        self.defined = defined
-        self.hidden = hidden
-        self.ifunc = ifunc
-        self.undef_valued = undef_valued
-        self.plt_only = plt_only
-        self.copy = copy
-        self.unreferenced = unreferenced
-        self.nsyms = nsyms
-        self.tpoff = tpoff
-        self.bad_relocs = bad_relocs
-        self.relr = relr
-
-    @classmethod
-    def from_packed(cls, packed: tuple) -> "SymbolFacts":
-        """Facts that stay in :func:`pack_facts` form until a field is first
-        read (a warm run whose binder needs none of them decodes none);
-        ``packed`` is checked here, so decoding it later cannot fail.
-        ValueError if it is not such a tuple."""
-        _check_packed(packed)
-        obj = cls.__new__(cls)
-        obj._packed = packed
-        return obj
-
-    def __getattr__(self, name):  # only called for a field not decoded yet
-        if name in SymbolFacts.FIELDS:
-            try:
-                packed = object.__getattribute__(self, "_packed")
-            except AttributeError:
-                raise AttributeError(name) from None
-            f = _decode_packed(packed)
-            for n in SymbolFacts.FIELDS:
-                object.__setattr__(self, n, getattr(f, n))
-            return object.__getattribute__(self, name)
-        raise AttributeError(name)
-
-    def astuple(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.FIELDS)
-
-    def __reduce__(self):
-        return (facts_from_tuple, (self.astuple(),))
-
-    def __eq__(self, other):
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self.astuple() == other.astuple()
-
-    def __hash__(self) -> int:  # pragma: no cover - rarely needed
-        return hash((frozenset(self.undefined.items()),) + self.astuple()[1:])
-
-    @property
-    def strong_undefined(self) -> FrozenSet[str]:
-        """The undefined names that must be bound (not weak)."""
-        return frozenset(n for n, weak in self.undefined.items() if not weak)
-
-    def __repr__(self) -> str:
-        return (f"SymbolFacts(nsyms={self.nsyms}, undefined={len(self.undefined)}, defined={len(self.defined)}, "
-                f"hidden={len(self.hidden)}, ifunc={len(self.ifunc)}, copy={sorted(self.copy)!r}, "
-                f"tpoff={sorted(self.tpoff)!r}, bad_relocs={sorted(self.bad_relocs)!r}, relr={self.relr!r})")
-
-
-def _is_str_set(v) -> bool:
-    return v.__class__ is frozenset and all(x.__class__ is str for x in v)
-
-
-def _is_type_set(v) -> bool:
-    """A frozenset of relocation type numbers (plain ints, 0 to 2**32-1)."""
-    return (v.__class__ is frozenset and len(v) <= MAX_BAD_RELOCS
-            and all(x.__class__ is int and 0 <= x <= 0xFFFFFFFF for x in v))
-
-
-def facts_from_tuple(t) -> SymbolFacts:
-    """A :class:`SymbolFacts` from :meth:`SymbolFacts.astuple`; ValueError
-    unless every field has its type (a cache file must not inject garbage)."""
-    if t.__class__ is not tuple or len(t) != 12:
-        raise ValueError("bad symbol record")
-    undefined, nsyms = t[0], t[8]
-    if not (undefined.__class__ is dict and nsyms.__class__ is int and all(_is_str_set(x) for x in t[1:8])
-            and _is_str_set(t[9]) and _is_type_set(t[10]) and t[11].__class__ is bool
-            and all(k.__class__ is str and v.__class__ is bool for k, v in undefined.items())):
-        raise ValueError("bad symbol record")
-    return SymbolFacts(*t)
-
-
-EMPTY = SymbolFacts({}, frozenset())
-
-
-def pack_facts(f: SymbolFacts) -> tuple:
-    """A compact, :mod:`marshal`-able form for the file cache: every name
-    set as one NUL-joined string (one object instead of thousands, so
-    loading a warm cache is a split per set), the weak flags as bytes;
-    ``tpoff`` (small, and it may hold ``""``) as a sorted tuple of names,
-    ``bad_relocs`` as a sorted tuple of ints."""
-    try:
-        return object.__getattribute__(f, "_packed")  # still packed: as it came
-    except AttributeError:
-        pass
-    und = list(f.undefined)
-    return ("\0".join(und), bytes(map(int, f.undefined.values())),
-            "\0".join(f.defined), "\0".join(f.hidden), "\0".join(f.ifunc), "\0".join(f.undef_valued),
-            "\0".join(f.plt_only), "\0".join(f.copy), "\0".join(f.unreferenced), f.nsyms,
-            tuple(sorted(f.tpoff)), tuple(sorted(f.bad_relocs)), f.relr)
-
-
-def _names(blob) -> FrozenSet[str]:
-    if blob.__class__ is not str:
-        raise ValueError("bad symbol record")
-    return frozenset(blob.split("\0")) if blob else frozenset()
-
-
-def _check_packed(t) -> None:
-    if not (t.__class__ is tuple and len(t) == 13 and t[1].__class__ is bytes and t[9].__class__ is int
-            and t[12].__class__ is bool
-            and all(x.__class__ is str for x in t[0:1] + t[2:9])
-            and t[10].__class__ is tuple and all(x.__class__ is str for x in t[10])
-            and t[11].__class__ is tuple and len(t[11]) <= MAX_BAD_RELOCS
-            and all(x.__class__ is int and 0 <= x <= 0xFFFFFFFF for x in t[11])):
-        raise ValueError("bad symbol record")
-    if (t[0].count("\0") + 1 if t[0] else 0) != len(t[1]):
-        raise ValueError("bad symbol record")
-
-
-def _decode_packed(t) -> SymbolFacts:
-    und = t[0].split("\0") if t[0] else []
-    return SymbolFacts(dict(zip(und, map(truth, t[1]))), *map(_names, t[2:9]), nsyms=t[9], tpoff=frozenset(t[10]),
-                       bad_relocs=frozenset(t[11]), relr=t[12])
-
-
-def unpack_facts(t) -> SymbolFacts:
-    """The inverse of :func:`pack_facts` (decoded when first used, see
-    :meth:`SymbolFacts.from_packed`); ValueError on anything else."""
-    return SymbolFacts.from_packed(t)
 
 
 # -- the fast reader ------------------------------------------------------------
@@ -389,29 +209,21 @@ def _array(code: str, raw: bytes, little: bool) -> array:
 
 
 def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
-    h = _parse_header(head, pread)
+    h = parse_header(head, pread)
     is64 = h.elfclass == 64
     little = h.little
     e = "<" if little else ">"
-    phdr_s, dyn_s = h.fmts[1], h.fmts[2]
+    dyn_s = h.fmts[2]
 
-    phoff, entsize, phnum = h.phoff, h.phentsize, h.phnum
-    size = entsize * phnum
-    if phoff + size <= len(head):
-        table, base = head, phoff
-    else:
-        table, base = _read_exact(pread, phoff, size, "program header table") if size else b"", 0
+    phdrs = program_headers(h, head, pread)
+    if phdrs is None:
+        raise ElfError("program header table outside the file")
     loads: List[Tuple[int, int, int]] = []
     dynamic = None
-    for i in range(phnum):
-        ph = phdr_s.unpack_from(table, base + i * entsize)
-        if is64:
-            offset, vaddr, filesz = ph[2], ph[3], ph[5]
-        else:
-            offset, vaddr, filesz = ph[1], ph[2], ph[4]
-        if ph[0] == PT_LOAD:
+    for p_type, _flags, offset, vaddr, filesz in phdrs:
+        if p_type == PT_LOAD:
             loads.append((vaddr, filesz, offset))
-        elif ph[0] == PT_DYNAMIC and dynamic is None:
+        elif p_type == PT_DYNAMIC and dynamic is None:
             dynamic = (offset, filesz)
     if dynamic is None:
         return EMPTY
@@ -781,7 +593,7 @@ def read_symbols_pread(pread: Callable[[int, int], bytes], head: Optional[bytes]
     (which returns at most ``size`` bytes, fewer at the end of the data),
     always with the fast reader.  ``head``: its first bytes, if already
     read.  None if it is not ELF."""
-    pread = _guarded(pread)
+    pread = guarded(pread)
     if head is None:
         head = pread(0, HEAD_SIZE)
     if not is_elf_magic(head):
@@ -789,132 +601,3 @@ def read_symbols_pread(pread: Callable[[int, int], bytes], head: Optional[bytes]
     return _wrap(head, pread)
 
 
-def read_symbols_fd(fd: int, head: Optional[bytes] = None) -> Optional[SymbolFacts]:
-    """The symbol facts of an open file descriptor (read with ``os.pread``;
-    with ``RUNDEPS_ELF_READER=pyelftools``, by the pyelftools reader)."""
-    if _reader() == "pyelftools":
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return read_symbols_pyelftools(f)
-    return read_symbols_pread(lambda offset, size: os.pread(fd, size, offset), head)
-
-
-class SameBytes:
-    """Reads symbol facts of several files, parsing the tables of a file
-    only once when another file is a byte-for-byte copy of it.
-
-    Wheels vendor the same libraries (``libstdc++-<hash>.so.6``,
-    ``libgcc_s-<hash>.so.1``) under several ``<pkg>.libs/``, and pip installs
-    ``libfoo.so``, ``libfoo.so.1`` and ``libfoo.so.1.2`` as three copies.
-    For a file whose ``key`` (the caller's: same size and sonames) says
-    copies may follow (``expect`` > 1: how many files with the key are
-    still to come, this one included), :meth:`read_fd` remembers which
-    ranges the fast reader read and a BLAKE2b digest of what they held (for
-    up to :attr:`VARIANTS` different files a key). A later file with that
-    key has the same ranges read and hashed: when the digests match, the
-    reader would have computed the same facts from the same bytes, so those
-    are returned without parsing. Any difference, or the pyelftools reader,
-    means a normal read.
-    """
-
-    #: At most this many different files are remembered under one key.
-    VARIANTS = 8
-
-    def __init__(self):
-        self._seen: Dict[object, list] = {}
-
-    def read_fd(self, fd: int, key, expect: int) -> Optional[SymbolFacts]:
-        if _reader() == "pyelftools":
-            return read_symbols_fd(fd)
-        seen = self._seen.get(key, ())
-        for record in seen:
-            facts = self._copy(fd, record)
-            if facts is not None:
-                break
-        else:
-            facts = None
-        if expect <= 1:  # the last file with this key
-            self._seen.pop(key, None)
-            return facts if facts is not None else read_symbols_fd(fd)
-        if facts is not None:
-            return facts
-        import hashlib
-
-        ranges: List[Tuple[int, int]] = []
-        digest = hashlib.blake2b(digest_size=20)
-
-        def read_at(offset: int, size: int) -> bytes:
-            data = os.pread(fd, size, offset)
-            ranges.append((offset, size))
-            digest.update(len(data).to_bytes(8, "little"))
-            digest.update(data)
-            return data
-
-        facts = read_symbols_pread(read_at)
-        if len(seen) < self.VARIANTS:
-            self._seen.setdefault(key, []).append((ranges, digest.digest(), facts))
-        return facts
-
-    @staticmethod
-    def _copy(fd: int, seen) -> Optional[SymbolFacts]:
-        """The remembered facts, if ``fd`` holds the same bytes in the same ranges."""
-        import hashlib
-
-        ranges, want, facts = seen
-        if facts is None:
-            return None
-        digest = hashlib.blake2b(digest_size=20)
-        for offset, size in ranges:
-            data = os.pread(fd, size, offset)
-            digest.update(len(data).to_bytes(8, "little"))
-            digest.update(data)
-        return facts if digest.digest() == want else None
-
-
-def read_symbols_path(path) -> Optional[SymbolFacts]:
-    """Open ``path`` and read its symbol facts; OSError propagates."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    try:
-        return read_symbols_fd(fd)
-    finally:
-        os.close(fd)
-
-
-def _reader() -> str:
-    return os.environ.get("RUNDEPS_ELF_READER", "")
-
-
-def read_symbols(f_or_path, reader: Optional[str] = None) -> Optional[SymbolFacts]:
-    """The symbol facts of a path or a binary file object (seekable); None
-    if it is not ELF, :class:`ElfError` if it is broken.
-    ``reader="pyelftools"`` (or ``RUNDEPS_ELF_READER=pyelftools``) reads it
-    with :func:`read_symbols_pyelftools`."""
-    use_pyelftools = (reader if reader is not None else _reader()) == "pyelftools"
-    if isinstance(f_or_path, (str, bytes, os.PathLike)):
-        if use_pyelftools:
-            with open(f_or_path, "rb") as f:
-                return read_symbols_pyelftools(f)
-        if reader is not None:  # the fast reader, whatever the environment says
-            with open(f_or_path, "rb") as f:
-                return read_symbols(f, reader)
-        return read_symbols_path(f_or_path)
-    f = f_or_path
-    if use_pyelftools:
-        return read_symbols_pyelftools(f)
-
-    def read_at(offset: int, size: int) -> bytes:
-        f.seek(offset)
-        return f.read(size)
-
-    return read_symbols_pread(read_at)
-
-
-# -- the pyelftools reader ----------------------------------------------------------
-
-
-def read_symbols_pyelftools(f: BinaryIO) -> Optional[SymbolFacts]:
-    """The same facts read with pyelftools (the oracle; it lives in
-    :mod:`rundeps.pyelftools_reader` and shares no code with the reader
-    above)."""
-    from .pyelftools_reader import read_symbols_pyelftools as read
-
-    return read(f)
