@@ -89,12 +89,12 @@ from itertools import accumulate, compress, filterfalse, repeat
 from operator import add, and_, eq, ne, rshift, truth
 
 from .facts import EMPTY, MAX_BAD_RELOCS, SymbolFacts
-from .header import guarded, parse_as_elf_error, parse_header, program_headers
+from .header import Header, guarded, parse_as_elf_error, parse_header, program_headers
 from .types import HEAD_SIZE, PT_DYNAMIC, PT_LOAD, ElfError, is_elf_magic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Callable, Dict, List, Optional, Tuple
+    from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 __all__ = [
     "MAX_STRTAB",
@@ -209,12 +209,60 @@ def _array(code: str, raw: bytes, little: bool) -> array:
 
 
 def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
+    """The facts, in phases: the dynamic table; the relocations; how many
+    symbols (the hash tables); the symbol columns -> what is defined; what
+    the relocations need."""
     h = parse_header(head, pread)
-    is64 = h.elfclass == 64
-    little = h.little
-    e = "<" if little else ">"
-    dyn_s = h.fmts[2]
+    got = _dynamic_table(h, head, pread)
+    if got is None:
+        return EMPTY
+    loads, dyn = got
+    relr = DT_RELR in dyn and bool(dyn.get(DT_RELRSZ))
+    rel = _Relocs(h)
+    for addr, tsize, rela in _reloc_tables(dyn):
+        rel.scan_table(loads, pread, addr, tsize, rela)
+    bad_relocs, own_tls = rel.finish()
 
+    if DT_SYMTAB not in dyn:
+        if rel.refd:
+            raise ElfError("relocations against symbols without DT_SYMTAB")
+        return (SymbolFacts({}, frozenset(), tpoff=own_tls, bad_relocs=bad_relocs, relr=relr)
+                if own_tls or bad_relocs or relr else EMPTY)
+    nsyms, first = _symbol_count(h, dyn, loads, pread)
+    if rel.refd:
+        nsyms = max(nsyms, max(rel.refd) + 1)
+    if nsyms > MAX_SYMS:
+        raise ElfError(f"too many dynamic symbols ({nsyms})")
+    if nsyms == 0:  # then no relocation names a symbol: tp_i is empty
+        return (SymbolFacts({}, frozenset(), tpoff=own_tls, bad_relocs=bad_relocs, relr=relr)
+                if own_tls or bad_relocs or relr else EMPTY)
+
+    syms = _Symbols(h, dyn, loads, pread, nsyms)
+    defined, hidden, ifunc, undef_valued = _definitions(syms, first, nsyms)
+    undefined, plt_only, copy, unreferenced, tpoff = _needs(syms, rel, nsyms, own_tls)
+    defs = frozenset(defined)
+    return SymbolFacts(
+        undefined=undefined,
+        defined=defs,
+        hidden=frozenset(hidden) - defs,
+        ifunc=frozenset(ifunc) - defs,
+        undef_valued=frozenset(undef_valued),
+        plt_only=plt_only,
+        copy=frozenset(copy),
+        unreferenced=frozenset(unreferenced),
+        nsyms=nsyms,
+        tpoff=tpoff,
+        bad_relocs=bad_relocs,
+        relr=relr,
+    )
+
+
+# -- phase 1: the program headers and the dynamic table ------------------------------
+
+
+def _dynamic_table(h: Header, head: bytes, pread) -> Optional[Tuple[List[Tuple[int, int, int]], Dict[int, int]]]:
+    """(the ``PT_LOAD`` segments as (vaddr, filesz, offset), {tag: value}
+    of the first of each tag up to ``DT_NULL``); None without ``PT_DYNAMIC``."""
     phdrs = program_headers(h, head, pread)
     if phdrs is None:
         raise ElfError("program header table outside the file")
@@ -226,8 +274,9 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
         elif p_type == PT_DYNAMIC and dynamic is None:
             dynamic = (offset, filesz)
     if dynamic is None:
-        return EMPTY
+        return None
 
+    dyn_s = h.fmts[2]
     esize = dyn_s.size
     count = min(dynamic[1] // esize, 65536)
     raw = pread(dynamic[0], count * esize)
@@ -239,47 +288,30 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
             dyn[d_tag] = d_val
     else:
         raise ElfError("dynamic segment without DT_NULL")
-    relr = DT_RELR in dyn and bool(dyn.get(DT_RELRSZ))
+    return loads, dyn
 
-    def where(addr: int, what: str) -> Tuple[int, int]:
-        """(file offset, bytes left in its segment) of an address."""
-        for vaddr, seg_filesz, seg_off in loads:
-            if vaddr <= addr < vaddr + seg_filesz:
-                return seg_off + (addr - vaddr), vaddr + seg_filesz - addr
-        raise ElfError(f"{what} outside every PT_LOAD segment")
 
-    def table_at(tag: int, size: int, what: str) -> bytes:
-        off, left = where(dyn[tag], what)
-        if size > left:
-            raise ElfError(f"{what} runs past its segment")
-        return _read_exact(pread, off, size, what)
+def _where(loads, addr: int, what: str) -> Tuple[int, int]:
+    """(file offset, bytes left in its segment) of an address."""
+    for vaddr, seg_filesz, seg_off in loads:
+        if vaddr <= addr < vaddr + seg_filesz:
+            return seg_off + (addr - vaddr), vaddr + seg_filesz - addr
+    raise ElfError(f"{what} outside every PT_LOAD segment")
 
-    # Relocations: the symbol indices they reference, with their types.
-    kinds = _RELOC_KINDS.get(h.machine)
-    r_copy, r_plt = kinds if kinds else (-1, -1)
-    word = 8 if is64 else 4
-    # Where, inside one entry, the symbol-index bytes of r_info are.
-    if is64:
-        symoff, symw = (word + 4, 4) if little else (word, 4)
-    else:
-        symoff, symw = (word + 1, 3) if little else (word, 3)
-    refd = set()  # symbol indices some relocation (other than R_*_NONE) names
-    nonplt_i = set()  # ... by a relocation other than JUMP_SLOT
-    copy_i = set()  # ... by a COPY relocation
-    musl = _MUSL_RELOCS.get((h.machine, is64))
-    seen = set()  # raw r_info types (of 64-bit targets: the low 32 bits) of every relocation
-    tp_i = set()  # symbol indices of REL_TPOFF / REL_TPOFF_NEG relocations (0: none)
-    # The entries skipped in C at the start of each chunk: those whose
-    # r_info is a symbol-less RELATIVE (its whole r_info, type included, so
-    # that the symbol-less IRELATIVE, TPOFF of the object's own TLS, ... are
-    # seen) when musl's table for the machine is known, else those that name
-    # no symbol.
-    if musl is not None:
-        r_rel, tp_types, ok_types = musl
-        tmask = 0x7FFFFFFF if is64 else 0xFF  # musl's R_TYPE
-        skip_off, skip_pat = word, r_rel.to_bytes(word, "little" if little else "big")
-    else:
-        skip_off, skip_pat = symoff, bytes(symw)
+
+def _table_at(loads, pread, addr: int, size: int, what: str) -> bytes:
+    """The ``size`` bytes at the address ``addr``, inside its segment."""
+    off, left = _where(loads, addr, what)
+    if size > left:
+        raise ElfError(f"{what} runs past its segment")
+    return _read_exact(pread, off, size, what)
+
+
+# -- phase 2: the relocations --------------------------------------------------------
+
+
+def _reloc_tables(dyn: Dict[int, int]) -> List[Tuple[int, int, bool]]:
+    """(address, size, RELA?) of the relocation tables, in musl's order."""
     tables = []
     if DT_RELA in dyn and dyn.get(DT_RELASZ):
         tables.append((dyn[DT_RELA], dyn[DT_RELASZ], True))
@@ -287,14 +319,55 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
         tables.append((dyn[DT_REL], dyn[DT_RELSZ], False))
     if DT_JMPREL in dyn and dyn.get(DT_PLTRELSZ):
         tables.append((dyn[DT_JMPREL], dyn[DT_PLTRELSZ], dyn.get(DT_PLTREL) == DT_RELA))
-    for addr, tsize, rela in tables:
+    return tables
+
+
+class _Relocs:
+    """The symbol indices the relocations reference, with their types,
+    gathered table by table (whole columns at a time, see :meth:`_chunk`)."""
+
+    __slots__ = ("is64", "little", "word", "r_copy", "r_plt", "musl", "tmask", "tp_types", "ok_types",
+                 "skip_off", "skip_pat", "refd", "nonplt", "copy", "seen", "tp")
+
+    def __init__(self, h: Header):
+        is64, little = h.elfclass == 64, h.little
+        self.is64, self.little = is64, little
+        kinds = _RELOC_KINDS.get(h.machine)
+        self.r_copy, self.r_plt = kinds if kinds else (-1, -1)
+        word = self.word = 8 if is64 else 4
+        # Where, inside one entry, the symbol-index bytes of r_info are.
+        if is64:
+            symoff, symw = (word + 4, 4) if little else (word, 4)
+        else:
+            symoff, symw = (word + 1, 3) if little else (word, 3)
+        self.refd = set()  # symbol indices some relocation (other than R_*_NONE) names
+        self.nonplt = set()  # ... by a relocation other than JUMP_SLOT
+        self.copy = set()  # ... by a COPY relocation
+        musl = self.musl = _MUSL_RELOCS.get((h.machine, is64))
+        self.seen = set()  # raw r_info types (of 64-bit targets: the low 32 bits) of every relocation
+        self.tp = set()  # symbol indices of REL_TPOFF / REL_TPOFF_NEG relocations (0: none)
+        # The entries skipped in C at the start of each chunk: those whose
+        # r_info is a symbol-less RELATIVE (its whole r_info, type included, so
+        # that the symbol-less IRELATIVE, TPOFF of the object's own TLS, ... are
+        # seen) when musl's table for the machine is known, else those that name
+        # no symbol.
+        self.tmask = self.tp_types = self.ok_types = None
+        if musl is not None:
+            r_rel, self.tp_types, self.ok_types = musl
+            self.tmask = 0x7FFFFFFF if is64 else 0xFF  # musl's R_TYPE
+            self.skip_off, self.skip_pat = word, r_rel.to_bytes(word, "little" if little else "big")
+        else:
+            self.skip_off, self.skip_pat = symoff, bytes(symw)
+
+    def scan_table(self, loads, pread, addr: int, tsize: int, rela: bool) -> None:
+        """Read one relocation table, in chunks of :data:`RELOC_CHUNK`."""
         if tsize > MAX_RELOCS:
             raise ElfError("relocation table too large")
-        off, left = where(addr, "relocation table")
+        off, left = _where(loads, addr, "relocation table")
         if tsize > left:
             raise ElfError("relocation table runs past its segment")
         per = 3 if rela else 2
-        stride = word * per
+        stride = self.word * per
         step = RELOC_CHUNK - RELOC_CHUNK % stride
         tsize -= tsize % stride
         pos = 0
@@ -302,187 +375,223 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
             n = min(step, tsize - pos)
             chunk = _read_exact(pread, off + pos, n, "relocation table")
             pos += n
-            # The linker puts the (many) symbol-less relative relocations
-            # first: find the first other entry in C, and take the columns
-            # from there on.
-            p = _first_unlike(chunk, skip_off, skip_pat, stride)
-            if p >= 0:
-                types, syms = _reloc_columns(chunk[p * stride:], is64, little, per)
-                _note_relocs(types, syms, r_plt, r_copy, refd, nonplt_i, copy_i)
-                if musl is not None:
-                    ts = set(types)
-                    seen |= ts
-                    tp = tp_types.intersection(ts)
-                    if max(ts) > tmask:  # 64-bit: bit 31 set, which musl's R_TYPE drops
-                        tp = {t for t in ts if t & tmask in tp_types}
-                    if tp:
-                        tp_i.update(compress(syms, map(tp.__contains__, types)))
-            if len(seen) > MAX_BAD_RELOCS:
-                seen = {t & tmask for t in seen}
-                if len(seen - ok_types) > MAX_BAD_RELOCS:
+            self._chunk(chunk, per, stride)
+            if len(self.seen) > MAX_BAD_RELOCS:
+                seen = self.seen = {t & self.tmask for t in self.seen}
+                if len(seen - self.ok_types) > MAX_BAD_RELOCS:
                     raise ElfError("too many unsupported relocation types")
-    refd.discard(0)
-    nonplt_i.discard(0)
-    copy_i.discard(0)
-    bad_relocs = frozenset()
-    if seen and not seen <= ok_types:
-        bad_relocs = frozenset(map(and_, seen, repeat(tmask))).difference(ok_types)
-        if len(bad_relocs) > MAX_BAD_RELOCS:
-            raise ElfError("too many unsupported relocation types")
-    own_tls = frozenset({""}) if 0 in tp_i else frozenset()
-    tp_i.discard(0)
 
-    if DT_SYMTAB not in dyn:
-        if refd:
-            raise ElfError("relocations against symbols without DT_SYMTAB")
-        return (SymbolFacts({}, frozenset(), tpoff=own_tls, bad_relocs=bad_relocs, relr=relr)
-                if own_tls or bad_relocs or relr else EMPTY)
+    def _chunk(self, chunk: bytes, per: int, stride: int) -> None:
+        # The linker puts the (many) symbol-less relative relocations
+        # first: find the first other entry in C, and take the columns
+        # from there on.
+        p = _first_unlike(chunk, self.skip_off, self.skip_pat, stride)
+        if p < 0:
+            return
+        types, syms = _reloc_columns(chunk[p * stride:], self.is64, self.little, per)
+        _note_relocs(types, syms, self.r_plt, self.r_copy, self.refd, self.nonplt, self.copy)
+        if self.musl is not None:
+            ts = set(types)
+            self.seen |= ts
+            tp_types = self.tp_types
+            tp = tp_types.intersection(ts)
+            if max(ts) > self.tmask:  # 64-bit: bit 31 set, which musl's R_TYPE drops
+                tmask = self.tmask
+                tp = {t for t in ts if t & tmask in tp_types}
+            if tp:
+                self.tp.update(compress(syms, map(tp.__contains__, types)))
 
-    # How many symbols, and where musl's lookup starts.
-    nsyms = 0
-    first = None  # None: no hash table, nothing is findable
+    def finish(self) -> Tuple[FrozenSet[int], FrozenSet[str]]:
+        """(unsupported relocation types, ``{""}`` if a TPOFF relocation
+        names no symbol, else empty); index 0 is taken out of the sets."""
+        self.refd.discard(0)
+        self.nonplt.discard(0)
+        self.copy.discard(0)
+        bad_relocs = frozenset()
+        seen, ok_types = self.seen, self.ok_types
+        if seen and not seen <= ok_types:
+            bad_relocs = frozenset(map(and_, seen, repeat(self.tmask))).difference(ok_types)
+            if len(bad_relocs) > MAX_BAD_RELOCS:
+                raise ElfError("too many unsupported relocation types")
+        own_tls = frozenset({""}) if 0 in self.tp else frozenset()
+        self.tp.discard(0)
+        return bad_relocs, own_tls
+
+
+# -- phase 3: how many symbols -------------------------------------------------------
+
+
+def _symbol_count(h: Header, dyn: Dict[int, int], loads, pread) -> Tuple[int, Optional[int]]:
+    """(how many symbols the hash table covers, the first index musl's
+    lookup considers: None without a hash table, nothing is findable)."""
     if DT_GNU_HASH in dyn:
-        off, left = where(dyn[DT_GNU_HASH], "DT_GNU_HASH")
-        hdr = _read_exact(pread, off, 16, "DT_GNU_HASH")
-        nbuckets, symoffset, bloom_size, _shift = struct.unpack(e + "IIII", hdr)
-        if nbuckets > MAX_SYMS or bloom_size > MAX_SYMS or symoffset > MAX_SYMS:
-            raise ElfError("DT_GNU_HASH too large")
-        boff = off + 16 + bloom_size * word
-        buckets = _array("I", _read_exact(pread, boff, 4 * nbuckets, "DT_GNU_HASH buckets"), little)
-        top = max(buckets) if nbuckets else 0
-        if top < symoffset:
-            nsyms = symoffset
-        else:
-            # The last chain ends at the last symbol: walk it to its end bit.
-            coff = boff + 4 * nbuckets + 4 * (top - symoffset)
-            i = top
-            while True:
-                n = min(4096, left - (coff - off))  # within the hash table's segment
-                raw = pread(coff, n) if n >= 4 else b""
-                words = len(raw) // 4
-                if not words:
-                    raise ElfError("DT_GNU_HASH chain outside its segment")
-                # the end bit is bit 0 of each word: one byte of every four
-                k = raw[0 if little else 3:4 * words:4].translate(_ODD).find(1)
-                if k >= 0:
-                    i += k + 1
-                    break
-                i += words
-                if i > MAX_SYMS:
-                    raise ElfError("DT_GNU_HASH chain too long")
-                coff += 4 * words
-            nsyms = i
-        first = symoffset
-    elif DT_HASH in dyn:
-        off, _left = where(dyn[DT_HASH], "DT_HASH")
-        if h.machine == EM_S390 and is64:  # s390x: 64-bit hash words (musl's Elf_Symndx)
+        return _gnu_hash_count(h, dyn[DT_GNU_HASH], loads, pread)
+    if DT_HASH in dyn:
+        e = "<" if h.little else ">"
+        off, _left = _where(loads, dyn[DT_HASH], "DT_HASH")
+        if h.machine == EM_S390 and h.elfclass == 64:  # s390x: 64-bit hash words (musl's Elf_Symndx)
             nsyms = struct.unpack(e + "QQ", _read_exact(pread, off, 16, "DT_HASH"))[1]
         else:
             nsyms = struct.unpack(e + "II", _read_exact(pread, off, 8, "DT_HASH"))[1]
-        first = 1
-    if refd:
-        nsyms = max(nsyms, max(refd) + 1)
-    if nsyms > MAX_SYMS:
-        raise ElfError(f"too many dynamic symbols ({nsyms})")
-    if nsyms == 0:  # then no relocation names a symbol: tp_i is empty
-        return (SymbolFacts({}, frozenset(), tpoff=own_tls, bad_relocs=bad_relocs, relr=relr)
-                if own_tls or bad_relocs or relr else EMPTY)
+        return nsyms, 1
+    return 0, None
 
-    syment = 24 if is64 else 16
-    symraw = table_at(DT_SYMTAB, nsyms * syment, "DT_SYMTAB")
-    if DT_STRTAB not in dyn:
-        raise ElfError("symbols without DT_STRTAB")
-    stroff, strleft = where(dyn[DT_STRTAB], "DT_STRTAB")
-    strsz = min(dyn.get(DT_STRSZ, strleft), strleft)
-    if strsz > MAX_STRTAB:
-        raise ElfError("dynamic string table too large")
-    strtab = pread(stroff, strsz)
-    vhigh = None  # the high byte of every versym entry
-    if DT_VERSYM in dyn:
-        vraw = table_at(DT_VERSYM, 2 * nsyms, "DT_VERSYM")
-        vhigh = vraw[1::2] if little else vraw[0::2]
 
-    # Per-symbol fields, as whole columns (C-level slicing).
-    names = _array("I", symraw, little)[0::6 if is64 else 4]
-    if is64:
-        infob = symraw[4::24]
-        shoff, valoff, valw = 6, 8, 8
-    else:
-        infob = symraw[12::16]
-        shoff, valoff, valw = 14, 4, 4
-    shnz = _nonzero(symraw, shoff, 2, syment)  # 1: st_shndx != SHN_UNDEF
-    undm = shnz.translate(_FLIP)  # 1: SHN_UNDEF
+def _gnu_hash_count(h: Header, addr: int, loads, pread) -> Tuple[int, int]:
+    """(symbols, ``symoffset``) of a ``DT_GNU_HASH`` table: the last chain
+    ends at the last symbol."""
+    little = h.little
+    off, left = _where(loads, addr, "DT_GNU_HASH")
+    hdr = _read_exact(pread, off, 16, "DT_GNU_HASH")
+    nbuckets, symoffset, bloom_size, _shift = struct.unpack(("<" if little else ">") + "IIII", hdr)
+    if nbuckets > MAX_SYMS or bloom_size > MAX_SYMS or symoffset > MAX_SYMS:
+        raise ElfError("DT_GNU_HASH too large")
+    boff = off + 16 + bloom_size * (8 if h.elfclass == 64 else 4)
+    buckets = _array("I", _read_exact(pread, boff, 4 * nbuckets, "DT_GNU_HASH buckets"), little)
+    top = max(buckets) if nbuckets else 0
+    if top < symoffset:
+        return symoffset, symoffset
+    # The last chain ends at the last symbol: walk it to its end bit.
+    coff = boff + 4 * nbuckets + 4 * (top - symoffset)
+    i = top
+    while True:
+        n = min(4096, left - (coff - off))  # within the hash table's segment
+        raw = pread(coff, n) if n >= 4 else b""
+        words = len(raw) // 4
+        if not words:
+            raise ElfError("DT_GNU_HASH chain outside its segment")
+        # the end bit is bit 0 of each word: one byte of every four
+        k = raw[0 if little else 3:4 * words:4].translate(_ODD).find(1)
+        if k >= 0:
+            return i + k + 1, symoffset
+        i += words
+        if i > MAX_SYMS:
+            raise ElfError("DT_GNU_HASH chain too long")
+        coff += 4 * words
 
-    # Every string of the table by its offset, split and decoded in C.
-    if strtab.isascii():
-        parts = strtab.decode("ascii").split("\0")
-    else:
-        parts = list(map(bytes.decode, strtab.split(b"\0"), repeat("utf-8"), repeat("surrogateescape")))
-    strings = dict(zip(accumulate(map(add, map(len, parts), repeat(1)), initial=0), parts))
-    strlen = len(strtab)
 
-    def name(i: int) -> str:
-        o = names[i]
-        s = strings.get(o)
+# -- phase 4: the symbol columns, and what is defined ---------------------------------
+
+
+class _Symbols:
+    """The dynamic symbol table as whole columns (C-level slicing), and its
+    names by string-table offset."""
+
+    __slots__ = ("symraw", "syment", "names", "infob", "valoff", "valw", "shnz", "undm", "vhigh",
+                 "strtab", "strings", "strlen")
+
+    def __init__(self, h: Header, dyn: Dict[int, int], loads, pread, nsyms: int):
+        is64, little = h.elfclass == 64, h.little
+        syment = self.syment = 24 if is64 else 16
+        symraw = self.symraw = _table_at(loads, pread, dyn[DT_SYMTAB], nsyms * syment, "DT_SYMTAB")
+        if DT_STRTAB not in dyn:
+            raise ElfError("symbols without DT_STRTAB")
+        stroff, strleft = _where(loads, dyn[DT_STRTAB], "DT_STRTAB")
+        strsz = min(dyn.get(DT_STRSZ, strleft), strleft)
+        if strsz > MAX_STRTAB:
+            raise ElfError("dynamic string table too large")
+        strtab = self.strtab = pread(stroff, strsz)
+        self.vhigh = None  # the high byte of every versym entry
+        if DT_VERSYM in dyn:
+            vraw = _table_at(loads, pread, dyn[DT_VERSYM], 2 * nsyms, "DT_VERSYM")
+            self.vhigh = vraw[1::2] if little else vraw[0::2]
+
+        # Per-symbol fields, as whole columns (C-level slicing).
+        self.names = _array("I", symraw, little)[0::6 if is64 else 4]
+        if is64:
+            self.infob = symraw[4::24]
+            shoff, self.valoff, self.valw = 6, 8, 8
+        else:
+            self.infob = symraw[12::16]
+            shoff, self.valoff, self.valw = 14, 4, 4
+        self.shnz = _nonzero(symraw, shoff, 2, syment)  # 1: st_shndx != SHN_UNDEF
+        self.undm = self.shnz.translate(_FLIP)  # 1: SHN_UNDEF
+
+        # Every string of the table by its offset, split and decoded in C.
+        if strtab.isascii():
+            parts = strtab.decode("ascii").split("\0")
+        else:
+            parts = list(map(bytes.decode, strtab.split(b"\0"), repeat("utf-8"), repeat("surrogateescape")))
+        self.strings = dict(zip(accumulate(map(add, map(len, parts), repeat(1)), initial=0), parts))
+        self.strlen = len(strtab)
+
+    def name(self, i: int) -> str:
+        o = self.names[i]
+        s = self.strings.get(o)
         if s is None:  # a tail-merged string (or a hostile offset)
-            if o >= strlen:
+            if o >= self.strlen:
                 raise ElfError("symbol name outside the string table")
+            strtab = self.strtab
             end = strtab.find(b"\0", o)
             if end < 0:
                 raise ElfError("unterminated symbol name")
-            s = strings[o] = _decode(strtab[o:end])
+            s = self.strings[o] = _decode(strtab[o:end])
         return s
 
-    def names_of(indices: List[int]) -> List[str]:
-        got = list(map(strings.get, map(names.__getitem__, indices)))
+    def names_of(self, indices: List[int]) -> List[str]:
+        got = list(map(self.strings.get, map(self.names.__getitem__, indices)))
         if None in got:
-            got = [s if s is not None else name(i) for i, s in zip(indices, got)]
+            got = [s if s is not None else self.name(i) for i, s in zip(indices, got)]
         return got
 
-    def selected(mask: int, count: int) -> List[str]:
+    def selected(self, mask: int, first: int, count: int) -> List[str]:
         """The names of the symbols from ``first`` on whose bit is set."""
         sel = _bytes(mask, count)
-        got = list(map(strings.get, compress(names[first:], sel)))
+        got = list(map(self.strings.get, compress(self.names[first:], sel)))
         if None in got:  # a tail-merged name: by index
-            return names_of(list(compress(range(first, first + count), sel)))
+            return self.names_of(list(compress(range(first, first + count), sel)))
         return got
 
+
+def _definitions(syms: _Symbols, first: Optional[int], nsyms: int):
+    """(defined, hidden, ifunc, undef_valued) names of the symbols musl's
+    lookup considers (from ``first`` on), as bit masks over whole columns."""
     defined: List[str] = []
     hidden: List[str] = []
     ifunc: List[str] = []
     undef_valued: List[str] = []
-    if first is not None and first < nsyms:
-        cnt = nsyms - first
-        cls = infob[first:]
-        plain = _int(cls.translate(_CLS_PLAIN))  # OK type other than TLS, OK binding
-        valnz = _int(_nonzero(symraw[first * syment:], valoff, valw, syment))
-        sh = _int(shnz[first:])
-        hid = 0
-        if vhigh is not None:
-            hid = _int(vhigh[first:].translate(_HIGHBIT))
-        sel = plain & valnz & sh
-        defined = selected(sel & ~hid, cnt)
-        if hid:
-            hidden = selected(sel & hid, cnt)
-        uv = plain & valnz & _int(undm[first:]) & ~hid
-        if uv:
-            undef_valued = selected(uv, cnt)
-        special = cls.translate(_CLS_TLS_IFUNC)
-        if special.strip(b"\0"):  # TLS (st_value 0 is fine) and IFUNC definitions: rare
-            for j in compress(range(cnt), special):
-                i = first + j
-                if not shnz[i]:
-                    continue
-                if special[j] == 1:
-                    (hidden if vhigh is not None and vhigh[i] >= 0x80 else defined).append(name(i))
-                elif (valnz >> (8 * j)) & 0xFF:
-                    ifunc.append(name(i))
+    if first is None or first >= nsyms:
+        return defined, hidden, ifunc, undef_valued
+    cnt = nsyms - first
+    vhigh, shnz = syms.vhigh, syms.shnz
+    cls = syms.infob[first:]
+    plain = _int(cls.translate(_CLS_PLAIN))  # OK type other than TLS, OK binding
+    valnz = _int(_nonzero(syms.symraw[first * syms.syment:], syms.valoff, syms.valw, syms.syment))
+    sh = _int(shnz[first:])
+    hid = 0
+    if vhigh is not None:
+        hid = _int(vhigh[first:].translate(_HIGHBIT))
+    sel = plain & valnz & sh
+    defined = syms.selected(sel & ~hid, first, cnt)
+    if hid:
+        hidden = syms.selected(sel & hid, first, cnt)
+    uv = plain & valnz & _int(syms.undm[first:]) & ~hid
+    if uv:
+        undef_valued = syms.selected(uv, first, cnt)
+    special = cls.translate(_CLS_TLS_IFUNC)
+    if special.strip(b"\0"):  # TLS (st_value 0 is fine) and IFUNC definitions: rare
+        for j in compress(range(cnt), special):
+            i = first + j
+            if not shnz[i]:
+                continue
+            if special[j] == 1:
+                (hidden if vhigh is not None and vhigh[i] >= 0x80 else defined).append(syms.name(i))
+            elif (valnz >> (8 * j)) & 0xFF:
+                ifunc.append(syms.name(i))
+    return defined, hidden, ifunc, undef_valued
 
-    # What the relocations need: SHN_UNDEF, not STB_LOCAL.
+
+# -- phase 5: what the relocations need ----------------------------------------------
+
+
+def _needs(syms: _Symbols, rel: _Relocs, nsyms: int, own_tls: FrozenSet[str]):
+    """(undefined {name: weak}, plt_only, copy, unreferenced, tpoff): the
+    referenced entries that are SHN_UNDEF and not STB_LOCAL, and the rest."""
+    undm, infob, refd = syms.undm, syms.infob, rel.refd
     nonlocal_m = infob.translate(_CLS_NONLOCAL)
     ridx = sorted(refd)
     uidx = list(compress(ridx, map(and_, map(undm.__getitem__, ridx), map(nonlocal_m.__getitem__, ridx))))
-    unames = names_of(uidx)
+    unames = syms.names_of(uidx)
     weakm = infob.translate(_CLS_WEAK)
     weak = list(map(truth, map(weakm.__getitem__, uidx)))
     undefined = dict(zip(unames, weak))
@@ -490,31 +599,18 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
         undefined = {}
         for n, w in zip(unames, weak):
             undefined[n] = undefined.get(n, True) and w
-    nonplt = set(compress(unames, map(nonplt_i.__contains__, uidx)))
-    copy = names_of(sorted(i for i in copy_i if nonlocal_m[i]))
+    nonplt = set(compress(unames, map(rel.nonplt.__contains__, uidx)))
+    copy = syms.names_of(sorted(i for i in rel.copy if nonlocal_m[i]))
     unref_idx = [i for i in filterfalse(refd.__contains__, compress(range(1, nsyms), undm[1:])) if nonlocal_m[i]]
-    unreferenced = [n for n in names_of(unref_idx) if n and n not in undefined]
+    unreferenced = [n for n in syms.names_of(unref_idx) if n and n not in undefined]
     tpoff = own_tls
+    tp_i = rel.tp
     if tp_i:  # a local symbol is the object's own TLS, as index 0 is
         tp_sorted = sorted(tp_i)
-        tpoff = tpoff.union(names_of(list(compress(tp_sorted, map(nonlocal_m.__getitem__, tp_sorted)))))
+        tpoff = tpoff.union(syms.names_of(list(compress(tp_sorted, map(nonlocal_m.__getitem__, tp_sorted)))))
         if not all(map(nonlocal_m.__getitem__, tp_sorted)):
             tpoff = tpoff.union(("",))
-    defs = frozenset(defined)
-    return SymbolFacts(
-        undefined=undefined,
-        defined=defs,
-        hidden=frozenset(hidden) - defs,
-        ifunc=frozenset(ifunc) - defs,
-        undef_valued=frozenset(undef_valued),
-        plt_only=frozenset(undefined).difference(nonplt),
-        copy=frozenset(copy),
-        unreferenced=frozenset(unreferenced),
-        nsyms=nsyms,
-        tpoff=tpoff,
-        bad_relocs=bad_relocs,
-        relr=relr,
-    )
+    return undefined, frozenset(undefined).difference(nonplt), copy, unreferenced, tpoff
 
 
 def _first_unlike(raw: bytes, off: int, pat: bytes, stride: int) -> int:
