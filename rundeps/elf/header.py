@@ -131,18 +131,16 @@ def program_headers(h: Header, head: bytes,
         table, base = (pread(phoff, size) if size else b""), 0
         if len(table) < size:
             return None
-    unpack = h.fmts[1].unpack_from
-    out = []
-    append = out.append
+    phdr_s = h.fmts[1]
+    if entsize == phdr_s.size:  # the usual case: the whole table unpacked in C
+        rows = phdr_s.iter_unpack(table[base:base + size])
+    else:
+        unpack = phdr_s.unpack_from
+        rows = [unpack(table, base + i * entsize) for i in range(phnum)]
     if h.elfclass == 64:  # p_type p_flags p_offset p_vaddr p_paddr p_filesz ...
-        for i in range(phnum):
-            ph = unpack(table, base + i * entsize)
-            append((ph[0], ph[1], ph[2], ph[3], ph[5]))
-    else:  # p_type p_offset p_vaddr p_paddr p_filesz p_memsz p_flags p_align
-        for i in range(phnum):
-            ph = unpack(table, base + i * entsize)
-            append((ph[0], ph[6], ph[1], ph[2], ph[4]))
-    return out
+        return [(ph[0], ph[1], ph[2], ph[3], ph[5]) for ph in rows]
+    # p_type p_offset p_vaddr p_paddr p_filesz p_memsz p_flags p_align
+    return [(ph[0], ph[6], ph[1], ph[2], ph[4]) for ph in rows]
 
 
 def _einval(exc: OSError) -> bool:
