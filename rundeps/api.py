@@ -16,7 +16,8 @@ from .apkdb import Repository, Universe, parse_installed
 from .errors import SourceError, UsageError
 from .resolve import Resolution, Resolver, TreeFS, _same_arch, majority_arch
 from .verdict import GLIBC_LINKED, MISSING_LIBRARY
-from .walk import ScanResult, scan, to_host
+from .inputs.walk import ScanResult, scan
+from .rootfs import to_host
 
 __all__ = ["DEFAULT_EXCLUDES", "Sources", "check_tree", "load_database", "load_universe", "open_indexes",
            "add_distributions", "add_installed_size"]
@@ -143,7 +144,7 @@ def installed_database(root: str) -> Optional[str]:
     absolute ``/usr/lib`` target is the root's, not the host's).  A root that
     has only ``usr/lib/apk/db/installed`` (a copy that lost the symlink) is
     read from there."""
-    from .walk import resolve_in_root
+    from .rootfs import resolve_in_root
 
     for path in (INSTALLED_DB, USR_INSTALLED_DB):
         real = resolve_in_root(root, path)
@@ -304,7 +305,7 @@ def _file_cache(cache_dir: Optional[str], use_cache: bool, on_warning: Warn):
     if not use_cache:
         return None
     from .cachedir import default_cache_dir
-    from .filecache import FileCache
+    from .inputs.filecache import FileCache
 
     return FileCache.open(str(default_cache_dir(cache_dir)), on_warning)
 
@@ -678,7 +679,7 @@ def check_wheel(
     report them) are what it needs.
     """
     from .resolve import WheelFS
-    from .wheel import scan_wheel
+    from .inputs.wheel import scan_wheel
 
     warn = on_warning or (lambda msg: None)
     sources = sources or Sources()

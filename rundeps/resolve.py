@@ -52,7 +52,8 @@ from .units import LIBRARY, MODULE, PYTHON_LIBRARY, is_vendored
 from .units import role as unit_role
 from .verdict import GLIBC_LINKED, Fault
 from .search import DEFAULT_INTERP, MUSL_DEFAULT_PATH, expand_run_path, path_file, run_path_entries, split_search_path
-from .walk import read_keyed, resolve_dir_in_root, resolve_in_root, stat_key, to_host
+from .inputs.walk import read_keyed, stat_key
+from .rootfs import resolve_dir_in_root, resolve_in_root, to_host
 
 __all__ = [
     "Edge",

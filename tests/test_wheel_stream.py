@@ -7,10 +7,10 @@ import tracemalloc
 
 import pytest
 
-import rundeps.wheel as wheel
+import rundeps.inputs.wheel as wheel
 from rundeps.elf import read_elf_path
 from rundeps.elf import read_symbols
-from rundeps.wheel import WheelLimits, scan_wheel
+from rundeps.inputs.wheel import WheelLimits, scan_wheel
 
 from wheelbuild import compile_so, gcc_available, make_wheel
 

@@ -44,8 +44,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Dict, List, Optional, Tuple
 
-from .elf.reader import reader_name
-from .elf.types import ElfInfo
+from ..elf.reader import reader_name
+from ..elf.types import ElfInfo
 
 __all__ = ["FileCache", "SUBDIR", "FORMAT_VERSION"]
 

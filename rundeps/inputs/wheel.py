@@ -50,12 +50,12 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
-from .elf.dynamic import read_elf_pread
-from .elf.header import parse_header, program_headers
-from .elf.reader import reader_name
-from .elf.symbols import read_symbols_pread
-from .elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
-from .errors import RundepsError
+from ..elf.dynamic import read_elf_pread
+from ..elf.header import parse_header, program_headers
+from ..elf.reader import reader_name
+from ..elf.symbols import read_symbols_pread
+from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
+from ..errors import RundepsError
 
 __all__ = [
     "WheelError",
@@ -305,7 +305,7 @@ class WheelScan:
 
     def dlopen(self, **kwargs):
         """:func:`rundeps.dlopen.find_dlopen` over the kept ``.py`` sources."""
-        from .dlopen import find_dlopen
+        from ..dlopen import find_dlopen
 
         out = []
         for path, text in self.py_sources:
@@ -506,7 +506,7 @@ class _PreadFile(io.RawIOBase):
 def _parse_member(head: bytes, pread, size: int, symbols: bool):
     """(ElfInfo, SymbolFacts or None) of a member through ``pread``."""
     if reader_name() == "pyelftools":
-        from .elf.reader import read_elf_pyelftools, read_symbols_pyelftools
+        from ..elf.reader import read_elf_pyelftools, read_symbols_pyelftools
 
         f = io.BufferedReader(_PreadFile(pread, size), 65536)  # only ever over a real file (see _spooled)
         info = read_elf_pyelftools(f)
@@ -605,7 +605,7 @@ def _show(name: str) -> str:
 
 
 def _decode_py(data: bytes) -> Optional[str]:
-    from .dlopen import decode_source
+    from ..dlopen import decode_source
 
     try:
         return decode_source(data)
@@ -689,10 +689,27 @@ def _scan(zf, scan: WheelScan, limits: WheelLimits, problem, require_metadata: b
           symbols: bool = False) -> None:
     wheel = scan.path
     infos = zf.infolist()
+    _refuse_bombs(infos, limits, wheel)
+    budget = _Budget(limits, wheel)
+    fname = parse_wheel_filename(wheel)
+    if fname is not None:
+        scan.name, scan.version, scan.build = fname.name, fname.version, fname.build
+    else:
+        problem("", "file name is not a wheel name ({dist}-{version}-{python}-{abi}-{platform}.whl)")
+    safe = _safe_members(infos, scan, problem)
+    _read_metadata(zf, scan, safe, fname, limits, budget, problem, require_metadata)
+    _read_members(zf, scan, safe, limits, budget, problem, collect_py, symbols)
+    scan.elf_libc = _elf_libc(scan.items)
+    if scan.tag_libc == "glibc" and all(p.libc != "glibc" or p.tag.startswith("linux_") for p in scan.platforms):
+        scan.libc = "musl" if scan.elf_libc == "musl" else "glibc"
+    else:
+        scan.libc = scan.tag_libc
+
+
+def _refuse_bombs(infos: List[zipfile.ZipInfo], limits: WheelLimits, wheel: str) -> None:
+    """WheelError for too many members or a zip bomb, before anything is read."""
     if len(infos) > limits.max_members:
         raise WheelError("%s: refused: %d members (limit %d)" % (wheel, len(infos), limits.max_members))
-
-    # Bombs first, before reading anything.
     for info in infos:
         if info.file_size > limits.ratio_min_size and info.file_size > limits.max_ratio * max(info.compress_size, 1):
             raise WheelError(
@@ -700,14 +717,10 @@ def _scan(zf, scan: WheelScan, limits: WheelLimits, problem, require_metadata: b
                 % (wheel, _show(info.filename), info.file_size, info.compress_size)
             )
 
-    budget = _Budget(limits, wheel)
-    fname = parse_wheel_filename(wheel)
-    if fname is not None:
-        scan.name, scan.version, scan.build = fname.name, fname.version, fname.build
-    else:
-        problem("", "file name is not a wheel name ({dist}-{version}-{python}-{abi}-{platform}.whl)")
 
-    # Member names: safety, duplicates, the file and folder sets.
+def _safe_members(infos: List[zipfile.ZipInfo], scan: WheelScan, problem) -> List[zipfile.ZipInfo]:
+    """The members whose names are safe (the others, and duplicates,
+    reported); their installed paths and folders noted in ``scan``."""
     seen: Set[str] = set()
     safe: List[zipfile.ZipInfo] = []
     for info in infos:
@@ -731,9 +744,14 @@ def _scan(zf, scan: WheelScan, limits: WheelLimits, problem, require_metadata: b
                 break
             d = posixpath.dirname(d)
     scan.wheel_dirs.add("/")
+    return safe
 
-    _read_metadata(zf, scan, safe, fname, limits, budget, problem, require_metadata)
 
+def _read_members(zf, scan: WheelScan, safe: List[zipfile.ZipInfo], limits: WheelLimits, budget: _Budget, problem,
+                  collect_py: bool, symbols: bool) -> None:
+    """Read the ELF members (into ``scan.items``) and, with ``collect_py``,
+    the ``.py`` sources (``scan.py_sources``), within the limits."""
+    wheel = scan.path
     py_total = 0
     py_over = False
     for info in safe:
@@ -773,12 +791,6 @@ def _scan(zf, scan: WheelScan, limits: WheelLimits, problem, require_metadata: b
                 problem(name, "not scanned for dlopen: cannot decode")
                 continue
             scan.py_sources.append((installed_path(name), text))
-
-    scan.elf_libc = _elf_libc(scan.items)
-    if scan.tag_libc == "glibc" and all(p.libc != "glibc" or p.tag.startswith("linux_") for p in scan.platforms):
-        scan.libc = "musl" if scan.elf_libc == "musl" else "glibc"
-    else:
-        scan.libc = scan.tag_libc
 
 
 def _read_metadata(zf, scan: WheelScan, safe, fname: Optional[WheelName], limits, budget, problem, require_metadata) -> None:
