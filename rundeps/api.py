@@ -30,7 +30,8 @@ from .errors import SourceError, UsageError
 from .platform import KNOWN_ARCHES, host_arch, same_arch
 from .resolve import Resolution, Resolver, TreeFS, majority_arch
 from .verdict import GLIBC_LINKED, MISSING_LIBRARY
-from .walk import ScanResult, scan, to_host
+from .inputs.walk import ScanResult, scan
+from .rootfs import to_host
 
 __all__ = ["DEFAULT_EXCLUDES", "Sources", "check_tree", "load_database", "load_universe", "open_indexes",
            "add_distributions", "add_installed_size"]
@@ -68,12 +69,12 @@ def scan_paths(
 
 
 def _file_cache(cache_dir: Optional[str], use_cache: bool, on_warning: Warn):
-    """The per-file cache (:class:`rundeps.filecache.FileCache`), or None
+    """The per-file cache (:class:`rundeps.inputs.filecache.FileCache`), or None
     without a cache or when its folder cannot be used (after a warning)."""
     if not use_cache:
         return None
     from .cachedir import default_cache_dir
-    from .filecache import FileCache
+    from .inputs.filecache import FileCache
 
     return FileCache.open(str(default_cache_dir(cache_dir)), on_warning)
 
@@ -320,7 +321,7 @@ image. Package names as Alpine gives them."""
 
 
 class WheelCheck:
-    """One wheel checked: the :class:`rundeps.wheel.WheelScan`, its
+    """One wheel checked: the :class:`rundeps.inputs.wheel.WheelScan`, its
     resolution (a pure wheel too: its run-time loads), the target arch, a one-line verdict,
     whether the wheel is usable as it is, and whether no package source was
     available to map external sonames."""
@@ -377,7 +378,7 @@ def add_runtime_loads(
 
 def add_wheel_loads(res: Resolution, ws, *, add: bool = True, include_conditional: bool = False) -> list:
     """:func:`add_runtime_loads` for a wheel's own sources (``ws``: a
-    :class:`rundeps.wheel.WheelScan`)."""
+    :class:`rundeps.inputs.wheel.WheelScan`)."""
     from .loads.conditions import import_conditions
     from .loads.providers import apply_runtime_loads
 
@@ -414,7 +415,7 @@ def check_wheel(
     report them) are what it needs.
     """
     from .resolve import WheelFS
-    from .wheel import scan_wheel
+    from .inputs.wheel import scan_wheel
 
     warn = on_warning or (lambda msg: None)
     sources = sources or Sources()

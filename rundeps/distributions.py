@@ -43,7 +43,7 @@ import hashlib
 import posixpath
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from .walk import resolve_dir_in_root, resolve_in_root, to_host
+from .rootfs import resolve_dir_in_root, resolve_in_root, to_host
 
 __all__ = ["Distribution", "DistributionMap", "find_distributions", "map_distributions", "wheel_distributions",
            "needs_of"]

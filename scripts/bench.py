@@ -26,7 +26,7 @@ libraries the wheels do not vendor)::
 
     {rundeps} scan --db {db} --cache-dir {cache} {nocache} {tree}
 
-``--cmd walk`` times only the library's walk (``rundeps.walk.scan``).
+``--cmd walk`` times only the library's walk (``rundeps.inputs.walk.scan``).
 
 ``--symbols`` (issue 11) adds, on tree A: musl's own loader run once per ELF
 file (``/lib/ld-musl-x86_64.so.1 --list FILE``, the ``musl-list`` row),
@@ -72,12 +72,12 @@ COPIES = 20
 
 SCAN_SNIPPET = r"""
 import sys
-from rundeps.walk import scan
+from rundeps.inputs.walk import scan
 tree, cache_dir, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 symbols = sys.argv[4:] == ['symbols']
 cache = None
 if cache_dir != '-':
-    from rundeps.filecache import FileCache
+    from rundeps.inputs.filecache import FileCache
     cache = FileCache.open(cache_dir, lambda m: print('warning:', m, file=sys.stderr))
 errors = []
 res = scan([tree], cache=cache, on_error=lambda p, r: errors.append((p, r)), symbols=symbols)
@@ -268,7 +268,7 @@ for w in sorted(glob.glob(sys.argv[1] + '/*.whl')):
 
 PYELFTOOLS_SNIPPET = r"""
 import sys
-from rundeps.pyelftools_reader import read_symbols_pyelftools
+from rundeps.elf.pyelftools import read_symbols_pyelftools
 for f in open(sys.argv[1]).read().splitlines():
     with open(f, 'rb') as fh:
         read_symbols_pyelftools(fh)
@@ -303,7 +303,7 @@ def bench_symbols(tree: Path, wheels: Path, python: str, rundeps: str, env, runs
         if cli_has_flag(rundeps, env, "--jobs"):
             cold1 = cold.replace(" scan --symbols ", " scan --symbols --jobs 1 ")
     else:
-        how = "the library: rundeps.walk.scan(symbols=True), no resolving or binding (the CLI has no --symbols yet)"
+        how = "the library: rundeps.inputs.walk.scan(symbols=True), no resolving or binding (the CLI has no --symbols yet)"
         cold = f"{q(python)} -c {q(SCAN_SNIPPET)} {q(str(tree))} - run symbols"
         warm = f"{q(python)} -c {q(SCAN_SNIPPET)} {q(str(tree))} {q(str(cache))} run symbols"
     loader = f"{q(python)} -c {q(LIST_SNIPPET)} {MUSL_LOADER} {q(str(listing))}"

@@ -395,7 +395,7 @@ def run_atheris(seeds: List[bytes], seconds: float, stats: Stats, corpus_dir: Pa
     import atheris
 
     with atheris.instrument_imports():
-        import rundeps.elf  # noqa: F401
+        import rundeps.elf.reader  # noqa: F401  (with dynamic, header, types: the fast reader)
 
     corpus_dir.mkdir(parents=True, exist_ok=True)
     for i, s in enumerate(seeds):

@@ -3,7 +3,7 @@
 
 Each list is what musl's dynamic linker finds in its own ``libc.so``
 (``ld-musl-<arch>.so.1``) when it binds a symbol: the ``defined`` names of
-:func:`rundeps.symbols.read_symbols` (musl's ``find_sym`` rules), one a
+:func:`rundeps.elf.read_symbols` (musl's ``find_sym`` rules), one a
 line, sorted, after one header line naming the source::
 
     # musl 1.2.5 x86_64: exports of musl-1.2.5-r0-x86_64.so (Alpine), by scripts/gen_musl_exports.py
@@ -30,7 +30,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from rundeps.symbols import read_symbols  # noqa: E402
+from rundeps.elf import read_symbols  # noqa: E402
 
 SHARED = PROJECT.parent / "shared" / "alpine" / "musl"
 DEBIAN_LIBC = Path("/lib/x86_64-linux-musl/libc.so")

@@ -370,7 +370,7 @@ def test_a_library_not_at_hand_makes_symbols_unchecked_not_missing(tmp_path):
     from rundeps.apk.model import Package, Repository, Universe, parse_atom, parse_installed
     from rundeps.api import bind_symbols
     from rundeps.resolve import Resolver, TreeFS
-    from rundeps.walk import scan
+    from rundeps.inputs.walk import scan
 
     universe = Universe()
     universe.add(parse_installed((root / "lib/apk/db/installed").read_text()))

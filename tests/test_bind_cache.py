@@ -11,8 +11,8 @@ from pathlib import Path
 
 from bindbuild import HOST_MUSL, _db_block, build_c, loader_list, requires_musl
 from rundeps.api import Sources, check_tree
-from rundeps.walk import scan
-from rundeps.filecache import SYMBOLS_VERSION, VERDICTS_VERSION, _SYM_HEADER as SYM_HEADER, _VERDICTS_HEADER as VERDICTS_HEADER  # noqa: E501
+from rundeps.inputs.walk import scan
+from rundeps.inputs.filecache import SYMBOLS_VERSION, VERDICTS_VERSION, _SYM_HEADER as SYM_HEADER, _VERDICTS_HEADER as VERDICTS_HEADER  # noqa: E501
 
 S_EXT = ".s%d" % SYMBOLS_VERSION
 B_EXT = ".b%d" % VERDICTS_VERSION
@@ -123,15 +123,15 @@ def test_a_changed_musl_is_bound_again(tmp_path):
 def test_scan_symbols_load_lazily_and_jobs_give_the_same_facts(tmp_path, monkeypatch):
     """Two processes read what one reads (the thresholds lowered so that a
     small tree is shared with the forked child)."""
-    import rundeps.walk as walk
+    import rundeps.inputs.forked as forked
 
     root = make_root(tmp_path)
     for i in range(30):
         build_c(root / "usr/local/lib/many", f"libm{i}.so", f"int f{i}(void){{return {i};}} int g(void);"
                 f" int h{i}(void){{return g();}}", soname=f"libm{i}.so")
     one = scan(["/usr/local"], root=str(root), symbols=True, jobs=1)
-    monkeypatch.setattr(walk, "PARALLEL_MIN_FILES", 2)
-    monkeypatch.setattr(walk, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(forked, "PARALLEL_MIN_FILES", 2)
+    monkeypatch.setattr(forked, "PARALLEL_MIN_BYTES", 1)
     forks = []
     real_fork = os.fork
 
@@ -153,7 +153,7 @@ def test_scan_symbols_load_lazily_and_jobs_give_the_same_facts(tmp_path, monkeyp
 def test_copies_are_parsed_once_and_look_alikes_are_not_taken_for_copies(tmp_path):
     """Same sonames, same size: a byte-for-byte copy shares the facts read
     first; a file that differs only in one name gets its own."""
-    from rundeps.symbols import read_symbols
+    from rundeps.elf import read_symbols
 
     root = tmp_path / "root"
     a = build_c(root / "usr/local/lib/a", "libz.so.1", "int f_aaaa(void){return 1;}", soname="libz.so.1")
@@ -177,7 +177,8 @@ def test_a_child_that_dies_leaves_its_files_to_the_parent(tmp_path, monkeypatch)
     parent reads the child's half itself and gives the same facts."""
     import threading
 
-    import rundeps.walk as walk
+    import rundeps.inputs.forked as forked
+    import rundeps.inputs.walk as walk
 
     if len(os.sched_getaffinity(0)) < 2 or threading.active_count() != 1:
         import pytest
@@ -187,8 +188,8 @@ def test_a_child_that_dies_leaves_its_files_to_the_parent(tmp_path, monkeypatch)
     for i in range(30):
         build_c(root / "usr/local/lib/many", f"libm{i}.so", f"int f{i}(void){{return {i};}}", soname=f"libm{i}.so")
     one = scan(["/usr/local"], root=str(root), symbols=True, jobs=1)
-    monkeypatch.setattr(walk, "PARALLEL_MIN_FILES", 2)
-    monkeypatch.setattr(walk, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(forked, "PARALLEL_MIN_FILES", 2)
+    monkeypatch.setattr(forked, "PARALLEL_MIN_BYTES", 1)
     parent = os.getpid()
     real_read_one = walk._read_one
 
@@ -216,7 +217,7 @@ def test_corrupt_or_foreign_verdicts_are_dropped_with_a_warning(tmp_path):
     assert any("binding verdicts were corrupt" in w for w in warnings), warnings
     assert res.will_not_load == {}
     # A checksum-valid file of another shape (not written by rundeps) is not used either.
-    from rundeps.filecache import FileCache
+    from rundeps.inputs.filecache import FileCache
 
     fc = FileCache(cache)
     fc._write_blob(fc._verdicts_key(str(root), ["/usr/local"]), B_EXT[1:], VERDICTS_HEADER, {b"k": "not a tuple"})

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import elfbuild  # noqa: E402
 from elfbuild import build_exe, build_lib, build_static_exe, readelf_dynamic, readelf_header, requires_gcc  # noqa: E402
 
-from rundeps import elf  # noqa: E402
+from rundeps.elf import dynamic as elf  # noqa: E402
 from rundeps.elf import ARCH_NAMES, ElfError, ElfInfo, is_elf_magic, read_elf, read_elf_path, read_elf_pyelftools  # noqa: E402
 
 X86_64 = elfbuild.host_arch() == "x86_64"

@@ -1,4 +1,4 @@
-"""rundeps.filecache with rundeps.walk.scan: warm runs, invalidation, failures."""
+"""rundeps.inputs.filecache with rundeps.inputs.walk.scan: warm runs, invalidation, failures."""
 
 import os
 import subprocess
@@ -11,11 +11,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from elfbuild import build_lib, requires_gcc  # noqa: E402
 
-from rundeps import walk  # noqa: E402
-from rundeps.filecache import (  # noqa: E402
+from rundeps.inputs import walk  # noqa: E402
+from rundeps.inputs.filecache import (  # noqa: E402
     SUBDIR, Entries, FileCache, decode_entries, encode_entries, folder_signature, signature_keys)
 from rundeps.elf import ElfInfo  # noqa: E402
-from rundeps.walk import scan  # noqa: E402
+from rundeps.inputs.walk import scan  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 pytestmark = requires_gcc
@@ -176,7 +176,7 @@ def test_cache_folder_becomes_unwritable(tree, cache_dir):
 
 
 def test_two_processes_writing_at_once(tree, cache_dir):
-    code = ("import sys; from rundeps.walk import scan; from rundeps.filecache import FileCache;"
+    code = ("import sys; from rundeps.inputs.walk import scan; from rundeps.inputs.filecache import FileCache;"
             "c = FileCache.open(sys.argv[2], lambda m: print('warning', m, file=sys.stderr));"
             "r = scan([sys.argv[1]], cache=c); print(len(r.items))")
     env = dict(os.environ, PYTHONPATH=str(PROJECT))

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from rundeps import walk
+from rundeps import rootfs
+from rundeps.inputs import walk
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -99,8 +100,8 @@ def test_symlink_loops_end(tmp_path, db):
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines() == ["rundeps: /usr/local/lib/a: symlink loop or target outside the file system"]
     # the 44-link chain resolves nowhere (more than 40 hops), the 40th does
-    assert walk.resolve_in_root(str(root), "/usr/local/lib/chain44") is None
-    assert walk.resolve_in_root(str(root), "/usr/local/lib/chain39") == "/usr/local/lib/libz-user.so"
+    assert rootfs.resolve_in_root(str(root), "/usr/local/lib/chain44") is None
+    assert rootfs.resolve_in_root(str(root), "/usr/local/lib/chain39") == "/usr/local/lib/libz-user.so"
 
 
 # -- a folder of 100,000 files -----------------------------------------------------------

@@ -1,6 +1,6 @@
 """Hostile wheels through ``rundeps wheel``, end to end (real zips, real processes).
 
-tests/test_wheel.py checks the library (:func:`rundeps.wheel.scan_wheel`);
+tests/test_wheel.py checks the library (:func:`rundeps.inputs.wheel.scan_wheel`);
 these check what a user sees: one clear line on stderr, the documented exit
 code (2 for a wheel that cannot be used, the others still checked), never a
 traceback, and nothing from a refused member in the output.

@@ -236,7 +236,7 @@ def test_run_time_loads_search_the_main_program_run_path_not_the_callers(tmp_pat
     from rundeps.loads.dlopen import DlopenFinding
     from rundeps.loads.providers import resolve_findings
     from rundeps.resolve import Resolver, TreeFS
-    from rundeps.walk import scan
+    from rundeps.inputs.walk import scan
 
     universe = Universe()
     universe.add(parse_installed("P:musl\nV:1.2.3-r0\nA:x86_64\n\n"))
@@ -300,7 +300,7 @@ def test_dlopen_notes_are_read_by_both_readers(tmp_path):
 def test_only_required_dlopen_notes_join_the_set_searched_from_the_main_program(tmp_path):
     from rundeps.apk.model import Universe, parse_installed
     from rundeps.resolve import Resolver, TreeFS
-    from rundeps.walk import scan
+    from rundeps.inputs.walk import scan
 
     vendored = lib(tmp_path / "app/vendor/librdVendored.so")
     noted = build_lib(tmp_path / "app/mods/libnoted.so", source=_note_source(NOTE_ENTRIES),

@@ -13,7 +13,7 @@ import pytest
 
 from rundeps.bind import exports as muslexports
 from rundeps.resolve import TreeFS
-from rundeps.symbols import read_symbols
+from rundeps.elf import read_symbols
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT.parent / "shared" / "alpine"

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import rundeps.elf as elf
-import rundeps.symbols as symbols
-from rundeps.pyelftools_reader import read_elf_pyelftools, read_symbols_pyelftools
+import rundeps.elf.dynamic as dynamic
+import rundeps.elf.header as header
+import rundeps.elf.symbols as symbols
+import rundeps.elf.types as types
+from rundeps.elf import read_elf_path, read_symbols
+from rundeps.elf.pyelftools import read_elf_pyelftools, read_symbols_pyelftools
 
 from elfbuild import build_lib, requires_gcc
 
@@ -22,28 +25,30 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 
 def test_pyelftools_reader_imports_nothing_from_the_fast_readers():
-    tree = ast.parse((PROJECT / "rundeps" / "pyelftools_reader.py").read_text())
+    tree = ast.parse((PROJECT / "rundeps" / "elf" / "pyelftools.py").read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
             imported |= {(node.module, a.name) for a in node.names}
-    assert imported == {("elf", "ElfError"), ("elf", "ElfInfo"), ("symbols", "SymbolFacts"),
+    assert imported == {("types", "ElfError"), ("types", "ElfInfo"), ("facts", "SymbolFacts"),
                         # the JSON descriptor of a dlopen note (not ELF reading)
-                        ("elfnotes", "DLOPEN_NOTE_OWNER"), ("elfnotes", "DLOPEN_NOTE_TYPE"),
-                        ("elfnotes", "dlopen_note_entries")}
+                        ("notes", "DLOPEN_NOTE_OWNER"), ("notes", "DLOPEN_NOTE_TYPE"),
+                        ("notes", "dlopen_note_entries")}
 
 
 @requires_gcc
 def test_pyelftools_reader_works_with_the_fast_readers_broken(tmp_path, monkeypatch):
     lib = build_lib(tmp_path, "libx.so.1", soname="libx.so.1", needed_libs=("liby.so.2",), runpath="$ORIGIN")
-    want_info = elf.read_elf_path(lib)
-    want_syms = symbols.read_symbols(lib)
+    want_info = read_elf_path(lib)
+    want_syms = read_symbols(lib)
 
     def broken(*a, **k):
         raise AssertionError("the fast reader was called")
 
-    for mod, names in ((elf, ("_parse", "_parse_header", "_formats", "_guarded", "_file_pread", "parse_fd",
-                              "machine_arch", "_decode", "_split_path", "_etype")),
+    for mod, names in ((header, ("parse_header", "formats", "guarded", "program_headers", "parse_as_elf_error")),
+                       (types, ("machine_arch", "is_elf_magic")),
+                       (dynamic, ("_parse", "file_pread", "parse_fd", "read_elf_file", "_decode", "_split_path",
+                                  "_etype")),
                        (symbols, ("_parse", "_wrap", "read_symbols_pread", "_nonzero", "_array"))):
         for n in names:
             monkeypatch.setattr(mod, n, broken)
@@ -54,7 +59,7 @@ def test_pyelftools_reader_works_with_the_fast_readers_broken(tmp_path, monkeypa
 
 SPY = r"""
 import sys
-import rundeps.pyelftools_reader as p
+import rundeps.elf.pyelftools as p
 calls = []
 for name in ("read_elf_pyelftools", "read_symbols_pyelftools"):
     def spy(f, _orig=getattr(p, name), _name=name):

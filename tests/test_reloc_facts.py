@@ -1,4 +1,4 @@
-"""The relocation-type facts of :class:`rundeps.symbols.SymbolFacts`:
+"""The relocation-type facts of :class:`rundeps.elf.facts.SymbolFacts`:
 ``tpoff`` (symbols of initial-exec TLS relocations, ``""`` for the object's
 own TLS) and ``bad_relocs`` (types musl's ``do_relocs`` does not support).
 
@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from rundeps.elf import ElfError
-from rundeps.symbols import (EMPTY, SymbolFacts, facts_from_tuple, pack_facts, read_symbols, read_symbols_pyelftools,
-                             unpack_facts)
+from rundeps.elf.facts import EMPTY, SymbolFacts, facts_from_tuple, pack_facts, unpack_facts
+from rundeps.elf.reader import read_symbols, read_symbols_pyelftools
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED_MUSL = PROJECT.parent / "shared" / "alpine" / "musl"

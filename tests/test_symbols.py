@@ -1,4 +1,4 @@
-"""Symbol facts (rundeps.symbols) held to binutils' readelf / nm and to the
+"""Symbol facts (rundeps.elf.symbols) held to binutils' readelf / nm and to the
 pyelftools reader, on objects built here with gcc and musl-gcc and on the
 real Alpine musl libraries in ../shared/alpine/musl."""
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rundeps.elf import ElfError
-from rundeps.symbols import SymbolFacts, facts_from_tuple, read_symbols, read_symbols_pread, read_symbols_pyelftools
+from rundeps.elf import SymbolFacts, facts_from_tuple, read_symbols, read_symbols_pread, read_symbols_pyelftools
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED_MUSL = PROJECT.parent / "shared" / "alpine" / "musl"
@@ -342,7 +342,7 @@ def test_reader_switch_and_file_objects(fixtures, monkeypatch):
     data = p.read_bytes()
     assert read_symbols(io.BytesIO(data)) == fast
     assert read_symbols_pread(lambda off, n: data[off:off + n]) == fast
-    import rundeps.symbols as symbols
+    import rundeps.elf.reader as symbols
 
     called = []
     real = symbols.read_symbols_pyelftools

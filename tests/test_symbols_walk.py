@@ -8,11 +8,11 @@ import subprocess
 
 import pytest
 
-from rundeps.filecache import FileCache
+from rundeps.inputs.filecache import FileCache
 from rundeps.resolve import TreeFS
-from rundeps.symbols import read_symbols
-from rundeps.walk import scan
-from rundeps.filecache import SYMBOLS_VERSION, VERDICTS_VERSION, _SYM_HEADER as SYM_HEADER, _VERDICTS_HEADER as VERDICTS_HEADER  # noqa: E501
+from rundeps.elf import read_symbols
+from rundeps.inputs.walk import scan
+from rundeps.inputs.filecache import SYMBOLS_VERSION, VERDICTS_VERSION, _SYM_HEADER as SYM_HEADER, _VERDICTS_HEADER as VERDICTS_HEADER  # noqa: E501
 
 S_EXT = ".s%d" % SYMBOLS_VERSION
 B_EXT = ".b%d" % VERDICTS_VERSION

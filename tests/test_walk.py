@@ -1,4 +1,4 @@
-"""rundeps.walk: real trees with gcc-built ELF files, odd files and symlinks."""
+"""rundeps.inputs.walk: real trees with gcc-built ELF files, odd files and symlinks."""
 
 import json
 import os
@@ -12,8 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from elfbuild import build_exe, build_lib, requires_gcc, scanelf_needed  # noqa: E402
 
-from rundeps import walk  # noqa: E402
-from rundeps.walk import resolve_in_root, scan, to_host  # noqa: E402
+from rundeps.inputs import walk  # noqa: E402
+from rundeps.inputs.walk import scan  # noqa: E402
+from rundeps.rootfs import resolve_in_root, to_host  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 pytestmark = requires_gcc
@@ -121,7 +122,7 @@ def test_truncated_elf_reported_once_and_scan_goes_on(tree, lib_bytes):
 
 
 def _scan_in_subprocess(root, paths_, timeout=60):
-    code = ("import json, sys; from rundeps.walk import scan; e = [];"
+    code = ("import json, sys; from rundeps.inputs.walk import scan; e = [];"
             "r = scan(json.loads(sys.argv[2]), root=sys.argv[1], on_error=lambda p, m: e.append([p, m]));"
             "print(json.dumps({'items': [i.path for i in r.items], 'links': r.links, 'errors': e,"
             " 'seen': r.files_seen}))")

@@ -1,4 +1,4 @@
-"""Tests for rundeps.wheel: reading ELF members straight from wheels."""
+"""Tests for rundeps.inputs.wheel: reading ELF members straight from wheels."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rundeps.errors import RundepsError
-from rundeps.wheel import (
+from rundeps.inputs.wheel import (
     WheelError,
     WheelLimits,
     classify_platform,

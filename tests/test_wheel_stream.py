@@ -7,10 +7,10 @@ import tracemalloc
 
 import pytest
 
-import rundeps.wheel as wheel
+import rundeps.inputs.wheel as wheel
 from rundeps.elf import read_elf_path
-from rundeps.symbols import read_symbols
-from rundeps.wheel import WheelLimits, scan_wheel
+from rundeps.elf import read_symbols
+from rundeps.inputs.wheel import WheelLimits, scan_wheel
 
 from wheelbuild import compile_so, gcc_available, make_wheel
 
@@ -82,7 +82,7 @@ def test_corrupt_member_is_still_refused(tmp_path, lib):
 
 
 def test_pyelftools_reader_for_wheels(tmp_path, lib, monkeypatch):
-    import rundeps.pyelftools_reader as p
+    import rundeps.elf.pyelftools as p
 
     calls = []
     for name in ("read_elf_pyelftools", "read_symbols_pyelftools"):

@@ -30,7 +30,7 @@ import hashlib
 import os
 from typing import Dict, List, Optional
 
-from ..walk import resolve_dir_in_root, resolve_in_root, to_host
+from ..rootfs import resolve_dir_in_root, resolve_in_root, to_host
 
 __all__ = ["cache_index_names", "apk_cache_dir", "find_cached_index", "repository_lines", "INDEX_FILE"]
 

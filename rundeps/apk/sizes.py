@@ -122,7 +122,7 @@ def format_size(n: int) -> str:
 def read_world(root: str) -> Optional[List[str]]:
     """The entries of ``ROOT/etc/apk/world`` (symlinks followed inside the
     root), or None when there is none or it cannot be read."""
-    from ..walk import resolve_in_root, to_host
+    from ..rootfs import resolve_in_root, to_host
 
     real = resolve_in_root(root, "/etc/apk/world")
     if real is None:

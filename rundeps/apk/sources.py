@@ -13,7 +13,7 @@ import os
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..errors import SourceError
-from ..walk import to_host
+from ..rootfs import to_host
 from .model import Repository, Universe, parse_installed
 
 __all__ = ["Sources", "load_database", "load_universe", "installed_database", "index_locations",
@@ -132,7 +132,7 @@ def installed_database(root: str) -> Optional[str]:
     absolute ``/usr/lib`` target is the root's, not the host's).  A root that
     has only ``usr/lib/apk/db/installed`` (a copy that lost the symlink) is
     read from there."""
-    from ..walk import resolve_in_root
+    from ..rootfs import resolve_in_root
 
     for path in (INSTALLED_DB, USR_INSTALLED_DB):
         real = resolve_in_root(root, path)

@@ -4,7 +4,7 @@ the files that will not load.
 A soname that resolves is not a module that loads. This module takes a
 :class:`~rundeps.resolve.Resolution` (the sonames resolved to files,
 packages and musl) and the symbol facts of every object
-(:class:`rundeps.symbols.SymbolFacts`: ``undefined`` name -> weak,
+(:class:`rundeps.elf.facts.SymbolFacts`: ``undefined`` name -> weak,
 ``defined`` names as musl's lookup sees them), and decides what musl's
 ``ldso/dynlink.c`` decides:
 
@@ -576,7 +576,7 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
     """Judge the load of every unit of ``res`` (``res.units``: the files
     loaded on their own, see :mod:`rundeps.units`) as musl would.
 
-    ``symbols(real_path)``: the :class:`~rundeps.symbols.SymbolFacts` of an
+    ``symbols(real_path)``: the :class:`~rundeps.elf.facts.SymbolFacts` of an
     in-root file (None when unreadable); ``musl``: what the reserved names
     bind to; ``real_path``: the in-root real path of a load path (default:
     the resolver's filesystem ``lookup``); ``interpreters``: file path ->

@@ -2,7 +2,7 @@
 
 Each ``data/musl/<version>-<arch>.txt`` holds the names musl's dynamic
 linker finds in its own ``libc.so`` (``ld-musl-<arch>.so.1``), as
-:func:`rundeps.symbols.read_symbols` reads them (``SymbolFacts.defined``),
+:func:`rundeps.elf.read_symbols` reads them (``SymbolFacts.defined``),
 one a line, sorted, after a header line naming the library they came from.
 ``scripts/gen_musl_exports.py`` writes them from real libraries: the Alpine
 builds in ``../shared/alpine/musl/`` and Debian's ``musl`` package; the tests

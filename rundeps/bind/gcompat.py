@@ -53,7 +53,7 @@ class Gcompat:
         is not an ELF library with exports."""
         from ..elf import ElfError
         from ..errors import UsageError
-        from ..symbols import read_symbols_path
+        from ..elf.reader import read_symbols_path
 
         try:
             facts = read_symbols_path(host_path)

@@ -125,14 +125,14 @@ def shipped_musl(arch: Optional[str], musl_version: Optional[str] = None,
     """A musl export list the project ships (:mod:`rundeps.bind.exports`):
     ``musl_version``, else the musl of Alpine ``alpine``, else the newest
     (``why``: where ``musl_version`` came from, for the description)."""
-    from . import exports as muslexports
+    from .exports import load, musl_for_alpine
 
     wanted = musl_version
     why = why or (f"--musl {musl_version}" if musl_version else None)
     if wanted is None and alpine:
-        wanted = muslexports.musl_for_alpine(alpine)
+        wanted = musl_for_alpine(alpine)
         why = f"Alpine {alpine}" if wanted else None
-    lists = muslexports.load(wanted, arch or "x86_64")
+    lists = load(wanted, arch or "x86_64")
     if lists is None:
         return None
     desc = f"{lists.describe()}, the export list shipped with rundeps"

@@ -55,7 +55,7 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
     from ..api import check_wheel, load_universe, target_arch
     from ..errors import SourceError
     from ..report import wheel_json
-    from ..wheel import WheelError, iter_wheels
+    from ..inputs.wheel import WheelError, iter_wheels
 
     reporter = Reporter(quiet)
     root, explicit_root = parse_root(kw["root"])

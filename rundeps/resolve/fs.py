@@ -10,7 +10,8 @@ import stat as _stat
 from typing import Dict, Iterable, Mapping, Optional, Protocol, Tuple
 
 from ..elf import ElfError, ElfInfo, read_elf_path
-from ..walk import read_keyed, resolve_dir_in_root, resolve_in_root, stat_key, to_host
+from ..inputs.walk import read_keyed, stat_key
+from ..rootfs import resolve_dir_in_root, resolve_in_root, to_host
 
 
 class Tree(Protocol):
@@ -93,13 +94,13 @@ class TreeFS:
 
     def known_items(self, items: Iterable[object]) -> None:
         """Seed :meth:`symbols` and :meth:`symbols_key` with the scanned
-        :class:`rundeps.walk.ScanItem` objects (``items[i].path`` is the
+        :class:`rundeps.inputs.walk.ScanItem` objects (``items[i].path`` is the
         in-root real path), without reading their facts: an item loads them
         when first asked (see :func:`rundeps.walk.scan`)."""
         self.__dict__.setdefault("_items", {}).update((item.path, item) for item in items)
 
     def symbols(self, real_path: str):
-        """The :class:`rundeps.symbols.SymbolFacts` of an in-root real path,
+        """The :class:`rundeps.elf.facts.SymbolFacts` of an in-root real path,
         read once and memoised (None if it is not ELF or cannot be read;
         the reason goes to ``on_error``)."""
         memo = self.__dict__.setdefault("_symbols", {})
@@ -111,7 +112,7 @@ class TreeFS:
         if item is not None:
             facts = memo[real_path] = item.symbols
             return facts
-        from ..symbols import read_symbols_fd
+        from ..elf.reader import read_symbols_fd
 
         facts = None
         try:

@@ -51,7 +51,7 @@ from ..platform import (GLIBC_INTERP, GLIBC_SONAMES, MUSL_LD_ARCH, is_glibc_inte
 from .units import LIBRARY, MODULE, PYTHON_LIBRARY, is_vendored
 from .units import role as unit_role
 from .search import DEFAULT_INTERP, MUSL_DEFAULT_PATH, expand_run_path, path_file, run_path_entries, split_search_path
-from ..walk import resolve_dir_in_root, to_host
+from ..rootfs import resolve_dir_in_root, to_host
 
 from .result import Edge, Resolution
 from .search import parse_ld_so_conf

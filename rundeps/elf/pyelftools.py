@@ -1,14 +1,14 @@
-"""The pyelftools reader: :class:`~rundeps.elf.ElfInfo` and
-:class:`~rundeps.symbols.SymbolFacts` read with pyelftools' own structures.
+"""The pyelftools reader: :class:`~rundeps.elf.types.ElfInfo` and
+:class:`~rundeps.elf.facts.SymbolFacts` read with pyelftools' own structures.
 
 It is the second reader, selected with ``RUNDEPS_ELF_READER=pyelftools``
 (every command: the walk, ``wheel``, the resolver's look-ups), and the oracle
-the tests hold the fast :mod:`struct` readers (:mod:`rundeps.elf`,
-:mod:`rundeps.symbols`) to.  It shares **no code** with them: it imports only
-their result types and :class:`~rundeps.elf.ElfError` (a test checks the
-imports), and it does its own bounds checks.  (The one shared piece is the
-decoding of a dlopen note's JSON descriptor, :mod:`rundeps.elfnotes`: not
-ELF reading.)
+the tests hold the fast :mod:`struct` readers (:mod:`rundeps.elf.dynamic`,
+:mod:`rundeps.elf.symbols`) to.  It shares **no code** with them: it imports
+only their result types and :class:`~rundeps.elf.types.ElfError` (a test
+checks the imports), and it does its own bounds checks.  (The one shared
+piece is the decoding of a dlopen note's JSON descriptor,
+:mod:`rundeps.elf.notes`: not ELF reading.)
 
 What pyelftools parses here: the ELF header (``ELFFile``: class, data
 encoding, machine, type, ``PN_XNUM`` through ``num_segments``), program
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import BinaryIO, Dict, List, Optional, Tuple
 
-from .elf import ElfError, ElfInfo
-from .symbols import SymbolFacts
+from .facts import SymbolFacts
+from .types import ElfError, ElfInfo
 
 __all__ = ["read_elf_pyelftools", "read_symbols_pyelftools"]
 
@@ -144,83 +144,15 @@ def _elf(f) -> ElfInfo:
     number = ENUM_E_MACHINE[machine] if isinstance(machine, str) else machine
     etype = ef["e_type"]
     etype_name = etype if etype in _TYPES else f"ET_{ENUM_E_TYPE.get(etype, etype)}"
-    if ef["e_phnum"] == 0xFFFF and (not ef["e_shoff"] or ef["e_shentsize"] < ef.structs.Elf_Shdr.sizeof()):
-        raise ElfError("PN_XNUM without section header 0")
-    phnum = ef.num_segments()
-    if phnum > _MAX_PHNUM:
-        raise ElfError(f"too many program headers ({phnum})")
-    phdr = ef.structs.Elf_Phdr
-    entsize = ef["e_phentsize"]
-    if phnum and entsize < phdr.sizeof():
-        raise ElfError(f"bad program header entry size {entsize}")
-    table = _read(f, ef["e_phoff"], entsize * phnum)
-    if len(table) < entsize * phnum:
-        raise ElfError("truncated program header table")
-    phdrs = [phdr.parse(table[i * entsize:i * entsize + phdr.sizeof()]) for i in range(phnum)]
-
-    interp = None
-    ph = next((p for p in phdrs if p["p_type"] == "PT_INTERP"), None)
-    if ph is not None:
-        if ph["p_filesz"] > _MAX_INTERP:
-            raise ElfError("PT_INTERP too long")
-        raw = _read(f, ph["p_offset"], ph["p_filesz"])
-        if len(raw) < ph["p_filesz"]:
-            raise ElfError("truncated PT_INTERP")
-        interp = _text(raw.split(b"\0", 1)[0])
-
+    phdrs = _phdrs(ef, f)
+    interp = _interp(f, phdrs)
     needed: List[str] = []
     soname = None
     rpath: Tuple[str, ...] = ()
     runpath: Tuple[str, ...] = ()
     ph = next((p for p in phdrs if p["p_type"] == "PT_DYNAMIC"), None)
     if ph is not None:
-        dyn = ef.structs.Elf_Dyn
-        esize = dyn.sizeof()
-        count = ph["p_filesz"] // esize
-        if count == 0:
-            raise ElfError("empty dynamic segment")
-        raw = _read(f, ph["p_offset"], min(count, _MAX_DYN) * esize)
-        if len(raw) < esize:
-            raise ElfError("dynamic segment outside the file")
-        tags = []
-        for i in range(len(raw) // esize):
-            tag = dyn.parse(raw[i * esize:(i + 1) * esize])
-            if tag["d_tag"] == "DT_NULL":
-                break
-            tags.append(tag)
-        else:
-            raise ElfError("dynamic segment without DT_NULL")
-        strtab = next((t["d_val"] for t in tags if t["d_tag"] == "DT_STRTAB"), None)
-        strsz = next((t["d_val"] for t in tags if t["d_tag"] == "DT_STRSZ"), None)
-        wanted = [t for t in tags if t["d_tag"] in ("DT_NEEDED", "DT_SONAME", "DT_RPATH", "DT_RUNPATH")]
-        if wanted:
-            if strtab is None:
-                raise ElfError("dynamic strings without DT_STRTAB")
-            segs = [p for p in phdrs if p["p_type"] == "PT_LOAD" and p["p_vaddr"] <= strtab < p["p_vaddr"] + p["p_filesz"]]
-            if not segs:
-                raise ElfError("DT_STRTAB outside every PT_LOAD segment")
-            seg = segs[0]
-            tab_off = seg["p_offset"] + strtab - seg["p_vaddr"]
-            limit = seg["p_offset"] + seg["p_filesz"] - tab_off
-            if strsz is not None:
-                limit = min(limit, strsz)
-            for tag in wanted:
-                o = tag["d_val"]
-                if o >= limit:
-                    raise ElfError("dynamic string offset outside the string table")
-                raw = _read(f, tab_off + o, min(_MAX_STRING, limit - o))
-                nul = raw.find(b"\0")
-                if nul < 0:
-                    raise ElfError("unterminated dynamic string")
-                s = _text(raw[:nul])
-                if tag["d_tag"] == "DT_NEEDED":
-                    needed.append(s)
-                elif tag["d_tag"] == "DT_SONAME":
-                    soname = s
-                elif tag["d_tag"] == "DT_RPATH":
-                    rpath = _dirs(s)
-                else:
-                    runpath = _dirs(s)
+        needed, soname, rpath, runpath = _dynamic_strings(ef, f, phdrs, ph)
     dlopen_notes: list = []
     for p in phdrs:
         if p["p_type"] == "PT_NOTE" and 12 <= p["p_filesz"] <= _MAX_NOTE_SEGMENT and len(dlopen_notes) < 16:
@@ -240,15 +172,103 @@ def _elf(f) -> ElfInfo:
     )
 
 
+def _phdrs(ef, f) -> list:
+    """The program headers, parsed by pyelftools' ``Elf_Phdr`` (within the
+    same bounds as the fast reader)."""
+    if ef["e_phnum"] == 0xFFFF and (not ef["e_shoff"] or ef["e_shentsize"] < ef.structs.Elf_Shdr.sizeof()):
+        raise ElfError("PN_XNUM without section header 0")
+    phnum = ef.num_segments()
+    if phnum > _MAX_PHNUM:
+        raise ElfError(f"too many program headers ({phnum})")
+    phdr = ef.structs.Elf_Phdr
+    entsize = ef["e_phentsize"]
+    if phnum and entsize < phdr.sizeof():
+        raise ElfError(f"bad program header entry size {entsize}")
+    table = _read(f, ef["e_phoff"], entsize * phnum)
+    if len(table) < entsize * phnum:
+        raise ElfError("truncated program header table")
+    return [phdr.parse(table[i * entsize:i * entsize + phdr.sizeof()]) for i in range(phnum)]
+
+
+def _interp(f, phdrs) -> Optional[str]:
+    """The first ``PT_INTERP``'s string, None without one."""
+    ph = next((p for p in phdrs if p["p_type"] == "PT_INTERP"), None)
+    if ph is None:
+        return None
+    if ph["p_filesz"] > _MAX_INTERP:
+        raise ElfError("PT_INTERP too long")
+    raw = _read(f, ph["p_offset"], ph["p_filesz"])
+    if len(raw) < ph["p_filesz"]:
+        raise ElfError("truncated PT_INTERP")
+    return _text(raw.split(b"\0", 1)[0])
+
+
+def _dynamic_strings(ef, f, phdrs, ph):
+    """(needed, soname, rpath, runpath) of the ``PT_DYNAMIC`` segment ``ph``."""
+    dyn = ef.structs.Elf_Dyn
+    esize = dyn.sizeof()
+    count = ph["p_filesz"] // esize
+    if count == 0:
+        raise ElfError("empty dynamic segment")
+    raw = _read(f, ph["p_offset"], min(count, _MAX_DYN) * esize)
+    if len(raw) < esize:
+        raise ElfError("dynamic segment outside the file")
+    tags = []
+    for i in range(len(raw) // esize):
+        tag = dyn.parse(raw[i * esize:(i + 1) * esize])
+        if tag["d_tag"] == "DT_NULL":
+            break
+        tags.append(tag)
+    else:
+        raise ElfError("dynamic segment without DT_NULL")
+    needed: List[str] = []
+    soname = None
+    rpath: Tuple[str, ...] = ()
+    runpath: Tuple[str, ...] = ()
+    strtab = next((t["d_val"] for t in tags if t["d_tag"] == "DT_STRTAB"), None)
+    strsz = next((t["d_val"] for t in tags if t["d_tag"] == "DT_STRSZ"), None)
+    wanted = [t for t in tags if t["d_tag"] in ("DT_NEEDED", "DT_SONAME", "DT_RPATH", "DT_RUNPATH")]
+    if not wanted:
+        return needed, soname, rpath, runpath
+    if strtab is None:
+        raise ElfError("dynamic strings without DT_STRTAB")
+    segs = [p for p in phdrs if p["p_type"] == "PT_LOAD" and p["p_vaddr"] <= strtab < p["p_vaddr"] + p["p_filesz"]]
+    if not segs:
+        raise ElfError("DT_STRTAB outside every PT_LOAD segment")
+    seg = segs[0]
+    tab_off = seg["p_offset"] + strtab - seg["p_vaddr"]
+    limit = seg["p_offset"] + seg["p_filesz"] - tab_off
+    if strsz is not None:
+        limit = min(limit, strsz)
+    for tag in wanted:
+        o = tag["d_val"]
+        if o >= limit:
+            raise ElfError("dynamic string offset outside the string table")
+        raw = _read(f, tab_off + o, min(_MAX_STRING, limit - o))
+        nul = raw.find(b"\0")
+        if nul < 0:
+            raise ElfError("unterminated dynamic string")
+        s = _text(raw[:nul])
+        if tag["d_tag"] == "DT_NEEDED":
+            needed.append(s)
+        elif tag["d_tag"] == "DT_SONAME":
+            soname = s
+        elif tag["d_tag"] == "DT_RPATH":
+            rpath = _dirs(s)
+        else:
+            runpath = _dirs(s)
+    return needed, soname, rpath, runpath
+
+
 def _dlopen_notes(ef, offset: int, size: int) -> list:
     """pyelftools' ``iter_notes`` over one PT_NOTE segment, keeping the
     ``FDO`` dlopen notes; a note pyelftools cannot parse ends the segment, as
     the fast reader skips what it cannot read.  (Only the JSON descriptor's
-    decoding, :func:`rundeps.elfnotes.dlopen_note_entries`, is shared: it is
+    decoding, :func:`rundeps.elf.notes.dlopen_note_entries`, is shared: it is
     not ELF reading.)"""
     from elftools.elf.notes import iter_notes
 
-    from .elfnotes import DLOPEN_NOTE_OWNER, DLOPEN_NOTE_TYPE, dlopen_note_entries
+    from .notes import DLOPEN_NOTE_OWNER, DLOPEN_NOTE_TYPE, dlopen_note_entries
 
     out: list = []
     try:
@@ -262,15 +282,12 @@ def _dlopen_notes(ef, offset: int, size: int) -> list:
 
 def read_symbols_pyelftools(f: BinaryIO) -> Optional[SymbolFacts]:
     """The :class:`SymbolFacts` of ``f``, by the rules of
-    :mod:`rundeps.symbols`, read with pyelftools; None if not ELF."""
+    :mod:`rundeps.elf.symbols`, read with pyelftools; None if not ELF."""
     return _read_elf(f, _pyelftools)
 
 
 def _pyelftools(f) -> SymbolFacts:
-    from elftools.common.utils import struct_parse
-    from elftools.elf import enums
     from elftools.elf.elffile import ELFFile
-    from elftools.elf.hash import ELFHashTable, GNUHashTable
 
     f.seek(0)
     ef = ELFFile(f)
@@ -280,41 +297,7 @@ def _pyelftools(f) -> SymbolFacts:
     tags = {}
     for t in seg.iter_tags():
         tags.setdefault(t.entry.d_tag, t.entry.d_val)
-
-    arch_enum = {
-        "EM_X86_64": ("R_X86_64_COPY", "R_X86_64_JUMP_SLOT", enums.ENUM_RELOC_TYPE_x64),
-        "EM_386": ("R_386_COPY", "R_386_JUMP_SLOT", enums.ENUM_RELOC_TYPE_i386),
-        "EM_AARCH64": ("R_AARCH64_COPY", "R_AARCH64_JUMP_SLOT", enums.ENUM_RELOC_TYPE_AARCH64),
-        "EM_ARM": ("R_ARM_COPY", "R_ARM_JUMP_SLOT", enums.ENUM_RELOC_TYPE_ARM),
-    }.get(ef["e_machine"])
-    copy_t = plt_t = None
-    if arch_enum:
-        copy_t, plt_t = arch_enum[2][arch_enum[0]], arch_enum[2][arch_enum[1]]
-
-    musl = _MUSL_TYPES.get((ef["e_machine"], ef.elfclass))
-    musl_ok = set(musl.values()) if musl else set()
-    musl_tp = {v for k, v in musl.items() if k.startswith("tp ")} if musl else set()
-    r_type_mask = 0x7FFFFFFF if ef.elfclass == 64 else 0xFF  # musl's R_TYPE
-    bad = set()
-    tp_syms = set()  # symbol indices of initial-exec TLS relocations, 0 included
-
-    refs: Dict[int, List[int]] = {}
-    if "DT_SYMTAB" in tags or any(k in tags for k in ("DT_REL", "DT_RELA", "DT_JMPREL")):
-        for kind, rt in seg.get_relocation_tables().items():
-            if kind == "RELR":
-                continue
-            for r in rt.iter_relocations():
-                if r["r_info_sym"] and r["r_info_type"]:
-                    refs.setdefault(r["r_info_sym"], []).append(r["r_info_type"])
-                if musl:
-                    typ = r["r_info_type"] & r_type_mask
-                    if typ not in musl_ok:
-                        bad.add(typ)
-                        if len(bad) > _MAX_BAD_TYPES:
-                            raise ElfError("too many unsupported relocation types")
-                    elif typ in musl_tp:
-                        tp_syms.add(r["r_info_sym"])
-    bad_relocs = frozenset(bad)
+    refs, bad_relocs, tp_syms = _relocations(ef, seg, tags)
     tpoff = {""} if 0 in tp_syms else set()
     relr = "DT_RELR" in tags and bool(tags.get("DT_RELRSZ"))  # applied by musl 1.2.4 and later
     if "DT_SYMTAB" not in tags:
@@ -322,72 +305,13 @@ def _pyelftools(f) -> SymbolFacts:
             raise ElfError("relocations against symbols without DT_SYMTAB")
         return SymbolFacts({}, frozenset(), tpoff=frozenset(tpoff), bad_relocs=bad_relocs, relr=relr)
 
-    first = None
-    if "DT_GNU_HASH" in tags:
-        _, off = seg.get_table_offset("DT_GNU_HASH")
-        gh = GNUHashTable(ef, off, seg)
-        nsyms = gh.get_number_of_symbols()
-        first = gh.params["symoffset"]
-    elif "DT_HASH" in tags:
-        _, off = seg.get_table_offset("DT_HASH")
-        try:
-            table = ELFHashTable(ef, off, None, seg)  # pyelftools 0.33: (elffile, offset, size, symtab)
-        except TypeError:
-            table = ELFHashTable(ef, off, seg)  # 0.32 and older (the last for Python 3.9): no size
-        nsyms = table.get_number_of_symbols()
-        first = 1
-    else:
-        nsyms = 0
+    nsyms, first = _hash_count(ef, seg, tags)
     if refs:
         nsyms = max(nsyms, max(refs) + 1)
     syms = [seg.get_symbol(i) for i in range(nsyms)]
-    hidden_bits = [False] * nsyms
-    if "DT_VERSYM" in tags:
-        _, voff = seg.get_table_offset("DT_VERSYM")
-        for i in range(nsyms):
-            v = struct_parse(ef.structs.Elf_Versym, f, stream_pos=voff + 2 * i)["ndx"]
-            if isinstance(v, str):  # VER_NDX_LOCAL / VER_NDX_GLOBAL (0, 1): never hidden
-                continue
-            hidden_bits[i] = bool(v & 0x8000)
-
-    ok_types = ("STT_NOTYPE", "STT_OBJECT", "STT_FUNC", "STT_COMMON", "STT_TLS")
-    ok_binds = ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
-    defined, hidden, ifunc, undef_valued = set(), set(), set(), set()
-    if first is not None:
-        for i in range(first, nsyms):
-            s = syms[i]
-            typ, bind = s["st_info"]["type"], s["st_info"]["bind"]
-            if bind not in ok_binds:
-                continue
-            if s["st_shndx"] == "SHN_UNDEF":
-                if s["st_value"] != 0 and typ != "STT_TLS" and typ in ok_types and not hidden_bits[i]:
-                    undef_valued.add(s.name)
-                continue
-            if s["st_value"] == 0 and typ != "STT_TLS":
-                continue
-            if typ not in ok_types:
-                if typ in ("STT_GNU_IFUNC", "STT_LOOS"):
-                    ifunc.add(s.name)
-                continue
-            if hidden_bits[i]:
-                hidden.add(s.name)
-            else:
-                defined.add(s.name)
-    undefined: Dict[str, bool] = {}
-    nonplt = set()
-    copy = set()
-    for i, types in refs.items():
-        s = syms[i]
-        bind = s["st_info"]["bind"]
-        if bind == "STB_LOCAL":
-            continue
-        if copy_t is not None and copy_t in types:
-            copy.add(s.name)
-        if s["st_shndx"] != "SHN_UNDEF":
-            continue
-        undefined[s.name] = undefined.get(s.name, True) and bind == "STB_WEAK"
-        if any(t != plt_t for t in types):
-            nonplt.add(s.name)
+    hidden_bits = _hidden_bits(ef, f, seg, tags, nsyms)
+    defined, hidden, ifunc, undef_valued = _exports(syms, first, hidden_bits)
+    undefined, nonplt, copy = _bound(ef, syms, refs)
     for i in tp_syms:
         if i:
             s = syms[i]
@@ -408,3 +332,128 @@ def _pyelftools(f) -> SymbolFacts:
         bad_relocs=bad_relocs,
         relr=relr,
     )
+
+
+def _relocations(ef, seg, tags):
+    """({symbol index: [relocation types]} of the relocations that name a
+    symbol, the types musl does not support, the symbol indices of
+    initial-exec TLS relocations, 0 included), from pyelftools'
+    ``RelocationTable``."""
+    musl = _MUSL_TYPES.get((ef["e_machine"], ef.elfclass))
+    musl_ok = set(musl.values()) if musl else set()
+    musl_tp = {v for k, v in musl.items() if k.startswith("tp ")} if musl else set()
+    r_type_mask = 0x7FFFFFFF if ef.elfclass == 64 else 0xFF  # musl's R_TYPE
+    bad = set()
+    tp_syms = set()  # symbol indices of initial-exec TLS relocations, 0 included
+    refs: Dict[int, List[int]] = {}
+    if "DT_SYMTAB" in tags or any(k in tags for k in ("DT_REL", "DT_RELA", "DT_JMPREL")):
+        for kind, rt in seg.get_relocation_tables().items():
+            if kind == "RELR":
+                continue
+            for r in rt.iter_relocations():
+                if r["r_info_sym"] and r["r_info_type"]:
+                    refs.setdefault(r["r_info_sym"], []).append(r["r_info_type"])
+                if musl:
+                    typ = r["r_info_type"] & r_type_mask
+                    if typ not in musl_ok:
+                        bad.add(typ)
+                        if len(bad) > _MAX_BAD_TYPES:
+                            raise ElfError("too many unsupported relocation types")
+                    elif typ in musl_tp:
+                        tp_syms.add(r["r_info_sym"])
+    return refs, frozenset(bad), tp_syms
+
+
+def _hash_count(ef, seg, tags) -> Tuple[int, Optional[int]]:
+    """(symbols, first index musl's lookup considers; None: no hash table)
+    from pyelftools' ``GNUHashTable`` / ``ELFHashTable``."""
+    from elftools.elf.hash import ELFHashTable, GNUHashTable
+
+    if "DT_GNU_HASH" in tags:
+        _, off = seg.get_table_offset("DT_GNU_HASH")
+        gh = GNUHashTable(ef, off, seg)
+        return gh.get_number_of_symbols(), gh.params["symoffset"]
+    if "DT_HASH" in tags:
+        _, off = seg.get_table_offset("DT_HASH")
+        try:
+            table = ELFHashTable(ef, off, None, seg)  # pyelftools 0.33: (elffile, offset, size, symtab)
+        except TypeError:
+            table = ELFHashTable(ef, off, seg)  # 0.32 and older (the last for Python 3.9): no size
+        return table.get_number_of_symbols(), 1
+    return 0, None
+
+
+def _hidden_bits(ef, f, seg, tags, nsyms: int) -> List[bool]:
+    """Per symbol: its ``Elf_Versym`` has the hidden bit."""
+    from elftools.common.utils import struct_parse
+
+    hidden_bits = [False] * nsyms
+    if "DT_VERSYM" in tags:
+        _, voff = seg.get_table_offset("DT_VERSYM")
+        for i in range(nsyms):
+            v = struct_parse(ef.structs.Elf_Versym, f, stream_pos=voff + 2 * i)["ndx"]
+            if isinstance(v, str):  # VER_NDX_LOCAL / VER_NDX_GLOBAL (0, 1): never hidden
+                continue
+            hidden_bits[i] = bool(v & 0x8000)
+    return hidden_bits
+
+
+def _exports(syms, first: Optional[int], hidden_bits: List[bool]):
+    """(defined, hidden, ifunc, undef_valued) names, symbol by symbol."""
+    ok_types = ("STT_NOTYPE", "STT_OBJECT", "STT_FUNC", "STT_COMMON", "STT_TLS")
+    ok_binds = ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
+    defined, hidden, ifunc, undef_valued = set(), set(), set(), set()
+    if first is None:
+        return defined, hidden, ifunc, undef_valued
+    for i in range(first, len(syms)):
+        s = syms[i]
+        typ, bind = s["st_info"]["type"], s["st_info"]["bind"]
+        if bind not in ok_binds:
+            continue
+        if s["st_shndx"] == "SHN_UNDEF":
+            if s["st_value"] != 0 and typ != "STT_TLS" and typ in ok_types and not hidden_bits[i]:
+                undef_valued.add(s.name)
+            continue
+        if s["st_value"] == 0 and typ != "STT_TLS":
+            continue
+        if typ not in ok_types:
+            if typ in ("STT_GNU_IFUNC", "STT_LOOS"):
+                ifunc.add(s.name)
+            continue
+        if hidden_bits[i]:
+            hidden.add(s.name)
+        else:
+            defined.add(s.name)
+    return defined, hidden, ifunc, undef_valued
+
+
+def _bound(ef, syms, refs: Dict[int, List[int]]):
+    """(undefined {name: weak}, names some non-JUMP_SLOT relocation
+    references, names COPY relocations reference)."""
+    from elftools.elf import enums
+
+    arch_enum = {
+        "EM_X86_64": ("R_X86_64_COPY", "R_X86_64_JUMP_SLOT", enums.ENUM_RELOC_TYPE_x64),
+        "EM_386": ("R_386_COPY", "R_386_JUMP_SLOT", enums.ENUM_RELOC_TYPE_i386),
+        "EM_AARCH64": ("R_AARCH64_COPY", "R_AARCH64_JUMP_SLOT", enums.ENUM_RELOC_TYPE_AARCH64),
+        "EM_ARM": ("R_ARM_COPY", "R_ARM_JUMP_SLOT", enums.ENUM_RELOC_TYPE_ARM),
+    }.get(ef["e_machine"])
+    copy_t = plt_t = None
+    if arch_enum:
+        copy_t, plt_t = arch_enum[2][arch_enum[0]], arch_enum[2][arch_enum[1]]
+    undefined: Dict[str, bool] = {}
+    nonplt = set()
+    copy = set()
+    for i, types in refs.items():
+        s = syms[i]
+        bind = s["st_info"]["bind"]
+        if bind == "STB_LOCAL":
+            continue
+        if copy_t is not None and copy_t in types:
+            copy.add(s.name)
+        if s["st_shndx"] != "SHN_UNDEF":
+            continue
+        undefined[s.name] = undefined.get(s.name, True) and bind == "STB_WEAK"
+        if any(t != plt_t for t in types):
+            nonplt.add(s.name)
+    return undefined, nonplt, copy

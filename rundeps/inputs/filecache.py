@@ -2,7 +2,7 @@
 
 Every regular file is remembered by its (device, inode, size, mtime_ns) and
 what reading it gave: not ELF, a broken-ELF reason, or the
-:class:`~rundeps.elf.ElfInfo`.  A file whose key is unchanged is not opened
+:class:`~rundeps.elf.types.ElfInfo`.  A file whose key is unchanged is not opened
 again.  The keys are kept folder by folder: a folder's *signature* is the
 names of its regular files (in listing order) and their four numbers packed
 in one array, so an unchanged folder costs one comparison and the cache
@@ -44,7 +44,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Dict, List, Optional, Tuple
 
-from .elf import ElfInfo, reader_name
+from ..elf.reader import reader_name
+from ..elf.types import ElfInfo
 
 __all__ = ["FileCache", "SUBDIR", "FORMAT_VERSION"]
 

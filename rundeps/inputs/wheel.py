@@ -27,7 +27,7 @@ names.  Per member (reported through ``on_problem``, skipped, the scan goes on):
 * an ELF or ``.py`` member declaring more than ``max_member_size`` bytes is
   not read;
 * an encrypted member or an unsupported compression method is not read;
-* a broken ELF file (:class:`rundeps.elf.ElfError`) is reported.
+* a broken ELF file (:class:`rundeps.elf.types.ElfError`) is reported.
 
 The whole wheel is refused with :class:`WheelError` for: a file that is not a
 zip, a truncated or corrupt zip (bad CRC, bad compressed data, a stream that
@@ -50,9 +50,12 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
-from .elf import HEAD_SIZE, ElfError, ElfInfo, _parse_header, is_elf_magic, read_elf_pread
-from .symbols import read_symbols_pread
-from .errors import RundepsError
+from ..elf.dynamic import read_elf_pread
+from ..elf.header import parse_header, program_headers
+from ..elf.reader import reader_name
+from ..elf.symbols import read_symbols_pread
+from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
+from ..errors import RundepsError
 
 __all__ = [
     "WheelError",
@@ -302,7 +305,7 @@ class WheelScan:
 
     def dlopen(self, **kwargs):
         """:func:`rundeps.loads.dlopen.find_dlopen` over the kept ``.py`` sources."""
-        from .loads.dlopen import find_dlopen
+        from ..loads.dlopen import find_dlopen
 
         out = []
         for path, text in self.py_sources:
@@ -443,19 +446,14 @@ def _wanted_ranges(head: bytes) -> List[Tuple[int, int]]:
     """The ranges :class:`_Kept` keeps, from the program headers in ``head``."""
     ranges = [(0, max(len(head), 4096))]
     try:
-        h = _parse_header(head, lambda off, n: b"")
+        h = parse_header(head, lambda off, n: b"")
+        phdrs = program_headers(h, head, lambda off, n: b"")  # None unless all are in ``head``
     except (ElfError, struct.error, ValueError):
         return ranges
-    phdr_s = h.fmts[1]
-    if h.phoff + h.phentsize * h.phnum > len(head):
+    if phdrs is None:
         return ranges
     loads = []
-    for i in range(h.phnum):
-        ph = phdr_s.unpack_from(head, h.phoff + i * h.phentsize)
-        if h.elfclass == 64:
-            p_type, p_flags, offset, filesz = ph[0], ph[1], ph[2], ph[5]
-        else:
-            p_type, p_flags, offset, filesz = ph[0], ph[6], ph[1], ph[4]
+    for p_type, p_flags, offset, _vaddr, filesz in phdrs:
         if p_type == 1:
             loads.append((offset, filesz, p_flags))
         elif p_type in (2, 3):  # PT_DYNAMIC, PT_INTERP
@@ -507,8 +505,8 @@ class _PreadFile(io.RawIOBase):
 
 def _parse_member(head: bytes, pread, size: int, symbols: bool):
     """(ElfInfo, SymbolFacts or None) of a member through ``pread``."""
-    if _elf_reader() == "pyelftools":
-        from .pyelftools_reader import read_elf_pyelftools, read_symbols_pyelftools
+    if reader_name() == "pyelftools":
+        from ..elf.reader import read_elf_pyelftools, read_symbols_pyelftools
 
         f = io.BufferedReader(_PreadFile(pread, size), 65536)  # only ever over a real file (see _spooled)
         info = read_elf_pyelftools(f)
@@ -517,10 +515,6 @@ def _parse_member(head: bytes, pread, size: int, symbols: bool):
     info = read_elf_pread(pread, head)
     facts = read_symbols_pread(pread, head) if symbols else None
     return info, facts
-
-
-def _elf_reader() -> str:
-    return os.environ.get("RUNDEPS_ELF_READER", "")
 
 
 def _stream_member(zf, info: zipfile.ZipInfo, budget: "_Budget", wheel: str, sink) -> bytes:
@@ -565,7 +559,7 @@ def _read_elf_member(zf, info: zipfile.ZipInfo, budget: "_Budget", wheel: str, s
     file (after the whole member was checked) and WheelError for a corrupt
     member."""
     state = {}
-    if _elf_reader() == "pyelftools":
+    if reader_name() == "pyelftools":
         return _spooled(zf, info, budget, wheel, symbols)
 
     def sink(pos: int, chunk: bytes) -> None:
@@ -611,7 +605,7 @@ def _show(name: str) -> str:
 
 
 def _decode_py(data: bytes) -> Optional[str]:
-    from .loads.dlopen import decode_source
+    from ..loads.dlopen import decode_source
 
     try:
         return decode_source(data)
@@ -658,7 +652,7 @@ def scan_wheel(
     """Scan one wheel file; see the module documentation for what is refused.
 
     ``symbols=True`` also reads each ELF member's
-    :class:`rundeps.symbols.SymbolFacts` (``WheelItem.symbols``,
+    :class:`rundeps.elf.facts.SymbolFacts` (``WheelItem.symbols``,
     :meth:`WheelScan.symbols`).  ELF members are streamed, never held whole:
     see :func:`_read_elf_member`.
 
@@ -695,10 +689,27 @@ def _scan(zf, scan: WheelScan, limits: WheelLimits, problem, require_metadata: b
           symbols: bool = False) -> None:
     wheel = scan.path
     infos = zf.infolist()
+    _refuse_bombs(infos, limits, wheel)
+    budget = _Budget(limits, wheel)
+    fname = parse_wheel_filename(wheel)
+    if fname is not None:
+        scan.name, scan.version, scan.build = fname.name, fname.version, fname.build
+    else:
+        problem("", "file name is not a wheel name ({dist}-{version}-{python}-{abi}-{platform}.whl)")
+    safe = _safe_members(infos, scan, problem)
+    _read_metadata(zf, scan, safe, fname, limits, budget, problem, require_metadata)
+    _read_members(zf, scan, safe, limits, budget, problem, collect_py, symbols)
+    scan.elf_libc = _elf_libc(scan.items)
+    if scan.tag_libc == "glibc" and all(p.libc != "glibc" or p.tag.startswith("linux_") for p in scan.platforms):
+        scan.libc = "musl" if scan.elf_libc == "musl" else "glibc"
+    else:
+        scan.libc = scan.tag_libc
+
+
+def _refuse_bombs(infos: List[zipfile.ZipInfo], limits: WheelLimits, wheel: str) -> None:
+    """WheelError for too many members or a zip bomb, before anything is read."""
     if len(infos) > limits.max_members:
         raise WheelError("%s: refused: %d members (limit %d)" % (wheel, len(infos), limits.max_members))
-
-    # Bombs first, before reading anything.
     for info in infos:
         if info.file_size > limits.ratio_min_size and info.file_size > limits.max_ratio * max(info.compress_size, 1):
             raise WheelError(
@@ -706,14 +717,10 @@ def _scan(zf, scan: WheelScan, limits: WheelLimits, problem, require_metadata: b
                 % (wheel, _show(info.filename), info.file_size, info.compress_size)
             )
 
-    budget = _Budget(limits, wheel)
-    fname = parse_wheel_filename(wheel)
-    if fname is not None:
-        scan.name, scan.version, scan.build = fname.name, fname.version, fname.build
-    else:
-        problem("", "file name is not a wheel name ({dist}-{version}-{python}-{abi}-{platform}.whl)")
 
-    # Member names: safety, duplicates, the file and folder sets.
+def _safe_members(infos: List[zipfile.ZipInfo], scan: WheelScan, problem) -> List[zipfile.ZipInfo]:
+    """The members whose names are safe (the others, and duplicates,
+    reported); their installed paths and folders noted in ``scan``."""
     seen: Set[str] = set()
     safe: List[zipfile.ZipInfo] = []
     for info in infos:
@@ -737,9 +744,14 @@ def _scan(zf, scan: WheelScan, limits: WheelLimits, problem, require_metadata: b
                 break
             d = posixpath.dirname(d)
     scan.wheel_dirs.add("/")
+    return safe
 
-    _read_metadata(zf, scan, safe, fname, limits, budget, problem, require_metadata)
 
+def _read_members(zf, scan: WheelScan, safe: List[zipfile.ZipInfo], limits: WheelLimits, budget: _Budget, problem,
+                  collect_py: bool, symbols: bool) -> None:
+    """Read the ELF members (into ``scan.items``) and, with ``collect_py``,
+    the ``.py`` sources (``scan.py_sources``), within the limits."""
+    wheel = scan.path
     py_total = 0
     py_over = False
     for info in safe:
@@ -779,12 +791,6 @@ def _scan(zf, scan: WheelScan, limits: WheelLimits, problem, require_metadata: b
                 problem(name, "not scanned for dlopen: cannot decode")
                 continue
             scan.py_sources.append((installed_path(name), text))
-
-    scan.elf_libc = _elf_libc(scan.items)
-    if scan.tag_libc == "glibc" and all(p.libc != "glibc" or p.tag.startswith("linux_") for p in scan.platforms):
-        scan.libc = "musl" if scan.elf_libc == "musl" else "glibc"
-    else:
-        scan.libc = scan.tag_libc
 
 
 def _read_metadata(zf, scan: WheelScan, safe, fname: Optional[WheelName], limits, budget, problem, require_metadata) -> None:

@@ -18,10 +18,11 @@ Rules (see the tests):
   (surrogateescape) and never crash the walk; symlink loops end after 40 hops.
 
 Speed: directories are opened once and their files opened relative to the
-directory descriptor (``openat``), only the first :data:`rundeps.elf.HEAD_SIZE`
+directory descriptor (``openat``), only the first :data:`rundeps.elf.types.HEAD_SIZE`
 bytes of a file are read unless it is ELF, and with a :class:`FileCache` an
 unchanged file is only ``stat``-ed, never opened (its folder's signature,
-see :mod:`rundeps.filecache`, is compared once).
+see :mod:`rundeps.inputs.filecache`, is compared once).  In-root paths
+become host paths through :mod:`rundeps.rootfs` only.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import gc
 import os
 import posixpath
 import stat as _stat
-import sys
 from collections import Counter
 # typing is only needed by type checkers (annotations are strings here);
 # not importing it keeps start-up light.
@@ -38,15 +38,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .elf import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic, parse_fd, reader_name
+from ..elf.dynamic import parse_fd
+from ..elf.reader import read_elf_fd_pyelftools, reader_name
+from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
+from ..rootfs import join_host, norm_root, resolve_from, split_path
 from .filecache import folder_signature, signature_keys
+from .forked import read_symbols_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from .filecache import FileCache  # noqa: F401
 
-__all__ = ["ScanItem", "ScanResult", "scan", "to_host", "resolve_in_root", "resolve_dir_in_root", "MAX_SYMLINKS"]
+__all__ = ["ScanItem", "ScanResult", "scan", "read_keyed", "stat_key"]
 
-MAX_SYMLINKS = 40
 PROGRESS_EVERY = 1000
 
 _O_FILE = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -57,7 +60,7 @@ _HAVE_DIR_FD = os.open in os.supports_dir_fd and os.scandir in os.supports_fd
 class ScanItem:
     """One ELF regular file found by :func:`scan`.
 
-    ``symbols`` is its :class:`rundeps.symbols.SymbolFacts` when the scan
+    ``symbols`` is its :class:`rundeps.elf.facts.SymbolFacts` when the scan
     was asked for them (``scan(..., symbols=True)``), else None; also None
     when its symbol tables could not be read (reported through ``on_error``).
     With a file cache they are loaded when ``symbols`` is first read (see
@@ -93,7 +96,7 @@ class ScanItem:
 
 class ScanResult:
     """What :func:`scan` found.  (Plain classes, not dataclasses: see
-    :class:`rundeps.elf.ElfInfo`.)"""
+    :class:`rundeps.elf.types.ElfInfo`.)"""
 
     __slots__ = ("items", "links", "files_seen")
 
@@ -108,106 +111,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
-
-
-def _norm_root(root: str) -> str:
-    root = os.fsdecode(root)
-    root = os.path.abspath(root)
-    return root.rstrip("/") or "/"
-
-
-def _join_host(root: str, inroot: str) -> str:
-    """``inroot`` must be normalised and absolute."""
-    if root == "/":
-        return inroot
-    if inroot == "/":
-        return root
-    return root + inroot
-
-
-def to_host(root: str, inroot_path: str) -> str:
-    """The host path of ``inroot_path`` inside ``root``; ``..`` cannot climb
-    above the root (purely lexical: symlinks are not looked at)."""
-    p = posixpath.normpath("/" + os.fsdecode(inroot_path))
-    if p.startswith("//"):
-        p = "/" + p.lstrip("/")
-    return _join_host(_norm_root(root), p)
-
-
-def _split(path: str) -> List[str]:
-    return [c for c in path.split("/") if c and c != "."]
-
-
-def _resolve_from(root: str, cur: List[str], todo: List[str], hops: int = 0,
-                  follow_last: bool = True) -> Optional[Tuple[str, os.stat_result]]:
-    """Resolve components ``todo`` (in order) from the real in-root folder
-    ``cur`` (a list of components, trusted to be real).  Returns the in-root
-    real path and its lstat, or None if it does not exist or loops."""
-    cur = list(cur)
-    pending = list(reversed(todo))  # a stack, next component last
-    st = None
-    if not pending:
-        try:
-            st = os.lstat(_join_host(root, "/" + "/".join(cur)))
-        except (OSError, ValueError):
-            return None
-    while pending:
-        comp = pending.pop()
-        if comp in ("", "."):
-            continue
-        if comp == "..":
-            if cur:
-                cur.pop()
-            try:
-                st = os.lstat(_join_host(root, "/" + "/".join(cur)))
-            except (OSError, ValueError):
-                return None
-            continue
-        cand = cur + [comp]
-        host = _join_host(root, "/" + "/".join(cand))
-        try:
-            st = os.lstat(host)
-        except (OSError, ValueError):
-            return None
-        if _stat.S_ISLNK(st.st_mode) and (pending or follow_last):
-            hops += 1
-            if hops > MAX_SYMLINKS:
-                return None
-            try:
-                target = os.readlink(host)
-            except (OSError, ValueError):
-                return None
-            if target.startswith("/"):
-                cur = []
-            pending.extend(reversed(_split(target)))
-            if not pending:  # a link to '/' (or to '.')
-                try:
-                    st = os.lstat(_join_host(root, "/" + "/".join(cur)))
-                except (OSError, ValueError):
-                    return None
-            continue
-        if pending and not _stat.S_ISDIR(st.st_mode):
-            return None
-        cur = cand
-    return "/" + "/".join(cur), st
-
-
-def resolve_in_root(root: str, inroot_path: str, is_type=_stat.S_ISREG) -> Optional[str]:
-    """Follow symlinks inside ``root`` (absolute targets are relative to the
-    root, ``..`` stops at the root, at most 40 links) and return the in-root
-    real path of ``inroot_path`` if ``is_type(mode)`` (default: a regular
-    file), else None."""
-    root = _norm_root(root)
-    got = _resolve_from(root, [], _split(os.fsdecode(inroot_path)))
-    if got is None:
-        return None
-    path, st = got
-    return path if is_type(st.st_mode) else None
-
-
-def resolve_dir_in_root(root: str, inroot_path: str) -> Optional[str]:
-    """Like :func:`resolve_in_root`, for a folder."""
-    return resolve_in_root(root, inroot_path, _stat.S_ISDIR)
 
 
 def _compile_excludes(exclude: Sequence[str]):
@@ -257,7 +160,7 @@ class _Walker:
         :class:`ElfInfo`, or raises OSError (after reporting it)."""
         try:
             if dir_fd is None:
-                fd = os.open(_join_host(self.root, path), _O_FILE)
+                fd = os.open(join_host(self.root, path), _O_FILE)
             else:
                 fd = os.open(name, _O_FILE, dir_fd=dir_fd)
         except OSError as exc:
@@ -270,7 +173,7 @@ class _Walker:
                     return None
                 try:
                     if self.pyelftools:
-                        return _parse_fd_pyelftools(fd)
+                        return read_elf_fd_pyelftools(fd)
                     return parse_fd(fd, head)
                 except ElfError as exc:
                     return str(exc) or "broken ELF"
@@ -362,7 +265,7 @@ class _Walker:
         stack = [top]
         while stack:
             d = stack.pop()
-            host = _join_host(root, d)
+            host = join_host(root, d)
             prefix = d if d.endswith("/") else d + "/"
             dfd = None
             try:
@@ -438,7 +341,7 @@ class _Walker:
             self._read_folder_files(prefix, [name], None)
             return
         try:
-            st = os.lstat(_join_host(self.root, path))
+            st = os.lstat(join_host(self.root, path))
         except OSError as exc:
             self.error(path, _reason(exc))
             return
@@ -453,10 +356,10 @@ def _canonical_tops(root: str, paths: Sequence[str], error) -> List[Tuple[str, s
         g = posixpath.normpath("/" + os.fsdecode(given))
         if g.startswith("//"):
             g = "/" + g.lstrip("/")
-        got = _resolve_from(root, [], _split(g))
+        got = resolve_from(root, [], split_path(g))
         if got is None:
             try:
-                os.lstat(_join_host(root, g))
+                os.lstat(join_host(root, g))
                 error(g, "symlink loop or target outside the file system")
             except OSError as exc:
                 error(g, _reason(exc))
@@ -494,14 +397,14 @@ def scan(
     read every ELF regular file in them.
 
     ``symbols=True`` also reads each ELF file's symbol facts
-    (:class:`rundeps.symbols.SymbolFacts`, in :attr:`ScanItem.symbols`);
+    (:class:`rundeps.elf.facts.SymbolFacts`, in :attr:`ScanItem.symbols`);
     with a ``cache`` they are kept per file (keyed like the ELF facts, in a
     file of their own so that scans without symbols never load them), and a
     repeat run reads no symbol table of an unchanged file. With a cache the
     facts are loaded when an item's ``symbols`` is first read (a file that
     cannot be read is reported then).
 
-    ``cache`` (a :class:`rundeps.filecache.FileCache`) skips files whose
+    ``cache`` (a :class:`rundeps.inputs.filecache.FileCache`) skips files whose
     (device, inode, size, mtime_ns) are unchanged since the last scan.
     ``jobs``: with 2 or more (and symbols), the symbol tables to read are
     shared with one forked child process when there are enough of them, on a
@@ -524,7 +427,7 @@ def scan(
 
 
 def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: int = 1) -> ScanResult:
-    root = _norm_root(root)
+    root = norm_root(root)
     excluded = _compile_excludes(exclude)
     w = _Walker(root, on_error, cache, progress, excluded)
     if symbols and cache is not None:
@@ -549,7 +452,7 @@ def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: 
 
     found = w.found
     found.sort(key=lambda t: t[0])
-    items = [ScanItem(p, _join_host(root, p), info) for p, info in found]
+    items = [ScanItem(p, join_host(root, p), info) for p, info in found]
     elf_paths = {p for p, _ in found}
     if symbols:
         _attach_symbols(root, items, tops, cache, w.error, w.keys, jobs)
@@ -561,18 +464,18 @@ def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: 
     for given, real, kind in tops:
         if given == real or given == "/":
             continue
-        pr = _resolve_from(root, [], _split(posixpath.dirname(given)))
+        pr = resolve_from(root, [], split_path(posixpath.dirname(given)))
         if pr is None or not _stat.S_ISDIR(pr[1].st_mode):
             continue
         link = posixpath.join(pr[0], posixpath.basename(given))
         try:
-            if _stat.S_ISLNK(os.lstat(_join_host(root, link)).st_mode):
+            if _stat.S_ISLNK(os.lstat(join_host(root, link)).st_mode):
                 candidates.append((link, pr[0]))
         except OSError:
             pass
     top_files = {r for _g, r, k in tops if k == "file"}
     for link, parent in candidates:
-        target = _resolve_from(root, _split(parent), [posixpath.basename(link)])
+        target = resolve_from(root, split_path(parent), [posixpath.basename(link)])
         if target is None:
             continue
         tpath, st = target
@@ -583,7 +486,7 @@ def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: 
         elif tpath not in top_files and not any(_under(tpath, t) for t in dir_tops):
             # Outside what was scanned: look at its magic.
             try:
-                fd = os.open(_join_host(root, tpath), _O_FILE)
+                fd = os.open(join_host(root, tpath), _O_FILE)
                 try:
                     head = os.read(fd, 4)
                 finally:
@@ -595,13 +498,6 @@ def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: 
     if progress is not None:
         progress(w.files_seen)
     return ScanResult(items=items, links=links, files_seen=w.files_seen)
-
-
-def _parse_fd_pyelftools(fd: int):
-    from .pyelftools_reader import read_elf_pyelftools
-
-    with os.fdopen(os.dup(fd), "rb") as f:
-        return read_elf_pyelftools(f)
 
 
 def stat_key(st) -> Tuple[int, int, int, int]:
@@ -663,7 +559,7 @@ def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=N
 
 class _CopyReader:
     """Reads symbol facts, parsing a copy of a file read before only once
-    (:class:`rundeps.symbols.SameBytes`): files with the same sonames and
+    (:class:`rundeps.elf.reader.SameBytes`): files with the same sonames and
     size may be copies."""
 
     def __init__(self, items: List[ScanItem]):
@@ -672,7 +568,7 @@ class _CopyReader:
 
     def read(self, item: ScanItem, fd: int, size: int):
         if self.copies is None:  # counted when the first file is read
-            from .symbols import SameBytes
+            from ..elf.reader import SameBytes
 
             items = self.items
             names = Counter((i.info.needed, i.info.soname) for i in items)
@@ -694,7 +590,7 @@ class _TopSymbols:
         self.jobs = jobs
 
     def load(self) -> None:
-        from .symbols import pack_facts, unpack_facts
+        from ..elf.facts import pack_facts, unpack_facts
 
         items, cache, error = self.items, self.cache, self.error
         for item in items:
@@ -714,7 +610,8 @@ class _TopSymbols:
                     pass
             item._symbols = None
             todo.append(item)
-        for item, got in _read_symbols_of(todo, self.reader, self.jobs):
+        reader = self.reader
+        for item, got in read_symbols_of(todo, lambda item: _read_one(item, reader), self.jobs):
             kind = got[0]
             if kind == "error":
                 error(item.path, got[1])
@@ -739,134 +636,3 @@ def _read_one(item: ScanItem, reader: _CopyReader):
     except OSError as exc:
         return ("error", _reason(exc))
     return ("facts", key, facts)
-
-
-#: Below this many files to read (or bytes), a second process does not pay.
-PARALLEL_MIN_FILES = 24
-PARALLEL_MIN_BYTES = 32 * 1024 * 1024
-
-
-def _read_symbols_of(items: List[ScanItem], reader: _CopyReader, jobs: int = 1):
-    """(item, :func:`_read_one` result) for every item, in order.
-
-    With ``jobs`` > 1 and enough to read, half of the files (by size; copies
-    of one file stay together, see :class:`_CopyReader`) are read by a
-    forked child process that sends their packed facts back through a pipe,
-    while this process reads the other half: reading symbol tables is
-    CPU-bound Python, so a second core halves it. Only when this process
-    runs no other thread (a fork would copy their locks), on a system with
-    ``fork``; a child that fails in any way means its files are read here."""
-    if jobs > 1 and len(items) >= PARALLEL_MIN_FILES and _can_fork():
-        sizes = {}
-        for item in items:
-            try:
-                sizes[item.path] = os.lstat(item.host_path).st_size
-            except OSError:
-                sizes[item.path] = 0
-        if sum(sizes.values()) >= PARALLEL_MIN_BYTES:
-            got = _read_forked(items, reader, sizes)
-            if got is not None:
-                return got
-    return [(item, _read_one(item, reader)) for item in items]
-
-
-def _can_fork() -> bool:
-    if not hasattr(os, "fork"):
-        return False
-    try:
-        if len(os.sched_getaffinity(0)) < 2:
-            return False
-    except (AttributeError, OSError):
-        if (os.cpu_count() or 1) < 2:
-            return False
-    threading = sys.modules.get("threading")
-    return threading is None or threading.active_count() == 1
-
-
-def _read_forked(items: List[ScanItem], reader: _CopyReader, sizes: Dict[str, int]):
-    """Split ``items`` in two by size, read one half in a forked child; None
-    if the child could not be started."""
-    import marshal
-
-    from .symbols import pack_facts, unpack_facts
-
-    groups: Dict[object, List[ScanItem]] = {}
-    for item in items:  # copies of one file in the same half, so each is parsed once
-        groups.setdefault((item.info.needed, item.info.soname, sizes[item.path]), []).append(item)
-    halves: Tuple[List[ScanItem], List[ScanItem]] = ([], [])
-    load = [0, 0]
-    for key in sorted(groups, key=lambda k: -k[2] * len(groups[k])):
-        side = 0 if load[0] <= load[1] else 1
-        halves[side].extend(groups[key])
-        load[side] += key[2]  # a copy costs little: count the first
-    mine, theirs = halves
-    try:
-        rfd, wfd = os.pipe()
-    except OSError:
-        return None
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(rfd)
-        os.close(wfd)
-        return None
-    if pid == 0:  # the child: read, send, and leave without running anything of the parent's
-        code = 1
-        try:
-            os.close(rfd)
-            out = []
-            for item in theirs:
-                got = _read_one(item, reader)
-                if got[0] == "facts" and got[2] is not None:
-                    got = ("facts", got[1], pack_facts(got[2]))
-                out.append(got)
-            data = memoryview(marshal.dumps(out, 4))
-            while data:
-                data = data[os.write(wfd, data):]
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(wfd)
-    results: Dict[str, tuple] = {}
-    chunks = []
-    status = 1
-    try:
-        with os.fdopen(rfd, "rb") as f:
-            for item in mine:
-                results[item.path] = _read_one(item, reader)
-            try:
-                while True:
-                    chunk = f.read(1 << 20)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-            except OSError:
-                chunks = []
-    finally:  # whatever happens here (an interrupt), the child is not left behind
-        try:
-            _pid, status = os.waitpid(pid, 0)
-        except OSError:
-            status = 1
-    theirs_got = None
-    if status == 0:
-        try:
-            theirs_got = marshal.loads(b"".join(chunks))
-            if not (isinstance(theirs_got, list) and len(theirs_got) == len(theirs)):
-                theirs_got = None
-        except (ValueError, EOFError, TypeError):
-            theirs_got = None
-    for item, got in zip(theirs, theirs_got or ()):
-        try:
-            if got[0] == "facts" and got[2] is not None:
-                got = ("facts", tuple(got[1]), unpack_facts(got[2]))
-            elif got[0] == "facts":
-                got = ("facts", tuple(got[1]), None)
-            elif not (got[0] == "error" and isinstance(got[1], str)):
-                raise ValueError(got)
-        except (ValueError, TypeError, IndexError):
-            got = _read_one(item, reader)
-        results[item.path] = got
-    if theirs_got is None:  # the child failed: its half read here
-        for item in theirs:
-            results[item.path] = _read_one(item, reader)
-    return [(item, results[item.path]) for item in items]

@@ -1,0 +1,130 @@
+"""The types every ELF reader of rundeps shares, and the small constants
+they name: :class:`ElfInfo` (what is read from one ELF file),
+:class:`ElfError` (a broken one), the ELF magic and the first read's size.
+
+Nothing here parses an ELF file; the fast readers (:mod:`.header`,
+:mod:`.dynamic`, :mod:`.symbols`) and the independent pyelftools reader
+(:mod:`.pyelftools`) all build on it.
+"""
+
+from __future__ import annotations
+
+# typing is only needed by type checkers (annotations are strings here);
+# not importing it keeps start-up light.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Optional, Tuple
+
+__all__ = [
+    "ARCH_NAMES",
+    "ELF_MAGIC",
+    "HEAD_SIZE",
+    "ElfError",
+    "ElfInfo",
+    "is_elf_magic",
+    "machine_arch",
+]
+
+ARCH_NAMES = ("x86_64", "x86", "aarch64", "armv7", "ppc64le", "ppc64", "s390x", "riscv64", "loongarch64")
+
+ELF_MAGIC = b"\x7fELF"
+
+#: The first read of a file; ELF headers, program headers and PT_INTERP of
+#: ordinary objects fit in it.
+HEAD_SIZE = 2048
+
+PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE = 1, 2, 3, 4
+
+EM_386, EM_ARM, EM_PPC64, EM_S390, EM_X86_64, EM_AARCH64, EM_RISCV, EM_LOONGARCH = 3, 40, 21, 22, 62, 183, 243, 258
+
+
+class ElfError(Exception):
+    """A broken ELF file; ``str(e)`` is a short reason."""
+
+
+class ElfInfo:
+    """What rundeps reads from one ELF file.  Treat it as immutable; it
+    compares and hashes by value.
+
+    (A plain class with slots rather than a frozen dataclass: this module is
+    on every run's start-up path, and ``import dataclasses`` plus the class
+    creation cost about 2 ms, a noticeable share of a warm scan.)
+    """
+
+    __slots__ = (
+        "elfclass",  # 32 or 64
+        "little_endian",
+        "machine",  # raw e_machine
+        "arch",  # Alpine arch name, None if unknown
+        "etype",  # 'ET_EXEC', 'ET_DYN', 'ET_REL', 'ET_CORE' or 'ET_<n>'
+        "interp",  # PT_INTERP
+        "needed",  # DT_NEEDED in order
+        "soname",
+        "rpath",  # DT_RPATH split on ':' (empty entries dropped)
+        "runpath",  # DT_RUNPATH split on ':' (empty entries dropped)
+        "dlopen_notes",  # .note.dlopen metadata: ((priority, (soname, ...)), ...)
+    )
+
+    def __init__(self, elfclass: int, little_endian: bool, machine: int, arch: Optional[str], etype: str,
+                 interp: Optional[str], needed: Tuple[str, ...], soname: Optional[str],
+                 rpath: Tuple[str, ...], runpath: Tuple[str, ...],
+                 dlopen_notes: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()):
+        self.elfclass = elfclass
+        self.little_endian = little_endian
+        self.machine = machine
+        self.arch = arch
+        self.etype = etype
+        self.interp = interp
+        self.needed = needed
+        self.soname = soname
+        self.rpath = rpath
+        self.runpath = runpath
+        self.dlopen_notes = dlopen_notes
+
+    def astuple(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.astuple() == other.astuple()
+
+    def __hash__(self) -> int:
+        return hash(self.astuple())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"ElfInfo({fields})"
+
+
+def machine_arch(machine: int, elfclass: int, little_endian: bool) -> Optional[str]:
+    """The Alpine arch name of an ELF machine, or None."""
+    if elfclass == 64:
+        if machine == EM_X86_64 and little_endian:
+            return "x86_64"
+        if machine == EM_AARCH64 and little_endian:
+            return "aarch64"
+        if machine == EM_PPC64:
+            return "ppc64le" if little_endian else "ppc64"
+        if machine == EM_S390 and not little_endian:
+            return "s390x"
+        if machine == EM_RISCV and little_endian:
+            return "riscv64"
+        if machine == EM_LOONGARCH and little_endian:
+            return "loongarch64"
+    elif elfclass == 32:
+        if machine == EM_386 and little_endian:
+            return "x86"
+        if machine == EM_ARM and little_endian:
+            return "armv7"
+    return None
+
+
+def is_elf_magic(head: bytes) -> bool:
+    """True if ``head`` starts with the ELF magic."""
+    return head[:4] == ELF_MAGIC
+
+
+def is_elf_magic(head: bytes) -> bool:
+    """True if ``head`` starts with the ELF magic."""
+    return head[:4] == ELF_MAGIC

@@ -1,0 +1,12 @@
+"""What rundeps reads its ELF files from.
+
+* :mod:`.walk` -- folders of a root file system walked, their ELF files read
+  (:func:`~rundeps.inputs.walk.scan`);
+* :mod:`.forked` -- the walk's symbol facts read on two cores (a forked
+  child reads half);
+* :mod:`.filecache` -- the per-file cache that lets a warm walk skip
+  unchanged files;
+* :mod:`.wheel` -- wheels read straight from their zip.
+
+In-root paths become host paths through :mod:`rundeps.rootfs` only.
+"""
