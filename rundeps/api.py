@@ -1,82 +1,42 @@
-"""The library entry points: load package sources, check a tree, get a Resolution.
+"""The library's public face: check a tree or a wheel, get a value.
 
 The CLI is a thin layer over these functions::
 
     from rundeps.api import Sources, check_tree
     res = check_tree(["/usr/local"], root="/", sources=Sources())
     print([p.name for p in res.packages])
+    print({path: fault.kind for path, fault in res.faults.items()})
+
+Each stage is in :mod:`rundeps.pipeline` (and its packages); the names here
+stay as documented. :func:`check_tree` and :func:`check_wheel` take either
+one :class:`CheckOptions` and one :class:`Diagnostics` (what the CLI passes)
+or the keyword arguments they always took.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence
 
+from . import pipeline
 from .apk.model import Universe
-from .apk.sources import (  # noqa: F401  (re-exported: the package sources are part of this API)
-    INSTALLED_DB,
-    USR_INSTALLED_DB,
-    Sources,
-    index_cache,
-    index_locations,
-    installed_database,
-    load_database,
-    load_universe,
-    open_apk_cached,
-    open_indexes,
-    trusted_keys,
-)
-from .errors import SourceError, UsageError
-from .platform import KNOWN_ARCHES, host_arch, same_arch
-from .resolve import Resolution, Resolver, TreeFS, majority_arch
-from .verdict import GLIBC_LINKED, MISSING_LIBRARY
-from .inputs.walk import ScanResult, scan
-from .rootfs import to_host
+from .apk.sources import (INSTALLED_DB, USR_INSTALLED_DB, Sources, index_cache, index_locations, installed_database,
+                          load_database, load_universe, open_apk_cached, open_indexes, trusted_keys)
+from .pipeline import (BASE_IMAGE_SONAMES, DEFAULT_EXCLUDES, CheckOptions, Diagnostics, WheelCheck,
+                       add_distributions, add_installed_size, add_runtime_loads, add_wheel_loads, bind_symbols,
+                       bind_wheel, check_arch_name, read_arch, split_default_excludes, system_libraries,
+                       target_arch, tree_symbols, wheel_interpreter)
+from .platform import KNOWN_ARCHES, host_arch
+from .resolve import Resolution
 
-__all__ = ["DEFAULT_EXCLUDES", "Sources", "check_tree", "load_database", "load_universe", "open_indexes",
-           "add_distributions", "add_installed_size"]
+__all__ = ["DEFAULT_EXCLUDES", "Sources", "CheckOptions", "Diagnostics", "WheelCheck", "check_tree",
+           "check_wheel", "load_database", "load_universe", "open_indexes", "add_distributions",
+           "add_installed_size", "add_runtime_loads", "add_wheel_loads", "bind_symbols", "bind_wheel",
+           "index_locations", "index_cache", "trusted_keys", "installed_database", "open_apk_cached",
+           "target_arch", "read_arch", "check_arch_name", "split_default_excludes", "system_libraries",
+           "tree_symbols", "wheel_interpreter", "BASE_IMAGE_SONAMES", "KNOWN_ARCHES", "INSTALLED_DB",
+           "USR_INSTALLED_DB", "host_arch"]
 
 Warn = Callable[[str], None]
-
-DEFAULT_EXCLUDES: Tuple[str, ...] = ("*tkinter*",)
-"""File-name globs (matched against a file's name, as ``find -name`` does)
-that :func:`check_tree` leaves out unless ``default_excludes=False``
-(``--no-default-excludes``): what the official ``python:3.x-alpine`` images
-knowingly leave out of the run-time packages they compute.  Their Dockerfile
-(docker-library/python, ``Dockerfile-linux.template``) runs ``scanelf`` on
-``find /usr/local -type f -executable -not ( -name '*tkinter*' )``, so
-``lib-dynload/_tkinter.*.so`` (which needs ``libtcl8.6.so`` and
-``libtk8.6.so``) ships without ``tcl`` and ``tk``."""
-
-
-def scan_paths(
-    paths: Sequence[str],
-    root: str,
-    exclude: Sequence[str],
-    on_error: Callable[[str, str], None],
-    cache_dir: Optional[str],
-    use_cache: bool,
-    on_warning: Warn,
-    progress=None,
-    symbols: bool = False,
-    jobs: int = 1,
-) -> ScanResult:
-    """Walk ``paths`` inside ``root`` and read their ELF files (with the file
-    cache); ``symbols=True`` also gives each item its ``SymbolFacts``
-    (``jobs``: see :func:`rundeps.walk.scan`)."""
-    return scan(paths, root=root, exclude=exclude, on_error=on_error,
-                cache=_file_cache(cache_dir, use_cache, on_warning), progress=progress, symbols=symbols, jobs=jobs)
-
-
-def _file_cache(cache_dir: Optional[str], use_cache: bool, on_warning: Warn):
-    """The per-file cache (:class:`rundeps.inputs.filecache.FileCache`), or None
-    without a cache or when its folder cannot be used (after a warning)."""
-    if not use_cache:
-        return None
-    from .cachedir import default_cache_dir
-    from .inputs.filecache import FileCache
-
-    return FileCache.open(str(default_cache_dir(cache_dir)), on_warning)
 
 
 def check_tree(
@@ -96,296 +56,31 @@ def check_tree(
     main_program: Optional[str] = None,
     default_excludes: bool = True,
     jobs: int = 1,
-) -> Resolution:
-    """Scan ``paths`` (in-root paths) of ``root`` and resolve them to packages.
-
-    ``library_path``: the ``LD_LIBRARY_PATH`` the programs run with;
-    ``main_program``: the program that loads the tree's modules at run time
-    (default: the root's ``python3``); see :class:`rundeps.resolve.Resolver`.
-    With ``default_excludes`` (the default), ELF files whose name matches
-    :data:`DEFAULT_EXCLUDES` are left out and listed in
-    :attr:`Resolution.left_out`.
-
-    With ``symbols`` (on by default, as ``scan``; False skips it), every
-    object is then bound as musl binds it (:func:`bind_symbols`):
-    ``res.will_not_load`` names the files that would not load,
-    ``res.binding`` holds the details. ``musl_version``
-    picks a shipped musl export list instead of the root's own musl.
-    ``jobs`` > 1 lets symbol tables be read by two processes (see
-    :func:`rundeps.walk.scan`; the same result).
-    """
-    sources = sources or Sources()
-    warn = on_warning or (lambda msg: None)
-    err = on_error or (lambda path, reason: None)
-    check_arch_name(arch)
-    if not os.path.isdir(root):
-        raise UsageError(f"root {root} is not a folder")
-    for p in paths:
-        if not os.path.lexists(to_host(root, p)):
-            raise UsageError(f"{p} does not exist" + (f" inside {root}" if root != "/" else ""))
-    cache = _file_cache(sources.cache_dir, sources.use_cache, warn)  # the walk's, and the binder's verdicts
-    result = scan(paths, root=root, exclude=exclude, on_error=err, cache=cache, progress=progress, symbols=symbols,
-                  jobs=jobs)
-    objects = {item.path: item.info for item in result.items}
-    left_out = split_default_excludes(objects) if default_excludes else {}
-    found_arch, counts = majority_arch(objects.values())
-    if len(counts) > 1:
-        listing = ", ".join(f"{a} ({n} file{'s' if n != 1 else ''})" for a, n in counts.most_common())
-        warn(f"the tree mixes architectures: {listing}; resolving for {arch or found_arch}")
-    elif arch and found_arch and arch != found_arch and not same_arch(arch, found_arch):
-        n = counts[found_arch]
-        warn(f"--arch {arch}, but the scanned files are {found_arch} ({n} file{'s' if n != 1 else ''}): "
-             f"their libraries cannot serve an {arch} image")
-    arch = arch or found_arch or read_arch(root) or host_arch()
-    universe = load_universe(root, sources, arch, warn, explicit_root=explicit_root, on_info=on_info)
-    fs = TreeFS(root, known=objects, on_error=err)
-    if symbols:
-        fs.known_items(result.items)  # their facts load when the binder first needs them
-    resolver = Resolver(universe, fs, arch=arch, on_warning=warn, library_path=library_path,
-                        main_program=main_program)
-    resolver.scanned_paths = tuple(paths)
-    res = resolver.resolve(objects)
-    if res.unresolved and explicit_root and universe.installed and not sources.names_index():
-        # what is not installed may still be in the root's own repositories
-        from .apk.repositories import V3RepositoryError
-
-        tags: dict = {}
-        try:
-            locations = index_locations(sources, root, arch, from_root=True, tags=tags, on_warning=warn)
-            more = open_indexes(locations, root, arch, sources, warn, on_info, tolerant=True, tags=tags)
-        except V3RepositoryError:
-            raise
-        except SourceError as exc:
-            warn(f"could not use the repositories of {root}: {exc}")
-            more = []
-        if more:
-            for index in more:
-                universe.add(index.repository)
-            res = resolver.resolve(objects)
-    res.left_out = left_out
-    if symbols:
-        verdicts = cache.load_verdicts(root, paths) if cache is not None else None
-        target_root = explicit_root or installed_database(root) is not None
-        binding = bind_symbols(res, resolver, root, musl_version=musl_version, alpine=sources.alpine,
-                               on_warning=warn, verdicts=verdicts, target_root=target_root)
-        if cache is not None:
-            cache.store_verdicts(root, paths, binding.verdicts, verdicts)
-    return res
-
-
-def tree_symbols(root: str, fs) -> Callable[[str], object]:
-    """``real in-root path -> SymbolFacts or None`` for files of ``root``:
-    the filesystem's own reader (cached with the walk)."""
-    return fs.symbols
-
-
-def system_libraries(root: str, resolver: Resolver, limit: int = 4000):
-    """(in-root path, owning package name or None) of the shared libraries in
-    the root's library search folders: where a missing symbol may be defined."""
-    out = []
-    for d in resolver.system_dirs():
-        try:
-            names = sorted(os.listdir(to_host(root, d)))
-        except OSError:
-            continue
-        for name in names:
-            if not name.startswith("lib") or ".so" not in name:
-                continue
-            path = d.rstrip("/") + "/" + name
-            owner = resolver.universe.owner(path)
-            out.append((path, owner.name if owner is not None else None))
-            if len(out) >= limit:
-                return out
-    return out
-
-
-def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: Optional[str] = None,
-                 alpine: Optional[str] = None, on_warning: Optional[Warn] = None, symbols=None,
-                 hint_libraries=None, interpreters=None, gcompat="auto", present=None, verdicts=None,
-                 target_root: bool = True):
-    """Bind every object of ``res`` as musl does (:mod:`rundeps.bind`) and
-    record the verdicts on it: ``res.will_not_load`` (path -> reason),
-    ``res.binding`` (missing symbols, hints, the musl checked against).
-
-    ``verdicts``: the ``Binding.verdicts`` of an earlier run over the same
-    root (a dict; {} for none) to reuse where no file they depend on has
-    changed; needs a filesystem that knows its files' identities
-    (``TreeFS.symbols_key``). None binds everything afresh. ``target_root``:
-    the root is the target (``--root``, or it has an apk database), so its
-    own ``ld-musl`` is the musl to bind against; otherwise the target's musl
-    package says which shipped export list."""
-    from .bind import bind, musl_model
-
-    warn = on_warning or (lambda msg: None)
-    symbols = symbols or tree_symbols(root, resolver.fs)
-    symbols_key = resolver.fs.symbols_key if verdicts is not None else None
-    musl = musl_model(resolver.fs, res.arch, symbols, universe=resolver.universe, musl_version=musl_version,
-                      alpine=alpine, symbols_key=symbols_key, target_root=target_root)
-    if hint_libraries is None:
-        def hint_libraries():
-            seen = set()
-            for path in res.objects:
-                seen.add(path)
-                yield path, None
-            for path, pkg in system_libraries(root, resolver):
-                if path not in seen:
-                    yield path, pkg
-
-    if gcompat == "auto":
-        from .bind.gcompat import find_gcompat
-
-        gcompat = find_gcompat(resolver.fs, resolver.universe, res.arch)
-    binding = bind(resolver, res, symbols, musl, interpreters=interpreters, hint_libraries=hint_libraries,
-                   gcompat=gcompat, present=present, verdicts=verdicts if symbols_key is not None else None,
-                   symbols_key=symbols_key)
-    res.binding = binding
-    if musl is None and binding.unchecked:
-        warn(f"no musl export list for {res.arch or 'this arch'} and no lib/ld-musl in the root: "
-             f"{len(binding.unchecked)} file(s) use symbols that could not be checked")
-    for path in binding.glibc_loads:  # glibc-linked, but binds completely: a warning, not a failure
-        res.faults.pop(path, None)
-    for path in binding.unchecked:  # cannot be checked is not "fails"
-        if path in res.faults and res.faults[path].kind == GLIBC_LINKED:
-            del res.faults[path]
-    res.faults.update(binding.faults)  # --allow-glibc still accepts glibc-linked files
-    return binding
-
-
-def add_distributions(res: Resolution, root: str = "/"):
-    """Map the scanned files, the libraries they load and the Python files
-    with run-time loads to the pip distributions that own them (RECORD,
-    installed-files.txt, eggs): sets and returns ``res.distributions`` (a
-    :class:`rundeps.distributions.DistributionMap`)."""
-    from .distributions import map_distributions
-
-    res.distributions = map_distributions(root, res.scanned, res.objects, [f.path for f in res.dlopen])
-    return res.distributions
-
-
-def add_installed_size(res: Resolution, root: str = "/", build_deps: Optional[str] = None,
-                       on_warning: Optional[Warn] = None):
-    """The installed size of the run-time set, what it adds to the root and
-    what deleting the build virtual package (``.build-deps`` or
-    ``build_deps``) frees: sets and returns ``res.installed_size`` (a
-    :class:`rundeps.apk.sizes.SizeReport`)."""
-    from .apk.sizes import installed_sizes
-
-    res.installed_size = installed_sizes(res, root, build_deps, on_warning)
-    return res.installed_size
-
-
-def split_default_excludes(objects: Dict[str, object], globs: Sequence[str] = DEFAULT_EXCLUDES) -> Dict[str, str]:
-    """Remove from ``objects`` ({in-root path: info}) the files whose name
-    matches one of ``globs``; return {path: the glob that matched}."""
-    import fnmatch
-
-    out: Dict[str, str] = {}
-    for path in list(objects):
-        name = path.rpartition("/")[2]
-        for glob in globs:
-            if fnmatch.fnmatchcase(name, glob):
-                out[path] = glob
-                del objects[path]
-                break
-    return out
-
-
-def read_arch(root: Optional[str]) -> Optional[str]:
-    """The root's ``etc/apk/arch`` (see :func:`rundeps.apk.repositories.read_arch`)."""
-    from .apk.repositories import read_arch as read
-
-    return read(root)
-
-
-def target_arch(arch: Optional[str], root: str, explicit_root: bool) -> Optional[str]:
-    """The arch to resolve for when no ELF file says: ``--arch``, else the
-    root's ``etc/apk/arch`` (with ``--root``), else this machine's."""
-    return arch or (read_arch(root) if explicit_root else None) or host_arch()
-
-
-def check_arch_name(arch: Optional[str]) -> Optional[str]:
-    """``arch`` when rundeps knows it (:data:`KNOWN_ARCHES`), else :class:`UsageError`."""
-    if arch is not None and arch not in KNOWN_ARCHES:
-        raise UsageError(f"unknown arch {arch!r} (rundeps knows {', '.join(KNOWN_ARCHES)})")
-    return arch
-
-
-BASE_IMAGE_SONAMES = {
-    "libz.so.1": "zlib",
-    "libcrypto.so.3": "libcrypto3",
-    "libssl.so.3": "libssl3",
-}
-"""Libraries every ``alpine`` image since 3.17 has besides musl (apk-tools
-needs them): a wheel may need these and still need nothing beyond the base
-image. Package names as Alpine gives them."""
-
-
-class WheelCheck:
-    """One wheel checked: the :class:`rundeps.inputs.wheel.WheelScan`, its
-    resolution (a pure wheel too: its run-time loads), the target arch, a one-line verdict,
-    whether the wheel is usable as it is, and whether no package source was
-    available to map external sonames."""
-
-    def __init__(self, wheel, resolution: Optional[Resolution], target_arch: Optional[str], verdict: str,
-                 ok: bool, no_sources: bool = False):
-        self.wheel = wheel
-        self.resolution = resolution
-        self.target_arch = target_arch
-        self.verdict = verdict
-        self.ok = ok
-        self.no_sources = no_sources
-        self.base_image: dict = {}
-        """Sonames left to the base image when no package source was available."""
-        self.unresolved_loads: list = []
-        """Run-time loads (counted ones) that no package provides."""
-
-    def release_inputs(self) -> None:
-        """Drop what was read from the wheel only to check it (its Python
-        sources and its members' symbol facts): the verdict and resolution
-        stay, so checking many wheels stays in bounded memory."""
-        self.wheel.py_sources = []
-        for item in self.wheel.items:
-            item.symbols = None
-
-
-def add_runtime_loads(
-    res: Resolution,
-    paths: Sequence[str],
-    root: str = "/",
     *,
-    add: bool = True,
-    include_conditional: bool = False,
-    on_problem: Optional[Callable[[str, str], None]] = None,
-) -> list:
-    """The run-time loads stage for a tree: read the ``.py`` files under
-    in-root ``paths`` for ``ctypes``/``cffi`` loads (:mod:`rundeps.loads.dlopen`),
-    mark those of submodules the top-level import does not reach
-    (:func:`rundeps.loads.conditions.import_conditions`), resolve each group of
-    alternatives to one package and (``add``) add the packages of the
-    loads the package's import makes (all of them with
-    ``include_conditional``). Returns the counted loads nothing provides."""
-    from .loads.conditions import TreeFiles, import_conditions
-    from .loads.dlopen import scan_tree_sources
-    from .loads.providers import apply_runtime_loads
+    options: Optional[CheckOptions] = None,
+    diagnostics: Optional[Diagnostics] = None,
+) -> Resolution:
+    """Scan ``paths`` (in-root paths) of ``root``, resolve them to packages
+    and judge every load as musl would (:func:`rundeps.pipeline.check_tree`).
 
-    findings = scan_tree_sources(paths, root, on_problem=on_problem)
-    conditions: dict = {}
-    if findings:
-        files = TreeFiles(root)
-        conditions = import_conditions({f.path for f in findings}, files, files.read)
-    return apply_runtime_loads(res, findings, add=add, conditions=conditions, include_conditional=include_conditional)
-
-
-def add_wheel_loads(res: Resolution, ws, *, add: bool = True, include_conditional: bool = False) -> list:
-    """:func:`add_runtime_loads` for a wheel's own sources (``ws``: a
-    :class:`rundeps.inputs.wheel.WheelScan`)."""
-    from .loads.conditions import import_conditions
-    from .loads.providers import apply_runtime_loads
-
-    findings = ws.dlopen()
-    sources = dict(ws.py_sources)
-    conditions = import_conditions({f.path for f in findings}, set(sources), sources.get) if findings else {}
-    return apply_runtime_loads(res, findings, add=add, conditions=conditions, include_conditional=include_conditional)
+    ``options``/``diagnostics`` when given; otherwise built from the keyword
+    arguments: ``library_path`` (the ``LD_LIBRARY_PATH`` programs run with),
+    ``main_program`` (what loads the tree's modules at run time; default
+    the root's ``python3``), ``default_excludes`` (leave out
+    :data:`DEFAULT_EXCLUDES`, listed in ``res.left_out``), ``symbols`` (bind
+    every load, on by default as ``scan``), ``musl_version`` (a shipped
+    export list instead of the target's musl), ``jobs`` (> 1: two processes
+    read symbol tables; the same result); ``on_error(path, reason)``,
+    ``on_warning(msg)``, ``on_info(msg)`` and ``progress(n)`` hear what is
+    not the result.
+    """
+    if options is None:
+        options = CheckOptions(exclude=tuple(exclude), default_excludes=default_excludes, arch=arch,
+                               explicit_root=explicit_root, library_path=library_path, main_program=main_program,
+                               symbols=symbols, musl_version=musl_version, jobs=jobs)
+    if diagnostics is None:
+        diagnostics = Diagnostics(warning=on_warning, info=on_info, file_error=on_error, progress=progress)
+    return pipeline.check_tree(paths, root, sources, options, diagnostics)
 
 
 def check_wheel(
@@ -402,163 +97,18 @@ def check_wheel(
     symbols: bool = True,
     musl_version: Optional[str] = None,
     gcompat_file: Optional[str] = None,
+    *,
+    options: Optional[CheckOptions] = None,
+    diagnostics: Optional[Diagnostics] = None,
 ) -> WheelCheck:
-    """Read a wheel straight from its zip and resolve what it needs
-    (``symbols=True``: its members' ``SymbolFacts`` are read too,
-    ``check.wheel.items[i].symbols``).
-
-    The wheel's own files are in-tree (``<pkg>.libs/`` through ``$ORIGIN``);
-    the rest resolves against ``universe`` (or the sources), as ``scan`` does.
-    Without any database or index, names outside the wheel stay unresolved.
-    A pure wheel is checked too: its Python code's run-time loads
-    (:func:`add_wheel_loads`; ``dlopen``: add their packages, else only
-    report them) are what it needs.
-    """
-    from .resolve import WheelFS
-    from .inputs.wheel import scan_wheel
-
-    warn = on_warning or (lambda msg: None)
-    sources = sources or Sources()
-    ws = scan_wheel(path, on_problem=on_problem, symbols=symbols)
-    objects: dict = {}
-    for item in ws.items:
-        key, n = item.path, 1
-        while key in objects:  # a duplicate member name: every copy counts
-            n += 1
-            key = f"{item.path} (copy {n})"
-        objects[key] = item.info
-    elf_arch, _ = majority_arch(objects.values())
-    target = target_arch(arch, root, explicit_root)
-    pure = ws.libc == "pure" or not objects
-    no_sources = False
-    if universe is None:
-        try:
-            universe = load_universe(root, sources, target, warn, explicit_root=explicit_root)
-        except SourceError:
-            if sources.names_index() or sources.db:
-                raise
-            universe, no_sources = Universe(), True
-    elif not universe:
-        no_sources = True
-    tree = TreeFS(root) if explicit_root else None
-    fs = WheelFS(ws, tree)
-    resolver = Resolver(universe, fs, arch=elf_arch or target, on_warning=warn)
-    resolver.python_tree = True  # the members install into a site-packages
-    res = resolver.resolve(objects)
-    binding = None
-    if symbols:
-        present = BASE_IMAGE_SONAMES if no_sources else {}
-        binding = bind_wheel(res, resolver, ws, tree, musl_version=musl_version, alpine=sources.alpine,
-                             on_warning=warn, present=present, gcompat_file=gcompat_file)
-    lost = add_wheel_loads(res, ws, add=dlopen, include_conditional=include_conditional)
-    from .distributions import wheel_distributions
-
-    res.distributions = wheel_distributions(ws, list(objects))  # the wheel owns all its files
-    wheel_arch = ws.arch or elf_arch
-    problems = []
-    if not pure and wheel_arch and target and wheel_arch != target:
-        problems.append(f"built for {wheel_arch}, the target is {target}")
-    if binding is not None:
-        unresolved = res.unresolved
-        # files whose only fault is a library "not found" below names are not repeated
-        other = {p: f.reason for p, f in res.faults.items()
-                 if not (f.kind == MISSING_LIBRARY and not f.inherited
-                         and all(p in unresolved.get(lib, ()) for lib in f.names))}
-        if other:
-            first = sorted(other.items())[0]
-            n = len(other)
-            problems.append(f"{n} file{'s' if n != 1 else ''} will not load under musl "
-                            f"({first[0]}: {first[1]}" + (f"; and {n - 1} more)" if n > 1 else ")"))
-    elif ws.libc == "glibc" or res.glibc_linked:
-        glibc = sorted({s for sonames in res.glibc_linked.values() for s in sonames})
-        problems.append(
-            "glibc-linked" + (f" (needs {', '.join(glibc)})" if glibc else "")
-            + ": Alpine needs a musllinux wheel (or gcompat)"
-        )
-    # Without any package source, the base image's own libraries are still known.
-    base = {so: BASE_IMAGE_SONAMES[so] for so in res.unresolved if no_sources and so in BASE_IMAGE_SONAMES}
-    missing = [so for so in res.unresolved if so not in base]
-    if missing:
-        problems.append("not found: " + ", ".join(missing))
-    if problems:
-        check = WheelCheck(ws, res, target, "; ".join(problems), False, no_sources)
-        check.base_image = base
-        check.unresolved_loads = lost
-        return check
-    glibc_note = ""
-    if binding is not None and (ws.libc == "glibc" or res.glibc_linked):
-        glibc_note = "glibc-linked, loads under musl; "
-    needed = {p.name for p in res.packages} | set(base.values())
-    in_base = sorted(n for n in needed if n == "musl" or n in BASE_IMAGE_SONAMES.values())
-    external = sorted(needed - set(in_base))
-    loaded = {p.name for p in res.extra.values()}
-    prefix = "pure Python; " if pure else ""
-    if external:
-        verdict = prefix + "needs " + " ".join(
-            n + (" (loaded at run time)" if n in loaded else "") for n in external)
-    elif pure and not lost:
-        verdict = "pure Python: needs no system library"
-    elif pure:
-        verdict = "pure Python"
-    else:
-        verdict = f"needs nothing beyond the base image ({', '.join(['musl'] + [n for n in in_base if n != 'musl'])})"
-    if lost:
-        names = sorted({f.name for f in lost})
-        verdict += ("; " if verdict else "") + "loads at run time " + ", ".join(names) + (
-            ", which nothing here provides" if not no_sources else
-            " (name a package source to map it: --alpine VERSION, --index or --db)")
-    check = WheelCheck(ws, res, target, glibc_note + verdict, True, no_sources)
-    check.base_image = base
-    check.unresolved_loads = lost
-    return check
-
-
-def wheel_interpreter(ws, tree) -> Optional[str]:
-    """The interpreter of the root (``--root``) that would import the wheel:
-    ``/usr/local/bin/pythonX.Y`` (the official images), else
-    ``/usr/bin/pythonX.Y`` (Alpine's python3), for the wheel's cpXY tag."""
-    if tree is None:
-        return None
-    versions = set()
-    for py, _abi, _plat in getattr(ws, "tags", ()) or ():
-        if py.startswith("cp") and py[2:].isdigit() and len(py) >= 4:
-            versions.add(f"{py[2]}.{py[3:]}")
-    for v in sorted(versions, reverse=True):
-        for prefix in ("/usr/local", "/usr"):
-            cand = f"{prefix}/bin/python{v}"
-            if tree.lookup(cand) is not None:
-                return cand
-    return None
-
-
-def bind_wheel(res: Resolution, resolver: Resolver, ws, tree, musl_version: Optional[str] = None,
-               alpine: Optional[str] = None, on_warning: Optional[Warn] = None, present=None,
-               gcompat_file: Optional[str] = None):
-    """Bind a wheel's members as musl would once installed: every shared
-    object no other member loads is an extension module (or a library a
-    module opens), opened by the interpreter with RTLD_LOCAL: the root's
-    interpreter with ``--root``, else one assumed to define the Py* names."""
-    fs = resolver.fs
-    symbols = fs.symbols
-    interp = wheel_interpreter(ws, tree)
-    interpreters = {p: interp for p, info in res.objects.items() if info.interp is None}
-    gcompat = None
-    if gcompat_file is not None:
-        from .bind.gcompat import Gcompat
-
-        gcompat = Gcompat.from_file(gcompat_file)
-    elif tree is not None:
-        from .bind.gcompat import find_gcompat
-
-        gcompat = find_gcompat(tree, resolver.universe)
-
-    def hints():
-        for p in res.objects:
-            yield p, None
-        if tree is not None:
-            for path, pkg in system_libraries(tree.root, resolver):
-                yield path, pkg
-
-    return bind_symbols(res, resolver, tree.root if tree is not None else "/", musl_version=musl_version,
-                        alpine=alpine, on_warning=on_warning, symbols=symbols, hint_libraries=hints,
-                        interpreters=interpreters, present=present, gcompat=gcompat)
+    """Read a wheel straight from its zip and say what it needs on Alpine
+    (:func:`rundeps.pipeline.check_wheel`); ``dlopen``: add the packages of
+    the libraries its Python code loads (else only report them);
+    ``on_problem(member, reason)`` for a member that cannot be read."""
+    if options is None:
+        options = CheckOptions(arch=arch, explicit_root=explicit_root, symbols=symbols, musl_version=musl_version,
+                               add_runtime_loads=dlopen, conditional_loads=include_conditional,
+                               gcompat_file=gcompat_file)
+    if diagnostics is None:
+        diagnostics = Diagnostics(warning=on_warning, file_error=on_problem)
+    return pipeline.check_wheel(path, root, sources, options, diagnostics, universe=universe)

@@ -7,7 +7,7 @@ import functools
 import os
 import posixpath
 import sys
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import click
 
@@ -245,20 +245,35 @@ def check_output_options(kw) -> None:
         raise UsageError("--by distribution groups --format tree; use it with --format tree")
 
 
-def add_details(res, root: str, reporter: "Reporter", kw) -> None:
-    """The stages only some outputs need: pip distributions (JSON, the tree by
-    distribution) and installed sizes (JSON, the size line on a terminal)."""
-    from ..api import add_distributions, add_installed_size
+def check_options(kw, **fields):
+    """The :class:`rundeps.api.CheckOptions` the common options of ``kw``
+    ask for (``fields``: the command's own), the detail stages included
+    only when the output needs them: distributions (JSON, the tree by
+    distribution), installed sizes (JSON, ``--build-deps``, the size line
+    on a terminal)."""
+    from ..api import CheckOptions
 
-    check_output_options(kw)
-    if kw["fmt"] == "json" or kw["by"] == "distribution":
-        add_distributions(res, root)
-    if kw["fmt"] == "json" or kw["build_deps"] or _size_line_wanted(kw):
-        add_installed_size(res, root, kw["build_deps"], reporter.warning)
+    fmt, by = kw.get("fmt"), kw.get("by")
+    chosen = dict(
+        arch=kw["arch"], symbols=kw["symbols"] is not False, musl_version=kw["musl_version"], jobs=kw["jobs"],
+        runtime_loads=bool(kw.get("use_dlopen")), conditional_loads=bool(kw.get("conditional_loads")),
+        distributions=fmt == "json" or by == "distribution",
+        installed_size=fmt == "json" or bool(kw.get("build_deps")) or _size_line_wanted(kw),
+        build_deps=kw.get("build_deps"))
+    chosen.update(fields)
+    return CheckOptions(**chosen)
+
+
+def diagnostics(reporter: "Reporter", progress=None):
+    """The :class:`rundeps.api.Diagnostics` that prints through ``reporter``."""
+    from ..api import Diagnostics
+
+    return Diagnostics(warning=reporter.warning, note=reporter.note, file_error=reporter.file_error,
+                       progress=progress)
 
 
 def _size_line_wanted(kw) -> bool:
-    return not kw["quiet"] and sys.stderr.isatty()
+    return not kw.get("quiet") and sys.stderr.isatty()
 
 
 def make_sources(kw):
@@ -311,18 +326,6 @@ def finish(res, reporter: Reporter, kw) -> int:
     for problem in problems(res, allow_unresolved, allow_glibc, size_line=_size_line_wanted(kw)):
         reporter.say(problem)
     return exit_code(res, allow_unresolved, allow_glibc)
-
-
-def add_dlopen(res, paths: List[str], root: str, reporter: Reporter, use: bool, conditional: bool = False) -> None:
-    """With ``--dlopen``: the run-time loads stage (:func:`rundeps.api.add_runtime_loads`)
-    and a warning for each load no package provides. (Off by default:
-    reading every ``.py`` file of a large site-packages costs more than the ELF scan.)"""
-    if not use:
-        return
-    from ..api import add_runtime_loads
-
-    for f in add_runtime_loads(res, paths, root, include_conditional=conditional):
-        reporter.warning(f"{f.path}:{f.line}: {f.call}({f.name!r}) loads a library no package provides")
 
 
 def parse_root(root: Optional[str]):

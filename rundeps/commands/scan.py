@@ -7,10 +7,9 @@ import sys
 import click
 
 from .common import (
-    CONTEXT, EXIT_CODES, Progress, Reporter, add_dlopen, binding_options, finish, handle_errors, inroot, jobs_option,
-    make_sources, output_options, parse_root, source_options,
+    CONTEXT, EXIT_CODES, Progress, Reporter, binding_options, check_options, check_output_options, diagnostics, finish,
+    handle_errors, inroot, jobs_option, make_sources, output_options, parse_root, source_options,
 )
-from .common import add_details, check_output_options
 
 
 @click.command(context_settings=CONTEXT, epilog=EXIT_CODES)
@@ -63,16 +62,11 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
     reporter = Reporter(kw["quiet"])
     root, explicit_root = parse_root(kw["root"])
     paths = [inroot(p, root, explicit_root) for p in (paths or ("/usr/local",))]
+    options = check_options(kw, exclude=tuple(exclude), explicit_root=explicit_root,
+                            default_excludes=not no_default_excludes, library_path=kw["library_path"])
     bar = Progress(progress, "Scanning")
     try:
-        res = check_tree(
-            paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
-            explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
-            progress=bar, library_path=kw["library_path"], default_excludes=not no_default_excludes,
-            symbols=kw["symbols"] is not False, musl_version=kw["musl_version"], jobs=kw["jobs"],
-        )
+        res = check_tree(paths, root, make_sources(kw), options=options, diagnostics=diagnostics(reporter, bar))
     finally:
         bar.close()
-    add_dlopen(res, paths, root, reporter, kw["use_dlopen"], kw["conditional_loads"])
-    add_details(res, root, reporter, kw)
     sys.exit(finish(res, reporter, kw))

@@ -52,7 +52,7 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
     """
     import json
 
-    from ..api import check_wheel, load_universe, target_arch
+    from ..api import CheckOptions, Diagnostics, check_wheel, load_universe, target_arch
     from ..errors import SourceError
     from ..report import wheel_json
     from ..inputs.wheel import WheelError, iter_wheels
@@ -64,6 +64,9 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
     for w in wheels:
         paths.extend(iter_wheels(w))
     target = target_arch(kw["arch"], root, explicit_root)
+    options = CheckOptions(arch=kw["arch"], explicit_root=explicit_root, symbols=kw["symbols"] is not False,
+                           musl_version=kw["musl_version"], add_runtime_loads=use_dlopen,
+                           conditional_loads=conditional_loads, gcompat_file=gcompat_file)
     universe = None
     try:
         universe = load_universe(root, sources, target, reporter.warning, explicit_root=explicit_root)
@@ -74,13 +77,9 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
     results = []
     for path in paths:
         try:
-            check = check_wheel(
-                path, root=root, sources=sources, arch=kw["arch"], explicit_root=explicit_root,
-                on_warning=reporter.warning,
-                on_problem=lambda member, reason, p=path: reporter.file_error(f"{p}:{member}", reason),
-                universe=universe, dlopen=use_dlopen, include_conditional=conditional_loads,
-                symbols=kw["symbols"] is not False, musl_version=kw["musl_version"], gcompat_file=gcompat_file,
-            )
+            diag = Diagnostics(warning=reporter.warning,
+                               file_error=lambda member, reason, p=path: reporter.file_error(f"{p}:{member}", reason))
+            check = check_wheel(path, root, sources, options=options, diagnostics=diag, universe=universe)
         except WheelError as exc:
             reporter.error(str(exc))
             code = EXIT_ERROR

@@ -9,8 +9,8 @@ import click
 
 from ..errors import EXIT_OK, EXIT_UNRESOLVED
 from .common import (
-    CONTEXT, Reporter, add_dlopen, binding_options, handle_errors, inroot, jobs_option, make_sources, parse_root,
-    source_options,
+    CONTEXT, Reporter, binding_options, check_options, diagnostics, handle_errors, inroot, jobs_option, make_sources,
+    parse_root, source_options,
 )
 
 
@@ -54,7 +54,7 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
     Exits 0 when NAME is needed (a file: when it loads), 1 when nothing under
     PATH needs it (a file: when it will not load), 2 on errors.
     """
-    from ..api import add_distributions, check_tree
+    from ..api import check_tree
     from ..report import explain, explain_file, explain_file_json, explain_json
 
     reporter = Reporter(quiet)
@@ -63,13 +63,11 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
     if file_name:
         name = inroot(name, root, explicit_root)
     paths = [inroot(p, root, explicit_root) for p in (paths or ((name,) if file_name else ("/usr/local",)))]
-    res = check_tree(
-        paths, root=root, sources=make_sources(kw), exclude=exclude, arch=kw["arch"],
-        explicit_root=explicit_root, on_error=reporter.file_error, on_warning=reporter.warning,
-        library_path=kw["library_path"], default_excludes=not no_default_excludes,
-        symbols=kw["symbols"] is not False, musl_version=kw["musl_version"], jobs=kw["jobs"],
-    )
-    add_dlopen(res, paths, root, reporter, use_dlopen, conditional_loads)
+    options = check_options(kw, exclude=tuple(exclude), explicit_root=explicit_root,
+                            default_excludes=not no_default_excludes, library_path=kw["library_path"],
+                            runtime_loads=use_dlopen, conditional_loads=conditional_loads,
+                            distributions=not file_name, installed_size=False)
+    res = check_tree(paths, root, make_sources(kw), options=options, diagnostics=diagnostics(reporter))
     if file_name:
         lines = explain_file(res, name)
         if lines is None:
@@ -82,7 +80,6 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
         else:
             click.echo("\n".join(lines))
         sys.exit(EXIT_UNRESOLVED if name in res.will_not_load else EXIT_OK)
-    add_distributions(res, root)  # the distributions come first
     lines = explain(res, name)
     if fmt == "json":
         import json

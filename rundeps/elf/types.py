@@ -123,8 +123,3 @@ def machine_arch(machine: int, elfclass: int, little_endian: bool) -> Optional[s
 def is_elf_magic(head: bytes) -> bool:
     """True if ``head`` starts with the ELF magic."""
     return head[:4] == ELF_MAGIC
-
-
-def is_elf_magic(head: bytes) -> bool:
-    """True if ``head`` starts with the ELF magic."""
-    return head[:4] == ELF_MAGIC
