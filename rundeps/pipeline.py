@@ -432,9 +432,10 @@ def add_wheel_loads(res: Resolution, ws, *, add: bool = True, include_conditiona
     """:func:`add_runtime_loads` for a wheel's own sources (``ws``: a
     :class:`rundeps.inputs.wheel.WheelScan`)."""
     from .loads.conditions import import_conditions
+    from .loads.dlopen import find_wheel_loads
     from .loads.providers import apply_runtime_loads
 
-    findings = ws.dlopen()
+    findings = find_wheel_loads(ws)
     sources = dict(ws.py_sources)
     conditions = import_conditions({f.path for f in findings}, set(sources), sources.get) if findings else {}
     return apply_runtime_loads(res, findings, add=add, conditions=conditions, include_conditional=include_conditional)

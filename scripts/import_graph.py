@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The import graph of the ``rundeps`` package, from the AST of every module.
 
-Prints the import cycles between the package's modules and every place a
+Prints the import cycles between the package's modules, every place a
 module takes a private name (leading underscore, not a dunder) from another
-module of the package; exits 1 when there is either, 0 otherwise.
+module of the package, and every import that points up the pipeline's
+layers (:data:`LAYERS`: a stage imports only its own layer and those
+below); exits 1 when there is any, 0 otherwise.
 
 Every import statement counts, at module level and inside functions alike
 (a function-level import is still a dependency, only a later one), except
@@ -23,6 +25,39 @@ import sys
 from pathlib import Path
 
 TOP = "rundeps"
+
+LAYERS = (
+    ("rundeps.errors", "rundeps.platform", "rundeps.rootfs", "rundeps.verdict", "rundeps.cachedir",
+     "rundeps.datafiles", "rundeps.data"),
+    ("rundeps.elf",),
+    ("rundeps.inputs", "rundeps.apk"),
+    ("rundeps.resolve",),
+    ("rundeps.loads", "rundeps.bind", "rundeps.distributions", "rundeps.report"),
+    ("rundeps.pipeline",),
+    ("rundeps.api",),
+    ("rundeps.commands", "rundeps.cli", "rundeps.__main__"),
+)
+"""The pipeline's layers, lowest first: CLI -> api facade -> pipeline ->
+report/bind/loads/distributions -> resolve -> inputs/apk -> elf ->
+platform/rootfs/errors."""
+
+
+def layer(mod: str) -> int:
+    """The layer of a module (its longest matching prefix)."""
+    if mod == TOP:
+        return 0  # the package itself: its version and nothing else
+    best, where = -1, len(LAYERS) - 1
+    for i, names in enumerate(LAYERS):
+        for name in names:
+            if (mod == name or mod.startswith(name + ".")) and len(name) > best:
+                best, where = len(name), i
+    return where
+
+
+def upward(edges) -> list:
+    """(importer, line, imported) for every import of a higher layer."""
+    return sorted((m, line, t) for m, targets in edges.items() for t, line in targets.items()
+                  if layer(t) > layer(m))
 
 
 def module_names(pkg_dir: Path) -> dict:
@@ -93,13 +128,14 @@ def analyse(pkg_dir: Path):
             base = _base(mod, is_pkg, node)
             if not (base == TOP or base.startswith(TOP + ".")):
                 continue
-            add(base, node.lineno)
             for a in node.names:
                 sub = f"{base}.{a.name}"
                 if sub in mods:  # a submodule
                     add(sub, node.lineno)
                     aliases[a.asname or a.name] = sub
-                elif a.name.startswith("_") and not a.name.startswith("__") and base != mod:
+                    continue
+                add(base, node.lineno)  # a name the module itself defines
+                if a.name.startswith("_") and not a.name.startswith("__") and base != mod:
                     private.append((mod, node.lineno, f"from {base} import {a.name}"))
         for node in ast.walk(tree):
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
@@ -162,9 +198,12 @@ def main(argv) -> int:
                     print(f"    {m}:{line} imports {t}")
     for mod, line, text in sorted(private):
         print(f"private name: {mod}:{line}: {text}")
+    up = upward(edges)
+    for mod, line, target in up:
+        print(f"upward: {mod}:{line} imports {target}")
     print(f"{len(edges)} modules, {sum(map(len, edges.values()))} imports, "
-          f"{len(comps)} cycles, {len(private)} private-name imports")
-    return 1 if comps or private else 0
+          f"{len(comps)} cycles, {len(private)} private-name imports, {len(up)} upward imports")
+    return 1 if comps or private or up else 0
 
 
 if __name__ == "__main__":

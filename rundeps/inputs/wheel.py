@@ -303,15 +303,6 @@ class WheelScan:
                 return item.symbols
         return None
 
-    def dlopen(self, **kwargs):
-        """:func:`rundeps.loads.dlopen.find_dlopen` over the kept ``.py`` sources."""
-        from ..loads.dlopen import find_dlopen
-
-        out = []
-        for path, text in self.py_sources:
-            out.extend(find_dlopen(text, path, **kwargs))
-        return out
-
 
 def _norm(path: str) -> str:
     return posixpath.normpath("/" + path.lstrip("/"))
@@ -605,7 +596,7 @@ def _show(name: str) -> str:
 
 
 def _decode_py(data: bytes) -> Optional[str]:
-    from ..loads.dlopen import decode_source
+    from .pysource import decode_source
 
     try:
         return decode_source(data)

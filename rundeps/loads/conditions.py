@@ -193,7 +193,7 @@ class TreeFiles:
     def read(self, p: str) -> Optional[str]:
         if p not in self:
             return None
-        from .dlopen import decode_source, read_source
+        from ..inputs.pysource import decode_source, read_source
 
         try:
             data = read_source(self._host(p), self.max_size)

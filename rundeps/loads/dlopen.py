@@ -41,15 +41,15 @@ finding's name into the sonames (``so:`` provides) that could satisfy it.
 from __future__ import annotations
 
 import ast
-import io
 import os
 import posixpath
 import re
 import stat
-import tokenize
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+from ..inputs.pysource import decode_source, read_source
 
 __all__ = [
     "DlopenFinding",
@@ -60,7 +60,6 @@ __all__ = [
     "find_dlopen",
     "scan_sources",
     "iter_py_files",
-    "decode_source",
     "alternatives",
     "is_libc_name",
     "soname_matcher",
@@ -123,18 +122,6 @@ class DlopenFinding:
 ProblemCallback = Callable[[str, str], None]
 
 # -- reading ------------------------------------------------------------------
-
-
-def decode_source(data: bytes) -> str:
-    """Decode Python source bytes as the interpreter would (PEP 263, BOM).
-
-    Raises ``SyntaxError``/``UnicodeDecodeError``/``LookupError`` when it cannot.
-    """
-    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    text = data.decode(encoding)
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text
 
 
 def _report(on_problem: Optional[ProblemCallback], path: str, reason: str) -> None:
@@ -649,27 +636,6 @@ def iter_py_files(path: str) -> Iterator[str]:
                 yield os.path.join(dirpath, fn)
 
 
-def read_source(fn: str, max_size: int) -> Optional[bytes]:
-    """Up to ``max_size + 1`` bytes of the regular file ``fn``, or None when it
-    is not a regular file (a FIFO, socket or device is never read: opening a
-    FIFO for reading would block until a writer comes).  OSError propagates."""
-    fd = os.open(fn, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks = []
-        left = max_size + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def scan_sources(
     paths: Iterable[str],
     *,
@@ -877,4 +843,13 @@ def scan_tree_sources(
                 _report(on_problem, shown, "skipped: %s" % (exc.strerror or exc))
                 continue
             out.extend(find_dlopen(data, shown, max_size=max_size, on_problem=on_problem))
+    return out
+
+
+def find_wheel_loads(ws, **kwargs) -> List[DlopenFinding]:
+    """:func:`find_dlopen` over a wheel's kept ``.py`` sources
+    (:attr:`rundeps.inputs.wheel.WheelScan.py_sources`)."""
+    out: List[DlopenFinding] = []
+    for path, text in ws.py_sources:
+        out.extend(find_dlopen(text, path, **kwargs))
     return out
