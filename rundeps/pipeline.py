@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .apk.model import Universe
@@ -51,7 +50,6 @@ def _file_cache(cache_dir: Optional[str], use_cache: bool, on_warning: Warn):
     return FileCache.open(str(default_cache_dir(cache_dir)), on_warning)
 
 
-@dataclass(frozen=True)
 class CheckOptions:
     """How to check; every field has the CLI's default.
 
@@ -72,22 +70,52 @@ class CheckOptions:
     ``libgcompat.so.0`` to model gcompat from (wheels).
     """
 
-    exclude: Tuple[str, ...] = ()
-    default_excludes: bool = True
-    arch: Optional[str] = None
-    explicit_root: bool = False
-    library_path: Optional[str] = None
-    main_program: Optional[str] = None
-    symbols: bool = True
-    musl_version: Optional[str] = None
-    jobs: int = 1
-    runtime_loads: bool = False
-    add_runtime_loads: bool = True
-    conditional_loads: bool = False
-    distributions: bool = False
-    installed_size: bool = False
-    build_deps: Optional[str] = None
-    gcompat_file: Optional[str] = None
+    __slots__ = ("exclude", "default_excludes", "arch", "explicit_root", "library_path", "main_program", "symbols",
+                 "musl_version", "jobs", "runtime_loads", "add_runtime_loads", "conditional_loads", "distributions",
+                 "installed_size", "build_deps", "gcompat_file")
+
+    def __init__(self, *,
+                 exclude: Tuple[str, ...] = (),
+                 default_excludes: bool = True,
+                 arch: Optional[str] = None,
+                 explicit_root: bool = False,
+                 library_path: Optional[str] = None,
+                 main_program: Optional[str] = None,
+                 symbols: bool = True,
+                 musl_version: Optional[str] = None,
+                 jobs: int = 1,
+                 runtime_loads: bool = False,
+                 add_runtime_loads: bool = True,
+                 conditional_loads: bool = False,
+                 distributions: bool = False,
+                 installed_size: bool = False,
+                 build_deps: Optional[str] = None,
+                 gcompat_file: Optional[str] = None):
+        values = (exclude, default_excludes, arch, explicit_root, library_path, main_program, symbols, musl_version,
+                  jobs, runtime_loads, add_runtime_loads, conditional_loads, distributions, installed_size,
+                  build_deps, gcompat_file)
+        for name, value in zip(self.__slots__, values):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"CheckOptions is frozen: {name} cannot be set (use replace())")
+
+    def replace(self, **changes) -> "CheckOptions":
+        """A copy with ``changes``."""
+        values = {n: getattr(self, n) for n in self.__slots__}
+        values.update(changes)
+        return CheckOptions(**values)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, CheckOptions):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, n) for n in self.__slots__))
+
+    def __repr__(self) -> str:
+        return "CheckOptions(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
 
 def _ignore(*_args) -> None:

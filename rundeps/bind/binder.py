@@ -53,7 +53,6 @@ from ..platform import is_glibc_interp, same_arch
 from ..resolve.units import python_prefix
 from ..verdict import GLIBC_LOADER, MISSING_LIBRARY, MISSING_SYMBOL, RELOCATION, TLS, WRONG_ARCH, Fault
 
-from .hints import hints_for
 from .musl import MuslModel
 
 LFS64_BASE_NAMES = frozenset(
@@ -622,6 +621,8 @@ def _bind(resolver, res, symbols, musl, real_path, interpreters, hint_libraries,
     if gcompat is not None:
         _gcompat_verdicts(b, out, loads, run.glibc_files, gcompat, run.show)
     if out.missing_symbols and hint_libraries is not None:
+        from .hints import hints_for  # only when something is missing
+
         out.hints = hints_for(out.missing_symbols, b, hint_libraries)
     out.verdicts = b.used
     return out

@@ -62,7 +62,7 @@ class Reporter:
         self._say(f"rundeps: error: {msg}")
 
     def say(self, problem) -> None:
-        """A :class:`rundeps.report.Problem` at its level."""
+        """A :class:`rundeps.report.problems.Problem` at its level."""
         if problem.level == "plain":
             if not self.quiet:
                 click.echo(problem.text, err=True)
@@ -319,7 +319,8 @@ class Progress:
 def finish(res, reporter: Reporter, kw) -> int:
     """Print the result and what goes to stderr; return the exit code (both
     derived by :mod:`rundeps.report` from the result's values)."""
-    from ..report import exit_code, problems, render
+    from ..report.problems import exit_code, problems
+    from ..report.text import render
 
     click.echo(render(res, kw["fmt"], kw["all_packages"], kw["virtual"], by=kw.get("by", "package")), nl=False)
     allow_unresolved, allow_glibc = kw["allow_unresolved"], kw.get("allow_glibc", False)

@@ -54,7 +54,7 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
 
     from ..api import CheckOptions, Diagnostics, check_wheel, load_universe, target_arch
     from ..errors import SourceError
-    from ..report import wheel_json
+    from ..report.json import wheel_json
     from ..inputs.wheel import WheelError, iter_wheels
 
     reporter = Reporter(quiet)

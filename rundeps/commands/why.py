@@ -55,7 +55,8 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
     PATH needs it (a file: when it will not load), 2 on errors.
     """
     from ..api import check_tree
-    from ..report import explain, explain_file, explain_file_json, explain_json
+    from ..report.json import explain_file_json, explain_json
+    from ..report.text import explain, explain_file
 
     reporter = Reporter(quiet)
     root, explicit_root = parse_root(kw["root"])

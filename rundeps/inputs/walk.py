@@ -43,7 +43,6 @@ from ..elf.reader import read_elf_fd_pyelftools, reader_name
 from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
 from ..rootfs import join_host, norm_root, resolve_from, split_path
 from .filecache import folder_signature, signature_keys
-from .forked import read_symbols_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from .filecache import FileCache  # noqa: F401
@@ -611,6 +610,8 @@ class _TopSymbols:
             item._symbols = None
             todo.append(item)
         reader = self.reader
+        from .forked import read_symbols_of  # only when some symbol table is to be read
+
         for item, got in read_symbols_of(todo, lambda item: _read_one(item, reader), self.jobs):
             kind = got[0]
             if kind == "error":

@@ -7,17 +7,21 @@ from __future__ import annotations
 import os
 import posixpath
 import stat as _stat
-from typing import Dict, Iterable, Mapping, Optional, Protocol, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 from ..elf import ElfError, ElfInfo, read_elf_path
 from ..inputs.walk import read_keyed, stat_key
 from ..rootfs import resolve_dir_in_root, resolve_in_root, to_host
 
 
-class Tree(Protocol):
+class Tree:
     """What the resolver and the binder ask of a filesystem (:class:`TreeFS`
     for a root folder, :class:`WheelFS` for a wheel's members): in-root
-    real paths, ELF and symbol facts, text files, setuid bits."""
+    real paths, ELF and symbol facts, text files, setuid bits. Declared
+    here, followed by both without inheriting (a plain class, not
+    ``typing.Protocol``: defining one costs start-up time)."""
+
+    __slots__ = ()
 
     root: Optional[str]
 
