@@ -26,5 +26,23 @@ def main() -> None:
     os._exit(run())
 
 
+def zipapp_main() -> None:
+    """The zip application's entry (``dist/rundeps.pyz``'s ``__main__.py``,
+    see :mod:`rundeps.zipapp`): as :func:`main`, with the stand-in
+    ``certifi`` installed first and what it extracted removed before the
+    process leaves (``os._exit`` runs no ``atexit`` handler)."""
+    gc.disable()
+    from .zipapp import cleanup, install_certifi
+
+    install_certifi()
+    from .cli import run
+
+    try:
+        code = run()
+    finally:
+        cleanup()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     main()

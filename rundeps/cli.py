@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .commands.common import CONTEXT, EXIT_CODES
+from .zipapp import version_text
 
 COMMANDS = {
     "scan": "rundeps.commands.scan:scan",
@@ -46,7 +47,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings=CONTEXT, epilog=EXIT_CODES)
-@click.version_option(__version__, prog_name="rundeps")
+@click.version_option(version_text(__version__), prog_name="rundeps")
 def cli():
     """Find the apk packages an Alpine image needs at run time.
 

@@ -51,9 +51,24 @@ def code_blocks(section: str, lang: str):
     return re.findall(r"```" + lang + r"\n(.*?)```", section, re.S)
 
 
-def recipe():
+def dockerfile_block(pyz: bool) -> str:
+    """The README's Dockerfile: the zip application's (``pyz``) or the venv's."""
+    blocks = code_blocks(readme_section("In a Dockerfile"), "dockerfile")
+    assert len(blocks) == 2, "the zip application's recipe, then the venv's"
+    (block,) = [b for b in blocks if ("rundeps.pyz" in b) == pyz]
+    return block
+
+
+def build_line(pyz: bool) -> str:
+    """The README's ``sh`` line that builds what the Dockerfile mounts."""
+    blocks = code_blocks(readme_section("In a Dockerfile"), "sh")
+    (line,) = [b for b in blocks if ("build_pyz.py" in b) == pyz]
+    return line
+
+
+def recipe(pyz: bool = False):
     """(the RUN's --mount options, its shell steps) from the README's Dockerfile."""
-    (dockerfile,) = code_blocks(readme_section("In a Dockerfile"), "dockerfile")
+    dockerfile = dockerfile_block(pyz)
     joined = re.sub(r"\\\n", " ", dockerfile)
     runs = [ln.strip()[4:] for ln in joined.splitlines() if ln.strip().startswith("RUN ")]
     assert len(runs) == 1, runs
@@ -70,8 +85,15 @@ def test_recipe_reads_as_documented():
     assert [m["type"] for m in mounts] == ["bind"]
     assert any(s.startswith("apk del") for s in steps) and any("rundeps" in s and " scan" in s for s in steps)
     # the wheel build line the README gives
-    (build,) = code_blocks(readme_section("In a Dockerfile"), "sh")
-    assert build.split()[:4] == ["pip", "wheel", "--no-deps", "-w"]
+    assert build_line(pyz=False).split()[:4] == ["pip", "wheel", "--no-deps", "-w"]
+    # the zip application's recipe comes first, the venv's is the alternative
+    section = readme_section("In a Dockerfile")
+    assert section.index("rundeps.pyz scan") < section.index("python -m venv")
+    mounts, steps = recipe(pyz=True)
+    assert [(m["type"], m["source"], m["target"]) for m in mounts] == [("bind", "dist/rundeps.pyz", "/tmp/rundeps.pyz")]
+    assert 'runDeps="$(python3 /tmp/rundeps.pyz scan --no-cache)"' in steps
+    assert steps[-2:] == ["apk add --no-cache --virtual .rundeps $runDeps", "apk del --no-network .build-deps"]
+    assert build_line(pyz=True).split()[2:] == ["-o", "dist/rundeps.pyz"]
 
 
 def tree_listing(top: Path):
@@ -85,8 +107,7 @@ def test_recipe_runs_and_leaves_nothing_of_rundeps(tmp_path):
     before = tree_listing(root)
 
     # the build context: dist/ with the wheel, built as the README says
-    (build,) = code_blocks(readme_section("In a Dockerfile"), "sh")
-    argv = shlex.split(build)
+    argv = shlex.split(build_line(pyz=False))
     assert argv[:4] == ["pip", "wheel", "--no-deps", "-w"]
     context = tmp_path / "context"
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
@@ -158,4 +179,63 @@ def test_recipe_runs_and_leaves_nothing_of_rundeps(tmp_path):
     assert shapes(tmp) <= shapes(control_tmp), "left in /tmp"
     assert set(tree_listing(home)) <= set(tree_listing(control)), "left in HOME (a cache?)"
     assert not (home / ".cache").exists()
+    assert tree_listing(root) == before, "the image's files changed"
+
+
+def test_pyz_recipe_runs_and_leaves_nothing(tmp_path):
+    """The zip application's recipe: the ``.pyz`` built with the README's
+    line, bind-mounted (its target read from the build context), run by a
+    ``python3`` outside any virtual environment; ``TMPDIR`` and ``HOME``
+    (read-only) stay empty."""
+    mounts, steps = recipe(pyz=True)
+    root = tmp_path / "image"
+    demo.build_demo_root(root, workdir=tmp_path / "build")
+    before = tree_listing(root)
+
+    argv = shlex.split(build_line(pyz=True))
+    assert argv[0] == "python3" and argv[1].endswith("/scripts/build_pyz.py") and argv[2] == "-o"
+    context = tmp_path / "context"
+    out = subprocess.run([sys.executable, str(PROJECT / "scripts" / "build_pyz.py"), "-o", str(context / argv[3])],
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode == 3:
+        pytest.skip(f"the zip application's wheels cannot be had here: {out.stderr.strip().splitlines()[-1:]}")
+    assert out.returncode == 0, out.stderr
+
+    python3 = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").symlink_to(python3)
+    tmp = tmp_path / "tmp"
+    home = tmp_path / "home"
+    tmp.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNDEPS_", "XDG_", "VIRTUAL_ENV", "PYTHON"))}
+    env.update(PATH=f"{bindir}:{os.environ['PATH']}", TMPDIR=str(tmp), HOME=str(home), RUNDEPS_ROOT=str(root),
+               RECIPE_OUT=str(tmp_path / "runDeps"))
+
+    script = []
+    for step in steps:
+        if step.startswith(("apk add", "apk del")):
+            continue
+        if step.startswith("pip install"):
+            site = root / "usr/local/lib/python3.12/site-packages"
+            for name in step.split()[2:]:
+                if not name.startswith("-"):
+                    module = {"Pillow": "PIL"}.get(name, name)
+                    assert (site / module).is_dir(), f"the demo root does not stand for {step!r}"
+            continue
+        for m in mounts:
+            step = step.replace(m["target"], str(context / m["source"]))
+        script.append(step)
+    script.append('printf "%s\\n" "$runDeps" > "$RECIPE_OUT"')
+    home.chmod(0o555)
+    try:
+        r = subprocess.run(["sh", "-ec", " && ".join(script)], capture_output=True, text=True, env=env,
+                           cwd=str(tmp_path), timeout=600)
+    finally:
+        home.chmod(0o755)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "runDeps").read_text().split() == ["libpq", "libsharpyuv", "tiff"], r.stderr
+    assert tree_listing(tmp) == [], "left in /tmp"
+    assert tree_listing(home) == [], "left in HOME"
     assert tree_listing(root) == before, "the image's files changed"

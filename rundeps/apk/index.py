@@ -61,6 +61,7 @@ __all__ = [
     "key_dirs",
     "trusted_key_set",
     "bundled_keys_dir",
+    "load_bundled_keys",
     "read_index",
     "keyset_digest",
     "MAX_INDEX_BYTES",
@@ -110,10 +111,39 @@ class KeySet(dict):
 
 
 def bundled_keys_dir() -> str:
-    """Alpine's public signing keys, shipped with rundeps (``data/keys``)."""
+    """Alpine's public signing keys, shipped with rundeps (``data/keys``):
+    where they are, as text (inside the archive in a zip application; read
+    them with :func:`load_bundled_keys`)."""
     from ..datafiles import data_path
 
     return data_path("keys")
+
+
+def load_bundled_keys() -> KeySet:
+    """The Alpine keys shipped with rundeps, read through
+    ``importlib.resources`` (so from inside a zip application too)."""
+    from ..datafiles import data_files
+
+    folder = data_files("keys")
+    keys = KeySet()
+    keys.dirs = (str(folder),)
+    try:
+        entries = sorted(folder.iterdir(), key=lambda e: e.name)
+    except (OSError, ValueError):
+        entries = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or not entry.is_file():
+            continue
+        try:
+            data = entry.read_bytes()
+        except OSError:
+            continue
+        if len(data) <= MAX_KEY_FILE and b"PUBLIC KEY" in data:
+            keys[name] = data
+            keys.paths[name] = str(entry)
+    keys.bundled = True
+    return keys
 
 
 def trusted_key_set(root: Optional[str], arch: Optional[str], extra: Sequence[str] = ()) -> KeySet:
@@ -127,9 +157,7 @@ def trusted_key_set(root: Optional[str], arch: Optional[str], extra: Sequence[st
     """
     keys = load_keys(key_dirs(root, arch, extra), root=root)
     if not keys and not extra:
-        bundled = bundled_keys_dir()
-        keys = load_keys([bundled])
-        keys.bundled = True
+        keys = load_bundled_keys()
     return keys
 
 

@@ -32,11 +32,10 @@ library in ``../shared/alpine/musl/`` came from.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
-from ..datafiles import data_path
+from ..datafiles import data_files
 
 __all__ = ["ALPINE_MUSL", "MuslExports", "available", "load", "musl_for_alpine", "version_key"]
 
@@ -107,15 +106,16 @@ class MuslExports:
         return f"MuslExports({self.version!r}, {self.arch!r}, {len(self.names)} names)"
 
 
-def _folder() -> str:
-    return data_path("musl")
+def _folder():
+    """The shipped lists: a ``Traversable`` (inside the archive in a zip application)."""
+    return data_files("musl")
 
 
 def available() -> List[Tuple[str, str]]:
     """The shipped (version, arch) lists, oldest first."""
     try:
-        names = os.listdir(_folder())
-    except OSError:
+        names = [e.name for e in _folder().iterdir()]
+    except (OSError, ValueError):
         return []
     out = []
     for n in names:
@@ -133,8 +133,7 @@ def _read(version: str, arch: str) -> Tuple[FrozenSet[str], str]:
     key = (version, arch)
     got = _loaded.get(key)
     if got is None:
-        with open(os.path.join(_folder(), f"{version}-{arch}.txt"), encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        lines = _folder().joinpath(f"{version}-{arch}.txt").read_text(encoding="utf-8").splitlines()
         source = lines[0].lstrip("#").strip() if lines and lines[0].startswith("#") else ""
         names = frozenset(ln for ln in lines if ln and not ln.startswith("#"))
         got = _loaded[key] = (names, source)
