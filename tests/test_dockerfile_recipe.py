@@ -119,32 +119,8 @@ def test_recipe_runs_and_leaves_nothing_of_rundeps(tmp_path):
     python3 = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
     if subprocess.run([python3, "-c", "import venv, ensurepip"]).returncode != 0:
         pytest.skip("no python3 with venv and ensurepip")
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "python").symlink_to(python3)
-    tmp = tmp_path / "tmp"
-    home = tmp_path / "home"
-    tmp.mkdir()
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNDEPS_", "XDG_", "VIRTUAL_ENV", "PYTHON"))}
-    env.update(PATH=f"{bindir}:{os.environ['PATH']}", TMPDIR=str(tmp), HOME=str(home), RUNDEPS_ROOT=str(root),
-               RECIPE_OUT=str(tmp_path / "runDeps"))
-
-    script = []
-    for step in steps:
-        if step.startswith(("apk add", "apk del")):
-            continue
-        if step.startswith("pip install"):
-            # the application's own packages: the demo root holds them already
-            site = root / "usr/local/lib/python3.12/site-packages"
-            for name in step.split()[2:]:
-                if not name.startswith("-"):
-                    module = {"Pillow": "PIL"}.get(name, name)
-                    assert (site / module).is_dir(), f"the demo root does not stand for {step!r}"
-            continue
-        for m in mounts:
-            step = step.replace(m["target"], str(context / m["source"]))
-        script.append(step)
+    tmp, home, env = recipe_env(tmp_path, root, python3, "python")
+    script = recipe_script(steps, mounts, root, context)
     assert any("mktemp" in s for s in script) and any("rm -rf" in s for s in script)
     script.append('printf "%s\\n" "$runDeps" > "$RECIPE_OUT"')
     r = subprocess.run(["sh", "-ec", " && ".join(script)], capture_output=True, text=True, env=env,
@@ -202,9 +178,28 @@ def test_pyz_recipe_runs_and_leaves_nothing(tmp_path):
     assert out.returncode == 0, out.stderr
 
     python3 = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    tmp, home, env = recipe_env(tmp_path, root, python3, "python3")
+    script = recipe_script(steps, mounts, root, context)
+    script.append('printf "%s\\n" "$runDeps" > "$RECIPE_OUT"')
+    home.chmod(0o555)
+    try:
+        r = subprocess.run(["sh", "-ec", " && ".join(script)], capture_output=True, text=True, env=env,
+                           cwd=str(tmp_path), timeout=600)
+    finally:
+        home.chmod(0o755)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "runDeps").read_text().split() == ["libpq", "libsharpyuv", "tiff"], r.stderr
+    assert tree_listing(tmp) == [], "left in /tmp"
+    assert tree_listing(home) == [], "left in HOME"
+    assert tree_listing(root) == before, "the image's files changed"
+
+
+def recipe_env(tmp_path, root, python3: str, name: str):
+    """(TMPDIR, HOME, environment) for running a recipe's steps: ``name`` on
+    PATH is ``python3``, TMPDIR and HOME empty folders of their own."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "python3").symlink_to(python3)
+    (bindir / name).symlink_to(python3)
     tmp = tmp_path / "tmp"
     home = tmp_path / "home"
     tmp.mkdir()
@@ -212,7 +207,13 @@ def test_pyz_recipe_runs_and_leaves_nothing(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNDEPS_", "XDG_", "VIRTUAL_ENV", "PYTHON"))}
     env.update(PATH=f"{bindir}:{os.environ['PATH']}", TMPDIR=str(tmp), HOME=str(home), RUNDEPS_ROOT=str(root),
                RECIPE_OUT=str(tmp_path / "runDeps"))
+    return tmp, home, env
 
+
+def recipe_script(steps, mounts, root, context) -> list:
+    """The recipe's shell steps as written, less ``apk add``/``apk del``
+    (no apk here) and ``pip install`` (the demo root holds those packages
+    already: checked), bind mounts pointed at the build context."""
     script = []
     for step in steps:
         if step.startswith(("apk add", "apk del")):
@@ -227,15 +228,4 @@ def test_pyz_recipe_runs_and_leaves_nothing(tmp_path):
         for m in mounts:
             step = step.replace(m["target"], str(context / m["source"]))
         script.append(step)
-    script.append('printf "%s\\n" "$runDeps" > "$RECIPE_OUT"')
-    home.chmod(0o555)
-    try:
-        r = subprocess.run(["sh", "-ec", " && ".join(script)], capture_output=True, text=True, env=env,
-                           cwd=str(tmp_path), timeout=600)
-    finally:
-        home.chmod(0o755)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "runDeps").read_text().split() == ["libpq", "libsharpyuv", "tiff"], r.stderr
-    assert tree_listing(tmp) == [], "left in /tmp"
-    assert tree_listing(home) == [], "left in HOME"
-    assert tree_listing(root) == before, "the image's files changed"
+    return script
