@@ -175,3 +175,32 @@ def test_json_gives_each_reason_its_kind_and_chain(tmp_path, builder):
     assert out["will_not_load_kind"] == {mod: MISSING_LIBRARY}
     assert out["will_not_load_chain"] == {mod: [mod, lib]}
     assert out["will_not_load"][mod] == f"loads {lib}, which will not load (needs libgone.so.9, which musl cannot find)"
+
+
+# -- cannot check is not fails -------------------------------------------------------
+
+
+def test_a_glibc_linked_module_whose_libraries_are_not_at_hand_cannot_be_checked(tmp_path, builder):
+    """A glibc-linked module that binds everything at hand, but whose
+    libstdc++ is a package not at hand here (listed, its file absent), is
+    not proven to fail: it is unchecked, with a note, and the exit code is 0.
+    The same module with the library at hand is judged: it loads."""
+    root = tmp_path / "root"
+    db = root / "lib/apk/db/installed"
+    db.parent.mkdir(parents=True)
+    db.write_text(demo.db_block("musl", "1.2.5-r0", ARCH, provides=[f"so:{LIBC}=1"], files=[f"lib/{LIBC}"])
+                  + "\n" + demo.db_block("libstdc++", "14.2.0-r4", ARCH, provides=["so:libstdc++.so.6=6.0.33"],
+                                         files=["usr/lib/libstdc++.so.6"]))
+    mod = "/usr/local/lib/python3.12/site-packages/many/_m.cpython-312-x86_64-linux-gnu.so"
+    builder.shared(root / mod.lstrip("/"), needed=["libstdc++.so.6", "libc.so.6"])
+    r = run("scan", "--root", root, "--format", "json", "--cache-dir", tmp_path / "c")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0, r.stderr
+    assert out["will_not_load"] == {} and out["unchecked"] == {mod: ["libstdc++.so.6"]}
+    assert "note: cannot check " + mod in r.stderr and "libstdc++.so.6 not at hand" in r.stderr
+    assert "libstdc++" in out["packages"]
+    # with the library at hand, the same module is judged, and loads
+    builder.shared(root / "usr/lib/libstdc++.so.6", soname="libstdc++.so.6")
+    r = run("scan", "--root", root, "--format", "json", "--cache-dir", tmp_path / "c")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["unchecked"] == {} and out["glibc_loads"] == [mod], r.stderr
