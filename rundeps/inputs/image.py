@@ -1,0 +1,757 @@
+"""Read a saved container image as an in-memory root file system, extracting nothing.
+
+:func:`open_image` takes one of
+
+* a ``docker save`` archive (a tar with ``manifest.json``, a config JSON and
+  layer tars),
+* an OCI image layout, as a folder or as a tar of one (``oci-layout``,
+  ``index.json``, ``blobs/sha256/...``; index -> manifest -> config + layers,
+  nested indexes followed; a tar holding both ``manifest.json`` and an OCI
+  layout, as Docker 25+ writes, is read as the OCI layout),
+* a flat root-file-system tar (``docker export``), read as one layer,
+
+and returns an :class:`ImageTree`: the layers applied in order, as the OCI
+image spec's changeset rules say (``.wh.NAME`` deletes NAME and what is under
+it from the lower layers, ``.wh..wh..opq`` drops a folder's lower-layer
+contents, a later entry replaces an earlier one, a folder may become a file
+and back).  Only the member *headers* are held; file bytes are read from the
+layer on request (:meth:`ImageTree.read`, :meth:`ImageTree.read_many`).
+
+Layers are ``tar``, ``tar+gzip`` or ``tar+zstd``, told apart by their magic
+bytes whatever the media type says; zstd needs the optional ``zstandard``
+module.
+
+Trust.  Every blob is hashed while it is read: OCI blobs against their
+descriptor's digest and size, configs against their file name's digest in a
+``docker save`` archive, and every layer's uncompressed stream against the
+config's ``rootfs.diff_ids``.  JSON files are capped at :data:`MAX_JSON`
+bytes; layers are streamed.  Member names: a leading ``/`` or ``./`` is
+dropped (as GNU tar does), a ``..`` part refuses the image.  Symlink targets
+are kept as written; :meth:`ImageTree.resolve` follows them inside the image
+only, ``..`` stopping at ``/`` as in a chroot.  Parent folders that are
+symlinks in a lower layer are followed inside the image when a member is
+placed under them (as containerd does).  Nothing named by the image is ever
+opened on the host.
+
+Reading bytes, the trade-off.  An uncompressed layer is read in place: the
+member's data offset is noted while the headers are read, so a read is one
+seek.  A compressed layer cannot seek: each :meth:`ImageTree.read_many` call
+decompresses each layer it needs once, up to the last member asked for, and
+keeps only the members asked for -- so batch the reads.  No bytes are cached:
+memory stays bounded by what the caller asks for.  Blobs are verified when
+the image is opened; later reads trust the files not to change meanwhile.
+
+Every problem is one :class:`ImageError` (a one-line message).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import tarfile
+from typing import Dict, List, Optional
+
+from ..errors import RundepsError
+
+__all__ = ["ImageError", "ImageEntry", "ImageTree", "open_image", "MAX_JSON", "MAX_HOPS"]
+
+MAX_JSON = 4 * 1024 * 1024
+"""The largest manifest, index or config JSON read, in bytes."""
+MAX_HOPS = 40
+"""Symlinks followed in one :meth:`ImageTree.resolve` (the kernel's MAXSYMLINKS)."""
+MAX_INDEX_DEPTH = 8
+"""Nested OCI indexes followed."""
+
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
+                "application/vnd.docker.distribution.manifest.list.v2+json")
+_CHUNK = 1 << 20
+
+
+class ImageError(RundepsError):
+    """An image that cannot be read or is refused (one-line message)."""
+
+
+class ImageEntry:
+    """One path of the merged tree.
+
+    ``kind`` is ``"file"``, ``"dir"``, ``"symlink"`` or ``"other"`` (devices,
+    fifos); ``target`` a symlink's target as written; ``layer`` the index of
+    the layer whose member holds the data and ``member`` that member's name
+    (a hard link names its target's member; ``hardlink`` keeps the link's
+    own target path).  ``layer`` is ``None`` for a folder only implied by
+    its children.
+    """
+
+    __slots__ = ("kind", "mode", "size", "target", "layer", "member", "offset", "hardlink")
+
+    def __init__(self, kind, mode, size=0, target=None, layer=None, member=None, offset=None,
+                 hardlink=None):
+        self.kind, self.mode, self.size, self.target = kind, mode, size, target
+        self.layer, self.member, self.offset, self.hardlink = layer, member, offset, hardlink
+
+    def copy(self) -> "ImageEntry":
+        return ImageEntry(self.kind, self.mode, self.size, self.target, self.layer, self.member,
+                          self.offset, self.hardlink)
+
+    def __repr__(self):
+        return (f"ImageEntry({self.kind}, {oct(self.mode)}, size={self.size}, target={self.target!r}, "
+                f"layer={self.layer}, member={self.member!r})")
+
+
+# ---------------------------------------------------------------- blob sources
+
+class _DirSource:
+    """Blobs of an OCI layout folder."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root):
+        self.root = root
+
+    def has(self, name) -> bool:
+        return os.path.isfile(os.path.join(self.root, name))
+
+    def open(self, name):
+        try:
+            return open(os.path.join(self.root, *name.split("/")), "rb")
+        except OSError as e:
+            raise ImageError(f"image blob {name} cannot be read: {e.strerror or e}") from None
+
+    def close(self):
+        pass
+
+
+class _TarSource:
+    """Members of an outer (uncompressed or seekable) tar: a docker-archive or a tarred layout."""
+
+    __slots__ = ("tar", "members")
+
+    def __init__(self, tar, members):
+        self.tar, self.members = tar, members
+
+    def has(self, name) -> bool:
+        return name in self.members
+
+    def open(self, name):
+        info = self.members.get(name)
+        if info is None:
+            raise ImageError(f"the image archive has no member {name}")
+        try:
+            f = self.tar.extractfile(info)
+        except (KeyError, tarfile.TarError) as e:
+            raise ImageError(f"image member {name} cannot be read: {e}") from None
+        if f is None:
+            raise ImageError(f"image member {name} is not a file")
+        return f
+
+    def close(self):
+        self.tar.close()
+
+
+class _FileSource:
+    """A flat root-file-system tar: the file is its only blob."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path):
+        self.path = path
+
+    def has(self, name) -> bool:
+        return name == ""
+
+    def open(self, name):
+        return open(self.path, "rb")
+
+    def close(self):
+        pass
+
+
+class _Layer:
+    __slots__ = ("name", "digest", "size", "diff_id", "plain")
+
+    def __init__(self, name, digest=None, size=None, diff_id=None):
+        self.name, self.digest, self.size, self.diff_id = name, digest, size, diff_id
+        self.plain = False
+
+
+class _Hashing:
+    """A read-only stream that hashes and counts what passes through."""
+
+    __slots__ = ("f", "h", "n")
+
+    def __init__(self, f):
+        self.f, self.h, self.n = f, hashlib.sha256(), 0
+
+    def read(self, n=-1):
+        b = self.f.read(n)
+        self.h.update(b)
+        self.n += len(b)
+        return b
+
+    def drain(self):
+        while self.read(_CHUNK):
+            pass
+
+
+def _norm_member(name: str, where: str) -> str:
+    if "\x00" in name:
+        raise ImageError(f"{where}: member name {name!r} holds a NUL byte")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ImageError(f"{where}: member {name!r} has a '..' part that would leave the image")
+    return "/" + "/".join(parts)
+
+
+def _read_json(source, name, digest=None, size=None):
+    import json
+    with source.open(name) as f:
+        data = f.read(MAX_JSON + 1)
+    if len(data) > MAX_JSON:
+        raise ImageError(f"image file {name} is larger than {MAX_JSON} bytes")
+    if digest is not None:
+        got = hashlib.sha256(data).hexdigest()
+        if got != digest:
+            raise ImageError(f"image blob {name}: digest mismatch (sha256:{got}, expected sha256:{digest})")
+    if size is not None and len(data) != size:
+        raise ImageError(f"image blob {name}: {len(data)} bytes, the descriptor says {size}")
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ImageError(f"image file {name} is not JSON: {e}") from None
+    return value
+
+
+def _digest_hex(desc, where) -> str:
+    d = desc.get("digest") if isinstance(desc, dict) else None
+    if not isinstance(d, str) or not d.startswith("sha256:") or not _HEX.match(d[7:]):
+        raise ImageError(f"{where}: descriptor digest {d!r} is not a sha256 digest")
+    return d[7:]
+
+
+def _desc_size(desc, where):
+    s = desc.get("size")
+    if s is None:
+        return None
+    if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+        raise ImageError(f"{where}: descriptor size {s!r} is not a byte count")
+    return s
+
+
+# ---------------------------------------------------------------- platforms
+
+def _parse_platform(text: str):
+    parts = text.strip().split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ImageError(f"platform {text!r} is not os/architecture[/variant] (e.g. linux/arm64/v8)")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def _platform_text(p) -> str:
+    os_, arch, var = p
+    return f"{os_}/{arch}/{var}" if var else f"{os_}/{arch}"
+
+
+def _platform_of(obj):
+    if not isinstance(obj, dict):
+        return None
+    os_, arch, var = obj.get("os"), obj.get("architecture"), obj.get("variant")
+    if not isinstance(os_, str) or not isinstance(arch, str):
+        return None
+    return os_, arch, var if isinstance(var, str) and var else None
+
+
+def _platform_matches(want, have) -> bool:
+    if have is None or want[0] != have[0] or want[1] != have[1]:
+        return False
+    if want[2] is None:
+        return True
+    hv = have[2] or ("v8" if have[1] == "arm64" else None)
+    return want[2] == hv
+
+
+# ---------------------------------------------------------------- formats
+
+def _oci_candidates(source, index, where, depth, inherited=None):
+    """Every image manifest descriptor reachable from an index: (descriptor, platform)."""
+    if depth > MAX_INDEX_DEPTH:
+        raise ImageError(f"{where}: indexes nested more than {MAX_INDEX_DEPTH} deep")
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(manifests, list):
+        raise ImageError(f"{where}: no 'manifests' list")
+    out = []
+    for m in manifests:
+        if not isinstance(m, dict):
+            raise ImageError(f"{where}: a manifest descriptor is not an object")
+        plat = _platform_of(m.get("platform")) or inherited
+        if plat is not None and plat[0] == "unknown":
+            continue  # an attestation manifest (buildx), no file system
+        hexd = _digest_hex(m, where)
+        if m.get("mediaType") in _INDEX_TYPES:
+            name = "blobs/sha256/" + hexd
+            sub = _read_json(source, name, hexd, _desc_size(m, where))
+            out.extend(_oci_candidates(source, sub, name, depth + 1, plat))
+        else:
+            out.append((m, plat))
+    return out
+
+
+def _oci_pick(source, cands, platform):
+    """The one manifest to read, by platform; its platform filled from the config when unknown."""
+    filled = []
+    for desc, plat in cands:
+        if plat is None:
+            man = _oci_manifest(source, desc)
+            cfg = man.get("config") if isinstance(man, dict) else None
+            if isinstance(cfg, dict):
+                c = _read_json(source, "blobs/sha256/" + _digest_hex(cfg, "manifest"), None)
+                plat = _platform_of(c)
+        filled.append((desc, plat))
+    seen = sorted({_platform_text(p) for _, p in filled if p is not None})
+    if platform is None:
+        digests = {_digest_hex(d, "index") for d, _ in filled}
+        if len(digests) > 1 and len(seen) > 1:
+            raise ImageError(f"the image has {len(seen)} platforms ({', '.join(seen)}): choose one")
+        return filled[0][0]
+    want = _parse_platform(platform)
+    for desc, plat in filled:
+        if _platform_matches(want, plat):
+            return desc
+    raise ImageError(f"the image has no platform {platform} (it has: {', '.join(seen) or 'none stated'})")
+
+
+def _oci_manifest(source, desc):
+    hexd = _digest_hex(desc, "index")
+    name = "blobs/sha256/" + hexd
+    man = _read_json(source, name, hexd, _desc_size(desc, name))
+    if not isinstance(man, dict):
+        raise ImageError(f"image manifest {name} is not an object")
+    return man
+
+
+def _load_oci(source, platform):
+    index = _read_json(source, "index.json")
+    desc = _oci_pick(source, _oci_candidates(source, index, "index.json", 0), platform)
+    man = _oci_manifest(source, desc)
+    where = "blobs/sha256/" + _digest_hex(desc, "index")
+    cdesc, ldescs = man.get("config"), man.get("layers")
+    if not isinstance(cdesc, dict) or not isinstance(ldescs, list):
+        raise ImageError(f"image manifest {where} lacks 'config' or 'layers'")
+    chex = _digest_hex(cdesc, where)
+    config = _read_json(source, "blobs/sha256/" + chex, chex, _desc_size(cdesc, where))
+    layers = []
+    for d in ldescs:
+        if not isinstance(d, dict):
+            raise ImageError(f"image manifest {where}: a layer descriptor is not an object")
+        h = _digest_hex(d, where)
+        layers.append(_Layer("blobs/sha256/" + h, h, _desc_size(d, where)))
+    return config, layers
+
+
+def _load_docker(source, platform):
+    top = _read_json(source, "manifest.json")
+    if not isinstance(top, list) or not top or not all(isinstance(m, dict) for m in top):
+        raise ImageError("manifest.json is not a list of images")
+    if len(top) > 1:
+        tags = ", ".join(str(t) for m in top for t in (m.get("RepoTags") or ["(untagged)"]))
+        raise ImageError(f"the archive holds {len(top)} images ({tags}): save one image only")
+    cname, lnames = top[0].get("Config"), top[0].get("Layers")
+    if not isinstance(cname, str) or not isinstance(lnames, list) or not all(isinstance(n, str) for n in lnames):
+        raise ImageError("manifest.json lacks 'Config' or 'Layers'")
+    cname = _norm_member(cname, "manifest.json")[1:]
+    stem = posixpath.basename(cname)
+    stem = stem[:-5] if stem.endswith(".json") else stem
+    config = _read_json(source, cname, stem if _HEX.match(stem) else None)
+    layers = []
+    for n in lnames:
+        n = _norm_member(n, "manifest.json")[1:]
+        base = posixpath.basename(n)
+        layers.append(_Layer(n, base if n.startswith("blobs/sha256/") and _HEX.match(base) else None))
+    if platform is not None:
+        want, have = _parse_platform(platform), _platform_of(config)
+        if not _platform_matches(want, have):
+            raise ImageError(f"the image is {_platform_text(have) if have else 'of no stated platform'}, "
+                             f"not {platform}")
+    return config, layers
+
+
+def _open_source(path, platform):
+    """(kind, source, config, layers) for whatever is at *path*."""
+    if os.path.isdir(path):
+        source = _DirSource(path)
+        if not (source.has("oci-layout") and source.has("index.json")):
+            raise ImageError(f"{path} is a folder but not an OCI image layout (no oci-layout or index.json)")
+        return ("oci-layout",) + (source,) + _load_oci(source, platform)
+    try:
+        tar = tarfile.open(path, "r:*")
+        members = {}
+        for info in tar:
+            members.setdefault(_norm_member(info.name, path)[1:], info)
+    except (OSError, tarfile.TarError, EOFError) as e:
+        raise ImageError(f"{path} is not a readable tar archive: {e}") from None
+    if "oci-layout" in members and "index.json" in members:
+        source = _TarSource(tar, members)
+        return ("oci-archive", source) + _load_oci(source, platform)
+    if "manifest.json" in members and not any(n.startswith(("bin/", "etc/", "usr/")) for n in members):
+        source = _TarSource(tar, members)
+        return ("docker-archive", source) + _load_docker(source, platform)
+    tar.close()
+    return "rootfs-tar", _FileSource(path), {}, [_Layer("")]
+
+
+def open_image(path, platform: Optional[str] = None) -> "ImageTree":
+    """Read the image at *path* (see the module docstring) into an :class:`ImageTree`.
+
+    *platform* (``linux/arm64/v8``, ``linux/amd64``...) chooses the image of a
+    multi-platform index, and is checked against the config otherwise.
+    """
+    kind, source, config, layers = _open_source(os.fspath(path), platform)
+    if not isinstance(config, dict):
+        source.close()
+        raise ImageError("the image config is not a JSON object")
+    tree = ImageTree(kind, source, config, layers)
+    try:
+        tree._build()
+    except BaseException:
+        tree.close()
+        raise
+    return tree
+
+
+# ---------------------------------------------------------------- layer streams
+
+def _open_layer(source, layer):
+    """(tar stream, raw hasher, tar hasher, raw file, plain) for one layer."""
+    raw = source.open(layer.name)
+    try:
+        magic = raw.read(4)
+        raw.seek(0)
+    except OSError as e:
+        raw.close()
+        raise ImageError(f"layer {layer.name or 'tar'} cannot be read: {e}") from None
+    rawh = _Hashing(raw)
+    plain = False
+    if magic[:2] == b"\x1f\x8b":
+        import gzip
+        body = gzip.GzipFile(fileobj=rawh, mode="rb")
+    elif magic == b"\x28\xb5\x2f\xfd":
+        try:
+            import zstandard
+        except ImportError:
+            raw.close()
+            raise ImageError(f"layer {layer.name} is zstd-compressed: pip install zstandard") from None
+        body = zstandard.ZstdDecompressor().stream_reader(rawh)
+    else:
+        body, plain = rawh, True
+    tarh = body if plain else _Hashing(body)
+    try:
+        tar = tarfile.open(fileobj=tarh, mode="r|")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raw.close()
+        raise ImageError(f"layer {layer.name or 'tar'} is not a tar: {e}") from None
+    return tar, rawh, tarh, raw, plain
+
+
+def _check_layer(layer, rawh, tarh):
+    label = layer.name or "tar"
+    if layer.digest is not None and rawh.h.hexdigest() != layer.digest:
+        raise ImageError(f"layer {label}: digest mismatch (sha256:{rawh.h.hexdigest()}, "
+                         f"expected sha256:{layer.digest})")
+    if layer.size is not None and rawh.n != layer.size:
+        raise ImageError(f"layer {label}: {rawh.n} bytes, the descriptor says {layer.size}")
+    if layer.diff_id is not None and tarh.h.hexdigest() != layer.diff_id:
+        raise ImageError(f"layer {label}: diff_id mismatch (sha256:{tarh.h.hexdigest()}, "
+                         f"expected sha256:{layer.diff_id})")
+
+
+def _kind(info) -> str:
+    if info.isreg():
+        return "file"
+    if info.isdir():
+        return "dir"
+    if info.issym():
+        return "symlink"
+    return "other"
+
+
+def _diff_ids(config, layers):
+    rootfs = config.get("rootfs")
+    ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if ids is None or not layers or layers[0].name == "":
+        return
+    if not isinstance(ids, list) or len(ids) != len(layers):
+        raise ImageError(f"the image config lists {len(ids) if isinstance(ids, list) else 'no'} "
+                         f"diff_ids for {len(layers)} layers")
+    for layer, d in zip(layers, ids):
+        layer.diff_id = _digest_hex({"digest": d}, "config rootfs.diff_ids")
+
+
+class ImageTree:
+    """The merged root file system of an image (see the module docstring).
+
+    ``kind`` is ``"docker-archive"``, ``"oci-layout"``, ``"oci-archive"`` or
+    ``"rootfs-tar"``; ``config`` the image config JSON (``{}`` for a flat
+    tar); ``entries`` maps every in-image absolute path (``/`` included) to
+    its :class:`ImageEntry`.  Use as a context manager, or :meth:`close`.
+    """
+
+    __slots__ = ("kind", "config", "entries", "layers", "_source", "_children")
+
+    def __init__(self, kind, source, config, layers):
+        self.kind, self._source, self.config, self.layers = kind, source, config, layers
+        self.entries: Dict[str, ImageEntry] = {"/": ImageEntry("dir", 0o755)}
+        self._children: Dict[str, set] = {"/": set()}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._source.close()
+
+    # -- building
+
+    def _build(self):
+        _diff_ids(self.config, self.layers)
+        for i, layer in enumerate(self.layers):
+            self._apply(i, self._scan_layer(i, layer))
+
+    def _scan_layer(self, i, layer):
+        """Every member of one layer as (path, info), the layer's digests checked."""
+        tar, rawh, tarh, raw, plain = _open_layer(self._source, layer)
+        where = f"layer {layer.name or 'tar'}"
+        out = []
+        try:
+            with raw:
+                for info in tar:
+                    out.append((_norm_member(info.name, where), info))
+                tarh.drain()
+                rawh.drain()
+        except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+            raise ImageError(f"{where} is damaged: {e}") from None
+        except Exception as e:  # zstandard.ZstdError and kin
+            raise ImageError(f"{where} is damaged: {type(e).__name__}: {e}") from None
+        _check_layer(layer, rawh, tarh)
+        layer.plain = plain
+        return out
+
+    def _apply(self, i, members):
+        """One layer's changeset: whiteouts against the lower layers first, then its entries."""
+        adds = []
+        for path, info in members:
+            base = posixpath.basename(path)
+            if base == ".wh..wh..opq":
+                d = self._lookup(posixpath.dirname(path))
+                if d is not None and self.entries[d].kind == "dir":
+                    for c in list(self._children.get(d, ())):
+                        self._remove(posixpath.join(d, c))
+            elif base.startswith(".wh..wh."):
+                continue  # aufs bookkeeping, not part of the tree
+            elif base.startswith(".wh."):
+                p = self._lookup(posixpath.join(posixpath.dirname(path), base[4:]))
+                if p is not None and p != "/":
+                    self._remove(p)
+            else:
+                adds.append((path, info))
+        for path, info in adds:
+            self._add(i, path, info)
+
+    def _add(self, i, path, info):
+        layer = self.layers[i]
+        if path == "/":
+            if info.isdir():
+                self.entries["/"] = ImageEntry("dir", info.mode & 0o7777, 0, None, i, info.name)
+            return
+        if info.islnk():
+            entry = self._hardlink_entry(i, info)
+        else:
+            kind = _kind(info)
+            offset = info.offset_data if (layer.plain and kind == "file" and not info.issparse()) else None
+            entry = ImageEntry(kind, info.mode & 0o7777, info.size if kind == "file" else 0,
+                               info.linkname if kind == "symlink" else None, i, info.name, offset)
+        parent = self._make_parents(posixpath.dirname(path), i)
+        full = posixpath.join(parent, posixpath.basename(path))
+        old = self.entries.get(full)
+        if old is not None and not (old.kind == "dir" and entry.kind == "dir"):
+            self._remove(full)
+        self.entries[full] = entry
+        self._children.setdefault(parent, set()).add(posixpath.basename(full))
+        if entry.kind == "dir":
+            self._children.setdefault(full, set())
+
+    def _hardlink_entry(self, i, info):
+        where = f"layer {self.layers[i].name or 'tar'}"
+        target = _norm_member(info.linkname, where)
+        found = self._lookup(target)
+        entry = self.entries.get(found) if found is not None else None
+        if entry is None:
+            raise ImageError(f"{where}: hard link {info.name!r} points at {info.linkname!r}, "
+                             "which is not in the image")
+        if entry.kind == "dir":
+            raise ImageError(f"{where}: hard link {info.name!r} points at the folder {info.linkname!r}")
+        e = entry.copy()
+        e.mode, e.hardlink = info.mode & 0o7777, target
+        return e
+
+    def _make_parents(self, path, i) -> str:
+        """The in-image folder *path* names, parents created as needed, symlinked parents followed."""
+        cur = "/"
+        for c in path.split("/"):
+            if not c:
+                continue
+            cand = posixpath.join(cur, c)
+            e = self.entries.get(cand)
+            if e is not None and e.kind == "symlink":
+                r = self.resolve(cand)
+                if r is not None and self.entries[r].kind == "dir":
+                    cur = r
+                    continue
+            if e is None or e.kind != "dir":
+                if e is not None:
+                    self._remove(cand)
+                self.entries[cand] = ImageEntry("dir", 0o755, 0, None, None, None)
+                self._children.setdefault(cur, set()).add(c)
+                self._children[cand] = set()
+            cur = cand
+        return cur
+
+    def _lookup(self, path) -> Optional[str]:
+        """*path* with its parent folders resolved, the last part not followed; None when absent."""
+        parent, base = posixpath.split(path)
+        if not base:
+            return "/"
+        p = self.resolve(parent)
+        if p is None or self.entries[p].kind != "dir":
+            return None
+        full = posixpath.join(p, base)
+        return full if full in self.entries else None
+
+    def _remove(self, path):
+        e = self.entries.pop(path, None)
+        if e is None:
+            return
+        parent, base = posixpath.split(path)
+        self._children.get(parent, set()).discard(base)
+        kids = self._children.pop(path, None)
+        for c in kids or ():
+            self._remove(posixpath.join(path, c))
+
+    # -- queries
+
+    def resolve(self, path: str, follow_last: bool = True) -> Optional[str]:
+        """The in-image path *path* leads to, symlinks followed inside the image.
+
+        ``..`` stops at ``/``, an absolute target starts again at the image's
+        root.  None when a part does not exist, is not a folder where one is
+        needed, or after :data:`MAX_HOPS` symlinks (a loop).
+        """
+        parts = [p for p in path.split("/") if p]
+        cur: List[str] = []
+        hops = 0
+        while parts:
+            c = parts.pop(0)
+            if c == ".":
+                continue
+            if c == "..":
+                cur = cur[:-1]
+                continue
+            cand = "/" + "/".join(cur + [c])
+            e = self.entries.get(cand)
+            if e is None:
+                return None
+            if e.kind == "symlink" and (parts or follow_last):
+                hops += 1
+                if hops > MAX_HOPS:
+                    return None
+                if e.target.startswith("/"):
+                    cur = []
+                parts = [p for p in e.target.split("/") if p] + parts
+                continue
+            if parts and e.kind != "dir":
+                return None
+            cur.append(c)
+        return "/" + "/".join(cur)
+
+    def _entry(self, path) -> Optional[ImageEntry]:
+        r = self.resolve(path)
+        return None if r is None else self.entries.get(r)
+
+    def exists(self, path: str) -> bool:
+        return self._entry(path) is not None
+
+    def is_file(self, path: str) -> bool:
+        e = self._entry(path)
+        return e is not None and e.kind == "file"
+
+    def is_dir(self, path: str) -> bool:
+        e = self._entry(path)
+        return e is not None and e.kind == "dir"
+
+    def listdir(self, path: str) -> List[str]:
+        """The names in folder *path* (symlinks followed), sorted; ImageError when not a folder."""
+        r = self.resolve(path)
+        if r is None or self.entries[r].kind != "dir":
+            raise ImageError(f"{path} is not a folder in the image")
+        return sorted(self._children.get(r, ()))
+
+    def _file(self, path) -> ImageEntry:
+        e = self._entry(path)
+        if e is None or e.kind != "file":
+            raise ImageError(f"{path} is not a regular file in the image")
+        return e
+
+    def read(self, path: str, offset: int = 0, size: Optional[int] = None) -> bytes:
+        """Bytes of regular file *path* (symlinks followed) from *offset*, at most *size*."""
+        e = self._file(path)
+        offset = max(0, min(offset, e.size))
+        n = e.size - offset if size is None else max(0, min(size, e.size - offset))
+        if e.offset is not None:
+            with self._source.open(self.layers[e.layer].name) as f:
+                f.seek(e.offset + offset)
+                return f.read(n)
+        return self._stream_read(e.layer, {e.member: (offset, n)})[e.member]
+
+    def read_many(self, paths) -> Dict[str, bytes]:
+        """Whole contents of each regular file in *paths*, each compressed layer read once."""
+        out, wanted = {}, {}
+        entries = {p: self._file(p) for p in paths}
+        for p, e in entries.items():
+            if e.offset is not None:
+                out[p] = self.read(p)
+            else:
+                wanted.setdefault(e.layer, {})[e.member] = (0, e.size)
+        for layer, members in wanted.items():
+            got = self._stream_read(layer, members)
+            for p, e in entries.items():
+                if e.offset is None and e.layer == layer:
+                    out[p] = got[e.member]
+        return out
+
+    def _stream_read(self, i, members) -> Dict[str, bytes]:
+        """One pass over layer *i*, stopping after the last of *members* (name -> (offset, n))."""
+        layer = self.layers[i]
+        tar, _, _, raw, _ = _open_layer(self._source, layer)
+        got = {}
+        try:
+            with raw:
+                for info in tar:
+                    want = members.get(info.name)
+                    if want is None or info.name in got or not info.isreg():
+                        continue
+                    f = tar.extractfile(info)
+                    skip, n = want
+                    while skip > 0:
+                        skip -= len(f.read(min(skip, _CHUNK))) or skip
+                    got[info.name] = f.read(n)
+                    if len(got) == len(members):
+                        break
+        except Exception as e:
+            raise ImageError(f"layer {layer.name or 'tar'} is damaged: {type(e).__name__}: {e}") from None
+        missing = set(members) - set(got)
+        if missing:
+            raise ImageError(f"layer {layer.name or 'tar'} no longer holds {sorted(missing)[0]!r}")
+        return got
