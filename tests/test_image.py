@@ -60,13 +60,16 @@ L1 = [("dir", "etc/", 0o755), ("file", "etc/passwd", b"root:x:0:0\n"), ("file", 
       ("dir", "data/", 0o750), ("file", "data/a.txt", b"a"), ("dir", "data/sub/", 0o755),
       ("file", "data/sub/b.txt", b"b"),
       ("file", "thing", b"a file that becomes a folder"),
-      ("dir", "dirfile/", 0o755), ("file", "dirfile/x", b"x")]
+      ("dir", "dirfile/", 0o755), ("file", "dirfile/x", b"x"),
+      ("dir", "srv/", 0o755), ("dir", "srv/www/", 0o755), ("file", "srv/www/index.html", b"<p>"),
+      ("file", "dup", b"first copy")]
 L2 = [("file", "etc/.wh.passwd", b""),
       ("dir", "data/", 0o755), ("file", "data/.wh..wh..opq", b""), ("file", "data/new.txt", b"new"),
       ("dir", "thing/", 0o700), ("file", "thing/inner.txt", b"inner"),
       ("file", "dirfile", b"a folder that became a file", 0o600),
       ("sym", "usr/lib/libfoo.so", "libfoo.so.1"), ("sym", "lib", "usr/lib"),
-      ("link", "usr/lib/hard.so", "usr/lib/libfoo.so.1")]
+      ("link", "usr/lib/hard.so", "usr/lib/libfoo.so.1"), ("file", "srv/.wh.www", b""),
+      ("file", "dup", b"first"), ("file", "dup", b"second, the one kept", 0o640)]
 L3 = [("file", "opt/.wh.old.txt", b""), ("file", "opt/keep.txt", b"keep"),
       ("file", "usr/lib/libfoo.so.1", b"\x7fELF new libfoo", 0o755),
       ("sym", "bin/sh2", "/bin/../../../bin/sh"), ("sym", "etc/up", "../../../../etc/hostname"),
@@ -162,10 +165,10 @@ EXPECTED_FILES = {
     "/etc/hostname": b"box\n", "/usr/lib/libfoo.so.1": b"\x7fELF new libfoo",
     "/usr/lib/hard.so": b"\x7fELF old libfoo", "/bin/busybox": b"\x7fELF busybox" * 100,
     "/opt/keep.txt": b"keep", "/data/new.txt": b"new", "/thing/inner.txt": b"inner",
-    "/dirfile": b"a folder that became a file", "/usr/bin/x": b"xx" * 5000, "/usr/bin/y": b"xx" * 5000}
+    "/dirfile": b"a folder that became a file", "/dup": b"second, the one kept", "/usr/bin/x": b"xx" * 5000, "/usr/bin/y": b"xx" * 5000}
 EXPECTED_LINKS = {"/bin/sh": "busybox", "/usr/lib/libfoo.so": "libfoo.so.1", "/lib": "usr/lib",
                   "/bin/sh2": "/bin/../../../bin/sh", "/etc/up": "../../../../etc/hostname"}
-EXPECTED_DIRS = {"/", "/etc", "/usr", "/usr/lib", "/usr/bin", "/bin", "/opt", "/data", "/thing"}
+EXPECTED_DIRS = {"/", "/srv", "/etc", "/usr", "/usr/lib", "/usr/bin", "/bin", "/opt", "/data", "/thing"}
 
 
 def check_merged(tree):
@@ -178,6 +181,7 @@ def check_merged(tree):
     assert tree.read_many(sorted(EXPECTED_FILES)) == EXPECTED_FILES
     # whiteouts, the opaque folder, replacements
     assert not tree.exists("/etc/passwd") and not tree.exists("/opt/old.txt")
+    assert tree.listdir("/srv") == [] and not tree.exists("/srv/www/index.html")
     assert tree.listdir("/data") == ["new.txt"] and tree.entries["/data"].mode == 0o755
     assert tree.is_dir("/thing") and tree.entries["/thing"].mode == 0o700
     assert tree.is_file("/dirfile") and tree.entries["/dirfile"].mode == 0o600

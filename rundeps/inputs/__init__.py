@@ -6,7 +6,9 @@
   child reads half);
 * :mod:`.filecache` -- the per-file cache that lets a warm walk skip
   unchanged files;
-* :mod:`.wheel` -- wheels read straight from their zip.
+* :mod:`.wheel` -- wheels read straight from their zip;
+* :mod:`.image` -- saved container images (docker-archive, OCI layout,
+  flat root-file-system tar) read as one merged tree, nothing extracted.
 
 In-root paths become host paths through :mod:`rundeps.rootfs` only.
 """

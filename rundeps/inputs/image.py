@@ -81,20 +81,22 @@ class ImageEntry:
     fifos); ``target`` a symlink's target as written; ``layer`` the index of
     the layer whose member holds the data and ``member`` that member's name
     (a hard link names its target's member; ``hardlink`` keeps the link's
-    own target path).  ``layer`` is ``None`` for a folder only implied by
+    own target path) and ``index`` its position in the layer (a name may
+    occur twice: the later copy wins).  ``layer`` is ``None`` for a folder only implied by
     its children.
     """
 
-    __slots__ = ("kind", "mode", "size", "target", "layer", "member", "offset", "hardlink")
+    __slots__ = ("kind", "mode", "size", "target", "layer", "member", "offset", "hardlink", "index")
 
     def __init__(self, kind, mode, size=0, target=None, layer=None, member=None, offset=None,
-                 hardlink=None):
+                 hardlink=None, index=None):
         self.kind, self.mode, self.size, self.target = kind, mode, size, target
         self.layer, self.member, self.offset, self.hardlink = layer, member, offset, hardlink
+        self.index = index
 
     def copy(self) -> "ImageEntry":
         return ImageEntry(self.kind, self.mode, self.size, self.target, self.layer, self.member,
-                          self.offset, self.hardlink)
+                          self.offset, self.hardlink, self.index)
 
     def __repr__(self):
         return (f"ImageEntry({self.kind}, {oct(self.mode)}, size={self.size}, target={self.target!r}, "
@@ -527,8 +529,8 @@ class ImageTree:
         out = []
         try:
             with raw:
-                for info in tar:
-                    out.append((_norm_member(info.name, where), info))
+                for n, info in enumerate(tar):
+                    out.append((_norm_member(info.name, where), n, info))
                 tarh.drain()
                 rawh.drain()
         except (tarfile.TarError, OSError, EOFError, ValueError) as e:
@@ -542,7 +544,7 @@ class ImageTree:
     def _apply(self, i, members):
         """One layer's changeset: whiteouts against the lower layers first, then its entries."""
         adds = []
-        for path, info in members:
+        for path, n, info in members:
             base = posixpath.basename(path)
             if base == ".wh..wh..opq":
                 d = self._lookup(posixpath.dirname(path))
@@ -556,11 +558,11 @@ class ImageTree:
                 if p is not None and p != "/":
                     self._remove(p)
             else:
-                adds.append((path, info))
-        for path, info in adds:
-            self._add(i, path, info)
+                adds.append((path, n, info))
+        for path, n, info in adds:
+            self._add(i, path, n, info)
 
-    def _add(self, i, path, info):
+    def _add(self, i, path, n, info):
         layer = self.layers[i]
         if path == "/":
             if info.isdir():
@@ -572,7 +574,7 @@ class ImageTree:
             kind = _kind(info)
             offset = info.offset_data if (layer.plain and kind == "file" and not info.issparse()) else None
             entry = ImageEntry(kind, info.mode & 0o7777, info.size if kind == "file" else 0,
-                               info.linkname if kind == "symlink" else None, i, info.name, offset)
+                               info.linkname if kind == "symlink" else None, i, info.name, offset, None, n)
         parent = self._make_parents(posixpath.dirname(path), i)
         full = posixpath.join(parent, posixpath.basename(path))
         old = self.entries.get(full)
@@ -713,7 +715,7 @@ class ImageTree:
             with self._source.open(self.layers[e.layer].name) as f:
                 f.seek(e.offset + offset)
                 return f.read(n)
-        return self._stream_read(e.layer, {e.member: (offset, n)})[e.member]
+        return self._stream_read(e.layer, {e.index: (offset, n)})[e.index]
 
     def read_many(self, paths) -> Dict[str, bytes]:
         """Whole contents of each regular file in *paths*, each compressed layer read once."""
@@ -723,35 +725,35 @@ class ImageTree:
             if e.offset is not None:
                 out[p] = self.read(p)
             else:
-                wanted.setdefault(e.layer, {})[e.member] = (0, e.size)
+                wanted.setdefault(e.layer, {})[e.index] = (0, e.size)
         for layer, members in wanted.items():
             got = self._stream_read(layer, members)
             for p, e in entries.items():
                 if e.offset is None and e.layer == layer:
-                    out[p] = got[e.member]
+                    out[p] = got[e.index]
         return out
 
     def _stream_read(self, i, members) -> Dict[str, bytes]:
-        """One pass over layer *i*, stopping after the last of *members* (name -> (offset, n))."""
+        """One pass over layer *i*, stopping after the last of *members* (index -> (offset, n))."""
         layer = self.layers[i]
         tar, _, _, raw, _ = _open_layer(self._source, layer)
         got = {}
         try:
             with raw:
-                for info in tar:
-                    want = members.get(info.name)
-                    if want is None or info.name in got or not info.isreg():
+                for k, info in enumerate(tar):
+                    want = members.get(k)
+                    if want is None or not info.isreg():
                         continue
                     f = tar.extractfile(info)
                     skip, n = want
                     while skip > 0:
                         skip -= len(f.read(min(skip, _CHUNK))) or skip
-                    got[info.name] = f.read(n)
+                    got[k] = f.read(n)
                     if len(got) == len(members):
                         break
         except Exception as e:
             raise ImageError(f"layer {layer.name or 'tar'} is damaged: {type(e).__name__}: {e}") from None
         missing = set(members) - set(got)
         if missing:
-            raise ImageError(f"layer {layer.name or 'tar'} no longer holds {sorted(missing)[0]!r}")
+            raise ImageError(f"layer {layer.name or 'tar'} no longer holds member #{min(missing)}")
         return got
