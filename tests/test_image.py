@@ -73,7 +73,8 @@ L2 = [("file", "etc/.wh.passwd", b""),
 L3 = [("file", "opt/.wh.old.txt", b""), ("file", "opt/keep.txt", b"keep"),
       ("file", "usr/lib/libfoo.so.1", b"\x7fELF new libfoo", 0o755),
       ("sym", "bin/sh2", "/bin/../../../bin/sh"), ("sym", "etc/up", "../../../../etc/hostname"),
-      ("dir", "usr/bin/", 0o755), ("file", "usr/bin/x", b"xx" * 5000, 0o755), ("link", "usr/bin/y", "usr/bin/x")]
+      ("dir", "usr/bin/", 0o755), ("file", "usr/bin/x", b"xx" * 5000, 0o755), ("link", "usr/bin/y", "usr/bin/x"),
+      ("file", "lib/viaparent", b"placed through the /lib symlink")]
 
 CONFIG = {"architecture": "amd64", "os": "linux",
           "config": {"Env": ["PATH=/usr/bin:/bin"], "Entrypoint": ["/bin/sh"], "Cmd": ["-c", "true"]}}
@@ -165,7 +166,8 @@ EXPECTED_FILES = {
     "/etc/hostname": b"box\n", "/usr/lib/libfoo.so.1": b"\x7fELF new libfoo",
     "/usr/lib/hard.so": b"\x7fELF old libfoo", "/bin/busybox": b"\x7fELF busybox" * 100,
     "/opt/keep.txt": b"keep", "/data/new.txt": b"new", "/thing/inner.txt": b"inner",
-    "/dirfile": b"a folder that became a file", "/dup": b"second, the one kept", "/usr/bin/x": b"xx" * 5000, "/usr/bin/y": b"xx" * 5000}
+    "/dirfile": b"a folder that became a file", "/dup": b"second, the one kept", "/usr/bin/x": b"xx" * 5000, "/usr/bin/y": b"xx" * 5000,
+    "/usr/lib/viaparent": b"placed through the /lib symlink"}
 EXPECTED_LINKS = {"/bin/sh": "busybox", "/usr/lib/libfoo.so": "libfoo.so.1", "/lib": "usr/lib",
                   "/bin/sh2": "/bin/../../../bin/sh", "/etc/up": "../../../../etc/hostname"}
 EXPECTED_DIRS = {"/", "/srv", "/etc", "/usr", "/usr/lib", "/usr/bin", "/bin", "/opt", "/data", "/thing"}
@@ -191,7 +193,7 @@ def check_merged(tree):
     assert tree.resolve("/bin/sh2") == "/bin/busybox"
     assert tree.resolve("/etc/up") == "/etc/hostname"
     assert tree.resolve("/lib/libfoo.so", follow_last=False) == "/usr/lib/libfoo.so"
-    assert tree.listdir("/lib") == ["hard.so", "libfoo.so", "libfoo.so.1"]
+    assert tree.listdir("/lib") == ["hard.so", "libfoo.so", "libfoo.so.1", "viaparent"]
     # reads at an offset, in place or from a compressed layer
     assert tree.read("/bin/busybox", 5, 7) == b"busybox"
     assert tree.read("/usr/bin/y", 9999, 100) == b"x"
@@ -285,6 +287,23 @@ def test_a_changed_blob_is_a_digest_mismatch(tmp_path):
     with pytest.raises(ImageError, match="diff_id mismatch"):
         open_image(docker_archive(tmp_path / "d.tar", layers=[L1], compress=[True], config=bad))
     assert tars  # the layer itself is fine, only the config disagrees
+
+
+def test_a_changed_manifest_or_config_is_a_digest_mismatch(tmp_path):
+    oci = Oci()
+    desc = oci.image()
+    root = oci.write_dir(tmp_path / "layout", oci.index([desc]))
+    man_path = root / "blobs" / "sha256" / desc["digest"][7:]
+    man = json.loads(man_path.read_bytes())
+    cfg_path = root / "blobs" / "sha256" / man["config"]["digest"][7:]
+    good = cfg_path.read_bytes()
+    cfg_path.write_bytes(good.replace(b"amd64", b"arm64"))
+    with pytest.raises(ImageError, match=f"blobs/sha256/{man['config']['digest'][7:]}: digest mismatch"):
+        open_image(root)
+    cfg_path.write_bytes(good)
+    man_path.write_bytes(man_path.read_bytes() + b" ")
+    with pytest.raises(ImageError, match="digest mismatch"):
+        open_image(root)
 
 
 def test_a_member_climbing_out_of_the_image_is_refused(tmp_path):

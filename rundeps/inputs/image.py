@@ -55,12 +55,14 @@ from typing import Dict, List, Optional
 
 from ..errors import RundepsError
 
-__all__ = ["ImageError", "ImageEntry", "ImageTree", "open_image", "MAX_JSON", "MAX_HOPS"]
+__all__ = ["ImageError", "ImageEntry", "ImageTree", "open_image", "MAX_JSON", "MAX_HOPS", "MAX_MEMBERS"]
 
 MAX_JSON = 4 * 1024 * 1024
 """The largest manifest, index or config JSON read, in bytes."""
 MAX_HOPS = 40
 """Symlinks followed in one :meth:`ImageTree.resolve` (the kernel's MAXSYMLINKS)."""
+MAX_MEMBERS = 4_000_000
+"""Layer members (headers, summed over all layers) held before the image is refused."""
 MAX_INDEX_DEPTH = 8
 """Nested OCI indexes followed."""
 
@@ -388,17 +390,27 @@ def _open_source(path, platform):
         return ("oci-layout",) + (source,) + _load_oci(source, platform)
     try:
         tar = tarfile.open(path, "r:*")
-        members = {}
+    except (OSError, tarfile.TarError, EOFError) as e:
+        raise ImageError(f"{path} is not a readable tar archive: {e}") from None
+    members = {}
+    try:
         for info in tar:
             members.setdefault(_norm_member(info.name, path)[1:], info)
     except (OSError, tarfile.TarError, EOFError) as e:
+        tar.close()
         raise ImageError(f"{path} is not a readable tar archive: {e}") from None
-    if "oci-layout" in members and "index.json" in members:
-        source = _TarSource(tar, members)
-        return ("oci-archive", source) + _load_oci(source, platform)
-    if "manifest.json" in members and not any(n.startswith(("bin/", "etc/", "usr/")) for n in members):
-        source = _TarSource(tar, members)
-        return ("docker-archive", source) + _load_docker(source, platform)
+    except BaseException:
+        tar.close()
+        raise
+    source = _TarSource(tar, members)
+    try:
+        if "oci-layout" in members and "index.json" in members:
+            return ("oci-archive", source) + _load_oci(source, platform)
+        if "manifest.json" in members and not any(n.startswith(("bin/", "etc/", "usr/")) for n in members):
+            return ("docker-archive", source) + _load_docker(source, platform)
+    except BaseException:
+        tar.close()
+        raise
     tar.close()
     return "rootfs-tar", _FileSource(path), {}, [_Layer("")]
 
@@ -410,9 +422,9 @@ def open_image(path, platform: Optional[str] = None) -> "ImageTree":
     multi-platform index, and is checked against the config otherwise.
     """
     kind, source, config, layers = _open_source(os.fspath(path), platform)
-    if not isinstance(config, dict):
+    if not isinstance(config, dict) or not layers:
         source.close()
-        raise ImageError("the image config is not a JSON object")
+        raise ImageError("the image config is not a JSON object" if layers else "the image has no layers")
     tree = ImageTree(kind, source, config, layers)
     try:
         tree._build()
@@ -519,10 +531,13 @@ class ImageTree:
 
     def _build(self):
         _diff_ids(self.config, self.layers)
+        held = 0
         for i, layer in enumerate(self.layers):
-            self._apply(i, self._scan_layer(i, layer))
+            members = self._scan_layer(i, layer, MAX_MEMBERS - held)
+            held += len(members)
+            self._apply(i, members)
 
-    def _scan_layer(self, i, layer):
+    def _scan_layer(self, i, layer, room):
         """Every member of one layer as (path, info), the layer's digests checked."""
         tar, rawh, tarh, raw, plain = _open_layer(self._source, layer)
         where = f"layer {layer.name or 'tar'}"
@@ -530,6 +545,8 @@ class ImageTree:
         try:
             with raw:
                 for n, info in enumerate(tar):
+                    if n >= room:
+                        raise ImageError(f"the image has more than {MAX_MEMBERS} layer members")
                     out.append((_norm_member(info.name, where), n, info))
                 tarh.drain()
                 rawh.drain()
