@@ -19,7 +19,7 @@ from .apk.sources import Sources, index_locations, installed_database, load_univ
 from .errors import SourceError, UsageError
 from .platform import KNOWN_ARCHES, host_arch, same_arch
 from .resolve import Resolution, Resolver, TreeFS, majority_arch
-from .verdict import GLIBC_LINKED, MISSING_LIBRARY
+from .verdict import GLIBC_LINKED
 from .inputs.walk import scan
 from .rootfs import to_host
 
@@ -316,7 +316,7 @@ def bind_symbols(res: Resolution, resolver: Resolver, root: str, musl_version: O
 
         gcompat = find_gcompat(resolver.fs, resolver.universe, res.arch)
     binding = bind(resolver, res, symbols, musl, interpreters=interpreters, hint_libraries=hint_libraries,
-                   gcompat=gcompat, present=present, verdicts=verdicts if symbols_key is not None else None,
+                   gcompat=gcompat, present=present, verdicts=verdicts,
                    symbols_key=symbols_key)
     res.binding = binding
     if musl is None and binding.unchecked:
@@ -551,11 +551,11 @@ def _wheel_problems(ws, res: Resolution, binding, elf_arch: Optional[str], targe
     if not pure and wheel_arch and target and wheel_arch != target:
         problems.append(f"built for {wheel_arch}, the target is {target}")
     if binding is not None:
+        from .report.problems import only_not_found
+
         unresolved = res.unresolved
         # files whose only fault is a library "not found" below names are not repeated
-        other = {p: f.reason for p, f in res.faults.items()
-                 if not (f.kind == MISSING_LIBRARY and not f.inherited
-                         and all(p in unresolved.get(lib, ()) for lib in f.names))}
+        other = {p: f.reason for p, f in res.faults.items() if not only_not_found(p, f, unresolved)}
         if other:
             first = sorted(other.items())[0]
             n = len(other)

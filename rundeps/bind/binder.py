@@ -95,8 +95,7 @@ class _Node:
     """One object the loader would map: a file, musl, a library known only by
     its package (not at hand), or a missing one."""
 
-    __slots__ = ("key", "kind", "path", "info", "facts", "package", "soname", "deps", "missing_libs",
-                 "unknown_libs")
+    __slots__ = ("key", "kind", "path", "info", "facts", "package", "soname", "deps", "missing_libs")
 
     def __init__(self, key: str, kind: str, path: Optional[str] = None, info=None, package=None,
                  soname: Optional[str] = None):
@@ -109,7 +108,6 @@ class _Node:
         self.soname = soname
         self.deps: List["_Node"] = []
         self.missing_libs: List[str] = []
-        self.unknown_libs: List[str] = []
 
 
 class Binding:
@@ -149,10 +147,9 @@ class Binding:
 
 
 class _Binder:
-    def __init__(self, resolver, res, symbols: Callable[[str], object], musl: Optional[MuslModel],
+    def __init__(self, resolver, symbols: Callable[[str], object], musl: Optional[MuslModel],
                  real_path: Callable[[str], Optional[str]]):
         self.resolver = resolver
-        self.res = res
         self.symbols = symbols
         self.musl = musl
         self.real_path = real_path
@@ -229,6 +226,7 @@ class _Binder:
         for edge, _descend in order:
             by_real.setdefault(real_path(edge.path) or edge.path, []).append(edge)
         queue = deque([root])
+        queued = {root.key}
         while queue:
             node = queue.popleft()
             for edge in by_real.get(node.key, ()):
@@ -237,10 +235,9 @@ class _Binder:
                     node.missing_libs.append(edge.soname)
                     continue
                 node.deps.append(child)
-                if child.kind == "unknown":
-                    node.unknown_libs.append(edge.soname)
-                elif child.kind == "file" and child.key not in self._built and child.key in by_real \
-                        and registry.get(child.key) is child and child is not root and not child.deps:
+                # an in-tree library of this load: its own needs are in this order too
+                if child.key not in queued and child.key not in self._built and registry.get(child.key) is child:
+                    queued.add(child.key)
                     queue.append(child)
 
     def _child(self, edge, registry: Dict[str, _Node]) -> Optional[_Node]:
@@ -390,11 +387,13 @@ class _Binder:
         return memo[2] + b"\0" + own  # exact: no digest, so no two keys can collide
 
     def bind_in(self, node: _Node, scope: Sequence[_Node], assume_python: bool, new_from: int = 0,
-                runtime: bool = False) -> Tuple[List[str], bool, Optional[Tuple[str, str, Tuple[str, ...]]]]:
+                runtime: bool = False,
+                new: Optional[Set[str]] = None) -> Tuple[List[str], bool, Optional[Tuple[str, str, Tuple[str, ...]]]]:
         """(missing symbols of ``node`` in ``scope``, whether every library in
         scope was at hand, a relocation musl refuses besides those: (kind,
         reason, names) or None). ``scope[new_from:]`` are the objects this
-        load maps anew; ``runtime``: the load is a ``dlopen``. With cached
+        load maps anew (``new``: their keys, when the caller has them);
+        ``runtime``: the load is a ``dlopen``. With cached
         verdicts, an answer for the same files (same identities) is taken
         from them and no symbol table is looked at."""
         complete = all(n.kind != "unknown" for n in scope)
@@ -407,8 +406,10 @@ class _Binder:
                 return _split_answer(got, complete)
         missing, has_facts = self._bind_in(node, scope, assume_python)
         refused = None
-        if has_facts and node.key in {n.key for n in scope[new_from:]}:
-            refused = self.refusals(node, scope, {n.key for n in scope[new_from:]}, runtime)
+        if new is None:
+            new = {n.key for n in scope[new_from:]}
+        if has_facts and node.key in new:
+            refused = self.refusals(node, scope, new, runtime)
         if key is not None:
             # the facts are for the file read, which may have changed since
             # its identity was first taken: key the answer on what was read
@@ -527,10 +528,13 @@ def _judge(b: _Binder, load: _Load, glibc_files: Set[str], show: Callable[[str],
 
     scope: List[_Node] = []
     seen: Set[str] = set()
-    for n in list(load.global_scope) + list(extra) + local:
-        if n.key not in seen:
-            seen.add(n.key)
-            scope.append(n)
+    for group in (list(load.global_scope) + list(extra), local):
+        new_from = len(scope)  # ends where this load's own objects begin: what it maps anew
+        for n in group:
+            if n.key not in seen:
+                seen.add(n.key)
+                scope.append(n)
+    new = {n.key for n in scope[new_from:]}
     # musl maps the whole closure before relocating anything: a library it
     # cannot find fails the load first (the names it would then miss are
     # still recorded: a program's start, like --list, goes on relocating)
@@ -539,12 +543,11 @@ def _judge(b: _Binder, load: _Load, glibc_files: Set[str], show: Callable[[str],
             load.fault = Fault(MISSING_LIBRARY, "needs " + ", ".join(n.missing_libs) + ", which musl cannot find",
                                chain(n), tuple(n.missing_libs))
             break
-    new_from = len({n.key for n in list(load.global_scope) + list(extra)})
     unknown = sorted({d.soname for d in scope if d.kind == "unknown"})
     for n in local:
         if n.kind != "file":
             continue
-        names, complete, refused = b.bind_in(n, scope, load.assume_python, new_from, load.runtime)
+        names, complete, refused = b.bind_in(n, scope, load.assume_python, new_from, load.runtime, new)
         if names and (complete or n.key in glibc_files):
             load.missing[n.key] = names
             if load.fault is None:
@@ -609,7 +612,7 @@ def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslMod
 
 def _bind(resolver, res, symbols, musl, real_path, interpreters, hint_libraries, gcompat, present, verdicts,
           symbols_key) -> Binding:
-    b = _Binder(resolver, res, symbols, musl, real_path or resolver.fs.lookup)
+    b = _Binder(resolver, symbols, musl, real_path or resolver.fs.lookup)
     b.present = dict(present or {})
     if symbols_key is not None:
         b.symbols_key = symbols_key

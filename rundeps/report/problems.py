@@ -14,7 +14,7 @@ from typing import Dict, List, Mapping, Tuple
 from ..errors import EXIT_OK, EXIT_UNRESOLVED
 from ..verdict import GLIBC_LOADER, MISSING_LIBRARY, MISSING_SYMBOL, WRONG_ARCH, Fault
 
-__all__ = ["Problem", "problems", "failing", "exit_code", "sorted_faults", "will_not_load_lines"]
+__all__ = ["Problem", "problems", "failing", "exit_code", "only_not_found", "sorted_faults", "will_not_load_lines"]
 
 ERROR, WARNING, NOTE, HINT, PLAIN = "error", "warning", "note", "hint", "plain"
 
@@ -57,6 +57,12 @@ def _only_unresolved(fault: Fault) -> bool:
     """The file's own fault is a library that does not resolve (what
     ``--allow-unresolved`` lets through)."""
     return fault.kind == MISSING_LIBRARY and not fault.inherited
+
+
+def only_not_found(path: str, fault: Fault, unresolved: Mapping[str, List[str]]) -> bool:
+    """The file's own fault is sonames the ``not found`` lines already name
+    for it (``unresolved``: :attr:`Resolution.unresolved`): nothing more to say."""
+    return _only_unresolved(fault) and all(path in unresolved.get(lib, ()) for lib in fault.names)
 
 
 def failing(res, allow_unresolved: bool = False, allow_glibc: bool = False) -> Dict[str, Fault]:
@@ -121,8 +127,8 @@ def _will_not_load(res, fails: Mapping[str, Fault]) -> List[Problem]:
     unresolved = res.unresolved
     groups: Dict[Tuple[bool, str], List[str]] = {}
     for path, fault in sorted_faults(res.faults):
-        if _only_unresolved(fault) and all(path in unresolved.get(lib, ()) for lib in fault.names):
-            continue  # the "not found" line already names it
+        if only_not_found(path, fault, unresolved):
+            continue
         groups.setdefault((path in fails, fault.reason), []).append(path)
     for (fails_, reason), files in groups.items():
         more = f" (and {len(files) - 1} more)" if len(files) > 1 else ""

@@ -500,25 +500,29 @@ class Resolver:
                     got = real(descend[0]) or descend[0]
                     if got != path:
                         reached_by.setdefault(got, set()).add(path)
+
+        def reaching(path: str) -> Set[str]:
+            """The scanned files whose load reaches ``path`` (by its real path)."""
+            return reached_by.get(path) or reached_by.get(real(path) or path) or set()
+
         for path in sorted(objects):
             if path not in self.orders:
                 continue
             role = unit_role(path, objects[path], loader_dirs, self.python_tree)
-            if role is None and path not in reached_by:
+            if role is None and not reaching(path):
                 role = LIBRARY  # nothing scanned loads it: it can only be opened by path
             if role is not None:
                 res.units[path] = role
         python = {p for p, r in res.units.items() if r in (MODULE, PYTHON_LIBRARY)}
-        for path in res.units:
-            if path in python or reached_by.get(path, set()) & python:
-                res.python_process.add(path)
-        res.unloaded = sorted(p for p in objects if p not in self.orders and p not in reached_by
-                              and (real(p) or p) not in reached_by)
-        for path in objects:
-            if path not in res.units:
-                by = reached_by.get(path) or reached_by.get(real(path) or path)
-                if by:
-                    res.loaded_by[path] = sorted(by)
+        res.python_process.update(p for p in res.units if p in python or reaching(p) & python)
+        for path in sorted(objects):
+            if path in res.units:
+                continue
+            by = reaching(path)
+            if by:
+                res.loaded_by[path] = sorted(by)
+            elif path not in self.orders:
+                res.unloaded.append(path)  # vendored, and nothing loads it
 
     def _note_loads(self, res: Resolution, answers: dict, add) -> None:
         """``.note.dlopen`` metadata of every object: each entry is recorded in
