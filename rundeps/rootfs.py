@@ -21,11 +21,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "MAX_SYMLINKS",
+    "HostFiles",
     "join_host",
     "norm_root",
     "resolve_dir_in_root",
     "resolve_from",
     "resolve_in_root",
+    "root_files",
     "split_path",
     "to_host",
 ]
@@ -134,3 +136,83 @@ def resolve_in_root(root: str, inroot_path: str, is_type=_stat.S_ISREG) -> Optio
 def resolve_dir_in_root(root: str, inroot_path: str) -> Optional[str]:
     """Like :func:`resolve_in_root`, for a folder."""
     return resolve_in_root(root, inroot_path, _stat.S_ISDIR)
+
+
+class HostFiles:
+    """A host folder read as a root file system: the file-reading half of
+    the root protocol every reader of a root's own files (its apk
+    database, repositories, keys, ``ld.so`` path files, Python sources)
+    goes through, so that the same readers serve a saved image
+    (:class:`rundeps.inputs.image.ImageTree` follows the same protocol
+    without inheriting).
+
+    In-root paths are absolute; symlinks are followed inside the root
+    (:func:`resolve_from`).  ``read`` and ``listdir`` raise :class:`OSError`
+    (``FileNotFoundError`` when there is no such file or folder).
+    """
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: str):
+        self.root = norm_root(root)
+
+    @property
+    def name(self) -> str:
+        """How a message names the root: its host folder."""
+        return self.root
+
+    def host_path(self, path: str) -> Optional[str]:
+        """The host path of in-root ``path`` (lexical, see :func:`to_host`)."""
+        return to_host(self.root, path)
+
+    def resolve(self, path: str, follow_last: bool = True) -> Optional[str]:
+        """The in-root real path ``path`` leads to (any kind of file), or None."""
+        got = resolve_from(self.root, [], split_path(os.fsdecode(path)), follow_last=follow_last)
+        return None if got is None else got[0]
+
+    def _stat(self, path: str):
+        got = resolve_from(self.root, [], split_path(os.fsdecode(path)))
+        return None if got is None else got
+
+    def is_file(self, path: str) -> bool:
+        got = self._stat(path)
+        return got is not None and _stat.S_ISREG(got[1].st_mode)
+
+    def is_dir(self, path: str) -> bool:
+        got = self._stat(path)
+        return got is not None and _stat.S_ISDIR(got[1].st_mode)
+
+    def mode(self, path: str) -> Optional[int]:
+        """The permission bits (setuid and setgid included) of ``path``, symlinks followed; None if absent."""
+        got = self._stat(path)
+        return None if got is None else _stat.S_IMODE(got[1].st_mode)
+
+    def listdir(self, path: str) -> List[str]:
+        """The names in folder ``path``, sorted."""
+        got = self._stat(path)
+        if got is None:
+            raise FileNotFoundError(2, "No such file or directory", path)
+        if not _stat.S_ISDIR(got[1].st_mode):
+            raise NotADirectoryError(20, "Not a directory", path)
+        return sorted(os.listdir(join_host(self.root, got[0])))
+
+    def read(self, path: str, offset: int = 0, size: Optional[int] = None) -> bytes:
+        """The bytes of regular file ``path`` from ``offset``, at most ``size``."""
+        got = self._stat(path)
+        if got is None:
+            raise FileNotFoundError(2, "No such file or directory", path)
+        if not _stat.S_ISREG(got[1].st_mode):
+            raise IsADirectoryError(21, "Not a regular file", path)
+        with open(join_host(self.root, got[0]), "rb") as f:
+            if offset:
+                f.seek(offset)
+            return f.read() if size is None else f.read(size)
+
+
+def root_files(root) -> "HostFiles":
+    """``root`` as the root protocol: a host folder (a ``str``) becomes a
+    :class:`HostFiles`; an object that already follows it (a
+    :class:`HostFiles`, an image's tree) is returned as it is."""
+    if isinstance(root, (str, bytes, os.PathLike)):
+        return HostFiles(os.fsdecode(root))
+    return root

@@ -55,7 +55,7 @@ from typing import Dict, List, Optional
 
 from ..errors import RundepsError
 
-__all__ = ["ImageError", "ImageEntry", "ImageTree", "open_image", "MAX_JSON", "MAX_HOPS", "MAX_MEMBERS"]
+__all__ = ["ImageError", "ImagePathError", "ImageEntry", "ImageTree", "open_image", "MAX_JSON", "MAX_HOPS", "MAX_MEMBERS"]
 
 MAX_JSON = 4 * 1024 * 1024
 """The largest manifest, index or config JSON read, in bytes."""
@@ -74,6 +74,12 @@ _CHUNK = 1 << 20
 
 class ImageError(RundepsError):
     """An image that cannot be read or is refused (one-line message)."""
+
+
+class ImagePathError(ImageError, OSError):
+    """A path of the image that is not the file or folder asked for: an
+    :class:`ImageError`, and an :class:`OSError` as the same miss on a host
+    folder would be (see :class:`rundeps.rootfs.HostFiles`)."""
 
 
 class ImageEntry:
@@ -171,6 +177,22 @@ class _FileSource:
 
     def close(self):
         pass
+
+
+class _Window:
+    """At most *size* bytes of *f* from where it stands (a member of an uncompressed layer)."""
+
+    __slots__ = ("_f", "_left")
+
+    def __init__(self, f, size):
+        self._f, self._left = f, size
+
+    def read(self, n=-1):
+        if n is None or n < 0 or n > self._left:
+            n = self._left
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
 
 
 class _Layer:
@@ -425,7 +447,7 @@ def open_image(path, platform: Optional[str] = None) -> "ImageTree":
     if not isinstance(config, dict) or not layers:
         source.close()
         raise ImageError("the image config is not a JSON object" if layers else "the image has no layers")
-    tree = ImageTree(kind, source, config, layers)
+    tree = ImageTree(kind, source, config, layers, os.fsdecode(path))
     try:
         tree._build()
     except BaseException:
@@ -511,10 +533,11 @@ class ImageTree:
     its :class:`ImageEntry`.  Use as a context manager, or :meth:`close`.
     """
 
-    __slots__ = ("kind", "config", "entries", "layers", "_source", "_children")
+    __slots__ = ("kind", "config", "entries", "layers", "name", "_source", "_children")
 
-    def __init__(self, kind, source, config, layers):
+    def __init__(self, kind, source, config, layers, name="image"):
         self.kind, self._source, self.config, self.layers = kind, source, config, layers
+        self.name = name  # how messages name the image: the path it was read from
         self.entries: Dict[str, ImageEntry] = {"/": ImageEntry("dir", 0o755)}
         self._children: Dict[str, set] = {"/": set()}
 
@@ -710,17 +733,27 @@ class ImageTree:
         e = self._entry(path)
         return e is not None and e.kind == "dir"
 
+    def mode(self, path: str) -> Optional[int]:
+        """The permission bits (setuid and setgid included) of *path*, symlinks followed; None if absent."""
+        e = self._entry(path)
+        return None if e is None else e.mode
+
+    def host_path(self, path: str) -> None:
+        """None: nothing of an image is a host file (the root protocol, see
+        :class:`rundeps.rootfs.HostFiles`)."""
+        return None
+
     def listdir(self, path: str) -> List[str]:
-        """The names in folder *path* (symlinks followed), sorted; ImageError when not a folder."""
+        """The names in folder *path* (symlinks followed), sorted; :class:`ImagePathError` when not a folder."""
         r = self.resolve(path)
         if r is None or self.entries[r].kind != "dir":
-            raise ImageError(f"{path} is not a folder in the image")
+            raise ImagePathError(f"{path} is not a folder in the image")
         return sorted(self._children.get(r, ()))
 
     def _file(self, path) -> ImageEntry:
         e = self._entry(path)
         if e is None or e.kind != "file":
-            raise ImageError(f"{path} is not a regular file in the image")
+            raise ImagePathError(f"{path} is not a regular file in the image")
         return e
 
     def read(self, path: str, offset: int = 0, size: Optional[int] = None) -> bytes:
@@ -749,6 +782,58 @@ class ImageTree:
                 if e.offset is None and e.layer == layer:
                     out[p] = got[e.index]
         return out
+
+    def stream_files(self, paths):
+        """Yield ``(names, f, size)`` for the regular files *paths* (in-image
+        real paths; absent ones are skipped): ``names`` the paths that are
+        this one file (hard links share one), ``f`` a file object to read
+        the bytes from, valid until the next item.  Layer by layer in the
+        order of their members, each compressed layer decompressed once and
+        only up to its last member asked for: memory holds what the caller
+        reads, one file at a time."""
+        wanted: Dict[int, Dict[int, List[str]]] = {}
+        for p in paths:
+            e = self.entries.get(p)
+            if e is not None and e.kind == "file" and e.layer is not None:
+                wanted.setdefault(e.layer, {}).setdefault(e.index, []).append(p)
+        for i in sorted(wanted):
+            members = wanted[i]
+            if self.layers[i].plain:
+                yield from self._stream_plain(i, members)
+            else:
+                yield from self._stream_packed(i, members)
+
+    def _stream_plain(self, i, members):
+        by_offset = sorted(members.items(), key=lambda kv: self.entries[kv[1][0]].offset)
+        with self._source.open(self.layers[i].name) as f:
+            for _k, names in by_offset:
+                e = self.entries[names[0]]
+                if e.offset is None:  # a sparse member: read it the slow way
+                    yield from self._stream_packed(i, {e.index: names})
+                    continue
+                f.seek(e.offset)
+                yield names, _Window(f, e.size), e.size
+
+    def _stream_packed(self, i, members):
+        layer = self.layers[i]
+        tar, _, _, raw, _ = _open_layer(self._source, layer)
+        left = len(members)
+        try:
+            with raw:
+                for k, info in enumerate(tar):
+                    names = members.get(k)
+                    if names is None or not info.isreg():
+                        continue
+                    yield names, tar.extractfile(info), info.size
+                    left -= 1
+                    if not left:
+                        break
+        except ImageError:
+            raise
+        except Exception as e:  # tarfile, zlib, zstandard errors alike
+            raise ImageError(f"layer {layer.name or 'tar'} is damaged: {type(e).__name__}: {e}") from None
+        if left:
+            raise ImageError(f"layer {layer.name or 'tar'} no longer holds {left} of its members")
 
     def _stream_read(self, i, members) -> Dict[str, bytes]:
         """One pass over layer *i*, stopping after the last of *members* (index -> (offset, n))."""
