@@ -21,14 +21,15 @@ from . import pipeline
 from .apk.model import Universe
 from .apk.sources import (INSTALLED_DB, USR_INSTALLED_DB, Sources, index_cache, index_locations, installed_database,
                           load_database, load_universe, open_apk_cached, open_indexes, trusted_keys)
-from .pipeline import (BASE_IMAGE_SONAMES, DEFAULT_EXCLUDES, CheckOptions, Diagnostics, WheelCheck,
+from .pipeline import (BASE_IMAGE_SONAMES, DEFAULT_EXCLUDES, CheckOptions, Diagnostics, ProgramCheck, WheelCheck,
                        add_distributions, add_installed_size, add_runtime_loads, add_wheel_loads, bind_symbols,
                        bind_wheel, check_arch_name, read_arch, split_default_excludes, system_libraries,
                        target_arch, tree_symbols, wheel_interpreter)
 from .platform import KNOWN_ARCHES, host_arch
 from .resolve import Resolution
 
-__all__ = ["DEFAULT_EXCLUDES", "Sources", "CheckOptions", "Diagnostics", "WheelCheck", "check_tree",
+__all__ = ["DEFAULT_EXCLUDES", "Sources", "CheckOptions", "Diagnostics", "WheelCheck", "ProgramCheck", "check_tree",
+           "check_image",
            "check_wheel", "load_database", "load_universe", "open_indexes", "add_distributions",
            "add_installed_size", "add_runtime_loads", "add_wheel_loads", "bind_symbols", "bind_wheel",
            "index_locations", "index_cache", "trusted_keys", "installed_database", "open_apk_cached",
@@ -81,6 +82,24 @@ def check_tree(
     if diagnostics is None:
         diagnostics = Diagnostics(warning=on_warning, info=on_info, file_error=on_error, progress=progress)
     return pipeline.check_tree(paths, root, sources, options, diagnostics)
+
+
+def check_image(
+    image,
+    paths: Sequence[str] = ("/usr/local",),
+    sources: Optional[Sources] = None,
+    *,
+    platform: Optional[str] = None,
+    options: Optional[CheckOptions] = None,
+    diagnostics: Optional[Diagnostics] = None,
+) -> Resolution:
+    """:func:`check_tree` for a saved image (``image``: a ``docker save``
+    archive, an OCI layout folder or tar, a flat root-file-system tar, or an
+    open :class:`rundeps.inputs.image.ImageTree`), read in memory with
+    nothing extracted (:func:`rundeps.pipeline.check_image`).
+    ``res.entry_program`` says whether the program the image runs loads;
+    an image that cannot be read raises :class:`rundeps.inputs.image.ImageError`."""
+    return pipeline.check_image(image, paths, sources, options or CheckOptions(), diagnostics, platform=platform)
 
 
 def check_wheel(

@@ -651,3 +651,104 @@ def bind_wheel(res: Resolution, resolver: Resolver, ws, tree, musl_version: Opti
     return bind_symbols(res, resolver, tree.root if tree is not None else "/", musl_version=musl_version,
                         alpine=alpine, on_warning=on_warning, symbols=symbols, hint_libraries=hints,
                         interpreters=interpreters, present=present, gcompat=gcompat)
+
+
+def check_image(image, paths: Sequence[str] = ("/usr/local",), sources: Optional[Sources] = None,
+                options: CheckOptions = CheckOptions(), diagnostics: Optional[Diagnostics] = None,
+                platform: Optional[str] = None) -> Resolution:
+    """:func:`check_tree` for a saved image (``image``: its path, or an open
+    :class:`rundeps.inputs.image.ImageTree`), read in memory with nothing
+    extracted: the image is the target root (its apk database,
+    repositories, keys and ``ld-musl`` are used), its config's ``Env``
+    gives ``LD_LIBRARY_PATH`` unless ``options.library_path`` does, and
+    ``res.entry_program`` says whether the program its ``Entrypoint``/``Cmd``
+    runs loads (a :class:`ProgramCheck`). ``platform`` chooses the image of a
+    multi-platform index (``linux/arm64/v8``). No cache is read or written
+    for the image's files (the index cache is used as for a root)."""
+    from .inputs.image import open_image
+
+    if isinstance(image, (str, bytes, os.PathLike)):
+        check_arch_name(options.arch)
+        with open_image(image, platform) as tree:
+            return check_image(tree, paths, sources, options, diagnostics)
+    return _check_image(image, paths, sources or Sources(), options, diagnostics or Diagnostics())
+
+
+def _check_image(tree, paths: Sequence[str], sources: Sources, options: CheckOptions,
+                 diag: Diagnostics) -> Resolution:
+    from .inputs.imagescan import image_env, scan_image
+    from .resolve import ImageFS
+
+    check_arch_name(options.arch)
+    for p in paths:
+        if tree.resolve(p, follow_last=False) is None:
+            raise UsageError(f"{p} does not exist inside the image {tree.name}")
+    if options.library_path is None:
+        options = options.replace(library_path=image_env(tree.config).get("LD_LIBRARY_PATH"))
+    options = options.replace(explicit_root=True)
+    result = scan_image(tree, paths, exclude=options.exclude, on_error=diag.file_error, progress=diag.progress,
+                        symbols=options.symbols)
+    objects = {item.path: item.info for item in result.items}
+    left_out = split_default_excludes(objects) if options.default_excludes else {}
+    arch = _tree_arch(objects, tree, options, diag)
+    universe = load_universe(tree, sources, arch, diag.warning, explicit_root=True, on_info=diag.info)
+    fs = ImageFS(tree, known=objects, on_error=diag.file_error, symbols=options.symbols)
+    fs.known_items(result.items)
+    resolver = Resolver(universe, fs, arch=arch, on_warning=diag.warning, library_path=options.library_path,
+                        main_program=options.main_program)
+    fs.library_dirs = tuple(resolver.system_dirs()) + tuple(resolver.library_path)
+    resolver.scanned_paths = tuple(paths)
+    res = _resolve_tree(resolver, objects, tree, sources, options, diag)
+    res.left_out = left_out
+    if options.symbols:
+        bind_symbols(res, resolver, tree, musl_version=options.musl_version, alpine=sources.alpine,
+                     on_warning=diag.warning, target_root=True)
+    _tree_details(res, paths, tree, options, diag)
+    res.entry_program = _judge_entry_program(tree, res, resolver, options, diag)
+    return res
+
+
+class ProgramCheck:
+    """Whether the program an image runs would load: ``program`` the
+    :class:`rundeps.inputs.imagescan.EntryProgram`; ``fault`` a
+    :class:`rundeps.verdict.Fault` when it would not load, ``unresolved``
+    the sonames no package or file gives it, ``unchecked`` True when it
+    cannot be checked here (symbols not bound, no musl to bind against)."""
+
+    __slots__ = ("program", "fault", "unresolved", "unchecked")
+
+    def __init__(self, program, fault=None, unresolved=(), unchecked=False):
+        self.program, self.fault, self.unresolved, self.unchecked = program, fault, tuple(unresolved), unchecked
+
+    @property
+    def loads(self) -> bool:
+        """True when the program is found and would load."""
+        return self.program.path is not None and self.fault is None and not self.unresolved
+
+
+def _judge_entry_program(tree, res: Resolution, resolver: Resolver, options: CheckOptions,
+                         diag: Diagnostics) -> Optional[ProgramCheck]:
+    """The :class:`ProgramCheck` of the image's ``Entrypoint``/``Cmd``: the
+    verdict of the scan when the program was scanned, else its own load
+    resolved and bound in the same image."""
+    from .inputs.imagescan import entry_program
+
+    prog = entry_program(tree)
+    if prog is None or prog.path is None:
+        return None if prog is None else ProgramCheck(prog)
+    path = prog.path
+    if path in res.objects and path in res.scanned:
+        unresolved = sorted(so for so, files in res.unresolved.items() if path in files)
+        unchecked = res.binding is None or path in res.binding.unchecked
+        return ProgramCheck(prog, res.faults.get(path), unresolved, unchecked)
+    info = resolver.fs.elf(path)
+    if info is None:
+        return ProgramCheck(prog, unchecked=True)
+    own = Resolver(resolver.universe, resolver.fs, arch=res.arch, library_path=":".join(resolver.library_path) or None,
+                   main_program=options.main_program)
+    one = own.resolve({path: info})
+    if options.symbols:
+        bind_symbols(one, own, tree, musl_version=options.musl_version, target_root=True)
+    unresolved = sorted(one.unresolved)
+    unchecked = one.binding is None or path in one.binding.unchecked
+    return ProgramCheck(prog, one.faults.get(path), unresolved, unchecked)

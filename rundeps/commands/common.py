@@ -179,6 +179,50 @@ def source_options(fn: Optional[Callable] = None, *, only: Optional[Tuple[str, .
     return decorate(fn) if fn is not None else decorate
 
 
+def image_options(fn: Callable) -> Callable:
+    """``--image`` and ``--platform``: check a saved image instead of a root folder."""
+    opts = [
+        click.option("--image", type=click.Path(exists=True), default=None, metavar="PATH",
+                     help="Check a saved image instead of a root folder, reading it in memory (nothing is "
+                          "extracted): a 'docker save' archive, an OCI image layout (a folder or a tar of one) "
+                          "or a 'docker export' tar. Its layers are applied as the OCI spec says; its apk "
+                          "database, repositories, keys, ld-musl and config Env (LD_LIBRARY_PATH) are used "
+                          "as --root would; PATHs are inside the image. A note says whether the program its "
+                          "Entrypoint/Cmd runs loads."),
+        click.option("--platform", metavar="OS/ARCH[/VARIANT]", default=None,
+                     help="With --image: the image to check in a multi-platform index "
+                          "(linux/amd64, linux/arm64/v8, ...)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def parse_target(kw):
+    """(root, explicit_root, image) from ``--root`` / ``--image``; both is a :class:`UsageError`."""
+    from ..errors import UsageError
+
+    image = kw.get("image")
+    if image is not None:
+        if kw.get("root") is not None:
+            raise UsageError("--root and --image name two targets: give one")
+        return "/", True, image
+    if kw.get("platform") is not None:
+        raise UsageError("--platform chooses among the images of --image: give --image too")
+    root, explicit_root = parse_root(kw.get("root"))
+    return root, explicit_root, None
+
+
+def run_check(paths, root: str, image: Optional[str], kw, options, diag):
+    """``check_tree`` of ``root``, or ``check_image`` of ``image``."""
+    from .. import api
+
+    if image is not None:
+        return api.check_image(image, paths, make_sources(kw), options=options, diagnostics=diag,
+                               platform=kw.get("platform"))
+    return api.check_tree(paths, root, make_sources(kw), options=options, diagnostics=diag)
+
+
 def output_options(fn: Callable) -> Callable:
     opts = [
         click.option("--format", "fmt", type=click.Choice(["names", "apk", "so", "json", "tree"]),

@@ -8,7 +8,7 @@ import click
 
 from .common import (
     CONTEXT, EXIT_CODES, Progress, Reporter, binding_options, check_options, check_output_options, diagnostics, finish,
-    handle_errors, inroot, jobs_option, make_sources, output_options, parse_root, source_options,
+    handle_errors, image_options, inroot, jobs_option, output_options, parse_target, run_check, source_options,
 )
 
 
@@ -26,6 +26,7 @@ from .common import (
               help="The LD_LIBRARY_PATH the programs run with (':'-separated in-root folders): "
                    "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
+@image_options
 @output_options
 @binding_options
 @jobs_option
@@ -50,23 +51,22 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
       rundeps scan --format apk /usr/local      # an apk add line
       rundeps scan --root ./rootfs --format json /usr/local
       rundeps scan --alpine 3.20 --arch x86_64 ./site-packages
+      rundeps scan --image image.tar                # a 'docker save' file, nothing extracted
       rundeps scan --format tree --by distribution    # which pip distribution needs what
 
     On a terminal, one line on stderr says what the set adds to the image
     (installed sizes, I:) and what deleting the virtual build package
     (.build-deps, --build-deps NAME) frees.
     """
-    from ..api import check_tree
-
     check_output_options(kw)  # before any work
     reporter = Reporter(kw["quiet"])
-    root, explicit_root = parse_root(kw["root"])
+    root, explicit_root, image = parse_target(kw)
     paths = [inroot(p, root, explicit_root) for p in (paths or ("/usr/local",))]
     options = check_options(kw, exclude=tuple(exclude), explicit_root=explicit_root,
                             default_excludes=not no_default_excludes, library_path=kw["library_path"])
     bar = Progress(progress, "Scanning")
     try:
-        res = check_tree(paths, root, make_sources(kw), options=options, diagnostics=diagnostics(reporter, bar))
+        res = run_check(paths, root, image, kw, options, diagnostics(reporter, bar))
     finally:
         bar.close()
     sys.exit(finish(res, reporter, kw))

@@ -9,8 +9,8 @@ import click
 
 from ..errors import EXIT_OK, EXIT_UNRESOLVED
 from .common import (
-    CONTEXT, Reporter, binding_options, check_options, diagnostics, handle_errors, inroot, jobs_option, make_sources,
-    parse_root, source_options,
+    CONTEXT, Reporter, binding_options, check_options, diagnostics, handle_errors, image_options, inroot, jobs_option,
+    parse_target, run_check, source_options,
 )
 
 
@@ -31,6 +31,7 @@ from .common import (
               help="The LD_LIBRARY_PATH the programs run with (':'-separated in-root folders): "
                    "searched first, as musl does, except for setuid/setgid programs.")
 @source_options
+@image_options
 @binding_options
 @jobs_option
 @handle_errors
@@ -50,16 +51,16 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
       rundeps why libssl3
       rundeps why libz.so.1 --root ./rootfs /usr/local
       rundeps why /usr/local/lib/python3.12/site-packages/x/_x.so --root ./rootfs
+      rundeps why libssl3 --image image.tar
 
     Exits 0 when NAME is needed (a file: when it loads), 1 when nothing under
     PATH needs it (a file: when it will not load), 2 on errors.
     """
-    from ..api import check_tree
     from ..report.json import explain_file_json, explain_json
     from ..report.text import explain, explain_file
 
     reporter = Reporter(quiet)
-    root, explicit_root = parse_root(kw["root"])
+    root, explicit_root, image = parse_target(kw)
     file_name = name.startswith("/") or (not explicit_root and os.sep in name)
     if file_name:
         name = inroot(name, root, explicit_root)
@@ -68,7 +69,7 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
                             default_excludes=not no_default_excludes, library_path=kw["library_path"],
                             runtime_loads=use_dlopen, conditional_loads=conditional_loads,
                             distributions=not file_name, installed_size=False)
-    res = check_tree(paths, root, make_sources(kw), options=options, diagnostics=diagnostics(reporter))
+    res = run_check(paths, root, image, kw, options, diagnostics(reporter))
     if file_name:
         lines = explain_file(res, name)
         if lines is None:

@@ -339,7 +339,7 @@ def _oci_pick(source, cands, platform):
     if platform is None:
         digests = {_digest_hex(d, "index") for d, _ in filled}
         if len(digests) > 1 and len(seen) > 1:
-            raise ImageError(f"the image has {len(seen)} platforms ({', '.join(seen)}): choose one")
+            raise ImageError(f"the image has {len(seen)} platforms ({', '.join(seen)}): choose one with --platform")
         return filled[0][0]
     want = _parse_platform(platform)
     for desc, plat in filled:
@@ -732,6 +732,10 @@ class ImageTree:
     def is_dir(self, path: str) -> bool:
         e = self._entry(path)
         return e is not None and e.kind == "dir"
+
+    def children(self, real_dir: str):
+        """The names in the real in-image folder *real_dir* (unsorted; empty when there is none)."""
+        return self._children.get(real_dir, ())
 
     def mode(self, path: str) -> Optional[int]:
         """The permission bits (setuid and setgid included) of *path*, symlinks followed; None if absent."""

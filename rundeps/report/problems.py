@@ -113,7 +113,27 @@ def problems(res, allow_unresolved: bool = False, allow_glibc: bool = False,
             out.append(Problem(WARNING, f"{path} is glibc-linked, loads under musl (every symbol it needs binds)"))
     out.extend(_will_not_load(res, failing(res, allow_unresolved, allow_glibc)))
     out.extend(_load_notes(res))
+    entry = getattr(res, "entry_program", None)
+    if entry is not None:
+        out.append(Problem(NOTE, entry_program_line(entry)))
     return out
+
+
+def entry_program_line(check) -> str:
+    """The one line that says whether the program an image runs loads (a
+    :class:`rundeps.pipeline.ProgramCheck`)."""
+    prog = check.program
+    runs = f"the image's {prog.source} runs {' '.join(prog.argv)[:120]}"
+    if prog.path is None:
+        return f"{runs}: cannot check it, {prog.why}"
+    what = prog.path if prog.script is None else f"{prog.path} (for {prog.script})"
+    if check.unresolved:
+        return f"{runs}: {what} will not load ({', '.join(check.unresolved)} not found)"
+    if check.fault is not None:
+        return f"{runs}: {what} will not load ({check.fault.reason})"
+    if check.unchecked:
+        return f"{runs}: {what} finds every library it needs; its symbols were not checked"
+    return f"{runs}: {what} loads"
 
 
 def _will_not_load(res, fails: Mapping[str, Fault]) -> List[Problem]:

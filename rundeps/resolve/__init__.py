@@ -35,15 +35,16 @@ is not counted as failing (:attr:`Resolution.runs_under_glibc`).  gcompat's
 loader (a file the ``gcompat`` package owns) is not glibc's: it runs musl's.
 
 The module works on a small filesystem interface (:class:`TreeFS` for a
-root folder) so that wheels, read from their zip, resolve the same way.
+root folder) so that wheels, read from their zip, and saved images
+(:class:`ImageFS`), read from their layers, resolve the same way.
 """
 
-from .fs import Tree, TreeFS, WheelFS
+from .fs import ImageFS, Tree, TreeFS, WheelFS
 from .resolver import (MAIN_PROGRAMS, GlibcLoader, Resolver, is_glibc_linked, is_glibc_loader, is_musl_builtin,
                        majority_arch)
 from .result import GLIBC_REASON, Edge, Resolution
 from .search import parse_ld_so_conf
 
-__all__ = ["Edge", "Resolution", "Resolver", "Tree", "TreeFS", "WheelFS", "GlibcLoader", "MAIN_PROGRAMS",
+__all__ = ["Edge", "Resolution", "Resolver", "Tree", "TreeFS", "WheelFS", "ImageFS", "GlibcLoader", "MAIN_PROGRAMS",
            "GLIBC_REASON", "is_glibc_linked", "is_glibc_loader", "is_musl_builtin", "majority_arch",
            "parse_ld_so_conf"]

@@ -221,3 +221,125 @@ class WheelFS:
         return self.tree.root if self.tree is not None else None
 
 
+
+
+class ImageFS:
+    """Libraries looked up in a saved image (a
+    :class:`rundeps.inputs.image.ImageTree`), read from its layer members.
+
+    A file asked for that the walk did not read (a system library) is read
+    from its layer together with every other library of that layer the
+    search may ask for next (regular files in ``library_dirs``): a
+    compressed layer is decompressed once for them all, not once per file.
+    Only facts are kept, never bytes.  ``symbols``: read symbol facts with
+    the ELF facts (what binding needs)."""
+
+    def __init__(self, image, known: Mapping[str, ElfInfo] = (), on_error=None, symbols: bool = False,
+                 library_dirs: Iterable[str] = ()):
+        self.image = image
+        self.files = image
+        self.root = None  # no host folder
+        self._infos: Dict[str, Optional[ElfInfo]] = dict(known)
+        self._symbols: Dict[str, object] = {}
+        self._items: Dict[str, object] = {}
+        self._on_error = on_error
+        self._want_symbols = symbols
+        self.library_dirs = tuple(library_dirs)
+        self._lookups: Dict[str, Optional[str]] = {}
+
+    def lookup(self, path: str) -> Optional[str]:
+        """The in-image real path of a regular file at ``path``, or None."""
+        try:
+            return self._lookups[path]
+        except KeyError:
+            pass
+        real = self.image.resolve(path)
+        if real is not None and self.image.entries[real].kind != "file":
+            real = None
+        self._lookups[path] = real
+        return real
+
+    def known_items(self, items: Iterable[object]) -> None:
+        """Seed :meth:`symbols` with the scanned items' facts (see :func:`rundeps.inputs.imagescan.scan_image`)."""
+        self._items.update((item.path, item) for item in items)
+
+    def elf(self, real_path: str) -> Optional[ElfInfo]:
+        """The ELF info of an in-image real path (None if not ELF or broken)."""
+        try:
+            return self._infos[real_path]
+        except KeyError:
+            pass
+        self._read_layer_of(real_path)
+        return self._infos.get(real_path)
+
+    def symbols(self, real_path: str):
+        """The symbol facts of an in-image real path, None if it has none."""
+        item = self._items.get(real_path)
+        if item is not None:
+            return item.symbols
+        if real_path not in self._symbols:
+            want = self._want_symbols
+            self._want_symbols = True
+            try:
+                if real_path in self._infos:  # read without symbols: read again
+                    self._read([real_path])
+                else:
+                    self._read_layer_of(real_path)
+            finally:
+                self._want_symbols = want
+        return self._symbols.get(real_path)
+
+    def symbols_key(self, real_path: str) -> None:
+        """None: no verdict of an image's files is cached."""
+        return None
+
+    def _read_layer_of(self, real_path: str) -> None:
+        entry = self.image.entries.get(real_path)
+        if entry is None or entry.kind != "file":
+            self._infos[real_path] = None
+            self._symbols.setdefault(real_path, None)
+            return
+        batch = [real_path]
+        for d in self.library_dirs:
+            folder = self.image.resolve(d)
+            if folder is None:
+                continue
+            prefix = folder.rstrip("/") + "/"
+            for name in self.image.children(folder):
+                p = prefix + name
+                e = self.image.entries.get(p)
+                if e is not None and e.kind == "file" and e.layer == entry.layer and p not in self._infos:
+                    batch.append(p)
+        self._read(batch)
+
+    def _read(self, paths) -> None:
+        from ..inputs.imagescan import read_members
+
+        for p in paths:
+            self._infos.setdefault(p, None)
+            if self._want_symbols:
+                self._symbols.setdefault(p, None)
+        for path, info, facts in read_members(self.image, paths, self._want_symbols, self._error):
+            self._infos[path] = info
+            if facts is not None:
+                self._symbols[path] = facts
+
+    def _error(self, path: str, reason: str) -> None:
+        if self._on_error:
+            self._on_error(path, reason)
+
+    def read_text(self, path: str) -> Optional[str]:
+        """The text of a regular file, None if there is none, ``""`` if it cannot be read."""
+        real = self.lookup(path)
+        if real is None:
+            return None
+        try:
+            return self.image.read(real, 0, 1 << 16).decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def is_secure(self, path: str) -> bool:
+        """True for a setuid or setgid file."""
+        real = self.lookup(path)
+        mode = self.image.mode(real) if real is not None else None
+        return bool(mode and mode & (_stat.S_ISUID | _stat.S_ISGID))

@@ -80,6 +80,9 @@ class Resolution:
         that cannot run on Alpine: a missing library or symbol, a relocation
         musl refuses, a glibc-only loader, ... ``scan`` exits 1 when one is
         not let through (:meth:`failing`). Later stages add their own."""
+        self.entry_program = None
+        """For a saved image: whether the program its config runs would load
+        (a :class:`rundeps.pipeline.ProgramCheck`), else None."""
         self.runs_under_glibc: Dict[str, str] = {}
         """A glibc-linked program (or a library in a glibc loader's own
         folders) -> the in-root path of the glibc loader (present in the

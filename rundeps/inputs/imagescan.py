@@ -1,0 +1,306 @@
+"""Walk folders of a saved image (:class:`rundeps.inputs.image.ImageTree`) and
+read their ELF files straight from the layer members, as :mod:`rundeps.inputs.walk`
+walks a root folder: the same rules, the same :class:`ScanResult`.
+
+* regular files only; symlinked folders are never entered; a symlink found
+  in the walk that resolves (inside the image) to an ELF file is recorded in
+  :attr:`ScanResult.links`;
+* files are recognised by the ELF magic, never by name; broken ELF files are
+  reported once through ``on_error(in_image_path, reason)`` and skipped;
+* ``exclude`` globs are matched against in-image paths; the given paths are
+  resolved inside the image and paths inside another given path dropped.
+
+Reading: every layer holding a file to read is passed over once
+(:meth:`ImageTree.stream_files`), in member order; a file's first
+:data:`~rundeps.elf.types.HEAD_SIZE` bytes say whether it is ELF, and only an
+ELF file is read whole -- one file in memory at a time, its facts kept, its
+bytes dropped.  Nothing is written to the host.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..elf.reader import read_elf, read_symbols
+from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
+from .walk import PROGRESS_EVERY, ScanItem, ScanResult
+
+__all__ = ["scan_image", "read_members", "entry_program", "image_env", "EntryProgram", "DEFAULT_PATH"]
+
+OnError = Callable[[str, str], None]
+
+
+def _ignore(_path: str, _reason: str) -> None:
+    return None
+
+
+def read_members(tree, paths, symbols: bool, on_error: OnError = _ignore, magic_only: bool = False):
+    """Yield ``(path, info, facts)`` for each ELF regular file among the
+    in-image real ``paths`` (hard links give one item per name): ``info`` its
+    :class:`ElfInfo`, ``facts`` its symbol facts with ``symbols`` (else
+    None).  Broken files go to ``on_error`` and are left out.  With
+    ``magic_only`` nothing beyond the magic is read (``info`` is None)."""
+    for names, f, size in tree.stream_files(paths):
+        head = f.read(HEAD_SIZE)
+        if not is_elf_magic(head):
+            continue
+        if magic_only:
+            for name in names:
+                yield name, None, None
+            continue
+        data = io.BytesIO(head + f.read(size - len(head)))
+        info, facts = _facts(names[0], data, symbols, on_error)
+        del data
+        if info is None:
+            continue
+        for name in names:
+            yield name, info, facts
+
+
+def _facts(path: str, data: io.BytesIO, symbols: bool, on_error: OnError) -> Tuple[Optional[ElfInfo], object]:
+    try:
+        info = read_elf(data)
+    except ElfError as exc:
+        on_error(path, str(exc))
+        return None, None
+    if info is None or not symbols:
+        return info, None
+    try:
+        return info, read_symbols(data)
+    except ElfError as exc:
+        on_error(path, f"broken symbol table: {exc}")
+        return info, None
+
+
+def _canonical_tops(tree, paths: Sequence[str], error: OnError) -> List[Tuple[str, str, Optional[str]]]:
+    """[(given path, real in-image path, 'dir' | 'file' | None)] as the walk of a root folder gives them."""
+    tops = []
+    for given in paths:
+        g = posixpath.normpath("/" + given)
+        if g.startswith("//"):
+            g = "/" + g.lstrip("/")
+        real = tree.resolve(g)
+        if real is None:
+            if tree.resolve(g, follow_last=False) is not None:
+                error(g, "symlink loop or target outside the file system")
+            else:
+                error(g, "No such file or directory")
+            continue
+        kind = tree.entries[real].kind
+        if kind not in ("dir", "file"):
+            continue  # a FIFO or device given by name: never read
+        tops.append((g, real, kind))
+    tops.sort(key=lambda t: (t[1], t[0]))
+    out: List[Tuple[str, str, Optional[str]]] = []
+    for g, real, kind in tops:
+        if any(_under(real, o[1]) for o in out if o[2] == "dir") or any(real == o[1] for o in out):
+            out.append((g, real, None))  # still a name, when a symlink
+            continue
+        out.append((g, real, kind))
+    return out
+
+
+def _under(path: str, top: str) -> bool:
+    return top == "/" or path == top or path.startswith(top + "/")
+
+
+def _compile_excludes(exclude: Sequence[str]):
+    if not exclude:
+        return None
+    import fnmatch
+    import re
+
+    rx = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in exclude))
+    return rx.match
+
+
+class _Listing:
+    """The regular files and symlinks under the given folders, in walk order."""
+
+    def __init__(self, tree, excluded):
+        self.tree = tree
+        self.excluded = excluded
+        self.files: List[str] = []
+        self.symlinks: List[Tuple[str, str]] = []  # (link, its folder)
+
+    def folder(self, top: str) -> None:
+        entries = self.tree.entries
+        children = self.tree.children
+        excluded = self.excluded
+        stack = [top]
+        while stack:
+            d = stack.pop()
+            prefix = d if d.endswith("/") else d + "/"
+            subdirs = []
+            for name in sorted(children(d)):
+                path = prefix + name
+                kind = entries[path].kind
+                if kind == "dir":
+                    subdirs.append(path)
+                elif kind == "symlink":
+                    if excluded is None or not excluded(path):
+                        self.symlinks.append((path, d))
+                elif kind == "file" and (excluded is None or not excluded(path)):
+                    self.files.append(path)
+            subdirs.sort(reverse=True)
+            stack.extend(subdirs)
+
+
+def scan_image(tree, paths: Sequence[str], exclude: Sequence[str] = (), on_error: Optional[OnError] = None,
+               progress: Optional[Callable[[int], None]] = None, symbols: bool = False) -> ScanResult:
+    """Walk the in-image ``paths`` (folders or single files) of ``tree`` and
+    read every ELF regular file in them (``symbols``: their symbol facts
+    too, in :attr:`ScanItem.symbols`).  ``progress(n)`` is called with the
+    number of files read so far.  ``ScanItem.host_path`` is None: nothing
+    of an image is a host file."""
+    error = on_error or _ignore
+    listing = _Listing(tree, _compile_excludes(exclude))
+    tops = _canonical_tops(tree, paths, error)
+    for _given, real, kind in tops:
+        if kind == "dir":
+            listing.folder(real)
+        elif kind == "file" and (listing.excluded is None or not listing.excluded(real)):
+            listing.files.append(real)
+    found: Dict[str, Tuple[ElfInfo, object]] = {}
+    seen = 0
+    next_tick = PROGRESS_EVERY
+    for path, info, facts in read_members(tree, listing.files, symbols, error):
+        found[path] = (info, facts)
+        seen += 1
+        if progress is not None and seen >= next_tick:
+            progress(seen)
+            next_tick += PROGRESS_EVERY
+    items = [ScanItem(p, None, found[p][0], found[p][1]) for p in sorted(found)]
+    links = _links(tree, tops, listing.symlinks, set(found))
+    if progress is not None:
+        progress(len(listing.files))
+    return ScanResult(items=items, links=links, files_seen=len(listing.files))
+
+
+def _links(tree, tops, symlinks: List[Tuple[str, str]], elf_paths: set) -> Dict[str, str]:
+    """{symlink: ELF file it resolves to} for the symlinks of the walk and the given paths that are symlinks."""
+    candidates = list(symlinks)
+    for given, real, _kind in tops:
+        if given == real or given == "/":
+            continue
+        parent = tree.resolve(posixpath.dirname(given))
+        if parent is None or tree.entries[parent].kind != "dir":
+            continue
+        link = posixpath.join(parent, posixpath.basename(given))
+        e = tree.entries.get(link)
+        if e is not None and e.kind == "symlink":
+            candidates.append((link, parent))
+    dir_tops = [real for _g, real, kind in tops if kind == "dir"]
+    top_files = {r for _g, r, k in tops if k == "file"}
+    links: Dict[str, str] = {}
+    outside: Dict[str, List[str]] = {}
+    for link, _parent in candidates:
+        target = tree.resolve(link)
+        if target is None or target == link or tree.entries[target].kind != "file":
+            continue
+        if target in elf_paths:
+            links[link] = target
+        elif target not in top_files and not any(_under(target, t) for t in dir_tops):
+            outside.setdefault(target, []).append(link)  # outside what was scanned: look at its magic
+    if outside:
+        for target, _info, _facts in read_members(tree, list(outside), False, magic_only=True):
+            for link in outside[target]:
+                links[link] = target
+    return dict(sorted(links.items()))
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""The ``PATH`` a container runs with when its config sets none (Docker's and containerd's default)."""
+
+
+class EntryProgram:
+    """The program an image runs (its config's ``Entrypoint`` + ``Cmd``).
+
+    ``argv``: the command as the config gives it; ``source``: ``Entrypoint``
+    or ``Cmd``; ``path``: the in-image real path of the ELF program that
+    runs (a script's interpreter, ``env`` followed through ``PATH``), None
+    when none is found; ``why``: what went wrong then; ``script``: the
+    script the program interprets, if any."""
+
+    __slots__ = ("argv", "source", "path", "why", "script")
+
+    def __init__(self, argv, source, path=None, why=None, script=None):
+        self.argv, self.source, self.path, self.why, self.script = list(argv), source, path, why, script
+
+    def __repr__(self) -> str:
+        return f"EntryProgram({self.argv!r}, {self.source}, path={self.path!r}, why={self.why!r})"
+
+
+def image_env(config) -> Dict[str, str]:
+    """The config's ``Env`` as a dict (later entries win, as Docker does)."""
+    env: Dict[str, str] = {}
+    cfg = config.get("config") if isinstance(config, dict) else None
+    for item in (cfg or {}).get("Env") or ():
+        if isinstance(item, str) and "=" in item:
+            k, v = item.split("=", 1)
+            env[k] = v
+    return env
+
+
+def entry_program(tree) -> Optional[EntryProgram]:
+    """What the image runs, or None when its config names nothing."""
+    cfg = tree.config.get("config") if isinstance(tree.config, dict) else None
+    cfg = cfg if isinstance(cfg, dict) else {}
+    entry = [a for a in (cfg.get("Entrypoint") or ()) if isinstance(a, str)]
+    cmd = [a for a in (cfg.get("Cmd") or ()) if isinstance(a, str)]
+    argv, source = (entry + cmd, "Entrypoint") if entry else (cmd, "Cmd")
+    if not argv:
+        return None
+    env = image_env(tree.config)
+    workdir = cfg.get("WorkingDir") if isinstance(cfg.get("WorkingDir"), str) else "/"
+    prog = EntryProgram(argv, source)
+    name, rest = argv[0], argv[1:]
+    for _hop in range(4):  # a script, its interpreter, env's program
+        path = _find_program(tree, name, env.get("PATH", DEFAULT_PATH), workdir or "/")
+        if path is None:
+            prog.why = f"{name} is not in the image" if "/" in name else f"{name} is not on the PATH"
+            return prog
+        head = tree.read(path, 0, 256)
+        if is_elf_magic(head[:4]):
+            prog.path = path
+            return prog
+        if not head.startswith(b"#!"):
+            prog.why = f"{path} is neither an ELF program nor a script"
+            return prog
+        words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+        if not words:
+            prog.why = f"{path} has an empty #! line"
+            return prog
+        prog.script = prog.script or path
+        name, rest = words[0], words[1:] + rest
+        if posixpath.basename(name) == "env" and rest:
+            name, rest = _env_program(rest)
+            if name is None:
+                prog.why = f"{path}: env runs no program"
+                return prog
+    prog.why = "too many interpreters"
+    return prog
+
+
+def _env_program(args):
+    """The program ``env ARGS`` runs (options and NAME=VALUE skipped)."""
+    for i, a in enumerate(args):
+        if a.startswith("-") or "=" in a:
+            continue
+        return a, args[i + 1:]
+    return None, []
+
+
+def _find_program(tree, name: str, path_var: str, workdir: str) -> Optional[str]:
+    """The in-image real path of the regular file ``name`` runs (``PATH`` searched when it has no ``/``)."""
+    if "/" in name:
+        candidates = [posixpath.join(workdir, name)]
+    else:
+        candidates = [posixpath.join(d or workdir, name) for d in path_var.split(":")]
+    for cand in candidates:
+        real = tree.resolve(cand)
+        if real is not None and tree.entries[real].kind == "file" and (tree.entries[real].mode & 0o111):
+            return real
+    return None
