@@ -28,6 +28,7 @@ __all__ = [
     "resolve_from",
     "resolve_in_root",
     "root_files",
+    "shown_path",
     "split_path",
     "to_host",
 ]
@@ -216,3 +217,10 @@ def root_files(root) -> "HostFiles":
     if isinstance(root, (str, bytes, os.PathLike)):
         return HostFiles(os.fsdecode(root))
     return root
+
+
+def shown_path(files, path: str) -> str:
+    """How a message names in-root ``path`` of ``files`` (the root protocol):
+    its host path for a host folder, else ``PATH in NAME`` (an image)."""
+    host = files.host_path(path)
+    return host if host is not None else f"{path} in {files.name}"

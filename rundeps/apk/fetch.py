@@ -600,6 +600,24 @@ def _read_local(path: str, name: str) -> bytes:
         raise SourceError(f"cannot read index {name}: {e.strerror or e}") from None
 
 
+def _read_in_root(files, path: str) -> bytes:
+    """:func:`_read_local` for the in-root file ``path`` of ``files`` (the root protocol)."""
+    from ..rootfs import shown_path
+
+    name = shown_path(files, path)
+    try:
+        data = files.read(path, 0, MAX_INDEX_BYTES + 1)
+    except FileNotFoundError:
+        raise SourceError(f"index file not found: {name}") from None
+    except IsADirectoryError:
+        raise SourceError(f"{name} is a folder, not an APKINDEX.tar.gz (for a repository folder use --repo)") from None
+    except OSError as e:
+        raise SourceError(f"cannot read index {name}: {e.strerror or e}") from None
+    if len(data) > MAX_INDEX_BYTES:
+        raise SourceError(f"{name}: the index is larger than {MAX_INDEX_BYTES // (1024 * 1024)} MiB; refused")
+    return data
+
+
 def _from_cache_or_read(
     data: Optional[bytes],
     sha256: str,
@@ -652,19 +670,31 @@ def open_index(location: str, keys: Mapping, options: Optional[FetchOptions] = N
     return _open_remote(location, keys, options)
 
 
-def open_cached_copy(path: str, location: str, keys: Mapping, options: Optional[FetchOptions] = None) -> IndexFile:
+def open_cached_copy(path: str, location: str, keys: Mapping, options: Optional[FetchOptions] = None,
+                     files=None) -> IndexFile:
     """A local copy (``path``) of the remote index ``location`` -- the image's
     apk cache -- verified and parsed (through ``options.cache``) under the
-    name ``location``, so its packages' source is the repository's index."""
+    name ``location``, so its packages' source is the repository's index.
+
+    ``path`` is a host path; with ``files`` (a root through the root
+    protocol, :func:`rundeps.rootfs.root_files`: a host folder or an
+    image's tree) an in-root path read through it.  Verified alike."""
     options = FetchOptions() if options is None else options
-    return _open_local(path, path, location, keys, options, from_cache=True)
+    if files is None:
+        return _open_local(path, path, location, keys, options, from_cache=True)
+    data = _read_in_root(files, path)
+    return _open_data(data, location, keys, options, from_cache=True)
 
 
 def _open_local(path: str, shown: str, location: str, keys: Mapping, options: FetchOptions,
                 from_cache: bool) -> IndexFile:
     """The index file at ``path`` (named ``shown`` in errors) verified and
     parsed through the cache under the name ``location``."""
-    data = _read_local(path, shown)
+    return _open_data(_read_local(path, shown), location, keys, options, from_cache)
+
+
+def _open_data(data: bytes, location: str, keys: Mapping, options: FetchOptions, from_cache: bool) -> IndexFile:
+    """An index file's bytes verified and parsed through the cache under the name ``location``."""
     sha = hashlib.sha256(data).hexdigest()
     index = _from_cache_or_read(data, sha, location, keys, options.cache, options.allow_untrusted, options.on_warning)
     index.fetched_at = None

@@ -27,10 +27,9 @@ trusted keys) before anything in it is used.
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Dict, List, Optional
 
-from ..rootfs import resolve_dir_in_root, resolve_in_root, to_host
+from ..rootfs import root_files
 
 __all__ = ["cache_index_names", "apk_cache_dir", "find_cached_index", "repository_lines", "INDEX_FILE"]
 
@@ -66,48 +65,56 @@ def cache_index_names(index_url: str, repo_url: Optional[str] = None) -> List[st
     return list(dict.fromkeys(names))
 
 
-def apk_cache_dir(root: str) -> Optional[str]:
-    """The in-root real path of apk's cache folder in ``root``, as apk picks
-    it: ``etc/apk/cache`` when it leads to a folder, else ``var/cache/apk``."""
+def apk_cache_dir(root) -> Optional[str]:
+    """The in-root real path of apk's cache folder in ``root`` (a host folder
+    or a root through the root protocol, :func:`rundeps.rootfs.root_files`),
+    as apk picks it: ``etc/apk/cache`` when it leads to a folder, else
+    ``var/cache/apk``."""
+    files = root_files(root)
     for candidate in ("/etc/apk/cache", "/var/cache/apk"):
-        real = resolve_dir_in_root(root, candidate)
-        if real is not None:
+        real = files.resolve(candidate)
+        if real is not None and files.is_dir(real):
             return real
     return None
 
 
-def repository_lines(root: str, arch: str) -> Dict[str, str]:
+def repository_lines(root, arch: str) -> Dict[str, str]:
     """Index URL -> the repository URL as the root's ``etc/apk/repositories``
     line writes it (apk hashes the line's text: a trailing ``/`` matters)."""
     from ..errors import SourceError
     from .repositories import read_repositories, root_location
 
     out: Dict[str, str] = {}
+    files = root_files(root)
     try:
-        for line in read_repositories(root, arch):
+        for line in read_repositories(files, arch):
             try:
-                out.setdefault(root_location(root, line, arch), line.written or line.url)
+                loc = root_location(files, line, arch)
             except SourceError:
                 continue
+            if loc is not None:
+                out.setdefault(loc, line.written or line.url)
     except SourceError:
         pass
     return out
 
 
-def find_cached_index(root: str, index_url: str, repo_url: Optional[str] = None,
+def find_cached_index(root, index_url: str, repo_url: Optional[str] = None,
                       arch: Optional[str] = None) -> Optional[str]:
-    """The host path of the root's apk-cached copy of ``index_url``, or None.
-    With ``arch`` and no ``repo_url``, the root's repositories line that names
+    """The in-root real path of the root's apk-cached copy of ``index_url``
+    (a regular file), or None; ``root``: a host folder or a root through the
+    root protocol (:func:`rundeps.rootfs.root_files`), which reads it
+    (:func:`rundeps.apk.fetch.open_cached_copy` with ``files``).  With
+    ``arch`` and no ``repo_url``, the root's repositories line that names
     ``index_url`` gives the URL apk hashed."""
-    folder = apk_cache_dir(root)
+    files = root_files(root)
+    folder = apk_cache_dir(files)
     if folder is None:
         return None
     if repo_url is None and arch:
-        repo_url = repository_lines(root, arch).get(index_url)
+        repo_url = repository_lines(files, arch).get(index_url)
     for name in cache_index_names(index_url, repo_url):
-        real = resolve_in_root(root, folder.rstrip("/") + "/" + name)
-        if real is not None:
-            host = to_host(root, real)
-            if os.path.isfile(host):
-                return host
+        real = files.resolve(folder.rstrip("/") + "/" + name)
+        if real is not None and files.is_file(real):
+            return real
     return None

@@ -146,19 +146,77 @@ def load_bundled_keys() -> KeySet:
     return keys
 
 
-def trusted_key_set(root: Optional[str], arch: Optional[str], extra: Sequence[str] = ()) -> KeySet:
+def trusted_key_set(root, arch: Optional[str], extra: Sequence[str] = ()) -> KeySet:
     """The keys an index is verified against.
 
     ``--keys-dir`` folders (``extra``) when given, else the root's and the
-    host's apk key folders (:func:`key_dirs`); when those give no key at all
+    host's apk key folders (:func:`key_dirs`; the root's read through the
+    root protocol, :func:`rundeps.rootfs.root_files`, so ``root`` is a host
+    folder, an image's tree or None); when those give no key at all
     (a Debian CI runner, a bare tree) the Alpine keys shipped with rundeps
     (:func:`bundled_keys_dir`, ``bundled`` set).  Explicit ``--keys-dir``
     folders never fall back: they say exactly what to trust.
     """
-    keys = load_keys(key_dirs(root, arch, extra), root=root)
-    if not keys and not extra:
+    if extra:
+        return load_keys(key_dirs(None, arch, extra))
+    keys = KeySet()
+    dirs: List[str] = []
+    seen = set()
+    if root is not None and not (isinstance(root, str) and not root):
+        from ..rootfs import root_files, shown_path
+
+        files = root_files(root)
+        for d in _root_key_dirs(arch):
+            host = files.host_path(d)
+            if host is not None:
+                real = os.path.realpath(host)
+                if real in seen:
+                    continue
+                seen.add(real)
+            dirs.append(shown_path(files, d))
+            _load_root_keys(keys, files, d)
+    if os.path.realpath("/etc/apk/keys") not in seen:
+        dirs.append("/etc/apk/keys")
+        host_keys = load_keys(["/etc/apk/keys"])
+        for name, pem in host_keys.items():
+            if name not in keys:
+                keys[name] = pem
+                keys.paths[name] = host_keys.paths[name]
+    keys.dirs = tuple(dirs)
+    if not keys:
         keys = load_bundled_keys()
     return keys
+
+
+def _root_key_dirs(arch: Optional[str]) -> List[str]:
+    """The root's own key folders (in-root paths), in :func:`key_dirs`'s order."""
+    return ["/etc/apk/keys"] + ([f"/usr/share/apk/keys/{arch}"] if arch else [])
+
+
+def _load_root_keys(keys: KeySet, files, folder: str) -> None:
+    """Add to ``keys`` the public keys of in-root ``folder`` of ``files`` (the
+    root protocol; symlinks followed inside the root), as :func:`load_keys`:
+    hidden, non-regular, oversized and unreadable files skipped, a name
+    already in ``keys`` kept."""
+    from ..rootfs import shown_path
+
+    try:
+        names = files.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name in keys or name.startswith("."):
+            continue
+        path = folder + "/" + name
+        if not files.is_file(path):
+            continue
+        try:
+            data = files.read(path, 0, MAX_KEY_FILE + 1)
+        except OSError:
+            continue
+        if len(data) <= MAX_KEY_FILE and b"PUBLIC KEY" in data:
+            keys[name] = data
+            keys.paths[name] = shown_path(files, path)
 
 
 def key_dirs(root: Optional[str], arch: Optional[str], extra: Sequence[str] = ()) -> List[str]:
@@ -174,9 +232,7 @@ def key_dirs(root: Optional[str], arch: Optional[str], extra: Sequence[str] = ()
     else:
         dirs = []
         if root:
-            dirs.append(os.path.join(root, "etc", "apk", "keys"))
-            if arch:
-                dirs.append(os.path.join(root, "usr", "share", "apk", "keys", arch))
+            dirs.extend(os.path.join(root, d.lstrip("/")) for d in _root_key_dirs(arch))
         dirs.append("/etc/apk/keys")
     out: List[str] = []
     seen = set()

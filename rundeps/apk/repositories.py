@@ -21,8 +21,13 @@ A location is a file path, a ``file://`` URL or an ``http(s)://`` URL of an
   pinned with ``@tag``, so it may hold what the image has, but it must not
   win a provider tie against the normal repositories.  A local folder on a
   line (``/media/cdrom/apks``) is a path inside the image, so it is looked
-  up under the root.
+  up under the root (not yet inside a saved image: such a line is a
+  warning and skipped).
 * Nothing named and no root: no indexes.
+
+A root is a host folder (``str``) or a root through the root protocol
+(:func:`rundeps.rootfs.root_files`: an image's tree); its files are read
+through that protocol, symlinks followed inside the root.
 
 The architecture comes from ``--arch`` or the root's ``etc/apk/arch``
 (:func:`read_arch`); ``--repo``, ``--alpine`` and the root's repositories
@@ -37,6 +42,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..errors import SourceError, UsageError
+from ..rootfs import root_files, shown_path
 
 __all__ = [
     "DEFAULT_MIRROR",
@@ -65,16 +71,19 @@ def _valid_arch(arch: str, where: str) -> str:
     return arch
 
 
-def read_arch(root: Optional[str]) -> Optional[str]:
+def read_arch(root) -> Optional[str]:
     """The architecture in ``<root>/etc/apk/arch`` (first line), or None when
     there is no such file.  A file that does not hold an architecture name
-    raises :class:`SourceError`."""
-    if not root:
+    raises :class:`SourceError`.  ``root``: a host folder, a root through
+    the root protocol, or None."""
+    if root is None or (isinstance(root, str) and not root):
         return None
-    path = os.path.join(root, "etc", "apk", "arch")
+    files = root_files(root)
+    path = shown_path(files, "/etc/apk/arch")
+    if files.resolve("/etc/apk/arch") is None:
+        return None
     try:
-        with open(path, "rb") as f:
-            text = f.read(4096).decode("utf-8", "replace")
+        text = files.read("/etc/apk/arch", 0, 4096).decode("utf-8", "replace")
     except FileNotFoundError:
         return None
     except OSError as e:
@@ -155,15 +164,15 @@ class V3RepositoryError(SourceError):
     """A repository whose index is apk-tools 3's ``Packages.adb``: refused."""
 
 
-def _read_small(path: str) -> Optional[str]:
+def _read_small(files, inroot: str) -> Optional[str]:
+    """The text of in-root file ``inroot`` of ``files`` (the root protocol);
+    None when it is not there or not a regular file."""
+    path = shown_path(files, inroot)
+    if not files.is_file(inroot):
+        return None
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_FILE + 1)
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        return None
-    except NotADirectoryError:
+        data = files.read(inroot, 0, _MAX_FILE + 1)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
     except OSError as e:
         raise SourceError(f"cannot read {path}: {e.strerror or e}") from None
@@ -172,24 +181,26 @@ def _read_small(path: str) -> Optional[str]:
     return data.decode("utf-8", "replace")
 
 
-def repository_files(root: str) -> List[str]:
-    """The files apk reads repositories from, in its order: ``etc/apk/repositories``,
-    then the ``*.list`` files (not hidden) of ``etc/apk/repositories.d`` and
-    ``lib/apk/repositories.d`` sorted by name, a name in ``etc`` hiding the
-    same name in ``lib`` (apk-tools 3's ``apk_dir_foreach_config_file``)."""
-    files = [os.path.join(root, "etc", "apk", "repositories")]
+def repository_files(root) -> List[str]:
+    """The in-root paths of the files apk reads repositories from, in its
+    order: ``/etc/apk/repositories``, then the ``*.list`` files (not hidden)
+    of ``etc/apk/repositories.d`` and ``lib/apk/repositories.d`` sorted by
+    name, a name in ``etc`` hiding the same name in ``lib`` (apk-tools 3's
+    ``apk_dir_foreach_config_file``).  ``root``: a host folder or a root
+    through the root protocol."""
+    files = root_files(root)
+    out = ["/etc/apk/repositories"]
     by_name = {}
-    for sub in (("etc", "apk", "repositories.d"), ("lib", "apk", "repositories.d")):
-        folder = os.path.join(root, *sub)
+    for folder in ("/etc/apk/repositories.d", "/lib/apk/repositories.d"):
         try:
-            names = os.listdir(folder)
+            names = files.listdir(folder)
         except OSError:
             continue
         for name in names:
             if name.startswith(".") or not name.endswith(".list") or name in by_name:
                 continue
-            by_name[name] = os.path.join(folder, name)
-    return files + [by_name[n] for n in sorted(by_name)]
+            by_name[name] = folder + "/" + name
+    return out + [by_name[n] for n in sorted(by_name)]
 
 
 _VARIABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -230,7 +241,7 @@ def _is_url(word: str) -> bool:
     return word.startswith("/") or "://" in word
 
 
-def read_repositories(root: str, arch: Optional[str] = None,
+def read_repositories(root, arch: Optional[str] = None,
                       on_warning: Optional[Callable[[str], None]] = None) -> List[RepositoryLine]:
     """The repositories a root names, in file order (tags kept, not reordered).
 
@@ -250,11 +261,12 @@ def read_repositories(root: str, arch: Optional[str] = None,
     if arch:
         variables["APK_ARCH"] = arch
     out: List[RepositoryLine] = []
-    for path in repository_files(root):
-        text = _read_small(path)
+    files = root_files(root)
+    for path in repository_files(files):
+        text = _read_small(files, path)
         if text is None:
             continue
-        rel = os.path.relpath(path, root)
+        rel = path.lstrip("/")
         for number, line in enumerate(text.splitlines(), 1):
             where = f"{rel}:{number}"
             line = line.strip()
@@ -322,10 +334,14 @@ def _parse_set(words: List[str], variables: Dict[str, str], where: str, warn) ->
     variables[key] = value
 
 
-def root_location(root: str, line: RepositoryLine, arch: str) -> str:
+def root_location(root, line: RepositoryLine, arch: str) -> Optional[str]:
+    """The index location of a root's repository line: a URL, or for a
+    folder named on the line (a path inside the root) its host path; None
+    for such a folder inside a root that is not a host folder (an image)."""
+    files = root_files(root)
     if line.is_v3:
         raise V3RepositoryError(
-            f"{line.origin} of {root}: {line.url} is an apk-tools 3 (v3, Packages.adb) repository, "
+            f"{line.origin} of {files.name}: {line.url} is an apk-tools 3 (v3, Packages.adb) repository, "
             "which rundeps cannot read; name its APKINDEX.tar.gz with --index or --repo"
         )
     url = line.url
@@ -336,7 +352,10 @@ def root_location(root: str, line: RepositoryLine, arch: str) -> str:
             url = unquote(urlsplit(url).path)
         else:
             return url if line.kind == "ndx" else repo_index_location(url, arch)
-    url = os.path.join(root, url.lstrip("/"))
+    host_root = files.host_path("/")
+    if host_root is None:
+        return None
+    url = os.path.join(host_root, url.lstrip("/"))
     return url if line.kind == "ndx" else repo_index_location(url, arch)
 
 
@@ -347,23 +366,25 @@ def index_locations(
     alpine: Optional[str] = None,
     mirror: Optional[str] = None,
     arch: Optional[str] = None,
-    root: Optional[str] = None,
+    root=None,
     tags: Optional[Dict[str, str]] = None,
     on_warning: Optional[Callable[[str], None]] = None,
 ) -> List[str]:
     """The index locations the options name, in priority order, without
     duplicates (see the module documentation for the rules).  ``tags``, when
-    given, receives {location: tag} for the root's tagged repositories."""
+    given, receives {location: tag} for the root's tagged repositories.
+    ``root``: a host folder, a root through the root protocol, or None."""
     if mirror and not alpine:
         raise UsageError("--mirror only applies with --alpine")
+    files = None if root is None or (isinstance(root, str) and not root) else root_files(root)
     if arch is not None:
         arch = _valid_arch(arch, "--arch")
-    elif root and (repos or alpine or not indexes):
-        arch = read_arch(root)
+    elif files is not None and (repos or alpine or not indexes):
+        arch = read_arch(files)
 
     def need_arch(what: str) -> str:
         if not arch:
-            where = f" ({os.path.join(root, 'etc', 'apk', 'arch')} is missing)" if root else ""
+            where = f" ({shown_path(files, '/etc/apk/arch')} is missing)" if files is not None else ""
             raise UsageError(f"{what} needs an architecture: give --arch{where}")
         return arch
 
@@ -377,14 +398,19 @@ def index_locations(
         out.append(repo_index_location(repo, need_arch("--repo")))
     if alpine:
         out.extend(alpine_index_urls(alpine, need_arch("--alpine"), mirror))
-    if not out and root:
-        lines = read_repositories(root, arch, on_warning)
+    if not out and files is not None:
+        lines = read_repositories(files, arch, on_warning)
         if lines:
-            a = need_arch(f"the repositories of {root}")
+            a = need_arch(f"the repositories of {files.name}")
             untagged = [ln for ln in lines if ln.tag is None]
             tagged = [ln for ln in lines if ln.tag is not None]
             for ln in untagged + tagged:
-                loc = root_location(root, ln, a)
+                loc = root_location(files, ln, a)
+                if loc is None:
+                    if on_warning is not None:
+                        on_warning(f"{ln.origin} of {files.name}: {ln.url} is a folder inside the image, "
+                                   "which rundeps does not read indexes from; skipped")
+                    continue
                 out.append(loc)
                 if tags is not None and ln.tag is not None:
                     tags.setdefault(loc, ln.tag)

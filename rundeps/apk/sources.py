@@ -9,11 +9,10 @@ in order.  :mod:`rundeps.api` re-exports these names.
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..errors import SourceError
-from ..rootfs import to_host
+from ..rootfs import root_files, shown_path
 from .model import Repository, Universe, parse_installed
 
 __all__ = ["Sources", "load_database", "load_universe", "installed_database", "index_locations",
@@ -65,25 +64,32 @@ class Sources:
         return bool(self.indexes or self.repos or self.alpine)
 
 
-def load_database(path: str) -> Repository:
-    """Read an installed database; :class:`SourceError` when it cannot be read."""
+def load_database(path: str, files=None) -> Repository:
+    """Read an installed database: the host file ``path`` (``--db``) or, with
+    ``files`` (a root through the root protocol, :func:`rundeps.rootfs.root_files`:
+    a host folder or an image's tree), the in-root file ``path`` (symlinks
+    followed inside the root).  :class:`SourceError` when it cannot be read."""
+    shown = path if files is None else shown_path(files, path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        if files is None:
+            with open(path, "rb") as f:
+                data = f.read()
+        else:
+            data = files.read(path)
     except FileNotFoundError:
-        raise SourceError(f"no installed database at {path}") from None
+        raise SourceError(f"no installed database at {shown}") from None
     except IsADirectoryError:
-        raise SourceError(f"cannot read installed database {path}: it is a folder") from None
+        raise SourceError(f"cannot read installed database {shown}: it is a folder") from None
     except OSError as exc:
-        raise SourceError(f"cannot read installed database {path}: {exc.strerror or exc}") from None
+        raise SourceError(f"cannot read installed database {shown}: {exc.strerror or exc}") from None
     repo = parse_installed(data.decode("utf-8", "replace"))
     if not repo.packages:
-        raise SourceError(f"{path} holds no package: not an apk installed database")
+        raise SourceError(f"{shown} holds no package: not an apk installed database")
     return repo
 
 
 def load_universe(
-    root: str,
+    root,
     sources: Sources,
     arch: Optional[str],
     on_warning: Warn,
@@ -92,25 +98,30 @@ def load_universe(
 ) -> Universe:
     """The installed database (if any) followed by the named indexes.
 
-    With ``--root``, no database and no index named, the root's
-    ``etc/apk/repositories`` are the indexes.
+    ``root``: a host folder (``str``) or a root through the root protocol
+    (:func:`rundeps.rootfs.root_files`: an image's tree).  With ``--root``,
+    no database and no index named, the root's ``etc/apk/repositories``
+    are the indexes.
     """
+    files = root_files(root)
     universe = Universe()
-    found = installed_database(root)
-    db_path = sources.db or found or to_host(root, INSTALLED_DB)
-    if sources.db or found:
-        universe.add(load_database(db_path))
+    found = installed_database(files)
+    if sources.db:
+        universe.add(load_database(sources.db))
+    elif found:
+        universe.add(load_database(found, files))
+    db_path = sources.db or shown_path(files, found or INSTALLED_DB)
     locations: List[str] = []
     tags: dict = {}
     if sources.names_index():
-        locations = index_locations(sources, root, arch)
+        locations = index_locations(sources, files, arch)
     elif explicit_root and not universe:
-        locations = index_locations(sources, root, arch, from_root=True, tags=tags, on_warning=on_warning)
+        locations = index_locations(sources, files, arch, from_root=True, tags=tags, on_warning=on_warning)
     from_root = not sources.names_index()
-    for index in open_indexes(locations, root, arch, sources, on_warning, on_info, tolerant=from_root, tags=tags):
+    for index in open_indexes(locations, files, arch, sources, on_warning, on_info, tolerant=from_root, tags=tags):
         universe.add(index.repository)
     if not universe:
-        where = "the root " + root if explicit_root else "this system"
+        where = "the root " + files.name if explicit_root else "this system"
         raise SourceError(
             f"no installed database at {db_path} for {where}: name one with --db FILE "
             "or a repository index with --index, --repo or --alpine"
@@ -122,8 +133,11 @@ INSTALLED_DB = "/lib/apk/db/installed"
 USR_INSTALLED_DB = "/usr/lib/apk/db/installed"
 
 
-def installed_database(root: str) -> Optional[str]:
-    """The host path of the root's installed database, or None.
+def installed_database(root) -> Optional[str]:
+    """The in-root real path of the root's installed database (a regular
+    file), or None; ``root``: a host folder or a root through the root
+    protocol (:func:`rundeps.rootfs.root_files`).  Read it with
+    ``load_database(path, root_files(root))``.
 
     apk-tools (2 and 3: its short-lived ``usr/lib/apk`` default was reverted
     before 3.0.0) opens ``lib/apk/db/installed`` in the root, which on a
@@ -132,16 +146,15 @@ def installed_database(root: str) -> Optional[str]:
     absolute ``/usr/lib`` target is the root's, not the host's).  A root that
     has only ``usr/lib/apk/db/installed`` (a copy that lost the symlink) is
     read from there."""
-    from ..rootfs import resolve_in_root
-
+    files = root_files(root)
     for path in (INSTALLED_DB, USR_INSTALLED_DB):
-        real = resolve_in_root(root, path)
-        if real is not None:
-            return to_host(root, real)
+        real = files.resolve(path)
+        if real is not None and files.is_file(real):
+            return real
     return None
 
 
-def index_locations(sources: Sources, root: str, arch: Optional[str], from_root: bool = False,
+def index_locations(sources: Sources, root, arch: Optional[str], from_root: bool = False,
                     tags: Optional[dict] = None, on_warning: Optional[Warn] = None) -> List[str]:
     """Where the indexes are: the ones named, or (``from_root``) the root's
     repositories (``tags`` receives {location: tag} for the tagged ones)."""
@@ -163,7 +176,7 @@ def index_cache(sources: Sources, on_warning: Warn):
     return IndexCache.open(str(default_cache_dir(sources.cache_dir)), on_warning)
 
 
-def trusted_keys(root: str, arch: Optional[str], sources: Sources):
+def trusted_keys(root, arch: Optional[str], sources: Sources):
     """The keys indexes are verified against: ``--keys-dir``, else the root's
     and the host's apk keys, else the Alpine keys shipped with rundeps
     (:func:`rundeps.apk.index.trusted_key_set`)."""
@@ -172,7 +185,7 @@ def trusted_keys(root: str, arch: Optional[str], sources: Sources):
     return trusted_key_set(root, arch, sources.keys_dirs)
 
 
-def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sources: Sources,
+def open_indexes(locations: Sequence[str], root, arch: Optional[str], sources: Sources,
                  on_warning: Warn, on_info: Optional[Warn] = None, tolerant: bool = False,
                  tags: Optional[dict] = None):
     """Open, verify and (through the cache) read every index location, in order.
@@ -183,12 +196,14 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
     A named index that cannot be used is an error. With ``tolerant`` (the
     root's own repositories, as apk treats them) it is a warning and the
     index is skipped: an index that does not verify is never used either way.
+    ``root``: a host folder or a root through the root protocol.
     """
     if not locations:
         return []
+    files = root_files(root)
     from .fetch import FetchOptions, open_index
 
-    keys = trusted_keys(root, arch, sources)
+    keys = trusted_keys(files, arch, sources)
     cache = index_cache(sources, on_warning)
     options = FetchOptions(cache=cache, offline=sources.offline, refresh=sources.refresh,
                            allow_untrusted=sources.allow_untrusted, on_warning=on_warning, on_info=on_info)
@@ -202,7 +217,7 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
             try:
                 index = None
                 if sources.apk_cache and not sources.refresh:
-                    index = open_apk_cached(loc, root, keys, cache, sources, on_warning, on_info, arch)
+                    index = open_apk_cached(loc, files, keys, cache, sources, on_warning, on_info, arch)
                 if index is None:
                     host = _remote_host(loc)
                     if host in unreachable and not sources.offline:
@@ -223,7 +238,7 @@ def open_indexes(locations: Sequence[str], root: str, arch: Optional[str], sourc
             except SourceError as exc:
                 if not tolerant:
                     raise
-                on_warning(f"skipped a repository of {root}: {exc}")
+                on_warning(f"skipped a repository of {files.name}: {exc}")
     finally:
         if cache is not None:
             cache.close()  # checkpointed now: the process may leave with os._exit
@@ -240,25 +255,27 @@ def _remote_host(location: str) -> Optional[str]:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
-def open_apk_cached(location: str, root: str, keys, cache, sources: Sources, on_warning: Warn,
+def open_apk_cached(location: str, root, keys, cache, sources: Sources, on_warning: Warn,
                     on_info: Optional[Warn] = None, arch: Optional[str] = None):
     """The root's own apk-cached copy of a remote index (``/var/cache/apk/
     APKINDEX.<hash>.tar.gz``, see :mod:`rundeps.apk.imagecache`), verified like
     any other index, or None when there is none (or it does not verify:
-    then a warning, and the caller goes on to the network)."""
+    then a warning, and the caller goes on to the network).  ``root``: a
+    host folder or a root through the root protocol (an image's tree: the
+    cached copy is read from the image)."""
     if _remote_host(location) is None:
         return None
     from .imagecache import find_cached_index
 
-    path = find_cached_index(root, location, arch=arch)
-    if path is None:
+    files = root_files(root)
+    shown = find_cached_index(files, location, arch=arch)  # in-root real path
+    if shown is None:
         return None
     from .fetch import FetchOptions, open_cached_copy
 
-    shown = "/" + os.path.relpath(path, root) if root != "/" else path
     options = FetchOptions(cache=cache, allow_untrusted=sources.allow_untrusted, on_warning=on_warning)
     try:
-        index = open_cached_copy(path, location, keys, options)
+        index = open_cached_copy(shown, location, keys, options, files=files)
     except SourceError as exc:
         on_warning(f"the image's apk cache {shown} for {location} cannot be used ({exc}); not used")
         return None

@@ -11,7 +11,7 @@ from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 from ..elf import ElfError, ElfInfo, read_elf_path
 from ..inputs.walk import read_keyed, stat_key
-from ..rootfs import resolve_dir_in_root, resolve_in_root, to_host
+from ..rootfs import HostFiles, resolve_dir_in_root, resolve_in_root, to_host
 
 
 class Tree:
@@ -19,11 +19,17 @@ class Tree:
     for a root folder, :class:`WheelFS` for a wheel's members): in-root
     real paths, ELF and symbol facts, text files, setuid bits. Declared
     here, followed by both without inheriting (a plain class, not
-    ``typing.Protocol``: defining one costs start-up time)."""
+    ``typing.Protocol``: defining one costs start-up time).
+
+    ``root``: the host folder of the root, or None; ``files``: the root's
+    own files through the root protocol (:class:`rundeps.rootfs.HostFiles`
+    or an image's tree), or None when there is no root: what reads a
+    root's own files (``ld.so`` path include globs) goes through it."""
 
     __slots__ = ()
 
     root: Optional[str]
+    files: Optional[HostFiles]
 
     def lookup(self, path: str) -> Optional[str]: ...
 
@@ -43,6 +49,7 @@ class TreeFS:
 
     def __init__(self, root: str, known: Mapping[str, ElfInfo] = (), on_error=None):
         self.root = root
+        self.files = HostFiles(root)
         self._infos: Dict[str, Optional[ElfInfo]] = dict(known)
         self._on_error = on_error
         self._lookups: Dict[str, Optional[str]] = {}
@@ -219,6 +226,11 @@ class WheelFS:
     def root(self) -> Optional[str]:
         """The host folder of the root beside the wheel (``--root``), or None."""
         return self.tree.root if self.tree is not None else None
+
+    @property
+    def files(self) -> Optional[HostFiles]:
+        """The root protocol of the root beside the wheel (its tree's files), or None."""
+        return self.tree.files if self.tree is not None else None
 
 
 

@@ -15,7 +15,6 @@ from ..platform import (GLIBC_INTERP, GLIBC_SONAMES, MUSL_LD_ARCH, is_glibc_inte
 from .units import LIBRARY, MODULE, PYTHON_LIBRARY, is_vendored
 from .units import role as unit_role
 from .search import DEFAULT_INTERP, MUSL_DEFAULT_PATH, expand_run_path, path_file, run_path_entries, split_search_path
-from ..rootfs import resolve_dir_in_root, to_host
 
 from .result import Edge, Resolution
 from .search import parse_ld_so_conf
@@ -180,17 +179,13 @@ class Resolver:
     def _glob(self, pattern: str) -> List[str]:
         """In-root paths matching ``pattern`` (a glob in its last component only)."""
         import fnmatch
-        import os
 
         folder, name = posixpath.split(pattern)
-        root = self.fs.root
-        if root is None:
-            return []
-        real = resolve_dir_in_root(root, folder)
-        if real is None:
+        files = self.fs.files
+        if files is None:
             return []
         try:
-            names = sorted(os.listdir(to_host(root, real)))
+            names = files.listdir(folder)  # sorted; symlinks followed inside the root
         except OSError:
             return []
         return [posixpath.join(folder, n) for n in names if fnmatch.fnmatchcase(n, name)][:256]
