@@ -666,16 +666,21 @@ def check_image(image, paths: Sequence[str] = ("/usr/local",), sources: Optional
     multi-platform index (``linux/arm64/v8``). No cache is read or written
     for the image's files (the index cache is used as for a root)."""
     from .inputs.image import open_image
+    from .inputs.imagescan import Prefetch
 
+    prefetch = None
     if isinstance(image, (str, bytes, os.PathLike)):
         check_arch_name(options.arch)
-        with open_image(image, platform) as tree:
-            return check_image(tree, paths, sources, options, diagnostics)
+        # ELF facts read in the pass that opens the image: the scanned
+        # folders' (with symbols) and the library folders' (without)
+        prefetch = Prefetch(paths, options.symbols, info_prefixes=("/lib", "/usr/lib", "/usr/local/lib"))
+        with open_image(image, platform, visit=prefetch) as tree:
+            return _check_image(tree, paths, sources or Sources(), options, diagnostics or Diagnostics(), prefetch)
     return _check_image(image, paths, sources or Sources(), options, diagnostics or Diagnostics())
 
 
 def _check_image(tree, paths: Sequence[str], sources: Sources, options: CheckOptions,
-                 diag: Diagnostics) -> Resolution:
+                 diag: Diagnostics, prefetch=None) -> Resolution:
     from .inputs.imagescan import image_env, scan_image
     from .resolve import ImageFS
 
@@ -687,12 +692,12 @@ def _check_image(tree, paths: Sequence[str], sources: Sources, options: CheckOpt
         options = options.replace(library_path=image_env(tree.config).get("LD_LIBRARY_PATH"))
     options = options.replace(explicit_root=True)
     result = scan_image(tree, paths, exclude=options.exclude, on_error=diag.file_error, progress=diag.progress,
-                        symbols=options.symbols)
+                        symbols=options.symbols, prefetched=prefetch)
     objects = {item.path: item.info for item in result.items}
     left_out = split_default_excludes(objects) if options.default_excludes else {}
     arch = _tree_arch(objects, tree, options, diag)
     universe = load_universe(tree, sources, arch, diag.warning, explicit_root=True, on_info=diag.info)
-    fs = ImageFS(tree, known=objects, on_error=diag.file_error, symbols=options.symbols)
+    fs = ImageFS(tree, known=objects, on_error=diag.file_error, symbols=options.symbols, prefetched=prefetch)
     fs.known_items(result.items)
     resolver = Resolver(universe, fs, arch=arch, on_warning=diag.warning, library_path=options.library_path,
                         main_program=options.main_program)

@@ -1,7 +1,8 @@
 """The project's scripts that tests build fixtures with, loaded once.
 
 ``demo`` is ``scripts/make_demo_root.py`` (gcc-built ELF objects and demo
-roots), ``fz`` is ``scripts/fuzz_elf.py`` (``craft_elf``: ELF files written
+roots), ``ib`` is ``scripts/make_demo_image.py`` (saved images of
+folders), ``fz`` is ``scripts/fuzz_elf.py`` (``craft_elf``: ELF files written
 byte by byte, no compiler needed).
 """
 
@@ -25,3 +26,4 @@ def load_script(name: str):
 
 demo = load_script("make_demo_root")
 fz = load_script("fuzz_elf")
+ib = load_script("make_demo_image")

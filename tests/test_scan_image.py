@@ -3,7 +3,7 @@ what ``--root`` gives on the same image unpacked -- by ``tar -x`` (a flat
 tar), by Debian's skopeo + umoci (layered images, skipped without them), and
 by the tree the layers are meant to leave (whiteouts, opaque folders, hard
 links). The images are built here from the demo root (gcc-built ELF files,
-an apk database) with :mod:`imagebuild`."""
+an apk database) with ``scripts/make_demo_image.py``."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import imagebuild as ib
-from scriptmods import demo
+from scriptmods import demo, ib
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 
@@ -44,8 +43,8 @@ def built(tmp_path_factory):
     folder only LD_LIBRARY_PATH reaches."""
     top = tmp_path_factory.mktemp("img")
     work = top / "work"
-    b = demo.Builder(work)
     root = demo.build_demo_root(top / "root", workdir=work)
+    b = demo.Builder(top / "work2")
     libc = demo.musl_soname(demo.host_arch())
     b.executable(root / "usr/local/bin/gone", needed=["libnothere.so.1", libc])
     b.shared(root / SITE / "stale/_old.so", needed=["libnothere.so.2", libc])

@@ -70,6 +70,9 @@ _HEX = re.compile(r"^[0-9a-f]{64}$")
 _INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                 "application/vnd.docker.distribution.manifest.list.v2+json")
 _CHUNK = 1 << 20
+_TAR_BUF = 16384  # tarfile's stream buffer: larger ones copy more per 512-byte header read
+
+
 
 
 class ImageError(RundepsError):
@@ -193,6 +196,12 @@ class _Window:
         data = self._f.read(n)
         self._left -= len(data)
         return data
+
+    def readinto(self, b):
+        view = memoryview(b)[:self._left]
+        n = self._f.readinto(view)
+        self._left -= n
+        return n
 
 
 class _Layer:
@@ -437,17 +446,22 @@ def _open_source(path, platform):
     return "rootfs-tar", _FileSource(path), {}, [_Layer("")]
 
 
-def open_image(path, platform: Optional[str] = None) -> "ImageTree":
+def open_image(path, platform: Optional[str] = None, visit=None) -> "ImageTree":
     """Read the image at *path* (see the module docstring) into an :class:`ImageTree`.
 
     *platform* (``linux/arm64/v8``, ``linux/amd64``...) chooses the image of a
     multi-platform index, and is checked against the config otherwise.
+    ``visit(layer, index, path, f, size)``, when given, is called for every
+    regular-file member of every layer (removed by a later layer or not)
+    while the layers are read, ``f`` a file object of its bytes valid during
+    the call: what a reader needs of the files, in the one pass that reads
+    the headers (the layer's digest is checked after the pass).
     """
     kind, source, config, layers = _open_source(os.fspath(path), platform)
     if not isinstance(config, dict) or not layers:
         source.close()
         raise ImageError("the image config is not a JSON object" if layers else "the image has no layers")
-    tree = ImageTree(kind, source, config, layers, os.fsdecode(path))
+    tree = ImageTree(kind, source, config, layers, os.fsdecode(path), visit)
     try:
         tree._build()
     except BaseException:
@@ -458,8 +472,9 @@ def open_image(path, platform: Optional[str] = None) -> "ImageTree":
 
 # ---------------------------------------------------------------- layer streams
 
-def _open_layer(source, layer):
-    """(tar stream, raw hasher, tar hasher, raw file, plain) for one layer."""
+def _open_layer(source, layer, verify=True):
+    """(tar stream, raw hasher, tar hasher, raw file, plain) for one layer
+    (without ``verify``, the hashers are the plain streams: a later read)."""
     raw = source.open(layer.name)
     try:
         magic = raw.read(4)
@@ -467,7 +482,7 @@ def _open_layer(source, layer):
     except OSError as e:
         raw.close()
         raise ImageError(f"layer {layer.name or 'tar'} cannot be read: {e}") from None
-    rawh = _Hashing(raw)
+    rawh = _Hashing(raw) if verify else raw
     plain = False
     if magic[:2] == b"\x1f\x8b":
         import gzip
@@ -481,9 +496,9 @@ def _open_layer(source, layer):
         body = zstandard.ZstdDecompressor().stream_reader(rawh)
     else:
         body, plain = rawh, True
-    tarh = body if plain else _Hashing(body)
+    tarh = body if plain or not verify else _Hashing(body)
     try:
-        tar = tarfile.open(fileobj=tarh, mode="r|")
+        tar = tarfile.open(fileobj=tarh, mode="r|", bufsize=_TAR_BUF)
     except (tarfile.TarError, OSError, EOFError) as e:
         raw.close()
         raise ImageError(f"layer {layer.name or 'tar'} is not a tar: {e}") from None
@@ -533,11 +548,12 @@ class ImageTree:
     its :class:`ImageEntry`.  Use as a context manager, or :meth:`close`.
     """
 
-    __slots__ = ("kind", "config", "entries", "layers", "name", "_source", "_children")
+    __slots__ = ("kind", "config", "entries", "layers", "name", "_source", "_children", "_visit")
 
-    def __init__(self, kind, source, config, layers, name="image"):
+    def __init__(self, kind, source, config, layers, name="image", visit=None):
         self.kind, self._source, self.config, self.layers = kind, source, config, layers
         self.name = name  # how messages name the image: the path it was read from
+        self._visit = visit
         self.entries: Dict[str, ImageEntry] = {"/": ImageEntry("dir", 0o755)}
         self._children: Dict[str, set] = {"/": set()}
 
@@ -570,7 +586,10 @@ class ImageTree:
                 for n, info in enumerate(tar):
                     if n >= room:
                         raise ImageError(f"the image has more than {MAX_MEMBERS} layer members")
-                    out.append((_norm_member(info.name, where), n, info))
+                    path = _norm_member(info.name, where)
+                    out.append((path, n, info))
+                    if self._visit is not None and info.isreg():
+                        self._visit(i, n, path, tar.extractfile(info), info.size)
                 tarh.drain()
                 rawh.drain()
         except (tarfile.TarError, OSError, EOFError, ValueError) as e:
@@ -820,7 +839,7 @@ class ImageTree:
 
     def _stream_packed(self, i, members):
         layer = self.layers[i]
-        tar, _, _, raw, _ = _open_layer(self._source, layer)
+        tar, _, _, raw, _ = _open_layer(self._source, layer, verify=False)
         left = len(members)
         try:
             with raw:
@@ -842,7 +861,7 @@ class ImageTree:
     def _stream_read(self, i, members) -> Dict[str, bytes]:
         """One pass over layer *i*, stopping after the last of *members* (index -> (offset, n))."""
         layer = self.layers[i]
-        tar, _, _, raw, _ = _open_layer(self._source, layer)
+        tar, _, _, raw, _ = _open_layer(self._source, layer, verify=False)
         got = {}
         try:
             with raw:

@@ -19,7 +19,6 @@ bytes dropped.  Nothing is written to the host.
 
 from __future__ import annotations
 
-import io
 import posixpath
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -27,7 +26,7 @@ from ..elf.reader import read_elf, read_symbols
 from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
 from .walk import PROGRESS_EVERY, ScanItem, ScanResult
 
-__all__ = ["scan_image", "read_members", "entry_program", "image_env", "EntryProgram", "DEFAULT_PATH"]
+__all__ = ["scan_image", "read_members", "member_facts", "Prefetch", "entry_program", "image_env", "EntryProgram", "DEFAULT_PATH"]
 
 OnError = Callable[[str, str], None]
 
@@ -36,13 +35,27 @@ def _ignore(_path: str, _reason: str) -> None:
     return None
 
 
-def read_members(tree, paths, symbols: bool, on_error: OnError = _ignore, magic_only: bool = False):
+def read_members(tree, paths, symbols: bool, on_error: OnError = _ignore, magic_only: bool = False,
+                 prefetched: Optional["Prefetch"] = None):
     """Yield ``(path, info, facts)`` for each ELF regular file among the
     in-image real ``paths`` (hard links give one item per name): ``info`` its
     :class:`ElfInfo`, ``facts`` its symbol facts with ``symbols`` (else
     None).  Broken files go to ``on_error`` and are left out.  With
-    ``magic_only`` nothing beyond the magic is read (``info`` is None)."""
-    for names, f, size in tree.stream_files(paths):
+    ``magic_only`` nothing beyond the magic is read (``info`` is None).
+    ``prefetched``: facts read while the image was opened (a
+    :class:`Prefetch`); only the files it did not look at are read now."""
+    rest = []
+    for p in paths:
+        got = prefetched.get(tree, p, symbols) if prefetched is not None and not magic_only else None
+        if got is None:
+            rest.append(p)
+            continue
+        info, facts, error = got
+        if error is not None:
+            on_error(p, error)
+        elif info is not None:
+            yield p, info, facts
+    for names, f, size in tree.stream_files(rest):
         head = f.read(HEAD_SIZE)
         if not is_elf_magic(head):
             continue
@@ -50,28 +63,102 @@ def read_members(tree, paths, symbols: bool, on_error: OnError = _ignore, magic_
             for name in names:
                 yield name, None, None
             continue
-        data = io.BytesIO(head + f.read(size - len(head)))
-        info, facts = _facts(names[0], data, symbols, on_error)
-        del data
+        info, facts, error = member_facts(f, size, head, symbols)
+        if error is not None:
+            on_error(names[0], error)
         if info is None:
             continue
         for name in names:
             yield name, info, facts
 
 
-def _facts(path: str, data: io.BytesIO, symbols: bool, on_error: OnError) -> Tuple[Optional[ElfInfo], object]:
+class _View:
+    """A seekable read-only file over a buffer (no copy of the whole)."""
+
+    __slots__ = ("_b", "_pos")
+
+    def __init__(self, b):
+        self._b, self._pos = memoryview(b), 0
+
+    def seek(self, pos, whence=0):
+        self._pos = pos if whence == 0 else (self._pos + pos if whence == 1 else len(self._b) + pos)
+        return self._pos
+
+    def tell(self):
+        return self._pos
+
+    def read(self, n=-1):
+        end = len(self._b) if n is None or n < 0 else self._pos + n
+        data = bytes(self._b[self._pos:end])
+        self._pos += len(data)
+        return data
+
+
+def member_facts(f, size: int, head: bytes, symbols: bool):
+    """(info, facts, error) of one ELF member whose first bytes ``head``
+    were read from ``f``: the rest read into one buffer, parsed, dropped."""
+    buf = bytearray(size)
+    buf[:len(head)] = head
+    view = memoryview(buf)
+    pos = len(head)
+    while pos < size:
+        n = f.readinto(view[pos:])
+        if not n:
+            break
+        pos += n
+    data = _View(view[:pos])
     try:
         info = read_elf(data)
     except ElfError as exc:
-        on_error(path, str(exc))
-        return None, None
+        return None, None, str(exc)
     if info is None or not symbols:
-        return info, None
+        return info, None, None
     try:
-        return info, read_symbols(data)
+        return info, read_symbols(data), None
     except ElfError as exc:
-        on_error(path, f"broken symbol table: {exc}")
-        return info, None
+        return info, None, f"broken symbol table: {exc}"
+
+
+class Prefetch:
+    """The ``visit`` of :func:`rundeps.inputs.image.open_image`: the ELF
+    facts of the members under ``prefixes`` (in-image folders, matched by
+    the member's name; their symbol facts too with ``symbols``) and under
+    ``info_prefixes`` (the ELF facts only: the system's library folders),
+    read in the pass that opens the image, so that the walk reads no layer
+    again. Keyed by (layer, member index): a member a
+    later layer removes is simply never asked for."""
+
+    def __init__(self, prefixes: Sequence[str], symbols: bool, info_prefixes: Sequence[str] = ()):
+        self.prefixes = tuple(p.rstrip("/") + "/" for p in prefixes)
+        self.info_prefixes = tuple(p.rstrip("/") + "/" for p in info_prefixes)
+        self.symbols = symbols
+        self.facts: Dict[Tuple[int, int], Tuple[Optional[ElfInfo], object, Optional[str]]] = {}
+        self._with_symbols: set = set()
+
+    def __call__(self, layer: int, index: int, path: str, f, size: int) -> None:
+        full = path.startswith(self.prefixes)
+        if not full and not path.startswith(self.info_prefixes):
+            return
+        head = f.read(HEAD_SIZE)
+        if not is_elf_magic(head):
+            self.facts[(layer, index)] = (None, None, None)
+            return
+        symbols = self.symbols and full
+        self.facts[(layer, index)] = member_facts(f, size, head, symbols)
+        if symbols:
+            self._with_symbols.add((layer, index))
+
+    def get(self, tree, path: str, symbols: bool):
+        """(info, facts, error) of the file at real ``path``; None when it
+        was not read, or read without the symbol facts asked for."""
+        e = tree.entries.get(path)
+        if e is None or e.layer is None:
+            return None
+        key = (e.layer, e.index)
+        got = self.facts.get(key)
+        if got is None or (symbols and got[0] is not None and key not in self._with_symbols):
+            return None
+        return got
 
 
 def _canonical_tops(tree, paths: Sequence[str], error: OnError) -> List[Tuple[str, str, Optional[str]]]:
@@ -149,12 +236,14 @@ class _Listing:
 
 
 def scan_image(tree, paths: Sequence[str], exclude: Sequence[str] = (), on_error: Optional[OnError] = None,
-               progress: Optional[Callable[[int], None]] = None, symbols: bool = False) -> ScanResult:
+               progress: Optional[Callable[[int], None]] = None, symbols: bool = False,
+               prefetched: Optional[Prefetch] = None) -> ScanResult:
     """Walk the in-image ``paths`` (folders or single files) of ``tree`` and
     read every ELF regular file in them (``symbols``: their symbol facts
     too, in :attr:`ScanItem.symbols`).  ``progress(n)`` is called with the
     number of files read so far.  ``ScanItem.host_path`` is None: nothing
-    of an image is a host file."""
+    of an image is a host file.  ``prefetched``: what a :class:`Prefetch`
+    read while the image was opened."""
     error = on_error or _ignore
     listing = _Listing(tree, _compile_excludes(exclude))
     tops = _canonical_tops(tree, paths, error)
@@ -166,7 +255,7 @@ def scan_image(tree, paths: Sequence[str], exclude: Sequence[str] = (), on_error
     found: Dict[str, Tuple[ElfInfo, object]] = {}
     seen = 0
     next_tick = PROGRESS_EVERY
-    for path, info, facts in read_members(tree, listing.files, symbols, error):
+    for path, info, facts in read_members(tree, listing.files, symbols, error, prefetched=prefetched):
         found[path] = (info, facts)
         seen += 1
         if progress is not None and seen >= next_tick:

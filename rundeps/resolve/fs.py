@@ -244,11 +244,13 @@ class ImageFS:
     search may ask for next (regular files in ``library_dirs``): a
     compressed layer is decompressed once for them all, not once per file.
     Only facts are kept, never bytes.  ``symbols``: read symbol facts with
-    the ELF facts (what binding needs)."""
+    the ELF facts (what binding needs); ``prefetched``: facts read while the
+    image was opened (:class:`rundeps.inputs.imagescan.Prefetch`)."""
 
     def __init__(self, image, known: Mapping[str, ElfInfo] = (), on_error=None, symbols: bool = False,
-                 library_dirs: Iterable[str] = ()):
+                 library_dirs: Iterable[str] = (), prefetched=None):
         self.image = image
+        self.prefetched = prefetched  # a rundeps.inputs.imagescan.Prefetch, or None
         self.files = image
         self.root = None  # no host folder
         self._infos: Dict[str, Optional[ElfInfo]] = dict(known)
@@ -331,7 +333,8 @@ class ImageFS:
             self._infos.setdefault(p, None)
             if self._want_symbols:
                 self._symbols.setdefault(p, None)
-        for path, info, facts in read_members(self.image, paths, self._want_symbols, self._error):
+        for path, info, facts in read_members(self.image, paths, self._want_symbols, self._error,
+                                              prefetched=self.prefetched):
             self._infos[path] = info
             if facts is not None:
                 self._symbols[path] = facts

@@ -1,7 +1,14 @@
-"""Saved images made from host folders, for the tests of ``--image``:
-layer tars of a folder's files (symlinks, hard links and modes kept), with
-whiteouts and opaque markers added by name, written as a ``docker save``
-archive or an OCI layout, as Docker and skopeo write them."""
+#!/usr/bin/env python3
+"""Saved images made from host folders, for the demo and the tests of
+``--image``: layer tars of a folder's files (symlinks, hard links and modes
+kept), with whiteouts and opaque markers added by name, written as a
+``docker save`` archive or an OCI layout, as Docker and skopeo write them.
+
+Usage: ``python scripts/make_demo_image.py OUT.tar`` builds the demo root
+(``scripts/make_demo_root.py``) and saves it as a ``docker save`` archive
+of two gzip layers (the system, then ``/usr/local``) whose config runs
+``python3``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,9 @@ import io
 import json
 import os
 import stat
+import sys
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
 
@@ -109,3 +118,28 @@ def oci_layout(folder: Path, layers: Sequence[bytes], cfg: bytes, compress: Opti
     for h, data in blobs.items():
         (folder / "blobs" / "sha256" / h).write_bytes(data)
     return folder
+
+
+def main(argv=None) -> int:
+    import argparse
+    import importlib.util
+
+    ap = argparse.ArgumentParser(description="Save the demo root as a docker save archive.")
+    ap.add_argument("out", help="the archive to write")
+    args = ap.parse_args(argv)
+    spec = importlib.util.spec_from_file_location("make_demo_root", Path(__file__).with_name("make_demo_root.py"))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = demo.build_demo_root(Path(tmp) / "root", workdir=Path(tmp) / "work")
+        layers = [folder_layer(root, keep=lambda rel: not rel.startswith("usr/local/")),
+                  folder_layer(root, keep=lambda rel: rel.startswith("usr/local/"))]
+        cfg = config(layers, Env=["PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                     Cmd=["python3"])
+        docker_archive(Path(args.out), layers, cfg, compress=[True, True])
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
