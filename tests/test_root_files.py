@@ -302,7 +302,8 @@ def test_open_indexes_uses_the_image_cache_offline(roots):
         assert [p.name for p in index.repository.packages][:2] == ["musl", "zlib"]
     assert got[0] == got[1]
     assert got[0][0] == ["musl", "zlib", "libcrypto3", "busybox"]
-    assert got[0][1] == [f"{MAIN_INDEX}: using the image's apk cache {find_cached_index(tree, MAIN_INDEX, arch='x86_64')}"]
+    cached = find_cached_index(tree, MAIN_INDEX, arch="x86_64")
+    assert got[0][1] == [f"{MAIN_INDEX}: using the image's apk cache {cached}"]
     assert len(got[0][2]) == 2 and all(w.startswith("skipped a repository of ROOT: ") for w in got[0][2])
 
 
