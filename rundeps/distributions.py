@@ -43,7 +43,7 @@ import hashlib
 import posixpath
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from .rootfs import resolve_dir_in_root, resolve_in_root, to_host
+from .rootfs import root_files
 
 __all__ = ["Distribution", "DistributionMap", "find_distributions", "map_distributions", "wheel_distributions",
            "needs_of"]
@@ -53,29 +53,26 @@ MAX_METADATA_FILE = 32 << 20
 NO_DISTRIBUTION = "(no distribution)"
 
 
-def _in_root_distribution(root: str, folder: str):
+def _in_root_distribution(root, folder: str):
     """An :class:`importlib.metadata.Distribution` whose files are read inside
-    ``root`` (symlinks resolved in the root, regular files only, bounded).
+    ``root`` (the root protocol, :func:`rundeps.rootfs.root_files`: symlinks
+    resolved in the root, regular files only, bounded).
     (Made on first use: importing :mod:`importlib.metadata` costs ~40 ms.)"""
     global _InRootDistribution
     if _InRootDistribution is None:
         from importlib import metadata
 
         class InRootDistribution(metadata.Distribution):
-            def __init__(self, root: str, folder: str):
-                self._root = root
+            def __init__(self, root, folder: str):
+                self._files = root_files(root)
                 self._folder = folder  # in-root real path of the metadata folder
 
             def read_text(self, filename):
                 filename = str(filename)
                 if not filename or "/" in filename or filename == "..":
                     return None  # only the folder's own files (3.9 also asks for '')
-                real = resolve_in_root(self._root, posixpath.join(self._folder, filename))
-                if real is None:
-                    return None
-                try:
-                    with open(to_host(self._root, real), "rb") as f:
-                        data = f.read(MAX_METADATA_FILE + 1)
+                try:  # OSError when absent or not a regular file
+                    data = self._files.read(posixpath.join(self._folder, filename), 0, MAX_METADATA_FILE + 1)
                 except OSError:
                     return None
                 if len(data) > MAX_METADATA_FILE:
@@ -167,21 +164,23 @@ def _canonical(name: str) -> str:
     return str(canonicalize_name(name))
 
 
-def _listdir(root: str, folder: str) -> List[Tuple[str, bool]]:
-    """(name, is a folder) for the entries of the real in-root folder ``folder``."""
-    import os
-
+def _listdir(files, folder: str) -> List[str]:
+    """The names in the real in-root folder ``folder`` of ``files`` (the root protocol)."""
     try:
-        with os.scandir(to_host(root, folder)) as it:
-            out = []
-            for e in it:
-                try:
-                    out.append((e.name, e.is_dir(follow_symlinks=False) or e.is_symlink()))
-                except OSError:
-                    continue
-            return out
+        return files.listdir(folder)
     except (OSError, ValueError):
         return []
+
+
+def _dir_or_link(files, path: str) -> bool:
+    """Whether the entry ``path`` (its folder real) is a folder or a symlink (not followed)."""
+    return files.resolve(path) != path or files.is_dir(path)
+
+
+def _real_dir(files, path: str) -> Optional[str]:
+    """The in-root real path of the folder ``path`` leads to, or None."""
+    real = files.resolve(path)
+    return real if real is not None and files.is_dir(real) else None
 
 
 def _ancestors(path: str) -> Iterable[str]:
@@ -201,7 +200,7 @@ def _name_version_from_folder(base: str, suffix: str) -> Tuple[str, str]:
     return name, version
 
 
-def _load(root: str, folder: str, kind: str) -> Optional[Tuple[Distribution, Optional[str]]]:
+def _load(root, folder: str, kind: str) -> Optional[Tuple[Distribution, Optional[str]]]:
     """The distribution of a metadata folder, and the text of its file list."""
     base = posixpath.basename(folder)
     parent = posixpath.dirname(folder)
@@ -240,9 +239,11 @@ _PREFIX_FOLDERS = frozenset({"bin", "sbin", "lib", "lib64", "libexec"})
 _SUFFIXES = ((".dist-info", "dist-info"), (".egg-info", "egg-info"), (".egg", "egg"))
 
 
-def find_distributions(root: str, paths: Iterable[str]) -> List[Tuple[Distribution, Optional[str]]]:
+def find_distributions(root, paths: Iterable[str]) -> List[Tuple[Distribution, Optional[str]]]:
     """Every distribution whose metadata sits beside an ancestor of ``paths``
-    (or in ``lib/python*/site-packages`` below one), with its file list text."""
+    (or in ``lib/python*/site-packages`` below one), with its file list text.
+    ``root``: a host folder or a root through the root protocol."""
+    root = root_files(root)
     folders: Dict[str, None] = {}
     prefixes: Dict[str, None] = {}
     for p in paths:
@@ -256,23 +257,23 @@ def find_distributions(root: str, paths: Iterable[str]) -> List[Tuple[Distributi
     candidates: Dict[str, None] = dict(folders)
     for a in prefixes:
         for lib in ("lib", "lib64"):
-            libdir = resolve_dir_in_root(root, posixpath.join(a, lib))
+            libdir = _real_dir(root, posixpath.join(a, lib))
             if libdir is None:
                 continue
-            for name, is_dir in _listdir(root, libdir):
-                if is_dir and name.startswith("python"):
+            for name in _listdir(root, libdir):
+                if name.startswith("python") and _dir_or_link(root, posixpath.join(libdir, name)):
                     for sp in ("site-packages", "dist-packages"):
-                        real = resolve_dir_in_root(root, posixpath.join(libdir, name, sp))
+                        real = _real_dir(root, posixpath.join(libdir, name, sp))
                         if real is not None:
                             candidates.setdefault(real, None)
     found: Dict[str, Tuple[Distribution, Optional[str]]] = {}
     for folder in candidates:
-        for name, is_dir in _listdir(root, folder):
-            if not is_dir:
-                continue
+        for name in _listdir(root, folder):
             for suffix, kind in _SUFFIXES:
                 if name.endswith(suffix) and len(name) > len(suffix):
-                    real = resolve_dir_in_root(root, posixpath.join(folder, name))
+                    if not _dir_or_link(root, posixpath.join(folder, name)):
+                        break
+                    real = _real_dir(root, posixpath.join(folder, name))
                     if real is None or real in found:
                         break
                     got = _load(root, real, kind)
@@ -301,8 +302,8 @@ def _record_entries(text: str) -> Iterable[Tuple[str, Optional[Tuple[str, str]]]
 class _FolderResolver:
     """In-root real folders, memoised (RECORD paths share few folders)."""
 
-    def __init__(self, root: str):
-        self.root = root
+    def __init__(self, root):
+        self.files = root_files(root)
         self._memo: Dict[str, Optional[str]] = {}
 
     def real(self, path: str) -> Optional[str]:
@@ -312,7 +313,7 @@ class _FolderResolver:
         try:
             real = self._memo[folder]
         except KeyError:
-            real = self._memo[folder] = resolve_dir_in_root(self.root, folder)
+            real = self._memo[folder] = _real_dir(self.files, folder)
         if real is None or not name:
             return None
         return posixpath.join(real, name)
@@ -326,26 +327,37 @@ def _inroot_entry(base: str, entry: str) -> str:
     return p
 
 
-def _file_hash(root: str, path: str, algo: str) -> Optional[str]:
+_HASH_CHUNK = 32 << 20
+"""Bytes of a file read at a time to hash it (each read of a file inside a
+compressed image layer passes over the layer again: few, large reads)."""
+
+
+def _file_hash(root, path: str, algo: str) -> Optional[str]:
     try:
         h = hashlib.new(algo)
     except (ValueError, TypeError):
         return None
-    real = resolve_in_root(root, path)
-    if real is None:
+    files = root_files(root)
+    real = files.resolve(path)
+    if real is None or not files.is_file(real):
         return None
+    offset = 0
     try:
-        with open(to_host(root, real), "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        while True:
+            chunk = files.read(real, offset, _HASH_CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+            offset += len(chunk)
     except OSError:
         return None
     return base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode("ascii")
 
 
-def map_distributions(root: str, files: Sequence[str], objects: Iterable[str] = (),
+def map_distributions(root, files: Sequence[str], objects: Iterable[str] = (),
                       extra_paths: Iterable[str] = ()) -> DistributionMap:
-    """Map ``files`` (in-root real paths of the scanned files), ``objects``
+    """Map ``files`` (in-root real paths of the scanned files of ``root``: a
+    host folder or a root through the root protocol, read through it), ``objects``
     (other ELF objects they load, e.g. vendored libraries outside the scanned
     paths) and ``extra_paths`` (e.g. Python files with run-time loads) to the
     distributions that own them. A distribution's ``files`` are the ELF
@@ -354,6 +366,7 @@ def map_distributions(root: str, files: Sequence[str], objects: Iterable[str] = 
     elf_paths: Set[str] = set(files) | set(objects)
     wanted: Set[str] = elf_paths | set(extra_paths)
     wanted_names = {p.rpartition("/")[2] for p in wanted}
+    root = root_files(root)
     loaded = find_distributions(root, wanted)
     claims: Dict[str, List[_Claim]] = {}
     folders = _FolderResolver(root)
@@ -397,7 +410,7 @@ def map_distributions(root: str, files: Sequence[str], objects: Iterable[str] = 
     return DistributionMap(dists, owners, unowned)
 
 
-def _decide(root: str, path: str, claims: List[_Claim]) -> List[_Claim]:
+def _decide(root, path: str, claims: List[_Claim]) -> List[_Claim]:
     """Of several claims on one file, the ones whose recorded hash matches it."""
     hashed = [c for c in claims if c.hash is not None]
     if not hashed:

@@ -259,13 +259,18 @@ def tree_symbols(root: str, fs) -> Callable[[str], object]:
     return fs.symbols
 
 
-def system_libraries(root: str, resolver: Resolver, limit: int = 4000):
+def system_libraries(root, resolver: Resolver, limit: int = 4000):
     """(in-root path, owning package name or None) of the shared libraries in
-    the root's library search folders: where a missing symbol may be defined."""
+    the root's library search folders: where a missing symbol may be defined.
+    ``root``: a host folder or a root through the root protocol
+    (:func:`rundeps.rootfs.root_files`: an image's tree)."""
+    from .rootfs import root_files
+
+    files = root_files(root)
     out = []
     for d in resolver.system_dirs():
         try:
-            names = sorted(os.listdir(to_host(root, d)))
+            names = files.listdir(d)  # sorted; symlinks followed inside the root
         except OSError:
             continue
         for name in names:
@@ -370,8 +375,9 @@ def split_default_excludes(objects: Dict[str, object], globs: Sequence[str] = DE
     return out
 
 
-def read_arch(root: Optional[str]) -> Optional[str]:
-    """The root's ``etc/apk/arch`` (see :func:`rundeps.apk.repositories.read_arch`)."""
+def read_arch(root) -> Optional[str]:
+    """The root's ``etc/apk/arch`` (see :func:`rundeps.apk.repositories.read_arch`);
+    ``root``: a host folder, a root through the root protocol, or None."""
     from .apk.repositories import read_arch as read
 
     return read(root)

@@ -119,17 +119,14 @@ def format_size(n: int) -> str:
     return f"{n} B"
 
 
-def read_world(root: str) -> Optional[List[str]]:
+def read_world(root) -> Optional[List[str]]:
     """The entries of ``ROOT/etc/apk/world`` (symlinks followed inside the
-    root), or None when there is none or it cannot be read."""
-    from ..rootfs import resolve_in_root, to_host
+    root), or None when there is none or it cannot be read.  ``root``: a
+    host folder or a root through the root protocol (:func:`rundeps.rootfs.root_files`)."""
+    from ..rootfs import root_files
 
-    real = resolve_in_root(root, "/etc/apk/world")
-    if real is None:
-        return None
     try:
-        with open(to_host(root, real), "rb") as f:
-            data = f.read(MAX_WORLD)
+        data = root_files(root).read("/etc/apk/world", 0, MAX_WORLD)
     except OSError:
         return None
     return data.decode("utf-8", "replace").split()

@@ -25,9 +25,7 @@ same code serves a tree on disk and a wheel's zip.
 from __future__ import annotations
 
 import ast
-import os
 import posixpath
-import stat
 import warnings
 from typing import Callable, Dict, Iterable, List, Optional, Set
 
@@ -166,38 +164,38 @@ def _reach(top: str, base: str, files, read: Read) -> Optional[Set[str]]:
 
 
 class TreeFiles:
-    """The ``.py`` files of a filesystem at host folder ``root``, by in-root
-    path: ``path in files`` is true for a regular file (symlinks are not
-    followed), ``read(path)`` gives its decoded text or None."""
+    """The ``.py`` files of a filesystem ``root`` (a host folder, or a root
+    through the root protocol, :func:`rundeps.rootfs.root_files`: an
+    image's tree), by in-root path: ``path in files`` is true for a regular
+    file (a symlink is not followed; its folders are, inside the root),
+    ``read(path)`` gives its decoded text or None."""
 
-    def __init__(self, root: str, max_size: int = 5 * 1000 * 1000):
-        self.root = os.path.abspath(root)
+    def __init__(self, root, max_size: int = 5 * 1000 * 1000):
+        from ..rootfs import root_files
+
+        self.files = root_files(root)
+        self.root = self.files.name
         self.max_size = max_size
         self._known: Dict[str, bool] = {}
-
-    def _host(self, p: str) -> str:
-        return os.path.join(self.root, p.lstrip("/")) if p != "/" else self.root
 
     def __contains__(self, p: str) -> bool:
         try:
             return self._known[p]
         except KeyError:
             pass
-        try:
-            ok = stat.S_ISREG(os.lstat(self._host(p)).st_mode)
-        except OSError:
-            ok = False
+        real = self.files.resolve(p, follow_last=False)
+        ok = real is not None and self.files.resolve(real) == real and self.files.is_file(real)
         self._known[p] = ok
         return ok
 
     def read(self, p: str) -> Optional[str]:
         if p not in self:
             return None
-        from ..inputs.pysource import decode_source, read_source
+        from ..inputs.pysource import decode_source
 
         try:
-            data = read_source(self._host(p), self.max_size)
-            if data is None or len(data) > self.max_size:
+            data = self.files.read(self.files.resolve(p, follow_last=False), 0, self.max_size + 1)
+            if len(data) > self.max_size:
                 return None
             return decode_source(data)
         except (OSError, SyntaxError, UnicodeDecodeError, LookupError):

@@ -803,47 +803,84 @@ def candidate_sonames(name: str, available: Iterable[str]) -> List[str]:
 
 def scan_tree_sources(
     paths: Iterable[str],
-    root: str = "/",
+    root="/",
     *,
     max_size: int = MAX_SOURCE_SIZE,
     on_problem: Optional[ProblemCallback] = None,
 ) -> List[DlopenFinding]:
     """:func:`find_dlopen` over the ``*.py`` files under in-root ``paths`` of the
-    filesystem at host folder ``root``; findings carry in-root paths.
+    filesystem ``root`` (a host folder, or a root through the root protocol,
+    :func:`rundeps.rootfs.root_files`: an image's tree); findings carry
+    in-root paths.
 
     Symlinked files and folders are not followed (they could lead out of the root).
     """
+    from ..rootfs import root_files
+
+    files = root_files(root)
     out: List[DlopenFinding] = []
-    root = os.path.abspath(root)
     for top in paths:
-        inroot = "/" + str(top).lstrip("/")
-        host = os.path.join(root, inroot.lstrip("/")) if inroot != "/" else root
-        if os.path.islink(host):
-            continue
-        if os.path.isfile(host):
-            files = [host] if host.endswith(".py") else []
-        elif os.path.isdir(host):
-            files = list(iter_py_files(host))
-        else:
-            files = []  # a FIFO, socket or device given by name: never opened
-        for fn in files:
-            rel = os.path.relpath(fn, root)
-            shown = "/" + rel.replace(os.sep, "/") if rel != "." else "/"
+        inroot = posixpath.normpath("/" + str(top).lstrip("/"))
+        for real, shown in _tree_py_files(files, inroot):
             try:
-                st = os.lstat(fn)
-                if not stat.S_ISREG(st.st_mode):
-                    continue  # a symlink, FIFO, socket or device: never opened
-                if st.st_size > max_size:
-                    _report(on_problem, shown, "skipped: larger than %d bytes" % max_size)
-                    continue
-                data = read_source(fn, max_size)
-                if data is None:  # replaced by something else meanwhile
-                    continue
+                data = files.read(real, 0, max_size + 1)
             except OSError as exc:
                 _report(on_problem, shown, "skipped: %s" % (exc.strerror or exc))
                 continue
+            if len(data) > max_size:
+                _report(on_problem, shown, "skipped: larger than %d bytes" % max_size)
+                continue
             out.extend(find_dlopen(data, shown, max_size=max_size, on_problem=on_problem))
     return out
+
+
+def _tree_py_files(files, inroot: str) -> Iterator[Tuple[str, str]]:
+    """(in-root real path, path as given) of the regular ``*.py`` files at or
+    under ``inroot`` of ``files`` (the root protocol): folders in sorted
+    order, a folder's files before its sub-folders (as :func:`os.walk`);
+    symlinks (to files or folders), FIFOs, sockets and devices skipped."""
+    real = files.resolve(inroot, follow_last=False)
+    if real is None or files.resolve(real) != real:
+        return  # absent, or a symlink
+    if files.is_file(real):
+        if inroot.endswith(".py"):
+            yield real, inroot
+        return
+    if not files.is_dir(real):
+        return  # a FIFO, socket or device given by name: never opened
+    stack = [(real, inroot)]
+    while stack:
+        folder, shown = stack.pop()
+        try:
+            names = files.listdir(folder)
+        except OSError:
+            continue
+        subs = []
+        for name in names:
+            p = folder.rstrip("/") + "/" + name
+            kind = _entry_kind(files, p)
+            if kind == "file" and name.endswith(".py"):
+                yield p, shown.rstrip("/") + "/" + name
+            elif kind == "dir":
+                subs.append((p, shown.rstrip("/") + "/" + name))
+        stack.extend(reversed(subs))
+
+
+def _entry_kind(files, path: str) -> str:
+    """``file``, ``dir``, ``link`` or ``other`` for ``path`` of ``files``
+    (the root protocol), its folder an in-root real path: its last part is
+    not followed.  A host folder's entry is one ``lstat`` (the folder being
+    real, its host path crosses no symlink)."""
+    host = files.host_path(path)
+    if host is not None:
+        try:
+            mode = os.lstat(host).st_mode
+        except (OSError, ValueError):
+            return "other"
+        return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+    if files.resolve(path) != path:
+        return "link"
+    return "file" if files.is_file(path) else "dir" if files.is_dir(path) else "other"
 
 
 def find_wheel_loads(ws, **kwargs) -> List[DlopenFinding]:
