@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .apk.model import Universe
@@ -21,7 +22,7 @@ from .platform import KNOWN_ARCHES, host_arch, same_arch
 from .resolve import Resolution, Resolver, TreeFS, majority_arch
 from .verdict import GLIBC_LINKED
 from .inputs.walk import scan
-from .rootfs import to_host
+from .rootfs import root_files, to_host
 
 __all__ = ["DEFAULT_EXCLUDES", "CheckOptions", "Diagnostics", "WheelCheck", "check_tree", "check_wheel",
            "add_distributions", "add_installed_size", "add_runtime_loads", "bind_symbols"]
@@ -218,7 +219,7 @@ def _resolve_tree(resolver: Resolver, objects, root: str, sources: Sources, opti
     except V3RepositoryError:
         raise
     except SourceError as exc:
-        diag.warning(f"could not use the repositories of {root}: {exc}")
+        diag.warning(f"could not use the repositories of {root_files(root).name}: {exc}")
         more = []
     if not more:
         return res
@@ -458,8 +459,41 @@ def add_runtime_loads(
     conditions: dict = {}
     if findings:
         files = TreeFiles(root)
-        conditions = import_conditions({f.path for f in findings}, files, files.read)
+        read = files.read
+        if hasattr(files.files, "read_many"):  # an image: its packages' sources in one pass per layer
+            read = _package_sources(files, {f.path for f in findings})
+        conditions = import_conditions({f.path for f in findings}, files, read)
     return apply_runtime_loads(res, findings, add=add, conditions=conditions, include_conditional=include_conditional)
+
+
+def _package_sources(files, paths) -> Callable[[str], Optional[str]]:
+    """``files.read`` for the ``.py`` files of the top-level packages of
+    ``paths``, read together first (``read_many``: a compressed layer is
+    decompressed once, where reads in import order would restart it)."""
+    from .inputs.pysource import decode_source
+
+    tops = set()
+    for path in paths:
+        top, d = None, posixpath.dirname(path)
+        while d not in ("/", "") and posixpath.join(d, "__init__.py") in files:
+            top, d = d, posixpath.dirname(d)
+        if top is not None:
+            tops.add(top + "/")
+    image = files.files
+    wanted = [p for p, e in image.entries.items()
+              if e.kind == "file" and p.endswith(".py") and p.startswith(tuple(tops)) and e.size <= files.max_size]
+    texts = image.read_many(wanted) if wanted else {}
+
+    def read(p: str) -> Optional[str]:
+        data = texts.get(p) if p in files else None
+        if data is None:
+            return files.read(p)
+        try:
+            return decode_source(data)
+        except (SyntaxError, UnicodeDecodeError, LookupError):
+            return None
+
+    return read
 
 
 def add_wheel_loads(res: Resolution, ws, *, add: bool = True, include_conditional: bool = False) -> list:

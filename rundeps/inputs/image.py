@@ -548,12 +548,13 @@ class ImageTree:
     its :class:`ImageEntry`.  Use as a context manager, or :meth:`close`.
     """
 
-    __slots__ = ("kind", "config", "entries", "layers", "name", "_source", "_children", "_visit")
+    __slots__ = ("kind", "config", "entries", "layers", "name", "_source", "_children", "_visit", "_cursors")
 
     def __init__(self, kind, source, config, layers, name="image", visit=None):
         self.kind, self._source, self.config, self.layers = kind, source, config, layers
         self.name = name  # how messages name the image: the path it was read from
         self._visit = visit
+        self._cursors: Dict[int, list] = {}  # layer -> [tar stream, raw file, index of the member it stands after]
         self.entries: Dict[str, ImageEntry] = {"/": ImageEntry("dir", 0o755)}
         self._children: Dict[str, set] = {"/": set()}
 
@@ -564,7 +565,14 @@ class ImageTree:
         self.close()
 
     def close(self):
+        for i in list(self._cursors):
+            self._drop_cursor(i)
         self._source.close()
+
+    def _drop_cursor(self, i):
+        cur = self._cursors.pop(i, None)
+        if cur is not None:
+            cur[1].close()
 
     # -- building
 
@@ -788,7 +796,37 @@ class ImageTree:
             with self._source.open(self.layers[e.layer].name) as f:
                 f.seek(e.offset + offset)
                 return f.read(n)
-        return self._stream_read(e.layer, {e.index: (offset, n)})[e.index]
+        return self._cursor_read(e, offset, n)
+
+    def _cursor_read(self, e, offset: int, n: int) -> bytes:
+        """One member of a compressed layer, read on from where the last
+        read of that layer stopped: readers that go in member order (a
+        walk in name order) decompress the layer once, not once a file."""
+        layer = self.layers[e.layer]
+        cur = self._cursors.get(e.layer)
+        if cur is None or cur[2] >= e.index:
+            self._drop_cursor(e.layer)
+            tar, _, _, raw, _ = _open_layer(self._source, layer, verify=False)
+            cur = self._cursors[e.layer] = [tar, raw, -1]
+        tar = cur[0]
+        try:
+            while True:
+                info = tar.next()
+                if info is None:
+                    raise ImageError(f"layer {layer.name or 'tar'} no longer holds member #{e.index}")
+                cur[2] += 1
+                if cur[2] == e.index:
+                    break
+            f = tar.extractfile(info)
+            while offset > 0:
+                offset -= len(f.read(min(offset, _CHUNK))) or offset
+            return f.read(n)
+        except ImageError:
+            self._drop_cursor(e.layer)
+            raise
+        except Exception as exc:  # tarfile, zlib, zstandard errors alike
+            self._drop_cursor(e.layer)
+            raise ImageError(f"layer {layer.name or 'tar'} is damaged: {type(exc).__name__}: {exc}") from None
 
     def read_many(self, paths) -> Dict[str, bytes]:
         """Whole contents of each regular file in *paths*, each compressed layer read once."""

@@ -30,6 +30,8 @@ __all__ = ["scan_image", "read_members", "member_facts", "Prefetch", "entry_prog
 
 OnError = Callable[[str, str], None]
 
+_PIECE = 1 << 20
+
 
 def _ignore(_path: str, _reason: str) -> None:
     return None
@@ -102,7 +104,7 @@ def member_facts(f, size: int, head: bytes, symbols: bool):
     view = memoryview(buf)
     pos = len(head)
     while pos < size:
-        n = f.readinto(view[pos:])
+        n = f.readinto(view[pos:pos + _PIECE])  # in pieces: a tar stream copies what one read asks for
         if not n:
             break
         pos += n
