@@ -9,7 +9,7 @@ EXIT_OK = 0
 EXIT_UNRESOLVED = 1
 """Some needed sonames did not resolve (stdout still lists what did)."""
 EXIT_ERROR = 2
-"""Bad usage, or a root, database, index or cache that cannot be used."""
+"""Bad usage, or a root, image, database, index or cache that cannot be used."""
 
 
 class RundepsError(Exception):

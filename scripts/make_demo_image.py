@@ -7,7 +7,8 @@ kept), with whiteouts and opaque markers added by name, written as a
 Usage: ``python scripts/make_demo_image.py OUT.tar`` builds the demo root
 (``scripts/make_demo_root.py``) and saves it as a ``docker save`` archive
 of two gzip layers (the system, then ``/usr/local``) whose config runs
-``python3``.
+``python3`` (``--tkinter``: with ``lib-dynload/_tkinter``, which needs tcl
+and tk).
 """
 
 from __future__ import annotations
@@ -126,12 +127,13 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description="Save the demo root as a docker save archive.")
     ap.add_argument("out", help="the archive to write")
+    ap.add_argument("--tkinter", action="store_true", help="with lib-dynload/_tkinter (needs tcl and tk)")
     args = ap.parse_args(argv)
     spec = importlib.util.spec_from_file_location("make_demo_root", Path(__file__).with_name("make_demo_root.py"))
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
     with tempfile.TemporaryDirectory() as tmp:
-        root = demo.build_demo_root(Path(tmp) / "root", workdir=Path(tmp) / "work")
+        root = demo.build_demo_root(Path(tmp) / "root", workdir=Path(tmp) / "work", tkinter=args.tkinter)
         layers = [folder_layer(root, keep=lambda rel: not rel.startswith("usr/local/")),
                   folder_layer(root, keep=lambda rel: rel.startswith("usr/local/"))]
         cfg = config(layers, Env=["PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"],

@@ -201,3 +201,27 @@ def test_the_result_equals_root_on_what_umoci_unpacks(built, tmp_path):
         for source in (img, tmp_path / "oci"):
             got = rundeps("scan", "--image", str(source), "--format", fmt, "/usr/local", "/opt")
             assert got[:2] == want[:2] and without_entry_note(got[2]) == want[2]
+
+
+def test_a_member_that_claims_more_bytes_than_the_layer_has_is_one_line(tmp_path):
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("usr/local/lib/libbig.so")
+        elf = b"\x7fELF\x02\x01\x01" + b"\0" * 57
+        info.size = len(elf)
+        tar.addfile(info, io.BytesIO(elf))
+    data = bytearray(buf.getvalue())
+    # the header now says 64 GiB follow (octal size field, checksum made good again)
+    header = data[:512]
+    header[124:136] = b"%011o\0" % (64 << 30)
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    data[:512] = header
+    flat = tmp_path / "huge.tar"
+    flat.write_bytes(bytes(data[:4096]))
+    code, out, err = rundeps("scan", "--image", str(flat), "/usr/local")
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("rundeps: error: "), err

@@ -586,18 +586,12 @@ def _local_path(location: str) -> str:
 
 
 def _read_local(path: str, name: str) -> bytes:
-    try:
+    with _index_read_errors(name):
         size = os.path.getsize(path)
-        if size > MAX_INDEX_BYTES:
-            raise SourceError(f"{name}: the index is larger than {MAX_INDEX_BYTES // (1024 * 1024)} MiB; refused")
-        with open(path, "rb") as f:
-            return f.read(MAX_INDEX_BYTES + 1)
-    except FileNotFoundError:
-        raise SourceError(f"index file not found: {name}") from None
-    except IsADirectoryError:
-        raise SourceError(f"{name} is a folder, not an APKINDEX.tar.gz (for a repository folder use --repo)") from None
-    except OSError as e:
-        raise SourceError(f"cannot read index {name}: {e.strerror or e}") from None
+        if size <= MAX_INDEX_BYTES:
+            with open(path, "rb") as f:
+                return f.read(MAX_INDEX_BYTES + 1)
+    raise SourceError(f"{name}: the index is larger than {MAX_INDEX_BYTES // (1024 * 1024)} MiB; refused")
 
 
 def _read_in_root(files, path: str) -> bytes:
@@ -605,17 +599,31 @@ def _read_in_root(files, path: str) -> bytes:
     from ..rootfs import shown_path
 
     name = shown_path(files, path)
-    try:
+    with _index_read_errors(name):
         data = files.read(path, 0, MAX_INDEX_BYTES + 1)
-    except FileNotFoundError:
-        raise SourceError(f"index file not found: {name}") from None
-    except IsADirectoryError:
-        raise SourceError(f"{name} is a folder, not an APKINDEX.tar.gz (for a repository folder use --repo)") from None
-    except OSError as e:
-        raise SourceError(f"cannot read index {name}: {e.strerror or e}") from None
     if len(data) > MAX_INDEX_BYTES:
         raise SourceError(f"{name}: the index is larger than {MAX_INDEX_BYTES // (1024 * 1024)} MiB; refused")
     return data
+
+
+class _index_read_errors:
+    """Reading a local index ``name``: an :class:`OSError` becomes one :class:`SourceError` line."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or not isinstance(exc, OSError):
+            return False
+        name = self.name
+        if isinstance(exc, FileNotFoundError):
+            raise SourceError(f"index file not found: {name}") from None
+        if isinstance(exc, IsADirectoryError):
+            raise SourceError(f"{name} is a folder, not an APKINDEX.tar.gz (for a repository folder use --repo)") from None
+        raise SourceError(f"cannot read index {name}: {exc.strerror or exc}") from None
 
 
 def _from_cache_or_read(

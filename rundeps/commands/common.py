@@ -24,7 +24,7 @@ Exit codes:
      relocation musl refuses, a glibc-only loader, or any of these in a library it loads;
      --allow-glibc accepts glibc-linked files); stdout still lists what resolved, stderr
      names each
-  {EXIT_ERROR}  bad usage, or a root, database, index or cache that cannot be used
+  {EXIT_ERROR}  bad usage, or a root, image, database, index or cache that cannot be used
 """
 
 

@@ -829,19 +829,17 @@ class ImageTree:
             raise ImageError(f"layer {layer.name or 'tar'} is damaged: {type(exc).__name__}: {exc}") from None
 
     def read_many(self, paths) -> Dict[str, bytes]:
-        """Whole contents of each regular file in *paths*, each compressed layer read once."""
-        out, wanted = {}, {}
-        entries = {p: self._file(p) for p in paths}
-        for p, e in entries.items():
-            if e.offset is not None:
-                out[p] = self.read(p)
-            else:
-                wanted.setdefault(e.layer, {})[e.index] = (0, e.size)
-        for layer, members in wanted.items():
-            got = self._stream_read(layer, members)
-            for p, e in entries.items():
-                if e.offset is None and e.layer == layer:
-                    out[p] = got[e.index]
+        """Whole contents of each regular file in *paths* (symlinks followed), each compressed layer read once."""
+        real: Dict[str, List[str]] = {}
+        for p in paths:
+            self._file(p)  # a regular file, or ImagePathError
+            real.setdefault(self.resolve(p), []).append(p)
+        out = {}
+        for names, f, size in self.stream_files(list(real)):
+            data = f.read(size)
+            for r in names:
+                for p in real[r]:
+                    out[p] = data
         return out
 
     def stream_files(self, paths):
@@ -895,28 +893,3 @@ class ImageTree:
             raise ImageError(f"layer {layer.name or 'tar'} is damaged: {type(e).__name__}: {e}") from None
         if left:
             raise ImageError(f"layer {layer.name or 'tar'} no longer holds {left} of its members")
-
-    def _stream_read(self, i, members) -> Dict[str, bytes]:
-        """One pass over layer *i*, stopping after the last of *members* (index -> (offset, n))."""
-        layer = self.layers[i]
-        tar, _, _, raw, _ = _open_layer(self._source, layer, verify=False)
-        got = {}
-        try:
-            with raw:
-                for k, info in enumerate(tar):
-                    want = members.get(k)
-                    if want is None or not info.isreg():
-                        continue
-                    f = tar.extractfile(info)
-                    skip, n = want
-                    while skip > 0:
-                        skip -= len(f.read(min(skip, _CHUNK))) or skip
-                    got[k] = f.read(n)
-                    if len(got) == len(members):
-                        break
-        except Exception as e:
-            raise ImageError(f"layer {layer.name or 'tar'} is damaged: {type(e).__name__}: {e}") from None
-        missing = set(members) - set(got)
-        if missing:
-            raise ImageError(f"layer {layer.name or 'tar'} no longer holds member #{min(missing)}")
-        return got

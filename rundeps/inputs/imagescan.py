@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..elf.reader import read_elf, read_symbols
 from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
-from .walk import PROGRESS_EVERY, ScanItem, ScanResult
+from .walk import PROGRESS_EVERY, ScanItem, ScanResult, compile_excludes, is_under
 
 __all__ = ["scan_image", "read_members", "member_facts", "Prefetch", "entry_program", "image_env", "EntryProgram", "DEFAULT_PATH"]
 
@@ -99,16 +99,13 @@ class _View:
 def member_facts(f, size: int, head: bytes, symbols: bool):
     """(info, facts, error) of one ELF member whose first bytes ``head``
     were read from ``f``: the rest read into one buffer, parsed, dropped."""
-    buf = bytearray(size)
-    buf[:len(head)] = head
-    view = memoryview(buf)
-    pos = len(head)
-    while pos < size:
-        n = f.readinto(view[pos:pos + _PIECE])  # in pieces: a tar stream copies what one read asks for
-        if not n:
+    buf = bytearray(head)  # grown as bytes arrive: a header's size is not trusted with an allocation
+    while len(buf) < size:
+        piece = f.read(min(_PIECE, size - len(buf)))  # in pieces: a tar stream copies what one read asks for
+        if not piece:
             break
-        pos += n
-    data = _View(view[:pos])
+        buf += piece
+    data = _View(buf)
     try:
         info = read_elf(data)
     except ElfError as exc:
@@ -184,25 +181,11 @@ def _canonical_tops(tree, paths: Sequence[str], error: OnError) -> List[Tuple[st
     tops.sort(key=lambda t: (t[1], t[0]))
     out: List[Tuple[str, str, Optional[str]]] = []
     for g, real, kind in tops:
-        if any(_under(real, o[1]) for o in out if o[2] == "dir") or any(real == o[1] for o in out):
+        if any(is_under(real, o[1]) for o in out if o[2] == "dir") or any(real == o[1] for o in out):
             out.append((g, real, None))  # still a name, when a symlink
             continue
         out.append((g, real, kind))
     return out
-
-
-def _under(path: str, top: str) -> bool:
-    return top == "/" or path == top or path.startswith(top + "/")
-
-
-def _compile_excludes(exclude: Sequence[str]):
-    if not exclude:
-        return None
-    import fnmatch
-    import re
-
-    rx = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in exclude))
-    return rx.match
 
 
 class _Listing:
@@ -247,7 +230,7 @@ def scan_image(tree, paths: Sequence[str], exclude: Sequence[str] = (), on_error
     of an image is a host file.  ``prefetched``: what a :class:`Prefetch`
     read while the image was opened."""
     error = on_error or _ignore
-    listing = _Listing(tree, _compile_excludes(exclude))
+    listing = _Listing(tree, compile_excludes(exclude))
     tops = _canonical_tops(tree, paths, error)
     for _given, real, kind in tops:
         if kind == "dir":
@@ -293,7 +276,7 @@ def _links(tree, tops, symlinks: List[Tuple[str, str]], elf_paths: set) -> Dict[
             continue
         if target in elf_paths:
             links[link] = target
-        elif target not in top_files and not any(_under(target, t) for t in dir_tops):
+        elif target not in top_files and not any(is_under(target, t) for t in dir_tops):
             outside.setdefault(target, []).append(link)  # outside what was scanned: look at its magic
     if outside:
         for target, _info, _facts in read_members(tree, list(outside), False, magic_only=True):

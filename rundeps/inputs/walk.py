@@ -47,7 +47,7 @@ from .filecache import folder_signature, signature_keys
 if TYPE_CHECKING:  # pragma: no cover
     from .filecache import FileCache  # noqa: F401
 
-__all__ = ["ScanItem", "ScanResult", "scan", "read_keyed", "stat_key"]
+__all__ = ["ScanItem", "ScanResult", "scan", "read_keyed", "stat_key", "compile_excludes", "is_under"]
 
 PROGRESS_EVERY = 1000
 
@@ -112,7 +112,8 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _compile_excludes(exclude: Sequence[str]):
+def compile_excludes(exclude: Sequence[str]):
+    """One match function for the ``exclude`` globs (None without any)."""
     if not exclude:
         return None
     import fnmatch
@@ -122,7 +123,8 @@ def _compile_excludes(exclude: Sequence[str]):
     return rx.match
 
 
-def _under(path: str, top: str) -> bool:
+def is_under(path: str, top: str) -> bool:
+    """True when in-root ``path`` is ``top`` or inside it."""
     return top == "/" or path == top or path.startswith(top + "/")
 
 
@@ -374,7 +376,7 @@ def _canonical_tops(root: str, paths: Sequence[str], error) -> List[Tuple[str, s
     tops.sort(key=lambda t: (t[1], t[0]))
     out: List[Tuple[str, str, Optional[str]]] = []
     for g, real, kind in tops:
-        if any(_under(real, o[1]) for o in out if o[2] == "dir") or any(real == o[1] for o in out):
+        if any(is_under(real, o[1]) for o in out if o[2] == "dir") or any(real == o[1] for o in out):
             # Still remember a given symlink that names a file.
             out.append((g, real, None))
             continue
@@ -427,7 +429,7 @@ def scan(
 
 def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: int = 1) -> ScanResult:
     root = norm_root(root)
-    excluded = _compile_excludes(exclude)
+    excluded = compile_excludes(exclude)
     w = _Walker(root, on_error, cache, progress, excluded)
     if symbols and cache is not None:
         w.keys = {}
@@ -482,7 +484,7 @@ def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: 
             continue
         if tpath in elf_paths:
             links[link] = tpath
-        elif tpath not in top_files and not any(_under(tpath, t) for t in dir_tops):
+        elif tpath not in top_files and not any(is_under(tpath, t) for t in dir_tops):
             # Outside what was scanned: look at its magic.
             try:
                 fd = os.open(join_host(root, tpath), _O_FILE)
@@ -536,7 +538,7 @@ def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=N
     dir_tops = [real for _g, real, kind in tops if kind == "dir"]
     by_top: Dict[str, List[ScanItem]] = {}
     for item in items:
-        top = next((t for t in dir_tops if _under(item.path, t)), item.path)
+        top = next((t for t in dir_tops if is_under(item.path, t)), item.path)
         by_top.setdefault(top, []).append(item)
     reader = _CopyReader(items)
     keys = keys or {}
