@@ -703,20 +703,68 @@ def check_image(image, paths: Sequence[str] = ("/usr/local",), sources: Optional
     gives ``LD_LIBRARY_PATH`` unless ``options.library_path`` does, and
     ``res.entry_program`` says whether the program its ``Entrypoint``/``Cmd``
     runs loads (a :class:`ProgramCheck`). ``platform`` chooses the image of a
-    multi-platform index (``linux/arm64/v8``). No cache is read or written
-    for the image's files (the index cache is used as for a root)."""
-    from .inputs.image import open_image
+    multi-platform index (``linux/arm64/v8``). With the cache, a repeat run
+    over an unchanged image file (its :func:`rundeps.inputs.image.image_stamp`)
+    reads no layer for the scanned files: the merged tree and their facts
+    come from the file cache."""
+    from .inputs.image import ImageError, open_image
     from .inputs.imagescan import Prefetch
 
-    prefetch = None
-    if isinstance(image, (str, bytes, os.PathLike)):
-        check_arch_name(options.arch)
-        # ELF facts read in the pass that opens the image: the scanned
-        # folders' (with symbols) and the library folders' (without)
-        prefetch = Prefetch(paths, options.symbols, info_prefixes=("/lib", "/usr/lib", "/usr/local/lib"))
-        with open_image(image, platform, visit=prefetch) as tree:
-            return _check_image(tree, paths, sources or Sources(), options, diagnostics or Diagnostics(), prefetch)
-    return _check_image(image, paths, sources or Sources(), options, diagnostics or Diagnostics())
+    if not isinstance(image, (str, bytes, os.PathLike)):
+        return _check_image(image, paths, sources or Sources(), options, diagnostics or Diagnostics())
+    check_arch_name(options.arch)
+    sources = sources or Sources()
+    diag = diagnostics or Diagnostics()
+    # ELF facts read in the pass that opens the image: the scanned
+    # folders' (with symbols) and the library folders' (without)
+    lib_dirs = ("/lib", "/usr/lib", "/usr/local/lib")
+    prefetch = Prefetch(paths, options.symbols, info_dirs=lib_dirs, progress=diag.progress)
+    cache = _file_cache(sources.cache_dir, sources.use_cache, diag.warning)
+    stamp, scope, snapshot = _cached_image(cache, image, prefetch, (platform, tuple(paths), options.symbols, lib_dirs))
+    try:
+        tree = open_image(image, platform, visit=prefetch, snapshot=snapshot)
+    except ImageError:
+        if snapshot is None:
+            raise
+        prefetch = Prefetch(paths, options.symbols, info_dirs=lib_dirs, progress=diag.progress)
+        tree = snapshot = None
+    if tree is None:  # a cached reading that does not fit: read the image
+        tree = open_image(image, platform, visit=prefetch)
+    with tree:
+        storing = cache is not None and snapshot is None and stamp is not None
+        if storing:
+            tree.record_reads()
+        # the walk reads next to nothing now: its count would only run the bar backwards
+        quiet = Diagnostics(diag.warning, diag.note, diag.info, diag.file_error)
+        res = _check_image(tree, paths, sources, options, quiet, prefetch)
+        if storing and _image_stamp(image) == stamp:
+            cache.store_image(stamp, scope, (tree.snapshot(), prefetch.dump()))
+        return res
+
+
+def _image_stamp(image):
+    from .inputs.image import image_stamp
+
+    try:
+        return image_stamp(image)
+    except OSError:
+        return None
+
+
+def _cached_image(cache, image, prefetch, scope):
+    """(stamp, scope, snapshot): the image's identity, and what the file
+    cache holds of an earlier reading of it (``prefetch`` gets its facts),
+    or None for the snapshot."""
+    stamp = _image_stamp(image) if cache is not None else None
+    if stamp is None:
+        return stamp, scope, None
+    held = cache.load_image(stamp, scope)
+    try:
+        snapshot, facts = held
+        prefetch.restore(facts)
+    except (TypeError, ValueError):
+        return stamp, scope, None
+    return stamp, scope, snapshot
 
 
 def _check_image(tree, paths: Sequence[str], sources: Sources, options: CheckOptions,

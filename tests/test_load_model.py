@@ -12,6 +12,7 @@ the fault kind is the one musl's own message names, and the fault's chain
 ends at the object musl names.
 """
 
+import json
 import os
 import re
 import shutil
@@ -450,3 +451,28 @@ def test_scan_exits_1_when_a_unit_will_not_load(model):
     r = rundeps_scan(model.root)
     every_unit_loads = all(t.ok for t in model.truth.values())
     assert r.returncode == (0 if every_unit_loads else 1), (r.returncode, r.stderr[-2000:])
+
+
+# -- the same root as a saved image ----------------------------------------------------
+
+
+def test_the_model_root_saved_as_an_image_gets_the_same_verdicts(model, tmp_path):
+    """Every unit above, its verdict checked against musl's loader, judged
+    again from a saved image of the root (two gzip layers, read in memory):
+    the same JSON as ``--root``, failures included."""
+    from scriptmods import ib
+
+    keep_site = lambda rel: rel.startswith(S + "/")  # noqa: E731
+    layers = [ib.folder_layer(model.root, keep=lambda rel: not keep_site(rel)), ib.folder_layer(model.root, keep_site)]
+    img = ib.docker_archive(tmp_path / "model.tar", layers, ib.config(layers), compress=[True, True])
+    env = dict(os.environ)
+    env.pop("RUNDEPS_ROOT", None)
+    outs = []
+    for target in (["--root", str(model.root)], ["--image", str(img)]):
+        proc = subprocess.run([sys.executable, "-m", "rundeps", "scan", *target, "--no-cache", "--format", "json",
+                               SITE], capture_output=True, text=True, env=env, timeout=300)
+        outs.append((proc.returncode, proc.stdout, proc.stderr))
+    (root_code, root_out, root_err), (img_code, img_out, img_err) = outs
+    assert img_code == root_code == 1  # the units musl refuses (TLS, IRELATIVE) fail both ways
+    assert img_out == root_out and img_err == root_err
+    assert json.loads(img_out)["will_not_load"]

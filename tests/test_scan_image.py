@@ -225,3 +225,32 @@ def test_a_member_that_claims_more_bytes_than_the_layer_has_is_one_line(tmp_path
     code, out, err = rundeps("scan", "--image", str(flat), "/usr/local")
     assert code == 2 and out == ""
     assert len(err.splitlines()) == 1 and err.startswith("rundeps: error: "), err
+
+
+def test_a_repeat_run_reads_no_layer_of_an_unchanged_image(built, tmp_path):
+    """The file cache keeps the merged tree and the scanned files' facts per
+    image file identity (device, inode, size, mtime): a repeat run over the
+    same file prints the same and reads no layer -- shown by damaging the
+    layers in place while keeping that identity, which only a run without
+    the cache notices. Touching the file (a new mtime) is a miss again."""
+    img = tmp_path / "img.tar"
+    shutil.copy(image(built, "docker", "layered-docker", Cmd=["python3"]), img)
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+
+    def run(*extra):
+        proc = subprocess.run([sys.executable, "-m", "rundeps", "scan", "--image", str(img), "--format", "json",
+                               "/usr/local", *extra], capture_output=True, text=True, timeout=300)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    first = run(*cache)
+    assert first[0] == 1 and first[1] and list((tmp_path / "cache" / "filecache").glob("*.i1"))
+    st = img.stat()
+    data = bytearray(img.read_bytes())
+    for i in range(4096, len(data) - 4096, 4096):  # the layers' bytes, not the outer tar's manifest
+        data[i] ^= 0x55
+    img.write_bytes(bytes(data))
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert run(*cache) == first
+    assert run("--no-cache")[0] == 2
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert run(*cache)[0] == 2  # a new identity: read again, and found damaged

@@ -53,6 +53,9 @@ SUBDIR = "filecache"
 FORMAT_VERSION = 3
 _MAGIC = b"RDFC"
 _HEADER = _MAGIC + bytes([FORMAT_VERSION])
+#: The format of the saved-image files (see :meth:`FileCache.load_image`).
+IMAGE_VERSION = 1
+_IMAGE_HEADER = b"RDIM" + bytes([IMAGE_VERSION])
 #: The format of the symbol facts files (see :meth:`FileCache.load_symbols`).
 SYMBOLS_VERSION = 2
 _SYM_HEADER = b"RDSY" + bytes([SYMBOLS_VERSION])
@@ -353,6 +356,28 @@ class FileCache:
             return
         self._write_blob(self._verdicts_key(root, tops), "b%d" % VERDICTS_VERSION, _VERDICTS_HEADER, verdicts)
 
+    # -- saved images ------------------------------------------------------------
+    #
+    # What reading a saved image gave (its merged tree and the ELF facts of
+    # its members, see rundeps.pipeline.check_image), one file per image,
+    # platform and scanned folders (``.i<N>``), keyed on the identity of the
+    # files the image is read from (rundeps.inputs.image.image_stamp): a
+    # changed archive is a miss, never a stale answer.
+
+    def load_image(self, stamp, scope) -> Optional[object]:
+        """The object :meth:`store_image` stored for this image ``stamp`` and ``scope``, or None."""
+        return self._read_blob(self._image_key(stamp, scope), "i%d" % IMAGE_VERSION, _IMAGE_HEADER, "image facts")
+
+    def store_image(self, stamp, scope, obj) -> None:
+        """Remember ``obj`` (marshal-able) for this image ``stamp`` and ``scope``."""
+        if self._broken:
+            return
+        self._write_blob(self._image_key(stamp, scope), "i%d" % IMAGE_VERSION, _IMAGE_HEADER, obj)
+
+    def _image_key(self, stamp, scope) -> bytes:
+        return b"image\0%d\0%s\0%s%s" % (IMAGE_VERSION, repr(stamp).encode("utf-8", "surrogateescape"),
+                                          repr(scope).encode("utf-8", "surrogateescape"), _reader_tag())
+
     def _write_blob(self, key: bytes, suffix: str, header: bytes, obj) -> None:
         """Write ``obj`` as the cache file for ``key`` (:func:`pack_blob`)."""
         self._write(self._cache_file(key, suffix), pack_blob(header, key, obj))
@@ -415,7 +440,7 @@ class FileCache:
         except OSError:
             return
         for name in names:
-            if ".v" in name or ".s" in name or ".b" in name:
+            if ".v" in name or ".s" in name or ".b" in name or ".i" in name:
                 try:
                     os.unlink(os.path.join(self.directory, name))
                 except OSError:

@@ -55,13 +55,16 @@ from typing import Dict, List, Optional
 
 from ..errors import RundepsError
 
-__all__ = ["ImageError", "ImagePathError", "ImageEntry", "ImageTree", "open_image", "MAX_JSON", "MAX_HOPS", "MAX_MEMBERS"]
+__all__ = ["ImageError", "ImagePathError", "ImageEntry", "ImageTree", "open_image", "image_stamp", "MAX_JSON",
+           "MAX_HOPS", "MAX_MEMBERS"]
 
 MAX_JSON = 4 * 1024 * 1024
 """The largest manifest, index or config JSON read, in bytes."""
 MAX_HOPS = 40
 """Symlinks followed in one :meth:`ImageTree.resolve` (the kernel's MAXSYMLINKS)."""
 MAX_MEMBERS = 4_000_000
+#: The bytes of small files a snapshot keeps (see :meth:`ImageTree.record_reads`).
+MAX_HELD = 16 * 1024 * 1024
 """Layer members (headers, summed over all layers) held before the image is refused."""
 MAX_INDEX_DEPTH = 8
 """Nested OCI indexes followed."""
@@ -446,7 +449,27 @@ def _open_source(path, platform):
     return "rootfs-tar", _FileSource(path), {}, [_Layer("")]
 
 
-def open_image(path, platform: Optional[str] = None, visit=None) -> "ImageTree":
+def image_stamp(path) -> tuple:
+    """The identity of the files the image at *path* is read from: (device,
+    inode, size, mtime_ns) of the archive, or of an OCI layout's
+    ``index.json`` and every blob.  An unchanged stamp is trusted to mean
+    unchanged bytes, as the file cache trusts a file's (see
+    :meth:`ImageTree.snapshot`)."""
+    path = os.fspath(path)
+
+    def ident(p):
+        st = os.stat(p)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    if not os.path.isdir(path):
+        return (os.path.abspath(path), ident(path))
+    blobs = os.path.join(path, "blobs", "sha256")
+    names = sorted(os.listdir(blobs)) if os.path.isdir(blobs) else []
+    return (os.path.abspath(path), ident(os.path.join(path, "index.json")),
+            tuple((n, ident(os.path.join(blobs, n))) for n in names))
+
+
+def open_image(path, platform: Optional[str] = None, visit=None, snapshot=None) -> "ImageTree":
     """Read the image at *path* (see the module docstring) into an :class:`ImageTree`.
 
     *platform* (``linux/arm64/v8``, ``linux/amd64``...) chooses the image of a
@@ -456,6 +479,9 @@ def open_image(path, platform: Optional[str] = None, visit=None) -> "ImageTree":
     while the layers are read, ``f`` a file object of its bytes valid during
     the call: what a reader needs of the files, in the one pass that reads
     the headers (the layer's digest is checked after the pass).
+    ``snapshot``: what :meth:`ImageTree.snapshot` gave for the same image
+    (same :func:`image_stamp`, same platform): the tree is restored from it,
+    no layer is read (nor ``visit`` called); later reads go to the layers.
     """
     kind, source, config, layers = _open_source(os.fspath(path), platform)
     if not isinstance(config, dict) or not layers:
@@ -463,7 +489,10 @@ def open_image(path, platform: Optional[str] = None, visit=None) -> "ImageTree":
         raise ImageError("the image config is not a JSON object" if layers else "the image has no layers")
     tree = ImageTree(kind, source, config, layers, os.fsdecode(path), visit)
     try:
-        tree._build()
+        if snapshot is not None:
+            tree._restore(snapshot)
+        else:
+            tree._build()
     except BaseException:
         tree.close()
         raise
@@ -548,13 +577,16 @@ class ImageTree:
     its :class:`ImageEntry`.  Use as a context manager, or :meth:`close`.
     """
 
-    __slots__ = ("kind", "config", "entries", "layers", "name", "_source", "_children", "_visit", "_cursors")
+    __slots__ = ("kind", "config", "entries", "layers", "name", "_source", "_children", "_visit", "_cursors", "_held",
+                 "_recording")
 
     def __init__(self, kind, source, config, layers, name="image", visit=None):
         self.kind, self._source, self.config, self.layers = kind, source, config, layers
         self.name = name  # how messages name the image: the path it was read from
         self._visit = visit
         self._cursors: Dict[int, list] = {}  # layer -> [tar stream, raw file, index of the member it stands after]
+        self._held: Dict[tuple, bytes] = {}  # (layer, index) -> whole bytes (see record_reads)
+        self._recording = False
         self.entries: Dict[str, ImageEntry] = {"/": ImageEntry("dir", 0o755)}
         self._children: Dict[str, set] = {"/": set()}
 
@@ -575,6 +607,40 @@ class ImageTree:
             cur[1].close()
 
     # -- building
+
+    def record_reads(self) -> None:
+        """From now on, keep what :meth:`read` reads from the start of a file
+        (the apk database, RECORDs and path files whole, a program's first
+        bytes: at most :data:`MAX_HELD` bytes in all), for :meth:`snapshot`."""
+        self._recording = True
+
+    def snapshot(self) -> tuple:
+        """The merged tree as plain data (marshal-able) for :func:`open_image`'s
+        ``snapshot``: the layers' names and whether each is uncompressed,
+        every entry, and the bytes :meth:`record_reads` kept."""
+        layers = tuple((layer.name, layer.plain) for layer in self.layers)
+        entries = tuple((p, e.kind, e.mode, e.size, e.target, e.layer, e.member, e.offset, e.hardlink, e.index)
+                        for p, e in self.entries.items())
+        return (layers, entries, tuple(self._held.items()))
+
+    def _restore(self, snapshot) -> None:
+        """The tree :meth:`snapshot` described (ImageError when it does not fit this image)."""
+        try:
+            layers, entries, held = snapshot
+            self._held = {tuple(k): bytes(v) for k, v in held}
+            if tuple(layer.name for layer in self.layers) != tuple(n for n, _ in layers):
+                raise ValueError("other layers")
+            for layer, (_, plain) in zip(self.layers, layers):
+                layer.plain = bool(plain)
+            for p, kind, mode, size, target, li, member, offset, hardlink, index in entries:
+                self.entries[p] = ImageEntry(kind, mode, size, target, li, member, offset, hardlink, index)
+                if kind == "dir":
+                    self._children.setdefault(p, set())
+                if p != "/":
+                    parent, base = posixpath.split(p)
+                    self._children.setdefault(parent, set()).add(base)
+        except (TypeError, ValueError) as e:
+            raise ImageError(f"a cached reading of {self.name} does not fit it ({e})") from None
 
     def _build(self):
         _diff_ids(self.config, self.layers)
@@ -792,6 +858,15 @@ class ImageTree:
         e = self._file(path)
         offset = max(0, min(offset, e.size))
         n = e.size - offset if size is None else max(0, min(size, e.size - offset))
+        held = self._held.get((e.layer, e.index))
+        if held is not None and offset + n <= len(held):
+            return held[offset:offset + n]
+        data = self._read_entry(e, offset, n)
+        if self._recording and offset == 0 and n <= MAX_HELD - sum(map(len, self._held.values())):
+            self._held[(e.layer, e.index)] = data  # the file's first n bytes
+        return data
+
+    def _read_entry(self, e, offset: int, n: int) -> bytes:
         if e.offset is not None:
             with self._source.open(self.layers[e.layer].name) as f:
                 f.seek(e.offset + offset)

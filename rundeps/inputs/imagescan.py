@@ -122,21 +122,29 @@ class Prefetch:
     """The ``visit`` of :func:`rundeps.inputs.image.open_image`: the ELF
     facts of the members under ``prefixes`` (in-image folders, matched by
     the member's name; their symbol facts too with ``symbols``) and under
-    ``info_prefixes`` (the ELF facts only: the system's library folders),
+    ``info_dirs`` (the ELF facts only of the files right in them: the
+    system's library folders),
     read in the pass that opens the image, so that the walk reads no layer
-    again. Keyed by (layer, member index): a member a
-    later layer removes is simply never asked for."""
+    again.  Keyed by (layer, member index): a member a later layer
+    removes is simply never asked for.  ``progress(n)`` hears how many
+    files of the layers were read."""
 
-    def __init__(self, prefixes: Sequence[str], symbols: bool, info_prefixes: Sequence[str] = ()):
+    def __init__(self, prefixes: Sequence[str], symbols: bool, info_dirs: Sequence[str] = (),
+                 progress: Optional[Callable[[int], None]] = None):
+        self.progress = progress  # progress(n): regular files of the layers read so far
+        self.seen = 0
         self.prefixes = tuple(p.rstrip("/") + "/" for p in prefixes)
-        self.info_prefixes = tuple(p.rstrip("/") + "/" for p in info_prefixes)
+        self.info_dirs = frozenset(p.rstrip("/") or "/" for p in info_dirs)
         self.symbols = symbols
         self.facts: Dict[Tuple[int, int], Tuple[Optional[ElfInfo], object, Optional[str]]] = {}
         self._with_symbols: set = set()
 
     def __call__(self, layer: int, index: int, path: str, f, size: int) -> None:
+        self.seen += 1
+        if self.progress is not None and not self.seen % PROGRESS_EVERY:
+            self.progress(self.seen)
         full = path.startswith(self.prefixes)
-        if not full and not path.startswith(self.info_prefixes):
+        if not full and path.rpartition("/")[0] not in self.info_dirs:
             return
         head = f.read(HEAD_SIZE)
         if not is_elf_magic(head):
@@ -146,6 +154,34 @@ class Prefetch:
         self.facts[(layer, index)] = member_facts(f, size, head, symbols)
         if symbols:
             self._with_symbols.add((layer, index))
+
+    def remember(self, tree, path: str, info, facts, symbols: bool) -> None:
+        """Keep facts read later (a library the search asked for) with the rest, for :meth:`dump`."""
+        e = tree.entries.get(path)
+        if e is None or e.layer is None:
+            return
+        key = (e.layer, e.index)
+        self.facts[key] = (info, facts, None)
+        if symbols and facts is not None:
+            self._with_symbols.add(key)
+
+    def dump(self) -> tuple:
+        """The facts as plain data (marshal-able), for :meth:`restore`."""
+        facts = tuple((k, (None if i is None else i.astuple(), None if f is None else f.astuple(), e))
+                      for k, (i, f, e) in self.facts.items())
+        return (facts, tuple(self._with_symbols))
+
+    def restore(self, data) -> None:
+        """Take the facts :meth:`dump` gave (ValueError when they are not such)."""
+        from ..elf.facts import facts_from_tuple
+
+        try:
+            facts, with_symbols = data
+            self.facts = {tuple(k): (None if i is None else ElfInfo(*i), None if f is None else facts_from_tuple(f), e)
+                          for k, (i, f, e) in facts}
+            self._with_symbols = {tuple(k) for k in with_symbols}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not image facts: {exc}") from None
 
     def get(self, tree, path: str, symbols: bool):
         """(info, facts, error) of the file at real ``path``; None when it

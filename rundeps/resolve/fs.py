@@ -241,7 +241,7 @@ class ImageFS:
 
     A file asked for that the walk did not read (a system library) is read
     from its layer together with every other library of that layer the
-    search may ask for next (regular files in ``library_dirs``): a
+    search may ask for next (regular files named ``*.so*`` in ``library_dirs``): a
     compressed layer is decompressed once for them all, not once per file.
     Only facts are kept, never bytes.  ``symbols``: read symbol facts with
     the ELF facts (what binding needs); ``prefetched``: facts read while the
@@ -322,7 +322,8 @@ class ImageFS:
             for name in self.image.children(folder):
                 p = prefix + name
                 e = self.image.entries.get(p)
-                if e is not None and e.kind == "file" and e.layer == entry.layer and p not in self._infos:
+                if (e is not None and e.kind == "file" and e.layer == entry.layer and ".so" in name
+                        and p not in self._infos):
                     batch.append(p)
         self._read(batch)
 
@@ -338,6 +339,8 @@ class ImageFS:
             self._infos[path] = info
             if facts is not None:
                 self._symbols[path] = facts
+            if self.prefetched is not None:  # kept with the image's other facts for a repeat run
+                self.prefetched.remember(self.image, path, info, facts, self._want_symbols)
 
     def _error(self, path: str, reason: str) -> None:
         if self._on_error:
