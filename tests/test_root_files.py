@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import os
 import sys
 import tarfile
@@ -124,21 +123,10 @@ def _specs(key, other_key):
 
 
 def _tar(path, specs):
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        for spec in specs:
-            kind, name, arg = spec[0], spec[1], spec[2] if len(spec) > 2 else None
-            info = tarfile.TarInfo(name)
-            info.mtime = 1700000000
-            if kind == "file":
-                info.mode = spec[3] if len(spec) > 3 else 0o644
-                info.size = len(arg)
-                tar.addfile(info, io.BytesIO(arg))
-            elif kind == "dir":
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            else:
-                info.type, info.linkname, info.mode = tarfile.SYMTYPE, arg, 0o777
-                tar.addfile(info)
+    """A flat rootfs tar of ``specs`` (test_image's layer builder; a folder here is always 0o755)."""
+    from test_image import layer_tar
+
+    path.write_bytes(layer_tar([("dir", s[1], 0o755) if s[0] == "dir" else s for s in specs]))
 
 
 @pytest.fixture(scope="module")
