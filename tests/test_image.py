@@ -420,3 +420,28 @@ def test_the_tree_matches_what_umoci_unpacks(tmp_path):
         with open_image(source) as tree:
             mine = {p: (k, m if k == "file" else None, v) for p, (k, m, v) in snapshot(tree).items() if p != "/"}
         assert mine == ref
+
+
+def test_a_layer_damaged_after_opening_is_an_image_error_wherever_it_is_read(tmp_path):
+    """Reads after opening trust the blobs not to change; when one does, the
+    damage is one ImageError, whether :meth:`read` or the caller of
+    :meth:`stream_files` meets it -- never a zlib or tarfile error."""
+    import random
+
+    noise = random.Random(0)
+    layer = [("dir", "usr/", 0o755), ("file", "usr/a", noise.randbytes(1 << 20)),
+             ("file", "usr/b", noise.randbytes(1 << 20))]  # incompressible: b's bytes sit at the blob's end
+    oci = Oci()
+    layout = oci.write_dir(tmp_path / "layout", oci.index([oci.image(layers=[layer], compress=(True,))]))
+    with open_image(layout) as tree:
+        blob = layout / tree.layers[0].name
+        data = bytearray(blob.read_bytes())
+        for i in range(len(data) - (1 << 19), len(data) - 8):
+            data[i] ^= 0x5A
+        blob.write_bytes(bytes(data))
+        assert len(tree.read("/usr/a")) == 1 << 20  # the start of the layer is intact
+        with pytest.raises(ImageError, match=r"^layer blobs/sha256/\w+ is damaged: "):
+            tree.read("/usr/b")
+        with pytest.raises(ImageError, match=r"^layer blobs/sha256/\w+ is damaged: "):
+            for _names, f, size in tree.stream_files(["/usr/b"]):
+                f.read(size)

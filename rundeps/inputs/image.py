@@ -200,11 +200,21 @@ class _Window:
         self._left -= len(data)
         return data
 
-    def readinto(self, b):
-        view = memoryview(b)[:self._left]
-        n = self._f.readinto(view)
-        self._left -= n
-        return n
+
+class _Guarded:
+    """A member's file object whose read errors (a stream that turns out
+    damaged) are one :class:`ImageError`, wherever the caller reads it."""
+
+    __slots__ = ("_f", "_label")
+
+    def __init__(self, f, label):
+        self._f, self._label = f, label
+
+    def read(self, n=-1):
+        try:
+            return self._f.read(n)
+        except Exception as exc:  # tarfile, zlib, zstandard errors alike
+            raise ImageError(f"layer {self._label} is damaged: {type(exc).__name__}: {exc}") from None
 
 
 class _Layer:
@@ -874,34 +884,44 @@ class ImageTree:
         return self._cursor_read(e, offset, n)
 
     def _cursor_read(self, e, offset: int, n: int) -> bytes:
-        """One member of a compressed layer, read on from where the last
-        read of that layer stopped: readers that go in member order (a
-        walk in name order) decompress the layer once, not once a file."""
-        layer = self.layers[e.layer]
-        cur = self._cursors.get(e.layer)
-        if cur is None or cur[2] >= e.index:
-            self._drop_cursor(e.layer)
+        """Bytes of one member of a compressed layer (see :meth:`_member`)."""
+        f, _size = self._member(e.layer, e.index)
+        while offset > 0:
+            offset -= len(f.read(min(offset, _CHUNK))) or offset
+        return f.read(n)
+
+    def _member(self, i: int, index: int):
+        """(file object, size) of member #*index* of compressed layer *i*,
+        read on from where the last read of that layer stopped (one cursor
+        a layer): readers that go in member order (a walk in name order,
+        :meth:`stream_files`) decompress the layer once, not once a file.
+        The file object is valid until the layer is read again; a damaged
+        stream is an :class:`ImageError` whenever it shows."""
+        layer = self.layers[i]
+        label = layer.name or "tar"
+        cur = self._cursors.get(i)
+        if cur is None or cur[2] >= index:
+            self._drop_cursor(i)
             tar, _, _, raw, _ = _open_layer(self._source, layer, verify=False)
-            cur = self._cursors[e.layer] = [tar, raw, -1]
+            cur = self._cursors[i] = [tar, raw, -1]
         tar = cur[0]
         try:
             while True:
                 info = tar.next()
                 if info is None:
-                    raise ImageError(f"layer {layer.name or 'tar'} no longer holds member #{e.index}")
+                    raise ImageError(f"layer {label} no longer holds member #{index}")
                 cur[2] += 1
-                if cur[2] == e.index:
+                if cur[2] == index:
                     break
-            f = tar.extractfile(info)
-            while offset > 0:
-                offset -= len(f.read(min(offset, _CHUNK))) or offset
-            return f.read(n)
+            if not info.isreg():
+                raise ImageError(f"layer {label} no longer holds member #{index}")
+            return _Guarded(tar.extractfile(info), label), info.size
         except ImageError:
-            self._drop_cursor(e.layer)
+            self._drop_cursor(i)
             raise
         except Exception as exc:  # tarfile, zlib, zstandard errors alike
-            self._drop_cursor(e.layer)
-            raise ImageError(f"layer {layer.name or 'tar'} is damaged: {type(exc).__name__}: {exc}") from None
+            self._drop_cursor(i)
+            raise ImageError(f"layer {label} is damaged: {type(exc).__name__}: {exc}") from None
 
     def read_many(self, paths) -> Dict[str, bytes]:
         """Whole contents of each regular file in *paths* (symlinks followed), each compressed layer read once."""
@@ -949,22 +969,6 @@ class ImageTree:
                 yield names, _Window(f, e.size), e.size
 
     def _stream_packed(self, i, members):
-        layer = self.layers[i]
-        tar, _, _, raw, _ = _open_layer(self._source, layer, verify=False)
-        left = len(members)
-        try:
-            with raw:
-                for k, info in enumerate(tar):
-                    names = members.get(k)
-                    if names is None or not info.isreg():
-                        continue
-                    yield names, tar.extractfile(info), info.size
-                    left -= 1
-                    if not left:
-                        break
-        except ImageError:
-            raise
-        except Exception as e:  # tarfile, zlib, zstandard errors alike
-            raise ImageError(f"layer {layer.name or 'tar'} is damaged: {type(e).__name__}: {e}") from None
-        if left:
-            raise ImageError(f"layer {layer.name or 'tar'} no longer holds {left} of its members")
+        for k in sorted(members):
+            f, size = self._member(i, k)
+            yield members[k], f, size
