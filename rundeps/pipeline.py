@@ -156,12 +156,24 @@ def check_tree(paths: Sequence[str] = ("/usr/local",), root: str = "/", sources:
     cache = _file_cache(sources.cache_dir, sources.use_cache, diag.warning)  # the walk's, and the verdicts
     result = scan(paths, root=root, exclude=options.exclude, on_error=diag.file_error, cache=cache,
                   progress=diag.progress, symbols=options.symbols, jobs=options.jobs)
+    res, _resolver = _check_scanned(result, root, paths, sources, options, diag, cache,
+                                    lambda objects: TreeFS(root, known=objects, on_error=diag.file_error))
+    return res
+
+
+def _check_scanned(result, root, paths: Sequence[str], sources: Sources, options: CheckOptions,
+                   diag: Diagnostics, cache, make_fs) -> Tuple[Resolution, Resolver]:
+    """Every stage after the walk, for a root folder and a saved image alike
+    (``root``: a host folder or an image's tree; ``make_fs(objects)``: its
+    :class:`~rundeps.resolve.Tree`): the default excludes, the arch, the
+    package sources, resolution, binding (with the verdicts ``cache``, if
+    any) and the detail stages."""
     objects = {item.path: item.info for item in result.items}
     left_out = split_default_excludes(objects) if options.default_excludes else {}
     arch = _tree_arch(objects, root, options, diag)
     universe = load_universe(root, sources, arch, diag.warning, explicit_root=options.explicit_root,
                              on_info=diag.info)
-    fs = TreeFS(root, known=objects, on_error=diag.file_error)
+    fs = make_fs(objects)
     if options.symbols:
         fs.known_items(result.items)  # their facts load when the binder first needs them
     resolver = Resolver(universe, fs, arch=arch, on_warning=diag.warning, library_path=options.library_path,
@@ -172,7 +184,7 @@ def check_tree(paths: Sequence[str] = ("/usr/local",), root: str = "/", sources:
     if options.symbols:
         _bind_tree(res, resolver, root, paths, cache, sources, options, diag)
     _tree_details(res, paths, root, options, diag)
-    return res
+    return res, resolver
 
 
 def _check_tree_inputs(paths: Sequence[str], root: str, options: CheckOptions) -> None:
@@ -781,22 +793,10 @@ def _check_image(tree, paths: Sequence[str], sources: Sources, options: CheckOpt
     options = options.replace(explicit_root=True)
     result = scan_image(tree, paths, exclude=options.exclude, on_error=diag.file_error, progress=diag.progress,
                         symbols=options.symbols, prefetched=prefetch)
-    objects = {item.path: item.info for item in result.items}
-    left_out = split_default_excludes(objects) if options.default_excludes else {}
-    arch = _tree_arch(objects, tree, options, diag)
-    universe = load_universe(tree, sources, arch, diag.warning, explicit_root=True, on_info=diag.info)
-    fs = ImageFS(tree, known=objects, on_error=diag.file_error, symbols=options.symbols, prefetched=prefetch)
-    fs.known_items(result.items)
-    resolver = Resolver(universe, fs, arch=arch, on_warning=diag.warning, library_path=options.library_path,
-                        main_program=options.main_program)
-    fs.library_dirs = tuple(resolver.system_dirs()) + tuple(resolver.library_path)
-    resolver.scanned_paths = tuple(paths)
-    res = _resolve_tree(resolver, objects, tree, sources, options, diag)
-    res.left_out = left_out
-    if options.symbols:
-        bind_symbols(res, resolver, tree, musl_version=options.musl_version, alpine=sources.alpine,
-                     on_warning=diag.warning, target_root=True)
-    _tree_details(res, paths, tree, options, diag)
+    res, resolver = _check_scanned(
+        result, tree, paths, sources, options, diag, None,
+        lambda objects: ImageFS(tree, known=objects, on_error=diag.file_error, symbols=options.symbols,
+                                prefetched=prefetch))
     res.entry_program = _judge_entry_program(tree, res, resolver, options, diag)
     return res
 

@@ -240,15 +240,15 @@ class ImageFS:
     :class:`rundeps.inputs.image.ImageTree`), read from its layer members.
 
     A file asked for that the walk did not read (a system library) is read
-    from its layer together with every other library of that layer the
-    search may ask for next (regular files named ``*.so*`` in ``library_dirs``): a
-    compressed layer is decompressed once for them all, not once per file.
+    together with the other libraries beside it that the search may ask for
+    next (regular files named ``*.so*`` in its folder and its layer): a
+    compressed layer is decompressed once for them, not once per file.
     Only facts are kept, never bytes.  ``symbols``: read symbol facts with
     the ELF facts (what binding needs); ``prefetched``: facts read while the
     image was opened (:class:`rundeps.inputs.imagescan.Prefetch`)."""
 
     def __init__(self, image, known: Mapping[str, ElfInfo] = (), on_error=None, symbols: bool = False,
-                 library_dirs: Iterable[str] = (), prefetched=None):
+                 prefetched=None):
         self.image = image
         self.prefetched = prefetched  # a rundeps.inputs.imagescan.Prefetch, or None
         self.files = image
@@ -258,7 +258,6 @@ class ImageFS:
         self._items: Dict[str, object] = {}
         self._on_error = on_error
         self._want_symbols = symbols
-        self.library_dirs = tuple(library_dirs)
         self._lookups: Dict[str, Optional[str]] = {}
 
     def lookup(self, path: str) -> Optional[str]:
@@ -283,7 +282,7 @@ class ImageFS:
             return self._infos[real_path]
         except KeyError:
             pass
-        self._read_layer_of(real_path)
+        self._read(self._batch(real_path), self._want_symbols)
         return self._infos.get(real_path)
 
     def symbols(self, real_path: str):
@@ -291,56 +290,42 @@ class ImageFS:
         item = self._items.get(real_path)
         if item is not None:
             return item.symbols
-        if real_path not in self._symbols:
-            want = self._want_symbols
-            self._want_symbols = True
-            try:
-                if real_path in self._infos:  # read without symbols: read again
-                    self._read([real_path])
-                else:
-                    self._read_layer_of(real_path)
-            finally:
-                self._want_symbols = want
+        if real_path not in self._symbols:  # not read yet, or read without symbols: read now
+            self._read([real_path] if real_path in self._infos else self._batch(real_path), True)
         return self._symbols.get(real_path)
 
     def symbols_key(self, real_path: str) -> None:
         """None: no verdict of an image's files is cached."""
         return None
 
-    def _read_layer_of(self, real_path: str) -> None:
+    def _batch(self, real_path: str):
+        """``real_path`` and the libraries beside it, in its layer, not read yet."""
         entry = self.image.entries.get(real_path)
         if entry is None or entry.kind != "file":
-            self._infos[real_path] = None
-            self._symbols.setdefault(real_path, None)
-            return
+            return [real_path]
+        folder = posixpath.dirname(real_path)
         batch = [real_path]
-        for d in self.library_dirs:
-            folder = self.image.resolve(d)
-            if folder is None:
-                continue
-            prefix = folder.rstrip("/") + "/"
-            for name in self.image.children(folder):
-                p = prefix + name
-                e = self.image.entries.get(p)
-                if (e is not None and e.kind == "file" and e.layer == entry.layer and ".so" in name
-                        and p not in self._infos):
-                    batch.append(p)
-        self._read(batch)
+        for name in self.image.children(folder):
+            p = posixpath.join(folder, name)
+            e = self.image.entries.get(p)
+            if (".so" in name and p != real_path and p not in self._infos and e is not None and e.kind == "file"
+                    and e.layer == entry.layer):
+                batch.append(p)
+        return batch
 
-    def _read(self, paths) -> None:
+    def _read(self, paths, symbols: bool) -> None:
         from ..inputs.imagescan import read_members
 
         for p in paths:
             self._infos.setdefault(p, None)
-            if self._want_symbols:
+            if symbols:
                 self._symbols.setdefault(p, None)
-        for path, info, facts in read_members(self.image, paths, self._want_symbols, self._error,
-                                              prefetched=self.prefetched):
+        for path, info, facts in read_members(self.image, paths, symbols, self._error, prefetched=self.prefetched):
             self._infos[path] = info
             if facts is not None:
                 self._symbols[path] = facts
             if self.prefetched is not None:  # kept with the image's other facts for a repeat run
-                self.prefetched.remember(self.image, path, info, facts, self._want_symbols)
+                self.prefetched.remember(self.image, path, info, facts, symbols)
 
     def _error(self, path: str, reason: str) -> None:
         if self._on_error:
