@@ -43,7 +43,6 @@ import hashlib
 import os
 import pickle
 import re
-import stat
 import zlib
 from collections import Counter
 from collections.abc import Mapping
@@ -176,12 +175,10 @@ def trusted_key_set(root, arch: Optional[str], extra: Sequence[str] = ()) -> Key
             dirs.append(shown_path(files, d))
             _load_root_keys(keys, files, d)
     if os.path.realpath("/etc/apk/keys") not in seen:
+        from ..rootfs import HostFiles
+
         dirs.append("/etc/apk/keys")
-        host_keys = load_keys(["/etc/apk/keys"])
-        for name, pem in host_keys.items():
-            if name not in keys:
-                keys[name] = pem
-                keys.paths[name] = host_keys.paths[name]
+        _load_root_keys(keys, HostFiles("/"), "/etc/apk/keys")  # the root's own keys win a name
     keys.dirs = tuple(dirs)
     if not keys:
         keys = load_bundled_keys()
@@ -193,11 +190,11 @@ def _root_key_dirs(arch: Optional[str]) -> List[str]:
     return ["/etc/apk/keys"] + ([f"/usr/share/apk/keys/{arch}"] if arch else [])
 
 
-def _load_root_keys(keys: KeySet, files, folder: str) -> None:
+def _load_root_keys(keys: KeySet, files, folder: str, shown_dir: Optional[str] = None) -> None:
     """Add to ``keys`` the public keys of in-root ``folder`` of ``files`` (the
-    root protocol; symlinks followed inside the root), as :func:`load_keys`:
-    hidden, non-regular, oversized and unreadable files skipped, a name
-    already in ``keys`` kept."""
+    root protocol; symlinks followed inside the root): hidden, non-regular,
+    oversized and unreadable files skipped, a name already in ``keys`` kept.
+    A key's path is named under ``shown_dir`` when given."""
     from ..rootfs import shown_path
 
     try:
@@ -207,16 +204,14 @@ def _load_root_keys(keys: KeySet, files, folder: str) -> None:
     for name in names:
         if name in keys or name.startswith("."):
             continue
-        path = folder + "/" + name
-        if not files.is_file(path):
-            continue
+        path = folder.rstrip("/") + "/" + name
         try:
-            data = files.read(path, 0, MAX_KEY_FILE + 1)
+            data = files.read(path, 0, MAX_KEY_FILE + 1)  # OSError for anything but a regular file
         except OSError:
             continue
         if len(data) <= MAX_KEY_FILE and b"PUBLIC KEY" in data:
             keys[name] = data
-            keys.paths[name] = shown_path(files, path)
+            keys.paths[name] = os.path.join(shown_dir, name) if shown_dir is not None else shown_path(files, path)
 
 
 def key_dirs(root: Optional[str], arch: Optional[str], extra: Sequence[str] = ()) -> List[str]:
@@ -244,55 +239,22 @@ def key_dirs(root: Optional[str], arch: Optional[str], extra: Sequence[str] = ()
     return out
 
 
-def _confined(path: str, root: Optional[str]) -> str:
-    """Resolve ``path``'s absolute symlinks inside ``root`` (an image's keys
-    may link to ``/usr/share/apk/keys/...``, which means the image's, not the
-    host's)."""
-    if not root:
-        return path
-    for _ in range(8):
-        try:
-            if not os.path.islink(path):
-                return path
-            target = os.readlink(path)
-        except OSError:
-            return path
-        if os.path.isabs(target):
-            path = os.path.join(root, target.lstrip("/"))
-        else:
-            path = os.path.join(os.path.dirname(path), target)
-    return path
-
-
 def load_keys(dirs: Sequence[str], root: Optional[str] = None) -> KeySet:
-    """Read the public keys of ``dirs``: file name -> PEM bytes.
+    """Read the public keys of host folders ``dirs``: file name -> PEM bytes.
 
     Missing folders, sub-folders, unreadable and oversized files are skipped;
-    an earlier folder wins for a name found twice.  With ``root``, absolute
-    symlinks are resolved inside the root.
+    an earlier folder wins for a name found twice.  With ``root`` (the
+    folders lie inside it), symlinks are resolved inside the root.
     """
+    from ..rootfs import HostFiles
+
     keys = KeySet()
     keys.dirs = tuple(str(d) for d in dirs)
+    files = HostFiles(root or "/")
     for d in dirs:
-        try:
-            names = sorted(os.listdir(d))
-        except OSError:
-            continue
-        for name in names:
-            if name in keys or name.startswith("."):
-                continue
-            path = _confined(os.path.join(d, name), root)
-            try:
-                st = os.stat(path)
-                if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_KEY_FILE:
-                    continue
-                with open(path, "rb") as f:
-                    data = f.read(MAX_KEY_FILE + 1)
-            except OSError:
-                continue
-            if b"PUBLIC KEY" in data:
-                keys[name] = data
-                keys.paths[name] = os.path.join(d, name)
+        host = os.path.abspath(d)
+        inroot = "/" + os.path.relpath(host, files.root) if root else host
+        _load_root_keys(keys, files, inroot, shown_dir=str(d))
     return keys
 
 
