@@ -113,7 +113,7 @@ def problems(res, allow_unresolved: bool = False, allow_glibc: bool = False,
             out.append(Problem(WARNING, f"{path} is glibc-linked, loads under musl (every symbol it needs binds)"))
     out.extend(_will_not_load(res, failing(res, allow_unresolved, allow_glibc)))
     out.extend(_load_notes(res))
-    entry = getattr(res, "entry_program", None)
+    entry = res.entry_program
     if entry is not None:
         out.append(Problem(NOTE, entry_program_line(entry)))
     return out
