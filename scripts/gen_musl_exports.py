@@ -13,7 +13,8 @@ Sources (the defaults; others can be given as ``VERSION:ARCH:ORIGIN:PATH``):
 * the real Alpine musl libraries in ``../shared/alpine/musl/``
   (``musl-<version>-r<N>-<arch>.so``; skipped when absent);
 * Debian's ``musl`` package (``/lib/x86_64-linux-musl/libc.so``, version
-  from ``dpkg-query``).
+  from ``dpkg-query``), only for a version and arch no Alpine build gives
+  (Alpine's 1.2.3-r1 exports ``crypt``, Debian's 1.2.3 ``fts_open``).
 
 ``--check`` writes nothing and exits 1 if a shipped list differs from what
 the libraries give today.
@@ -57,9 +58,23 @@ def sources():
             if m:
                 out.append((m.group(1), m.group(3), f"{p.name} (Alpine)", p))
     deb = debian_version()
-    if deb and DEBIAN_LIBC.exists():
+    if deb and DEBIAN_LIBC.exists() and not alpine_list(deb[0], "x86_64", out):
         out.append((deb[0], "x86_64", f"{DEBIAN_LIBC} (Debian musl {deb[1]})", DEBIAN_LIBC))
     return out
+
+
+def alpine_list(version: str, arch: str, srcs) -> bool:
+    """Whether Alpine's build gives the list of ``version`` and ``arch``: an
+    Alpine library of them is at hand, or the shipped list came from one
+    (rundeps checks against Alpine's musl; Debian's stands in only for a
+    version no Alpine library is known for)."""
+    if any(v == version and a == arch and d.endswith("(Alpine)") for v, a, d, _p in srcs):
+        return True
+    shipped = OUT / f"{version}-{arch}.txt"
+    if shipped.exists():
+        with open(shipped, encoding="utf-8") as f:
+            return "(Alpine)" in f.readline()
+    return False
 
 
 def render(version: str, arch: str, desc: str, path: Path) -> str:

@@ -16,56 +16,63 @@ own: they load as part of the units that need them.
 
 * the truth: a musl-gcc-built stand-in interpreter ``dlopen``s the unit by
   path with ``RTLD_NOW | RTLD_LOCAL`` (as CPython imports extension modules
-  and as ``ctypes.CDLL`` opens a library) under Debian's real musl loader,
-  one process per unit. When that process dies in a constructor *after*
+  and as ``ctypes.CDLL`` opens a library) under a real musl loader, one
+  process per unit. When that process dies in a constructor *after*
   binding (the stand-in is not CPython), the binding verdict is musl's
   ``--list`` with the stand-in libpython preloaded: the same scope, no
   constructors.
+* the loaders: every one that runs here, each giving its own truth --
+  Debian's 1.2.3 (``/lib/ld-musl-x86_64.so.1``) and, when
+  ``../shared/alpine/musl`` is there, each Alpine x86_64 build in it
+  (1.1.20-r6, 1.2.3-r1, 1.2.5-r0, run as ``LOADER PROGRAM``). Debian's
+  never stands in for an Alpine one.
 * rundeps, per mode:
 
   ``root``        ``check_tree([SITE], root=ROOT, explicit_root=True)``: the
-                  root has the interpreter, its libpython and its musl;
+                  root has the interpreter, its libpython, the loader as its
+                  ``lib/ld-musl-x86_64.so.1`` and an installed database
+                  naming that loader's Alpine release;
   ``prefix``      the same site-packages alone in a bare prefix
                   (``PREFIX/usr/local/lib/pythonX.Y/site-packages``, as
                   ``pip install --prefix`` leaves it in a multi-stage build):
-                  no interpreter, no ld-musl, no installed database; checked
-                  with ``--db`` of a database that has only musl (the image
-                  the prefix is copied into; ``check_tree`` needs some package
-                  source) and ``--musl 1.2.3`` (the shipped export list of the
-                  musl that gives the truth);
-  ``wheel``       ``check_wheel(WHEEL, musl_version="1.2.3")`` without a root
-                  and without any package source;
+                  no interpreter, no ld-musl; checked with ``--db`` of the
+                  image it goes into (a database with only that musl
+                  release);
+  ``target``      the same files as a ``pip install --target /deps`` folder
+                  in the root: no ``site-packages`` in the path;
+  ``wheel``       ``check_wheel(WHEEL, musl_version=X.Y.Z)`` without a root
+                  and without any package source (as ``--musl X.Y.Z``);
   ``wheel-root``  ``check_wheel(WHEEL, root=ROOT, explicit_root=True)``.
 
-  A unit rundeps lists in ``binding.unchecked`` and not in ``will_not_load``
-  is counted as "unchecked", not compared.
+  ``prefix`` and ``wheel`` check against the export lists rundeps ships,
+  which are Alpine's: they are not run under Debian's musl. A unit rundeps
+  lists in ``binding.unchecked`` or ``binding.undecided`` and not in
+  ``will_not_load`` is counted as "unchecked", not compared.
 
 There is no real musl CPython here: the root's ``bin/pythonX.Y`` and
 ``lib/libpythonX.Y.so.1.0`` are stand-ins built with Debian's ``musl-gcc``;
 the stand-in libpython defines every ``Py*``/``_Py*`` name the set's ELF
 files leave undefined (collected with binutils' ``nm -D --undefined-only``,
 not with rundeps), so a unit fails only on what a real CPython would not give
-it either. The root's ``lib/ld-musl-x86_64.so.1`` is a copy of the musl that
-runs the test, so both sides bind the reserved names to the same exports:
-Debian's 1.2.3 (``/lib/ld-musl-x86_64.so.1``), and, when
-``../shared/alpine/musl`` is there, Alpine's 1.2.5 (run as ``LOADER
-PROGRAM``); every set is run under each (``--musl``).
+it either.
 
-Under musl 1.2.3, an object with packed relative relocations (``DT_RELR``,
-applied by musl only from 1.2.4 on; newer musllinux wheels vendor a
-``libstdc++``/``libgcc_s`` built that way) is mapped and bound but not
-relocated: the first constructor jumps through an unrelocated pointer and
-the process dies. When a crashed unit's ``--list`` closure has such an
-object and the musl is older than 1.2.4, the truth is "fails" (a real CPython
-dies the same way on import); any other crash keeps the fallback above.
+A loader that does not apply packed relative relocations (``DT_RELR``;
+newer musllinux wheels vendor a ``libstdc++``/``libgcc_s`` built that way)
+maps and binds such an object but leaves it unrelocated: the first
+constructor jumps through an unrelocated pointer and the process dies.
+Whether a loader applies them is seen by running it on a probe library
+(``scripts/probe_musl_builds.py``), never taken from its version; when a
+crashed unit's ``--list`` closure has such an object and the loader failed
+the probe, the truth is "fails" (a real CPython dies the same way on
+import); any other crash keeps the fallback above.
 
     python scripts/wheel_agreement.py                  # the default sets (downloads once)
     python scripts/wheel_agreement.py --sets musllinux-3.11 --modes root,wheel
     python scripts/wheel_agreement.py --wheels DIR     # a cache folder of your own
 
 Prints one line per unit and mode (dlopen's verdict, rundeps', agreement),
-then one summary line per mode, ``MODE: N of M agree (K false failures, L
-false OKs, U unchecked)``; exits 0 when no mode has a false failure or a false
+then one summary line per loader and mode, ``LOADER MODE: N of M agree (K
+false failures, L false OKs, U unchecked)``; exits 0 when no mode has a false failure or a false
 OK, 1 otherwise, 2 when the tools (or the wheels) are missing.
 """
 
@@ -90,42 +97,74 @@ sys.path.insert(0, str(PROJECT / "tests"))
 
 HOST_MUSL = "/lib/x86_64-linux-musl/libc.so"
 LOADER = "/lib/ld-musl-x86_64.so.1"
-ALPINE_MUSL = PROJECT.parent / "shared" / "alpine" / "musl" / "musl-1.2.5-r0-x86_64.so"
+SHARED_MUSL = PROJECT.parent / "shared" / "alpine" / "musl"
+_ALPINE_RE = re.compile(r"^musl-((\d+\.\d+\.\d+)-r\d+)-x86_64\.so$")
 
 
 class Musl:
     """A real musl (loader and libc in one file) that gives the truth: the
-    root's ``lib/ld-musl-x86_64.so.1`` is a copy of it, and the bare modes
-    check against the shipped export list of its ``version``.
-    ``run``: how it is started (None: the kernel starts the stand-in
-    interpreter's PT_INTERP, /lib/ld-musl-x86_64.so.1, Debian's)."""
+    root's ``lib/ld-musl-x86_64.so.1`` is a copy of it.
 
-    def __init__(self, version: str, path: str, run: Optional[str] = None):
-        self.version, self.path, self.run = version, path, run
+    ``label``: how the report names it (``alpine-1.2.3-r1``,
+    ``debian-1.2.3``); ``version``: its upstream version (the shipped
+    export list the ``wheel`` mode checks against); ``release``: its Alpine
+    package version-release (the installed database of the root and of the
+    bare prefix says it), None for Debian's; ``run``: how it is started
+    (None: the kernel starts the stand-in interpreter's PT_INTERP,
+    /lib/ld-musl-x86_64.so.1, Debian's). ``relr``: whether it applies
+    DT_RELR relocations, seen by running it (:func:`probe_relr`)."""
+
+    def __init__(self, label: str, version: str, path: str, release: Optional[str] = None,
+                 run: Optional[str] = None):
+        self.label, self.version, self.path, self.release, self.run = label, version, path, release, run
+        self.relr: Optional[bool] = None
 
     @property
-    def relr(self) -> bool:
-        """musl applies DT_RELR relocations from 1.2.4 on (ldso/dynlink.c ``do_relr_relocs``)."""
-        return tuple(int(x) for x in self.version.split(".")) >= (1, 2, 4)
+    def alpine(self) -> bool:
+        return self.release is not None
 
     def __repr__(self) -> str:
-        return f"Musl({self.version})"
+        return f"Musl({self.label})"
+
+
+def probe_relr(found: List[Musl], work: Path) -> None:
+    """Set each musl's ``relr`` by running it on a DT_RELR library
+    (scripts/probe_musl_builds.py): the truth of a crash is the loader's
+    behaviour, never its version."""
+    from scriptmods import load_script
+
+    pmb = load_script("probe_musl_builds")
+    probe = pmb.Probe(Path(tempfile.mkdtemp(prefix="probe-", dir=work)))
+    for m in found:
+        m.relr = probe.applies_relr(Path(m.run) if m.run else None)
 
 
 def musls(work: Path, wanted: Sequence[str] = ()) -> List[Musl]:
-    """Debian's 1.2.3 (runs as /lib/ld-musl-x86_64.so.1), and Alpine's 1.2.5
-    from ../shared/alpine/musl when that folder is there (run explicitly:
-    ``LOADER PROGRAM ARGS``)."""
+    """Debian's 1.2.3 (runs as /lib/ld-musl-x86_64.so.1), and each Alpine
+    x86_64 loader in ../shared/alpine/musl when that folder is there (run
+    explicitly: ``LOADER PROGRAM ARGS``); ``wanted``: labels, versions or
+    releases to keep."""
     work.mkdir(parents=True, exist_ok=True)
-    out = [Musl("1.2.3", HOST_MUSL)]
-    if ALPINE_MUSL.exists():
-        run = work / "ld-musl-1.2.5"
-        if not run.exists():
-            shutil.copyfile(ALPINE_MUSL, run)
-            run.chmod(0o755)
-        out.append(Musl("1.2.5", str(ALPINE_MUSL), str(run)))
-    return [m for m in out if not wanted or m.version in wanted]
-MODES = ("root", "prefix", "wheel", "wheel-root")
+    out = [Musl("debian-1.2.3", "1.2.3", HOST_MUSL)]
+    if SHARED_MUSL.is_dir():
+        for p in sorted(SHARED_MUSL.glob("musl-*-x86_64.so")):
+            m = _ALPINE_RE.match(p.name)
+            if not m:
+                continue
+            run = work / f"ld-musl-{m.group(1)}"
+            if not run.exists():
+                shutil.copyfile(p, run)
+                run.chmod(0o755)
+            out.append(Musl(f"alpine-{m.group(1)}", m.group(2), str(p), m.group(1), str(run)))
+    out = [m for m in out if not wanted or {m.label, m.version, m.release} & set(wanted)]
+    probe_relr(out, work)
+    return out
+
+
+MODES = ("root", "prefix", "target", "wheel", "wheel-root")
+#: Modes that check against a shipped export list of Alpine's musl, not the
+#: loader file: not run for Debian's musl, which is no Alpine target.
+BARE_MODES = ("prefix", "wheel")
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rundeps-agreement"
 
 DEFAULT_PACKAGES = ("psycopg2-binary", "orjson", "markupsafe", "msgpack", "pyyaml", "ujson", "regex",
@@ -157,7 +196,8 @@ class WheelSet:
 DEFAULT_SETS = (
     # today's packages, newest releases, and the large vendoring ones
     WheelSet("musllinux-3.12", "3.12", MUSLLINUX,
-             DEFAULT_PACKAGES + ("numpy==2.5.5", "scipy==1.18.1", "pyarrow==26.0.1", "pycryptodome==4.4.0")),
+             DEFAULT_PACKAGES + ("numpy==2.5.5", "scipy==1.18.1", "pyarrow==26.0.1", "pycryptodome==4.4.0",
+                                 "shapely==2.2.0", "pyzmq==27.3.0")),
     # an older auditwheel vintage: numpy.libs/ without RPATH on the vendored libraries
     WheelSet("musllinux-3.12-numpy1", "3.12", MUSLLINUX, ("numpy==1.26.4",)),
     # greenlet 2.0.1 has no cp312 build: its own root, CPython 3.11
@@ -304,15 +344,16 @@ def py_names(objects: List[Path]) -> List[str]:
     return sorted(names)
 
 
-MUSL_DB = ("musl", "1.2.3-r0", ["lib/ld-musl-x86_64.so.1", "lib/libc.musl-x86_64.so.1"],
-           ["so:libc.musl-x86_64.so.1=1"])
+MUSL_FILES = ["lib/ld-musl-x86_64.so.1", "lib/libc.musl-x86_64.so.1"]
 
 
-def musl_db() -> str:
+def musl_db(musl: Musl) -> str:
+    """An installed database holding the musl package: the Alpine loader's
+    own release; for Debian's, a ``1.2.3-r0`` that no known Alpine build
+    has (rundeps then tells the build by the loader file)."""
     from bindbuild import _db_block
 
-    name, version, files, provides = MUSL_DB
-    return _db_block(name, version, files, provides=provides)
+    return _db_block("musl", musl.release or "1.2.3-r0", MUSL_FILES, provides=["so:libc.musl-x86_64.so.1=1"])
 
 
 class Built:
@@ -339,8 +380,8 @@ def build(ws: WheelSet, wheels: List[Path], work: Path, musl: Optional[Musl] = N
     """The musl CPython root of ``ws`` with ``wheels`` installed, and the bare prefix."""
     from bindbuild import build_interpreter
 
-    musl = musl or Musl("1.2.3", HOST_MUSL)
-    tag = f"{ws.name}-musl{musl.version}"
+    musl = musl or musls(work, ["debian-1.2.3"])[0]
+    tag = f"{ws.name}-{musl.label}"
     root = work / f"root-{tag}"
     if root.exists():
         shutil.rmtree(root)
@@ -354,7 +395,7 @@ def build(ws: WheelSet, wheels: List[Path], work: Path, musl: Optional[Musl] = N
     build_interpreter(root / "usr/local", version=ws.python,
                       py_names=py_names(shared_objects(site)) or ["Py_Initialize"])
     (root / "lib/apk/db").mkdir(parents=True, exist_ok=True)
-    (root / "lib/apk/db/installed").write_text(musl_db())
+    (root / "lib/apk/db/installed").write_text(musl_db(musl))
     (root / "etc/apk").mkdir(parents=True, exist_ok=True)
     (root / "etc/apk/arch").write_text("x86_64\n")
     # the bare prefix: site-packages only (hard links to the root's files)
@@ -371,7 +412,10 @@ def build(ws: WheelSet, wheels: List[Path], work: Path, musl: Optional[Musl] = N
 
     shutil.copytree(site, prefix / ws.site, copy_function=link)
     prefix_db = work / f"prefix-{tag}.installed"  # outside the prefix: --db FILE
-    prefix_db.write_text(musl_db())
+    prefix_db.write_text(musl_db(musl))
+    # a pip install --target folder: the same files under a path with no
+    # site-packages in it, inside the root (/deps)
+    shutil.copytree(site, root / "deps", copy_function=link)
     built = Built(ws, root, prefix, prefix_db, owner, units)
     built.musl = musl
     return built
@@ -401,7 +445,7 @@ def dlopen_truth(built: Built, jobs: int = 4) -> Dict[str, Tuple[bool, str]]:
     from bindbuild import MUSL_LOADER, interpreter_dlopen_together, loader_list, root_library_path
 
     root, v = built.root, built.ws.python
-    musl = getattr(built, "musl", None) or Musl("1.2.3", HOST_MUSL)
+    musl = built.musl
     interp = root / f"usr/local/bin/python{v}"
     libpython = root / f"usr/local/lib/libpython{v}.so.1.0"
     lp = root_library_path(root)
@@ -411,14 +455,15 @@ def dlopen_truth(built: Built, jobs: int = 4) -> Dict[str, Tuple[bool, str]]:
         if verdict.crashed:
             lv = loader_list(m, library_path=lp, preload=[libpython], loader=musl.run or MUSL_LOADER)
             relr = [o for o in closure(lv.output, m) if has_relr(o)]
-            if relr and not musl.relr:
-                # not the stand-in's fault: this musl maps the objects but does
-                # not apply their packed relative relocations (DT_RELR, musl
-                # 1.2.4+), so the first constructor jumps through an unrelocated
-                # pointer. A real CPython crashes the same way on import.
+            if relr and musl.relr is False:
+                # not the stand-in's fault: this loader maps the objects but
+                # does not apply their packed relative relocations (DT_RELR; it
+                # crashed on the probe too), so the first constructor jumps
+                # through an unrelocated pointer. A real CPython crashes the
+                # same way on import.
                 names = ", ".join(os.path.basename(o) for o in relr)
-                return built.inroot(m), (False, f"crashed: musl {musl.version} does not apply the DT_RELR "
-                                                f"relocations (musl 1.2.4+) of {names}")
+                return built.inroot(m), (False, f"crashed: {musl.label} does not apply the DT_RELR "
+                                                f"relocations of {names}")
             # dlopen bound it and then died in a constructor (the stand-in
             # interpreter is not CPython): the loader's binding verdict is
             # --list with libpython preloaded, the same scope, no constructors
@@ -451,17 +496,41 @@ def rundeps_root(built: Built) -> Verdicts:
 
     res = check_tree(["/" + built.ws.site], root=str(built.root), sources=_sources(), explicit_root=True,
                      symbols=True)
-    return Verdicts(dict(res.will_not_load), dict(getattr(res.binding, "unchecked", {}) or {}))
+    return _verdicts(res)
 
 
 def rundeps_prefix(built: Built) -> Verdicts:
     from rundeps.api import Sources, check_tree
 
+    # checked with --db of the image it goes into: its musl package says
+    # which export list, and its release whether DT_RELR is applied
     res = check_tree(["/" + built.ws.site], root=str(built.prefix),
                      sources=Sources(db=str(built.prefix_db), use_cache=False), explicit_root=True,
-                     symbols=True, musl_version=built.musl.version)
+                     symbols=True)
     # the prefix's paths are the root's paths
-    return Verdicts(dict(res.will_not_load), dict(getattr(res.binding, "unchecked", {}) or {}))
+    return _verdicts(res)
+
+
+def rundeps_target(built: Built) -> Verdicts:
+    """``pip install --target /deps``: the same files in the root under
+    ``/deps`` (no site-packages in the path); reported as the site's paths."""
+    from rundeps.api import check_tree
+
+    res = check_tree(["/deps"], root=str(built.root), sources=_sources(), explicit_root=True, symbols=True)
+    site = "/" + built.ws.site
+    back = (lambda p: site + p[len("/deps"):] if p.startswith("/deps/") else p)
+    got = _verdicts(res)
+    return Verdicts({back(p): r for p, r in got.will_not_load.items()},
+                    {back(p): n for p, n in got.unchecked.items()})
+
+
+def _verdicts(res) -> Verdicts:
+    """will_not_load, and the unchecked units: libraries not at hand, or
+    what the target's loader does cannot be told (``undecided``)."""
+    unchecked = dict(getattr(res.binding, "unchecked", {}) or {})
+    for p, why in (getattr(res.binding, "undecided", {}) or {}).items():
+        unchecked.setdefault(p, [why])
+    return Verdicts(dict(res.will_not_load), unchecked)
 
 
 def _wheel_verdicts(built: Built, with_root: bool) -> Verdicts:
@@ -485,7 +554,7 @@ def _wheel_verdicts(built: Built, with_root: bool) -> Verdicts:
         # members are installed paths relative to site-packages: /pkg/x.so
         for member, reason in res.will_not_load.items():
             wnl[base + member] = reason
-        for member, names in (getattr(res.binding, "unchecked", None) or {}).items():
+        for member, names in _verdicts(res).unchecked.items():
             unchecked[base + member] = names
     return Verdicts(wnl, unchecked, "; ".join(notes))
 
@@ -498,8 +567,8 @@ def rundeps_wheel_root(built: Built) -> Verdicts:
     return _wheel_verdicts(built, with_root=True)
 
 
-MODE_FUNCS = {"root": rundeps_root, "prefix": rundeps_prefix, "wheel": rundeps_wheel,
-              "wheel-root": rundeps_wheel_root}
+MODE_FUNCS = {"root": rundeps_root, "prefix": rundeps_prefix, "target": rundeps_target,
+              "wheel": rundeps_wheel, "wheel-root": rundeps_wheel_root}
 
 
 def agreement(wheels: Dict[str, List[Path]], work: Path, sets: Sequence[WheelSet] = DEFAULT_SETS,
@@ -517,7 +586,7 @@ def agreement(wheels: Dict[str, List[Path]], work: Path, sets: Sequence[WheelSet
             ws_wheels = wheels.get(ws.name) or []
             if not ws_wheels:
                 continue
-            tag = f"{ws.name} musl {musl.version}"
+            tag = f"{ws.name} {musl.label}"
             t = time.monotonic()
             built = build(ws, ws_wheels, work, musl)
             timings[f"{tag}: build"] = time.monotonic() - t
@@ -525,6 +594,8 @@ def agreement(wheels: Dict[str, List[Path]], work: Path, sets: Sequence[WheelSet
             truth = dlopen_truth(built)
             timings[f"{tag}: dlopen"] = time.monotonic() - t
             for mode in modes:
+                if mode in BARE_MODES and not musl.alpine:
+                    continue  # Debian's musl is no Alpine target: no export list of it is shipped
                 t = time.monotonic()
                 try:
                     ours = MODE_FUNCS[mode](built)
@@ -535,7 +606,7 @@ def agreement(wheels: Dict[str, List[Path]], work: Path, sets: Sequence[WheelSet
                 for unit in built.units:
                     path = built.inroot(unit)
                     ok, derr = truth[path]
-                    row = {"set": ws.name, "kind": ws.kind, "musl": musl.version, "mode": mode, "unit": path,
+                    row = {"set": ws.name, "kind": ws.kind, "musl": musl.label, "mode": mode, "unit": path,
                            "rel": built.rel(unit), "wheel": built.owner.get(built.rel(unit), Path("?")).name,
                            "dlopen_loads": ok, "dlopen_error": derr, "unchecked": []}
                     if ours is None:
@@ -555,14 +626,14 @@ def agreement(wheels: Dict[str, List[Path]], work: Path, sets: Sequence[WheelSet
 # -- the report ----------------------------------------------------------------------------
 
 def summary(rows: List[dict], modes: Sequence[str] = MODES) -> Dict[str, dict]:
-    """"MODE (musl X.Y.Z)" -> {n, agree, false_failures, false_oks, unchecked}."""
+    """"LOADER MODE" -> {n, agree, false_failures, false_oks, unchecked}."""
     out = {}
     for musl in sorted({r["musl"] for r in rows}):
         for mode in modes:
             rs = [r for r in rows if r["mode"] == mode and r["musl"] == musl]
             if not rs:
                 continue
-            out[f"{mode} (musl {musl})"] = {
+            out[f"{musl} {mode}"] = {
                 "n": len(rs),
                 "agree": sum(1 for r in rs if r["agree"] is True),
                 "false_failures": sum(1 for r in rs if r["agree"] is False and r["dlopen_loads"]),
@@ -593,12 +664,12 @@ def summary_lines(rows: List[dict], modes: Sequence[str] = MODES) -> List[str]:
 def print_table(rows: List[dict], modes: Sequence[str] = MODES, out=None, only_disagreements: bool = False) -> None:
     out = out or sys.stdout
     w = min(max((len(r["rel"]) for r in rows), default=10), 72)
-    print(f"{'set':22} {'musl':5} {'mode':10} {'unit':{w}} {'dlopen':7} {'rundeps':9} agree", file=out)
+    print(f"{'set':22} {'musl':16} {'mode':10} {'unit':{w}} {'dlopen':7} {'rundeps':9} agree", file=out)
     for r in rows:
         if only_disagreements and r["agree"] is True:
             continue
         agree = "yes" if r["agree"] is True else "NO" if r["agree"] is False else "-"
-        print(f"{r['set']:22} {r['musl']:5} {r['mode']:10} {_short(r['rel'], w):{w}} "
+        print(f"{r['set']:22} {r['musl']:16} {r['mode']:10} {_short(r['rel'], w):{w}} "
               f"{_verdict(r['dlopen_loads']):7} {_verdict(r['rundeps_loads']):9} {agree}", file=out)
         shown_dlopen = not r["dlopen_loads"] or "crashed" in r["dlopen_error"]
         if r["agree"] is not True or (shown_dlopen and r["mode"] == modes[0]):
@@ -613,7 +684,7 @@ def print_table(rows: List[dict], modes: Sequence[str] = MODES, out=None, only_d
         loads = sum(r["dlopen_loads"] for r in units)
         many = [r for r in units if r["kind"] == "manylinux"]
         crashed = sum(1 for r in units if "crashed" in r["dlopen_error"])
-        print(f"musl {musl}: {len(units)} load units in {len({r['set'] for r in units})} wheel sets; dlopen loads "
+        print(f"{musl}: {len(units)} load units in {len({r['set'] for r in units})} wheel sets; dlopen loads "
               f"{loads} of {len(units)} ({sum(r['dlopen_loads'] for r in many)} of {len(many)} manylinux); "
               f"{crashed} crashed", file=out)
     for line in summary_lines(rows, modes):
@@ -632,8 +703,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", help="comma-separated wheel set names (default: all)")
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated modes (default {','.join(MODES)})")
     ap.add_argument("--musl", dest="musl_versions", default="",
-                    help="comma-separated musl versions to run (1.2.3: Debian's, 1.2.5: ../shared/alpine's; "
-                         "default: those at hand)")
+                    help="comma-separated loaders to run, by label, version or release (debian-1.2.3, 1.2.3-r1, "
+                         "alpine-1.2.5-r0; default: every one at hand)")
     ap.add_argument("--only-disagreements", action="store_true", help="print only the rows that do not agree")
     args = ap.parse_args(argv)
     missing = have_tools()

@@ -27,8 +27,8 @@ def real_libraries():
         for p in sorted((SHARED / "musl").glob("musl-*.so")):
             m = _ALPINE_RE.match(p.name)
             out.append((m.group(1), m.group(2), p))
-    if DEBIAN_LIBC.exists():
-        out.append(("1.2.3", "x86_64", DEBIAN_LIBC))
+    if DEBIAN_LIBC.exists() and "(Debian" in muslexports.load("1.2.3", "x86_64").source:
+        out.append(("1.2.3", "x86_64", DEBIAN_LIBC))  # Debian's stands in where no Alpine build is shipped
     return out
 
 

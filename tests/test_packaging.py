@@ -43,6 +43,7 @@ def test_wheel_ships_the_data(tmp_path):
     src_keys = os.listdir(os.path.join(TOP, "data", "keys"))
     assert len(keys) == len(src_keys) > 0
     assert "rundeps/data/__init__.py" in names
-    lists = [n for n in names if n.startswith("rundeps/data/musl/") and n.endswith(".txt")]
-    assert len(lists) == len(os.listdir(os.path.join(TOP, "data", "musl"))) > 0
+    shipped = sorted(n for n in names if n.startswith("rundeps/data/musl/"))
+    assert shipped == sorted("rundeps/data/musl/" + n for n in os.listdir(os.path.join(TOP, "data", "musl")))
+    assert "rundeps/data/musl/builds.json" in shipped
     assert "rundeps/commands/scan.py" in names

@@ -1,9 +1,10 @@
-"""Done-when of issue 11: on real musllinux and manylinux wheels installed
+"""On real musllinux and manylinux wheels installed
 into a musl CPython root, rundeps' will_not_load agrees with what dlopen
 says for every load unit, asked three ways (``--root``, a bare prefix,
 ``rundeps wheel``; scripts/wheel_agreement.py; the CPython is a musl-gcc
-stand-in, see the script), under every musl at hand (Debian's 1.2.3, and
-Alpine's 1.2.5 from ../shared when present). Skips without PyPI."""
+stand-in, see the script), under every musl loader at hand (Debian's 1.2.3,
+and each runnable Alpine build from ../shared when present). Skips without
+PyPI."""
 
 import pytest
 
@@ -43,9 +44,12 @@ def _explain(rows):
 
 def test_older_vintage_agrees_in_every_mode(tmp_path):
     rows = _rows(tmp_path, [OLD])
-    assert {r["mode"] for r in rows} == set(agreement.MODES)
+    for label in {r["musl"] for r in rows}:
+        modes = {r["mode"] for r in rows if r["musl"] == label}
+        # Debian's musl is no Alpine target: the modes that check against Alpine's export lists skip it
+        assert modes == set(agreement.MODES) - (set() if label.startswith("alpine-") else set(agreement.BARE_MODES))
     assert any(r["rel"].startswith("greenlet/_greenlet.") for r in rows)
-    assert all(r["dlopen_loads"] for r in rows)  # what dlopen says, not this test
+    assert all(r["dlopen_loads"] for r in rows if r["musl"] == "debian-1.2.3")  # what dlopen says, not this test
     assert not _disagreements(rows), _explain(rows)
 
 

@@ -123,6 +123,9 @@ class Binding:
         """glibc-linked files that bind completely under musl."""
         self.unchecked: Dict[str, List[str]] = {}
         """path -> libraries in its load's scope whose symbols are not at hand."""
+        self.undecided: Dict[str, str] = {}
+        """Unit -> what its load needs of the target's loader that cannot be
+        told (whether it applies ``DT_RELR``): cannot be checked, never a fault."""
         self.assumed_interpreter: List[str] = []
         """Files loaded into a Python process bound with Py* names assumed (no interpreter at hand)."""
         self.interpreter: Dict[str, str] = {}
@@ -448,9 +451,16 @@ class _Binder:
         bad = f.bad_relocs
         if bad:
             return RELOCATION, f"unsupported relocation type {min(bad)}", tuple(str(t) for t in sorted(bad))
-        if f.relr and self.musl is not None and not self.musl.relr:
-            return RELOCATION, (f"uses DT_RELR relocations, which {self.musl.version_name} does not apply "
-                                "(musl 1.2.4 and later do)"), ("DT_RELR",)
+        if f.relr:
+            cap = self.musl.relr if self.musl is not None else None
+            if cap is None or cap.applies is None:
+                name = self.musl.version_name if self.musl is not None else "the target's musl"
+                why = cap.basis if cap is not None else "no musl at hand"
+                return UNDECIDED, (f"uses DT_RELR relocations, and whether {name} applies them cannot be "
+                                   f"told ({why})"), ("DT_RELR",)
+            if not cap.applies:
+                return RELOCATION, (f"uses DT_RELR relocations, which {self.musl.version_name} does not apply "
+                                    f"({cap.basis})"), ("DT_RELR",)
         tpoff = f.tpoff
         if runtime and tpoff:
             # musl's do_relocs, REL_TPOFF: "initial-exec TLS resolves to
@@ -466,6 +476,10 @@ class _Binder:
                                  f"{where.key}"), (name,)
         return None
 
+
+UNDECIDED = "undecided"
+"""The kind of a :meth:`_Binder.refusals` answer that is no refusal: what the
+load needs of the target's loader cannot be told (not a fault kind)."""
 
 _REFUSED = "\0"
 """Marks the refusal in a cached answer: no symbol name holds a NUL."""
@@ -492,7 +506,8 @@ class _Load:
     what was found: its fault (or None), the files whose symbols could not
     be checked, and each object's missing names."""
 
-    __slots__ = ("path", "root", "global_scope", "assume_python", "runtime", "fault", "unchecked", "missing")
+    __slots__ = ("path", "root", "global_scope", "assume_python", "runtime", "fault", "unchecked", "missing",
+                 "undecided")
 
     def __init__(self, path: str, root: _Node, global_scope: List[_Node], assume_python: bool, runtime: bool):
         self.path = path
@@ -503,6 +518,8 @@ class _Load:
         self.fault: Optional[Fault] = None
         self.unchecked: Dict[str, List[str]] = {}
         self.missing: Dict[str, List[str]] = {}
+        self.undecided: Dict[str, str] = {}
+        """Object (as shown) -> what cannot be told about the loader that its load needs."""
 
 
 def _judge(b: _Binder, load: _Load, glibc_files: Set[str], show: Callable[[str], str],
@@ -557,7 +574,10 @@ def _judge(b: _Binder, load: _Load, glibc_files: Set[str], show: Callable[[str],
         elif unknown and n.key in glibc_files:
             # a glibc-linked file whose scope is not all at hand cannot be proven to load
             load.unchecked[n.key] = unknown
-        if load.fault is None and refused is not None:
+        if refused is not None and refused[0] == UNDECIDED:
+            # what the target's loader does cannot be told: not a fault
+            load.undecided.setdefault(show(n.key), refused[1])
+        elif load.fault is None and refused is not None:
             kind, reason, what = refused
             load.fault = Fault(kind, reason, chain(n), what)
 
@@ -742,6 +762,9 @@ class _Run:
             for key, libs in load.unchecked.items():
                 unchecked.setdefault(show(key), set()).update(libs)
                 unchecked.setdefault(load.path, set()).update(libs)
+            if load.undecided:
+                where, why = next(iter(load.undecided.items()))
+                out.undecided[load.path] = why if where == load.path else f"loads {where}: {why}"
         out.faults = dict(sorted(out.faults.items()))
         out.missing_symbols = {k: sorted(v) for k, v in sorted(missing_syms.items())}
         out.unchecked = {k: sorted(v) for k, v in sorted(unchecked.items())}

@@ -1,44 +1,54 @@
 """The musl the reserved names bind to: its exports (the root's own
 ``ld-musl``, else an export list rundeps ships, :mod:`.exports`), whether it
-has ``get_lfs64`` and applies ``DT_RELR`` (1.2.4 and later), and how the
-output names it."""
+falls back to ``get_lfs64``, whether its loader applies ``DT_RELR`` (a fact
+of the build, :mod:`.builds`), and how the output names it."""
 
 from __future__ import annotations
 
-from typing import Callable, FrozenSet, Optional
+from typing import Callable, FrozenSet, Optional, Union
 
 from ..platform import MUSL_LD_ARCH
+from .builds import Capability, file_digest, relr_support
 
 
 class MuslModel:
-    """The musl the reserved names bind to: its exports, whether it has
-    ``get_lfs64`` (1.2.4 and later) and a description for the output
+    """The musl the reserved names bind to: its exports, whether an LFS64
+    name it does not export binds through ``get_lfs64``, whether its loader
+    applies ``DT_RELR`` relocations, and a description for the output
     ("musl 1.2.5 (export list shipped for Alpine 3.20)").
 
     ``identity`` names these exports for cached verdicts (see :func:`bind`):
-    equal identities mean equal exports."""
+    equal identities mean equal exports. ``relr``: a
+    :class:`~rundeps.bind.builds.Capability`, or a function that gives one
+    when it is first asked for (it may read the loader file)."""
 
     def __init__(self, exports: FrozenSet[str], description: str, version: Optional[str] = None,
-                 lfs64: Optional[bool] = None, identity: Optional[tuple] = None):
+                 lfs64: Optional[bool] = None, identity: Optional[tuple] = None,
+                 relr: Union[Capability, Callable[[], Capability], None] = None):
         self.exports = exports
         self.description = description
         self.version = version
         if lfs64 is None:
-            # musl 1.2.4 dropped the LFS64 symbols and added get_lfs64; older
-            # musl exports stat64 & co. itself.
+            # The LFS64 names (stat64, ...) bind directly where musl exports
+            # them; the loader remaps them (get_lfs64) only in the musl that
+            # stopped exporting them, which brought get_lfs64 in the same change.
             lfs64 = "stat64" not in exports
         self.lfs64 = lfs64
         self.identity = identity if identity is not None else ("list", description, version)
+        self._relr = relr if relr is not None else relr_support(version, name=self.version_name)
 
     @property
-    def relr(self) -> bool:
-        """Whether this musl applies ``DT_RELR`` relocations (1.2.4 and later,
-        the release that also brought ``get_lfs64``)."""
-        return self.lfs64
+    def relr(self) -> Capability:
+        """Whether this musl's loader applies ``DT_RELR`` relocations
+        (``applies`` None: it cannot be told)."""
+        got = self._relr
+        if not isinstance(got, Capability):
+            got = self._relr = got()
+        return got
 
     @property
     def version_name(self) -> str:
-        return f"musl {self.version}" if self.version else "this musl"
+        return f"musl {self.version}" if self.version else self.description
 
     def __repr__(self) -> str:
         return f"MuslModel({self.description}, {len(self.exports)} exports)"
@@ -54,12 +64,13 @@ class _LazyMusl(MuslModel):
         self.identity = identity
 
     def __getattr__(self, name):
-        if name in ("exports", "description", "version", "lfs64"):
+        if name in ("exports", "description", "version", "lfs64", "_relr"):
             model = self._make()
             exports = model.exports if model is not None else frozenset()
             desc = model.description if model is not None else "no musl export list"
             MuslModel.__init__(self, exports, desc, model.version if model is not None else None,
-                               model.lfs64 if model is not None else False, self.identity)
+                               model.lfs64 if model is not None else False, self.identity,
+                               model._relr if model is not None else None)
             return object.__getattribute__(self, name)
         raise AttributeError(name)
 
@@ -90,23 +101,25 @@ def musl_model(fs, arch: Optional[str], symbols: Callable[[str], object], univer
             if real and key is not None and fs.elf(real) is not None:
                 # read when first used: a run whose verdicts are all cached needs none of it
                 def make() -> Optional[MuslModel]:
-                    return _root_musl(real, load_path, symbols, universe) or shipped_musl(
+                    return _root_musl(fs, real, load_path, symbols, universe) or shipped_musl(
                         arch, musl_version=musl_version, alpine=alpine)
 
                 return _LazyMusl(make, ("root", real) + tuple(key))
-            model = _root_musl(real, load_path, symbols, universe) if real else None
+            model = _root_musl(fs, real, load_path, symbols, universe) if real else None
             if model is not None:
                 return model
     if musl_version is None and universe is not None:
         pkg = universe.package("musl")
         if pkg is not None and pkg.version:
             return shipped_musl(arch, musl_version=pkg.version.split("-")[0],
-                                why=f"the target's musl package, {pkg.version}")
+                                why=f"the target's musl package, {pkg.version}", release=pkg.version)
     return shipped_musl(arch, musl_version=musl_version, alpine=alpine)
 
 
-def _root_musl(real: str, load_path: str, symbols: Callable[[str], object], universe) -> Optional[MuslModel]:
-    """The model of a root's own ``ld-musl`` (None if it defines nothing)."""
+def _root_musl(fs, real: str, load_path: str, symbols: Callable[[str], object], universe) -> Optional[MuslModel]:
+    """The model of a root's own ``ld-musl`` (None if it defines nothing):
+    whether it applies ``DT_RELR`` is told by its package's version, else
+    by the file's digest (read only when first asked)."""
     facts = symbols(real)
     if facts is None or not facts.defined:
         return None
@@ -117,14 +130,25 @@ def _root_musl(real: str, load_path: str, symbols: Callable[[str], object], univ
     if owner is not None and owner.name == "musl":
         version = owner.version
     desc = f"musl {version} (the root's {load_path})" if version else f"the root's {load_path}"
-    return MuslModel(frozenset(facts.defined), desc, version, identity=("root", real))
+    name = f"musl {version}" if version else f"the root's {load_path}"
+
+    def relr() -> Capability:
+        files = getattr(fs, "files", None)
+        digest = (lambda: file_digest(lambda limit: files.read(real, 0, limit))) if files is not None else None
+        return relr_support(version, digest, name=name)
+
+    return MuslModel(frozenset(facts.defined), desc, version, identity=("root", real), relr=relr)
 
 
 def shipped_musl(arch: Optional[str], musl_version: Optional[str] = None,
-                 alpine: Optional[str] = None, why: Optional[str] = None) -> Optional[MuslModel]:
+                 alpine: Optional[str] = None, why: Optional[str] = None,
+                 release: Optional[str] = None) -> Optional[MuslModel]:
     """A musl export list the project ships (:mod:`rundeps.bind.exports`):
     ``musl_version``, else the musl of Alpine ``alpine``, else the newest
-    (``why``: where ``musl_version`` came from, for the description)."""
+    (``why``: where ``musl_version`` came from, for the description).
+    Whether its loader applies ``DT_RELR`` is told by the target's package
+    ``release`` (``1.2.3-r1``) when known, else by the version asked for
+    (an upstream version before 1.2.4 cannot tell it), else by the list's."""
     from .exports import load, musl_for_alpine
 
     wanted = musl_version
@@ -142,4 +166,6 @@ def shipped_musl(arch: Optional[str], musl_version: Optional[str] = None,
         desc += f": no list for {wanted}, the nearest older one"
     if not lists.exact_arch:
         desc += f": no list for {arch}"
-    return MuslModel(lists.names, desc, lists.version)
+    target = release or wanted or lists.version
+    return MuslModel(lists.names, desc, lists.version,
+                     relr=relr_support(target, name=f"musl {target}"))

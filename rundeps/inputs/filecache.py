@@ -61,7 +61,7 @@ SYMBOLS_VERSION = 2
 _SYM_HEADER = b"RDSY" + bytes([SYMBOLS_VERSION])
 #: The format of the binding verdicts files (see :meth:`FileCache.load_verdicts`);
 #: raised whenever what :mod:`rundeps.bind` or the symbol readers decide changes.
-VERDICTS_VERSION = 2  # 2: answers carry relocation refusals; loads judged in context
+VERDICTS_VERSION = 3  # 3: DT_RELR told by the loader's build, or undecided
 _VERDICTS_HEADER = b"RDBV" + bytes([VERDICTS_VERSION])
 
 Warn = "Callable[[str], None]"

@@ -98,12 +98,14 @@ def binding_json(res: Resolution) -> Dict[str, object]:
     has gcompat or ``--gcompat FILE`` names its library), ``unchecked``
     (path -> libraries in its scope that are not at hand -- a package from
     an index, not installed -- so symbols nothing at hand defines were not
-    called missing)."""
+    called missing), ``undecided`` (path -> what its load needs of the
+    target's loader that cannot be told, such as whether it applies
+    ``DT_RELR``: not checked, not a failure)."""
     n = json_name
     b = res.binding
     if b is None:
         return {"missing_symbols": {}, "hints": {}, "glibc_loads": [], "musl": None, "gcompat": {},
-                "unchecked": {}}
+                "unchecked": {}, "undecided": {}}
     return {
         "missing_symbols": {n(p): names for p, names in b.missing_symbols.items()},
         "hints": {n(p): lines for p, lines in b.hints.items()},
@@ -111,6 +113,7 @@ def binding_json(res: Resolution) -> Dict[str, object]:
         "musl": b.musl_description,
         "gcompat": {n(p): v for p, v in sorted(b.gcompat.items())},
         "unchecked": {n(p): libs for p, libs in b.unchecked.items()},
+        "undecided": {n(p): why for p, why in sorted(b.undecided.items())},
     }
 
 

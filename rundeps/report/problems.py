@@ -182,6 +182,10 @@ def _load_notes(res) -> List[Problem]:
             libs = ", ".join(binding.unchecked[unchecked[0]])
             out.append(Problem(NOTE, f"cannot check {unchecked[0]}{more}: {libs} not at hand to bind against "
                                      "(install the packages, or give --root)"))
+        undecided = sorted(p for p in binding.undecided if p in res.units and p not in res.faults)
+        if undecided:
+            more = f" and {len(undecided) - 1} more" if len(undecided) > 1 else ""
+            out.append(Problem(NOTE, f"cannot check {undecided[0]}{more}: {binding.undecided[undecided[0]]}"))
         if binding.assumed_interpreter:
             n = len(binding.assumed_interpreter)
             out.append(Problem(NOTE, f"no Python interpreter at hand: Py*/_Py* names taken as the interpreter's "

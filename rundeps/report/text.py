@@ -100,6 +100,8 @@ def explain_file(res: Resolution, path: str) -> Optional[List[str]]:
     elif path in b.unchecked:
         lines.append(f"{path} cannot be checked: " + ", ".join(b.unchecked[path])
                      + " not at hand to bind against (install the packages, or give --root)")
+    elif path in b.undecided:
+        lines.append(f"{path} cannot be checked: {b.undecided[path]}")
     elif path in b.glibc_loads:
         lines.append(f"{path} is glibc-linked, and loads under musl: every symbol it needs binds")
     else:
