@@ -142,6 +142,10 @@ def test_a_loader_rundeps_does_not_know_is_cannot_check(probe, tmp_path):
     doc = json.loads(out.stdout)
     assert list(doc["undecided"]) == [f"/usr/local/lib/{probe.lib.name}"]
     assert doc["will_not_load"] == {}
+    why = subprocess.run([sys.executable, "-m", "rundeps", "why", f"/usr/local/lib/{probe.lib.name}", "--root",
+                          str(root), "--no-cache", "--format", "json"], capture_output=True, text=True, timeout=120)
+    one = json.loads(why.stdout)
+    assert why.returncode == 0 and one["loads"] and "DT_RELR" in one["undecided"], why.stderr
 
 
 def test_a_bare_prefix_is_judged_by_the_database_it_is_checked_with(probe, tmp_path):

@@ -135,6 +135,7 @@ def explain_file_json(res: Resolution, path: str) -> Dict[str, object]:
         "hints": b.hints.get(path, []) if b is not None else [],
         "interpreter": b.interpreter.get(path) if b is not None else None,
         "gcompat": b.gcompat.get(path) if b is not None else None,
+        "undecided": b.undecided.get(path) if b is not None else None,
         "musl": b.musl_description if b is not None else None,
     }
 
