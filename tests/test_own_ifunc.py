@@ -19,7 +19,9 @@ with that musl as ``lib/ld-musl-x86_64.so.1``.
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Dict, List
 
@@ -50,9 +52,6 @@ def jump_slot_names(path) -> List[str]:
     """The symbols ``R_X86_64_JUMP_SLOT`` / ``GLOB_DAT`` / ``R_X86_64_64``
     relocations of ``path`` name, as ``type:name`` (binutils' readelf, which
     shows an IFUNC's value as ``name()``)."""
-    import re
-    import subprocess
-
     out = subprocess.run(["readelf", "-r", "-W", str(path)], stdout=subprocess.PIPE, text=True).stdout
     return [f"{m.group(1)}:{m.group(2)}" for m in
             re.finditer(r"^\s*[0-9a-f]+\s+[0-9a-f]+\s+R_X86_64_(JUMP_SLOT|GLOB_DAT|64)\s+(?:[0-9a-f]+|\w+\(\))\s+(\w+)",
@@ -61,8 +60,6 @@ def jump_slot_names(path) -> List[str]:
 
 def symbol_binding(path, name: str) -> str:
     """The binding (GLOBAL, WEAK, ...) of the defined dynamic symbol ``name``."""
-    import subprocess
-
     out = subprocess.run(["readelf", "--dyn-syms", "-W", str(path)], stdout=subprocess.PIPE, text=True).stdout
     for line in out.splitlines():
         f = line.split()
@@ -240,8 +237,6 @@ def test_both_readers_agree(built):
 def test_missing_names_are_the_loaders(judged):
     """Where musl says "symbol not found", rundeps lists that name as missing
     for the object musl names (no more, no less)."""
-    import re
-
     for path, t in judged.truth.items():
         m = re.search(r"Error relocating (\S+?): (\S+): symbol not found", t.message)
         if t.ok or m is None:
