@@ -215,6 +215,9 @@ def test_real_libraries(path):
     with open(path, "rb") as f:
         slow = read_symbols_pyelftools(f)
     assert (fast.tpoff, fast.bad_relocs) == (slow.tpoff, slow.bad_relocs)
+    # the exports (libstdc++'s STB_GNU_UNIQUE objects among them) and the
+    # references to own definitions that are not exports (glibc's IFUNCs)
+    assert (fast.defined, fast.ifunc, fast.own_unfound) == (slow.defined, slow.ifunc, slow.own_unfound)
     tpoff, bad, machine = readelf_facts(path)
     assert fast.tpoff == tpoff
     assert fast.bad_relocs == bad

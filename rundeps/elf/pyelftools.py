@@ -402,7 +402,7 @@ def _hidden_bits(ef, f, seg, tags, nsyms: int) -> List[bool]:
 def _exports(syms, first: Optional[int], hidden_bits: List[bool]):
     """(defined, hidden, ifunc, undef_valued) names, symbol by symbol."""
     ok_types = ("STT_NOTYPE", "STT_OBJECT", "STT_FUNC", "STT_COMMON", "STT_TLS")
-    ok_binds = ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
+    ok_binds = ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE", "STB_LOOS")  # pyelftools names GNU_UNIQUE (10) STB_LOOS
     defined, hidden, ifunc, undef_valued = set(), set(), set(), set()
     if first is None:
         return defined, hidden, ifunc, undef_valued

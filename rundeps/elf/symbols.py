@@ -250,10 +250,10 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
                 if own_tls or bad_relocs or relr else EMPTY)
 
     syms = _Symbols(h, dyn, loads, pread, nsyms)
-    defined, hidden, ifunc, undef_valued = _definitions(syms, first, nsyms)
+    defined, hidden, ifunc, undef_valued, found = _definitions(syms, first, nsyms)
     undefined, plt_only, copy, unreferenced, tpoff = _needs(syms, rel, nsyms, own_tls)
     defs = frozenset(defined)
-    own_unfound = _own_references(syms, rel).difference(defs)
+    own_unfound = _own_references(syms, rel, found).difference(defs)
     return SymbolFacts(
         undefined=undefined,
         defined=defs,
@@ -559,13 +559,15 @@ class _Symbols:
 
 def _definitions(syms: _Symbols, first: Optional[int], nsyms: int):
     """(defined, hidden, ifunc, undef_valued) names of the symbols musl's
-    lookup considers (from ``first`` on), as bit masks over whole columns."""
+    lookup considers (from ``first`` on), as bit masks over whole columns,
+    and ``found``: one byte per symbol, 1 for each entry that is one of the
+    ``defined`` exports."""
     defined: List[str] = []
     hidden: List[str] = []
     ifunc: List[str] = []
     undef_valued: List[str] = []
     if first is None or first >= nsyms:
-        return defined, hidden, ifunc, undef_valued
+        return defined, hidden, ifunc, undef_valued, bytes(nsyms)
     cnt = nsyms - first
     vhigh, shnz = syms.vhigh, syms.shnz
     cls = syms.infob[first:]
@@ -576,12 +578,15 @@ def _definitions(syms: _Symbols, first: Optional[int], nsyms: int):
     if vhigh is not None:
         hid = _int(vhigh[first:].translate(_HIGHBIT))
     sel = plain & valnz & sh
-    defined = syms.selected(sel & ~hid, first, cnt)
+    exported = sel & ~hid
+    defined = syms.selected(exported, first, cnt)
     if hid:
         hidden = syms.selected(sel & hid, first, cnt)
     uv = plain & valnz & _int(syms.undm[first:]) & ~hid
     if uv:
         undef_valued = syms.selected(uv, first, cnt)
+    found = bytearray(first)
+    found += _bytes(exported, cnt)
     special = cls.translate(_CLS_TLS_IFUNC)
     if special.strip(b"\0"):  # TLS (st_value 0 is fine) and IFUNC definitions: rare
         for j in compress(range(cnt), special):
@@ -589,10 +594,14 @@ def _definitions(syms: _Symbols, first: Optional[int], nsyms: int):
             if not shnz[i]:
                 continue
             if special[j] == 1:
-                (hidden if vhigh is not None and vhigh[i] >= 0x80 else defined).append(syms.name(i))
+                if vhigh is not None and vhigh[i] >= 0x80:
+                    hidden.append(syms.name(i))
+                else:
+                    defined.append(syms.name(i))
+                    found[i] = 1
             elif (valnz >> (8 * j)) & 0xFF:
                 ifunc.append(syms.name(i))
-    return defined, hidden, ifunc, undef_valued
+    return defined, hidden, ifunc, undef_valued, found
 
 
 # -- phase 5: what the relocations need ----------------------------------------------
@@ -627,14 +636,19 @@ def _needs(syms: _Symbols, rel: _Relocs, nsyms: int, own_tls: FrozenSet[str]):
     return undefined, frozenset(undefined).difference(nonplt), copy, unreferenced, tpoff
 
 
-def _own_references(syms: _Symbols, rel: _Relocs) -> FrozenSet[str]:
+def _own_references(syms: _Symbols, rel: _Relocs, found) -> FrozenSet[str]:
     """The names of the symbols the relocations reference that this object
-    defines (``st_shndx != SHN_UNDEF``) and that are not ``STB_LOCAL``."""
-    shnz, infob = syms.shnz, syms.infob
-    nonlocal_m = infob.translate(_CLS_NONLOCAL)
-    ridx = sorted(rel.refd)
-    didx = list(compress(ridx, map(and_, map(shnz.__getitem__, ridx), map(nonlocal_m.__getitem__, ridx))))
-    return frozenset(syms.names_of(didx))
+    defines (``st_shndx != SHN_UNDEF``), that are not ``STB_LOCAL`` and whose
+    entry is not one of its exports (``found``, from :func:`_definitions`;
+    the caller takes out the names another entry exports). Almost every
+    such reference is to an export: those are dropped before any name is
+    read."""
+    ridx = list(filterfalse(found.__getitem__, sorted(rel.refd)))
+    if not ridx:
+        return frozenset()
+    shnz, nonlocal_m = syms.shnz, syms.infob.translate(_CLS_NONLOCAL)
+    cand = list(compress(ridx, map(and_, map(shnz.__getitem__, ridx), map(nonlocal_m.__getitem__, ridx))))
+    return frozenset(syms.names_of(cand)) if cand else frozenset()
 
 
 def _first_unlike(raw: bytes, off: int, pat: bytes, stride: int) -> int:
