@@ -215,6 +215,9 @@ def test_real_libraries(path):
     with open(path, "rb") as f:
         slow = read_symbols_pyelftools(f)
     assert (fast.tpoff, fast.bad_relocs) == (slow.tpoff, slow.bad_relocs)
+    # the exports (libstdc++'s STB_GNU_UNIQUE objects among them) and the
+    # references to own definitions that are not exports (glibc's IFUNCs)
+    assert (fast.defined, fast.ifunc, fast.own_unfound) == (slow.defined, slow.ifunc, slow.own_unfound)
     tpoff, bad, machine = readelf_facts(path)
     assert fast.tpoff == tpoff
     assert fast.bad_relocs == bad
@@ -299,18 +302,20 @@ def test_mutated_types_agree(built):
 
 def test_pack_roundtrip_and_strictness():
     f = SymbolFacts({"a": True, "b": False}, frozenset({"c"}), nsyms=3, tpoff=frozenset({"", "t"}),
-                    bad_relocs=frozenset({37, 0x7FFFFFFF}))
+                    bad_relocs=frozenset({37, 0x7FFFFFFF}), own_unfound=frozenset({"ifn", "g"}))
     packed = pack_facts(f)
     back = unpack_facts(marshal.loads(marshal.dumps(packed)))
     assert back == f and back.tpoff == {"", "t"} and back.bad_relocs == {37, 0x7FFFFFFF}
+    assert back.own_unfound == {"ifn", "g"} and back.must_bind == {"b", "ifn", "g"}
     assert unpack_facts(pack_facts(SymbolFacts({}, frozenset(), tpoff=frozenset({""})))).tpoff == {""}
     assert facts_from_tuple(marshal.loads(marshal.dumps(f.astuple()))) == f
     assert unpack_facts(pack_facts(EMPTY)) == EMPTY
     assert EMPTY.tpoff == frozenset() and EMPTY.bad_relocs == frozenset()
-    assert "bad_relocs=[37, 2147483647]" in repr(f)
+    assert "bad_relocs=[37, 2147483647]" in repr(f) and "own_unfound=['g', 'ifn']" in repr(f)
+    assert EMPTY.own_unfound == frozenset() and EMPTY.must_bind == frozenset()
     good = list(packed)
     for i, bad in ((10, ["t"]), (10, ("t", 1)), (11, (37, "x")), (11, (True,)), (11, (-1,)), (11, (1 << 32,)),
-                   (11, [37]), (11, tuple(range(5000)))):
+                   (11, [37]), (11, tuple(range(5000))), (13, ("ifn",)), (13, None)):
         t = list(good)
         t[i] = bad
         with pytest.raises(ValueError):
@@ -319,7 +324,7 @@ def test_pack_roundtrip_and_strictness():
         unpack_facts(tuple(good[:-1]))
     tup = f.astuple()
     for i, bad in ((9, {"x"}), (9, frozenset({1})), (10, frozenset({"x"})), (10, frozenset({-1})),
-                   (10, frozenset({False}))):
+                   (10, frozenset({False})), (12, {"ifn"}), (12, frozenset({1}))):
         t = list(tup)
         t[i] = bad
         with pytest.raises(ValueError):

@@ -22,7 +22,11 @@ packages and musl) and the symbol facts of every object
   a wheel without ``--root``), names starting ``Py``/``_Py`` are taken as the
   interpreter's, and the result says so.
 * **What binds.** A non-weak undefined symbol must be defined by an object in
-  scope (``find_sym``); weak undefined symbols may stay unbound. Symbol
+  scope (``find_sym``); weak undefined symbols may stay unbound. So must a
+  name a relocation references through the object's own definition when
+  musl's lookup skips that definition (an ``STT_GNU_IFUNC`` function the
+  object calls through its PLT): the lookup searches the whole scope, so
+  another object's plain definition, before or after it, satisfies it. Symbol
   versions are ignored except that a definition ``DT_VERSYM`` marks hidden is
   skipped (11a's reader gives ``defined`` with that rule applied). When
   nothing in scope defines it, musl 1.2.4 and later try ``get_lfs64``: an
@@ -46,7 +50,6 @@ import gc
 import marshal
 import posixpath
 from collections import deque
-from itertools import compress
 from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..platform import is_glibc_interp, same_arch
@@ -308,7 +311,9 @@ class _Binder:
 
     def needs(self, node: _Node, f, own: Sequence[_Node], own_keys: FrozenSet[str],
               assume_python: bool = False) -> FrozenSet[str]:
-        """The strong (non-weak) undefined names of ``node`` that its own
+        """The names ``node`` must bind (its strong undefined names and the
+        references to its own definitions musl's lookup skips, see
+        :attr:`~rundeps.elf.facts.SymbolFacts.must_bind`) that its own
         closure in this load (``own``: itself, what it loads, musl) does not
         define; with ``assume_python``, the interpreter's names (``Py*``,
         ``_Py*``) left out first. Every scope ``node`` is bound in holds
@@ -317,9 +322,7 @@ class _Binder:
         memo_key = (node.key, assume_python, own_keys)
         got = self._needs.get(memo_key)
         if got is None:
-            und = f.undefined
-            # a set made from a dict reuses its hashes; the weak names are few
-            todo = frozenset(und).difference(compress(und, und.values()))
+            todo = f.must_bind
             if todo and assume_python:
                 # Names repeat from module to module: test the new ones only.
                 py = self._interpreter_names

@@ -1,5 +1,7 @@
 """Hints for missing symbols: a library at hand (the tree's, an installed
-package's) that defines them, or defines them only under a hidden version."""
+package's) that defines them, or defines them only under a hidden version
+or only as an IFUNC;
+the object's own IFUNC definition its relocations reference."""
 
 from __future__ import annotations
 
@@ -16,20 +18,33 @@ def hints_for(missing: Mapping[str, List[str]], b, hint_libraries) -> Dict[str, 
         if real is None:
             continue
         facts = b.symbols(real)
-        if facts is None or not (facts.defined or facts.hidden):
+        if facts is None or not (facts.defined or facts.hidden or facts.ifunc):
             continue
-        libs.append((path, pkg, facts.defined, facts.hidden))
+        libs.append((path, pkg, facts.defined, facts.hidden, facts.ifunc))
     out: Dict[str, List[str]] = {}
     for path, names in missing.items():
         lines = []
         left = list(names)
-        for lib, pkg, defined, hidden in libs:
+        own = _own_ifunc(b, path, left)
+        if own:
+            more = f" and {len(own) - 1} more are" if len(own) > 1 else " is"
+            lines.append(f"{own[0]}{more} an IFUNC (STT_GNU_IFUNC) this object defines and calls or takes the "
+                         "address of through the dynamic linker; musl's lookup skips IFUNC definitions, its "
+                         "own included")
+            left = [n for n in left if n not in own]
+        for lib, pkg, defined, hidden, ifunc in libs:
             hid = [n for n in left if n in hidden and n not in defined]
             if hid:
                 more = f" and {len(hid) - 1} more are" if len(hid) > 1 else " is"
                 lines.append(f"{hid[0]}{more} defined by {posixpath.basename(lib)} only under a hidden "
                              "(non-default) symbol version, which musl's lookup skips")
                 left = [n for n in left if n not in hid]
+            ifn = [n for n in left if n in ifunc]
+            if ifn:
+                more = f" and {len(ifn) - 1} more are" if len(ifn) > 1 else " is"
+                lines.append(f"{ifn[0]}{more} defined by {posixpath.basename(lib)} only as an IFUNC "
+                             "(STT_GNU_IFUNC), which musl's lookup skips")
+                left = [n for n in left if n not in ifn]
             hit = [n for n in left if n in defined]
             if not hit:
                 continue
@@ -47,3 +62,13 @@ def hints_for(missing: Mapping[str, List[str]], b, hint_libraries) -> Dict[str, 
         if lines:
             out[path] = lines
     return out
+
+
+def _own_ifunc(b, path: str, names: List[str]) -> List[str]:
+    """The names of ``names`` that the object at ``path`` references
+    through its own IFUNC definition."""
+    real = b.real_path(path)
+    facts = b.symbols(real) if real is not None else None
+    if facts is None or not facts.own_unfound:
+        return []
+    return [n for n in names if n in facts.own_unfound and n in facts.ifunc]

@@ -10,6 +10,7 @@ imports nothing else of the fast readers.
 
 from __future__ import annotations
 
+from itertools import compress
 from operator import truth
 
 TYPE_CHECKING = False
@@ -54,17 +55,22 @@ class SymbolFacts:
     * ``relr``: the object has ``DT_RELR`` relative relocations, which musl
       applies from 1.2.4 on (an older musl ignores the tag: the object's
       pointers are never relocated).
+    * ``own_unfound``: names relocations reference through a (not
+      ``STB_LOCAL``) symbol this object defines, which musl's lookup does not
+      find in it (an ``STT_GNU_IFUNC`` definition, a hidden version): like
+      strong undefined names, they must be found in another object in scope.
     """
 
     __slots__ = ("undefined", "defined", "hidden", "ifunc", "undef_valued", "plt_only", "copy", "unreferenced",
-                 "nsyms", "tpoff", "bad_relocs", "relr", "_packed")
+                 "nsyms", "tpoff", "bad_relocs", "relr", "own_unfound", "_packed")
     FIELDS = __slots__[:-1]
 
     def __init__(self, undefined: Dict[str, bool], defined: FrozenSet[str], hidden: FrozenSet[str] = frozenset(),
                  ifunc: FrozenSet[str] = frozenset(), undef_valued: FrozenSet[str] = frozenset(),
                  plt_only: FrozenSet[str] = frozenset(), copy: FrozenSet[str] = frozenset(),
                  unreferenced: FrozenSet[str] = frozenset(), nsyms: int = 0, tpoff: FrozenSet[str] = frozenset(),
-                 bad_relocs: FrozenSet[int] = frozenset(), relr: bool = False):
+                 bad_relocs: FrozenSet[int] = frozenset(), relr: bool = False,
+                 own_unfound: FrozenSet[str] = frozenset()):
         self.undefined = undefined
         self.defined = defined
         self.hidden = hidden
@@ -77,6 +83,7 @@ class SymbolFacts:
         self.tpoff = tpoff
         self.bad_relocs = bad_relocs
         self.relr = relr
+        self.own_unfound = own_unfound
 
     @classmethod
     def from_packed(cls, packed: tuple) -> "SymbolFacts":
@@ -120,10 +127,21 @@ class SymbolFacts:
         """The undefined names that must be bound (not weak)."""
         return frozenset(n for n, weak in self.undefined.items() if not weak)
 
+    @property
+    def must_bind(self) -> FrozenSet[str]:
+        """Every name musl's lookup must find in another object in scope:
+        the strong undefined names and :attr:`own_unfound`."""
+        und = self.undefined
+        # a set made from a dict reuses its hashes; the weak names are few
+        todo = frozenset(und).difference(compress(und, und.values()))
+        own = self.own_unfound
+        return todo.union(own) if own else todo
+
     def __repr__(self) -> str:
         return (f"SymbolFacts(nsyms={self.nsyms}, undefined={len(self.undefined)}, defined={len(self.defined)}, "
                 f"hidden={len(self.hidden)}, ifunc={len(self.ifunc)}, copy={sorted(self.copy)!r}, "
-                f"tpoff={sorted(self.tpoff)!r}, bad_relocs={sorted(self.bad_relocs)!r}, relr={self.relr!r})")
+                f"tpoff={sorted(self.tpoff)!r}, bad_relocs={sorted(self.bad_relocs)!r}, relr={self.relr!r}, "
+                f"own_unfound={sorted(self.own_unfound)!r})")
 
 
 def _is_str_set(v) -> bool:
@@ -139,11 +157,11 @@ def _is_type_set(v) -> bool:
 def facts_from_tuple(t) -> SymbolFacts:
     """A :class:`SymbolFacts` from :meth:`SymbolFacts.astuple`; ValueError
     unless every field has its type (a cache file must not inject garbage)."""
-    if t.__class__ is not tuple or len(t) != 12:
+    if t.__class__ is not tuple or len(t) != 13:
         raise ValueError("bad symbol record")
     undefined, nsyms = t[0], t[8]
     if not (undefined.__class__ is dict and nsyms.__class__ is int and all(_is_str_set(x) for x in t[1:8])
-            and _is_str_set(t[9]) and _is_type_set(t[10]) and t[11].__class__ is bool
+            and _is_str_set(t[9]) and _is_type_set(t[10]) and t[11].__class__ is bool and _is_str_set(t[12])
             and all(k.__class__ is str and v.__class__ is bool for k, v in undefined.items())):
         raise ValueError("bad symbol record")
     return SymbolFacts(*t)
@@ -157,7 +175,7 @@ def pack_facts(f: SymbolFacts) -> tuple:
     set as one NUL-joined string (one object instead of thousands, so
     loading a warm cache is a split per set), the weak flags as bytes;
     ``tpoff`` (small, and it may hold ``""``) as a sorted tuple of names,
-    ``bad_relocs`` as a sorted tuple of ints."""
+    ``bad_relocs`` as a sorted tuple of ints; ``own_unfound`` last, NUL-joined."""
     try:
         return object.__getattribute__(f, "_packed")  # still packed: as it came
     except AttributeError:
@@ -166,7 +184,7 @@ def pack_facts(f: SymbolFacts) -> tuple:
     return ("\0".join(und), bytes(map(int, f.undefined.values())),
             "\0".join(f.defined), "\0".join(f.hidden), "\0".join(f.ifunc), "\0".join(f.undef_valued),
             "\0".join(f.plt_only), "\0".join(f.copy), "\0".join(f.unreferenced), f.nsyms,
-            tuple(sorted(f.tpoff)), tuple(sorted(f.bad_relocs)), f.relr)
+            tuple(sorted(f.tpoff)), tuple(sorted(f.bad_relocs)), f.relr, "\0".join(f.own_unfound))
 
 
 def _names(blob) -> FrozenSet[str]:
@@ -176,8 +194,8 @@ def _names(blob) -> FrozenSet[str]:
 
 
 def _check_packed(t) -> None:
-    if not (t.__class__ is tuple and len(t) == 13 and t[1].__class__ is bytes and t[9].__class__ is int
-            and t[12].__class__ is bool
+    if not (t.__class__ is tuple and len(t) == 14 and t[1].__class__ is bytes and t[9].__class__ is int
+            and t[12].__class__ is bool and t[13].__class__ is str
             and all(x.__class__ is str for x in t[0:1] + t[2:9])
             and t[10].__class__ is tuple and all(x.__class__ is str for x in t[10])
             and t[11].__class__ is tuple and len(t[11]) <= MAX_BAD_RELOCS
@@ -190,7 +208,7 @@ def _check_packed(t) -> None:
 def _decode_packed(t) -> SymbolFacts:
     und = t[0].split("\0") if t[0] else []
     return SymbolFacts(dict(zip(und, map(truth, t[1]))), *map(_names, t[2:9]), nsyms=t[9], tpoff=frozenset(t[10]),
-                       bad_relocs=frozenset(t[11]), relr=t[12])
+                       bad_relocs=frozenset(t[11]), relr=t[12], own_unfound=_names(t[13]))
 
 
 def unpack_facts(t) -> SymbolFacts:

@@ -311,7 +311,7 @@ def _pyelftools(f) -> SymbolFacts:
     syms = [seg.get_symbol(i) for i in range(nsyms)]
     hidden_bits = _hidden_bits(ef, f, seg, tags, nsyms)
     defined, hidden, ifunc, undef_valued = _exports(syms, first, hidden_bits)
-    undefined, nonplt, copy = _bound(ef, syms, refs)
+    undefined, nonplt, copy, own_refs = _bound(ef, syms, refs)
     for i in tp_syms:
         if i:
             s = syms[i]
@@ -331,6 +331,7 @@ def _pyelftools(f) -> SymbolFacts:
         tpoff=frozenset(tpoff),
         bad_relocs=bad_relocs,
         relr=relr,
+        own_unfound=frozenset(own_refs - defined),
     )
 
 
@@ -401,7 +402,7 @@ def _hidden_bits(ef, f, seg, tags, nsyms: int) -> List[bool]:
 def _exports(syms, first: Optional[int], hidden_bits: List[bool]):
     """(defined, hidden, ifunc, undef_valued) names, symbol by symbol."""
     ok_types = ("STT_NOTYPE", "STT_OBJECT", "STT_FUNC", "STT_COMMON", "STT_TLS")
-    ok_binds = ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
+    ok_binds = ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE", "STB_LOOS")  # pyelftools names GNU_UNIQUE (10) STB_LOOS
     defined, hidden, ifunc, undef_valued = set(), set(), set(), set()
     if first is None:
         return defined, hidden, ifunc, undef_valued
@@ -429,7 +430,8 @@ def _exports(syms, first: Optional[int], hidden_bits: List[bool]):
 
 def _bound(ef, syms, refs: Dict[int, List[int]]):
     """(undefined {name: weak}, names some non-JUMP_SLOT relocation
-    references, names COPY relocations reference)."""
+    references, names COPY relocations reference, names of the defined
+    symbols relocations reference, not ``STB_LOCAL``)."""
     from elftools.elf import enums
 
     arch_enum = {
@@ -444,6 +446,7 @@ def _bound(ef, syms, refs: Dict[int, List[int]]):
     undefined: Dict[str, bool] = {}
     nonplt = set()
     copy = set()
+    own_refs = set()
     for i, types in refs.items():
         s = syms[i]
         bind = s["st_info"]["bind"]
@@ -452,8 +455,9 @@ def _bound(ef, syms, refs: Dict[int, List[int]]):
         if copy_t is not None and copy_t in types:
             copy.add(s.name)
         if s["st_shndx"] != "SHN_UNDEF":
+            own_refs.add(s.name)
             continue
         undefined[s.name] = undefined.get(s.name, True) and bind == "STB_WEAK"
         if any(t != plt_t for t in types):
             nonplt.add(s.name)
-    return undefined, nonplt, copy
+    return undefined, nonplt, copy, own_refs

@@ -35,6 +35,20 @@ relocation of a type other than ``NONE`` references a symbol that is
 is ``STB_WEAK`` (musl lets a weak undefined reference stay unbound).
 Undefined dynsym entries that no relocation references are in
 :attr:`~SymbolFacts.unreferenced` (never fatal to musl).
+A relocation against a symbol the object defines itself goes through the
+same lookup (``do_relocs`` takes the object's own symbol directly only when
+it is ``STB_LOCAL``; musl before 1.1.24 did so for ``STT_SECTION`` symbols,
+and linkers put no other local symbol in a relocation), in the whole scope,
+the object included: the lookup finds the object's own definition only when
+it is an export by the rules above.  The names such relocations reference
+that are not (an ``STT_GNU_IFUNC`` definition the object calls through its
+own PLT or takes the address of, a definition under a hidden version) are in
+:attr:`~SymbolFacts.own_unfound`: they must be found in another object in
+scope, and a weak definition does not excuse them (only a weak *undefined*
+symbol may stay unbound).  Protected or hidden visibility and ``-Bsymbolic``
+change nothing here by themselves: what they bind locally, the linker
+writes as a symbol-less relocation (``R_X86_64_IRELATIVE`` for an IFUNC,
+which musl does not support, see below).
 :attr:`~SymbolFacts.plt_only` names the undefined names referenced only by
 ``JUMP_SLOT`` relocations (``need_def``: an ``undef_valued`` entry does not
 satisfy them), and :attr:`~SymbolFacts.copy` the names referenced by
@@ -54,9 +68,7 @@ an ``STB_LOCAL`` symbol: musl takes ``def.dso = dso``);
 for ("unsupported relocation type %d", e.g. ``R_X86_64_IRELATIVE``), which
 fail the load.  For a machine musl's table is not known for, both stay empty.
 
-Not modelled: a relocation against a symbol the object itself defines but
-whose version is hidden (musl would not find it in the object; never seen in
-practice), a hash table whose chains or bloom filter disagree with the
+Not modelled: a hash table whose chains or bloom filter disagree with the
 symbol table (a linker-built table never does), lazy binding
 (``RTLD_LAZY``; Python uses ``RTLD_NOW``), and MIPS' GOT-based relocations.
 
@@ -238,9 +250,10 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
                 if own_tls or bad_relocs or relr else EMPTY)
 
     syms = _Symbols(h, dyn, loads, pread, nsyms)
-    defined, hidden, ifunc, undef_valued = _definitions(syms, first, nsyms)
+    defined, hidden, ifunc, undef_valued, found = _definitions(syms, first, nsyms)
     undefined, plt_only, copy, unreferenced, tpoff = _needs(syms, rel, nsyms, own_tls)
     defs = frozenset(defined)
+    own_unfound = _own_references(syms, rel, found).difference(defs)
     return SymbolFacts(
         undefined=undefined,
         defined=defs,
@@ -254,6 +267,7 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
         tpoff=tpoff,
         bad_relocs=bad_relocs,
         relr=relr,
+        own_unfound=own_unfound,
     )
 
 
@@ -545,13 +559,15 @@ class _Symbols:
 
 def _definitions(syms: _Symbols, first: Optional[int], nsyms: int):
     """(defined, hidden, ifunc, undef_valued) names of the symbols musl's
-    lookup considers (from ``first`` on), as bit masks over whole columns."""
+    lookup considers (from ``first`` on), as bit masks over whole columns,
+    and ``found``: one byte per symbol, 1 for each entry that is one of the
+    ``defined`` exports."""
     defined: List[str] = []
     hidden: List[str] = []
     ifunc: List[str] = []
     undef_valued: List[str] = []
     if first is None or first >= nsyms:
-        return defined, hidden, ifunc, undef_valued
+        return defined, hidden, ifunc, undef_valued, bytes(nsyms)
     cnt = nsyms - first
     vhigh, shnz = syms.vhigh, syms.shnz
     cls = syms.infob[first:]
@@ -562,12 +578,15 @@ def _definitions(syms: _Symbols, first: Optional[int], nsyms: int):
     if vhigh is not None:
         hid = _int(vhigh[first:].translate(_HIGHBIT))
     sel = plain & valnz & sh
-    defined = syms.selected(sel & ~hid, first, cnt)
+    exported = sel & ~hid
+    defined = syms.selected(exported, first, cnt)
     if hid:
         hidden = syms.selected(sel & hid, first, cnt)
     uv = plain & valnz & _int(syms.undm[first:]) & ~hid
     if uv:
         undef_valued = syms.selected(uv, first, cnt)
+    found = bytearray(first)
+    found += _bytes(exported, cnt)
     special = cls.translate(_CLS_TLS_IFUNC)
     if special.strip(b"\0"):  # TLS (st_value 0 is fine) and IFUNC definitions: rare
         for j in compress(range(cnt), special):
@@ -575,10 +594,14 @@ def _definitions(syms: _Symbols, first: Optional[int], nsyms: int):
             if not shnz[i]:
                 continue
             if special[j] == 1:
-                (hidden if vhigh is not None and vhigh[i] >= 0x80 else defined).append(syms.name(i))
+                if vhigh is not None and vhigh[i] >= 0x80:
+                    hidden.append(syms.name(i))
+                else:
+                    defined.append(syms.name(i))
+                    found[i] = 1
             elif (valnz >> (8 * j)) & 0xFF:
                 ifunc.append(syms.name(i))
-    return defined, hidden, ifunc, undef_valued
+    return defined, hidden, ifunc, undef_valued, found
 
 
 # -- phase 5: what the relocations need ----------------------------------------------
@@ -611,6 +634,21 @@ def _needs(syms: _Symbols, rel: _Relocs, nsyms: int, own_tls: FrozenSet[str]):
         if not all(map(nonlocal_m.__getitem__, tp_sorted)):
             tpoff = tpoff.union(("",))
     return undefined, frozenset(undefined).difference(nonplt), copy, unreferenced, tpoff
+
+
+def _own_references(syms: _Symbols, rel: _Relocs, found) -> FrozenSet[str]:
+    """The names of the symbols the relocations reference that this object
+    defines (``st_shndx != SHN_UNDEF``), that are not ``STB_LOCAL`` and whose
+    entry is not one of its exports (``found``, from :func:`_definitions`;
+    the caller takes out the names another entry exports). Almost every
+    such reference is to an export: those are dropped before any name is
+    read."""
+    ridx = list(filterfalse(found.__getitem__, sorted(rel.refd)))
+    if not ridx:
+        return frozenset()
+    shnz, nonlocal_m = syms.shnz, syms.infob.translate(_CLS_NONLOCAL)
+    cand = list(compress(ridx, map(and_, map(shnz.__getitem__, ridx), map(nonlocal_m.__getitem__, ridx))))
+    return frozenset(syms.names_of(cand)) if cand else frozenset()
 
 
 def _first_unlike(raw: bytes, off: int, pat: bytes, stride: int) -> int:

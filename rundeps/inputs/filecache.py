@@ -54,14 +54,14 @@ FORMAT_VERSION = 3
 _MAGIC = b"RDFC"
 _HEADER = _MAGIC + bytes([FORMAT_VERSION])
 #: The format of the saved-image files (see :meth:`FileCache.load_image`).
-IMAGE_VERSION = 1
+IMAGE_VERSION = 2  # 2: symbol facts carry own_unfound
 _IMAGE_HEADER = b"RDIM" + bytes([IMAGE_VERSION])
 #: The format of the symbol facts files (see :meth:`FileCache.load_symbols`).
-SYMBOLS_VERSION = 2
+SYMBOLS_VERSION = 3  # 3: symbol facts carry own_unfound
 _SYM_HEADER = b"RDSY" + bytes([SYMBOLS_VERSION])
 #: The format of the binding verdicts files (see :meth:`FileCache.load_verdicts`);
 #: raised whenever what :mod:`rundeps.bind` or the symbol readers decide changes.
-VERDICTS_VERSION = 3  # 3: DT_RELR told by the loader's build, or undecided
+VERDICTS_VERSION = 4  # 4: DT_RELR told by the loader's build, or undecided; own IFUNC references bind elsewhere
 _VERDICTS_HEADER = b"RDBV" + bytes([VERDICTS_VERSION])
 
 Warn = "Callable[[str], None]"
