@@ -36,13 +36,14 @@ from collections import Counter
 # not importing it keeps start-up light.
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Callable, Dict, List, Optional, Sequence, Tuple
+    from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 from ..elf.dynamic import parse_fd
 from ..elf.reader import read_elf_fd_pyelftools, reader_name
 from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
 from ..rootfs import join_host, norm_root, resolve_from, split_path
 from .filecache import folder_signature, signature_keys
+from .pytree import DIST_INFO_SUFFIXES, PACKAGE_INITS, import_roots
 
 if TYPE_CHECKING:  # pragma: no cover
     from .filecache import FileCache  # noqa: F401
@@ -97,13 +98,16 @@ class ScanResult:
     """What :func:`scan` found.  (Plain classes, not dataclasses: see
     :class:`rundeps.elf.types.ElfInfo`.)"""
 
-    __slots__ = ("items", "links", "files_seen")
+    __slots__ = ("items", "links", "files_seen", "python_roots")
 
     def __init__(self, items: Optional[List[ScanItem]] = None, links: Optional[Dict[str, str]] = None,
-                 files_seen: int = 0):
+                 files_seen: int = 0, python_roots: FrozenSet[str] = frozenset()):
         self.items = [] if items is None else items  # one per ELF regular file, sorted by path
         self.links = {} if links is None else links  # in-root symlink -> in-root ELF target
         self.files_seen = files_seen
+        self.python_roots = python_roots
+        """The Python import roots the walk recognised by their content
+        (:func:`rundeps.inputs.pytree.import_roots`): in-root folders."""
 
 
 def _reason(exc: BaseException) -> str:
@@ -141,6 +145,8 @@ class _Walker:
         self.next_progress = PROGRESS_EVERY
         self.pyelftools = reader_name() == "pyelftools"  # RUNDEPS_ELF_READER
         self.keys: Optional[Dict[str, Tuple[int, ...]]] = None  # in-root path -> stat key, when wanted
+        self.info_folders: Set[str] = set()  # folders holding a *.dist-info or *.egg-info folder
+        self.packages: Set[str] = set()  # folders holding an __init__.py or __init__.pyc
 
     def error(self, path: str, reason: str) -> None:
         if self.on_error is not None:
@@ -292,6 +298,8 @@ class _Walker:
                                 if not e.is_file(follow_symlinks=False):
                                     if e.is_dir(follow_symlinks=False):
                                         subdirs.append(prefix + e.name)
+                                        if e.name.endswith(DIST_INFO_SUFFIXES):
+                                            self.info_folders.add(d)
                                     elif e.is_symlink():
                                         path = prefix + e.name
                                         if excluded is None or not excluded(path):
@@ -316,6 +324,8 @@ class _Walker:
                             names.append(name)
                 except OSError as exc:  # reading the folder itself failed
                     error(d, _reason(exc))
+                if PACKAGE_INITS[0] in names or PACKAGE_INITS[1] in names:
+                    self.packages.add(d)
                 if names or (use_cache and d in old.dirs):
                     if use_cache:
                         self._cached_folder(d, prefix, names, stats, dfd, old, new)
@@ -498,7 +508,8 @@ def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: 
                 links[link] = tpath
     if progress is not None:
         progress(w.files_seen)
-    return ScanResult(items=items, links=links, files_seen=w.files_seen)
+    roots = import_roots(w.info_folders, w.packages, elf_paths)
+    return ScanResult(items=items, links=links, files_seen=w.files_seen, python_roots=roots)
 
 
 def stat_key(st) -> Tuple[int, int, int, int]:
