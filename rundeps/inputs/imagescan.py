@@ -9,6 +9,8 @@ walks a root folder: the same rules, the same :class:`ScanResult`.
   reported once through ``on_error(in_image_path, reason)`` and skipped;
 * ``exclude`` globs are matched against in-image paths; the given paths are
   resolved inside the image and paths inside another given path dropped.
+* the Python import roots are recognised as the walk of a root folder
+  recognises them (:attr:`ScanResult.python_roots`).
 
 Reading: every layer holding a file to read is passed over once
 (:meth:`ImageTree.stream_files`), in member order; a file's first

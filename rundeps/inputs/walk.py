@@ -16,6 +16,10 @@ Rules (see the tests):
   read and listed once, under its real in-root path;
 * file names that are not UTF-8 are kept as :func:`os.fsdecode` does
   (surrogateescape) and never crash the walk; symlink loops end after 40 hops.
+* as each folder is listed, one holding a ``*.dist-info``/``*.egg-info``
+  folder and one holding an ``__init__.py``/``__init__.pyc`` (a package)
+  are noted; :attr:`ScanResult.python_roots` are the Python import roots
+  they and the extension modules found make (:mod:`rundeps.inputs.pytree`).
 
 Speed: directories are opened once and their files opened relative to the
 directory descriptor (``openat``), only the first :data:`rundeps.elf.types.HEAD_SIZE`
