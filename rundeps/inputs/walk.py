@@ -264,6 +264,17 @@ class _Walker:
 
     # -- a folder ------------------------------------------------------------
 
+    def note_python(self, d: str, subdirs: List[str], names: List[str]) -> None:
+        """Note what in folder ``d`` says it is Python's: a ``*.dist-info``/
+        ``*.egg-info`` folder among its ``subdirs``, an ``__init__`` module
+        among its regular files ``names`` (see :mod:`rundeps.inputs.pytree`)."""
+        if PACKAGE_INITS[0] in names or PACKAGE_INITS[1] in names:
+            self.packages.add(d)
+        for sub in subdirs:
+            if sub.endswith(DIST_INFO_SUFFIXES):
+                self.info_folders.add(d)
+                return
+
     def walk_dir(self, top: str, old, new) -> None:
         """Walk the real in-root folder ``top``.  With a cache, ``old`` (the
         last scan's entries) is emptied of every folder seen, so what is left
@@ -302,8 +313,6 @@ class _Walker:
                                 if not e.is_file(follow_symlinks=False):
                                     if e.is_dir(follow_symlinks=False):
                                         subdirs.append(prefix + e.name)
-                                        if e.name.endswith(DIST_INFO_SUFFIXES):
-                                            self.info_folders.add(d)
                                     elif e.is_symlink():
                                         path = prefix + e.name
                                         if excluded is None or not excluded(path):
@@ -328,8 +337,7 @@ class _Walker:
                             names.append(name)
                 except OSError as exc:  # reading the folder itself failed
                     error(d, _reason(exc))
-                if PACKAGE_INITS[0] in names or PACKAGE_INITS[1] in names:
-                    self.packages.add(d)
+                self.note_python(d, subdirs, names)
                 if names or (use_cache and d in old.dirs):
                     if use_cache:
                         self._cached_folder(d, prefix, names, stats, dfd, old, new)
