@@ -57,6 +57,7 @@ def check_tree(
     main_program: Optional[str] = None,
     default_excludes: bool = True,
     jobs: int = 1,
+    python_tree: Optional[bool] = None,
     *,
     options: Optional[CheckOptions] = None,
     diagnostics: Optional[Diagnostics] = None,
@@ -71,14 +72,17 @@ def check_tree(
     :data:`DEFAULT_EXCLUDES`, listed in ``res.left_out``), ``symbols`` (bind
     every load, on by default as ``scan``), ``musl_version`` (a shipped
     export list instead of the target's musl), ``jobs`` (> 1: two processes
-    read symbol tables; the same result); ``on_error(path, reason)``,
+    read symbol tables; the same result), ``python_tree`` (which folders
+    are Python import roots besides ``site-packages`` and ``lib/pythonX.Y``:
+    None, those holding ``*.dist-info`` folders or extension modules; True,
+    every path; False, none); ``on_error(path, reason)``,
     ``on_warning(msg)``, ``on_info(msg)`` and ``progress(n)`` hear what is
     not the result.
     """
     if options is None:
         options = CheckOptions(exclude=tuple(exclude), default_excludes=default_excludes, arch=arch,
                                explicit_root=explicit_root, library_path=library_path, main_program=main_program,
-                               symbols=symbols, musl_version=musl_version, jobs=jobs)
+                               symbols=symbols, musl_version=musl_version, jobs=jobs, python_tree=python_tree)
     if diagnostics is None:
         diagnostics = Diagnostics(warning=on_warning, info=on_info, file_error=on_error, progress=progress)
     return pipeline.check_tree(paths, root, sources, options, diagnostics)

@@ -68,12 +68,16 @@ class CheckOptions:
     set; ``conditional_loads``: also those of submodules the package's import
     does not reach; ``distributions``, ``installed_size`` (with
     ``build_deps``): the detail stages; ``gcompat_file``: a real
-    ``libgcompat.so.0`` to model gcompat from (wheels).
+    ``libgcompat.so.0`` to model gcompat from (wheels); ``python_tree``:
+    which folders are Python import roots besides those a path shows
+    (``site-packages``, ``lib/pythonX.Y``) -- None: those the walk
+    recognises by their content (:mod:`rundeps.inputs.pytree`), True: every
+    scanned path, False: none.
     """
 
     __slots__ = ("exclude", "default_excludes", "arch", "explicit_root", "library_path", "main_program", "symbols",
                  "musl_version", "jobs", "runtime_loads", "add_runtime_loads", "conditional_loads", "distributions",
-                 "installed_size", "build_deps", "gcompat_file")
+                 "installed_size", "build_deps", "gcompat_file", "python_tree")
 
     def __init__(self, *,
                  exclude: Tuple[str, ...] = (),
@@ -91,10 +95,11 @@ class CheckOptions:
                  distributions: bool = False,
                  installed_size: bool = False,
                  build_deps: Optional[str] = None,
-                 gcompat_file: Optional[str] = None):
+                 gcompat_file: Optional[str] = None,
+                 python_tree: Optional[bool] = None):
         values = (exclude, default_excludes, arch, explicit_root, library_path, main_program, symbols, musl_version,
                   jobs, runtime_loads, add_runtime_loads, conditional_loads, distributions, installed_size,
-                  build_deps, gcompat_file)
+                  build_deps, gcompat_file, python_tree)
         for name, value in zip(self.__slots__, values):
             object.__setattr__(self, name, value)
 
@@ -179,6 +184,8 @@ def _check_scanned(result, root, paths: Sequence[str], sources: Sources, options
     resolver = Resolver(universe, fs, arch=arch, on_warning=diag.warning, library_path=options.library_path,
                         main_program=options.main_program)
     resolver.scanned_paths = tuple(paths)
+    resolver.python_tree = options.python_tree is True
+    resolver.python_roots = result.python_roots if options.python_tree is None else frozenset()
     res = _resolve_tree(resolver, objects, root, sources, options, diag)
     res.left_out = left_out
     if options.symbols:

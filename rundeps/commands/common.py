@@ -273,6 +273,18 @@ def binding_options(fn: Callable) -> Callable:
     return fn
 
 
+def python_tree_option(fn: Callable) -> Callable:
+    """``--python-tree/--no-python-tree``: which scanned folders are Python import roots."""
+    return click.option(
+        "--python-tree/--no-python-tree", "python_tree", default=None,
+        help="Treat every PATH as a Python import root, whose shared objects load into a Python process "
+             "where the interpreter's Py* names bind (default: a folder is one when its path has site-packages "
+             "or lib/pythonX.Y, or it holds *.dist-info/*.egg-info folders or extension modules such as "
+             "NAME.cpython-312-x86_64-linux-musl.so; --no-python-tree: by its path only). Use it for a folder "
+             "Python imports from that shows neither (only libraries opened with ctypes), and --no-python-tree "
+             "for one holding such files that Python does not import from.")(fn)
+
+
 def jobs_option(fn: Callable) -> Callable:
     """``--jobs``: how many processes read symbol tables."""
     return click.option("--jobs", "-j", type=click.IntRange(min=1), default=2, show_default=True, metavar="N",
@@ -303,7 +315,7 @@ def check_options(kw, **fields):
         runtime_loads=bool(kw.get("use_dlopen")), conditional_loads=bool(kw.get("conditional_loads")),
         distributions=fmt == "json" or by == "distribution",
         installed_size=fmt == "json" or bool(kw.get("build_deps")) or _size_line_wanted(kw),
-        build_deps=kw.get("build_deps"))
+        build_deps=kw.get("build_deps"), python_tree=kw.get("python_tree"))
     chosen.update(fields)
     return CheckOptions(**chosen)
 

@@ -8,7 +8,8 @@ import click
 
 from .common import (
     CONTEXT, EXIT_CODES, Progress, Reporter, binding_options, check_options, check_output_options, diagnostics, finish,
-    handle_errors, image_options, inroot, jobs_option, output_options, parse_target, run_check, source_options,
+    handle_errors, image_options, inroot, jobs_option, output_options, parse_target, python_tree_option, run_check,
+    source_options,
 )
 
 
@@ -29,6 +30,7 @@ from .common import (
 @image_options
 @output_options
 @binding_options
+@python_tree_option
 @jobs_option
 @handle_errors
 def scan(paths, exclude, no_default_excludes, progress, **kw):

@@ -10,7 +10,7 @@ import click
 from ..errors import EXIT_OK, EXIT_UNRESOLVED
 from .common import (
     CONTEXT, Reporter, binding_options, check_options, diagnostics, handle_errors, image_options, inroot, jobs_option,
-    parse_target, run_check, source_options,
+    parse_target, python_tree_option, run_check, source_options,
 )
 
 
@@ -33,6 +33,7 @@ from .common import (
 @source_options
 @image_options
 @binding_options
+@python_tree_option
 @jobs_option
 @handle_errors
 def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads, fmt, quiet, **kw):

@@ -9,6 +9,8 @@ walks a root folder: the same rules, the same :class:`ScanResult`.
   reported once through ``on_error(in_image_path, reason)`` and skipped;
 * ``exclude`` globs are matched against in-image paths; the given paths are
   resolved inside the image and paths inside another given path dropped.
+* the Python import roots are recognised as the walk of a root folder
+  recognises them (:attr:`ScanResult.python_roots`).
 
 Reading: every layer holding a file to read is passed over once
 (:meth:`ImageTree.stream_files`), in member order; a file's first
@@ -20,10 +22,11 @@ bytes dropped.  Nothing is written to the host.
 from __future__ import annotations
 
 import posixpath
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..elf.reader import read_elf, read_symbols
 from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
+from .pytree import DIST_INFO_SUFFIXES, PACKAGE_INITS, import_roots
 from .walk import PROGRESS_EVERY, ScanItem, ScanResult, compile_excludes, is_under
 
 __all__ = ["scan_image", "read_members", "member_facts", "Prefetch", "entry_program", "image_env", "EntryProgram", "DEFAULT_PATH"]
@@ -225,13 +228,18 @@ def _canonical_tops(tree, paths: Sequence[str], error: OnError) -> List[Tuple[st
 
 
 class _Listing:
-    """The regular files and symlinks under the given folders, in walk order."""
+    """The regular files and symlinks under the given folders, in walk
+    order, and what says a folder is Python's (as the walk of a root folder
+    notes it): the folders holding a ``*.dist-info``/``*.egg-info`` folder,
+    and the package folders."""
 
     def __init__(self, tree, excluded):
         self.tree = tree
         self.excluded = excluded
         self.files: List[str] = []
         self.symlinks: List[Tuple[str, str]] = []  # (link, its folder)
+        self.info_folders: Set[str] = set()
+        self.packages: Set[str] = set()
 
     def folder(self, top: str) -> None:
         entries = self.tree.entries
@@ -247,11 +255,15 @@ class _Listing:
                 kind = entries[path].kind
                 if kind == "dir":
                     subdirs.append(path)
+                    if name.endswith(DIST_INFO_SUFFIXES):
+                        self.info_folders.add(d)
                 elif kind == "symlink":
                     if excluded is None or not excluded(path):
                         self.symlinks.append((path, d))
                 elif kind == "file" and (excluded is None or not excluded(path)):
                     self.files.append(path)
+                    if name in PACKAGE_INITS:
+                        self.packages.add(d)
             subdirs.sort(reverse=True)
             stack.extend(subdirs)
 
@@ -286,7 +298,8 @@ def scan_image(tree, paths: Sequence[str], exclude: Sequence[str] = (), on_error
     links = _links(tree, tops, listing.symlinks, set(found))
     if progress is not None:
         progress(len(listing.files))
-    return ScanResult(items=items, links=links, files_seen=len(listing.files))
+    roots = import_roots(listing.info_folders, listing.packages, found)
+    return ScanResult(items=items, links=links, files_seen=len(listing.files), python_roots=roots)
 
 
 def _links(tree, tops, symlinks: List[Tuple[str, str]], elf_paths: set) -> Dict[str, str]:

@@ -16,6 +16,10 @@ Rules (see the tests):
   read and listed once, under its real in-root path;
 * file names that are not UTF-8 are kept as :func:`os.fsdecode` does
   (surrogateescape) and never crash the walk; symlink loops end after 40 hops.
+* as each folder is listed, one holding a ``*.dist-info``/``*.egg-info``
+  folder and one holding an ``__init__.py``/``__init__.pyc`` (a package)
+  are noted; :attr:`ScanResult.python_roots` are the Python import roots
+  they and the extension modules found make (:mod:`rundeps.inputs.pytree`).
 
 Speed: directories are opened once and their files opened relative to the
 directory descriptor (``openat``), only the first :data:`rundeps.elf.types.HEAD_SIZE`
@@ -36,13 +40,14 @@ from collections import Counter
 # not importing it keeps start-up light.
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Callable, Dict, List, Optional, Sequence, Tuple
+    from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 from ..elf.dynamic import parse_fd
 from ..elf.reader import read_elf_fd_pyelftools, reader_name
 from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
 from ..rootfs import join_host, norm_root, resolve_from, split_path
 from .filecache import folder_signature, signature_keys
+from .pytree import DIST_INFO_SUFFIXES, PACKAGE_INITS, import_roots
 
 if TYPE_CHECKING:  # pragma: no cover
     from .filecache import FileCache  # noqa: F401
@@ -97,13 +102,16 @@ class ScanResult:
     """What :func:`scan` found.  (Plain classes, not dataclasses: see
     :class:`rundeps.elf.types.ElfInfo`.)"""
 
-    __slots__ = ("items", "links", "files_seen")
+    __slots__ = ("items", "links", "files_seen", "python_roots")
 
     def __init__(self, items: Optional[List[ScanItem]] = None, links: Optional[Dict[str, str]] = None,
-                 files_seen: int = 0):
+                 files_seen: int = 0, python_roots: FrozenSet[str] = frozenset()):
         self.items = [] if items is None else items  # one per ELF regular file, sorted by path
         self.links = {} if links is None else links  # in-root symlink -> in-root ELF target
         self.files_seen = files_seen
+        self.python_roots = python_roots
+        """The Python import roots the walk recognised by their content
+        (:func:`rundeps.inputs.pytree.import_roots`): in-root folders."""
 
 
 def _reason(exc: BaseException) -> str:
@@ -141,6 +149,8 @@ class _Walker:
         self.next_progress = PROGRESS_EVERY
         self.pyelftools = reader_name() == "pyelftools"  # RUNDEPS_ELF_READER
         self.keys: Optional[Dict[str, Tuple[int, ...]]] = None  # in-root path -> stat key, when wanted
+        self.info_folders: Set[str] = set()  # folders holding a *.dist-info or *.egg-info folder
+        self.packages: Set[str] = set()  # folders holding an __init__.py or __init__.pyc
 
     def error(self, path: str, reason: str) -> None:
         if self.on_error is not None:
@@ -254,6 +264,17 @@ class _Walker:
 
     # -- a folder ------------------------------------------------------------
 
+    def note_python(self, d: str, subdirs: List[str], names: List[str]) -> None:
+        """Note what in folder ``d`` says it is Python's: a ``*.dist-info``/
+        ``*.egg-info`` folder among its ``subdirs``, an ``__init__`` module
+        among its regular files ``names`` (see :mod:`rundeps.inputs.pytree`)."""
+        if PACKAGE_INITS[0] in names or PACKAGE_INITS[1] in names:
+            self.packages.add(d)
+        for sub in subdirs:
+            if sub.endswith(DIST_INFO_SUFFIXES):
+                self.info_folders.add(d)
+                return
+
     def walk_dir(self, top: str, old, new) -> None:
         """Walk the real in-root folder ``top``.  With a cache, ``old`` (the
         last scan's entries) is emptied of every folder seen, so what is left
@@ -316,6 +337,7 @@ class _Walker:
                             names.append(name)
                 except OSError as exc:  # reading the folder itself failed
                     error(d, _reason(exc))
+                self.note_python(d, subdirs, names)
                 if names or (use_cache and d in old.dirs):
                     if use_cache:
                         self._cached_folder(d, prefix, names, stats, dfd, old, new)
@@ -498,7 +520,8 @@ def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: 
                 links[link] = tpath
     if progress is not None:
         progress(w.files_seen)
-    return ScanResult(items=items, links=links, files_seen=w.files_seen)
+    roots = import_roots(w.info_folders, w.packages, elf_paths)
+    return ScanResult(items=items, links=links, files_seen=w.files_seen, python_roots=roots)
 
 
 def stat_key(st) -> Tuple[int, int, int, int]:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter, deque
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..apk.model import Package, Universe
 from ..elf import ElfInfo
+from ..inputs.pytree import under_import_root
 from ..platform import (GLIBC_INTERP, GLIBC_SONAMES, MUSL_LD_ARCH, is_glibc_interp, is_glibc_loader_name,
                        same_arch)
 from .units import LIBRARY, MODULE, PYTHON_LIBRARY, is_vendored
@@ -108,8 +109,12 @@ class Resolver:
         self.orders: Dict[str, list] = {}
         """Scanned path -> its :meth:`load_order`, as the last :meth:`resolve` found it."""
         self.python_tree = False
-        """Every scanned file lies in a site-packages (a wheel's members):
-        each one not vendored is opened in a Python process."""
+        """Every scanned file lies in a site-packages (a wheel's members,
+        ``--python-tree``): each one not vendored is opened in a Python process."""
+        self.python_roots: FrozenSet[str] = frozenset()
+        """In-root folders that are Python import roots whatever their path
+        says (:func:`rundeps.inputs.pytree.import_roots`): every file under
+        one is treated as under a site-packages."""
 
     # -- search path -----------------------------------------------------
 
@@ -482,6 +487,11 @@ class Resolver:
         res.packages = self.universe.minimal(packages)
         return res
 
+    def in_python_tree(self, path: str) -> bool:
+        """True when ``path`` lies in a Python import root that its path
+        alone does not show (:attr:`python_tree`, :attr:`python_roots`)."""
+        return self.python_tree or under_import_root(path, self.python_roots)
+
     def _choose_units(self, res: Resolution, objects: Mapping[str, ElfInfo]) -> None:
         """Which scanned files are loaded on their own (:mod:`rundeps.units`),
         which of them in a Python process, and which vendored libraries
@@ -503,7 +513,7 @@ class Resolver:
         for path in sorted(objects):
             if path not in self.orders:
                 continue
-            role = unit_role(path, objects[path], loader_dirs, self.python_tree)
+            role = unit_role(path, objects[path], loader_dirs, self.in_python_tree(path))
             if role is None and not reaching(path):
                 role = LIBRARY  # nothing scanned loads it: it can only be opened by path
             if role is not None:

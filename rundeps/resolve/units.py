@@ -9,8 +9,10 @@ its own, and judges every other file only inside those loads:
 * **Python extension modules**: the interpreter imports them with
   ``RTLD_NOW | RTLD_LOCAL``;
 * **other shared objects under a Python tree** (``site-packages``,
-  ``lib/pythonX.Y``) outside auditwheel's ``<name>.libs/`` folders: packages
-  open them by path with ``ctypes`` or ``cffi`` (pyarrow's
+  ``lib/pythonX.Y``, or an import root recognised by its content: a folder
+  holding ``*.dist-info`` folders or extension modules, see
+  :mod:`rundeps.inputs.pytree`) outside auditwheel's ``<name>.libs/``
+  folders: packages open them by path with ``ctypes`` or ``cffi`` (pyarrow's
   ``libarrow_python.so``), in the interpreter's process;
 * **libraries on the loader's path** (the system path and
   ``LD_LIBRARY_PATH``): anything may open them by name;
@@ -29,6 +31,8 @@ import posixpath
 import re
 from typing import Optional, Tuple
 
+from ..inputs.pytree import is_extension_name
+
 __all__ = [
     "PROGRAM",
     "MODULE",
@@ -46,7 +50,6 @@ PYTHON_LIBRARY = "python_library"
 LIBRARY = "library"
 
 _PYLIB = re.compile(r"^(.*?)/lib(?:64)?/python(\d+\.\d+)t?/")
-_PYMODULE_NAME = re.compile(r"\.(?:cpython-\d+[a-z]*-[^/]*|abi3|pypy[^/]*)\.so$")
 _PY_FOLDERS = ("/site-packages/", "/dist-packages/", "/lib-dynload/")
 
 
@@ -67,14 +70,14 @@ def is_python_module(path: str, info) -> bool:
         return False
     if python_prefix(path) is not None:
         return True
-    if _PYMODULE_NAME.search(path):
+    if is_extension_name(path):
         return True
     return any(f in path for f in _PY_FOLDERS)
 
 
 def is_extension_module(path: str) -> bool:
     """Named like a CPython or PyPy extension module, or in ``lib-dynload``."""
-    return bool(_PYMODULE_NAME.search(path)) or "/lib-dynload/" in path
+    return is_extension_name(path) or "/lib-dynload/" in path
 
 
 def is_vendored(path: str) -> bool:
@@ -89,8 +92,10 @@ def role(path: str, info, loader_dirs, python_tree: bool = False) -> Optional[st
     """The role of a scanned file that is certainly loaded on its own, or
     None when that depends on whether something else loads it
     (``loader_dirs``: the folders the loader searches by name;
-    ``python_tree``: every path is inside a site-packages, as a wheel's
-    members are once installed)."""
+    ``python_tree``: ``path`` lies in a Python import root whatever its
+    name says -- a wheel's members once installed, a ``pip install
+    --target`` folder recognised by its content -- and is treated as under
+    a site-packages)."""
     if info.interp:
         return PROGRAM
     if is_vendored(path):
