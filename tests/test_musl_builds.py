@@ -186,3 +186,49 @@ def test_version_rules():
     assert relr_support("1.2.3").applies is None
     assert relr_support(None, lambda: "0" * 64).applies is None
     assert relr_support(None, None).applies is None
+
+
+DLOPEN_SRC = r"""
+#include <dlfcn.h>
+#include <stdio.h>
+int main(int argc, char **argv) { void *h = dlopen(argv[1], RTLD_NOW); puts(h ? "OK" : dlerror()); return !h; }
+"""
+
+NEWER_NAME_SRC = r"""
+#define _GNU_SOURCE
+#include <unistd.h>
+long f(void) { return (long)copy_file_range(0, 0, 1, 0, 0, 0); }
+"""
+
+
+def test_a_name_only_a_newer_list_has_is_cannot_check_under_an_older_list(tmp_path):
+    """``copy_file_range`` is in the 1.2.3 export list and not in 1.1.20's.
+    Against a musl version with no list of its own (1.1.24: the 1.1.20 list
+    is the nearest older), whether it is there cannot be told: "cannot
+    check", exit 0. Against the exact lists, rundeps says what the real
+    loaders of those versions do with the library."""
+    musl_gcc = shutil.which("musl-gcc")
+    (tmp_path / "lib.c").write_text(NEWER_NAME_SRC)
+    (tmp_path / "dl.c").write_text(DLOPEN_SRC)
+    lib, prog = tmp_path / "libnewer.so", tmp_path / "dl"
+    subprocess.run([musl_gcc, "-shared", "-fPIC", "-o", str(lib), str(tmp_path / "lib.c")], check=True)
+    subprocess.run([musl_gcc, "-o", str(prog), str(tmp_path / "dl.c")], check=True)
+    root = tmp_path / "root"
+    (root / "usr/local/lib").mkdir(parents=True)
+    shutil.copy(lib, root / "usr/local/lib" / lib.name)
+    (root / "lib/apk/db").mkdir(parents=True)
+    (root / "lib/apk/db/installed").write_text("P:busybox\nV:1.36.1-r0\nA:x86_64\n\n")
+    path = f"/usr/local/lib/{lib.name}"
+
+    def ours(version):
+        res = check_tree(["/usr/local"], root=str(root), sources=Sources(use_cache=False), musl_version=version)
+        return path not in res.faults, path in res.binding.undecided
+
+    assert ours("1.1.24") == (True, True)
+    by_release = {ld["release"]: ld for ld in pmb.loaders() if ld["release"]}
+    for release, version in (("1.1.20-r6", "1.1.20"), ("1.2.3-r1", "1.2.3")):
+        ld = by_release.get(release)
+        if ld is None:
+            continue
+        truth = subprocess.run([str(ld["run"]), str(prog), str(lib)], capture_output=True, text=True).returncode == 0
+        assert ours(version) == (truth, False), (release, truth)

@@ -568,6 +568,12 @@ def _judge(b: _Binder, load: _Load, glibc_files: Set[str], show: Callable[[str],
         if n.kind != "file":
             continue
         names, complete, refused = b.bind_in(n, scope, load.assume_python, new_from, load.runtime, new)
+        musl = b.musl
+        if names and musl is not None and musl.uncertain and set(names) <= musl.uncertain:
+            # only a newer musl than the shipped list could define them: not "missing"
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            load.undecided.setdefault(show(n.key), f"needs {shown}, which {musl.uncertain_why}")
+            names = []
         if names and (complete or n.key in glibc_files):
             load.missing[n.key] = names
             if load.fault is None:

@@ -22,6 +22,12 @@ Choosing a list (:func:`load`):
   (musl's exports hardly differ between arches); the result says so
   (``exact_arch`` False) so the output can name what it checked against.
 
+A list of an older version than asked for cannot say whether the names a
+newer shipped list adds were there yet (the list of the version asked for
+on another arch, else the next newer one): those are
+:attr:`MuslExports.uncertain`, and a name that only they could define is
+"cannot check", never "missing".
+
 :data:`ALPINE_MUSL` maps an Alpine release to the musl version it ships
 (``--alpine 3.20`` -> ``1.2.5``): from the ``main/musl`` package of each
 release branch of Alpine's aports (the ``pkgver`` of ``main/musl/APKBUILD``),
@@ -84,16 +90,21 @@ class MuslExports:
     (frozenset), ``source`` (its header line, without ``#``); ``exact_arch``
     / ``exact_version`` say whether it is the arch and version asked for."""
 
-    __slots__ = ("version", "arch", "names", "source", "exact_arch", "exact_version")
+    __slots__ = ("version", "arch", "names", "source", "exact_arch", "exact_version", "uncertain", "newer")
 
     def __init__(self, version: str, arch: str, names: FrozenSet[str], source: str, exact_arch: bool = True,
-                 exact_version: bool = True):
+                 exact_version: bool = True, uncertain: FrozenSet[str] = frozenset(),
+                 newer: Optional[str] = None):
         self.version = version
         self.arch = arch
         self.names = names
         self.source = source
         self.exact_arch = exact_arch
         self.exact_version = exact_version
+        self.uncertain = uncertain
+        """Names the next newer shipped list (``newer``) adds: whether the
+        musl asked for has them cannot be told (empty for an exact version)."""
+        self.newer = newer
 
     def __contains__(self, name: str) -> bool:
         return name in self.names
@@ -169,5 +180,19 @@ def load(version: Optional[str] = None, arch: str = "x86_64") -> Optional[MuslEx
         arches = sorted(a for v, a in lists if v == chosen_v)
         chosen_a = "x86_64" if "x86_64" in arches else arches[0]
     names, source = _read(chosen_v, chosen_a)
-    return MuslExports(chosen_v, chosen_a, names, source, exact_arch=exact_arch,
-                       exact_version=version is None or version == chosen_v)
+    exact_version = version is None or version == chosen_v
+    uncertain: FrozenSet[str] = frozenset()
+    newer = None
+    if not exact_version and version_key(chosen_v) < version_key(version):
+        # the version asked for on another arch says best what it has;
+        # else the next newer list, of the same arch where one is shipped
+        pool = [(v, a) for v, a in lists if version_key(v) > version_key(chosen_v)]
+        same = [(v, a) for v, a in pool if a == chosen_a]
+        exact = [(v, a) for v, a in pool if v == version]
+        pick = min(exact or same or pool, key=lambda va: (version_key(va[0]), va[1] != "x86_64", va[1]),
+                   default=None)
+        if pick is not None:
+            newer = f"{pick[0]} ({pick[1]})"
+            uncertain = _read(*pick)[0] - names
+    return MuslExports(chosen_v, chosen_a, names, source, exact_arch=exact_arch, exact_version=exact_version,
+                       uncertain=uncertain, newer=newer)

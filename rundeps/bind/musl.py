@@ -24,8 +24,13 @@ class MuslModel:
 
     def __init__(self, exports: FrozenSet[str], description: str, version: Optional[str] = None,
                  lfs64: Optional[bool] = None, identity: Optional[tuple] = None,
-                 relr: Union[Capability, Callable[[], Capability], None] = None):
+                 relr: Union[Capability, Callable[[], Capability], None] = None,
+                 uncertain: FrozenSet[str] = frozenset(), uncertain_why: str = ""):
         self.exports = exports
+        self.uncertain = uncertain
+        """Names this musl may or may not export (a shipped list older than
+        the musl asked for; ``uncertain_why`` says so): never "missing"."""
+        self.uncertain_why = uncertain_why
         self.description = description
         self.version = version
         if lfs64 is None:
@@ -64,13 +69,15 @@ class _LazyMusl(MuslModel):
         self.identity = identity
 
     def __getattr__(self, name):
-        if name in ("exports", "description", "version", "lfs64", "_relr"):
+        if name in ("exports", "description", "version", "lfs64", "_relr", "uncertain", "uncertain_why"):
             model = self._make()
             exports = model.exports if model is not None else frozenset()
             desc = model.description if model is not None else "no musl export list"
             MuslModel.__init__(self, exports, desc, model.version if model is not None else None,
                                model.lfs64 if model is not None else False, self.identity,
-                               model._relr if model is not None else None)
+                               model._relr if model is not None else None,
+                               model.uncertain if model is not None else frozenset(),
+                               model.uncertain_why if model is not None else "")
             return object.__getattribute__(self, name)
         raise AttributeError(name)
 
@@ -167,5 +174,10 @@ def shipped_musl(arch: Optional[str], musl_version: Optional[str] = None,
     if not lists.exact_arch:
         desc += f": no list for {arch}"
     target = release or wanted or lists.version
+    why_uncertain = ""
+    if lists.uncertain:
+        why_uncertain = (f"musl {wanted} may or may not export: rundeps ships the export lists of musl "
+                         f"{lists.version} ({lists.arch}) and {lists.newer}, not of {wanted}")
     return MuslModel(lists.names, desc, lists.version,
-                     relr=relr_support(target, name=f"musl {target}"))
+                     relr=relr_support(target, name=f"musl {target}"),
+                     uncertain=lists.uncertain, uncertain_why=why_uncertain)
