@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from rundeps.inputs.filecache import IMAGE_VERSION
 from scriptmods import demo, ib
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
@@ -243,7 +244,7 @@ def test_a_repeat_run_reads_no_layer_of_an_unchanged_image(built, tmp_path):
         return proc.returncode, proc.stdout, proc.stderr
 
     first = run(*cache)
-    assert first[0] == 1 and first[1] and list((tmp_path / "cache" / "filecache").glob("*.i1"))
+    assert first[0] == 1 and first[1] and list((tmp_path / "cache" / "filecache").glob("*.i%d" % IMAGE_VERSION))
     st = img.stat()
     data = bytearray(img.read_bytes())
     for i in range(4096, len(data) - 4096, 4096):  # the layers' bytes, not the outer tar's manifest
