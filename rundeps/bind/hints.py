@@ -1,7 +1,7 @@
 """Hints for missing symbols: a library at hand (the tree's, an installed
-package's) that defines them, or defines them only under a hidden version
-or only as an IFUNC;
-the object's own IFUNC definition its relocations reference."""
+package's) that defines them, or defines them only under a hidden version or
+only as an IFUNC; the object's own IFUNC definition its relocations
+reference."""
 
 from __future__ import annotations
 
