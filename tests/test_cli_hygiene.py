@@ -206,8 +206,8 @@ def test_non_utf8_paths_round_trip_through_json(tmp_path):
 
 
 def test_shell_completion_works_as_documented():
-    readme = (PROJECT / "README.md").read_text()
-    assert '_RUNDEPS_COMPLETE=bash_source rundeps' in readme
+    page = (PROJECT / "docs" / "commands.md").read_text()
+    assert '_RUNDEPS_COMPLETE=bash_source rundeps' in page
     env = dict(os.environ, PYTHONPATH=str(PROJECT), _RUNDEPS_COMPLETE="bash_complete",
                COMP_WORDS="rundeps sc", COMP_CWORD="1")
     r = subprocess.run([sys.executable, "-m", "rundeps"], capture_output=True, text=True, env=env, timeout=60)

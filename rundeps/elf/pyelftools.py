@@ -19,7 +19,7 @@ mapping, ``get_relocation_tables``), ``GNUHashTable`` / ``ELFHashTable`` and
 because its ``DynamicSegment`` walks every section header to find a string
 table; the loader (and this reader) use ``DT_STRTAB`` through ``PT_LOAD``.
 It is slow -- about 100 times the fast readers -- which is why it is not the
-default (see the README's figures).  Any exception from pyelftools becomes
+default (see docs/speed.md).  Any exception from pyelftools becomes
 :class:`ElfError`.
 """
 

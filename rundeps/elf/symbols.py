@@ -85,7 +85,7 @@ Two readers give the same :class:`~rundeps.elf.facts.SymbolFacts`:
   ``RUNDEPS_ELF_READER=pyelftools`` selects (:mod:`rundeps.elf.reader`).
   The fast reader exists because the pyelftools one is far too slow for
   the walk (see ``scripts/bench.py`` and
-  the README's figures).
+  docs/speed.md).
 
 Hostile input raises :class:`~rundeps.elf.ElfError` and never another
 exception; every table read is capped (:data:`MAX_SYMS`,

@@ -1,5 +1,5 @@
 """The JSON objects of ``scan``, ``why`` and ``wheel`` (keys documented in
-the README); paths and sonames through :func:`json_name`."""
+docs/json.md); paths and sonames through :func:`json_name`."""
 
 from __future__ import annotations
 
