@@ -120,6 +120,12 @@ def _print_wheel(check) -> None:
             click.echo(f"    hint: {hint}")
         if binding is not None and path in binding.gcompat:
             click.echo(f"    with gcompat: {binding.gcompat[path]}")
+    if binding is not None:
+        for path, why in sorted(binding.undecided.items()):
+            click.echo(f"  cannot check  {path}: {why}")
+        for path, libs in sorted(binding.unchecked.items()):
+            if path in res.units and path not in res.will_not_load and path not in binding.undecided:
+                click.echo(f"  cannot check  {path}: {', '.join(libs)} not at hand to bind against")
     for soname, files in res.unresolved.items():
         if soname in check.base_image:
             click.echo(f"  base      {soname} -> {check.base_image[soname]} (in every Alpine image)")

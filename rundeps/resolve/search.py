@@ -104,7 +104,8 @@ def expand_run_path(entries: Sequence[str], origin: str, origin_allowed: bool = 
         if "$" in e:
             e = e.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
         if e.startswith("/"):
-            out.append(posixpath.normpath(e))
+            e = posixpath.normpath(e)
+            out.append("/" + e.lstrip("/") if e.startswith("//") else e)  # "//x" is "/x" on Linux
     return tuple(out)
 
 
