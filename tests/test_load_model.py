@@ -24,8 +24,8 @@ from typing import Dict, Optional
 import pytest
 
 from bindbuild import (
-    MUSL_TAG, SITE, build_c, dynamic_symbol_types, dynamic_tags, interpreter_dlopen, loader_list, musl_root,
-    relocation_types, requires_musl, root_library_path,
+    MUSL_LOADER, MUSL_TAG, SITE, build_c, dynamic_symbol_types, dynamic_tags, interpreter_dlopen, loader_list,
+    musl_root, relocation_types, requires_musl, root_library_path,
 )
 from rundeps.api import Sources, check_tree
 
@@ -93,20 +93,23 @@ def musl_names(message: str) -> Optional[str]:
     return None
 
 
-def loader_truth(root, units: Dict[str, str]) -> Dict[str, Truth]:
+def loader_truth(root, units: Dict[str, str], loader: Optional[str] = None) -> Dict[str, Truth]:
     """``units``: in-root path -> ``dlopen`` (the stand-in interpreter opens it,
-    each in its own process) or ``list`` (a program, ``ld-musl --list``)."""
+    each in its own process) or ``list`` (a program, ``ld-musl --list``);
+    ``loader``: the musl loader to run them under (default Debian's, the
+    stand-in's own ``PT_INTERP``)."""
     root = Path(root)
     lp = root_library_path(root)
     interp = root / "usr/local/bin/python3.12"
+    run = None if loader in (None, MUSL_LOADER) else loader
     out: Dict[str, Truth] = {}
     for path, how in units.items():
         host = root / path.lstrip("/")
         if how == "dlopen":
-            v = interpreter_dlopen(interp, [host], library_path=lp)[str(host)]
+            v = interpreter_dlopen(interp, [host], library_path=lp, loader=run)[str(host)]
             out[path] = Truth(v.ok, v.error, how)
         else:
-            v = loader_list(host, library_path=lp)
+            v = loader_list(host, library_path=lp, loader=loader or MUSL_LOADER)
             errors = [ln.strip() for ln in v.output.splitlines() if ln.strip().startswith("Error")]
             out[path] = Truth(v.ok, errors[0] if errors else v.output.strip(), how)
     return out

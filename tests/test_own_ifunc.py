@@ -28,11 +28,11 @@ from typing import Dict, List
 import pytest
 
 from bindbuild import (
-    HOST_MUSL, MUSL_LOADER, SHARED_MUSL, SITE, build_c, dynamic_symbol_types, interpreter_dlopen, loader_list,
-    musl_root, relocation_types, requires_musl, root_library_path,
+    HOST_MUSL, MUSL_LOADER, SHARED_MUSL, SITE, build_c, dynamic_symbol_types, musl_root, relocation_types,
+    requires_musl,
 )
 from rundeps.elf.reader import read_symbols, read_symbols_pyelftools
-from test_load_model import Truth, assert_agrees, check, mod_name, search_path_flags
+from test_load_model import Truth, assert_agrees, check, loader_truth, mod_name, search_path_flags
 
 pytestmark = requires_musl
 
@@ -131,25 +131,6 @@ def build_cases(root: Path) -> Dict[str, Dict[str, str]]:
             shared=False, libs=[uses], runpath="$ORIGIN/../lib", ldflags=["-rdynamic"])
     cases["program-exports"] = {"/usr/local/bin/exportprog": "list", "/usr/local/lib/libuseifn.so.1": "dlopen"}
     return cases
-
-
-def loader_truth(root: Path, units: Dict[str, str], loader: str) -> Dict[str, Truth]:
-    """What ``loader`` says of each unit: a program through ``--list``,
-    anything else ``dlopen``ed by the stand-in interpreter run under it."""
-    lp = root_library_path(root)
-    interp = root / "usr/local/bin/python3.12"
-    out: Dict[str, Truth] = {}
-    for path, how in units.items():
-        host = root / path.lstrip("/")
-        if how == "dlopen":
-            v = interpreter_dlopen(interp, [host], library_path=lp,
-                                   loader=None if loader == MUSL_LOADER else loader)[str(host)]
-            out[path] = Truth(v.ok, v.error, how)
-        else:
-            v = loader_list(host, library_path=lp, loader=loader)
-            errors = [ln.strip() for ln in v.output.splitlines() if ln.strip().startswith("Error")]
-            out[path] = Truth(v.ok, errors[0] if errors else v.output.strip(), how)
-    return out
 
 
 @pytest.fixture(scope="module")
