@@ -103,9 +103,14 @@ def relr_support(version: Optional[str] = None, digest: Optional[Callable[[], Op
     """Whether the loader of a musl build applies ``DT_RELR`` relocations.
 
     ``version``: the package's version(-release) when known; ``digest()``:
-    the SHA-256 of the loader file, when there is one (called only when the
-    version does not tell); ``name``: how the output names the build.
+    the SHA-256 of the loader file, when there is one (called only here,
+    when a file that needs the capability is judged); ``name``: how the
+    output names the build.
     """
+    sha = digest() if digest is not None else None
+    build = known_builds().get(sha) if sha else None
+    if build is not None:  # the loader itself, seen running: the truth
+        return Capability(build.relr, f"it is {build.build}, seen running")
     if version:
         seen = next((b for b in known_builds().values() if b.release == version.strip()), None)
         if seen is not None:
@@ -117,12 +122,6 @@ def relr_support(version: Optional[str] = None, digest: Optional[Callable[[], Op
                 return Capability(True, "musl applies them from 1.2.4 on")
             if snapshot is not None and snapshot >= RELR_SNAPSHOT:
                 return Capability(True, f"a musl snapshot of {snapshot}, after the change that applies them")
-    sha = digest() if digest is not None else None
-    if sha:
-        build = known_builds().get(sha)
-        if build is not None:
-            return Capability(build.relr, f"it is {build.build}, seen running")
-    if version:
         return Capability(None, f"musl applies them from 1.2.4 on, and {name} is not a build known to "
                                 "carry that back")
     return Capability(None, "it is not a build rundeps knows, and no package version is at hand")
