@@ -24,8 +24,22 @@ module.
 Trust.  Every blob is hashed while it is read: OCI blobs against their
 descriptor's digest and size, configs against their file name's digest in a
 ``docker save`` archive, and every layer's uncompressed stream against the
-config's ``rootfs.diff_ids``.  JSON files are capped at :data:`MAX_JSON`
-bytes; layers are streamed.  Member names: a leading ``/`` or ``./`` is
+config's ``rootfs.diff_ids``.  Layers are streamed.
+
+Bounds.  Whatever the input, the reader holds member headers only and does
+work linear in the input: JSON files are capped at :data:`MAX_JSON` bytes
+and :data:`MAX_JSON_DEPTH` levels of nesting; an OCI index tree at
+:data:`MAX_INDEX_DEPTH` levels and :data:`MAX_MANIFESTS` descriptors in
+all; an image at :data:`MAX_LAYERS` layers and :data:`MAX_MEMBERS` layer
+members; member names, in-image paths and symlink targets at
+:data:`MAX_PATH` characters; one read of a file at :data:`MAX_READ` bytes.
+The image path and every OCI blob must be regular files (an OCI layout a
+folder), checked with ``stat`` before anything is opened, and a blob is read
+no further than its descriptor's size.  Tar headers are read strictly: a
+header with a bad checksum, a non-numeric field, a negative size, a header
+cut short, or anything but zero bytes after the end-of-archive block is
+damage (:class:`ImageError` naming the layer or archive), never the end of
+the archive -- where :mod:`tarfile` alone would stop there silently.  Member names: a leading ``/`` or ``./`` is
 dropped (as GNU tar does), a ``..`` part refuses the image.  Symlink targets
 are kept as written; :meth:`ImageTree.resolve` follows them inside the image
 only, ``..`` stopping at ``/`` as in a chroot.  Parent folders that are
@@ -50,32 +64,48 @@ import hashlib
 import os
 import posixpath
 import re
+import stat
 import tarfile
 from typing import Dict, List, Optional
 
 from ..errors import RundepsError
 
 __all__ = ["ImageError", "ImagePathError", "ImageEntry", "ImageTree", "open_image", "image_stamp", "MAX_JSON",
-           "MAX_HOPS", "MAX_MEMBERS"]
+           "MAX_JSON_DEPTH", "MAX_HOPS", "MAX_MEMBERS", "MAX_LAYERS", "MAX_MANIFESTS", "MAX_INDEX_DEPTH", "MAX_PATH",
+           "MAX_READ"]
 
 MAX_JSON = 4 * 1024 * 1024
 """The largest manifest, index or config JSON read, in bytes."""
 MAX_HOPS = 40
 """Symlinks followed in one :meth:`ImageTree.resolve` (the kernel's MAXSYMLINKS)."""
 MAX_MEMBERS = 4_000_000
-#: The bytes of small files a snapshot keeps (see :meth:`ImageTree.record_reads`).
-MAX_HELD = 16 * 1024 * 1024
 """Layer members (headers, summed over all layers) held before the image is refused."""
+MAX_HELD = 16 * 1024 * 1024
+"""The bytes of small files a snapshot keeps (see :meth:`ImageTree.record_reads`)."""
 MAX_INDEX_DEPTH = 8
 """Nested OCI indexes followed."""
+MAX_JSON_DEPTH = 64
+"""The deepest nesting of arrays and objects in a manifest, index or config JSON."""
+MAX_MANIFESTS = 256
+"""Manifest and index descriptors visited from ``index.json``, nested indexes included."""
+MAX_LAYERS = 256
+"""Layers of one image (Docker's overlay store stops at 128)."""
+MAX_PATH = 4096
+"""The longest member name, in-image path or symlink target, in characters (Linux's ``PATH_MAX``)."""
+MAX_READ = 64 * 1024 * 1024
+"""The most bytes :meth:`ImageTree.read` and :meth:`ImageTree.read_many` give for one file
+(an apk database, a RECORD, a source file: a larger one is refused, never held)."""
+_ARCHIVE_SCAN = 100_000
+"""Members of an outer archive looked at for ``manifest.json``/``index.json``:
+past that many it is a flat root-file-system tar (no saved image has so many blobs)."""
+_ROOTFS_TOPS = ("bin/", "etc/", "usr/")
+_BLOB_NAME = re.compile(r"^(blobs/sha256/[0-9a-f]{64}|[0-9a-f]{64}(\.json|/layer\.tar|/json|/VERSION)|oci-layout|repositories)$")
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                 "application/vnd.docker.distribution.manifest.list.v2+json")
 _CHUNK = 1 << 20
 _TAR_BUF = 16384  # tarfile's stream buffer: larger ones copy more per 512-byte header read
-
-
 
 
 class ImageError(RundepsError):
@@ -86,6 +116,46 @@ class ImagePathError(ImageError, OSError):
     """A path of the image that is not the file or folder asked for: an
     :class:`ImageError`, and an :class:`OSError` as the same miss on a host
     folder would be (see :class:`rundeps.rootfs.HostFiles`)."""
+
+
+class _HeaderDamage(Exception):
+    """A tar header past the first that cannot be read (see :class:`_StrictInfo`)."""
+
+
+class _StrictInfo(tarfile.TarInfo):
+    """A :class:`tarfile.TarInfo` whose damaged header is an error: tarfile
+    takes a header with a bad checksum, a non-numeric field or cut short,
+    anywhere but at the start, for the end of the archive; read with this
+    class, it raises :class:`_HeaderDamage` (which tarfile passes on)."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_):
+        try:
+            return super().fromtarfile(tarfile_)
+        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as exc:
+            if tarfile_.offset == 0:
+                raise  # not a tar at all: tarfile's own ReadError
+            raise _HeaderDamage(f"{exc} at byte {tarfile_.offset}") from None
+
+
+def _check_end(tar, label):
+    """After the last member of *tar*: only zero bytes may follow the
+    end-of-archive block (GNU tar skips to the next header where tarfile
+    would stop: a zeroed header in the middle is damage)."""
+    f, at = tar.fileobj, tar.offset
+    while True:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            return
+        if chunk.count(0) != len(chunk):
+            raise ImageError(f"{label} is damaged: data after the end-of-archive block at byte {at}")
+
+
+def _why(exc) -> str:
+    """*exc* as the reason of a one-line message."""
+    if isinstance(exc, (tarfile.TarError, _HeaderDamage, EOFError, OSError)):
+        return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
 
 
 class ImageEntry:
@@ -130,11 +200,23 @@ class _DirSource:
     def has(self, name) -> bool:
         return os.path.isfile(os.path.join(self.root, name))
 
-    def open(self, name):
+    def open(self, name, size=None):
+        """The blob *name*, a regular file (stat before it is opened: a FIFO
+        or device is refused, never opened), read no further than *size* + 1
+        bytes when its descriptor gives *size*."""
+        path = os.path.join(self.root, *name.split("/"))
         try:
-            return open(os.path.join(self.root, *name.split("/")), "rb")
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise ImageError(f"image blob {name} is not a regular file")
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except OSError as e:
             raise ImageError(f"image blob {name} cannot be read: {e.strerror or e}") from None
+        f = os.fdopen(fd, "rb")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat
+            f.close()
+            raise ImageError(f"image blob {name} is not a regular file")
+        return f if size is None else _Limited(f, size + 1)
 
     def close(self):
         pass
@@ -151,7 +233,7 @@ class _TarSource:
     def has(self, name) -> bool:
         return name in self.members
 
-    def open(self, name):
+    def open(self, name, size=None):
         info = self.members.get(name)
         if info is None:
             raise ImageError(f"the image archive has no member {name}")
@@ -178,11 +260,50 @@ class _FileSource:
     def has(self, name) -> bool:
         return name == ""
 
-    def open(self, name):
+    def open(self, name, size=None):
         return open(self.path, "rb")
 
     def close(self):
         pass
+
+
+class _Limited:
+    """The first *limit* bytes of file *f*, seekable (an OCI blob read no
+    further than its descriptor says)."""
+
+    __slots__ = ("_f", "_limit", "_pos")
+
+    def __init__(self, f, limit):
+        self._f, self._limit, self._pos = f, limit, 0
+
+    def read(self, n=-1):
+        left = max(0, self._limit - self._pos)
+        if n is None or n < 0 or n > left:
+            n = left
+        data = self._f.read(n) if n else b""
+        self._pos += len(data)
+        return data
+
+    def seek(self, pos, whence=0):
+        if whence == 1:
+            pos += self._pos
+        elif whence == 2:
+            pos += self._limit
+        self._pos = max(0, pos)
+        self._f.seek(self._pos)
+        return self._pos
+
+    def tell(self):
+        return self._pos
+
+    def close(self):
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class _Window:
@@ -214,15 +335,19 @@ class _Guarded:
         try:
             return self._f.read(n)
         except Exception as exc:  # tarfile, zlib, zstandard errors alike
-            raise ImageError(f"layer {self._label} is damaged: {type(exc).__name__}: {exc}") from None
+            raise ImageError(f"{self._label} is damaged: {_why(exc)}") from None
 
 
 class _Layer:
-    __slots__ = ("name", "digest", "size", "diff_id", "plain")
+    """One layer: its blob name, digest, size and diff_id when known;
+    ``label`` how messages name it."""
 
-    def __init__(self, name, digest=None, size=None, diff_id=None):
+    __slots__ = ("name", "digest", "size", "diff_id", "plain", "label")
+
+    def __init__(self, name, digest=None, size=None, diff_id=None, label=None):
         self.name, self.digest, self.size, self.diff_id = name, digest, size, diff_id
         self.plain = False
+        self.label = label or f"layer {name}"
 
 
 class _Hashing:
@@ -245,6 +370,8 @@ class _Hashing:
 
 
 def _norm_member(name: str, where: str) -> str:
+    if len(name) > MAX_PATH:
+        raise ImageError(f"{where}: a member name of {len(name)} characters (more than {MAX_PATH})")
     if "\x00" in name:
         raise ImageError(f"{where}: member name {name!r} holds a NUL byte")
     parts = [p for p in name.split("/") if p not in ("", ".")]
@@ -266,10 +393,35 @@ def _read_json(source, name, digest=None, size=None):
     if size is not None and len(data) != size:
         raise ImageError(f"image blob {name}: {len(data)} bytes, the descriptor says {size}")
     try:
-        value = json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ImageError(f"image file {name} is not JSON: {e}") from None
+        text = data.decode("utf-8")
+        depth = _json_depth(text)
+        if depth > MAX_JSON_DEPTH:
+            raise ImageError(f"image file {name} nests JSON {depth} levels deep (more than {MAX_JSON_DEPTH})")
+        value = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise ImageError(f"image file {name} is not JSON: {type(e).__name__ if isinstance(e, RecursionError) else e}") from None
     return value
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON *text* (strings
+    skipped), counted before the parser recurses into it."""
+    brackets = _JSON_NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    depth = deepest = 0
+    for c in brackets:
+        if c in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    break
+        else:
+            depth -= 1
+    return deepest
 
 
 def _digest_hex(desc, where) -> str:
@@ -322,15 +474,20 @@ def _platform_matches(want, have) -> bool:
 
 # ---------------------------------------------------------------- formats
 
-def _oci_candidates(source, index, where, depth, inherited=None):
-    """Every image manifest descriptor reachable from an index: (descriptor, platform)."""
+def _oci_candidates(source, index, where, depth, inherited=None, seen=None):
+    """Every image manifest descriptor reachable from an index: (descriptor,
+    platform); ``seen`` counts the descriptors visited (at most :data:`MAX_MANIFESTS`)."""
     if depth > MAX_INDEX_DEPTH:
         raise ImageError(f"{where}: indexes nested more than {MAX_INDEX_DEPTH} deep")
+    seen = [0] if seen is None else seen
     manifests = index.get("manifests") if isinstance(index, dict) else None
     if not isinstance(manifests, list):
         raise ImageError(f"{where}: no 'manifests' list")
     out = []
     for m in manifests:
+        seen[0] += 1
+        if seen[0] > MAX_MANIFESTS:
+            raise ImageError(f"{where}: the index names more than {MAX_MANIFESTS} manifests")
         if not isinstance(m, dict):
             raise ImageError(f"{where}: a manifest descriptor is not an object")
         plat = _platform_of(m.get("platform")) or inherited
@@ -340,7 +497,7 @@ def _oci_candidates(source, index, where, depth, inherited=None):
         if m.get("mediaType") in _INDEX_TYPES:
             name = "blobs/sha256/" + hexd
             sub = _read_json(source, name, hexd, _desc_size(m, where))
-            out.extend(_oci_candidates(source, sub, name, depth + 1, plat))
+            out.extend(_oci_candidates(source, sub, name, depth + 1, plat, seen))
         else:
             out.append((m, plat))
     return out
@@ -348,6 +505,8 @@ def _oci_candidates(source, index, where, depth, inherited=None):
 
 def _oci_pick(source, cands, platform):
     """The one manifest to read, by platform; its platform filled from the config when unknown."""
+    if not cands:
+        raise ImageError("index.json names no image manifest (attestations only, or none)")
     filled = []
     for desc, plat in cands:
         if plat is None:
@@ -389,6 +548,7 @@ def _load_oci(source, platform):
         raise ImageError(f"image manifest {where} lacks 'config' or 'layers'")
     chex = _digest_hex(cdesc, where)
     config = _read_json(source, "blobs/sha256/" + chex, chex, _desc_size(cdesc, where))
+    _check_layer_count(len(ldescs))
     layers = []
     for d in ldescs:
         if not isinstance(d, dict):
@@ -403,11 +563,12 @@ def _load_docker(source, platform):
     if not isinstance(top, list) or not top or not all(isinstance(m, dict) for m in top):
         raise ImageError("manifest.json is not a list of images")
     if len(top) > 1:
-        tags = ", ".join(str(t) for m in top for t in (m.get("RepoTags") or ["(untagged)"]))
+        tags = ", ".join(_tags(m.get("RepoTags")) for m in top[:10]) + (", ..." if len(top) > 10 else "")
         raise ImageError(f"the archive holds {len(top)} images ({tags}): save one image only")
     cname, lnames = top[0].get("Config"), top[0].get("Layers")
     if not isinstance(cname, str) or not isinstance(lnames, list) or not all(isinstance(n, str) for n in lnames):
         raise ImageError("manifest.json lacks 'Config' or 'Layers'")
+    _check_layer_count(len(lnames))
     cname = _norm_member(cname, "manifest.json")[1:]
     stem = posixpath.basename(cname)
     stem = stem[:-5] if stem.endswith(".json") else stem
@@ -425,38 +586,78 @@ def _load_docker(source, platform):
     return config, layers
 
 
+def _tags(tags) -> str:
+    """An image's ``RepoTags`` for a message (whatever JSON they are)."""
+    if isinstance(tags, list) and tags and all(isinstance(t, str) for t in tags):
+        return ", ".join(tags[:10])
+    return "(untagged)"
+
+
+def _check_layer_count(n):
+    if n > MAX_LAYERS:
+        raise ImageError(f"the image has {n} layers (more than {MAX_LAYERS})")
+
+
 def _open_source(path, platform):
-    """(kind, source, config, layers) for whatever is at *path*."""
-    if os.path.isdir(path):
+    """(kind, source, config, layers) for whatever is at *path*: an OCI
+    layout folder, or an archive (a regular file, looked at with ``stat``
+    before it is opened)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ImageError(f"{path} cannot be read: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
         source = _DirSource(path)
         if not (source.has("oci-layout") and source.has("index.json")):
             raise ImageError(f"{path} is a folder but not an OCI image layout (no oci-layout or index.json)")
         return ("oci-layout",) + (source,) + _load_oci(source, platform)
-    try:
-        tar = tarfile.open(path, "r:*")
-    except (OSError, tarfile.TarError, EOFError) as e:
-        raise ImageError(f"{path} is not a readable tar archive: {e}") from None
-    members = {}
-    try:
-        for info in tar:
-            members.setdefault(_norm_member(info.name, path)[1:], info)
-    except (OSError, tarfile.TarError, EOFError) as e:
-        tar.close()
-        raise ImageError(f"{path} is not a readable tar archive: {e}") from None
-    except BaseException:
-        tar.close()
-        raise
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(f"{path} is not a saved image (neither a regular file nor a folder)")
+    tar, members, rootfs = _read_archive(path)
     source = _TarSource(tar, members)
     try:
-        if "oci-layout" in members and "index.json" in members:
+        if not rootfs and "oci-layout" in members and "index.json" in members:
             return ("oci-archive", source) + _load_oci(source, platform)
-        if "manifest.json" in members and not any(n.startswith(("bin/", "etc/", "usr/")) for n in members):
+        if not rootfs and "manifest.json" in members:
             return ("docker-archive", source) + _load_docker(source, platform)
+        if not rootfs and any(_BLOB_NAME.match(n) for n in members):
+            raise ImageError(f"{path} holds image blobs but no manifest.json or index.json: "
+                             "a truncated or damaged saved image")
     except BaseException:
         tar.close()
         raise
     tar.close()
-    return "rootfs-tar", _FileSource(path), {}, [_Layer("")]
+    return "rootfs-tar", _FileSource(path), {}, [_Layer("", label=f"{path} (a flat root-file-system tar)")]
+
+
+def _read_archive(path):
+    """(tar, {name: member}, rootfs) of the archive at *path*: its members
+    up to the first that says it is a root-file-system tar (``rootfs``;
+    its damage shows when it is read as the layer), else all of them, read
+    strictly (a damaged header, or data after the end, is an error saying
+    what the archive looked like so far)."""
+    try:
+        tar = tarfile.open(path, "r:*", tarinfo=_StrictInfo)
+    except tarfile.ReadError:
+        raise ImageError(f"{path} is not a saved image (not a tar archive)") from None
+    except Exception as e:  # OSError, a compressed stream that breaks at once
+        raise ImageError(f"{path} cannot be read as a tar archive: {_why(e)}") from None
+    members = {}
+    try:
+        for n, info in enumerate(tar):
+            name = _norm_member(info.name, path)[1:]
+            if n >= _ARCHIVE_SCAN or name.startswith(_ROOTFS_TOPS):
+                return tar, {}, True
+            members.setdefault(name, info)
+        _check_end(tar, path)
+    except BaseException as e:
+        tar.close()
+        if isinstance(e, ImageError) or not isinstance(e, Exception):
+            raise
+        what = "a saved image" if any(_BLOB_NAME.match(n) or n in ("manifest.json", "index.json") for n in members) \
+            else "a tar archive"
+        raise ImageError(f"{path} ({what}, {len(members)} members read) is damaged: {_why(e)}") from None
+    return tar, members, False
 
 
 def image_stamp(path) -> tuple:
@@ -494,9 +695,13 @@ def open_image(path, platform: Optional[str] = None, visit=None, snapshot=None) 
     no layer is read (nor ``visit`` called); later reads go to the layers.
     """
     kind, source, config, layers = _open_source(os.fspath(path), platform)
-    if not isinstance(config, dict) or not layers:
+    try:
+        _check_config(config)
+        if not layers:
+            raise ImageError("the image has no layers")
+    except ImageError:
         source.close()
-        raise ImageError("the image config is not a JSON object" if layers else "the image has no layers")
+        raise
     tree = ImageTree(kind, source, config, layers, os.fsdecode(path), visit)
     try:
         if snapshot is not None:
@@ -513,47 +718,105 @@ def open_image(path, platform: Optional[str] = None, visit=None, snapshot=None) 
 
 def _open_layer(source, layer, verify=True):
     """(tar stream, raw hasher, tar hasher, raw file, plain) for one layer
-    (without ``verify``, the hashers are the plain streams: a later read)."""
-    raw = source.open(layer.name)
+    (without ``verify``, the hashers are the plain streams: a later read).
+    The tar is read strictly (:class:`_StrictInfo`); a blob is read no
+    further than one byte past its descriptor's size."""
+    raw = source.open(layer.name, layer.size)
+    label = layer.label
     try:
-        magic = raw.read(4)
+        magic = raw.read(6)
         raw.seek(0)
     except OSError as e:
         raw.close()
-        raise ImageError(f"layer {layer.name or 'tar'} cannot be read: {e}") from None
+        raise ImageError(f"{label} cannot be read: {e}") from None
     rawh = _Hashing(raw) if verify else raw
     plain = False
     if magic[:2] == b"\x1f\x8b":
         import gzip
         body = gzip.GzipFile(fileobj=rawh, mode="rb")
-    elif magic == b"\x28\xb5\x2f\xfd":
+    elif magic[:4] == b"\x28\xb5\x2f\xfd":
         try:
             import zstandard
         except ImportError:
             raw.close()
-            raise ImageError(f"layer {layer.name} is zstd-compressed: pip install zstandard") from None
+            raise ImageError(f"{label} is zstd-compressed: pip install zstandard") from None
         body = zstandard.ZstdDecompressor().stream_reader(rawh)
+    elif magic == b"\xfd7zXZ\x00":
+        import lzma
+        body = lzma.LZMAFile(rawh, "rb")
     else:
         body, plain = rawh, True
     tarh = body if plain or not verify else _Hashing(body)
     try:
-        tar = tarfile.open(fileobj=tarh, mode="r|", bufsize=_TAR_BUF)
-    except (tarfile.TarError, OSError, EOFError) as e:
+        tar = tarfile.open(fileobj=tarh, mode="r|", bufsize=_TAR_BUF, tarinfo=_StrictInfo)
+    except Exception as e:  # tarfile, zlib, lzma, zstandard errors alike
         raw.close()
-        raise ImageError(f"layer {layer.name or 'tar'} is not a tar: {e}") from None
+        raise ImageError(f"{label} is not a tar: {_why(e)}") from None
     return tar, rawh, tarh, raw, plain
 
 
 def _check_layer(layer, rawh, tarh):
-    label = layer.name or "tar"
+    label = layer.label
     if layer.digest is not None and rawh.h.hexdigest() != layer.digest:
-        raise ImageError(f"layer {label}: digest mismatch (sha256:{rawh.h.hexdigest()}, "
+        raise ImageError(f"{label}: digest mismatch (sha256:{rawh.h.hexdigest()}, "
                          f"expected sha256:{layer.digest})")
     if layer.size is not None and rawh.n != layer.size:
-        raise ImageError(f"layer {label}: {rawh.n} bytes, the descriptor says {layer.size}")
+        raise ImageError(f"{label}: {rawh.n if rawh.n <= layer.size else 'more'} bytes, "
+                         f"the descriptor says {layer.size}")
     if layer.diff_id is not None and tarh.h.hexdigest() != layer.diff_id:
-        raise ImageError(f"layer {label}: diff_id mismatch (sha256:{tarh.h.hexdigest()}, "
+        raise ImageError(f"{label}: diff_id mismatch (sha256:{tarh.h.hexdigest()}, "
                          f"expected sha256:{layer.diff_id})")
+
+
+def _check_blob(layer, rawh):
+    """After damage inside a layer with a known digest: ImageError for a
+    digest mismatch when the rest of the blob (read to its end, no further
+    than its size) shows one."""
+    if layer.digest is None:
+        return
+    try:
+        rawh.f.seek(rawh.n)
+        rawh.drain()
+    except Exception:  # a blob that cannot be read on: the damage is the message
+        return
+    if rawh.h.hexdigest() != layer.digest:
+        raise ImageError(f"{layer.label}: digest mismatch (sha256:{rawh.h.hexdigest()}, "
+                         f"expected sha256:{layer.digest})")
+
+
+def _check_config(config):
+    """ImageError unless *config* is a JSON object whose fields the scan
+    reads (``config.Env``, ``Cmd``, ``Entrypoint``: lists of strings;
+    ``WorkingDir``: a string; each may be null) have their JSON types."""
+    if not isinstance(config, dict):
+        raise ImageError("the image config is not a JSON object")
+    cfg = config.get("config")
+    if cfg is None:
+        return
+    if not isinstance(cfg, dict):
+        raise ImageError("the image config's 'config' is not a JSON object")
+    for key in ("Env", "Cmd", "Entrypoint"):
+        v = cfg.get(key)
+        if v is not None and not (isinstance(v, list) and all(isinstance(a, str) for a in v)):
+            raise ImageError(f"the image config's config.{key} is not a list of strings")
+    wd = cfg.get("WorkingDir")
+    if wd is not None and not isinstance(wd, str):
+        raise ImageError("the image config's config.WorkingDir is not a string")
+
+
+def _check_member(info, where):
+    """ImageError for a member header no tar tool would accept: a negative
+    size, a symlink or hard link target longer than :data:`MAX_PATH`."""
+    if info.size < 0:
+        raise ImageError(f"{where} is damaged: member {info.name!r} has a negative size")
+    if len(info.linkname) > MAX_PATH:
+        raise ImageError(f"{where}: member {info.name!r} links to a target of {len(info.linkname)} "
+                         f"characters (more than {MAX_PATH})")
+
+
+def _check_read(path, n, image):
+    if n > MAX_READ:
+        raise ImageError(f"{path} in the image {image} is {n} bytes: more than the {MAX_READ} read at once")
 
 
 def _kind(info) -> str:
@@ -588,7 +851,7 @@ class ImageTree:
     """
 
     __slots__ = ("kind", "config", "entries", "layers", "name", "_source", "_children", "_visit", "_cursors", "_held",
-                 "_recording")
+                 "_recording", "_parents")
 
     def __init__(self, kind, source, config, layers, name="image", visit=None):
         self.kind, self._source, self.config, self.layers = kind, source, config, layers
@@ -599,6 +862,7 @@ class ImageTree:
         self._recording = False
         self.entries: Dict[str, ImageEntry] = {"/": ImageEntry("dir", 0o755)}
         self._children: Dict[str, set] = {"/": set()}
+        self._parents: Dict[str, str] = {}  # a member's folder as written -> its real folder (while building)
 
     def __enter__(self):
         return self
@@ -659,27 +923,34 @@ class ImageTree:
             members = self._scan_layer(i, layer, MAX_MEMBERS - held)
             held += len(members)
             self._apply(i, members)
+        self._parents = {}
 
     def _scan_layer(self, i, layer, room):
         """Every member of one layer as (path, info), the layer's digests checked."""
         tar, rawh, tarh, raw, plain = _open_layer(self._source, layer)
-        where = f"layer {layer.name or 'tar'}"
+        where = layer.label
         out = []
-        try:
-            with raw:
+        with raw:
+            try:
                 for n, info in enumerate(tar):
                     if n >= room:
                         raise ImageError(f"the image has more than {MAX_MEMBERS} layer members")
                     path = _norm_member(info.name, where)
+                    _check_member(info, where)
                     out.append((path, n, info))
                     if self._visit is not None and info.isreg():
                         self._visit(i, n, path, tar.extractfile(info), info.size)
+                _check_end(tar, where)
                 tarh.drain()
                 rawh.drain()
-        except (tarfile.TarError, OSError, EOFError, ValueError) as e:
-            raise ImageError(f"{where} is damaged: {e}") from None
-        except Exception as e:  # zstandard.ZstdError and kin
-            raise ImageError(f"{where} is damaged: {type(e).__name__}: {e}") from None
+            except (MemoryError, RecursionError):
+                raise
+            except ImageError:
+                _check_blob(layer, rawh)  # a changed blob says so first
+                raise
+            except Exception as e:  # tarfile, zlib, lzma, zstandard errors alike
+                _check_blob(layer, rawh)
+                raise ImageError(f"{where} is damaged: {_why(e)}") from None
         _check_layer(layer, rawh, tarh)
         layer.plain = plain
         return out
@@ -720,6 +991,9 @@ class ImageTree:
                                info.linkname if kind == "symlink" else None, i, info.name, offset, None, n)
         parent = self._make_parents(posixpath.dirname(path), i)
         full = posixpath.join(parent, posixpath.basename(path))
+        if len(full) > MAX_PATH:
+            raise ImageError(f"{layer.label}: member {info.name[:80]!r}... lands at an in-image path of "
+                             f"{len(full)} characters (more than {MAX_PATH})")
         old = self.entries.get(full)
         if old is not None and not (old.kind == "dir" and entry.kind == "dir"):
             self._remove(full)
@@ -727,9 +1001,10 @@ class ImageTree:
         self._children.setdefault(parent, set()).add(posixpath.basename(full))
         if entry.kind == "dir":
             self._children.setdefault(full, set())
+            self._parents[path] = full
 
     def _hardlink_entry(self, i, info):
-        where = f"layer {self.layers[i].name or 'tar'}"
+        where = self.layers[i].label
         target = _norm_member(info.linkname, where)
         found = self._lookup(target)
         entry = self.entries.get(found) if found is not None else None
@@ -743,7 +1018,12 @@ class ImageTree:
         return e
 
     def _make_parents(self, path, i) -> str:
-        """The in-image folder *path* names, parents created as needed, symlinked parents followed."""
+        """The in-image folder *path* names, parents created as needed,
+        symlinked parents followed; remembered until something is removed
+        (members of one folder resolve it once)."""
+        got = self._parents.get(path)
+        if got is not None:
+            return got
         cur = "/"
         for c in path.split("/"):
             if not c:
@@ -762,6 +1042,10 @@ class ImageTree:
                 self._children.setdefault(cur, set()).add(c)
                 self._children[cand] = set()
             cur = cand
+        if len(cur) > MAX_PATH:
+            raise ImageError(f"{self.layers[i].label}: a folder lands at an in-image path of {len(cur)} "
+                             f"characters (more than {MAX_PATH})")
+        self._parents[path] = cur
         return cur
 
     def _lookup(self, path) -> Optional[str]:
@@ -776,14 +1060,20 @@ class ImageTree:
         return full if full in self.entries else None
 
     def _remove(self, path):
-        e = self.entries.pop(path, None)
-        if e is None:
+        """*path* and everything under it (no recursion: a folder may be thousands deep)."""
+        if self.entries.pop(path, None) is None:
             return
+        self._parents.clear()
         parent, base = posixpath.split(path)
         self._children.get(parent, set()).discard(base)
-        kids = self._children.pop(path, None)
-        for c in kids or ():
-            self._remove(posixpath.join(path, c))
+        todo = [path]
+        while todo:
+            p = todo.pop()
+            kids = self._children.pop(p, None)
+            for c in kids or ():
+                child = posixpath.join(p, c)
+                if self.entries.pop(child, None) is not None:
+                    todo.append(child)
 
     # -- queries
 
@@ -794,17 +1084,15 @@ class ImageTree:
         root.  None when a part does not exist, is not a folder where one is
         needed, or after :data:`MAX_HOPS` symlinks (a loop).
         """
-        parts = [p for p in path.split("/") if p]
-        cur: List[str] = []
+        parts = [p for p in reversed(path.split("/")) if p and p != "."]  # a stack: the next part last
+        cur = ""  # the real path so far, "" for /
         hops = 0
         while parts:
-            c = parts.pop(0)
-            if c == ".":
-                continue
+            c = parts.pop()
             if c == "..":
-                cur = cur[:-1]
+                cur = cur[:cur.rfind("/")] if cur else cur
                 continue
-            cand = "/" + "/".join(cur + [c])
+            cand = cur + "/" + c
             e = self.entries.get(cand)
             if e is None:
                 return None
@@ -813,13 +1101,13 @@ class ImageTree:
                 if hops > MAX_HOPS:
                     return None
                 if e.target.startswith("/"):
-                    cur = []
-                parts = [p for p in e.target.split("/") if p] + parts
+                    cur = ""
+                parts.extend(p for p in reversed(e.target.split("/")) if p and p != ".")
                 continue
             if parts and e.kind != "dir":
                 return None
-            cur.append(c)
-        return "/" + "/".join(cur)
+            cur = cand
+        return cur or "/"
 
     def _entry(self, path) -> Optional[ImageEntry]:
         r = self.resolve(path)
@@ -868,6 +1156,7 @@ class ImageTree:
         e = self._file(path)
         offset = max(0, min(offset, e.size))
         n = e.size - offset if size is None else max(0, min(size, e.size - offset))
+        _check_read(path, n, self.name)
         held = self._held.get((e.layer, e.index))
         if held is not None and offset + n <= len(held):
             return held[offset:offset + n]
@@ -898,7 +1187,7 @@ class ImageTree:
         The file object is valid until the layer is read again; a damaged
         stream is an :class:`ImageError` whenever it shows."""
         layer = self.layers[i]
-        label = layer.name or "tar"
+        label = layer.label
         cur = self._cursors.get(i)
         if cur is None or cur[2] >= index:
             self._drop_cursor(i)
@@ -909,19 +1198,19 @@ class ImageTree:
             while True:
                 info = tar.next()
                 if info is None:
-                    raise ImageError(f"layer {label} no longer holds member #{index}")
+                    raise ImageError(f"{label} no longer holds member #{index}")
                 cur[2] += 1
                 if cur[2] == index:
                     break
             if not info.isreg():
-                raise ImageError(f"layer {label} no longer holds member #{index}")
+                raise ImageError(f"{label} no longer holds member #{index}")
             return _Guarded(tar.extractfile(info), label), info.size
         except ImageError:
             self._drop_cursor(i)
             raise
         except Exception as exc:  # tarfile, zlib, zstandard errors alike
             self._drop_cursor(i)
-            raise ImageError(f"layer {label} is damaged: {type(exc).__name__}: {exc}") from None
+            raise ImageError(f"{label} is damaged: {_why(exc)}") from None
 
     def read_many(self, paths) -> Dict[str, bytes]:
         """Whole contents of each regular file in *paths* (symlinks followed), each compressed layer read once."""
@@ -929,6 +1218,8 @@ class ImageTree:
         for p in paths:
             self._file(p)  # a regular file, or ImagePathError
             real.setdefault(self.resolve(p), []).append(p)
+        for r in real:
+            _check_read(r, self.entries[r].size, self.name)
         out = {}
         for names, f, size in self.stream_files(list(real)):
             data = f.read(size)
@@ -958,7 +1249,11 @@ class ImageTree:
                 yield from self._stream_packed(i, members)
 
     def _stream_plain(self, i, members):
-        by_offset = sorted(members.items(), key=lambda kv: self.entries[kv[1][0]].offset)
+        def where(kv):
+            offset = self.entries[kv[1][0]].offset
+            return (offset is None, offset or 0, kv[0])  # sparse members (no offset) last
+
+        by_offset = sorted(members.items(), key=where)
         with self._source.open(self.layers[i].name) as f:
             for _k, names in by_offset:
                 e = self.entries[names[0]]

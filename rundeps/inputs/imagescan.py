@@ -29,11 +29,15 @@ from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
 from .pytree import DIST_INFO_SUFFIXES, PACKAGE_INITS, import_roots
 from .walk import PROGRESS_EVERY, ScanItem, ScanResult, compile_excludes, is_under
 
-__all__ = ["scan_image", "read_members", "member_facts", "Prefetch", "entry_program", "image_env", "EntryProgram", "DEFAULT_PATH"]
+__all__ = ["scan_image", "read_members", "member_facts", "Prefetch", "entry_program", "image_env", "EntryProgram",
+           "DEFAULT_PATH", "MAX_ELF_READ"]
 
 OnError = Callable[[str, str], None]
 
 _PIECE = 1 << 20
+MAX_ELF_READ = 128 * 1024 * 1024
+"""The largest ELF member read (whole, into memory): a larger one is reported
+through ``on_error`` and skipped, its bytes never decompressed."""
 
 
 def _ignore(_path: str, _reason: str) -> None:
@@ -101,7 +105,10 @@ class _View:
 
 def member_facts(f, size: int, head: bytes, symbols: bool):
     """(info, facts, error) of one ELF member whose first bytes ``head``
-    were read from ``f``: the rest read into one buffer, parsed, dropped."""
+    were read from ``f``: the rest read into one buffer, parsed, dropped;
+    a member over :data:`MAX_ELF_READ` bytes is an error, left unread."""
+    if size > MAX_ELF_READ:
+        return None, None, f"an ELF file of {size} bytes, more than the {MAX_ELF_READ} read: not checked"
     buf = bytearray(head)  # grown as bytes arrive: a header's size is not trusted with an allocation
     while len(buf) < size:
         piece = f.read(min(_PIECE, size - len(buf)))  # in pieces: a tar stream copies what one read asks for
@@ -360,7 +367,7 @@ def image_env(config) -> Dict[str, str]:
     """The config's ``Env`` as a dict (later entries win, as Docker does)."""
     env: Dict[str, str] = {}
     cfg = config.get("config") if isinstance(config, dict) else None
-    for item in (cfg or {}).get("Env") or ():
+    for item in _strings(cfg.get("Env") if isinstance(cfg, dict) else None):
         if isinstance(item, str) and "=" in item:
             k, v = item.split("=", 1)
             env[k] = v
@@ -371,8 +378,8 @@ def entry_program(tree) -> Optional[EntryProgram]:
     """What the image runs, or None when its config names nothing."""
     cfg = tree.config.get("config") if isinstance(tree.config, dict) else None
     cfg = cfg if isinstance(cfg, dict) else {}
-    entry = [a for a in (cfg.get("Entrypoint") or ()) if isinstance(a, str)]
-    cmd = [a for a in (cfg.get("Cmd") or ()) if isinstance(a, str)]
+    entry = _strings(cfg.get("Entrypoint"))
+    cmd = _strings(cfg.get("Cmd"))
     argv, source = (entry + cmd, "Entrypoint") if entry else (cmd, "Cmd")
     if not argv:
         return None
@@ -405,6 +412,11 @@ def entry_program(tree) -> Optional[EntryProgram]:
                 return prog
     prog.why = "too many interpreters"
     return prog
+
+
+def _strings(value) -> List[str]:
+    """The strings of a config list (nothing when it is not a list)."""
+    return [a for a in value if isinstance(a, str)] if isinstance(value, list) else []
 
 
 def _env_program(args):
