@@ -115,6 +115,21 @@ def check_arch(ctx, param, value):
     return value
 
 
+def not_special(what: str):
+    """An option callback refusing a FIFO, device or socket where ``what``
+    (a file, a folder) is read, before anything opens it (one line, exit 2)."""
+
+    def callback(ctx, param, value):
+        from ..errors import refuse_special
+
+        for v in value if isinstance(value, tuple) else (value,):
+            if v is not None:
+                refuse_special(v, what, option=param.opts[0])
+        return value
+
+    return callback
+
+
 SOURCE_OPTIONS = ("root", "db", "index", "repo", "alpine", "mirror", "arch", "keys-dir", "allow-untrusted",
                   "offline", "refresh", "cache-dir", "no-cache")
 """The source options, in the order ``--help`` lists them."""
@@ -124,14 +139,15 @@ def _source_option(name: str):
     return {
         "root": lambda: click.option(
             "--root", type=click.Path(file_okay=False), default=None, envvar="RUNDEPS_ROOT",
+            callback=not_special("folder"),
             help="Treat DIR as the root of an Alpine filesystem (an extracted image, a chroot): "
                  "PATHs are read inside it, its lib/apk/db/installed is the database and its "
                  "etc/ld-musl-ARCH.path the library search path. Default: $RUNDEPS_ROOT, else /."),
         "db": lambda: click.option(
-            "--db", "db", type=click.Path(dir_okay=False), default=None,
+            "--db", "db", type=click.Path(dir_okay=False), default=None, callback=not_special("file"),
             help="An installed database to use instead of ROOT/lib/apk/db/installed."),
         "index": lambda: click.option(
-            "--index", "indexes", multiple=True, metavar="FILE|URL",
+            "--index", "indexes", multiple=True, metavar="FILE|URL", callback=not_special("file"),
             help="An APKINDEX.tar.gz file or URL (repeatable), used after the installed database."),
         "repo": lambda: click.option(
             "--repo", "repos", multiple=True, metavar="URL",
@@ -146,6 +162,7 @@ def _source_option(name: str):
                  "then ROOT/etc/apk/arch, then this machine's."),
         "keys-dir": lambda: click.option(
             "--keys-dir", "keys_dirs", multiple=True, type=click.Path(file_okay=False),
+            callback=not_special("folder"),
             help="A folder of trusted apk public keys (repeatable), instead of ROOT/etc/apk/keys "
                  "(when neither gives a key: the Alpine keys shipped with rundeps)."),
         "allow-untrusted": lambda: click.option(
@@ -159,6 +176,7 @@ def _source_option(name: str):
             help="Revalidate cached indexes now, whatever their age (the root's apk cache is not used)."),
         "cache-dir": lambda: click.option(
             "--cache-dir", type=click.Path(file_okay=False), envvar="RUNDEPS_CACHE_DIR",
+            callback=not_special("folder"),
             help="Cache folder (default: $RUNDEPS_CACHE_DIR, $XDG_CACHE_HOME/rundeps, ~/.cache/rundeps)."),
         "no-cache": lambda: click.option("--no-cache", is_flag=True, help="Neither read nor write any cache."),
     }[name]()
@@ -234,6 +252,9 @@ def output_options(fn: Callable) -> Callable:
         click.option("--virtual", default=".rundeps", show_default=True, callback=check_virtual,
                      help="The virtual package name --format apk uses."),
         click.option("--allow-unresolved", is_flag=True, help="Exit 0 even when some sonames do not resolve."),
+        click.option("--require-elf", is_flag=True,
+                     help="Exit 1 when a PATH holds no ELF file (by default a warning: a tree of Python "
+                          "code alone needs no package)."),
         click.option("--allow-glibc", is_flag=True,
                      help="Exit 0 even when some files are linked against glibc (they are still reported)."),
         click.option("--dlopen", "use_dlopen", is_flag=True,
@@ -380,9 +401,11 @@ def finish(res, reporter: Reporter, kw) -> int:
 
     click.echo(render(res, kw["fmt"], kw["all_packages"], kw["virtual"], by=kw.get("by", "package")), nl=False)
     allow_unresolved, allow_glibc = kw["allow_unresolved"], kw.get("allow_glibc", False)
-    for problem in problems(res, allow_unresolved, allow_glibc, size_line=_size_line_wanted(kw)):
+    require_elf = kw.get("require_elf", False)
+    for problem in problems(res, allow_unresolved, allow_glibc, size_line=_size_line_wanted(kw),
+                            require_elf=require_elf):
         reporter.say(problem)
-    return exit_code(res, allow_unresolved, allow_glibc)
+    return exit_code(res, allow_unresolved, allow_glibc, require_elf)
 
 
 def parse_root(root: Optional[str]):

@@ -122,8 +122,7 @@ def index_update(fmt, **kw):
 
 
 @index.command("clear", context_settings=CONTEXT)
-@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="RUNDEPS_CACHE_DIR",
-              help="Cache folder (default: $RUNDEPS_CACHE_DIR, $XDG_CACHE_HOME/rundeps, ~/.cache/rundeps).")
+@source_options(only=("cache-dir",))
 @handle_errors
 def index_clear(cache_dir):
     """Drop every cached index."""

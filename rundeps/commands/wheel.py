@@ -9,7 +9,9 @@ from typing import List
 import click
 
 from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED
-from .common import CONTEXT, Reporter, binding_options, handle_errors, make_sources, parse_root, source_options
+from .common import (
+    CONTEXT, Reporter, binding_options, handle_errors, make_sources, not_special, parse_root, source_options,
+)
 
 
 @click.command(context_settings=CONTEXT)
@@ -24,6 +26,7 @@ from .common import CONTEXT, Reporter, binding_options, handle_errors, make_sour
                    "reach (reported as 'when PKG.MOD is imported' otherwise).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
 @click.option("--gcompat", "gcompat_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              callback=not_special("file"),
               help="Say whether glibc-linked members would load with gcompat, from FILE, a real "
                    "libgcompat.so.0 (rundeps ships no gcompat export list; with --root, the root's "
                    "installed gcompat is used without this option).")

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..errors import EXIT_OK, EXIT_UNRESOLVED
+from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED
 from .common import (
     CONTEXT, Reporter, binding_options, check_options, diagnostics, handle_errors, image_options, inroot, jobs_option,
     parse_target, python_tree_option, run_check, source_options,
@@ -73,9 +73,12 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
     res = run_check(paths, root, image, kw, options, diagnostics(reporter))
     if file_name:
         lines = explain_file(res, name)
-        if lines is None:
-            Reporter().error(f"{name} is not an ELF file under {', '.join(paths)}")
-            sys.exit(EXIT_UNRESOLVED)
+        if lines is None:  # the question names no ELF file: a usage problem
+            kind = res.no_elf.get(name)
+            Reporter().error(f"{name} is not a regular file: not read" if kind == "other" else
+                             f"{name} is not an ELF file" if kind else
+                             f"{name} is not an ELF file under {', '.join(paths)}")
+            sys.exit(EXIT_ERROR)
         if fmt == "json":
             import json
 
