@@ -9,7 +9,9 @@ about 1.5 ms, which a repeat ``rundeps scan`` (well under 100 ms) notices.
 from __future__ import annotations
 
 import importlib
+import io
 import os
+import stat as _stat
 import sys
 from typing import List, Optional
 
@@ -84,34 +86,134 @@ def run(argv: Optional[List[str]] = None) -> int:
     """Run the command line with ``argv`` and return its exit code.
 
     Never ends the process: click's ``SystemExit`` is caught and turned
-    into the code; the output is flushed (an output that cannot be written
-    is one line on stderr and code 2).
+    into the code; every problem, click's usage errors included, is one
+    ``rundeps: error:`` line. A reader that leaves early (``| head``) ends
+    the output quietly and the code stays the command's own; an output
+    that cannot be written otherwise is one line on stderr and code 2.
     """
     if not _stdout_usable():
         click.echo("rundeps: error: cannot write the output: standard output is closed", err=True)
         return 2
+    restore = _quiet_on_closed_pipe()
     try:
-        cli.main(args=argv, prog_name="rundeps")
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):
-        click.echo(code, err=True)
-        code = 1
-    try:
-        if sys.stdout is not None:
-            sys.stdout.flush()
-    except OSError as exc:
-        click.echo(f"rundeps: error: cannot continue: {exc.strerror or exc}", err=True)
-        code = 2
+        code = _invoke(argv)
+        try:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except OSError as exc:
+            click.echo(f"rundeps: error: cannot continue: {exc.strerror or exc}", err=True)
+            code = 2
+    finally:
+        restore()
     try:
         if sys.stderr is not None:
             sys.stderr.flush()
     except OSError:
         pass
     return code
+
+
+def _invoke(argv: Optional[List[str]]) -> int:
+    """The group run without click's standalone handling: its exceptions
+    become one line on stderr and an exit code here."""
+    from .errors import RundepsError
+
+    try:
+        rv = cli.main(args=argv, prog_name="rundeps", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except SystemExit as exc:
+        code = exc.code
+    except _NO_ARGS_IS_HELP as exc:  # ``rundeps``, ``rundeps index``: the help, as click shows it
+        click.echo(exc.format_message(), err=True)
+        return 2
+    except click.UsageError as exc:
+        click.echo(usage_line(exc), err=True)
+        return 2
+    except click.ClickException as exc:
+        click.echo(f"rundeps: error: {_one_line(exc.format_message())}", err=True)
+        return 2
+    except click.Abort:
+        click.echo("rundeps: interrupted", err=True)
+        return 130
+    except RundepsError as exc:  # raised by an option's check, before the command runs
+        click.echo(f"rundeps: error: {exc}", err=True)
+        return exc.exit_code
+    if code is None:
+        return 0
+    if not isinstance(code, int):
+        click.echo(code, err=True)
+        return 1
+    return code
+
+
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+"""A group run without a command (click 8.2 and later raise it; earlier ones print the help themselves)."""
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """A click usage error as one line: ``rundeps: error: MESSAGE (see 'rundeps scan --help')``."""
+    where = exc.ctx.command_path if exc.ctx is not None else "rundeps"
+    return f"rundeps: error: {_one_line(exc.format_message())} (see '{where} --help')"
+
+
+def _one_line(message: str) -> str:
+    """click's message in the project's style: one line, a lower-case
+    start (``No such option`` -> ``no such option``), no final period."""
+    text = " ".join(message.split())
+    if text[:1].isupper() and text[1:2].islower():
+        text = text[0].lower() + text[1:]
+    return text[:-1] if text.endswith(".") else text
+
+
+class _PipeSafeRaw(io.RawIOBase):
+    """Descriptor 1 written directly; once the reader has left (EPIPE), the
+    rest of the output is dropped instead of raising: the command still
+    finishes and its exit code is still its verdict."""
+
+    def __init__(self, fd: int):
+        super().__init__()
+        self.fd = fd
+        self.gone = False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, data) -> int:
+        if not self.gone:
+            try:
+                return os.write(self.fd, data)
+            except BrokenPipeError:
+                self.gone = True
+        return len(data)
+
+
+def _quiet_on_closed_pipe():
+    """When standard output is a pipe, write it through :class:`_PipeSafeRaw`
+    (``rundeps scan | head -1`` ends with no ``Broken pipe`` message); returns
+    the function that flushes it and puts the old ``sys.stdout`` back."""
+    old = sys.stdout
+    try:
+        fd = old.fileno()
+        is_pipe = _stat.S_ISFIFO(os.fstat(fd).st_mode) or _stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except (AttributeError, OSError, ValueError):
+        is_pipe = False
+    if not is_pipe:
+        return lambda: None
+    old.flush()
+    safe = io.TextIOWrapper(io.BufferedWriter(_PipeSafeRaw(fd)), encoding=old.encoding, errors=old.errors,
+                            line_buffering=old.line_buffering)
+    sys.stdout = safe
+
+    def restore() -> None:
+        try:
+            safe.flush()
+        finally:
+            sys.stdout = old
+
+    return restore
 
 
 def main(argv: Optional[List[str]] = None) -> None:

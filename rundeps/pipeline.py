@@ -188,6 +188,7 @@ def _check_scanned(result, root, paths: Sequence[str], sources: Sources, options
     resolver.python_roots = result.python_roots if options.python_tree is None else frozenset()
     res = _resolve_tree(resolver, objects, root, sources, options, diag)
     res.left_out = left_out
+    res.no_elf = paths_without_elf(paths, root, list(objects) + list(left_out))
     if options.symbols:
         _bind_tree(res, resolver, root, paths, cache, sources, options, diag)
     _tree_details(res, paths, root, options, diag)
@@ -202,6 +203,23 @@ def _check_tree_inputs(paths: Sequence[str], root: str, options: CheckOptions) -
     for p in paths:
         if not os.path.lexists(to_host(root, p)):
             raise UsageError(f"{p} does not exist" + (f" inside {root}" if root != "/" else ""))
+
+
+def paths_without_elf(paths: Sequence[str], root, found: Sequence[str]) -> Dict[str, str]:
+    """The in-root ``paths`` under which none of the ELF files ``found``
+    lies, each with what it is (see :attr:`Resolution.no_elf`); ``root``: a
+    host folder or an image's tree. A PATH that does not exist is not
+    listed (it was refused before the walk)."""
+    files = root_files(root)
+    out: Dict[str, str] = {}
+    for p in paths:
+        tops = {p.rstrip("/") or "/", (files.resolve(p) or p).rstrip("/") or "/"}
+        if any(f == t or f.startswith(t.rstrip("/") + "/") for f in found for t in tops):
+            continue
+        if files.resolve(p) is None:
+            continue
+        out[p] = "folder" if files.is_dir(p) else "file" if files.is_file(p) else "other"
+    return out
 
 
 def _tree_arch(objects: Dict[str, object], root: str, options: CheckOptions, diag: Diagnostics) -> Optional[str]:

@@ -180,9 +180,14 @@ def cycles(edges: dict):
 
 
 def main(argv) -> int:
-    show_edges = "--edges" in argv
-    args = [a for a in argv if a != "--edges"]
-    pkg_dir = Path(args[0]) if args else Path(__file__).resolve().parent.parent / TOP
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--edges", action="store_true", help="also print every edge (importer -> imported)")
+    ap.add_argument("package_dir", nargs="?", type=Path, default=Path(__file__).resolve().parent.parent / TOP,
+                    help="the package folder (default: this checkout's rundeps/)")
+    args = ap.parse_args(argv)
+    show_edges, pkg_dir = args.edges, args.package_dir
     edges, private = analyse(pkg_dir)
     if show_edges:
         for m in sorted(edges):

@@ -341,11 +341,11 @@ def build_demo_root(root: Path, workdir: Optional[Path] = None, tkinter: bool = 
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
-        return 2
-    root = Path(argv[0])
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("dir", type=Path, help="the root to build (must not exist, or be empty)")
+    root = ap.parse_args(argv).dir
     if root.exists() and any(root.iterdir()):
         print(f"make_demo_root: {root} is not empty", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ import sys
 import urllib.parse
 from pathlib import Path
 
+import click
 import pytest
 
 import indexbuild
@@ -239,3 +240,209 @@ def test_index_show_lists_every_cached_index(tmp_path, server):
     assert r.stdout.splitlines()[0] == f"{url}/main/{ARCH}/APKINDEX.tar.gz"
     assert "packages     1" in r.stdout
     assert f"key          {keys / 'test@example.org-1.rsa.pub'}" in r.stdout
+
+
+# -- FIFOs, devices and sockets are refused before anything opens them -------------------------
+
+
+def one_error_line(r):
+    lines = r.stderr.splitlines()
+    return len(lines) == 1 and lines[0].startswith("rundeps: error: ")
+
+
+def test_special_files_are_refused_at_once(demo_root, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cache = ["--cache-dir", tmp_path / "c"]
+    cases = [
+        (["wheel", fifo, *cache], f"{fifo}: a FIFO, not a wheel file"),
+        (["wheel", "--gcompat", fifo, demo_root, *cache], f"--gcompat {fifo} is a FIFO, not a file"),
+        (["wheel", "--db", "/dev/zero", demo_root, *cache], "--db /dev/zero is a character device, not a file"),
+        (["scan", "--root", demo_root, "--db", fifo, *cache], f"--db {fifo} is a FIFO, not a file"),
+        (["scan", "--root", demo_root, "--index", fifo, *cache], f"--index {fifo} is a FIFO, not a file"),
+        (["scan", "--root", demo_root, "--keys-dir", fifo, *cache], f"--keys-dir {fifo} is a FIFO, not a folder"),
+        (["scan", "--root", demo_root, "--cache-dir", fifo], f"--cache-dir {fifo} is a FIFO, not a folder"),
+        (["scan", "--root", fifo, *cache], f"--root {fifo} is a FIFO, not a folder"),
+        (["why", "zlib", "--root", demo_root, "--db", fifo, *cache], f"--db {fifo} is a FIFO, not a file"),
+        (["index", "show", "--index", fifo, *cache], f"--index {fifo} is a FIFO, not a file"),
+        (["index", "clear", "--cache-dir", "/dev/null"], "--cache-dir /dev/null is a character device, not a folder"),
+    ]
+    for argv, message in cases:
+        r = run(*argv)  # a hang would be the 120 s timeout
+        assert r.returncode == 2 and r.stderr == f"rundeps: error: {message}\n", (argv, r.stderr)
+    env = {"RUNDEPS_CACHE_DIR": str(fifo)}
+    r = run("scan", "--root", demo_root, env=env)
+    assert r.returncode == 2 and r.stderr == f"rundeps: error: --cache-dir {fifo} is a FIFO, not a folder\n"
+
+
+def test_library_calls_refuse_a_fifo_unopened(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code = (
+        "import sys\n"
+        "from rundeps.apk.sources import load_database\n"
+        "from rundeps.errors import UsageError\n"
+        "try:\n"
+        "    load_database(sys.argv[1])\n"
+        "except UsageError as exc:\n"
+        "    print(exc)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(PROJECT)))
+    assert r.stdout == f"{fifo} is a FIFO, not a database file\n", r.stderr
+
+
+# -- a PATH without any ELF file ----------------------------------------------------------------
+
+
+@pytest.fixture()
+def plain_root(tmp_path):
+    """A root with a database, Python code only under /srv/app, a text file and a FIFO."""
+    root = tmp_path / "root"
+    (root / "lib/apk/db").mkdir(parents=True)
+    (root / "lib/apk/db/installed").write_text(demo.db_block("musl", "1", ARCH, provides=[f"so:{LIBC}=1"]))
+    (root / "srv/app").mkdir(parents=True)
+    (root / "srv/app/main.py").write_text("print('hello')\n")
+    (root / "etc").mkdir()
+    (root / "etc/motd").write_text("welcome\n")
+    os.mkfifo(root / "srv/fifo")
+    return root
+
+
+def test_a_path_without_elf_files_is_one_warning(plain_root, demo_root, tmp_path):
+    cache = ["--cache-dir", tmp_path / "c"]
+    for path, line in (("/srv/app", "no ELF files under /srv/app"),
+                       ("/etc/motd", "/etc/motd is not an ELF file: nothing to check"),
+                       ("/srv/fifo", "/srv/fifo is not a regular file or folder: not read")):
+        r = run("scan", "--root", plain_root, path, *cache)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", f"rundeps: warning: {line}\n"), path
+        r = run("scan", "--root", plain_root, "--require-elf", path, *cache)
+        assert (r.returncode, r.stdout, r.stderr) == (1, "", f"rundeps: error: {line}\n"), path
+    r = run("scan", "--root", plain_root, "-q", "/srv/app", *cache)
+    assert (r.returncode, r.stderr) == (0, "")
+    r = run("scan", "--root", plain_root, "--format", "json", "/srv/app", "/etc/motd", *cache)
+    out = json.loads(r.stdout)
+    assert out["scanned"] == 0 and out["no_elf"] == {"/srv/app": "folder", "/etc/motd": "file"}
+    assert r.stderr.splitlines() == ["rundeps: warning: no ELF files under /srv/app",
+                                     "rundeps: warning: /etc/motd is not an ELF file: nothing to check"]
+    # a mistyped folder stays an error
+    r = run("scan", "--root", plain_root, "/srv/ap", *cache)
+    assert r.returncode == 2 and r.stderr == f"rundeps: error: /srv/ap does not exist inside {plain_root}\n"
+    # beside folders that do hold ELF files: the empty one is named, the rest is as before
+    r = run("scan", "--root", demo_root, "/etc", "/usr/local", "--format", "json", *cache)
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["packages"] == ["libpq", "libsharpyuv", "tiff"]
+    assert out["no_elf"] == {"/etc": "folder"} and out["scanned"] > 0
+    assert "rundeps: warning: no ELF files under /etc" in r.stderr.splitlines()
+
+
+def test_why_a_file_that_is_not_elf_is_a_usage_error(plain_root, tmp_path):
+    cache = ["--cache-dir", tmp_path / "c"]
+    r = run("why", "/srv/fifo", "--root", plain_root, *cache)
+    assert (r.returncode, r.stderr) == (2, "rundeps: error: /srv/fifo is not a regular file: not read\n")
+    r = run("why", "/etc/motd", "--root", plain_root, *cache)
+    assert (r.returncode, r.stderr) == (2, "rundeps: error: /etc/motd is not an ELF file\n")
+
+
+# -- one error style; a closed pipe ---------------------------------------------------------------
+
+
+def test_click_usage_errors_are_one_line(tmp_path):
+    cases = [
+        (["scan", "--image", tmp_path / "nothere"],
+         f"invalid value for '--image': Path '{tmp_path / 'nothere'}' does not exist (see 'rundeps scan --help')"),
+        (["scan", "--format", "bad"], "invalid value for '--format': 'bad' is not one of 'names', 'apk', 'so', "
+                                      "'json', 'tree' (see 'rundeps scan --help')"),
+        (["why"], "missing argument 'NAME' (see 'rundeps why --help')"),
+        (["wheel"], "missing argument 'FILE.whl|DIR...' (see 'rundeps wheel --help')"),
+        (["index", "nope"], "no such command 'nope' (see 'rundeps index --help')"),
+        (["nope"], "no such command 'nope' (see 'rundeps --help')"),
+    ]
+    for argv, message in cases:
+        r = run(*argv)
+        assert (r.returncode, r.stdout, r.stderr) == (2, "", f"rundeps: error: {message}\n"), argv
+    r = run("scan", "--bogus")
+    assert r.returncode == 2 and one_error_line(r) and r.stderr.startswith("rundeps: error: no such option '--bogus'")
+    assert r.stderr.endswith("(see 'rundeps scan --help')\n")
+
+
+def _closed_reader(*args):
+    """Run rundeps with a stdout pipe whose reader has already left."""
+    env = dict(os.environ, PYTHONPATH=str(PROJECT))
+    env.pop("RUNDEPS_CACHE_DIR", None)
+    p = subprocess.Popen([sys.executable, "-m", "rundeps", *map(str, args)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    return p.wait(timeout=120), err
+
+
+def test_a_reader_that_leaves_ends_the_output_quietly(demo_root, tmp_path):
+    assert _closed_reader("--help") == (0, "")
+    assert _closed_reader("scan", "--help") == (0, "")
+    cache = ["--cache-dir", tmp_path / "c"]
+    assert _closed_reader("scan", "--root", demo_root, "-q", "--format", "json", *cache) == (0, "")
+    # the exit code stays the verdict: a file that will not load is still 1
+    other = "aarch64" if ARCH != "aarch64" else "x86_64"
+    code, err = _closed_reader("scan", "--root", demo_root, "--arch", other, *cache)
+    assert code == 1 and "Broken pipe" not in err and " not found (needed by " in err, err
+
+
+# -- help texts ---------------------------------------------------------------------------------
+
+
+COMMANDS = [[], ["scan"], ["why"], ["wheel"], ["index"], ["index", "show"], ["index", "update"],
+            ["index", "clear"]]
+
+
+def _click_command(path):
+    from rundeps.cli import cli
+
+    cmd, ctx = cli, None
+    for name in path:
+        ctx = click.Context(cmd, info_name=name, parent=ctx)
+        cmd = cmd.get_command(ctx, name)
+    return cmd
+
+
+def test_help_texts_are_whole_self_contained_and_consistent():
+    import re
+
+    for path in COMMANDS:
+        r = run(*path, "--help")
+        assert r.returncode == 0 and r.stderr == "", path
+        for line in r.stdout.splitlines():
+            if not line.startswith("Usage:"):
+                assert not re.search(r"\w\.\.\.\s*$", line), (path, line)  # no cut text
+        for ref in ("README", "docs/", ".md", "http"):
+            assert ref not in r.stdout, (path, ref)
+    first = {}
+    orders = {}
+    for path in COMMANDS:
+        cmd = _click_command(path)
+        opts = [p for p in cmd.params if isinstance(p, click.Option)]
+        orders[" ".join(path)] = [p.name for p in opts]
+        for p in opts:
+            if p.name in ("root", "arch", "fmt"):
+                first.setdefault(p.name, set()).add(p.help.split(":")[0].split(".")[0])
+    assert first == {"root": {"Treat DIR as the root of an Alpine filesystem (an extracted image, a chroot)"},
+                     "arch": {"The target arch (x86_64, aarch64, "},
+                     "fmt": {"How to print the result"}}
+    for a, order_a in orders.items():
+        for b, order_b in orders.items():
+            shared = [n for n in order_a if n in order_b]
+            assert shared == [n for n in order_b if n in order_a], (a, b)
+    # scan's shell-oriented formats are its own; text and json mean the same everywhere else
+    for path in (["why"], ["wheel"], ["index", "show"], ["index", "update"]):
+        fmt = next(p for p in _click_command(path).params if p.name == "fmt")
+        assert list(fmt.type.choices) == ["text", "json"] and fmt.default == "text"
+
+
+def test_every_script_has_a_real_help(tmp_path):
+    for script in sorted((PROJECT / "scripts").glob("*.py")):
+        r = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=tmp_path,
+                           timeout=120)
+        assert r.returncode == 0 and r.stdout.startswith("usage:"), (script.name, r.stdout, r.stderr)
+        assert list(tmp_path.iterdir()) == [], script.name  # nothing made, no folder named --help

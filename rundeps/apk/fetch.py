@@ -64,7 +64,7 @@ from urllib.parse import unquote, urlsplit
 
 from .. import __version__
 from .index import MAX_INDEX_BYTES, IndexFile, keyset_digest, read_index
-from ..errors import SourceError
+from ..errors import SourceError, refuse_special
 
 __all__ = [
     "FetchError",
@@ -586,6 +586,9 @@ def _local_path(location: str) -> str:
 
 
 def _read_local(path: str, name: str) -> bytes:
+    """The bytes of the index file ``path`` (at most the size limit); a
+    FIFO or device is refused unopened."""
+    refuse_special(path, "file")
     with _index_read_errors(name):
         size = os.path.getsize(path)
         if size <= MAX_INDEX_BYTES:

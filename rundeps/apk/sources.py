@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Sequence
 
-from ..errors import SourceError
+from ..errors import SourceError, refuse_special
 from ..rootfs import root_files, shown_path
 from .model import Repository, Universe, parse_installed
 
@@ -70,6 +70,8 @@ def load_database(path: str, files=None) -> Repository:
     a host folder or an image's tree), the in-root file ``path`` (symlinks
     followed inside the root).  :class:`SourceError` when it cannot be read."""
     shown = path if files is None else shown_path(files, path)
+    if files is None:
+        refuse_special(path, "database file")
     try:
         if files is None:
             with open(path, "rb") as f:

@@ -54,7 +54,9 @@ class Gcompat:
         from ..elf import ElfError
         from ..errors import UsageError
         from ..elf.reader import read_symbols_path
+        from ..errors import refuse_special
 
+        refuse_special(host_path, "file", option="--gcompat")
         try:
             facts = read_symbols_path(host_path)
         except (ElfError, OSError) as exc:

@@ -22,8 +22,8 @@ Exit codes:
      checked here (a note says which)
   {EXIT_UNRESOLVED}  some did not resolve, or a file's load fails (a library or symbol missing, a
      relocation musl refuses, a glibc-only loader, or any of these in a library it loads;
-     --allow-glibc accepts glibc-linked files); stdout still lists what resolved, stderr
-     names each
+     --allow-glibc accepts glibc-linked files), or with --require-elf a PATH holds no ELF
+     file; stdout still lists what resolved, stderr names each
   {EXIT_ERROR}  bad usage, or a root, image, database, index or cache that cannot be used
 """
 
@@ -115,23 +115,59 @@ def check_arch(ctx, param, value):
     return value
 
 
+def not_special(what: str):
+    """An option callback refusing a FIFO, device or socket where ``what``
+    (a file, a folder) is read, before anything opens it (one line, exit 2)."""
+
+    def callback(ctx, param, value):
+        from ..errors import refuse_special
+
+        for v in value if isinstance(value, tuple) else (value,):
+            if v is not None:
+                refuse_special(v, what, option=param.opts[0])
+        return value
+
+    return callback
+
+
 SOURCE_OPTIONS = ("root", "db", "index", "repo", "alpine", "mirror", "arch", "keys-dir", "allow-untrusted",
                   "offline", "refresh", "cache-dir", "no-cache")
 """The source options, in the order ``--help`` lists them."""
 
 
-def _source_option(name: str):
+ROOT_USES = {
+    "paths": "PATHs are read inside it, its lib/apk/db/installed is the database and its etc/ld-musl-ARCH.path "
+             "the library search path",
+    "wheel": "its lib/apk/db/installed is the database and its musl (and gcompat) the ones symbols bind against",
+    "index": "its etc/apk/repositories names the indexes, etc/apk/keys holds the trusted keys and etc/apk/arch "
+             "gives the arch",
+}
+"""What ``--root`` gives each kind of command: one that reads PATHs, ``wheel``, ``index``."""
+
+ARCH_DEFAULTS = {
+    "paths": "the scanned files' arch, then ROOT/etc/apk/arch, then this machine's",
+    "wheel": "ROOT/etc/apk/arch, then this machine's",
+    "index": "ROOT/etc/apk/arch, then this machine's",
+}
+"""Where the arch comes from without ``--arch``, by kind of command."""
+
+ROOT_HELP = "Treat DIR as the root of an Alpine filesystem (an extracted image, a chroot)"
+ARCH_HELP = "The target arch (x86_64, aarch64, ...)"
+FORMAT_HELP = "How to print the result"
+"""The first words of ``--root``, ``--arch`` and ``--format`` help, the same in every command."""
+
+
+def _source_option(name: str, scope: str = "paths"):
     return {
         "root": lambda: click.option(
-            "--root", type=click.Path(file_okay=False), default=None, envvar="RUNDEPS_ROOT",
-            help="Treat DIR as the root of an Alpine filesystem (an extracted image, a chroot): "
-                 "PATHs are read inside it, its lib/apk/db/installed is the database and its "
-                 "etc/ld-musl-ARCH.path the library search path. Default: $RUNDEPS_ROOT, else /."),
+            "--root", type=click.Path(file_okay=False), default=None, envvar="RUNDEPS_ROOT", metavar="DIR",
+            callback=not_special("folder"),
+            help=f"{ROOT_HELP}: {ROOT_USES[scope]}. Default: $RUNDEPS_ROOT, else /."),
         "db": lambda: click.option(
-            "--db", "db", type=click.Path(dir_okay=False), default=None,
+            "--db", "db", type=click.Path(dir_okay=False), default=None, callback=not_special("file"),
             help="An installed database to use instead of ROOT/lib/apk/db/installed."),
         "index": lambda: click.option(
-            "--index", "indexes", multiple=True, metavar="FILE|URL",
+            "--index", "indexes", multiple=True, metavar="FILE|URL", callback=not_special("file"),
             help="An APKINDEX.tar.gz file or URL (repeatable), used after the installed database."),
         "repo": lambda: click.option(
             "--repo", "repos", multiple=True, metavar="URL",
@@ -142,10 +178,10 @@ def _source_option(name: str):
         "mirror": lambda: click.option("--mirror", metavar="URL", help="The mirror --alpine uses."),
         "arch": lambda: click.option(
             "--arch", metavar="ARCH", callback=check_arch,
-            help="Resolve for ARCH (x86_64, aarch64, ...). Default: the scanned files' arch, "
-                 "then ROOT/etc/apk/arch, then this machine's."),
+            help=f"{ARCH_HELP}. Default: {ARCH_DEFAULTS[scope]}."),
         "keys-dir": lambda: click.option(
-            "--keys-dir", "keys_dirs", multiple=True, type=click.Path(file_okay=False),
+            "--keys-dir", "keys_dirs", multiple=True, type=click.Path(file_okay=False), metavar="DIR",
+            callback=not_special("folder"),
             help="A folder of trusted apk public keys (repeatable), instead of ROOT/etc/apk/keys "
                  "(when neither gives a key: the Alpine keys shipped with rundeps)."),
         "allow-untrusted": lambda: click.option(
@@ -158,22 +194,25 @@ def _source_option(name: str):
             "--refresh", is_flag=True,
             help="Revalidate cached indexes now, whatever their age (the root's apk cache is not used)."),
         "cache-dir": lambda: click.option(
-            "--cache-dir", type=click.Path(file_okay=False), envvar="RUNDEPS_CACHE_DIR",
+            "--cache-dir", type=click.Path(file_okay=False), envvar="RUNDEPS_CACHE_DIR", metavar="DIR",
+            callback=not_special("folder"),
             help="Cache folder (default: $RUNDEPS_CACHE_DIR, $XDG_CACHE_HOME/rundeps, ~/.cache/rundeps)."),
         "no-cache": lambda: click.option("--no-cache", is_flag=True, help="Neither read nor write any cache."),
     }[name]()
 
 
-def source_options(fn: Optional[Callable] = None, *, only: Optional[Tuple[str, ...]] = None):
+def source_options(fn: Optional[Callable] = None, *, only: Optional[Tuple[str, ...]] = None, scope: str = "paths"):
     """Options that say where packages come from (database, indexes, cache).
 
     ``@source_options`` adds them all; ``@source_options(only=(...))`` only
-    the named ones (``index`` subcommands list only the options they use)."""
+    the named ones (``index`` subcommands list only the options they use);
+    ``scope`` (``paths``, ``wheel``, ``index``) words ``--root`` and
+    ``--arch`` for the kind of command."""
 
     def decorate(f: Callable) -> Callable:
         names = [n for n in SOURCE_OPTIONS if only is None or n in only]
         for name in reversed(names):
-            f = _source_option(name)(f)
+            f = _source_option(name, scope)(f)
         return f
 
     return decorate(fn) if fn is not None else decorate
@@ -196,6 +235,37 @@ def image_options(fn: Callable) -> Callable:
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
+
+
+OPTION_ORDER = (
+    # what is read
+    "exclude", "no_default_excludes",
+    # the target
+    "root", "image", "platform", "db", "indexes", "repos", "alpine", "mirror", "arch", "musl_version",
+    "keys_dirs", "allow_untrusted",
+    # the checks
+    "symbols", "library_path", "python_tree", "use_dlopen", "conditional_loads", "gcompat_file",
+    "allow_unresolved", "allow_glibc", "require_elf",
+    # the output
+    "fmt", "all_packages", "virtual", "by", "build_deps", "quiet", "progress",
+    # cache and speed
+    "offline", "refresh", "cache_dir", "no_cache", "jobs",
+)
+"""Every command lists its options in this order (by parameter name):
+inputs, target, checks, output, cache and speed."""
+
+
+def ordered_options(cmd: click.Command) -> click.Command:
+    """``cmd`` with its options sorted by :data:`OPTION_ORDER` (arguments
+    first, an option not listed there last), so ``--help`` lists the
+    shared options in one order in every command."""
+    def key(param):
+        if isinstance(param, click.Argument):
+            return -1
+        return OPTION_ORDER.index(param.name) if param.name in OPTION_ORDER else len(OPTION_ORDER)
+
+    cmd.params.sort(key=key)
+    return cmd
 
 
 def parse_target(kw):
@@ -227,13 +297,17 @@ def output_options(fn: Callable) -> Callable:
     opts = [
         click.option("--format", "fmt", type=click.Choice(["names", "apk", "so", "json", "tree"]),
                      default="names", show_default=True,
-                     help="names: a package a line; apk: an apk add command; so: so: names for apk add; "
-                          "json: everything; tree: package -> soname -> files."),
+                     help=f"{FORMAT_HELP}. names: a package a line (for $(rundeps scan)); apk: an apk add "
+                          "command; so: so: names for apk add; json: one JSON object with everything; "
+                          "tree: package -> soname -> files."),
         click.option("--all", "all_packages", is_flag=True,
                      help="List every package needed, not only the minimal set."),
         click.option("--virtual", default=".rundeps", show_default=True, callback=check_virtual,
                      help="The virtual package name --format apk uses."),
         click.option("--allow-unresolved", is_flag=True, help="Exit 0 even when some sonames do not resolve."),
+        click.option("--require-elf", is_flag=True,
+                     help="Exit 1 when a PATH holds no ELF file (by default a warning: a tree of Python "
+                          "code alone needs no package)."),
         click.option("--allow-glibc", is_flag=True,
                      help="Exit 0 even when some files are linked against glibc (they are still reported)."),
         click.option("--dlopen", "use_dlopen", is_flag=True,
@@ -262,7 +336,7 @@ def binding_options(fn: Callable) -> Callable:
                      help="Bind every undefined symbol as musl's loader does and fail on files that "
                           "would not load (missing symbol, missing library, glibc-only loader): on by "
                           "default. --no-symbols checks only that every needed library is found, "
-                          "in a fraction of the time on a first run (see the README's Speed)."),
+                          "in a fraction of the time on a first run."),
         click.option("--musl", "musl_version", metavar="VERSION",
                      help="Check symbols against this musl's shipped export list (1.2.5, 1.2.3, ...) "
                           "instead of the root's own musl (default: the root's lib/ld-musl-ARCH.so.1, "
@@ -380,9 +454,11 @@ def finish(res, reporter: Reporter, kw) -> int:
 
     click.echo(render(res, kw["fmt"], kw["all_packages"], kw["virtual"], by=kw.get("by", "package")), nl=False)
     allow_unresolved, allow_glibc = kw["allow_unresolved"], kw.get("allow_glibc", False)
-    for problem in problems(res, allow_unresolved, allow_glibc, size_line=_size_line_wanted(kw)):
+    require_elf = kw.get("require_elf", False)
+    for problem in problems(res, allow_unresolved, allow_glibc, size_line=_size_line_wanted(kw),
+                            require_elf=require_elf):
         reporter.say(problem)
-    return exit_code(res, allow_unresolved, allow_glibc)
+    return exit_code(res, allow_unresolved, allow_glibc, require_elf)
 
 
 def parse_root(root: Optional[str]):

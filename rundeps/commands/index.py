@@ -6,10 +6,10 @@ import os
 
 import click
 
-from .common import CONTEXT, Reporter, handle_errors, make_sources, parse_root, source_options
+from .common import CONTEXT, FORMAT_HELP, Reporter, ordered_options, handle_errors, make_sources, parse_root, source_options
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(context_settings=CONTEXT, short_help="Inspect, refresh or drop the cached repository indexes.")
 def index():
     """Inspect, refresh or drop the cached repository indexes.
 
@@ -72,9 +72,11 @@ def _print_infos(infos, fmt: str, none: str = "") -> None:
             click.echo(f"  checked      {format_age(i.age)}")
 
 
-@index.command("show", context_settings=CONTEXT)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@source_options(only=SELECT + ("keys-dir", "cache-dir"))
+@ordered_options
+@index.command("show", context_settings=CONTEXT, short_help="Describe the cached indexes (reads only the cache).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help=f"{FORMAT_HELP}. text: a block an index; json: a JSON list of objects, one an index.")
+@source_options(only=SELECT + ("keys-dir", "cache-dir"), scope="index")
 @handle_errors
 def index_show(fmt, **kw):
     """Describe cached indexes: release, arch, packages, so: provides, signer,
@@ -98,9 +100,11 @@ def index_show(fmt, **kw):
     _print_infos(infos, fmt, none=f"no downloaded index cached in {os.path.join(default_cache_dir(sources.cache_dir), 'index')}")
 
 
-@index.command("update", context_settings=CONTEXT)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@source_options(only=SELECT + ("keys-dir", "allow-untrusted", "cache-dir"))
+@ordered_options
+@index.command("update", context_settings=CONTEXT, short_help="Fetch the named indexes now and verify them.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help=f"{FORMAT_HELP}. text: a block an index; json: a JSON list of objects, one an index.")
+@source_options(only=SELECT + ("keys-dir", "allow-untrusted", "cache-dir"), scope="index")
 @handle_errors
 def index_update(fmt, **kw):
     """Fetch the named indexes now (a conditional request when cached) and verify them."""
@@ -122,8 +126,7 @@ def index_update(fmt, **kw):
 
 
 @index.command("clear", context_settings=CONTEXT)
-@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="RUNDEPS_CACHE_DIR",
-              help="Cache folder (default: $RUNDEPS_CACHE_DIR, $XDG_CACHE_HOME/rundeps, ~/.cache/rundeps).")
+@source_options(only=("cache-dir",))
 @handle_errors
 def index_clear(cache_dir):
     """Drop every cached index."""

@@ -8,12 +8,14 @@ import click
 
 from .common import (
     CONTEXT, EXIT_CODES, Progress, Reporter, binding_options, check_options, check_output_options, diagnostics, finish,
-    handle_errors, image_options, inroot, jobs_option, output_options, parse_target, python_tree_option, run_check,
+    handle_errors, image_options, inroot, jobs_option, ordered_options, output_options, parse_target, python_tree_option, run_check,
     source_options,
 )
 
 
-@click.command(context_settings=CONTEXT, epilog=EXIT_CODES)
+@ordered_options
+@click.command(context_settings=CONTEXT, epilog=EXIT_CODES,
+               short_help="Print the apk packages the ELF files under PATH need.")
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--exclude", multiple=True, metavar="GLOB",
               help="Skip files whose path matches GLOB (repeatable), e.g. '*/tests/*'.")

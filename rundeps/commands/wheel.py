@@ -9,13 +9,18 @@ from typing import List
 import click
 
 from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED
-from .common import CONTEXT, Reporter, binding_options, handle_errors, make_sources, parse_root, source_options
+from .common import (
+    CONTEXT, FORMAT_HELP, Reporter, binding_options, handle_errors, make_sources, not_special, ordered_options,
+    parse_root, source_options,
+)
 
 
-@click.command(context_settings=CONTEXT)
+@ordered_options
+@click.command(context_settings=CONTEXT, short_help="Check what wheels need on Alpine, without installing them.")
 @click.argument("wheels", nargs=-1, required=True, metavar="FILE.whl|DIR...")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: a verdict a wheel, then details; json: a list of objects, one a wheel.")
+              help=f"{FORMAT_HELP}. text: a verdict a wheel, then details; json: a JSON list of objects, "
+                   "one a wheel.")
 @click.option("--dlopen/--no-dlopen", "use_dlopen", default=True, show_default=True,
               help="Add the packages of the libraries the wheel's Python code loads at run time "
                    "(ctypes, cffi); --no-dlopen only reports them.")
@@ -24,10 +29,11 @@ from .common import CONTEXT, Reporter, binding_options, handle_errors, make_sour
                    "reach (reported as 'when PKG.MOD is imported' otherwise).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
 @click.option("--gcompat", "gcompat_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              callback=not_special("file"),
               help="Say whether glibc-linked members would load with gcompat, from FILE, a real "
                    "libgcompat.so.0 (rundeps ships no gcompat export list; with --root, the root's "
                    "installed gcompat is used without this option).")
-@source_options
+@source_options(scope="wheel")
 @binding_options
 @handle_errors
 def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw):

@@ -7,14 +7,16 @@ import sys
 
 import click
 
-from ..errors import EXIT_OK, EXIT_UNRESOLVED
+from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED
 from .common import (
-    CONTEXT, Reporter, binding_options, check_options, diagnostics, handle_errors, image_options, inroot, jobs_option,
-    parse_target, python_tree_option, run_check, source_options,
+    CONTEXT, FORMAT_HELP, Reporter, binding_options, check_options, diagnostics, handle_errors, image_options, inroot,
+    jobs_option, ordered_options, parse_target, python_tree_option, run_check, source_options,
 )
 
 
-@click.command(context_settings=CONTEXT)
+@ordered_options
+@click.command(context_settings=CONTEXT,
+               short_help="Explain why a package or soname is needed, or whether a file loads.")
 @click.argument("name")
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files whose path matches GLOB (repeatable).")
@@ -25,7 +27,8 @@ from .common import (
 @click.option("--conditional-loads", is_flag=True,
               help="With --dlopen, also count the loads of submodules their package's own import does not reach.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: the chains, a line each; json: one object (name, kind, needed, and the chains).")
+              help=f"{FORMAT_HELP}. text: the chains, a line each; json: one JSON object (name, kind, needed, "
+                   "and the chains).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors on stderr.")
 @click.option("--library-path", metavar="PATHS",
               help="The LD_LIBRARY_PATH the programs run with (':'-separated in-root folders): "
@@ -55,7 +58,8 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
       rundeps why libssl3 --image image.tar
 
     Exits 0 when NAME is needed (a file: when it loads), 1 when nothing under
-    PATH needs it (a file: when it will not load), 2 on errors.
+    PATH needs it (a file: when it will not load), 2 on errors (a file NAME
+    that is not an ELF file under PATH included).
     """
     from ..report.json import explain_file_json, explain_json
     from ..report.text import explain, explain_file
@@ -73,9 +77,12 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
     res = run_check(paths, root, image, kw, options, diagnostics(reporter))
     if file_name:
         lines = explain_file(res, name)
-        if lines is None:
-            Reporter().error(f"{name} is not an ELF file under {', '.join(paths)}")
-            sys.exit(EXIT_UNRESOLVED)
+        if lines is None:  # the question names no ELF file: a usage problem
+            kind = res.no_elf.get(name)
+            Reporter().error(f"{name} is not a regular file: not read" if kind == "other" else
+                             f"{name} is not an ELF file" if kind else
+                             f"{name} is not an ELF file under {', '.join(paths)}")
+            sys.exit(EXIT_ERROR)
         if fmt == "json":
             import json
 

@@ -660,6 +660,7 @@ def scan_wheel(
         if on_problem is not None:
             on_problem(member, reason)
 
+    _refuse_special(wheel)
     try:
         fh: BinaryIO = open(wheel, "rb")
     except OSError as exc:
@@ -852,4 +853,14 @@ def iter_wheels(path: str) -> List[str]:
         return out
     if not os.path.exists(path):
         raise WheelError("%s: no such file" % path)
+    _refuse_special(path)
     return [path]
+
+
+def _refuse_special(path: str) -> None:
+    """A :class:`WheelError` when ``path`` is a FIFO, device or socket (never opened)."""
+    from ..errors import special_kind
+
+    kind = special_kind(path)
+    if kind is not None:
+        raise WheelError("%s: %s, not a wheel file" % (path, kind))

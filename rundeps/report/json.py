@@ -66,6 +66,8 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
         "unloaded": json_names(res.unloaded),
         "runs_under_glibc": {n(path): n(lo) for path, lo in sorted(res.runs_under_glibc.items())},
         "left_out": {n(path): glob for path, glob in sorted(res.left_out.items())},
+        "scanned": len(res.scanned),
+        "no_elf": {n(path): kind for path, kind in res.no_elf.items()},
         "dlopen": [
             dict(f, path=n(f.path),
                  package=res.dlopen_packages[f.name].name if f.name in res.dlopen_packages else None,

@@ -75,9 +75,11 @@ def failing(res, allow_unresolved: bool = False, allow_glibc: bool = False) -> D
     return out
 
 
-def exit_code(res, allow_unresolved: bool = False, allow_glibc: bool = False) -> int:
-    """1 when a soname a load needs does not resolve (unless allowed) or a
-    file's load fails; else 0."""
+def exit_code(res, allow_unresolved: bool = False, allow_glibc: bool = False, require_elf: bool = False) -> int:
+    """1 when a soname a load needs does not resolve (unless allowed), a
+    file's load fails, or (``require_elf``) a PATH holds no ELF file; else 0."""
+    if require_elf and res.no_elf:
+        return EXIT_UNRESOLVED
     if res.unresolved and not allow_unresolved:
         return EXIT_UNRESOLVED
     if failing(res, allow_unresolved, allow_glibc):
@@ -86,13 +88,15 @@ def exit_code(res, allow_unresolved: bool = False, allow_glibc: bool = False) ->
 
 
 def problems(res, allow_unresolved: bool = False, allow_glibc: bool = False,
-             size_line: bool = False) -> List[Problem]:
-    """Every line a check prints on stderr, in order: what the default
+             size_line: bool = False, require_elf: bool = False) -> List[Problem]:
+    """Every line a check prints on stderr, in order: the PATHs that hold no
+    ELF file (errors with ``require_elf``), what the default
     excludes left out, the installed-size summary (``size_line``), sonames
     not found, glibc-linked files that load, files that will not load (one
     line per reason, with their hints), then notes about what could not be
     judged."""
-    out: List[Problem] = []
+    out: List[Problem] = [Problem(ERROR if require_elf else WARNING, no_elf_line(path, kind))
+                          for path, kind in res.no_elf.items()]
     if res.left_out:
         files = sorted(res.left_out)
         more = f" and {len(files) - 1} more" if len(files) > 1 else ""
@@ -117,6 +121,15 @@ def problems(res, allow_unresolved: bool = False, allow_glibc: bool = False,
     if entry is not None:
         out.append(Problem(NOTE, entry_program_line(entry)))
     return out
+
+
+def no_elf_line(path: str, kind: str) -> str:
+    """What a scanned PATH without any ELF file is (see ``Resolution.no_elf``)."""
+    if kind == "file":
+        return f"{path} is not an ELF file: nothing to check"
+    if kind == "other":
+        return f"{path} is not a regular file or folder: not read"
+    return f"no ELF files under {path}"
 
 
 def entry_program_line(check) -> str:

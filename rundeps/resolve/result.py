@@ -89,6 +89,10 @@ class Resolution:
         root) that runs it."""
         self.left_out: Dict[str, str] = {}
         """Files the default excludes left out (in-root path -> the glob)."""
+        self.no_elf: Dict[str, str] = {}
+        """The scanned PATHs that hold no ELF file (in-root path as given ->
+        what it is: ``folder``, ``file`` (a file that is not ELF) or
+        ``other`` (a FIFO, device or socket, never read))."""
         self.units: Dict[str, str] = {}
         """Scanned files loaded on their own (in-root path -> role, see
         :mod:`rundeps.units`); every other scanned file is judged only
