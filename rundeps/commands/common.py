@@ -225,10 +225,10 @@ def run_check(paths, root: str, image: Optional[str], kw, options, diag):
 
 def output_options(fn: Callable) -> Callable:
     opts = [
-        click.option("--format", "fmt", type=click.Choice(["names", "apk", "so", "json", "tree"]),
+        click.option("--format", "fmt", type=click.Choice(["names", "apk", "so", "json", "tree", "cyclonedx"]),
                      default="names", show_default=True,
                      help="names: a package a line; apk: an apk add command; so: so: names for apk add; "
-                          "json: everything; tree: package -> soname -> files."),
+                          "json: everything; tree: package -> soname -> files; cyclonedx: a CycloneDX SBOM."),
         click.option("--all", "all_packages", is_flag=True,
                      help="List every package needed, not only the minimal set."),
         click.option("--virtual", default=".rundeps", show_default=True, callback=check_virtual,
@@ -313,7 +313,7 @@ def check_options(kw, **fields):
     chosen = dict(
         arch=kw["arch"], symbols=kw["symbols"] is not False, musl_version=kw["musl_version"], jobs=kw["jobs"],
         runtime_loads=bool(kw.get("use_dlopen")), conditional_loads=bool(kw.get("conditional_loads")),
-        distributions=fmt == "json" or by == "distribution",
+        distributions=fmt in ("json", "cyclonedx") or by == "distribution" or bool(kw.get("sbom_file")),
         installed_size=fmt == "json" or bool(kw.get("build_deps")) or _size_line_wanted(kw),
         build_deps=kw.get("build_deps"), python_tree=kw.get("python_tree"))
     chosen.update(fields)
@@ -378,7 +378,11 @@ def finish(res, reporter: Reporter, kw) -> int:
     from ..report.problems import exit_code, problems
     from ..report.text import render
 
-    click.echo(render(res, kw["fmt"], kw["all_packages"], kw["virtual"], by=kw.get("by", "package")), nl=False)
+    from .sbom import tree_text
+
+    sbom = tree_text(res, kw)
+    click.echo(sbom if sbom is not None else render(res, kw["fmt"], kw["all_packages"], kw["virtual"],
+                                                    by=kw.get("by", "package")), nl=False)
     allow_unresolved, allow_glibc = kw["allow_unresolved"], kw.get("allow_glibc", False)
     for problem in problems(res, allow_unresolved, allow_glibc, size_line=_size_line_wanted(kw)):
         reporter.say(problem)

@@ -11,6 +11,7 @@ from .common import (
     handle_errors, image_options, inroot, jobs_option, output_options, parse_target, python_tree_option, run_check,
     source_options,
 )
+from .sbom import sbom_option
 
 
 @click.command(context_settings=CONTEXT, epilog=EXIT_CODES)
@@ -32,6 +33,7 @@ from .common import (
 @binding_options
 @python_tree_option
 @jobs_option
+@sbom_option
 @handle_errors
 def scan(paths, exclude, no_default_excludes, progress, **kw):
     """Print the packages the ELF files under PATH need (default: /usr/local).

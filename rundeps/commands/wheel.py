@@ -10,12 +10,14 @@ import click
 
 from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED
 from .common import CONTEXT, Reporter, binding_options, handle_errors, make_sources, parse_root, source_options
+from .sbom import sbom_option
 
 
 @click.command(context_settings=CONTEXT)
 @click.argument("wheels", nargs=-1, required=True, metavar="FILE.whl|DIR...")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: a verdict a wheel, then details; json: a list of objects, one a wheel.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "cyclonedx"]), default="text", show_default=True,
+              help="text: a verdict a wheel, then details; json: a list of objects, one a wheel; "
+                   "cyclonedx: one CycloneDX SBOM of them all.")
 @click.option("--dlopen/--no-dlopen", "use_dlopen", default=True, show_default=True,
               help="Add the packages of the libraries the wheel's Python code loads at run time "
                    "(ctypes, cffi); --no-dlopen only reports them.")
@@ -29,6 +31,7 @@ from .common import CONTEXT, Reporter, binding_options, handle_errors, make_sour
                    "installed gcompat is used without this option).")
 @source_options
 @binding_options
+@sbom_option
 @handle_errors
 def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw):
     """Check which system libraries wheels need on Alpine, without installing them.
@@ -97,6 +100,11 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
                              "name one with --alpine VERSION, --index or --db")
     if fmt == "json":
         click.echo(json.dumps([wheel_json(check) for check in results], indent=2))
+    from .sbom import wheel_text
+
+    sbom = wheel_text(results, dict(kw, fmt=fmt)) if results else None
+    if sbom is not None:
+        click.echo(sbom, nl=False)
     sys.exit(code)
 
 
