@@ -329,7 +329,7 @@ def _add_resolution(g: Graph, res, digest: Dict[str, str], ref_of, root_distro: 
         if e.library:
             target = file_ref(e.library)
             props[e.library].add(("rundeps:loaded-as", e.soname))
-            if e.kind == "in_tree" and e.library not in scanned:
+            if e.kind == "in_tree":  # carried by the tree itself, no package
                 props[e.library].add(("rundeps:vendored", "true"))
             g.link(src, target)
             if e.package is not None and e.package in pkg_ref:
@@ -553,10 +553,58 @@ def input_time(g: Graph) -> Optional[datetime]:
 # -- rendering ---------------------------------------------------------------------
 
 
-def _license(text: str):
-    from cyclonedx.factory.license import LicenseFactory
+_SPDX_IDS: Optional[Dict[str, str]] = None
+_TOKEN = re.compile(r"\(|\)|[^\s()]+")
 
-    return LicenseFactory().make_from_string(text)
+
+def spdx_ids() -> Dict[str, str]:
+    """The SPDX licence ids the library's schema knows (lower-case -> as
+    written), read as a package resource (so from inside a zip too: the
+    library's own ``cyclonedx.spdx`` opens it by file path)."""
+    global _SPDX_IDS
+    if _SPDX_IDS is None:
+        import json
+        from importlib.resources import files
+
+        data = files("cyclonedx.schema._res").joinpath("spdx.SNAPSHOT.schema.json").read_text(encoding="utf-8")
+        _SPDX_IDS = {i.lower(): i for i in json.loads(data).get("enum", [])}
+    return _SPDX_IDS
+
+
+def license_of(text: str) -> Tuple[str, str]:
+    """How an ``L:`` value is written: ``("id", ID)`` for one SPDX id,
+    ``("expression", TEXT)`` for an SPDX expression (ids, ``LicenseRef-``,
+    ``AND``/``OR``/``WITH``, parentheses), else ``("name", TEXT)``
+    (``custom``, ``MIT BSD``)."""
+    ids = spdx_ids()
+    tokens = _TOKEN.findall(text)
+    if len(tokens) == 1:
+        known = ids.get(text.lower().rstrip("+")) if text.endswith("+") else ids.get(text.lower())
+        return ("id", known) if known and not text.endswith("+") else ("name", text)
+    expect_licence, after_with, depth = True, False, 0
+    for tok in tokens:
+        if tok == "(" and expect_licence:
+            depth += 1
+        elif tok == ")" and not expect_licence and depth > 0:
+            depth -= 1
+        elif tok in ("AND", "OR", "WITH") and not expect_licence:
+            expect_licence, after_with = True, tok == "WITH"
+        elif expect_licence and (after_with or tok.startswith("LicenseRef-") or tok.rstrip("+").lower() in ids):
+            expect_licence, after_with = False, False
+        else:
+            return ("name", text)
+    return ("expression", text) if not expect_licence and depth == 0 else ("name", text)
+
+
+def _license(text: str):
+    from cyclonedx.model.license import DisjunctiveLicense, LicenseExpression
+
+    kind, value = license_of(text)
+    if kind == "expression":
+        return LicenseExpression(value)
+    if kind == "id":
+        return DisjunctiveLicense(id=value)
+    return DisjunctiveLicense(name=value)
 
 
 def _component(node: Node):
