@@ -277,10 +277,21 @@ def _add_resolution(g: Graph, res, digest: Dict[str, str], ref_of, root_distro: 
     run-time loads, distributions (``ref_of(path)``: a file's bom-ref).
     Returns the refs the subject depends on: the distributions, and the
     scanned files and Python files no distribution owns."""
-    arch = res.arch
-    minimal = set(res.packages)
-    needed = set(res.all_packages)
-    universe = res.universe
+    pkg_ref = _add_packages(g, res, root_distro, alpine)
+    props: Dict[str, Set[Tuple[str, str]]] = {}
+    _file_facts(res, props)
+    _load_edges(g, res, props, pkg_ref, ref_of)
+    _runtime_load_edges(g, res, props, pkg_ref, ref_of)
+    for path, extra in props.items():
+        extra |= set(_verdict_properties(res, path))
+        g.add(_file_node(path, digest.get(path), extra, ref=ref_of(path), location=_location_of(ref_of(path))))
+    return _distribution_edges(g, res, props, ref_of)
+
+
+def _add_packages(g: Graph, res, root_distro: Optional[str], alpine: Optional[str]) -> Dict[object, str]:
+    """The run-time set and its ``D:`` closure as components, with their
+    ``D:`` edges; returns package -> ref."""
+    minimal, needed, universe = set(res.packages), set(res.all_packages), res.universe
     closure: Set[object] = set(needed)
     if universe is not None:
         for p in needed:
@@ -288,92 +299,90 @@ def _add_resolution(g: Graph, res, digest: Dict[str, str], ref_of, root_distro: 
     pkg_ref: Dict[object, str] = {}
     for p in sorted(closure, key=lambda p: (p.name, p.version, p.source)):
         role = "minimal" if p in minimal else "needed" if p in needed else "dependency"
-        pkg_ref[p] = g.add(apk_node(p, arch, _package_distro(p, root_distro, alpine), role))
+        pkg_ref[p] = g.add(apk_node(p, res.arch, _package_distro(p, root_distro, alpine), role))
     if universe is not None:
         for p in closure:
             for d in universe.dependencies(p):
                 if d in pkg_ref:
                     g.link(pkg_ref[p], pkg_ref[d])
+    return pkg_ref
 
-    # files: the scanned ones and every library a load opens
-    props: Dict[str, Set[Tuple[str, str]]] = {}
 
-    def file_ref(path: str) -> str:
-        props.setdefault(path, set())
-        return ref_of(path)
-
-    scanned = set(res.scanned)
+def _file_facts(res, props: Dict[str, Set[Tuple[str, str]]]) -> None:
+    """The files every component list starts from (scanned, loaded, judged)
+    with what the result says of each."""
     for path in res.scanned:
-        file_ref(path)
-        props[path].add(("rundeps:scanned", "true"))
+        props.setdefault(path, set()).add(("rundeps:scanned", "true"))
     for path, info in res.objects.items():
-        file_ref(path)
+        props.setdefault(path, set())
         if info is not None and getattr(info, "soname", None):
             props[path].add(("rundeps:soname", info.soname))
     for path, role in res.units.items():
-        file_ref(path)
-        props[path].add(("rundeps:role", role))
-    for path in list(res.faults) + (list(res.binding.unchecked) + list(res.binding.undecided)
-                                    if res.binding is not None else []):
-        file_ref(path)
+        props.setdefault(path, set()).add(("rundeps:role", role))
+    judged = list(res.faults) + (list(res.binding.unchecked) + list(res.binding.undecided)
+                                 if res.binding is not None else [])
+    for path in judged:
+        props.setdefault(path, set())
+    for path in res.glibc_linked:
+        props.setdefault(path, set()).add(("rundeps:glibc-linked", "true"))
+
+
+def _load_edges(g: Graph, res, props, pkg_ref: Dict[object, str], ref_of) -> None:
+    """file -> library -> package for each needed soname (file -> package
+    when the library's path is not known); unresolved and glibc sonames
+    become properties."""
     unresolved: Dict[str, Set[str]] = {}
     for e in res.edges:
-        src = file_ref(e.path)
-        if e.kind in ("glibc", "unresolved"):
-            if e.kind == "unresolved":
-                unresolved.setdefault(e.path, set()).add(e.soname)
-            else:
-                props[e.path].add(("rundeps:glibc-soname", e.soname))
-            continue
-        target = None
-        if e.library:
-            target = file_ref(e.library)
-            props[e.library].add(("rundeps:loaded-as", e.soname))
+        props.setdefault(e.path, set())
+        src = ref_of(e.path)
+        if e.kind == "unresolved":
+            unresolved.setdefault(e.path, set()).add(e.soname)
+        elif e.kind == "glibc":
+            props[e.path].add(("rundeps:glibc-soname", e.soname))
+        elif e.library:
+            props.setdefault(e.library, set()).add(("rundeps:loaded-as", e.soname))
             if e.kind == "in_tree":  # carried by the tree itself, no package
                 props[e.library].add(("rundeps:vendored", "true"))
-            g.link(src, target)
+            g.link(src, ref_of(e.library))
             if e.package is not None and e.package in pkg_ref:
-                g.link(target, pkg_ref[e.package])
+                g.link(ref_of(e.library), pkg_ref[e.package])
         elif e.package is not None and e.package in pkg_ref:
             g.link(src, pkg_ref[e.package])
         elif e.kind == "musl":
             g.link(src, MUSL_REF)
     for path, sonames in unresolved.items():
         props[path].add(("rundeps:unresolved", " ".join(sorted(sonames))))
-    for path in res.glibc_linked:
-        file_ref(path)
-        props[path].add(("rundeps:glibc-linked", "true"))
 
-    # run-time loads (--dlopen): the Python file -> the package or tree library
+
+def _runtime_load_edges(g: Graph, res, props, pkg_ref: Dict[object, str], ref_of) -> None:
+    """``--dlopen``: the Python file -> the package or tree library its load resolves to."""
     tree_libs: Dict[str, str] = {}
     for path, info in res.objects.items():
         tree_libs.setdefault(posixpath.basename(path), path)
         if info is not None and getattr(info, "soname", None):
             tree_libs.setdefault(info.soname, path)
     for f in res.dlopen:
-        src = file_ref(f.path)
-        props[f.path].add(("rundeps:dlopen", f"{f.name or '(dynamic)'} (line {f.line}, {f.call})"))
+        props.setdefault(f.path, set()).add(("rundeps:dlopen", f"{f.name or '(dynamic)'} (line {f.line}, {f.call})"))
         when = res.dlopen_when.get(f.path)
         if when:
             props[f.path].add(("rundeps:dlopen:when", when))
         pkg = res.dlopen_packages.get(f.name)
         if pkg is not None and pkg in pkg_ref:
-            g.link(src, pkg_ref[pkg])
+            g.link(ref_of(f.path), pkg_ref[pkg])
         elif f.name and posixpath.basename(f.name) in tree_libs:
-            g.link(src, ref_of(tree_libs[posixpath.basename(f.name)]))
+            g.link(ref_of(f.path), ref_of(tree_libs[posixpath.basename(f.name)]))
 
-    for path, extra in props.items():
-        extra |= set(_verdict_properties(res, path))
-        g.add(_file_node(path, digest.get(path), extra, ref=ref_of(path), location=_location_of(ref_of(path))))
 
-    # distributions -> their files; the rest hangs from the subject
+def _distribution_edges(g: Graph, res, props, ref_of) -> List[str]:
+    """Distribution -> its files; the refs the subject depends on."""
     tops: List[str] = []
     owned: Set[str] = set()
     dmap = res.distributions
+    dlopen_paths = {f.path for f in res.dlopen}
     if dmap is not None:
         for d in dmap.distributions:
             files = [p for p in d.files if p in props]
-            dl = [f.path for f in res.dlopen if d in dmap.owners_of(f.path)]
+            dl = sorted(p for p in dlopen_paths if d in dmap.owners_of(p))
             if not files and not dl:
                 continue
             ref = g.add(pypi_node(d))
@@ -381,9 +390,8 @@ def _add_resolution(g: Graph, res, digest: Dict[str, str], ref_of, root_distro: 
             for p in files + dl:
                 g.link(ref, ref_of(p))
                 owned.add(p)
-    for path in sorted(props):
-        if path not in owned and (path in scanned or any(f.path == path for f in res.dlopen)):
-            tops.append(ref_of(path))
+    scanned = set(res.scanned)
+    tops += [ref_of(p) for p in sorted(props) if p not in owned and (p in scanned or p in dlopen_paths)]
     return tops
 
 
