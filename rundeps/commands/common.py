@@ -378,9 +378,7 @@ def finish(res, reporter: Reporter, kw) -> int:
     from ..report.problems import exit_code, problems
     from ..report.text import render
 
-    from .sbom import tree_text
-
-    sbom = tree_text(res, kw)
+    sbom = sbom_text(kw, lambda: _tree_sbom(res, kw))
     click.echo(sbom if sbom is not None else render(res, kw["fmt"], kw["all_packages"], kw["virtual"],
                                                     by=kw.get("by", "package")), nl=False)
     allow_unresolved, allow_glibc = kw["allow_unresolved"], kw.get("allow_glibc", False)
@@ -404,3 +402,39 @@ def inroot(path: str, root: str, explicit_root: bool) -> str:
     if explicit_root:
         return posixpath.normpath("/" + path.lstrip("/"))
     return os.path.abspath(path)
+
+
+def sbom_option(fn: Callable) -> Callable:
+    """``--sbom FILE``: the CycloneDX SBOM beside the normal output (:mod:`rundeps.report.cyclonedx`)."""
+    return click.option("--sbom", "sbom_file", type=click.Path(dir_okay=False), metavar="FILE", default=None,
+                        help="Also write a CycloneDX 1.6 SBOM (JSON) of what is needed at run time, with the "
+                             "load graph, to FILE (docs/sbom.md); stdout keeps the --format output.")(fn)
+
+
+def sbom_text(kw, build: Callable[[], str]) -> Optional[str]:
+    """With ``--format cyclonedx`` or ``--sbom FILE``: build the SBOM, write
+    it to FILE (whole or not at all) and return it for stdout with
+    ``--format cyclonedx`` (else None)."""
+    if kw.get("fmt") != "cyclonedx" and not kw.get("sbom_file"):
+        return None
+    text = build()
+    if kw.get("sbom_file"):
+        tmp = f"{kw['sbom_file']}.part"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, kw["sbom_file"])
+    return text if kw.get("fmt") == "cyclonedx" else None
+
+
+def _tree_sbom(res, kw) -> str:
+    from ..report.cyclonedx import tree_sbom
+
+    return tree_sbom(res, os.path.abspath(kw.get("root") or "/"), kw.get("image"), kw.get("platform"),
+                     kw.get("alpine"))
+
+
+def wheels_sbom(checks, kw) -> str:
+    """The SBOM of ``wheel``'s checks."""
+    from ..report.cyclonedx import wheel_sbom
+
+    return wheel_sbom(checks, kw.get("alpine"))

@@ -9,9 +9,8 @@ import click
 from .common import (
     CONTEXT, EXIT_CODES, Progress, Reporter, binding_options, check_options, check_output_options, diagnostics, finish,
     handle_errors, image_options, inroot, jobs_option, output_options, parse_target, python_tree_option, run_check,
-    source_options,
+    source_options, sbom_option,
 )
-from .sbom import sbom_option
 
 
 @click.command(context_settings=CONTEXT, epilog=EXIT_CODES)

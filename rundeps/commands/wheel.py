@@ -9,8 +9,8 @@ from typing import List
 import click
 
 from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED
-from .common import CONTEXT, Reporter, binding_options, handle_errors, make_sources, parse_root, source_options
-from .sbom import sbom_option
+from .common import (CONTEXT, Reporter, binding_options, handle_errors, make_sources, parse_root, sbom_option,
+                     sbom_text, source_options, wheels_sbom)
 
 
 @click.command(context_settings=CONTEXT)
@@ -100,9 +100,7 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
                              "name one with --alpine VERSION, --index or --db")
     if fmt == "json":
         click.echo(json.dumps([wheel_json(check) for check in results], indent=2))
-    from .sbom import wheel_text
-
-    sbom = wheel_text(results, dict(kw, fmt=fmt)) if results else None
+    sbom = sbom_text(dict(kw, fmt=fmt), lambda: wheels_sbom(results, kw)) if results else None
     if sbom is not None:
         click.echo(sbom, nl=False)
     sys.exit(code)
