@@ -8,8 +8,8 @@ application (``python3 dist/rundeps.pyz scan ...``), pure Python only.
   each wheel: the closure of pyproject.toml's dependencies that a fresh
   ``pip install`` of this project picked for Python 3.9 (the oldest Python
   rundeps supports, so the archive runs on 3.9 and newer) when the list was
-  written.  Each is the pure ``py3-none-any`` wheel (charset-normalizer also
-  ships compiled ones), downloaded with ``pip download --only-binary=:all:
+  written.  Each is the pure ``py3-none-any`` (or ``py2.py3-none-any``)
+  wheel (charset-normalizer also ships compiled ones), downloaded with ``pip download --only-binary=:all:
   --platform any --python-version 3.9 --implementation py --no-deps
   --require-hashes`` into ``--wheels`` (kept between builds; a wheel already
   there with the right hash is not downloaded again).  To move a pin: change
@@ -47,16 +47,24 @@ PYTHON_VERSION = "3.9"
 
 PINS: List[Tuple[str, str, str]] = [
     # (name, version, sha256 of the py3-none-any wheel)
+    ("boolean.py", "5.0", "ef28a70bd43115208441b53a045d1549e2f0ec6e3d08a9d142cbc41c1938e8d9"),
     ("certifi", "2026.10.19.post1", "1324c476b4811eff41a8bc2122cd0bbd4d9c7234c725446d99ab1612b3a7fdd2"),
     ("charset-normalizer", "3.5.3", "96e268b0cbda016ac519513294fcd17032264085b600abaac58b93049477e132"),
     ("click", "8.1.8", "63c132bbbed01578a06712a2d1f497bb62d9c1c0d329b7903a866228027263b2"),
+    ("cyclonedx-python-lib", "11.12.0", "0e807521a921a5c3cb8ce1153f8a61d29eedfe76a46aac2796b7c6b573391a54"),
+    ("defusedxml", "0.7.1", "a352e7e428770286cc899e2542b6cdaedb2b4953ff269a210103ec58f6198a61"),
     ("diskcache", "5.6.3", "5e31b2d5fbad117cc363ebaf6b689474db18a1f6438bc82358b024abd4c2ca19"),
     ("idna", "3.20", "ab7ae7122974553370f0bdb919e1a960b2cd1bc1ef0276416d896db81c14582c"),
+    ("license-expression", "30.4.4", "421788fdcadb41f049d2dc934ce666626265aeccefddd25e162a26f23bcbf8a4"),
+    ("packageurl-python", "0.17.6", "31a85c2717bc41dd818f3c62908685ff9eebcb68588213745b14a6ee9e7df7c9"),
     ("packaging", "26.3", "d7193f7c8e4e93f444fde0262bf90af30e16fa0ad0ad44cb553c87339b23cd1c"),
+    ("py-serializable", "2.2.0", "2cce775abc5aac12115f9ff572a145c7276d04a770090334bd4e51ed9c782415"),
     ("pyasn1", "0.6.5", "4017b0fce125096b8573b39c989fdb1a4b19cf761e683398184550fea0e66587"),
     ("pyelftools", "0.32", "013df952a006db5e138b1edf6d8a68ecc50630adbd0d83a2d41e7f846163d738"),
     ("requests", "2.32.5", "2462f94637a34fd532264295e186976db0f5d453d1cdd31473c85a6a161affb6"),
     ("rsa", "4.9.1", "68635866661c6836b8d39430f97a996acbd61bfa49406748ea243539fe239762"),
+    ("sortedcontainers", "2.4.0", "a163dcaede0f1c021485e957a39245190e74249897e2ae4b2aa38595db237ee0"),
+    ("typing-extensions", "4.16.0", "481caa481374e813c1b176ada14e97f1f67a4539ce9cfeb3f350d78d6370c2e8"),
     ("urllib3", "2.6.3", "bf272323e553dfb2e87d9bfd225ca7b0f467b919d7bbd355436d3fd37cb0acd4"),
 ]
 

@@ -24,7 +24,9 @@ Pillow`` built from source plus one wheel with a vendored library:
   the base image's alpine-baselayout, busybox and apk-tools, and the build
   tools (gcc, binutils, musl-dev and the ``-dev`` packages) with the virtual
   ``.build-deps`` that ``apk add --virtual .build-deps`` made; every block has
-  an installed size (``I:``, demo figures near Alpine 3.20's);
+  an installed size (``I:``, demo figures near Alpine 3.20's) and a licence
+  (``L:``, Alpine's);
+* ``etc/alpine-release`` says 3.20.3;
 * ``etc/apk/world`` names alpine-baselayout, apk-tools, busybox, musl and
   ``.build-deps``, as in a Dockerfile before ``apk del .build-deps``.
 
@@ -143,6 +145,8 @@ def db_block(name: str, version: str, arch: str, depends=(), provides=(), files=
     """One package block of an installed database (``size``: its ``I:``)."""
     lines = [f"C:Q1{'A' * 27}=", f"P:{name}", f"V:{version}", f"A:{arch}", "S:1", f"I:{size}",
              f"T:{name} (rundeps demo)", f"o:{name}"]
+    if name in LICENSES:
+        lines.append(f"L:{LICENSES[name]}")
     if depends:
         lines.append("D:" + " ".join(depends))
     if provides:
@@ -167,6 +171,14 @@ SIZES = {
     ".build-deps": 0, "gcc": 118460416, "binutils": 9801728, "libgcc": 147456, "musl-dev": 3469312,
     "libpq-dev": 700416, "openssl-dev": 1966080, "libjpeg-turbo-dev": 262144, "zlib-dev": 159744,
     "tiff-dev": 1470464, "libwebp-dev": 32768,
+}
+LICENSES = {
+    # L: as Alpine 3.20 writes it
+    "musl": "MIT", "zlib": "Zlib", "libjpeg-turbo": "BSD-3-Clause AND IJG AND Zlib", "tiff": "libtiff",
+    "libcrypto3": "Apache-2.0", "libssl3": "Apache-2.0", "libpq": "PostgreSQL", "libsharpyuv": "BSD-3-Clause",
+    "alpine-baselayout": "GPL-2.0-only", "busybox": "GPL-2.0-only", "apk-tools": "GPL-2.0-only",
+    "gcc": "GPL-2.0-or-later AND LGPL-2.1-or-later", "binutils": "GPL-2.0-or-later AND LGPL-2.0-or-later",
+    "libgcc": "GPL-2.0-or-later AND LGPL-2.1-or-later", "musl-dev": "MIT",
 }
 WORLD = ("alpine-baselayout", "apk-tools", "busybox", "musl", ".build-deps")
 
@@ -304,6 +316,7 @@ def build_demo_root(root: Path, workdir: Optional[Path] = None, tkinter: bool = 
         # the system's configuration and installed database
         (root / "etc/apk").mkdir(parents=True, exist_ok=True)
         (root / "etc/apk/arch").write_text(arch + "\n")
+        (root / "etc/alpine-release").write_text("3.20.3\n")
         db = root / "lib/apk/db"
         db.mkdir(parents=True, exist_ok=True)
         blocks = [

@@ -78,7 +78,7 @@ MAX_LINE = 1024 * 1024
 MAX_KEY_FILE = 64 * 1024
 MAX_DESCRIPTION = 200
 
-_KEPT_FIELDS = frozenset("PVADpkioTI")
+_KEPT_FIELDS = frozenset("PVADpkioTIL")
 """The fields :func:`rundeps.apk.model.parse_blocks` turns into a Package."""
 
 Warn = Optional[Callable[[str], None]]
@@ -510,8 +510,8 @@ class IndexRepository(Repository):
 # -- the result -----------------------------------------------------------------
 
 
-_CACHE_FORMAT = 2
-"""2: blocks keep ``I:`` (installed size)."""
+_CACHE_FORMAT = 3
+"""2: blocks keep ``I:`` (installed size); 3: and ``L:`` (licence)."""
 
 
 class _NoGlobals(pickle.Unpickler):

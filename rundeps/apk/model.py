@@ -175,7 +175,7 @@ class Package:
     """
 
     __slots__ = ("name", "version", "arch", "depends", "provides", "provider_priority",
-                 "install_if", "origin", "description", "files", "source", "installed_size")
+                 "install_if", "origin", "description", "files", "source", "installed_size", "license")
 
     def __init__(
         self,
@@ -191,6 +191,7 @@ class Package:
         files: Optional[List[str]] = None,
         source: str = "",
         installed_size: int = 0,
+        license: str = "",
     ):
         self.name = name
         self.version = version
@@ -206,6 +207,8 @@ class Package:
         """Which source holds it: ``installed`` or an index's name or URL."""
         self.installed_size = installed_size
         """Bytes it takes once installed (its ``I:`` field; 0 when absent)."""
+        self.license = license
+        """Its ``L:`` field as written (``MIT``, ``GPL-2.0-or-later AND LGPL-2.1-or-later``; "" when absent)."""
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
@@ -262,6 +265,7 @@ def parse_blocks(text: str, source: str = "", with_files: bool = True) -> Iterat
             files=files,
             source=source,
             installed_size=_int(fields.get("I", "0")),
+            license=fields.get("L", ""),
         )
 
     for line in text.splitlines():

@@ -247,7 +247,7 @@ OPTION_ORDER = (
     "symbols", "library_path", "python_tree", "use_dlopen", "conditional_loads", "gcompat_file",
     "allow_unresolved", "allow_glibc", "require_elf",
     # the output
-    "fmt", "all_packages", "virtual", "by", "build_deps", "quiet", "progress",
+    "fmt", "sbom_file", "all_packages", "virtual", "by", "build_deps", "quiet", "progress",
     # cache and speed
     "offline", "refresh", "cache_dir", "no_cache", "jobs",
 )
@@ -295,11 +295,11 @@ def run_check(paths, root: str, image: Optional[str], kw, options, diag):
 
 def output_options(fn: Callable) -> Callable:
     opts = [
-        click.option("--format", "fmt", type=click.Choice(["names", "apk", "so", "json", "tree"]),
+        click.option("--format", "fmt", type=click.Choice(["names", "apk", "so", "json", "tree", "cyclonedx"]),
                      default="names", show_default=True,
                      help=f"{FORMAT_HELP}. names: a package a line (for $(rundeps scan)); apk: an apk add "
                           "command; so: so: names for apk add; json: one JSON object with everything; "
-                          "tree: package -> soname -> files."),
+                          "tree: package -> soname -> files; cyclonedx: a CycloneDX SBOM."),
         click.option("--all", "all_packages", is_flag=True,
                      help="List every package needed, not only the minimal set."),
         click.option("--virtual", default=".rundeps", show_default=True, callback=check_virtual,
@@ -387,7 +387,7 @@ def check_options(kw, **fields):
     chosen = dict(
         arch=kw["arch"], symbols=kw["symbols"] is not False, musl_version=kw["musl_version"], jobs=kw["jobs"],
         runtime_loads=bool(kw.get("use_dlopen")), conditional_loads=bool(kw.get("conditional_loads")),
-        distributions=fmt == "json" or by == "distribution",
+        distributions=fmt in ("json", "cyclonedx") or by == "distribution" or bool(kw.get("sbom_file")),
         installed_size=fmt == "json" or bool(kw.get("build_deps")) or _size_line_wanted(kw),
         build_deps=kw.get("build_deps"), python_tree=kw.get("python_tree"))
     chosen.update(fields)
@@ -452,7 +452,9 @@ def finish(res, reporter: Reporter, kw) -> int:
     from ..report.problems import exit_code, problems
     from ..report.text import render
 
-    click.echo(render(res, kw["fmt"], kw["all_packages"], kw["virtual"], by=kw.get("by", "package")), nl=False)
+    sbom = sbom_text(kw, lambda: _tree_sbom(res, kw))
+    click.echo(sbom if sbom is not None else render(res, kw["fmt"], kw["all_packages"], kw["virtual"],
+                                                    by=kw.get("by", "package")), nl=False)
     allow_unresolved, allow_glibc = kw["allow_unresolved"], kw.get("allow_glibc", False)
     require_elf = kw.get("require_elf", False)
     for problem in problems(res, allow_unresolved, allow_glibc, size_line=_size_line_wanted(kw),
@@ -476,3 +478,39 @@ def inroot(path: str, root: str, explicit_root: bool) -> str:
     if explicit_root:
         return posixpath.normpath("/" + path.lstrip("/"))
     return os.path.abspath(path)
+
+
+def sbom_option(fn: Callable) -> Callable:
+    """``--sbom FILE``: the CycloneDX SBOM beside the normal output (:mod:`rundeps.report.cyclonedx`)."""
+    return click.option("--sbom", "sbom_file", type=click.Path(dir_okay=False), metavar="FILE", default=None,
+                        help="Also write a CycloneDX 1.6 SBOM (JSON) of what is needed at run time, with the "
+                             "load graph, to FILE; stdout keeps the --format output.")(fn)
+
+
+def sbom_text(kw, build: Callable[[], str]) -> Optional[str]:
+    """With ``--format cyclonedx`` or ``--sbom FILE``: build the SBOM, write
+    it to FILE (whole or not at all) and return it for stdout with
+    ``--format cyclonedx`` (else None)."""
+    if kw.get("fmt") != "cyclonedx" and not kw.get("sbom_file"):
+        return None
+    text = build()
+    if kw.get("sbom_file"):
+        tmp = f"{kw['sbom_file']}.part"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, kw["sbom_file"])
+    return text if kw.get("fmt") == "cyclonedx" else None
+
+
+def _tree_sbom(res, kw) -> str:
+    from ..report.cyclonedx import tree_sbom
+
+    return tree_sbom(res, os.path.abspath(kw.get("root") or "/"), kw.get("image"), kw.get("platform"),
+                     kw.get("alpine"))
+
+
+def wheels_sbom(checks, kw) -> str:
+    """The SBOM of ``wheel``'s checks."""
+    from ..report.cyclonedx import wheel_sbom
+
+    return wheel_sbom(checks, kw.get("alpine"))

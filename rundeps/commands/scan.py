@@ -8,8 +8,8 @@ import click
 
 from .common import (
     CONTEXT, EXIT_CODES, Progress, Reporter, binding_options, check_options, check_output_options, diagnostics, finish,
-    handle_errors, image_options, inroot, jobs_option, ordered_options, output_options, parse_target, python_tree_option, run_check,
-    source_options,
+    handle_errors, image_options, inroot, jobs_option, ordered_options, output_options, parse_target,
+    python_tree_option, run_check, sbom_option, source_options,
 )
 
 
@@ -34,6 +34,7 @@ from .common import (
 @binding_options
 @python_tree_option
 @jobs_option
+@sbom_option
 @handle_errors
 def scan(paths, exclude, no_default_excludes, progress, **kw):
     """Print the packages the ELF files under PATH need (default: /usr/local).

@@ -11,16 +11,16 @@ import click
 from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED
 from .common import (
     CONTEXT, FORMAT_HELP, Reporter, binding_options, handle_errors, make_sources, not_special, ordered_options,
-    parse_root, source_options,
+    parse_root, sbom_option, sbom_text, source_options, wheels_sbom,
 )
 
 
 @ordered_options
 @click.command(context_settings=CONTEXT, short_help="Check what wheels need on Alpine, without installing them.")
 @click.argument("wheels", nargs=-1, required=True, metavar="FILE.whl|DIR...")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "cyclonedx"]), default="text", show_default=True,
               help=f"{FORMAT_HELP}. text: a verdict a wheel, then details; json: a JSON list of objects, "
-                   "one a wheel.")
+                   "one a wheel; cyclonedx: one CycloneDX SBOM of them all.")
 @click.option("--dlopen/--no-dlopen", "use_dlopen", default=True, show_default=True,
               help="Add the packages of the libraries the wheel's Python code loads at run time "
                    "(ctypes, cffi); --no-dlopen only reports them.")
@@ -35,6 +35,7 @@ from .common import (
                    "installed gcompat is used without this option).")
 @source_options(scope="wheel")
 @binding_options
+@sbom_option
 @handle_errors
 def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw):
     """Check which system libraries wheels need on Alpine, without installing them.
@@ -103,6 +104,9 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
                              "name one with --alpine VERSION, --index or --db")
     if fmt == "json":
         click.echo(json.dumps([wheel_json(check) for check in results], indent=2))
+    sbom = sbom_text(dict(kw, fmt=fmt), lambda: wheels_sbom(results, kw)) if results else None
+    if sbom is not None:
+        click.echo(sbom, nl=False)
     sys.exit(code)
 
 
