@@ -353,7 +353,7 @@ def test_click_usage_errors_are_one_line(tmp_path):
         (["scan", "--image", tmp_path / "nothere"],
          f"invalid value for '--image': Path '{tmp_path / 'nothere'}' does not exist (see 'rundeps scan --help')"),
         (["scan", "--format", "bad"], "invalid value for '--format': 'bad' is not one of 'names', 'apk', 'so', "
-                                      "'json', 'tree' (see 'rundeps scan --help')"),
+                                      "'json', 'tree', 'cyclonedx' (see 'rundeps scan --help')"),
         (["why"], "missing argument 'NAME' (see 'rundeps why --help')"),
         (["wheel"], "missing argument 'FILE.whl|DIR...' (see 'rundeps wheel --help')"),
         (["index", "nope"], "no such command 'nope' (see 'rundeps index --help')"),
@@ -434,10 +434,14 @@ def test_help_texts_are_whole_self_contained_and_consistent():
         for b, order_b in orders.items():
             shared = [n for n in order_a if n in order_b]
             assert shared == [n for n in order_b if n in order_a], (a, b)
-    # scan's shell-oriented formats are its own; text and json mean the same everywhere else
+    # scan's shell-oriented formats are its own; text and json mean the same everywhere else, and
+    # cyclonedx (an SBOM) is offered by the commands that check files
     for path in (["why"], ["wheel"], ["index", "show"], ["index", "update"]):
         fmt = next(p for p in _click_command(path).params if p.name == "fmt")
-        assert list(fmt.type.choices) == ["text", "json"] and fmt.default == "text"
+        sbom = ["cyclonedx"] if path == ["wheel"] else []
+        assert list(fmt.type.choices) == ["text", "json"] + sbom and fmt.default == "text"
+    scan_fmt = next(p for p in _click_command(["scan"]).params if p.name == "fmt")
+    assert "cyclonedx" in scan_fmt.type.choices
 
 
 def test_every_script_has_a_real_help(tmp_path):
