@@ -19,6 +19,20 @@ Inside the archive nothing is a real file, and a run must leave nothing in
   ``__main__.py`` runs :func:`rundeps.__main__.zipapp_main`, which does);
 * the cache (``diskcache``, SQLite) needs a real folder: ``--no-cache``
   creates none, as everywhere.
+
+The archive holds no bytecode (it is one reproducible file for every
+Python), so a plain run compiles every module it imports, about 60 ms.
+:func:`use_bytecode_cache`, called first by the archive's ``__main__.py``,
+keeps the compiled modules in the cache folder instead (``--cache-dir``,
+``$RUNDEPS_CACHE_DIR``, ``~/.cache/rundeps``), under
+``pyz/<archive digest>-<interpreter tag and magic number>/``: a tree that
+mirrors the archive, one hash-checked ``.pyc`` per module (PEP 552: the
+source's hash is in its header, so a stale file is never used).  Files are
+written atomically (a private temporary name, then a rename).  Nothing is
+read or written with ``--no-cache``; when the folder cannot be written the
+run goes on compiling from the archive, as without the cache.  (This is
+rundeps' own cache folder, not ``__pycache__`` beside sources, so
+``PYTHONDONTWRITEBYTECODE``, set in many images, does not turn it off.)
 """
 
 from __future__ import annotations
@@ -27,7 +41,7 @@ import os
 import sys
 from typing import List, Optional
 
-__all__ = ["archive", "version_text", "install_certifi", "cleanup"]
+__all__ = ["archive", "version_text", "install_certifi", "cleanup", "use_bytecode_cache"]
 
 SYSTEM_CA_FILES = (
     "/etc/ssl/certs/ca-certificates.crt",  # Alpine, Debian, Ubuntu, Arch
@@ -131,3 +145,88 @@ def cleanup() -> None:
     while _tempdirs:
         shutil.rmtree(_tempdirs.pop(), ignore_errors=True)
     _extracted = None
+
+
+def _cache_root(argv: List[str]) -> str:
+    """The cache folder the command line names (``--cache-dir DIR`` or
+    ``--cache-dir=DIR``), else :func:`rundeps.cachedir.default_cache_dir`'s."""
+    from .cachedir import default_cache_dir
+
+    explicit = None
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--cache-dir" and i + 1 < len(argv):
+            explicit = argv[i + 1]
+        elif arg.startswith("--cache-dir="):
+            explicit = arg.split("=", 1)[1]
+    return default_cache_dir(explicit)
+
+
+def use_bytecode_cache(digest: str, argv: Optional[List[str]] = None) -> Optional[str]:
+    """Serve this archive's modules from compiled files in the cache folder
+    (see the module's documentation); returns that folder, or None when the
+    cache is not used (not a zip application, ``--no-cache``).
+
+    ``digest`` identifies the archive's contents (``scripts/build_pyz.py``
+    writes it into ``__main__.py``).  The hook is zipimport's own source
+    compiler, replaced for the files of this archive: the cached code object
+    when its header matches (magic number, hash of the source), else the
+    source compiled as before and written for the next run.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    path = archive()
+    if path is None or "--no-cache" in argv:
+        return None
+    try:
+        import _imp
+        import marshal
+        import zipimport
+
+        bootstrap = sys.modules["_frozen_importlib_external"]
+        magic = bootstrap.MAGIC_NUMBER
+        raw_magic = bootstrap._RAW_MAGIC_NUMBER
+        original = zipimport._compile_source  # type: ignore[attr-defined]
+    except (ImportError, KeyError, AttributeError):  # pragma: no cover - not CPython's zipimport
+        return None
+    tag = sys.implementation.cache_tag or sys.implementation.name
+    folder = os.path.join(_cache_root(argv), "pyz", f"{digest[:32]}-{tag}-{magic.hex()}")
+    prefix = path + os.sep
+    writable = [True]
+
+    def compile_source(pathname, source):
+        if not pathname.startswith(prefix):
+            return original(pathname, source)
+        cfile = os.path.join(folder, pathname[len(prefix):] + "c")
+        header = magic + b"\x03\x00\x00\x00" + _imp.source_hash(raw_magic, source)
+        try:
+            with open(cfile, "rb") as f:
+                data = f.read()
+        except OSError:
+            data = b""
+        if data[:16] == header:
+            try:
+                code = marshal.loads(memoryview(data)[16:])
+            except (EOFError, ValueError, TypeError):
+                pass
+            else:
+                _imp._fix_co_filename(code, pathname)
+                return code
+        code = original(pathname, source)
+        if writable[0]:
+            tmp = f"{cfile}.{os.getpid()}.tmp"
+            try:
+                os.makedirs(os.path.dirname(cfile), exist_ok=True)
+                with open(tmp, "wb") as f:
+                    f.write(header + marshal.dumps(code))
+                os.replace(tmp, cfile)
+            except OSError:
+                writable[0] = False  # an unwritable cache: compile from the archive, as without it
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+        return code
+
+    zipimport._compile_source = compile_source  # type: ignore[attr-defined]
+    return folder
