@@ -23,7 +23,7 @@ application (``python3 dist/rundeps.pyz scan ...``), pure Python only.
   ``METADATA`` and the licence files (``importlib.metadata.version()``
   still answers; nothing in the archive needs more).  ``__main__.py``
   carries the sha256 of all the other entries: the archive's identity, which
-  names the folder its compiled modules are kept in (:mod:`rundeps.zipapp`).
+  names the folder its compiled modules are kept in (:mod:`rundeps.zipboot`).
 * **Pure**: a compiled module (``.so``, ``.pyd``, ``.dylib``) in a wheel is
   an error, never silently dropped.
 
@@ -64,7 +64,7 @@ PINS: List[Tuple[str, str, str]] = [
 
 MAIN = '''\
 # rundeps as a zip application, built by scripts/build_pyz.py
-from rundeps.zipapp import use_bytecode_cache
+from rundeps.zipboot import use_bytecode_cache
 
 use_bytecode_cache("{digest}")  # the compiled modules, kept in the cache folder
 
