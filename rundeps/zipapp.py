@@ -19,6 +19,21 @@ Inside the archive nothing is a real file, and a run must leave nothing in
   ``__main__.py`` runs :func:`rundeps.__main__.zipapp_main`, which does);
 * the cache (``diskcache``, SQLite) needs a real folder: ``--no-cache``
   creates none, as everywhere.
+
+The archive holds no bytecode (it is one reproducible file for every
+Python), so a plain run compiles every module it imports, about 60 ms.
+:func:`rundeps.zipboot.use_bytecode_cache`, called first by the archive's
+``__main__.py``,
+keeps the compiled modules in the cache folder instead (``--cache-dir``,
+``$RUNDEPS_CACHE_DIR``, ``~/.cache/rundeps``), under
+``pyz/<archive digest>-<interpreter tag and magic number>/``: a tree that
+mirrors the archive, one hash-checked ``.pyc`` per module (PEP 552: the
+source's hash is in its header, so a stale file is never used).  Files are
+written atomically (a private temporary name, then a rename).  Nothing is
+read or written with ``--no-cache``; when the folder cannot be written the
+run goes on compiling from the archive, as without the cache.  (This is
+rundeps' own cache folder, not ``__pycache__`` beside sources, so
+``PYTHONDONTWRITEBYTECODE``, set in many images, does not turn it off.)
 """
 
 from __future__ import annotations
@@ -131,3 +146,4 @@ def cleanup() -> None:
     while _tempdirs:
         shutil.rmtree(_tempdirs.pop(), ignore_errors=True)
     _extracted = None
+

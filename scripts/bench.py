@@ -40,6 +40,13 @@ rows: ``sym-cold-j1`` (the cold run with ``--jobs 1``: one process) and
 the CLI, nothing scanned).
 ``--pyelftools-row`` also times the pyelftools symbol reader over tree A.
 
+``--pyz`` builds the zip application (``scripts/build_pyz.py``) into
+``--work`` and times ``--help`` alternately: the installed CLI, ``python
+rundeps.pyz`` with its compiled modules kept in a cache folder (primed by one
+run), the same archive with an unwritable cache folder (every module compiled
+each run: the archive without that cache), and ``python -c pass``.  Target:
+the pyz <= 1.3 x the installed CLI.
+
 ``--venv`` installs this checkout into a clean virtualenv (made under
 ``--work`` with the dependencies from PyPI; a regular, byte-compiled install)
 and times its ``rundeps`` script: the command a user runs in an image, without
@@ -355,6 +362,35 @@ def bench_symbols(tree: Path, wheels: Path, python: str, rundeps: str, env, runs
     return how, len(files), rows, wheel_rows
 
 
+def bench_pyz(work: Path, python: str, rundeps: str, env, runs: int):
+    """Rows for ``--help`` of the installed CLI and the zip application."""
+    q = shlex.quote
+    pyz = work / "rundeps.pyz"
+    subprocess.run([sys.executable, str(PROJECT / "scripts" / "build_pyz.py"), "-o", str(pyz),
+                    "--wheels", str(work / "pyz-wheels")], check=True, stdout=subprocess.DEVNULL)
+    cache = Path(tempfile.mkdtemp(prefix="rundeps-bench-pyz-"))
+    blocker = cache / "a-file"  # a cache folder below a regular file: never writable
+    blocker.write_text("")
+    cached = dict(env, RUNDEPS_CACHE_DIR=str(cache / "c"))
+    uncached = dict(env, RUNDEPS_CACHE_DIR=str(blocker / "c"))
+    cmds = [
+        ("installed --help", f"{rundeps} --help", env),
+        ("pyz --help", f"{q(python)} {q(str(pyz))} --help", cached),
+        ("pyz, no bytecode", f"{q(python)} {q(str(pyz))} --help", uncached),
+        ("python -c pass", f"{q(python)} -c pass", env),
+    ]
+    for _, cmd, e in cmds:
+        run_timed(cmd, e)
+    res = {k: [] for k, _, _ in cmds}
+    for _ in range(runs):
+        for k, cmd, e in cmds:
+            res[k].append(run_timed(cmd, e))
+    shutil.rmtree(cache, ignore_errors=True)
+    base = statistics.median(w for w, _ in res["installed --help"])
+    return [(k, cmd, statistics.median(w for w, _ in res[k]), max(m for _, m in res[k]),
+             statistics.median(w for w, _ in res[k]) / base) for k, cmd, _ in cmds]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/rundeps-bench", help="work folder (trees, wheels, venv); reused")
@@ -371,6 +407,8 @@ def main(argv=None) -> int:
     ap.add_argument("--symbols-only", action="store_true", help="only the symbols rows")
     ap.add_argument("--pyelftools-row", action="store_true",
                     help="with --symbols: also time the pyelftools symbol reader over tree A (one slow run)")
+    ap.add_argument("--pyz", action="store_true",
+                    help="also time --help of the zip application against the installed CLI")
     args = ap.parse_args(argv)
 
     if shutil.which("scanelf") is None:
@@ -406,6 +444,13 @@ def main(argv=None) -> int:
 
     startup = statistics.median(run_timed(f"{shlex.quote(python)} -c pass", env)[0] for _ in range(5))
     print(f"interpreter: {python} (bare start-up median {startup * 1000:.0f} ms)")
+    if args.pyz:
+        runs = max(args.runs, 15)
+        print(f"start-up: --help, medians of {runs} alternating runs")
+        print(f"{'run':17} {'median ms':>9} {'x installed':>11} {'peak MB':>8}  command")
+        for k, cmd, med, mem, ratio in bench_pyz(work, python, rundeps_cmd, env, runs):
+            print(f"{k:17} {med * 1000:9.1f} {ratio:11.2f} {mem:8.1f}  {cmd}", flush=True)
+        print("target: pyz --help <= 1.3 x installed --help")
     if args.symbols or args.symbols_only:
         if not os.path.exists(MUSL_LOADER):
             raise SystemExit(f"musl's loader {MUSL_LOADER} is needed for the symbols rows (apt-get install musl)")
@@ -424,6 +469,8 @@ def main(argv=None) -> int:
         print("target: peak <= 100 MB with symbols")
         if args.symbols_only:
             return 0
+    print(f"tree runs, medians of {args.runs} alternating runs; scanelf: scanelf --needed --nobanner --recursive TREE;")
+    print(f"cold/warm: {cmd_tpl.format(nocache='[--no-cache]', tree='TREE', cache='CACHE', db='DB', python=python, rundeps=rundeps_cmd) if isinstance(cmd_tpl, str) and type(cmd_tpl) is str else 'the library walk'}")
     print(f"{'tree':4} {'ELF':>5} {'run':8} {'median s':>9} {'x scanelf':>10} {'peak MB':>8}")
     for name in args.trees.split(","):
         n, rows = bench_tree(name, trees[name], cmd_tpl, python, rundeps_cmd, env, args.runs,

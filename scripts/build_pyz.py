@@ -21,7 +21,9 @@ application (``python3 dist/rundeps.pyz scan ...``), pure Python only.
   every timestamp 1980-01-01 00:00, permissions 0644, deflate level 9, no
   ``__pycache__``/``.pyc``; a wheel's ``*.dist-info`` keeps only
   ``METADATA`` and the licence files (``importlib.metadata.version()``
-  still answers; nothing in the archive needs more).
+  still answers; nothing in the archive needs more).  ``__main__.py``
+  carries the sha256 of all the other entries: the archive's identity, which
+  names the folder its compiled modules are kept in (:mod:`rundeps.zipboot`).
 * **Pure**: a compiled module (``.so``, ``.pyd``, ``.dylib``) in a wheel is
   an error, never silently dropped.
 
@@ -68,8 +70,12 @@ PINS: List[Tuple[str, str, str]] = [
     ("urllib3", "2.6.3", "bf272323e553dfb2e87d9bfd225ca7b0f467b919d7bbd355436d3fd37cb0acd4"),
 ]
 
-MAIN = b'''\
+MAIN = '''\
 # rundeps as a zip application, built by scripts/build_pyz.py
+from rundeps.zipboot import use_bytecode_cache
+
+use_bytecode_cache("{digest}")  # the compiled modules, kept in the cache folder
+
 from rundeps.__main__ import zipapp_main
 
 zipapp_main()
@@ -174,8 +180,18 @@ def tree_entries(folder: Path, prefix: str) -> Iterable[Tuple[str, bytes]]:
         yield f"{prefix}/{rel}", path.read_bytes()
 
 
+def digest(entries: Dict[str, bytes]) -> str:
+    """The archive's identity: sha256 over every entry's name and bytes, in order."""
+    h = hashlib.sha256()
+    for name in sorted(entries):
+        data = entries[name]
+        h.update(b"%d:%s\0%d:" % (len(name.encode()), name.encode(), len(data)))
+        h.update(data)
+    return h.hexdigest()
+
+
 def collect(wheels: List[Path]) -> Dict[str, bytes]:
-    entries: Dict[str, bytes] = {"__main__.py": MAIN}
+    entries: Dict[str, bytes] = {}
 
     def add(name: str, data: bytes, source: str) -> None:
         if name in entries:
@@ -189,6 +205,7 @@ def collect(wheels: List[Path]) -> Dict[str, bytes]:
     for wheel in wheels:
         for name, data in wheel_entries(wheel):
             add(name, data, wheel.name)
+    add("__main__.py", MAIN.format(digest=digest(entries)).encode(), "__main__")
     return entries
 
 

@@ -204,3 +204,63 @@ def test_data_read_through_traversables():
 
     assert dict(load_bundled_keys()) == dict(load_keys([bundled_keys_dir()]))
     assert exports.available() and exports.load() is not None
+
+
+def _pycs(folder: Path):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.skipif(not PYTHONS, reason="no system python3 (3.9+) outside a virtual environment")
+@pytest.mark.parametrize("python", PYTHONS)
+def test_bytecode_cache(pyz, root, python, tmp_path):
+    """The first run with a cache keeps the compiled modules under
+    ``<cache>/pyz/<digest>-<tag>-<magic>/`` (a tree mirroring the archive),
+    the next runs import from there; the output is the installed CLI's each
+    time; a damaged or stale file is recompiled, never used."""
+    cache = tmp_path / "cache"
+    args = ["scan", "--root", str(root), "--format", "json"]
+    want = run_installed(*args, "--no-cache")
+    first = run_pyz(python, pyz, *args, RUNDEPS_CACHE_DIR=str(cache), HOME=str(tmp_path))
+    assert (first.returncode, first.stdout) == (want.returncode, want.stdout), first.stderr
+    (folder,) = (cache / "pyz").iterdir()
+    with zipfile.ZipFile(pyz) as zf:
+        digest = zf.read("__main__.py").decode().split('use_bytecode_cache("')[1][:32]
+    assert folder.name.startswith(digest + "-")
+    pycs = _pycs(folder)
+    assert "rundeps/cli.pyc" in pycs and "click/core.pyc" in pycs
+    assert not [p for p in pycs if not p.endswith(".pyc")]  # no temporary file left
+    stamps = {p: (folder / p).stat().st_mtime_ns for p in pycs}
+    again = run_pyz(python, pyz, *args, RUNDEPS_CACHE_DIR=str(cache), HOME=str(tmp_path))
+    assert (again.returncode, again.stdout, again.stderr) == (first.returncode, first.stdout, first.stderr)
+    assert {p: (folder / p).stat().st_mtime_ns for p in _pycs(folder)} == stamps  # read, not rewritten
+    # a damaged file and one whose source hash does not match: compiled again
+    (folder / "rundeps/cli.pyc").write_bytes(b"garbage")
+    data = bytearray((folder / "click/core.pyc").read_bytes())
+    data[8] ^= 0xFF
+    (folder / "click/core.pyc").write_bytes(bytes(data))
+    third = run_pyz(python, pyz, *args, RUNDEPS_CACHE_DIR=str(cache), HOME=str(tmp_path))
+    assert (third.returncode, third.stdout) == (want.returncode, want.stdout), third.stderr
+    assert (folder / "rundeps/cli.pyc").read_bytes()[:4] != b"garb"
+    # --cache-dir names the folder too
+    other = tmp_path / "other"
+    r = run_pyz(python, pyz, "scan", "--cache-dir", str(other), "--root", str(root), HOME=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert (other / "pyz").is_dir()
+
+
+@pytest.mark.skipif(not PYTHONS, reason="no system python3 (3.9+) outside a virtual environment")
+def test_bytecode_cache_unwritable_or_off(pyz, root, tmp_path):
+    """An unwritable cache folder (here below a regular file, which even
+    root cannot write into): the run compiles from the archive as before and
+    says nothing about it; ``--no-cache``: no folder at all."""
+    python = PYTHONS[0]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = ["scan", "--root", str(root), "--no-cache"]
+    want = run_installed(*args)
+    got = run_pyz(python, pyz, "--help", RUNDEPS_CACHE_DIR=str(blocker / "c"), HOME=str(tmp_path))
+    assert got.returncode == 0 and got.stderr == b"" and b"Usage:" in got.stdout
+    got = run_pyz(python, pyz, *args, RUNDEPS_CACHE_DIR=str(tmp_path / "off"), HOME=str(tmp_path))
+    assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr)
+    assert not (tmp_path / "off").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

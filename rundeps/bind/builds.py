@@ -23,8 +23,6 @@ list, says nothing either way. :func:`relr_support` tells it, in this order:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
@@ -77,6 +75,8 @@ def known_builds() -> Dict[str, KnownBuild]:
     if _known is None:
         table: Dict[str, KnownBuild] = {}
         try:
+            import json
+
             raw = json.loads(data_files("musl", "builds.json").read_text(encoding="utf-8"))
             for entry in raw.get("builds", []):
                 release = entry.get("release")
@@ -136,4 +136,6 @@ def file_digest(read: Callable[[int], bytes]) -> Optional[str]:
         return None
     if not data or len(data) > MAX_LOADER_BYTES:
         return None
+    import hashlib  # here, not at the top: a run that hashes no loader skips OpenSSL's start-up (4-8 ms)
+
     return hashlib.sha256(data).hexdigest()
