@@ -350,16 +350,30 @@ class _Layer:
         self.label = label or f"layer {name}"
 
 
-class _Hashing:
-    """A read-only stream that hashes and counts what passes through."""
+#: Reads past a stream's end in a row after which the reader is taken to
+#: be skipping data that is not there: tarfile skips a member's data by
+#: reading, never checking for the end, so a header claiming 2**90 bytes
+#: would read nothing forever.
+_MAX_EMPTY_READS = 64
 
-    __slots__ = ("f", "h", "n")
+
+class _Hashing:
+    """A read-only stream that hashes and counts what passes through, and
+    refuses to be read on and on past its end (:data:`_MAX_EMPTY_READS`)."""
+
+    __slots__ = ("f", "h", "n", "empty")
 
     def __init__(self, f):
-        self.f, self.h, self.n = f, hashlib.sha256(), 0
+        self.f, self.h, self.n, self.empty = f, hashlib.sha256(), 0, 0
 
     def read(self, n=-1):
         b = self.f.read(n)
+        if b or n == 0:
+            self.empty = 0
+        else:
+            self.empty += 1
+            if self.empty > _MAX_EMPTY_READS:
+                raise EOFError("it ends inside a member (a header claims more bytes than the layer holds)")
         self.h.update(b)
         self.n += len(b)
         return b
