@@ -358,19 +358,21 @@ _MAX_EMPTY_READS = 64
 
 
 class _Hashing:
-    """A read-only stream that hashes and counts what passes through, and
-    refuses to be read on and on past its end (:data:`_MAX_EMPTY_READS`)."""
+    """A read-only stream that hashes and counts what passes through; with
+    ``guard`` (the tar stream a reader walks, not a compressed blob, which
+    a decompressor may read past its end while it drains), it refuses to be
+    read on and on past its end (:data:`_MAX_EMPTY_READS`)."""
 
-    __slots__ = ("f", "h", "n", "empty")
+    __slots__ = ("f", "h", "n", "empty", "guard")
 
-    def __init__(self, f):
-        self.f, self.h, self.n, self.empty = f, hashlib.sha256(), 0, 0
+    def __init__(self, f, guard=False):
+        self.f, self.h, self.n, self.empty, self.guard = f, hashlib.sha256(), 0, 0, guard
 
     def read(self, n=-1):
         b = self.f.read(n)
         if b or n == 0:
             self.empty = 0
-        else:
+        elif self.guard:
             self.empty += 1
             if self.empty > _MAX_EMPTY_READS:
                 raise EOFError("it ends inside a member (a header claims more bytes than the layer holds)")
@@ -743,7 +745,8 @@ def _open_layer(source, layer, verify=True):
     except OSError as e:
         raw.close()
         raise ImageError(f"{label} cannot be read: {e}") from None
-    rawh = _Hashing(raw) if verify else raw
+    rawh = _Hashing(raw, guard=magic[:2] != b"\x1f\x8b" and magic[:4] != b"\x28\xb5\x2f\xfd"
+                    and magic != b"\xfd7zXZ\x00") if verify else raw
     plain = False
     if magic[:2] == b"\x1f\x8b":
         import gzip
@@ -760,7 +763,7 @@ def _open_layer(source, layer, verify=True):
         body = lzma.LZMAFile(rawh, "rb")
     else:
         body, plain = rawh, True
-    tarh = body if plain or not verify else _Hashing(body)
+    tarh = body if plain or not verify else _Hashing(body, guard=True)
     try:
         tar = tarfile.open(fileobj=tarh, mode="r|", bufsize=_TAR_BUF, tarinfo=_StrictInfo)
     except Exception as e:  # tarfile, zlib, lzma, zstandard errors alike
