@@ -571,8 +571,7 @@ def _judge(b: _Binder, load: _Load, glibc_files: Set[str], show: Callable[[str],
         musl = b.musl
         if names and musl is not None and musl.uncertain and set(names) <= musl.uncertain:
             # only a newer musl than the shipped list could define them: not "missing"
-            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            load.undecided.setdefault(show(n.key), f"needs {shown}, which {musl.uncertain_why}")
+            load.undecided.setdefault(show(n.key), f"needs {_first_names(names)}, which {musl.uncertain_why}")
             names = []
         if names and (complete or n.key in glibc_files):
             load.missing[n.key] = names
@@ -592,9 +591,14 @@ def _judge(b: _Binder, load: _Load, glibc_files: Set[str], show: Callable[[str],
 
 
 def _reason(names: Sequence[str]) -> str:
+    return "symbol not found: " + _first_names(names)
+
+
+def _first_names(names: Sequence[str]) -> str:
+    """The first three of ``names`` in order, and how many more."""
     shown = sorted(names)
     more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
-    return "symbol not found: " + ", ".join(shown[:3]) + more
+    return ", ".join(shown[:3]) + more
 
 
 def bind(resolver, res, symbols: Callable[[str], object], musl: Optional[MuslModel],

@@ -9,7 +9,6 @@ import posixpath
 from typing import Dict, List, Mapping
 
 
-
 def hints_for(missing: Mapping[str, List[str]], b, hint_libraries) -> Dict[str, List[str]]:
     """For missing symbols a library at hand defines: a line naming it."""
     libs = []
@@ -27,22 +26,19 @@ def hints_for(missing: Mapping[str, List[str]], b, hint_libraries) -> Dict[str, 
         left = list(names)
         own = _own_ifunc(b, path, left)
         if own:
-            more = f" and {len(own) - 1} more are" if len(own) > 1 else " is"
-            lines.append(f"{own[0]}{more} an IFUNC (STT_GNU_IFUNC) this object defines and calls or takes the "
+            lines.append(f"{_subject(own)} an IFUNC (STT_GNU_IFUNC) this object defines and calls or takes the "
                          "address of through the dynamic linker; musl's lookup skips IFUNC definitions, its "
                          "own included")
             left = [n for n in left if n not in own]
         for lib, pkg, defined, hidden, ifunc in libs:
             hid = [n for n in left if n in hidden and n not in defined]
             if hid:
-                more = f" and {len(hid) - 1} more are" if len(hid) > 1 else " is"
-                lines.append(f"{hid[0]}{more} defined by {posixpath.basename(lib)} only under a hidden "
+                lines.append(f"{_subject(hid)} defined by {posixpath.basename(lib)} only under a hidden "
                              "(non-default) symbol version, which musl's lookup skips")
                 left = [n for n in left if n not in hid]
             ifn = [n for n in left if n in ifunc]
             if ifn:
-                more = f" and {len(ifn) - 1} more are" if len(ifn) > 1 else " is"
-                lines.append(f"{ifn[0]}{more} defined by {posixpath.basename(lib)} only as an IFUNC "
+                lines.append(f"{_subject(ifn)} defined by {posixpath.basename(lib)} only as an IFUNC "
                              "(STT_GNU_IFUNC), which musl's lookup skips")
                 left = [n for n in left if n not in ifn]
             hit = [n for n in left if n in defined]
@@ -50,9 +46,8 @@ def hints_for(missing: Mapping[str, List[str]], b, hint_libraries) -> Dict[str, 
                 continue
             left = [n for n in left if n not in defined]
             soname = posixpath.basename(lib)
-            more = f" and {len(hit) - 1} more are" if len(hit) > 1 else " is"
             who = f"{soname} ({pkg})" if pkg else soname
-            line = (f"{hit[0]}{more} defined by {who}, which this module does not link: "
+            line = (f"{_subject(hit)} defined by {who}, which this module does not link: "
                     f"add it to DT_NEEDED")
             if soname.startswith("libstdc++"):
                 line += " (build with CXX=g++)"
@@ -62,6 +57,11 @@ def hints_for(missing: Mapping[str, List[str]], b, hint_libraries) -> Dict[str, 
         if lines:
             out[path] = lines
     return out
+
+
+def _subject(names: List[str]) -> str:
+    """``"x is"`` or ``"x and N more are"``: the subject of a hint's line."""
+    return f"{names[0]} and {len(names) - 1} more are" if len(names) > 1 else f"{names[0]} is"
 
 
 def _own_ifunc(b, path: str, names: List[str]) -> List[str]:
