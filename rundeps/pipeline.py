@@ -213,10 +213,11 @@ def paths_without_elf(paths: Sequence[str], root, found: Sequence[str]) -> Dict[
     files = root_files(root)
     out: Dict[str, str] = {}
     for p in paths:
-        tops = {p.rstrip("/") or "/", (files.resolve(p) or p).rstrip("/") or "/"}
-        if any(f == t or f.startswith(t.rstrip("/") + "/") for f in found for t in tops):
+        real = files.resolve(p)
+        if real is None:
             continue
-        if files.resolve(p) is None:
+        tops = {p.rstrip("/") or "/", real.rstrip("/") or "/"}
+        if any(f == t or f.startswith(t.rstrip("/") + "/") for f in found for t in tops):
             continue
         out[p] = "folder" if files.is_dir(p) else "file" if files.is_file(p) else "other"
     return out

@@ -745,8 +745,7 @@ def _open_layer(source, layer, verify=True):
     except OSError as e:
         raw.close()
         raise ImageError(f"{label} cannot be read: {e}") from None
-    rawh = _Hashing(raw, guard=magic[:2] != b"\x1f\x8b" and magic[:4] != b"\x28\xb5\x2f\xfd"
-                    and magic != b"\xfd7zXZ\x00") if verify else raw
+    rawh = _Hashing(raw) if verify else raw
     plain = False
     if magic[:2] == b"\x1f\x8b":
         import gzip
@@ -763,6 +762,8 @@ def _open_layer(source, layer, verify=True):
         body = lzma.LZMAFile(rawh, "rb")
     else:
         body, plain = rawh, True
+        if verify:
+            rawh.guard = True  # the blob is the tar stream itself
     tarh = body if plain or not verify else _Hashing(body, guard=True)
     try:
         tar = tarfile.open(fileobj=tarh, mode="r|", bufsize=_TAR_BUF, tarinfo=_StrictInfo)
