@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import importlib.util
-import io
 import json
 import lzma
 import os
@@ -61,7 +59,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -83,18 +81,8 @@ R:libfoo.so.1
 """
 
 
-def _load(name: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ib = _load("make_demo_image")
-fz = _load("fuzz_elf")
+sys.path.insert(0, str(PROJECT / "tests"))
+from scriptmods import fz, ib  # noqa: E402  (the demo image builders, the ELF fuzzer's craft_elf)
 
 
 # ---------------------------------------------------------------- the seed image

@@ -97,8 +97,6 @@ sys.path.insert(0, str(PROJECT / "tests"))
 
 HOST_MUSL = "/lib/x86_64-linux-musl/libc.so"
 LOADER = "/lib/ld-musl-x86_64.so.1"
-SHARED_MUSL = PROJECT.parent / "shared" / "alpine" / "musl"
-_ALPINE_RE = re.compile(r"^musl-((\d+\.\d+\.\d+)-r\d+)-x86_64\.so$")
 
 
 class Musl:
@@ -127,37 +125,39 @@ class Musl:
         return f"Musl({self.label})"
 
 
-def probe_relr(found: List[Musl], work: Path) -> None:
+def probe_relr(found: List[Musl], work: Path, pmb) -> None:
     """Set each musl's ``relr`` by running it on a DT_RELR library
-    (scripts/probe_musl_builds.py): the truth of a crash is the loader's
-    behaviour, never its version."""
-    from scriptmods import load_script
-
-    pmb = load_script("probe_musl_builds")
+    (``pmb``: scripts/probe_musl_builds.py): the truth of a crash is the
+    loader's behaviour, never its version."""
     probe = pmb.Probe(Path(tempfile.mkdtemp(prefix="probe-", dir=work)))
     for m in found:
         m.relr = probe.applies_relr(Path(m.run) if m.run else None)
 
 
 def musls(work: Path, wanted: Sequence[str] = ()) -> List[Musl]:
-    """Debian's 1.2.3 (runs as /lib/ld-musl-x86_64.so.1), and each Alpine
-    x86_64 loader in ../shared/alpine/musl when that folder is there (run
-    explicitly: ``LOADER PROGRAM ARGS``); ``wanted``: labels, versions or
-    releases to keep."""
+    """The loaders that run here, as scripts/probe_musl_builds.py finds
+    them: Debian's 1.2.3 (runs as /lib/ld-musl-x86_64.so.1), and each
+    Alpine x86_64 loader in ../shared/alpine/musl when that folder is there
+    (run explicitly: ``LOADER PROGRAM ARGS``, from a copy in ``work``);
+    ``wanted``: labels, versions or releases to keep."""
+    from scriptmods import load_script
+
+    pmb = load_script("probe_musl_builds")
     work.mkdir(parents=True, exist_ok=True)
-    out = [Musl("debian-1.2.3", "1.2.3", HOST_MUSL)]
-    if SHARED_MUSL.is_dir():
-        for p in sorted(SHARED_MUSL.glob("musl-*-x86_64.so")):
-            m = _ALPINE_RE.match(p.name)
-            if not m:
-                continue
-            run = work / f"ld-musl-{m.group(1)}"
-            if not run.exists():
-                shutil.copyfile(p, run)
-                run.chmod(0o755)
-            out.append(Musl(f"alpine-{m.group(1)}", m.group(2), str(p), m.group(1), str(run)))
+    out = []
+    for ld in pmb.loaders():
+        release = ld["release"]
+        if release is None:
+            out.append(Musl("debian-1.2.3", "1.2.3", HOST_MUSL))
+            continue
+        run = work / f"ld-musl-{release}"
+        if not run.exists():
+            shutil.copyfile(ld["path"], run)
+            run.chmod(0o755)
+        version = re.match(r"\d+\.\d+\.\d+", release).group(0)
+        out.append(Musl(f"alpine-{release}", version, str(ld["path"]), release, str(run)))
     out = [m for m in out if not wanted or {m.label, m.version, m.release} & set(wanted)]
-    probe_relr(out, work)
+    probe_relr(out, work, pmb)
     return out
 
 
