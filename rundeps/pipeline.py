@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .apk.model import Universe
 from .apk.sources import Sources, index_locations, installed_database, load_universe, open_indexes
+from .diagnostics import Diagnostics
 from .errors import SourceError, UsageError
 from .platform import KNOWN_ARCHES, host_arch, same_arch
 from .resolve import Resolution, Resolver, TreeFS, majority_arch
@@ -122,29 +123,6 @@ class CheckOptions:
 
     def __repr__(self) -> str:
         return "CheckOptions(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
-
-
-def _ignore(*_args) -> None:
-    return None
-
-
-class Diagnostics:
-    """Where a check says what is not its result, in one object:
-    ``warning(msg)`` (it carries on past), ``note(msg)`` (what it did on
-    purpose, or could not judge), ``info(msg)`` (where it found things: the
-    cached index it used), ``file_error(path, reason)`` (a file it could not
-    read), and ``progress`` (``progress(n)`` as files are read, or None).
-    Each defaults to saying nothing."""
-
-    __slots__ = ("warning", "note", "info", "file_error", "progress")
-
-    def __init__(self, warning: Optional[Warn] = None, note: Optional[Warn] = None, info: Optional[Warn] = None,
-                 file_error: Optional[Callable[[str, str], None]] = None, progress=None):
-        self.warning = warning or _ignore
-        self.note = note or _ignore
-        self.info = info or _ignore
-        self.file_error = file_error or _ignore
-        self.progress = progress
 
 
 def check_tree(paths: Sequence[str] = ("/usr/local",), root: str = "/", sources: Optional[Sources] = None,
