@@ -1,4 +1,4 @@
-"""The library's public face: check a tree or a wheel, get a value.
+"""The library's public face: check a tree, an image or a wheel, get a value.
 
 The CLI is a thin layer over these functions::
 
@@ -7,35 +7,56 @@ The CLI is a thin layer over these functions::
     print([p.name for p in res.packages])
     print({path: fault.kind for path, fault in res.faults.items()})
 
-Each stage is in :mod:`rundeps.pipeline` (and its packages); the names here
-stay as documented. :func:`check_tree` and :func:`check_wheel` take either
-one :class:`CheckOptions` and one :class:`Diagnostics` (what the CLI passes)
-or the keyword arguments they always took.
+New code makes one request per target (:class:`TreeRequest`,
+:class:`ImageRequest`, :class:`WheelRequest`) and passes it to
+:func:`check` with one :class:`Diagnostics`; :func:`check_tree`,
+:func:`check_image` and :func:`check_wheel` take the keyword arguments they
+always took and build the request. Each stage is in :mod:`rundeps.pipeline`
+(and its packages) and returns a value; a
+:class:`~rundeps.resolve.Resolution` is never changed after it is made
+(the ``add_*`` helpers return a new one).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 from . import pipeline
 from .apk.model import Universe
 from .apk.sources import (INSTALLED_DB, USR_INSTALLED_DB, Sources, index_cache, index_locations, installed_database,
                           load_database, load_universe, open_apk_cached, open_indexes, trusted_keys)
-from .pipeline import (BASE_IMAGE_SONAMES, DEFAULT_EXCLUDES, CheckOptions, Diagnostics, ProgramCheck, WheelCheck,
-                       add_distributions, add_installed_size, add_runtime_loads, add_wheel_loads, bind_symbols,
-                       bind_wheel, check_arch_name, read_arch, split_default_excludes, system_libraries,
-                       target_arch, tree_symbols, wheel_interpreter)
+from .bind import Binding, BindSettings, MuslChoice
+from .diagnostics import SILENT, Diagnostics
+from .pipeline import (BASE_IMAGE_SONAMES, DEFAULT_EXCLUDES, CheckOptions, ImageRequest, ProgramCheck, TreeRequest,
+                       WheelCheck, WheelRequest, bind_symbols, bind_wheel, check_arch_name, read_arch,
+                       split_default_excludes, system_libraries, target_arch, tree_symbols, wheel_interpreter)
 from .platform import KNOWN_ARCHES, host_arch
-from .resolve import Resolution
+from .resolve import Resolution, Resolver, Search, SearchSettings
 
-__all__ = ["DEFAULT_EXCLUDES", "Sources", "CheckOptions", "Diagnostics", "WheelCheck", "ProgramCheck", "check_tree",
-           "check_image",
-           "check_wheel", "load_database", "load_universe", "open_indexes", "add_distributions",
-           "add_installed_size", "add_runtime_loads", "add_wheel_loads", "bind_symbols", "bind_wheel",
-           "index_locations", "index_cache", "trusted_keys", "installed_database", "open_apk_cached",
-           "target_arch", "read_arch", "check_arch_name", "split_default_excludes", "system_libraries",
-           "tree_symbols", "wheel_interpreter", "BASE_IMAGE_SONAMES", "KNOWN_ARCHES", "INSTALLED_DB",
-           "USR_INSTALLED_DB", "host_arch"]
+__all__ = ["DEFAULT_EXCLUDES", "Sources", "CheckOptions", "Diagnostics", "TreeRequest", "ImageRequest",
+           "WheelRequest", "WheelCheck", "ProgramCheck", "Resolution", "Search", "Resolver", "SearchSettings",
+           "Binding", "BindSettings", "MuslChoice", "check", "check_tree", "check_image", "check_wheel",
+           "load_database", "load_universe", "open_indexes", "add_distributions", "add_installed_size",
+           "add_runtime_loads", "add_wheel_loads", "bind_symbols", "bind_wheel", "index_locations", "index_cache",
+           "trusted_keys", "installed_database", "open_apk_cached", "target_arch", "read_arch", "check_arch_name",
+           "split_default_excludes", "system_libraries", "tree_symbols", "wheel_interpreter", "BASE_IMAGE_SONAMES",
+           "KNOWN_ARCHES", "INSTALLED_DB", "USR_INSTALLED_DB", "host_arch"]
+
+Request = Union[TreeRequest, ImageRequest, WheelRequest]
+
+
+def check(request: Request, diagnostics: Diagnostics = SILENT) -> Union[Resolution, WheelCheck]:
+    """Run the check a request asks for: a :class:`TreeRequest` or an
+    :class:`ImageRequest` gives a :class:`~rundeps.resolve.Resolution`, a
+    :class:`WheelRequest` a :class:`WheelCheck`."""
+    if isinstance(request, TreeRequest):
+        return pipeline.check_tree(request, diagnostics)
+    if isinstance(request, ImageRequest):
+        return pipeline.check_image(request, diagnostics)
+    if isinstance(request, WheelRequest):
+        return pipeline.check_wheel(request, diagnostics)
+    raise TypeError(f"not a request: {request!r}")
+
 
 Warn = Callable[[str], None]
 
@@ -85,7 +106,7 @@ def check_tree(
                                symbols=symbols, musl_version=musl_version, jobs=jobs, python_tree=python_tree)
     if diagnostics is None:
         diagnostics = Diagnostics(warning=on_warning, info=on_info, file_error=on_error, progress=progress)
-    return pipeline.check_tree(paths, root, sources, options, diagnostics)
+    return pipeline.check_tree(TreeRequest(tuple(paths), root, sources or Sources(), options), diagnostics)
 
 
 def check_image(
@@ -103,7 +124,8 @@ def check_image(
     nothing extracted (:func:`rundeps.pipeline.check_image`).
     ``res.entry_program`` says whether the program the image runs loads;
     an image that cannot be read raises :class:`rundeps.inputs.image.ImageError`."""
-    return pipeline.check_image(image, paths, sources, options or CheckOptions(), diagnostics, platform=platform)
+    request = ImageRequest(image, tuple(paths), sources or Sources(), options or CheckOptions(), platform)
+    return pipeline.check_image(request, diagnostics or SILENT)
 
 
 def check_wheel(
@@ -134,4 +156,39 @@ def check_wheel(
                                gcompat_file=gcompat_file)
     if diagnostics is None:
         diagnostics = Diagnostics(warning=on_warning, file_error=on_problem)
-    return pipeline.check_wheel(path, root, sources, options, diagnostics, universe=universe)
+    return pipeline.check_wheel(WheelRequest(path, root, sources or Sources(), options, universe), diagnostics)
+
+
+def add_distributions(res: Resolution, root: str = "/") -> Resolution:
+    """``res`` with :attr:`~rundeps.resolve.Resolution.distributions`: the pip
+    distributions that own its scanned files, the libraries they load and
+    the Python files with run-time loads (RECORD, installed-files.txt, eggs)."""
+    return res.with_details(distributions=pipeline.distributions_of(res, root))
+
+
+def add_installed_size(res: Resolution, root: str = "/", build_deps: Optional[str] = None,
+                       diagnostics: Diagnostics = SILENT) -> Resolution:
+    """``res`` with :attr:`~rundeps.resolve.Resolution.installed_size`: the
+    installed size of the run-time set, what it adds to the root and what
+    deleting the build virtual package (``.build-deps`` or ``build_deps``)
+    frees (a :class:`rundeps.apk.sizes.SizeReport`)."""
+    from .apk.sizes import installed_sizes
+
+    return res.with_details(installed_size=installed_sizes(res, root, build_deps, diagnostics.warning))
+
+
+def add_runtime_loads(res: Resolution, paths: Sequence[str], root: str = "/", *, add: bool = True,
+                      include_conditional: bool = False, diagnostics: Diagnostics = SILENT) -> Resolution:
+    """``res`` with the run-time loads of the ``.py`` files under in-root
+    ``paths`` (``ctypes``/``cffi``, :mod:`rundeps.loads.dlopen`): their
+    packages join the set with ``add`` (those of submodules the top-level
+    import does not reach only with ``include_conditional``); the counted
+    loads nothing provides are in ``dlopen_unresolved``."""
+    return res.with_loads(pipeline.runtime_loads_of(res, paths, root, add=add,
+                                                    include_conditional=include_conditional, diag=diagnostics))
+
+
+def add_wheel_loads(res: Resolution, ws, *, add: bool = True, include_conditional: bool = False) -> Resolution:
+    """:func:`add_runtime_loads` for a wheel's own sources (``ws``: a
+    :class:`rundeps.inputs.wheel.WheelScan`)."""
+    return res.with_loads(pipeline.wheel_loads(res, ws, add=add, include_conditional=include_conditional))

@@ -25,7 +25,7 @@ A fault found in a library the file's load brings in is the file's fault too:
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Final, Literal, Tuple
 
 __all__ = [
     "Fault",
@@ -37,17 +37,22 @@ __all__ = [
     "GLIBC_LINKED",
     "WRONG_ARCH",
     "KINDS",
+    "FaultKind",
 ]
 
-MISSING_LIBRARY = "missing_library"
-MISSING_SYMBOL = "missing_symbol"
-RELOCATION = "relocation"
-TLS = "tls"
-GLIBC_LOADER = "glibc_loader"
-GLIBC_LINKED = "glibc_linked"
-WRONG_ARCH = "wrong_arch"
+FaultKind = Literal["missing_library", "missing_symbol", "relocation", "tls", "glibc_loader", "glibc_linked",
+                    "wrong_arch"]
+"""The kinds of :class:`Fault` (the table above)."""
 
-KINDS = (MISSING_LIBRARY, MISSING_SYMBOL, GLIBC_LOADER, WRONG_ARCH, RELOCATION, TLS, GLIBC_LINKED)
+MISSING_LIBRARY: Final = "missing_library"
+MISSING_SYMBOL: Final = "missing_symbol"
+RELOCATION: Final = "relocation"
+TLS: Final = "tls"
+GLIBC_LOADER: Final = "glibc_loader"
+GLIBC_LINKED: Final = "glibc_linked"
+WRONG_ARCH: Final = "wrong_arch"
+
+KINDS: Tuple[FaultKind, ...] = (MISSING_LIBRARY, MISSING_SYMBOL, GLIBC_LOADER, WRONG_ARCH, RELOCATION, TLS, GLIBC_LINKED)
 """Every kind, in the order problems are listed (a file whose fault is in a
 library it loads comes after every file that fails on its own)."""
 
@@ -64,10 +69,10 @@ class Fault:
 
     __slots__ = ("kind", "own", "chain", "names")
 
-    def __init__(self, kind: str, own: str, chain: Tuple[str, ...], names: Tuple[str, ...] = ()):
+    def __init__(self, kind: FaultKind, own: str, chain: Tuple[str, ...], names: Tuple[str, ...] = ()):
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r}")
-        self.kind = kind
+        self.kind: FaultKind = kind
         self.own = own
         self.chain = tuple(chain)
         self.names = tuple(names)

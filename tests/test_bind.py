@@ -369,7 +369,7 @@ def test_a_library_not_at_hand_makes_symbols_unchecked_not_missing(tmp_path):
     (root / "lib/apk/db/installed").write_text(_db_block("musl", "1.2.5-r0", []))
     from rundeps.apk.model import Package, Repository, Universe, parse_atom, parse_installed
     from rundeps.api import bind_symbols
-    from rundeps.resolve import Resolver, TreeFS
+    from rundeps.resolve import Resolution, Resolver, TreeFS
     from rundeps.inputs.walk import scan
 
     universe = Universe()
@@ -382,7 +382,7 @@ def test_a_library_not_at_hand_makes_symbols_unchecked_not_missing(tmp_path):
     mod = f"{SITE}/r/_r.cpython-312-x86_64-linux-musl.so"
     assert res.providers["libremote.so.1"].name == "libremote"
     binding = bind_symbols(res, resolver, str(root))
-    assert mod not in res.will_not_load
+    assert mod not in Resolution.assemble(res, binding).will_not_load
     assert binding.unchecked == {mod: ["libremote.so.1"]}
     # the same module with its library at hand, lacking the symbol: missing
     build_c(root / "usr/lib", "libremote.so.1", "int other_fn(void){return 1;}", soname="libremote.so.1")
@@ -390,7 +390,7 @@ def test_a_library_not_at_hand_makes_symbols_unchecked_not_missing(tmp_path):
     resolver = Resolver(universe, TreeFS(str(root), known={i.path: i.info for i in items}), arch="x86_64")
     res = resolver.resolve({i.path: i.info for i in items})
     binding = bind_symbols(res, resolver, str(root))
-    assert binding.missing_symbols[mod] == ["remote_fn"] and mod in res.will_not_load
+    assert binding.missing_symbols[mod] == ["remote_fn"] and mod in Resolution.assemble(res, binding).will_not_load
     from bindbuild import loader_list
 
     truth = loader_list(root / mod.lstrip("/"), library_path=[root / "usr/lib"])

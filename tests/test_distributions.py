@@ -283,8 +283,9 @@ def test_library_stage(demo_root):
     from rundeps.api import Sources, add_distributions, check_tree
 
     res = check_tree(["/usr/local"], root=str(demo_root), sources=Sources(use_cache=False), explicit_root=True)
-    dmap = add_distributions(res, str(demo_root))
-    assert res.distributions is dmap
+    with_map = add_distributions(res, str(demo_root))
+    assert res.distributions is None  # a value: the stage gives a new one
+    dmap = with_map.distributions
     [psycopg2] = dmap.by_name("PsycoPG2")
     assert psycopg2.label() == "psycopg2 2.9.9"
     assert dmap.owners_of(f"{SITE}/psycopg2/_psycopg.{TAG}.so") == [psycopg2]

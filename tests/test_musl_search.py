@@ -10,6 +10,8 @@ into the fixture (``<T>/lib/ld-musl-x86_64.so.1``), so the loader reads
 
 from __future__ import annotations
 
+from rundeps.diagnostics import Diagnostics
+
 import json
 import os
 import shutil
@@ -315,7 +317,7 @@ def test_only_required_dlopen_notes_join_the_set_searched_from_the_main_program(
     objects = {i.path: i.info for i in scan([str(tmp_path / "app/mods")], root="/").items}
     warnings = []
     res = Resolver(universe, TreeFS("/"), arch="x86_64", main_program=str(main),
-                   on_warning=warnings.append).resolve(objects)
+                   diag=Diagnostics(warning=warnings.append)).resolve(objects)
     names = {p.name for p in res.all_packages}
     assert {"rd-req", "rd-alt"} <= names
     assert not names & {"rd-rec", "rd-sug", "rd-default"}
@@ -328,7 +330,7 @@ def test_only_required_dlopen_notes_join_the_set_searched_from_the_main_program(
     # without the main program's run path the vendored library is not found: a warning, not a failure
     warnings.clear()
     res = Resolver(universe, TreeFS("/"), arch="x86_64", main_program=str(tmp_path / "none"),
-                   on_warning=warnings.append).resolve(objects)
+                   diag=Diagnostics(warning=warnings.append)).resolve(objects)
     assert not res.unresolved
     assert any("librdVendored.so" in w for w in warnings)
 

@@ -201,8 +201,9 @@ def test_library_call_adds_runtime_loads(tmp_path):
     (root / "lib/apk/db").mkdir(parents=True)
     (root / "lib/apk/db/installed").write_text(_db(tmp_path).read_text())
     res = check_tree(["/usr/local"], root=str(root), sources=Sources(use_cache=False), explicit_root=True)
-    assert add_runtime_loads(res, ["/usr/local"], str(root)) == []
-    assert [p.name for p in res.packages] == ["libmagic"]
+    loaded = add_runtime_loads(res, ["/usr/local"], str(root))
+    assert loaded.dlopen_unresolved == []
+    assert [p.name for p in loaded.packages] == ["libmagic"]
 
 
 # -- the real wheels ---------------------------------------------------------------------------

@@ -89,11 +89,9 @@ def index_text(path):
 def resolution_for(universe, names):
     from rundeps.resolve import Resolution
 
-    res = Resolution("x86_64", universe)
     pkgs = [universe.package(n) for n in names]
-    res.all_packages = sorted(pkgs, key=lambda p: p.name)
-    res.packages = universe.minimal(pkgs)
-    return res
+    return Resolution("x86_64", universe, all_packages=sorted(pkgs, key=lambda p: p.name),
+                      packages=universe.minimal(pkgs))
 
 
 # -- I: is kept ---------------------------------------------------------------------

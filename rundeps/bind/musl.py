@@ -5,7 +5,8 @@ of the build, :mod:`.builds`), and how the output names it."""
 
 from __future__ import annotations
 
-from typing import Callable, FrozenSet, Optional, Union
+from dataclasses import dataclass
+from typing import Callable, FrozenSet, Optional, Tuple, Union
 
 from ..platform import MUSL_LD_ARCH
 from .builds import Capability, file_digest, relr_support
@@ -25,12 +26,12 @@ class MuslModel:
     def __init__(self, exports: FrozenSet[str], description: str, version: Optional[str] = None,
                  lfs64: Optional[bool] = None, identity: Optional[tuple] = None,
                  relr: Union[Capability, Callable[[], Capability], None] = None,
-                 uncertain: FrozenSet[str] = frozenset(), uncertain_why: str = ""):
+                 uncertain: Tuple[FrozenSet[str], str] = (frozenset(), "")):
         self.exports = exports
-        self.uncertain = uncertain
-        """Names this musl may or may not export (a shipped list older than
-        the musl asked for; ``uncertain_why`` says so): never "missing"."""
-        self.uncertain_why = uncertain_why
+        self.uncertain, self.uncertain_why = uncertain
+        """``uncertain``: names this musl may or may not export (a shipped
+        list older than the musl asked for; ``uncertain_why`` says so):
+        never "missing"."""
         self.description = description
         self.version = version
         if lfs64 is None:
@@ -76,17 +77,26 @@ class _LazyMusl(MuslModel):
             MuslModel.__init__(self, exports, desc, model.version if model is not None else None,
                                model.lfs64 if model is not None else False, self.identity,
                                model._relr if model is not None else None,
-                               model.uncertain if model is not None else frozenset(),
-                               model.uncertain_why if model is not None else "")
+                               (model.uncertain, model.uncertain_why) if model is not None else (frozenset(), ""))
             return object.__getattribute__(self, name)
         raise AttributeError(name)
 
 
+@dataclass(frozen=True)
+class MuslChoice:
+    """Which musl to bind against: ``musl_version`` (``--musl``), the
+    release ``alpine`` (``--alpine``), and whether the root is the target
+    (``target_root``: ``--root``, or it has an apk database)."""
+
+    musl_version: Optional[str] = None
+    alpine: Optional[str] = None
+    target_root: bool = True
+
+
 def musl_model(fs, arch: Optional[str], symbols: Callable[[str], object], universe=None,
-               musl_version: Optional[str] = None, alpine: Optional[str] = None,
-               symbols_key: Optional[Callable[[str], Optional[tuple]]] = None,
-               target_root: bool = True) -> Optional[MuslModel]:
-    """The musl to bind the reserved names to.
+               choice: MuslChoice = MuslChoice(),
+               symbols_key: Optional[Callable[[str], Optional[tuple]]] = None) -> Optional[MuslModel]:
+    """The musl to bind the reserved names to, as ``choice`` says.
 
     ``--musl VERSION`` first (a shipped export list); else, when the root is
     the target (``target_root``: ``--root`` was given or the root has an apk
@@ -96,9 +106,10 @@ def musl_model(fs, arch: Optional[str], symbols: Callable[[str], object], univer
     ``musl`` package (from the database or indexes in ``universe``), else
     the one for ``--alpine X.Y``, else the newest shipped list for the arch
     -- never the musl of the host a tree is checked on. None when none is
-    available. With ``symbols_key`` (see :func:`bind`) the root's musl is
-    read only when first used.
+    available. With ``symbols_key`` (see :class:`rundeps.bind.BindSettings`)
+    the root's musl is read only when first used.
     """
+    musl_version, alpine, target_root = choice.musl_version, choice.alpine, choice.target_root
     if musl_version is None and fs is not None and target_root:
         ld_arch = MUSL_LD_ARCH.get(arch or "")
         if ld_arch:
@@ -180,4 +191,4 @@ def shipped_musl(arch: Optional[str], musl_version: Optional[str] = None,
                          f"{lists.version} ({lists.arch}) and {lists.newer}, not of {wanted}")
     return MuslModel(lists.names, desc, lists.version,
                      relr=relr_support(target, name=f"musl {target}"),
-                     uncertain=lists.uncertain, uncertain_why=why_uncertain)
+                     uncertain=(lists.uncertain, why_uncertain))

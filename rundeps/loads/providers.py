@@ -1,10 +1,11 @@
 """The packages that serve run-time loads: one package for each group of
 alternatives (:func:`choose_provider`: installed, then smallest, then the
-order tried), recorded on a resolution (:func:`apply_runtime_loads`)."""
+order tried), as the stage's value (:func:`runtime_loads`)."""
 
 from __future__ import annotations
 
 import posixpath
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .dlopen import LITERAL_CALL, DlopenFinding, alternatives, candidate_sonames, is_libc_name
@@ -89,26 +90,34 @@ def choose_provider(candidates: Sequence[object]):
             best, best_key = pkg, key
     return best
 
-def apply_runtime_loads(res, findings: List[DlopenFinding], add: bool, conditions: Optional[Dict[str, str]] = None,
-                        include_conditional: bool = False) -> List[DlopenFinding]:
-    """Record run-time loads on a :class:`rundeps.resolve.Resolution` and the
-    packages that provide them (one package a group of alternatives); with
-    ``add``, those packages join the set and the minimal set is recomputed.
+@dataclass(frozen=True)
+class RuntimeLoads:
+    """The run-time loads stage's value: ``findings`` (every load found),
+    ``when`` (source path -> the submodule whose import makes its loads),
+    ``packages`` (load name -> the package that provides it), ``added`` (the
+    names whose packages join the set, and those packages) and ``lost``
+    (the counted findings nothing provides)."""
+
+    findings: List[DlopenFinding] = field(default_factory=list)
+    when: Dict[str, str] = field(default_factory=dict)
+    packages: Dict[str, object] = field(default_factory=dict)
+    added: Dict[str, object] = field(default_factory=dict)
+    lost: List[DlopenFinding] = field(default_factory=list)
+
+
+def runtime_loads(search, findings: List[DlopenFinding], add: bool, conditions: Optional[Dict[str, str]] = None,
+                  include_conditional: bool = False) -> RuntimeLoads:
+    """The packages that provide the run-time loads ``findings`` of
+    ``search`` (a :class:`rundeps.resolve.Search`; one package a group of
+    alternatives); with ``add``, those packages join the set.
 
     ``conditions``: ``{source path: module}`` for sources whose loads
     happen only when that submodule is imported
-    (:func:`rundeps.loads.conditions.import_conditions`): recorded in
-    ``res.dlopen_when``, reported, added only with ``include_conditional``.
-    Returns the counted findings nothing provides."""
-    res.dlopen = findings
-    res.dlopen_when = dict(conditions or {})
-    extra, unresolved = resolve_findings(findings, res)
-    res.dlopen_packages = extra
-    counted = {f.name for f in findings if include_conditional or f.path not in res.dlopen_when}
-    added = {name: pkg for name, pkg in extra.items() if name in counted}
-    if add and added:
-        res.extra.update(added)
-        packages = set(res.all_packages) | set(added.values())
-        res.all_packages = sorted(packages, key=lambda p: p.name)
-        res.packages = res.universe.minimal(packages)
-    return [f for f in unresolved if include_conditional or f.path not in res.dlopen_when]
+    (:func:`rundeps.loads.conditions.import_conditions`): reported, added
+    only with ``include_conditional``."""
+    when = dict(conditions or {})
+    extra, unresolved = resolve_findings(findings, search)
+    counted = {f.name for f in findings if include_conditional or f.path not in when}
+    added = {name: pkg for name, pkg in extra.items() if name in counted} if add else {}
+    lost = [f for f in unresolved if include_conditional or f.path not in when]
+    return RuntimeLoads(findings, when, extra, added, lost)

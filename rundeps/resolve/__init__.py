@@ -40,11 +40,11 @@ root folder) so that wheels, read from their zip, and saved images
 """
 
 from .fs import ImageFS, Tree, TreeFS, WheelFS
-from .resolver import (MAIN_PROGRAMS, GlibcLoader, Resolver, is_glibc_linked, is_glibc_loader, is_musl_builtin,
-                       majority_arch)
-from .result import GLIBC_REASON, Edge, Resolution
+from .resolver import (MAIN_PROGRAMS, GlibcLoader, Resolver, SearchSettings, is_glibc_linked, is_glibc_loader,
+                       is_musl_builtin, majority_arch)
+from .result import GLIBC_REASON, Edge, EdgeKind, Resolution, Search, Via, judge
 from .search import parse_ld_so_conf
 
-__all__ = ["Edge", "Resolution", "Resolver", "Tree", "TreeFS", "WheelFS", "ImageFS", "GlibcLoader", "MAIN_PROGRAMS",
+__all__ = ["Edge", "EdgeKind", "Via", "Search", "SearchSettings", "judge", "Resolution", "Resolver", "Tree", "TreeFS", "WheelFS", "ImageFS", "GlibcLoader", "MAIN_PROGRAMS",
            "GLIBC_REASON", "is_glibc_linked", "is_glibc_loader", "is_musl_builtin", "majority_arch",
            "parse_ld_so_conf"]

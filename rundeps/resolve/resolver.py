@@ -4,20 +4,23 @@ loaded on their own, and the packages the loads need."""
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections import Counter, deque
-from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..apk.model import Package, Universe
+from ..diagnostics import SILENT, Diagnostics
 from ..elf import ElfInfo
 from ..inputs.pytree import under_import_root
 from ..platform import (GLIBC_INTERP, GLIBC_SONAMES, MUSL_LD_ARCH, is_glibc_interp, is_glibc_loader_name,
                        same_arch)
-from .units import LIBRARY, MODULE, PYTHON_LIBRARY, is_vendored
+from .units import LIBRARY, MODULE, PYTHON_LIBRARY, Role, is_vendored
 from .units import role as unit_role
 from .search import DEFAULT_INTERP, MUSL_DEFAULT_PATH, expand_run_path, path_file, run_path_entries, split_search_path
 
-from .result import Edge, Resolution
+from .result import Edge, LoadOrder, Search
 from .search import parse_ld_so_conf
 
 MUSL_RESERVED = ("c.", "pthread.", "rt.", "m.", "dl.", "util.", "xnet.")
@@ -73,48 +76,59 @@ def is_glibc_linked(info: ElfInfo) -> bool:
 # -- the resolver ---------------------------------------------------------------
 
 
-class Resolver:
-    """Resolve ELF objects against a filesystem and a :class:`Universe`.
+@dataclass(frozen=True)
+class SearchSettings:
+    """What a search needs besides the files and the packages.
 
+    ``arch``: the target arch (default: the objects' own, most of them);
     ``library_path``: the ``LD_LIBRARY_PATH`` the programs run with (a
     string, split on ``:`` and newline); ``main_program``: the in-root path
     of the program that loads the tree's modules at run time (default: the
-    first of :data:`MAIN_PROGRAMS` the filesystem has).  Its run path is
+    first of :data:`MAIN_PROGRAMS` the filesystem has; its run path is
     searched for the modules it would ``dlopen`` and for the names they load
-    at run time, as musl's ``needed_by`` chain does.
+    at run time, as musl's ``needed_by`` chain does); ``scanned_paths``: the
+    in-root folders or files asked for (what the tree ships);
+    ``python_tree``: every scanned file lies in a site-packages (a wheel's
+    members, ``--python-tree``); ``python_roots``: in-root folders that are
+    Python import roots whatever their path says
+    (:func:`rundeps.inputs.pytree.import_roots`).
     """
 
-    def __init__(
-        self,
-        universe: Universe,
-        fs,
-        arch: Optional[str] = None,
-        on_warning: Optional[Callable[[str], None]] = None,
-        library_path: Optional[str] = None,
-        main_program: Optional[str] = None,
-    ):
+    arch: Optional[str] = None
+    library_path: Optional[str] = None
+    main_program: Optional[str] = None
+    scanned_paths: Tuple[str, ...] = ()
+    python_tree: bool = False
+    python_roots: FrozenSet[str] = frozenset()
+
+
+class Resolver:
+    """Resolve ELF objects against a filesystem and a :class:`Universe`, as
+    :class:`SearchSettings` say (``changes``: fields of the settings to
+    replace, e.g. ``arch="x86_64"``); ``diag`` hears what nothing provides.
+    :meth:`resolve` returns a :class:`~rundeps.resolve.result.Search`.
+    """
+
+    def __init__(self, universe: Universe, fs, settings: Optional[SearchSettings] = None,
+                 diag: Diagnostics = SILENT, **changes: Any):
+        settings = settings or SearchSettings()
+        if changes:
+            settings = dataclasses.replace(settings, **changes)
+        self.settings = settings
         self.universe = universe
         self.fs = fs
-        self.arch = arch
-        self._warn = on_warning or (lambda msg: None)
+        self.arch = settings.arch
+        self.diag = diag
         self._system: Dict[str, Tuple[str, ...]] = {}
-        self.scanned_paths: Tuple[str, ...] = ()
-        """In-root folders or files the user asked to scan: what they ship."""
+        self.scanned_paths: Tuple[str, ...] = tuple(settings.scanned_paths)
         self._musl: Optional[Package] = None
-        self.library_path: Tuple[str, ...] = split_search_path(library_path)
-        self.main_program = main_program
+        self.library_path: Tuple[str, ...] = split_search_path(settings.library_path)
+        self.main_program = settings.main_program
         self._main: Optional[Tuple[Optional[str], Optional[ElfInfo]]] = None
         self._glibc_loaders: Dict[str, Optional[GlibcLoader]] = {}
         self._under_glibc: Set[str] = set()
-        self.orders: Dict[str, list] = {}
-        """Scanned path -> its :meth:`load_order`, as the last :meth:`resolve` found it."""
-        self.python_tree = False
-        """Every scanned file lies in a site-packages (a wheel's members,
-        ``--python-tree``): each one not vendored is opened in a Python process."""
-        self.python_roots: FrozenSet[str] = frozenset()
-        """In-root folders that are Python import roots whatever their path
-        says (:func:`rundeps.inputs.pytree.import_roots`): every file under
-        one is treated as under a site-packages."""
+        self.python_tree = settings.python_tree
+        self.python_roots: FrozenSet[str] = settings.python_roots
 
     # -- search path -----------------------------------------------------
 
@@ -432,74 +446,77 @@ class Resolver:
         dirs = _dedupe(env + self.main_chain())
         return self.lookup(main_path or "", soname, dirs, False, system)
 
-    def resolve(self, objects: Mapping[str, ElfInfo]) -> Resolution:
+    def resolve(self, objects: Mapping[str, ElfInfo]) -> Search:
         """Resolve every needed soname of ``objects`` ({in-root path: info})."""
         arch = self.arch or majority_arch(objects.values())[0]
         self.arch = arch
-        res = Resolution(arch=arch, universe=self.universe)
-        res.scanned = sorted(objects)
-        res.objects.update(objects)
-        res.runtime_dirs = self.runtime_dirs()
-        edges = res.edges
+        looked_at: Dict[str, ElfInfo] = dict(objects)
+        edges: List[Edge] = []
         edge_seen: Set[Tuple[str, str, str, Optional[str]]] = set()
         # What a soname resolves to depends on the search folders, not on who
         # needs it: one answer per (soname, folders, glibc-linked, system path).
         answers: dict = {}
 
-        def add(order) -> None:
+        def add(order: LoadOrder) -> None:
             for edge, descend in order:
                 ekey = (edge.path, edge.soname, edge.kind, edge.library)
                 if ekey not in edge_seen:
                     edge_seen.add(ekey)
                     edges.append(edge)
                 if descend is not None:
-                    res.objects.setdefault(*descend)
+                    looked_at.setdefault(*descend)
 
         self._under_glibc = set()
-        self.orders = {}
+        orders: Dict[str, LoadOrder] = {}
+        glibc_linked: Dict[str, List[str]] = {}
+        runs_under_glibc: Dict[str, str] = {}
         folder_loaders: Dict[str, GlibcLoader] = {}
         for interp in sorted({i.interp for i in objects.values() if i.interp and is_glibc_interp(i.interp)}):
             self.glibc_loader(interp)  # every glibc loader first: their folders are theirs
         for path in sorted(objects):
             info = objects[path]
             if is_glibc_linked(info):
-                res.glibc_linked[path] = sorted(s for s in info.needed if s in GLIBC_SONAMES)
+                glibc_linked[path] = sorted(s for s in info.needed if s in GLIBC_SONAMES)
                 loader = self.glibc_loader(info.interp) if info.interp else None
                 if loader is not None:
-                    res.runs_under_glibc[path] = loader.path
-            if not info.interp and path not in res.runs_under_glibc:
+                    runs_under_glibc[path] = loader.path
+            if not info.interp and path not in runs_under_glibc:
                 lo = self.glibc_folder_loader(path)
                 if lo is not None:
                     folder_loaders[path] = lo
-                    res.runs_under_glibc[path] = lo.path
+                    runs_under_glibc[path] = lo.path
             if is_vendored(path) and not info.interp:
                 continue  # judged only inside the loads that reach it
-            self.orders[path] = self.load_order(path, info, answers, glibc_folder=folder_loaders.get(path))
-        self._choose_units(res, objects)
-        for path in sorted(res.units):
-            add(self.orders[path])
-        self._note_loads(res, answers, add)
-        for path in res.glibc_linked:
-            if path in res.units and path not in self._under_glibc and path not in res.runs_under_glibc:
-                res.mark_glibc(path)
+            orders[path] = self.load_order(path, info, answers, glibc_folder=folder_loaders.get(path))
+        units, python_process, loaded_by, unloaded = self._choose_units(objects, orders)
+        for path in sorted(units):
+            add(orders[path])
+        note_loads = self._note_loads(looked_at, answers, add)
+        glibc_units = tuple(path for path in glibc_linked if path in units and path not in self._under_glibc
+                            and path not in runs_under_glibc)
         packages = {e.package for e in edges if e.package is not None}
-        res.all_packages = sorted(packages, key=lambda p: p.name)
-        res.packages = self.universe.minimal(packages)
-        return res
+        return Search(
+            arch=arch, universe=self.universe, edges=edges, objects=looked_at, scanned=sorted(objects),
+            all_packages=sorted(packages, key=lambda p: p.name), packages=self.universe.minimal(packages),
+            glibc_linked=glibc_linked, runtime_dirs=self.runtime_dirs(), note_loads=note_loads,
+            runs_under_glibc=runs_under_glibc, units=units, python_process=python_process, unloaded=unloaded,
+            loaded_by=loaded_by, orders=orders, glibc_units=glibc_units)
 
     def in_python_tree(self, path: str) -> bool:
         """True when ``path`` lies in a Python import root that its path
-        alone does not show (:attr:`python_tree`, :attr:`python_roots`)."""
+        alone does not show (:attr:`SearchSettings.python_tree`,
+        :attr:`SearchSettings.python_roots`)."""
         return self.python_tree or under_import_root(path, self.python_roots)
 
-    def _choose_units(self, res: Resolution, objects: Mapping[str, ElfInfo]) -> None:
-        """Which scanned files are loaded on their own (:mod:`rundeps.units`),
-        which of them in a Python process, and which vendored libraries
-        nothing loads."""
+    def _choose_units(self, objects: Mapping[str, ElfInfo], orders: Mapping[str, LoadOrder]):
+        """(units, python process, loaded by, unloaded): which scanned files
+        are loaded on their own (:mod:`rundeps.resolve.units`), which of them
+        in a Python process, what loads each other scanned file, and which
+        vendored libraries nothing loads."""
         loader_dirs = frozenset(self.system_dirs()) | frozenset(self.library_path)
         real = self.fs.lookup
         reached_by: Dict[str, Set[str]] = {}  # in-root real path -> the files whose load reaches it
-        for path, order in self.orders.items():
+        for path, order in orders.items():
             for _edge, descend in order:
                 if descend is not None:
                     got = real(descend[0]) or descend[0]
@@ -510,33 +527,40 @@ class Resolver:
             """The scanned files whose load reaches ``path`` (by its real path)."""
             return reached_by.get(path) or reached_by.get(real(path) or path) or set()
 
+        units: Dict[str, Role] = {}
         for path in sorted(objects):
-            if path not in self.orders:
+            if path not in orders:
                 continue
             role = unit_role(path, objects[path], loader_dirs, self.in_python_tree(path))
             if role is None and not reaching(path):
                 role = LIBRARY  # nothing scanned loads it: it can only be opened by path
             if role is not None:
-                res.units[path] = role
-        python = {p for p, r in res.units.items() if r in (MODULE, PYTHON_LIBRARY)}
-        res.python_process.update(p for p in res.units if p in python or reaching(p) & python)
+                units[path] = role
+        python = {p for p, r in units.items() if r in (MODULE, PYTHON_LIBRARY)}
+        python_process = {p for p in units if p in python or reaching(p) & python}
+        loaded_by: Dict[str, List[str]] = {}
+        unloaded: List[str] = []
         for path in sorted(objects):
-            if path in res.units:
+            if path in units:
                 continue
             by = reaching(path)
             if by:
-                res.loaded_by[path] = sorted(by)
-            elif path not in self.orders:
-                res.unloaded.append(path)  # vendored, and nothing loads it
+                loaded_by[path] = sorted(by)
+            elif path not in orders:
+                unloaded.append(path)  # vendored, and nothing loads it
+        return units, python_process, loaded_by, unloaded
 
-    def _note_loads(self, res: Resolution, answers: dict, add) -> None:
-        """``.note.dlopen`` metadata of every object: each entry is recorded in
-        ``res.note_loads``; a ``required`` one is a run-time load (the first of
-        its sonames the main program's search finds), whose package joins the
-        set. A required load nothing provides is a warning."""
+    def _note_loads(self, objects: Dict[str, ElfInfo], answers: dict,
+                    add: Callable[[LoadOrder], None]) -> List[dict]:
+        """``.note.dlopen`` metadata of every object of ``objects`` (which
+        grows by the libraries a required load brings in): one entry each; a
+        ``required`` one is a run-time load (the first of its sonames the
+        main program's search finds), whose package joins the set. A
+        required load nothing provides is a warning."""
         done: Set[Tuple[str, Tuple[str, ...]]] = set()
-        for path in sorted(res.objects):
-            for priority, sonames in res.objects[path].dlopen_notes:
+        note_loads: List[dict] = []
+        for path in sorted(objects):
+            for priority, sonames in objects[path].dlopen_notes:
                 if (path, sonames) in done:
                     continue
                 done.add((path, sonames))
@@ -548,18 +572,19 @@ class Resolver:
                             chosen = Edge(path, soname, edge.kind, edge.package, edge.library, "dlopen-note")
                             add([(chosen, None)])
                             if descend is not None:
-                                res.objects.setdefault(*descend)
+                                objects.setdefault(*descend)
                                 add(self.load_order(descend[0], descend[1], answers, runtime=True))
                             break
                     if chosen is None:
-                        self._warn(f"{path}: its .note.dlopen requires {' or '.join(sonames)}, "
-                                   "which nothing provides")
-                res.note_loads.append({
+                        self.diag.warning(f"{path}: its .note.dlopen requires {' or '.join(sonames)}, "
+                                          "which nothing provides")
+                note_loads.append({
                     "path": path, "priority": priority, "sonames": list(sonames),
                     "soname": chosen.soname if chosen else None,
                     "package": chosen.package.name if chosen and chosen.package else None,
                     "library": chosen.library if chosen else None,
                 })
+        return note_loads
 
 
 def _dedupe(dirs: Sequence[str]) -> Tuple[str, ...]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Optional, Tuple
+from typing import Final, Literal, Optional, Tuple
 
 from ..inputs.pytree import is_extension_name
 
@@ -38,16 +38,20 @@ __all__ = [
     "MODULE",
     "PYTHON_LIBRARY",
     "LIBRARY",
+    "Role",
     "is_vendored",
     "is_python_module",
     "is_extension_module",
     "python_prefix",
 ]
 
-PROGRAM = "program"
-MODULE = "module"
-PYTHON_LIBRARY = "python_library"
-LIBRARY = "library"
+Role = Literal["program", "module", "python_library", "library"]
+"""How a unit is loaded on its own (the constants below)."""
+
+PROGRAM: Final = "program"
+MODULE: Final = "module"
+PYTHON_LIBRARY: Final = "python_library"
+LIBRARY: Final = "library"
 
 _PYLIB = re.compile(r"^(.*?)/lib(?:64)?/python(\d+\.\d+)t?/")
 _PY_FOLDERS = ("/site-packages/", "/dist-packages/", "/lib-dynload/")
@@ -88,7 +92,7 @@ def is_vendored(path: str) -> bool:
     return any(p.endswith(".libs") for p in path.split("/")[:-1])
 
 
-def role(path: str, info, loader_dirs, python_tree: bool = False) -> Optional[str]:
+def role(path: str, info, loader_dirs, python_tree: bool = False) -> Optional[Role]:
     """The role of a scanned file that is certainly loaded on its own, or
     None when that depends on whether something else loads it
     (``loader_dirs``: the folders the loader searches by name;
