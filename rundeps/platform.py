@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import Optional
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
 __all__ = [
+    "Arch",
+    "ARCHES",
+    "ELF_ARCHES",
+    "WHEEL_ARCHES",
+    "elf_arch",
     "KNOWN_ARCHES",
     "MUSL_LD_ARCH",
     "GLIBC_INTERP",
@@ -22,35 +28,66 @@ __all__ = [
     "host_arch",
 ]
 
-KNOWN_ARCHES = ("x86_64", "x86", "aarch64", "armv7", "armhf", "ppc64le", "ppc64", "s390x", "riscv64", "loongarch64")
+@dataclass(frozen=True)
+class Arch:
+    """One architecture: ``name`` (Alpine's, ``--arch``), ``musl`` (the arch
+    in musl's ``ld-musl-<arch>.so.1`` and ``.path``), ``glibc_interp``
+    (glibc's standard ``PT_INTERP``), ``elf`` ((``e_machine``, class, little
+    endian) of its ELF files, None for a name that shares another's),
+    ``uname`` (what ``uname -m`` prints on it) and ``wheel`` (the
+    architectures of wheel platform tags for it)."""
+
+    name: str
+    musl: str
+    glibc_interp: Optional[str] = None
+    elf: Optional[Tuple[int, int, bool]] = None
+    uname: Tuple[str, ...] = ()
+    wheel: Tuple[str, ...] = ()
+
+
+EM_386, EM_ARM, EM_PPC64, EM_S390, EM_X86_64, EM_AARCH64, EM_RISCV, EM_LOONGARCH = 3, 40, 21, 22, 62, 183, 243, 258
+"""ELF ``e_machine`` values (the ELF specification's ``EM_*``)."""
+
+ARCHES: Tuple[Arch, ...] = (
+    Arch("x86_64", "x86_64", "/lib64/ld-linux-x86-64.so.2", (EM_X86_64, 64, True), ("x86_64", "amd64"),
+         ("x86_64", "amd64")),
+    Arch("x86", "i386", "/lib/ld-linux.so.2", (EM_386, 32, True), ("i386", "i686"), ("i686", "i586", "i386")),
+    Arch("aarch64", "aarch64", "/lib/ld-linux-aarch64.so.1", (EM_AARCH64, 64, True), ("aarch64", "arm64"),
+         ("aarch64", "arm64")),
+    Arch("armv7", "armhf", "/lib/ld-linux-armhf.so.3", (EM_ARM, 32, True), ("armv7l", "armv8l"), ("armv7l",)),
+    Arch("armhf", "armhf", "/lib/ld-linux-armhf.so.3", None, (), ("armv6l",)),
+    Arch("ppc64le", "powerpc64le", "/lib64/ld64.so.2", (EM_PPC64, 64, True), ("ppc64le",), ("ppc64le",)),
+    Arch("ppc64", "powerpc64", None, (EM_PPC64, 64, False)),
+    Arch("s390x", "s390x", "/lib/ld64.so.1", (EM_S390, 64, False), ("s390x",), ("s390x",)),
+    Arch("riscv64", "riscv64", "/lib/ld-linux-riscv64-lp64d.so.1", (EM_RISCV, 64, True), ("riscv64",),
+         ("riscv64",)),
+    Arch("loongarch64", "loongarch64", "/lib64/ld-linux-loongarch-lp64d.so.1", (EM_LOONGARCH, 64, True),
+         ("loongarch64",), ("loongarch64",)),
+)
+"""Every architecture rundeps knows: the one table the others derive from."""
+
+KNOWN_ARCHES: Tuple[str, ...] = tuple(a.name for a in ARCHES)
 """The arch names rundeps resolves for (Alpine's names; ``--arch``)."""
 
-MUSL_LD_ARCH = {
-    "x86_64": "x86_64",
-    "x86": "i386",
-    "aarch64": "aarch64",
-    "armv7": "armhf",
-    "armhf": "armhf",
-    "ppc64le": "powerpc64le",
-    "ppc64": "powerpc64",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-    "loongarch64": "loongarch64",
-}
+MUSL_LD_ARCH: Dict[str, str] = {a.name: a.musl for a in ARCHES}
 """Alpine arch name -> the arch in musl's ``ld-musl-<arch>.so.1`` and ``.path``."""
 
-GLIBC_INTERP = {
-    "x86_64": "/lib64/ld-linux-x86-64.so.2",
-    "x86": "/lib/ld-linux.so.2",
-    "aarch64": "/lib/ld-linux-aarch64.so.1",
-    "armv7": "/lib/ld-linux-armhf.so.3",
-    "armhf": "/lib/ld-linux-armhf.so.3",
-    "ppc64le": "/lib64/ld64.so.2",
-    "s390x": "/lib/ld64.so.1",
-    "riscv64": "/lib/ld-linux-riscv64-lp64d.so.1",
-    "loongarch64": "/lib64/ld-linux-loongarch-lp64d.so.1",
-}
+GLIBC_INTERP: Dict[str, str] = {a.name: a.glibc_interp for a in ARCHES if a.glibc_interp}
 """Alpine arch name -> glibc's standard ``PT_INTERP`` for it."""
+
+ELF_ARCHES: Dict[Tuple[int, int, bool], str] = {a.elf: a.name for a in ARCHES if a.elf is not None}
+"""(``e_machine``, ELF class, little endian) -> Alpine arch name."""
+
+WHEEL_ARCHES: Dict[str, str] = {w: a.name for a in ARCHES for w in a.wheel}
+"""Wheel platform-tag architectures to Alpine architecture names."""
+
+_HOST_ARCH: Dict[str, str] = {u: a.name for a in ARCHES for u in a.uname}
+
+
+def elf_arch(machine: int, elfclass: int, little_endian: bool) -> Optional[str]:
+    """The Alpine arch name of an ELF machine, or None."""
+    return ELF_ARCHES.get((machine, elfclass, bool(little_endian)))
+
 
 GLIBC_SONAMES = frozenset(
     {
@@ -77,22 +114,6 @@ GLIBC_SONAMES = frozenset(
     }
 )
 """Sonames of glibc itself (its libc, libm, ... and dynamic loaders)."""
-
-_HOST_ARCH = {
-    "x86_64": "x86_64",
-    "amd64": "x86_64",
-    "i386": "x86",
-    "i686": "x86",
-    "aarch64": "aarch64",
-    "arm64": "aarch64",
-    "armv7l": "armv7",
-    "armv8l": "armv7",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-    "loongarch64": "loongarch64",
-}
-
 
 def same_arch(a: str, b: str) -> bool:
     """True for two names of one architecture (Alpine's ``armv7`` and musl's ``armhf``)."""

@@ -38,6 +38,8 @@ library in ``../shared/alpine/musl/`` came from.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import re
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
@@ -85,26 +87,23 @@ def musl_for_alpine(release: str) -> Optional[str]:
     return ALPINE_MUSL.get(m.group(1)) if m else None
 
 
+@dataclass(frozen=True, repr=False)
 class MuslExports:
     """One shipped export list: ``version``, ``arch``, ``names``
     (frozenset), ``source`` (its header line, without ``#``); ``exact_arch``
-    / ``exact_version`` say whether it is the arch and version asked for."""
+    / ``exact_version`` say whether it is the arch and version asked for;
+    ``uncertain``: the names the next newer shipped list (``newer``) adds,
+    whether the musl asked for has them cannot be told (empty for an exact
+    version)."""
 
-    __slots__ = ("version", "arch", "names", "source", "exact_arch", "exact_version", "uncertain", "newer")
-
-    def __init__(self, version: str, arch: str, names: FrozenSet[str], source: str, exact_arch: bool = True,
-                 exact_version: bool = True, uncertain: FrozenSet[str] = frozenset(),
-                 newer: Optional[str] = None):
-        self.version = version
-        self.arch = arch
-        self.names = names
-        self.source = source
-        self.exact_arch = exact_arch
-        self.exact_version = exact_version
-        self.uncertain = uncertain
-        """Names the next newer shipped list (``newer``) adds: whether the
-        musl asked for has them cannot be told (empty for an exact version)."""
-        self.newer = newer
+    version: str
+    arch: str
+    names: FrozenSet[str]
+    source: str
+    exact_arch: bool = True
+    exact_version: bool = True
+    uncertain: FrozenSet[str] = frozenset()
+    newer: Optional[str] = None
 
     def __contains__(self, name: str) -> bool:
         return name in self.names

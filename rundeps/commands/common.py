@@ -3,15 +3,20 @@ the progress counter, and printing a scan's result."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import posixpath
 import sys
-from typing import Callable, Optional, Tuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Set, Tuple, Union
 
 import click
 
 from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED, RundepsError
+
+if TYPE_CHECKING:
+    from ..api import ImageRequest, TreeRequest
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -33,7 +38,7 @@ class Reporter:
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
-        self._seen = set()
+        self._seen: Set[str] = set()
 
     def _say(self, line: str) -> None:
         if line in self._seen:
@@ -268,29 +273,75 @@ def ordered_options(cmd: click.Command) -> click.Command:
     return cmd
 
 
-def parse_target(kw):
-    """(root, explicit_root, image) from ``--root`` / ``--image``; both is a :class:`UsageError`."""
+@dataclass(frozen=True)
+class Target:
+    """What ``--root``/``--image``/``--platform`` name: the root (``/``, or
+    a folder given with ``--root``: ``explicit_root``) or a saved image."""
+
+    root: str = "/"
+    explicit_root: bool = False
+    image: Optional[str] = None
+    platform: Optional[str] = None
+
+    def inroot(self, path: str) -> str:
+        """A PATH argument as an in-root absolute path."""
+        return inroot(path, self.root, self.explicit_root)
+
+    def request(self, paths: Sequence[str], sources, options) -> Union["TreeRequest", "ImageRequest"]:
+        """The request that checks the in-root ``paths`` of this target."""
+        from ..api import ImageRequest, TreeRequest
+
+        if self.image is not None:
+            return ImageRequest(self.image, tuple(paths), sources, options, self.platform)
+        return TreeRequest(tuple(paths), self.root, sources, options)
+
+
+def parse_target(kw) -> Target:
+    """The :class:`Target` of ``--root`` / ``--image``; both is a :class:`UsageError`."""
     from ..errors import UsageError
 
     image = kw.get("image")
     if image is not None:
         if kw.get("root") is not None:
             raise UsageError("--root and --image name two targets: give one")
-        return "/", True, image
+        return Target("/", True, image, kw.get("platform"))
     if kw.get("platform") is not None:
         raise UsageError("--platform chooses among the images of --image: give --image too")
     root, explicit_root = parse_root(kw.get("root"))
-    return root, explicit_root, None
+    return Target(root, explicit_root)
 
 
-def run_check(paths, root: str, image: Optional[str], kw, options, diag):
-    """``check_tree`` of ``root``, or ``check_image`` of ``image``."""
-    from .. import api
+@dataclass(frozen=True)
+class Output:
+    """How a command prints its result and what its exit code lets through,
+    from its output options."""
 
-    if image is not None:
-        return api.check_image(image, paths, make_sources(kw), options=options, diagnostics=diag,
-                               platform=kw.get("platform"))
-    return api.check_tree(paths, root, make_sources(kw), options=options, diagnostics=diag)
+    fmt: str = "names"
+    all_packages: bool = False
+    virtual: str = ".rundeps"
+    by: str = "package"
+    allow_unresolved: bool = False
+    allow_glibc: bool = False
+    require_elf: bool = False
+    quiet: bool = False
+    sbom_file: Optional[str] = None
+    build_deps: Optional[str] = None
+
+    @classmethod
+    def from_options(cls, kw) -> "Output":
+        """The output the options ask for; combinations that cannot work are
+        refused here, before any scanning."""
+        out = cls(**{f.name: kw[f.name] for f in dataclasses.fields(cls) if kw.get(f.name) is not None})
+        if out.by == "distribution" and out.fmt != "tree":
+            from ..errors import UsageError
+
+            raise UsageError("--by distribution groups --format tree; use it with --format tree")
+        return out
+
+    @property
+    def size_line(self) -> bool:
+        """The line on stderr that says what the set adds to the image: only on a terminal."""
+        return not self.quiet and sys.stderr.isatty()
 
 
 def output_options(fn: Callable) -> Callable:
@@ -367,29 +418,21 @@ def jobs_option(fn: Callable) -> Callable:
                              "in this process. The result is the same.")(fn)
 
 
-def check_output_options(kw) -> None:
-    """Refuse option combinations that cannot work, before any scanning."""
-    if kw.get("by") == "distribution" and kw.get("fmt") != "tree":
-        from ..errors import UsageError
-
-        raise UsageError("--by distribution groups --format tree; use it with --format tree")
-
-
-def check_options(kw, **fields):
+def check_options(kw, output: Output, **fields):
     """The :class:`rundeps.api.CheckOptions` the common options of ``kw``
     ask for (``fields``: the command's own), the detail stages included
-    only when the output needs them: distributions (JSON, the tree by
-    distribution), installed sizes (JSON, ``--build-deps``, the size line
-    on a terminal)."""
+    only when the ``output`` needs them: distributions (JSON, the tree by
+    distribution, an SBOM), installed sizes (JSON, ``--build-deps``, the
+    size line on a terminal)."""
     from ..api import CheckOptions
 
-    fmt, by = kw.get("fmt"), kw.get("by")
+    fmt, by = output.fmt, output.by
     chosen = dict(
         arch=kw["arch"], symbols=kw["symbols"] is not False, musl_version=kw["musl_version"], jobs=kw["jobs"],
         runtime_loads=bool(kw.get("use_dlopen")), conditional_loads=bool(kw.get("conditional_loads")),
-        distributions=fmt in ("json", "cyclonedx") or by == "distribution" or bool(kw.get("sbom_file")),
-        installed_size=fmt == "json" or bool(kw.get("build_deps")) or _size_line_wanted(kw),
-        build_deps=kw.get("build_deps"), python_tree=kw.get("python_tree"))
+        distributions=fmt in ("json", "cyclonedx") or by == "distribution" or bool(output.sbom_file),
+        installed_size=fmt == "json" or bool(output.build_deps) or output.size_line,
+        build_deps=output.build_deps, python_tree=kw.get("python_tree"))
     chosen.update(fields)
     return CheckOptions(**chosen)
 
@@ -400,10 +443,6 @@ def diagnostics(reporter: "Reporter", progress=None):
 
     return Diagnostics(warning=reporter.warning, note=reporter.note, file_error=reporter.file_error,
                        progress=progress)
-
-
-def _size_line_wanted(kw) -> bool:
-    return not kw.get("quiet") and sys.stderr.isatty()
 
 
 def make_sources(kw):
@@ -446,21 +485,19 @@ class Progress:
             self.shown = False
 
 
-def finish(res, reporter: Reporter, kw) -> int:
+def finish(res, reporter: Reporter, output: Output, request) -> int:
     """Print the result and what goes to stderr; return the exit code (both
     derived by :mod:`rundeps.report` from the result's values)."""
     from ..report.problems import exit_code, problems
     from ..report.text import render
 
-    sbom = sbom_text(kw, lambda: _tree_sbom(res, kw))
-    click.echo(sbom if sbom is not None else render(res, kw["fmt"], kw["all_packages"], kw["virtual"],
-                                                    by=kw.get("by", "package")), nl=False)
-    allow_unresolved, allow_glibc = kw["allow_unresolved"], kw.get("allow_glibc", False)
-    require_elf = kw.get("require_elf", False)
-    for problem in problems(res, allow_unresolved, allow_glibc, size_line=_size_line_wanted(kw),
-                            require_elf=require_elf):
+    sbom = sbom_text(output, lambda: _tree_sbom(res, request))
+    click.echo(sbom if sbom is not None else render(res, output.fmt, output.all_packages, output.virtual,
+                                                    by=output.by), nl=False)
+    for problem in problems(res, output.allow_unresolved, output.allow_glibc, size_line=output.size_line,
+                            require_elf=output.require_elf):
         reporter.say(problem)
-    return exit_code(res, allow_unresolved, allow_glibc, require_elf)
+    return exit_code(res, output.allow_unresolved, output.allow_glibc, output.require_elf)
 
 
 def parse_root(root: Optional[str]):
@@ -487,30 +524,32 @@ def sbom_option(fn: Callable) -> Callable:
                              "load graph, to FILE; stdout keeps the --format output.")(fn)
 
 
-def sbom_text(kw, build: Callable[[], str]) -> Optional[str]:
+def sbom_text(output: Output, build: Callable[[], str]) -> Optional[str]:
     """With ``--format cyclonedx`` or ``--sbom FILE``: build the SBOM, write
     it to FILE (whole or not at all) and return it for stdout with
     ``--format cyclonedx`` (else None)."""
-    if kw.get("fmt") != "cyclonedx" and not kw.get("sbom_file"):
+    if output.fmt != "cyclonedx" and not output.sbom_file:
         return None
     text = build()
-    if kw.get("sbom_file"):
-        tmp = f"{kw['sbom_file']}.part"
+    if output.sbom_file:
+        tmp = f"{output.sbom_file}.part"
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, kw["sbom_file"])
-    return text if kw.get("fmt") == "cyclonedx" else None
+        os.replace(tmp, output.sbom_file)
+    return text if output.fmt == "cyclonedx" else None
 
 
-def _tree_sbom(res, kw) -> str:
+def _tree_sbom(res, request) -> str:
+    from ..api import ImageRequest
     from ..report.cyclonedx import tree_sbom
 
-    return tree_sbom(res, os.path.abspath(kw.get("root") or "/"), kw.get("image"), kw.get("platform"),
-                     kw.get("alpine"))
+    if isinstance(request, ImageRequest):
+        return tree_sbom(res, "/", request.image, request.platform, request.sources.alpine)
+    return tree_sbom(res, os.path.abspath(request.root), None, None, request.sources.alpine)
 
 
-def wheels_sbom(checks, kw) -> str:
+def wheels_sbom(checks, alpine: Optional[str]) -> str:
     """The SBOM of ``wheel``'s checks."""
     from ..report.cyclonedx import wheel_sbom
 
-    return wheel_sbom(checks, kw.get("alpine"))
+    return wheel_sbom(checks, alpine)

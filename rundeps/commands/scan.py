@@ -7,9 +7,9 @@ import sys
 import click
 
 from .common import (
-    CONTEXT, EXIT_CODES, Progress, Reporter, binding_options, check_options, check_output_options, diagnostics, finish,
-    handle_errors, image_options, inroot, jobs_option, ordered_options, output_options, parse_target,
-    python_tree_option, run_check, sbom_option, source_options,
+    CONTEXT, EXIT_CODES, Output, Progress, Reporter, binding_options, check_options, diagnostics, finish,
+    handle_errors, image_options, jobs_option, make_sources, ordered_options, output_options, parse_target,
+    python_tree_option, sbom_option, source_options,
 )
 
 
@@ -63,15 +63,17 @@ def scan(paths, exclude, no_default_excludes, progress, **kw):
     (installed sizes, I:) and what deleting the virtual build package
     (.build-deps, --build-deps NAME) frees.
     """
-    check_output_options(kw)  # before any work
-    reporter = Reporter(kw["quiet"])
-    root, explicit_root, image = parse_target(kw)
-    paths = [inroot(p, root, explicit_root) for p in (paths or ("/usr/local",))]
-    options = check_options(kw, exclude=tuple(exclude), explicit_root=explicit_root,
+    from ..api import check
+
+    output = Output.from_options(kw)  # refuses what cannot work, before any work
+    reporter = Reporter(output.quiet)
+    target = parse_target(kw)
+    options = check_options(kw, output, exclude=tuple(exclude), explicit_root=target.explicit_root,
                             default_excludes=not no_default_excludes, library_path=kw["library_path"])
+    request = target.request([target.inroot(p) for p in (paths or ("/usr/local",))], make_sources(kw), options)
     bar = Progress(progress, "Scanning")
     try:
-        res = run_check(paths, root, image, kw, options, diagnostics(reporter, bar))
+        res = check(request, diagnostics(reporter, bar))
     finally:
         bar.close()
-    sys.exit(finish(res, reporter, kw))
+    sys.exit(finish(res, reporter, output, request))

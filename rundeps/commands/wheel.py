@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import List
 
@@ -10,7 +9,7 @@ import click
 
 from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED
 from .common import (
-    CONTEXT, FORMAT_HELP, Reporter, binding_options, handle_errors, make_sources, not_special, ordered_options,
+    CONTEXT, FORMAT_HELP, Output, Reporter, binding_options, handle_errors, make_sources, not_special, ordered_options,
     parse_root, sbom_option, sbom_text, source_options, wheels_sbom,
 )
 
@@ -59,9 +58,10 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
     """
     import json
 
-    from ..api import CheckOptions, Diagnostics, check_wheel, load_universe, target_arch
+    from ..api import CheckOptions, Diagnostics, WheelRequest, check, load_universe, target_arch
     from ..errors import SourceError
     from ..report.json import wheel_json
+    from ..report.text import wheel_lines
     from ..inputs.wheel import WheelError, iter_wheels
 
     reporter = Reporter(quiet)
@@ -86,66 +86,26 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
         try:
             diag = Diagnostics(warning=reporter.warning,
                                file_error=lambda member, reason, p=path: reporter.file_error(f"{p}:{member}", reason))
-            check = check_wheel(path, root, sources, options=options, diagnostics=diag, universe=universe)
+            done = check(WheelRequest(path, root, sources, options, universe), diag)
         except WheelError as exc:
             reporter.error(str(exc))
             code = EXIT_ERROR
             continue
-        res = check.resolution
-        check.release_inputs()  # many wheels stay in bounded memory
-        if not check.ok and code == EXIT_OK:
+        res = done.resolution
+        done.release_inputs()  # many wheels stay in bounded memory
+        if not done.ok and code == EXIT_OK:
             code = EXIT_UNRESOLVED
-        results.append(check)
+        results.append(done)
         if fmt == "text":
-            _print_wheel(check)
-        if check.no_sources and res is not None and (set(res.unresolved) - set(check.base_image)
-                                                     or check.unresolved_loads):
+            click.echo("\n".join(wheel_lines(done)))
+        if done.no_sources and res is not None and (set(res.unresolved) - set(done.base_image)
+                                                    or done.unresolved_loads):
             reporter.warning("no installed database or index to map the rest to packages: "
                              "name one with --alpine VERSION, --index or --db")
     if fmt == "json":
         click.echo(json.dumps([wheel_json(check) for check in results], indent=2))
-    sbom = sbom_text(dict(kw, fmt=fmt), lambda: wheels_sbom(results, kw)) if results else None
+    output = Output(fmt=fmt, sbom_file=kw.get("sbom_file"))
+    sbom = sbom_text(output, lambda: wheels_sbom(results, kw.get("alpine"))) if results else None
     if sbom is not None:
         click.echo(sbom, nl=False)
     sys.exit(code)
-
-
-def _print_wheel(check) -> None:
-    ws = check.wheel
-    name = os.path.basename(ws.path)
-    click.echo(f"{name}: {ws.libc}, {ws.arch or 'any arch'}: {check.verdict}")
-    res = check.resolution
-    if res is None:
-        return
-    for soname, lib in res.in_tree.items():
-        click.echo(f"  vendored  {soname} -> {lib}")
-    for soname, pkg in res.providers.items():
-        click.echo(f"  package   {soname} -> {pkg.name}")
-    for soname in sorted({s for v in res.glibc_linked.values() for s in v}):
-        click.echo(f"  glibc     {soname}")
-    binding = res.binding
-    for path, reason in sorted(res.will_not_load.items()):
-        click.echo(f"  will not load  {path}: {reason}")
-        for hint in (binding.hints.get(path, []) if binding is not None else []):
-            click.echo(f"    hint: {hint}")
-        if binding is not None and path in binding.gcompat:
-            click.echo(f"    with gcompat: {binding.gcompat[path]}")
-    if binding is not None:
-        for path, why in sorted(binding.undecided.items()):
-            click.echo(f"  cannot check  {path}: {why}")
-        for path, libs in sorted(binding.unchecked.items()):
-            if path in res.units and path not in res.will_not_load and path not in binding.undecided:
-                click.echo(f"  cannot check  {path}: {', '.join(libs)} not at hand to bind against")
-    for soname, files in res.unresolved.items():
-        if soname in check.base_image:
-            click.echo(f"  base      {soname} -> {check.base_image[soname]} (in every Alpine image)")
-        else:
-            click.echo(f"  missing   {soname} (needed by {files[0]})")
-    if binding is not None and binding.musl_description:
-        click.echo(f"  symbols   checked against {binding.musl_description}"
-                   + (" (Py* names taken as the interpreter's)" if binding.assumed_interpreter else ""))
-    for f in res.dlopen:
-        pkg = res.dlopen_packages.get(f.name)
-        when = res.dlopen_when.get(f.path)
-        click.echo(f"  dlopen    {f.name} ({f.path}:{f.line}, {f.call})" + (f" -> {pkg.name}" if pkg else "")
-                   + (f" (when {when} is imported)" if when else ""))

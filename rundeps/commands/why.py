@@ -9,8 +9,8 @@ import click
 
 from ..errors import EXIT_ERROR, EXIT_OK, EXIT_UNRESOLVED
 from .common import (
-    CONTEXT, FORMAT_HELP, Reporter, binding_options, check_options, diagnostics, handle_errors, image_options, inroot,
-    jobs_option, ordered_options, parse_target, python_tree_option, run_check, source_options,
+    CONTEXT, FORMAT_HELP, Output, Reporter, binding_options, check_options, diagnostics, handle_errors, image_options,
+    jobs_option, make_sources, ordered_options, parse_target, python_tree_option, source_options,
 )
 
 
@@ -39,7 +39,7 @@ from .common import (
 @python_tree_option
 @jobs_option
 @handle_errors
-def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads, fmt, quiet, **kw):
+def why(name, paths, fmt, **kw):
     """Explain why NAME (a package or a soname) is needed by the files under PATH,
     or (NAME a file's in-root path) whether that file loads under musl and why.
 
@@ -61,20 +61,20 @@ def why(name, paths, exclude, no_default_excludes, use_dlopen, conditional_loads
     PATH needs it (a file: when it will not load), 2 on errors (a file NAME
     that is not an ELF file under PATH included).
     """
+    from ..api import check
     from ..report.json import explain_file_json, explain_json
     from ..report.text import explain, explain_file
 
-    reporter = Reporter(quiet)
-    root, explicit_root, image = parse_target(kw)
-    file_name = name.startswith("/") or (not explicit_root and os.sep in name)
+    reporter = Reporter(kw["quiet"])
+    target = parse_target(kw)
+    file_name = name.startswith("/") or (not target.explicit_root and os.sep in name)
     if file_name:
-        name = inroot(name, root, explicit_root)
-    paths = [inroot(p, root, explicit_root) for p in (paths or ((name,) if file_name else ("/usr/local",)))]
-    options = check_options(kw, exclude=tuple(exclude), explicit_root=explicit_root,
-                            default_excludes=not no_default_excludes, library_path=kw["library_path"],
-                            runtime_loads=use_dlopen, conditional_loads=conditional_loads,
-                            distributions=not file_name, installed_size=False)
-    res = run_check(paths, root, image, kw, options, diagnostics(reporter))
+        name = target.inroot(name)
+    paths = [target.inroot(p) for p in (paths or ((name,) if file_name else ("/usr/local",)))]
+    options = check_options(kw, Output(quiet=kw["quiet"]), exclude=tuple(kw["exclude"]),
+                            explicit_root=target.explicit_root, default_excludes=not kw["no_default_excludes"],
+                            library_path=kw["library_path"], distributions=not file_name, installed_size=False)
+    res = check(target.request(paths, make_sources(kw), options), diagnostics(reporter))
     if file_name:
         lines = explain_file(res, name)
         if lines is None:  # the question names no ELF file: a usage problem

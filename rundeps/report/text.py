@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import List, Optional
 
 from ..apk.model import Package
@@ -214,10 +215,51 @@ def explain(res: Resolution, name: str) -> Optional[List[str]]:
             lines.append(f"{e.path} -> {name} -> {e.package.name}" + (f" ({how})" if how else ""))
         elif e.kind == "in_tree":
             lines.append(f"{e.path} -> {name} -> {e.library} (in the tree: no package needed)")
-        elif e.kind == "glibc":
-            lines.append(f"{e.path} -> {name} (glibc: the file is linked against glibc)")
         else:
             lines.append(f"{e.path} -> {name} (not found)")
     return lines
 
 
+def wheel_lines(check) -> List[str]:
+    """The text lines of one checked wheel (a :class:`rundeps.pipeline.wheel.WheelCheck`): its verdict,
+    then what each soname resolved to, what will not load and why, and its run-time loads."""
+    out: List[str] = []
+    ws = check.wheel
+    name = os.path.basename(ws.path)
+    out.append(f"{name}: {ws.libc}, {ws.arch or 'any arch'}: {check.verdict}")
+    res = check.resolution
+    if res is None:
+        return out
+    for soname, lib in res.in_tree.items():
+        out.append(f"  vendored  {soname} -> {lib}")
+    for soname, pkg in res.providers.items():
+        out.append(f"  package   {soname} -> {pkg.name}")
+    for soname in sorted({s for v in res.glibc_linked.values() for s in v}):
+        out.append(f"  glibc     {soname}")
+    binding = res.binding
+    for path, reason in sorted(res.will_not_load.items()):
+        out.append(f"  will not load  {path}: {reason}")
+        for hint in (binding.hints.get(path, []) if binding is not None else []):
+            out.append(f"    hint: {hint}")
+        if binding is not None and path in binding.gcompat:
+            out.append(f"    with gcompat: {binding.gcompat[path]}")
+    if binding is not None:
+        for path, why in sorted(binding.undecided.items()):
+            out.append(f"  cannot check  {path}: {why}")
+        for path, libs in sorted(binding.unchecked.items()):
+            if path in res.units and path not in res.will_not_load and path not in binding.undecided:
+                out.append(f"  cannot check  {path}: {', '.join(libs)} not at hand to bind against")
+    for soname, files in res.unresolved.items():
+        if soname in check.base_image:
+            out.append(f"  base      {soname} -> {check.base_image[soname]} (in every Alpine image)")
+        else:
+            out.append(f"  missing   {soname} (needed by {files[0]})")
+    if binding is not None and binding.musl_description:
+        out.append(f"  symbols   checked against {binding.musl_description}"
+                   + (" (Py* names taken as the interpreter's)" if binding.assumed_interpreter else ""))
+    for f in res.dlopen:
+        pkg = res.dlopen_packages.get(f.name)
+        when = res.dlopen_when.get(f.path)
+        out.append(f"  dlopen    {f.name} ({f.path}:{f.line}, {f.call})" + (f" -> {pkg.name}" if pkg else "")
+                   + (f" (when {when} is imported)" if when else ""))
+    return out
