@@ -3,9 +3,11 @@
 
 Prints the import cycles between the package's modules, every place a
 module takes a private name (leading underscore, not a dunder) from another
-module of the package, and every import that points up the pipeline's
-layers (:data:`LAYERS`: a stage imports only its own layer and those
-below); exits 1 when there is any, 0 otherwise.
+module of the package, every import that points up the pipeline's layers
+(:data:`LAYERS`: a stage imports only its own layer and those below), and
+every dotted name in a module's text (docstrings, comments) that names a
+module of the package that does not exist, or a name its module does not
+define (:func:`stale_references`); exits 1 when there is any, 0 otherwise.
 
 Every import statement counts, at module level and inside functions alike
 (a function-level import is still a dependency, only a later one), except
@@ -21,13 +23,14 @@ an imported package module (``walk._read_one``).
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
 TOP = "rundeps"
 
 LAYERS = (
-    ("rundeps.errors", "rundeps.platform", "rundeps.rootfs", "rundeps.verdict", "rundeps.cachedir",
+    ("rundeps.errors", "rundeps.diagnostics", "rundeps.platform", "rundeps.rootfs", "rundeps.verdict", "rundeps.cachedir",
      "rundeps.datafiles", "rundeps.data"),
     ("rundeps.elf",),
     ("rundeps.inputs", "rundeps.apk"),
@@ -145,6 +148,62 @@ def analyse(pkg_dir: Path):
     return edges, private
 
 
+NOT_MODULES = frozenset({TOP + ".pyz", TOP + ".data"})
+"""Dotted names that are no module of the package: the zip application's
+file name, and the data package installed from ``data/``."""
+
+_DOTTED = re.compile(r"(?<![\w.])" + TOP + r"(?:\.[A-Za-z_]\w*)+")
+
+
+def _defined(path: Path) -> set:
+    """The names a module defines at its top level (functions, classes,
+    assignments, imports)."""
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+            if "__all__" in names and isinstance(node.value, (ast.List, ast.Tuple)):  # lazy re-exports too
+                names.update(e.value for e in node.value.elts if isinstance(e, ast.Constant))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.If, ast.Try)):
+            for sub in ast.walk(node):
+                if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                    names.update((a.asname or a.name).split(".")[0] for a in sub.names)
+                elif isinstance(sub, (ast.FunctionDef, ast.ClassDef)):
+                    names.add(sub.name)
+    return names
+
+
+def stale_references(pkg_dir: Path) -> list:
+    """(module, line, dotted name) for every ``rundeps.x.y`` in a module's
+    text whose longest module prefix does not define the next name (a
+    module that was moved or renamed, a function that no longer exists)."""
+    mods = module_names(pkg_dir)
+    defined: dict = {}
+    out = []
+    for mod, path in mods.items():
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for m in _DOTTED.finditer(line):
+                if m.group(0) in NOT_MODULES or m.group(0).startswith(TOP + ".data."):
+                    continue
+                parts = m.group(0).split(".")
+                k = len(parts)
+                while k > 1 and ".".join(parts[:k]) not in mods:
+                    k -= 1
+                base = ".".join(parts[:k])
+                if k == len(parts):
+                    continue  # a module
+                if base not in defined:
+                    defined[base] = _defined(mods[base])
+                if parts[k] not in defined[base]:
+                    out.append((mod, lineno, m.group(0)))
+    return out
+
+
 def cycles(edges: dict):
     """The strongly connected components with more than one module (Tarjan)."""
     index, low, stack, on, out = {}, {}, [], set(), []
@@ -206,9 +265,13 @@ def main(argv) -> int:
     up = upward(edges)
     for mod, line, target in up:
         print(f"upward: {mod}:{line} imports {target}")
+    stale = stale_references(pkg_dir)
+    for mod, line, name in stale:
+        print(f"stale reference: {mod}:{line}: {name}")
     print(f"{len(edges)} modules, {sum(map(len, edges.values()))} imports, "
-          f"{len(comps)} cycles, {len(private)} private-name imports, {len(up)} upward imports")
-    return 1 if comps or private or up else 0
+          f"{len(comps)} cycles, {len(private)} private-name imports, {len(up)} upward imports, "
+          f"{len(stale)} stale references")
+    return 1 if comps or private or up or stale else 0
 
 
 if __name__ == "__main__":

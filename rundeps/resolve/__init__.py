@@ -5,7 +5,7 @@ For every ``DT_NEEDED`` entry of every ELF object, in this order:
 1. names musl's loader treats as itself (``libc.so``, ``ld-musl-*``, the
    ``libc.``/``libm.``/``libpthread.``/``libdl.``/``librt.``/``libutil.``/
    ``libxnet.`` families) are provided by ``musl``;
-2. the loader's search, rule by rule as :mod:`rundeps.search` states it
+2. the loader's search, rule by rule as :mod:`rundeps.resolve.search` states it
    (already loaded names, ``LD_LIBRARY_PATH``, the run paths of the
    ``needed_by`` chain, the ``PT_INTERP``-located path file or musl's default
    ``/lib:/usr/local/lib:/usr/lib``); :meth:`Resolver.load_order` gives one

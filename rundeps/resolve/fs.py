@@ -107,7 +107,7 @@ class TreeFS:
         """Seed :meth:`symbols` and :meth:`symbols_key` with the scanned
         :class:`rundeps.inputs.walk.ScanItem` objects (``items[i].path`` is the
         in-root real path), without reading their facts: an item loads them
-        when first asked (see :func:`rundeps.walk.scan`)."""
+        when first asked (see :func:`rundeps.inputs.walk.scan`)."""
         self.__dict__.setdefault("_items", {}).update((item.path, item) for item in items)
 
     def symbols(self, real_path: str):

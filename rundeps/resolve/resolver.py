@@ -135,7 +135,7 @@ class Resolver:
     def system_dirs(self, interp: Optional[str] = None) -> Tuple[str, ...]:
         """The system path of a program whose loader is ``interp`` (default:
         ``/lib/ld-musl-<arch>.so.1``): its path file (see
-        :func:`rundeps.search.path_file`), which replaces musl's default
+        :func:`rundeps.resolve.search.path_file`), which replaces musl's default
         ``/lib:/usr/local/lib:/usr/lib`` when it exists, even empty."""
         ld_arch = MUSL_LD_ARCH.get(self.arch or "")
         if not ld_arch:
