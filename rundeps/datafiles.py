@@ -96,7 +96,7 @@ def data_files(*parts: str):
         else:  # inside a zip (or another loader): only importlib.resources knows
             from importlib.resources import files
 
-            top = files(data)
+            top = files(data)  # type: ignore[assignment]  # a Traversable: the same protocol
     for part in parts:
         top = top.joinpath(part)
     return top

@@ -48,11 +48,11 @@ from __future__ import annotations
 import gc
 import posixpath
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, cast, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..platform import is_glibc_interp, same_arch
 from ..resolve.units import python_prefix
-from ..verdict import GLIBC_LOADER, MISSING_LIBRARY, MISSING_SYMBOL, WRONG_ARCH, Fault
+from ..verdict import GLIBC_LOADER, MISSING_LIBRARY, MISSING_SYMBOL, WRONG_ARCH, Fault, FaultKind
 
 from .graph import LFS64_BASE_NAMES, UNDECIDED, Binder, Node, lfs64_base
 from .musl import MuslModel
@@ -179,7 +179,7 @@ def _judge(b: Binder, load: _Load, glibc_files: Set[str], show: Callable[[str], 
             load.undecided.setdefault(show(n.key), refused[1])
         elif load.fault is None and refused is not None:
             kind, reason, what = refused
-            load.fault = Fault(kind, reason, chain(n), what)
+            load.fault = Fault(cast(FaultKind, kind), reason, chain(n), what)
 
 
 def _reason(names: Sequence[str]) -> str:
@@ -271,7 +271,7 @@ class _Run:
     """One binding of a resolution: each unit's load judged in turn
     (:meth:`unit`), then the verdicts gathered (:meth:`collect`)."""
 
-    def __init__(self, b: Binder, res, interpreters: Optional[Mapping[str, str]], gcompat):
+    def __init__(self, b: Binder, res, interpreters: Optional[Mapping[str, Optional[str]]], gcompat):
         self.b = b
         self.res = res
         self.lookup = b.real_path

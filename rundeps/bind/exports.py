@@ -150,9 +150,9 @@ def _read(version: str, arch: str) -> Tuple[FrozenSet[str], str]:
     return got
 
 
-def _choose(versions: List[str], want: Optional[str]) -> Optional[str]:
-    if not versions:
-        return None
+def _choose(versions: List[str], want: Optional[str]) -> str:
+    """The version of ``versions`` (not empty) to use for ``want``: itself,
+    else the nearest older one, else the oldest; the newest for None."""
     versions = sorted(set(versions), key=version_key)
     if want is None:
         return versions[-1]
@@ -182,7 +182,7 @@ def load(version: Optional[str] = None, arch: str = "x86_64") -> Optional[MuslEx
     exact_version = version is None or version == chosen_v
     uncertain: FrozenSet[str] = frozenset()
     newer = None
-    if not exact_version and version_key(chosen_v) < version_key(version):
+    if version is not None and not exact_version and version_key(chosen_v) < version_key(version):
         # the version asked for on another arch says best what it has;
         # else the next newer list, of the same arch where one is shipped
         pool = [(v, a) for v, a in lists if version_key(v) > version_key(chosen_v)]

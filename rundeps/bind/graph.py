@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import marshal
 from collections import deque
-from typing import Literal, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Literal, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..verdict import RELOCATION, TLS
 
@@ -65,11 +65,11 @@ class Node:
                  soname: Optional[str] = None):
         self.key = key
         self.kind: NodeKind = kind
-        self.path = path  # the load path (in-root) for files
+        self.path: Any = path  # the load path (in-root) for files, else None
         self.info = info
-        self.facts = None
+        self.facts: Any = None
         self.package = package
-        self.soname = soname
+        self.soname: Any = soname
         self.deps: List["Node"] = []
         self.missing_libs: List[str] = []
 
@@ -96,7 +96,7 @@ class Binder:
         self.answers: dict = {}
         self._needs: Dict[tuple, FrozenSet[str]] = {}
         self._interpreter_names: Set[str] = set()  # Py* names met so far
-        self.verdicts: Optional[Mapping[bytes, object]] = None  # cached answers of bind_in
+        self.verdicts: Optional[Mapping[bytes, Any]] = None  # cached answers of bind_in
         self.used: Dict[bytes, object] = {}  # the answers this run gave, to cache
         self.symbols_key: Callable[[str], Optional[tuple]] = lambda path: None
         self._idents: Dict[str, bytes] = {}
@@ -180,7 +180,7 @@ class Binder:
         if edge.library is not None:
             real = self.real_path(edge.library)
             lib_info = self.resolver.fs.elf(real) if real else None
-            if lib_info is not None:
+            if real is not None and lib_info is not None:
                 if edge.kind == "in_tree":
                     child = registry.get(real)
                     if child is None:
@@ -304,16 +304,17 @@ class Binder:
         memo = self._scope_idents
         shape = (assume_python, new_from, runtime)
         if memo is None or memo[0] is not scope or memo[1] != shape:  # one scope serves a whole load
-            parts = [b"P" if assume_python else b"-", b"R%d" % new_from if runtime else b"S",
+            parts: List[bytes] = [b"P" if assume_python else b"-", b"R%d" % new_from if runtime else b"S",
                      self._identity(self.musl_node) or b""]
+            known = True
             for n in scope:
                 if n.kind == "file" or n.kind == "musl":
                     ident = self._identity(n)
                     if ident is None:
-                        parts = None
+                        known = False  # a file's identity is unknown: no key
                         break
                     parts.append(ident)
-            memo = self._scope_idents = (scope, shape, None if parts is None else b"\0".join(parts))
+            memo = self._scope_idents = (scope, shape, b"\0".join(parts) if known else None)
         if memo[2] is None:
             return None
         return memo[2] + b"\0" + own  # exact: no digest, so no two keys can collide
@@ -333,7 +334,7 @@ class Binder:
         if self.verdicts is not None:
             key = self._verdict_key(node, scope, assume_python, new_from, runtime)
             got = self.verdicts.get(key) if key is not None else None
-            if got is not None and got != _NO_FACTS:
+            if key is not None and got is not None and got != _NO_FACTS:
                 self.used[key] = got
                 return _split_answer(got, complete)
         missing, has_facts = self._bind_in(node, scope, assume_python)
@@ -382,13 +383,13 @@ class Binder:
             return RELOCATION, f"unsupported relocation type {min(bad)}", tuple(str(t) for t in sorted(bad))
         if f.relr:
             cap = self.musl.relr if self.musl is not None else None
+            name = self.musl.version_name if self.musl is not None else "the target's musl"
             if cap is None or cap.applies is None:
-                name = self.musl.version_name if self.musl is not None else "the target's musl"
                 why = cap.basis if cap is not None else "no musl at hand"
                 return UNDECIDED, (f"uses DT_RELR relocations, and whether {name} applies them cannot be "
                                    f"told ({why})"), ("DT_RELR",)
             if not cap.applies:
-                return RELOCATION, (f"uses DT_RELR relocations, which {self.musl.version_name} does not apply "
+                return RELOCATION, (f"uses DT_RELR relocations, which {name} does not apply "
                                     f"({cap.basis})"), ("DT_RELR",)
         tpoff = f.tpoff
         if runtime and tpoff:

@@ -6,7 +6,7 @@ of the build, :mod:`.builds`), and how the output names it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, FrozenSet, Optional, Tuple, Union
+from typing import Any, Callable, FrozenSet, Optional, Tuple, Union
 
 from ..platform import MUSL_LD_ARCH
 from .builds import Capability, file_digest, relr_support
@@ -93,7 +93,7 @@ class MuslChoice:
     target_root: bool = True
 
 
-def musl_model(fs, arch: Optional[str], symbols: Callable[[str], object], universe=None,
+def musl_model(fs, arch: Optional[str], symbols: Callable[[str], Any], universe=None,
                choice: MuslChoice = MuslChoice(),
                symbols_key: Optional[Callable[[str], Optional[tuple]]] = None) -> Optional[MuslModel]:
     """The musl to bind the reserved names to, as ``choice`` says.
@@ -134,7 +134,7 @@ def musl_model(fs, arch: Optional[str], symbols: Callable[[str], object], univer
     return shipped_musl(arch, musl_version=musl_version, alpine=alpine)
 
 
-def _root_musl(fs, real: str, load_path: str, symbols: Callable[[str], object], universe) -> Optional[MuslModel]:
+def _root_musl(fs, real: str, load_path: str, symbols: Callable[[str], Any], universe) -> Optional[MuslModel]:
     """The model of a root's own ``ld-musl`` (None if it defines nothing):
     whether it applies ``DT_RELR`` is told by its package's version, else
     by the file's digest (read only when first asked)."""

@@ -60,13 +60,14 @@ def check_image(request: ImageRequest, diag: Diagnostics = SILENT) -> Resolution
     cache = file_cache(request.sources, diag)
     stamp, scope, snapshot = _cached_image(cache, image, prefetch,
                                            (request.platform, paths, options.symbols, LIB_DIRS))
+    tree: Optional[Any] = None
     try:
         tree = open_image(image, request.platform, visit=prefetch, snapshot=snapshot)
     except ImageError:
         if snapshot is None:
             raise
         prefetch = Prefetch(paths, options.symbols, info_dirs=LIB_DIRS, progress=diag.progress)
-        tree = snapshot = None
+        snapshot = None
     if tree is None:  # a cached reading that does not fit: read the image
         tree = open_image(image, request.platform, visit=prefetch)
     with tree:

@@ -241,7 +241,7 @@ def runtime_loads_of(search: Search, paths: Sequence[str], root: Any = "/", *, a
     conditions: dict = {}
     if findings:
         files = TreeFiles(root)
-        read = files.read
+        read: Callable[[str], Optional[str]] = files.read
         if hasattr(files.files, "read_many"):  # an image: its packages' sources in one pass per layer
             read = _package_sources(files, {f.path for f in findings})
         conditions = import_conditions({f.path for f in findings}, files, read)

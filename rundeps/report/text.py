@@ -195,9 +195,10 @@ def explain(res: Resolution, name: str) -> Optional[List[str]]:
                 chain = res.universe.dependency_path(q, pkg)
                 lines.append(f"It is left out of the minimal set: {' -> '.join(p.name for p in chain)} (D:)")
         return lines
-    if res.universe is not None and res.universe.package(name) is not None:
+    named = res.universe.package(name) if res.universe is not None else None
+    if res.universe is not None and named is not None:
         for q in res.packages:
-            chain = res.universe.dependency_path(q, res.universe.package(name))
+            chain = res.universe.dependency_path(q, named)
             if chain:
                 lines.append(f"{name} is not needed by any file, but {q.name} pulls it in: "
                              + " -> ".join(p.name for p in chain) + " (D:)")
@@ -209,7 +210,7 @@ def explain(res: Resolution, name: str) -> Optional[List[str]]:
     if not edges:
         return None
     for e in sorted(edges, key=lambda e: e.path):
-        if e.kind in ("package", "musl"):
+        if e.kind in ("package", "musl") and e.package is not None:
             how = {"owner": f"the file {e.library} belongs to it", "builtin": "musl's loader provides it",
                    "provides": f"it provides so:{name}"}.get(e.via, "")
             lines.append(f"{e.path} -> {name} -> {e.package.name}" + (f" ({how})" if how else ""))

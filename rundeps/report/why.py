@@ -4,7 +4,7 @@ reports alike)."""
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from ..apk.model import Package
 from ..resolve import Resolution
@@ -12,7 +12,7 @@ from ..resolve import Resolution
 __all__ = ["why_package"]
 
 
-def why_package(res: Resolution, pkg: Package) -> Dict[str, object]:
+def why_package(res: Resolution, pkg: Package) -> Dict[str, Any]:
     """Why ``pkg`` is in the set: its sonames and the files that need them,
     and the chosen packages that pull it in through ``D:``."""
     sonames: Dict[str, List[str]] = {}

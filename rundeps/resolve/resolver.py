@@ -167,7 +167,7 @@ class Resolver:
         owner = (self.universe.owner(posixpath.normpath(interp)) or self.universe.owner(real)) if real else None
         if owner is not None and owner.name == "gcompat":
             info = None  # gcompat's loader runs musl's loader, with libgcompat.so.0 preloaded
-        if info is not None and is_glibc_loader(real, info) and (
+        if real is not None and info is not None and is_glibc_loader(real, info) and (
             not self.arch or not info.arch or info.arch == self.arch
         ):
             folder = posixpath.dirname(real)
