@@ -319,11 +319,9 @@ class _Run:
     def unit(self, p: str) -> Optional[_Load]:
         """Judge the load of one unit (None when it is not musl's to judge,
         or fails before any load: another arch, a missing glibc loader)."""
-        from ..resolve import is_glibc_linked
-
         info = self.res.objects[p]
         lookup, out = self.lookup, self.out
-        if is_glibc_linked(info):
+        if p in self.res.glibc_linked:  # the search's finding, not computed again
             self.glibc_files.add(lookup(p) or p)
         arch = self.res.arch
         if arch and info.arch and not same_arch(arch, info.arch):

@@ -53,9 +53,9 @@ def check_image(request: ImageRequest, diag: Diagnostics = SILENT) -> Resolution
     from ..inputs.imagescan import Prefetch
 
     image, paths, options = request.image, tuple(request.paths), request.options
+    check_arch_name(options.arch)
     if not isinstance(image, (str, bytes, os.PathLike)):
         return _check_open_image(image, request, diag)
-    check_arch_name(options.arch)
     prefetch = Prefetch(paths, options.symbols, info_dirs=LIB_DIRS, progress=diag.progress)
     cache = file_cache(request.sources, diag)
     stamp, scope, snapshot = _cached_image(cache, image, prefetch,
@@ -112,7 +112,6 @@ def _check_open_image(tree, request: ImageRequest, diag: Diagnostics, prefetch=N
 
     options = request.options
     paths = tuple(request.paths)
-    check_arch_name(options.arch)
     for p in paths:
         if tree.resolve(p, follow_last=False) is None:
             raise UsageError(f"{p} does not exist inside the image {tree.name}")
