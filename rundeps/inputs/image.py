@@ -434,9 +434,10 @@ class ImageTree:
                 hops += 1
                 if hops > MAX_HOPS:
                     return None
-                if e.target.startswith("/"):
+                target = e.target or ""  # a symlink's, always a string
+                if target.startswith("/"):
                     cur = ""
-                parts.extend(p for p in reversed(e.target.split("/")) if p and p != ".")
+                parts.extend(p for p in reversed(target.split("/")) if p and p != ".")
                 continue
             if parts and e.kind != "dir":
                 return None

@@ -13,6 +13,7 @@ built on these is :class:`rundeps.inputs.image.ImageTree`.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import stat
@@ -396,7 +397,7 @@ def open_layer(source, layer, verify=True):
         body = gzip.GzipFile(fileobj=rawh, mode="rb")
     elif magic[:4] == b"\x28\xb5\x2f\xfd":
         try:
-            import zstandard  # type: ignore[import-not-found]  # optional, and untyped when present
+            zstandard = importlib.import_module("zstandard")  # optional: typed Any whether present or not
         except ImportError:
             raw.close()
             raise ImageError(f"{label} is zstd-compressed: pip install zstandard") from None
