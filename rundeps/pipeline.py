@@ -137,8 +137,8 @@ def check_tree(paths: Sequence[str] = ("/usr/local",), root: str = "/", sources:
     diag = diagnostics or Diagnostics()
     _check_tree_inputs(paths, root, options)
     cache = _file_cache(sources.cache_dir, sources.use_cache, diag.warning)  # the walk's, and the verdicts
-    result = scan(paths, root=root, exclude=options.exclude, on_error=diag.file_error, cache=cache,
-                  progress=diag.progress, symbols=options.symbols, jobs=options.jobs)
+    result = scan(paths, root=root, exclude=options.exclude, diag=diag, cache=cache,
+                  symbols=options.symbols, jobs=options.jobs)
     res, _resolver = _check_scanned(result, root, paths, sources, options, diag, cache,
                                     lambda objects: TreeFS(root, known=objects, on_error=diag.file_error))
     return res

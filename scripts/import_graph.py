@@ -27,7 +27,7 @@ from pathlib import Path
 TOP = "rundeps"
 
 LAYERS = (
-    ("rundeps.errors", "rundeps.platform", "rundeps.rootfs", "rundeps.verdict", "rundeps.cachedir",
+    ("rundeps.errors", "rundeps.diagnostics", "rundeps.platform", "rundeps.rootfs", "rundeps.verdict", "rundeps.cachedir",
      "rundeps.datafiles", "rundeps.data"),
     ("rundeps.elf",),
     ("rundeps.inputs", "rundeps.apk"),
@@ -39,7 +39,7 @@ LAYERS = (
 )
 """The pipeline's layers, lowest first: CLI -> api facade -> pipeline ->
 report/bind/loads/distributions -> resolve -> inputs/apk -> elf ->
-platform/rootfs/errors."""
+platform/rootfs/errors/diagnostics."""
 
 
 def layer(mod: str) -> int:

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from elfbuild import build_lib, requires_gcc  # noqa: E402
 
 from rundeps.inputs import walk  # noqa: E402
+from rundeps.diagnostics import Diagnostics
 from rundeps.inputs.filecache import (  # noqa: E402
     SUBDIR, Entries, FileCache, decode_entries, encode_entries, folder_signature, signature_keys)
 from rundeps.elf import ElfInfo  # noqa: E402
@@ -55,7 +56,7 @@ class Opens:
 
 def run(tree, cache, errors=None):
     errs = [] if errors is None else errors
-    res = scan([str(tree)], cache=cache, on_error=lambda p, r: errs.append((p, r)))
+    res = scan([str(tree)], cache=cache, diag=Diagnostics(file_error=lambda p, r: errs.append((p, r))))
     return {os.path.basename(i.path): i.info.needed for i in res.items}, errs, res
 
 

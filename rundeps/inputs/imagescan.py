@@ -165,8 +165,10 @@ class Prefetch:
         if symbols:
             self._with_symbols.add((layer, index))
 
-    def remember(self, tree, path: str, info, facts, symbols: bool) -> None:
-        """Keep facts read later (a library the search asked for) with the rest, for :meth:`dump`."""
+    def record(self, tree, path: str, info, facts, symbols: bool) -> None:
+        """Record the facts of the file at real ``path`` read after the image
+        was opened (a library the search asked for, see
+        :class:`rundeps.resolve.fs.ImageFS`) with the rest, for :meth:`dump`."""
         e = tree.entries.get(path)
         if e is None or e.layer is None:
             return

@@ -100,14 +100,14 @@ class TreeFS:
 
     def known_symbols(self, facts: Mapping[str, object]) -> None:
         """Seed :meth:`symbols` with facts already read ({in-root real
-        path: SymbolFacts}, e.g. from ``ScanItem.symbols``)."""
+        path: SymbolFacts}, e.g. from :meth:`rundeps.inputs.walk.ScanItem.load_symbols`)."""
         self.__dict__.setdefault("_symbols", {}).update(facts)
 
     def known_items(self, items: Iterable[object]) -> None:
         """Seed :meth:`symbols` and :meth:`symbols_key` with the scanned
         :class:`rundeps.inputs.walk.ScanItem` objects (``items[i].path`` is the
-        in-root real path), without reading their facts: an item loads them
-        when first asked (see :func:`rundeps.walk.scan`)."""
+        in-root real path), without reading their facts: :meth:`symbols`
+        loads an item's when first asked (see :func:`rundeps.inputs.walk.scan`)."""
         self.__dict__.setdefault("_items", {}).update((item.path, item) for item in items)
 
     def symbols(self, real_path: str):
@@ -121,7 +121,7 @@ class TreeFS:
             pass
         item = self.__dict__.get("_items", {}).get(real_path)
         if item is not None:
-            facts = memo[real_path] = item.symbols
+            facts = memo[real_path] = item.load_symbols()
             return facts
         from ..elf.reader import read_symbols_fd
 
@@ -145,9 +145,7 @@ class TreeFS:
         keyed on. Facts already read are for the file they were read from."""
         item = self.__dict__.get("_items", {}).get(real_path)
         if item is not None:
-            if item.symbols_key is None:  # read without a cache: the walk's file, statted now
-                item.symbols_key = self._stat_key(real_path)
-            return item.symbols_key
+            return item.key_symbols(lambda: self._stat_key(real_path))
         keys = self.__dict__.setdefault("_keys", {})
         try:
             return keys[real_path]
@@ -289,7 +287,7 @@ class ImageFS:
         """The symbol facts of an in-image real path, None if it has none."""
         item = self._items.get(real_path)
         if item is not None:
-            return item.symbols
+            return item.load_symbols()
         if real_path not in self._symbols:  # not read yet, or read without symbols: read now
             self._read([real_path] if real_path in self._infos else self._batch(real_path), True)
         return self._symbols.get(real_path)
@@ -325,7 +323,7 @@ class ImageFS:
             if facts is not None:
                 self._symbols[path] = facts
             if self.prefetched is not None:  # kept with the image's other facts for a repeat run
-                self.prefetched.remember(self.image, path, info, facts, symbols)
+                self.prefetched.record(self.image, path, info, facts, symbols)
 
     def _error(self, path: str, reason: str) -> None:
         if self._on_error:
