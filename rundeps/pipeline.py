@@ -41,7 +41,7 @@ knowingly leave out of the run-time packages they compute.  Their Dockerfile
 ``libtk8.6.so``) ships without ``tcl`` and ``tk``."""
 
 
-def _file_cache(cache_dir: Optional[str], use_cache: bool, on_warning: Warn):
+def _file_cache(cache_dir: Optional[str], use_cache: bool, diag: Diagnostics):
     """The per-file cache (:class:`rundeps.inputs.filecache.FileCache`), or None
     without a cache or when its folder cannot be used (after a warning)."""
     if not use_cache:
@@ -49,7 +49,7 @@ def _file_cache(cache_dir: Optional[str], use_cache: bool, on_warning: Warn):
     from .cachedir import default_cache_dir
     from .inputs.filecache import FileCache
 
-    return FileCache.open(str(default_cache_dir(cache_dir)), on_warning)
+    return FileCache.open(str(default_cache_dir(cache_dir)), diag)
 
 
 class CheckOptions:
@@ -136,7 +136,7 @@ def check_tree(paths: Sequence[str] = ("/usr/local",), root: str = "/", sources:
     sources = sources or Sources()
     diag = diagnostics or Diagnostics()
     _check_tree_inputs(paths, root, options)
-    cache = _file_cache(sources.cache_dir, sources.use_cache, diag.warning)  # the walk's, and the verdicts
+    cache = _file_cache(sources.cache_dir, sources.use_cache, diag)  # the walk's, and the verdicts
     result = scan(paths, root=root, exclude=options.exclude, diag=diag, cache=cache,
                   symbols=options.symbols, jobs=options.jobs)
     res, _resolver = _check_scanned(result, root, paths, sources, options, diag, cache,
@@ -735,7 +735,7 @@ def check_image(image, paths: Sequence[str] = ("/usr/local",), sources: Optional
     # folders' (with symbols) and the library folders' (without)
     lib_dirs = ("/lib", "/usr/lib", "/usr/local/lib")
     prefetch = Prefetch(paths, options.symbols, info_dirs=lib_dirs, progress=diag.progress)
-    cache = _file_cache(sources.cache_dir, sources.use_cache, diag.warning)
+    cache = _file_cache(sources.cache_dir, sources.use_cache, diag)
     stamp, scope, snapshot = _cached_image(cache, image, prefetch, (platform, tuple(paths), options.symbols, lib_dirs))
     try:
         tree = open_image(image, platform, visit=prefetch, snapshot=snapshot)

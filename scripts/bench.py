@@ -86,7 +86,7 @@ symbols = sys.argv[4:] == ['symbols']
 cache = None
 if cache_dir != '-':
     from rundeps.inputs.filecache import FileCache
-    cache = FileCache.open(cache_dir, lambda m: print('warning:', m, file=sys.stderr))
+    cache = FileCache.open(cache_dir, Diagnostics(warning=lambda m: print('warning:', m, file=sys.stderr)))
 errors = []
 res = scan([tree], cache=cache, diag=Diagnostics(file_error=lambda p, r: errors.append((p, r))), symbols=symbols)
 if mode == 'dump':

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from rundeps.diagnostics import Diagnostics
 from rundeps.inputs.filecache import FileCache
 from rundeps.resolve import TreeFS
 from rundeps.elf import read_symbols
@@ -88,7 +89,7 @@ def test_cached_symbols_load_when_first_read(tree, tmp_path):
     (sym_file,) = [p for p in (cache_dir / "filecache").iterdir() if p.name.endswith(S_EXT)]
     sym_file.write_bytes(SYM_HEADER + b"garbage-garbage")
     warnings = []
-    second = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir, warnings.append), symbols=True)
+    second = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir, Diagnostics(warning=warnings.append)), symbols=True)
     assert warnings == []
     assert all(i.symbols_key == tuple(getattr(os.lstat(i.host_path), a) for a in
                                       ("st_dev", "st_ino", "st_size", "st_mtime_ns")) for i in second.items)
@@ -115,7 +116,7 @@ def test_corrupt_symbols_cache_is_dropped_with_a_warning(tree, tmp_path):
     blob[-3] ^= 0xFF
     sym_file.write_bytes(bytes(blob))
     warnings = []
-    res = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir, warnings.append), symbols=True)
+    res = scan(["/usr/lib"], root=str(tree), cache=FileCache(cache_dir, Diagnostics(warning=warnings.append)), symbols=True)
     for i in res.items:
         assert i.load_symbols() == read_symbols(i.host_path)
     assert any("corrupt" in w for w in warnings)
