@@ -795,7 +795,7 @@ def _check_image(tree, paths: Sequence[str], sources: Sources, options: CheckOpt
     if options.library_path is None:
         options = options.replace(library_path=image_env(tree.config).get("LD_LIBRARY_PATH"))
     options = options.replace(explicit_root=True)
-    result = scan_image(tree, paths, exclude=options.exclude, on_error=diag.file_error, progress=diag.progress,
+    result = scan_image(tree, paths, exclude=options.exclude, diag=diag,
                         symbols=options.symbols, prefetched=prefetch)
     res, resolver = _check_scanned(
         result, tree, paths, sources, options, diag, None,
