@@ -62,7 +62,6 @@ JSON, with its limits, is :mod:`rundeps.inputs.imageblob`, and the formats,
 manifests and config :mod:`rundeps.inputs.imagemanifest`.
 """
 
-
 from __future__ import annotations
 
 import os

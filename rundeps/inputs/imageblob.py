@@ -303,6 +303,8 @@ class Hashing:
 
 
 def norm_member(name: str, where: str) -> str:
+    """A member name as an absolute in-image path (``/`` and ``.`` parts dropped);
+    ImageError for a name too long, with a NUL byte or a ``..`` part."""
     if len(name) > MAX_PATH:
         raise ImageError(f"{where}: a member name of {len(name)} characters (more than {MAX_PATH})")
     if "\x00" in name:
@@ -314,6 +316,8 @@ def norm_member(name: str, where: str) -> str:
 
 
 def read_json(source, name, digest=None, size=None):
+    """The JSON value of blob *name* of *source*, at most :data:`MAX_JSON` bytes
+    and :data:`MAX_JSON_DEPTH` levels deep, checked against *digest* and *size* when given."""
     import json
     with source.open(name) as f:
         data = f.read(MAX_JSON + 1)
@@ -358,6 +362,7 @@ def _json_depth(text: str) -> int:
 
 
 def digest_hex(desc, where) -> str:
+    """The 64 hex digits of descriptor *desc*'s ``sha256:`` digest (ImageError otherwise)."""
     d = desc.get("digest") if isinstance(desc, dict) else None
     if not isinstance(d, str) or not d.startswith("sha256:") or not HEX_DIGEST.match(d[7:]):
         raise ImageError(f"{where}: descriptor digest {d!r} is not a sha256 digest")
@@ -365,6 +370,7 @@ def digest_hex(desc, where) -> str:
 
 
 def desc_size(desc, where):
+    """Descriptor *desc*'s ``size``, None when it gives none (ImageError when it is no byte count)."""
     s = desc.get("size")
     if s is None:
         return None
@@ -419,6 +425,8 @@ def open_layer(source, layer, verify=True):
 
 
 def check_layer(layer, rawh, tarh):
+    """After a layer was read to its end: ImageError unless its digest, size
+    and diff_id (those known) are what was read."""
     label = layer.label
     if layer.digest is not None and rawh.h.hexdigest() != layer.digest:
         raise ImageError(f"{label}: digest mismatch (sha256:{rawh.h.hexdigest()}, "
@@ -459,11 +467,13 @@ def check_member(info, where):
 
 
 def check_read(path, n, image):
+    """ImageError when one read of *path* would give more than :data:`MAX_READ` bytes."""
     if n > MAX_READ:
         raise ImageError(f"{path} in the image {image} is {n} bytes: more than the {MAX_READ} read at once")
 
 
 def member_kind(info) -> str:
+    """``file``, ``dir``, ``symlink`` or ``other`` for a tar member."""
     if info.isreg():
         return "file"
     if info.isdir():

@@ -270,6 +270,8 @@ def check_config(config):
 
 
 def set_diff_ids(config, layers):
+    """Give each layer the diff_id the config's ``rootfs.diff_ids`` lists for
+    it (ImageError unless it lists one per layer); none for a flat tar or a config without them."""
     rootfs = config.get("rootfs")
     ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     if ids is None or not layers or layers[0].name == "":
