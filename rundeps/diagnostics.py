@@ -30,10 +30,11 @@ class Diagnostics:
 
     def __init__(self, warning: Optional[Warn] = None, note: Optional[Warn] = None, info: Optional[Warn] = None,
                  file_error: Optional[FileError] = None, progress: Optional[Progress] = None):
-        self.warning: Warn = warning or _ignore
-        self.note: Warn = note or _ignore
-        self.info: Warn = info or _ignore
-        self.file_error: FileError = file_error or _ignore
+        # "is None", not "or": a sink may be a callable that is falsy (an empty list subclass)
+        self.warning: Warn = _ignore if warning is None else warning
+        self.note: Warn = _ignore if note is None else note
+        self.info: Warn = _ignore if info is None else info
+        self.file_error: FileError = _ignore if file_error is None else file_error
         self.progress: Optional[Progress] = progress
 
     def quiet(self) -> "Diagnostics":

@@ -41,9 +41,12 @@ import base64
 import csv
 import hashlib
 import posixpath
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from .rootfs import root_files
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .apk.model import Package
 
 __all__ = ["Distribution", "DistributionMap", "find_distributions", "map_distributions", "wheel_distributions",
            "needs_of"]
@@ -88,7 +91,8 @@ def _in_root_distribution(root, folder: str):
     return _InRootDistribution(root, folder)
 
 
-_InRootDistribution = None
+_InRootDistribution: Optional[Callable[..., Any]] = None
+"""The class :func:`_in_root_distribution` makes on first use."""
 
 
 class Distribution:
@@ -412,13 +416,12 @@ def map_distributions(root, files: Sequence[str], objects: Iterable[str] = (),
 
 def _decide(root, path: str, claims: List[_Claim]) -> List[_Claim]:
     """Of several claims on one file, the ones whose recorded hash matches it."""
-    hashed = [c for c in claims if c.hash is not None]
+    hashed = [(c, c.hash) for c in claims if c.hash is not None]
     if not hashed:
         return claims
     digests: Dict[str, Optional[str]] = {}
     matching = []
-    for c in hashed:
-        algo, value = c.hash
+    for c, (algo, value) in hashed:
         if algo not in digests:
             digests[algo] = _file_hash(root, path, algo)
         if digests[algo] is not None and digests[algo] == value:
@@ -437,14 +440,14 @@ def wheel_distributions(ws, files: Sequence[str]) -> DistributionMap:
 # -- what each distribution needs -----------------------------------------------
 
 
-def needs_of(res, files: Iterable[str], dlopen_paths: Iterable[str] = ()) -> Dict[object, List[Tuple[str, List[str]]]]:
+def needs_of(res, files: Iterable[str], dlopen_paths: Iterable[str] = ()) -> Dict["Package", List[Tuple[str, List[str]]]]:
     """The packages the objects ``files`` need, following in-tree libraries:
     package -> [(soname, chain)] where chain is the object path that needs
     the soname, preceded by the objects that loaded it from ``files``."""
     by_path: Dict[str, list] = {}
     for e in res.edges:
         by_path.setdefault(e.path, []).append(e)
-    out: Dict[object, List[Tuple[str, List[str]]]] = {}
+    out: Dict["Package", List[Tuple[str, List[str]]]] = {}
     chains: Dict[str, List[str]] = {}
     queue: List[str] = []
     for f in sorted(set(files)):
@@ -502,7 +505,7 @@ def summarise(res, dmap: DistributionMap) -> Tuple[Dict[str, Dict[str, object]],
         key = d.name if seen_names[d.name] == 1 else f"{d.name} {d.version}"
         if key in out:
             key = f"{key} ({d.metadata})"
-        item = {"version": d.version, "kind": d.kind, "metadata": d.metadata}
+        item: Dict[str, object] = {"version": d.version, "kind": d.kind, "metadata": d.metadata}
         item.update(entry(d.files, dl_paths))
         out[key] = item
     owned_dl = set(dl_owner)
@@ -529,7 +532,7 @@ def _groups(res) -> List[Tuple[Optional[Distribution], List[str], List[str]]]:
     """(distribution or None for the unowned files, its ELF files, its Python files with run-time loads)."""
     dmap: DistributionMap = res.distributions
     dl_paths = [f.path for f in res.dlopen]
-    out = []
+    out: List[Tuple[Optional[Distribution], List[str], List[str]]] = []
     for d in dmap.distributions:
         dls = [p for p in dl_paths if d in dmap.owners_of(p)]
         if d.files or dls:

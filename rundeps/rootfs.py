@@ -74,12 +74,7 @@ def resolve_from(root: str, cur: List[str], todo: List[str], hops: int = 0,
     real path and its lstat, or None if it does not exist or loops."""
     cur = list(cur)
     pending = list(reversed(todo))  # a stack, next component last
-    st = None
-    if not pending:
-        try:
-            st = os.lstat(join_host(root, "/" + "/".join(cur)))
-        except (OSError, ValueError):
-            return None
+    st: Optional[os.stat_result] = None
     while pending:
         comp = pending.pop()
         if comp in ("", "."):
@@ -118,6 +113,11 @@ def resolve_from(root: str, cur: List[str], todo: List[str], hops: int = 0,
         if pending and not _stat.S_ISDIR(st.st_mode):
             return None
         cur = cand
+    if st is None:  # nothing to resolve (no parts, or only "" and "."): the folder ``cur`` itself
+        try:
+            st = os.lstat(join_host(root, "/" + "/".join(cur)))
+        except (OSError, ValueError):
+            return None
     return "/" + "/".join(cur), st
 
 

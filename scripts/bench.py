@@ -80,14 +80,15 @@ COPIES = 20
 SCAN_SNIPPET = r"""
 import sys
 from rundeps.inputs.walk import scan
+from rundeps.diagnostics import Diagnostics
 tree, cache_dir, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 symbols = sys.argv[4:] == ['symbols']
 cache = None
 if cache_dir != '-':
     from rundeps.inputs.filecache import FileCache
-    cache = FileCache.open(cache_dir, lambda m: print('warning:', m, file=sys.stderr))
+    cache = FileCache.open(cache_dir, Diagnostics(warning=lambda m: print('warning:', m, file=sys.stderr)))
 errors = []
-res = scan([tree], cache=cache, on_error=lambda p, r: errors.append((p, r)), symbols=symbols)
+res = scan([tree], cache=cache, diag=Diagnostics(file_error=lambda p, r: errors.append((p, r))), symbols=symbols)
 if mode == 'dump':
     import json
     json.dump({i.path: list(i.info.needed) for i in res.items}, sys.stdout)

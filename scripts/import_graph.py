@@ -42,7 +42,7 @@ LAYERS = (
 )
 """The pipeline's layers, lowest first: CLI -> api facade -> pipeline ->
 report/bind/loads/distributions -> resolve -> inputs/apk -> elf ->
-platform/rootfs/errors."""
+platform/rootfs/errors/diagnostics."""
 
 
 def layer(mod: str) -> int:

@@ -146,8 +146,8 @@ def test_scan_symbols_load_lazily_and_jobs_give_the_same_facts(tmp_path, monkeyp
     if len(os.sched_getaffinity(0)) > 1 and threading.active_count() == 1:
         assert forks, "the child was not used"
     assert [i.path for i in one.items] == [i.path for i in two.items]
-    assert [i.symbols for i in one.items] == [i.symbols for i in two.items]
-    assert all(i.symbols is not None for i in two.items)
+    assert [i.load_symbols() for i in one.items] == [i.load_symbols() for i in two.items]
+    assert all(i.load_symbols() is not None for i in two.items)
 
 
 def test_copies_are_parsed_once_and_look_alikes_are_not_taken_for_copies(tmp_path):
@@ -163,10 +163,10 @@ def test_copies_are_parsed_once_and_look_alikes_are_not_taken_for_copies(tmp_pat
         (root / "usr/local/lib" / sub).mkdir()
         shutil.copyfile(a, root / "usr/local/lib" / sub / "libz.so.1")
     res = scan(["/usr/local"], root=str(root), symbols=True)
-    by = {i.path.split("/")[-2]: i.symbols for i in res.items}
+    by = {i.path.split("/")[-2]: i.load_symbols() for i in res.items}
     assert sorted(by) == ["a", "b", "c", "d"]
     for i in res.items:
-        assert i.symbols == read_symbols(i.host_path)
+        assert i.load_symbols() == read_symbols(i.host_path)
     assert "f_aaaa" in by["a"].defined and "f_bbbb" in by["b"].defined and "f_aaaa" not in by["b"].defined
     assert by["c"] is by["a"] and by["d"] is by["a"]  # parsed once
     assert by["b"] is not by["a"]
@@ -200,8 +200,8 @@ def test_a_child_that_dies_leaves_its_files_to_the_parent(tmp_path, monkeypatch)
 
     monkeypatch.setattr(walk, "_read_one", read_one)
     two = scan(["/usr/local"], root=str(root), symbols=True, jobs=2)
-    assert [i.symbols for i in one.items] == [i.symbols for i in two.items]
-    assert all(i.symbols is not None for i in two.items)
+    assert [i.load_symbols() for i in one.items] == [i.load_symbols() for i in two.items]
+    assert all(i.load_symbols() is not None for i in two.items)
 
 
 def test_corrupt_or_foreign_verdicts_are_dropped_with_a_warning(tmp_path):

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from elfbuild import build_lib, requires_gcc  # noqa: E402
 
 from rundeps.inputs import walk  # noqa: E402
+from rundeps.diagnostics import Diagnostics
 from rundeps.inputs.filecache import (  # noqa: E402
     SUBDIR, Entries, FileCache, decode_entries, encode_entries, folder_signature, signature_keys)
 from rundeps.elf import ElfInfo  # noqa: E402
@@ -55,7 +56,7 @@ class Opens:
 
 def run(tree, cache, errors=None):
     errs = [] if errors is None else errors
-    res = scan([str(tree)], cache=cache, on_error=lambda p, r: errs.append((p, r)))
+    res = scan([str(tree)], cache=cache, diag=Diagnostics(file_error=lambda p, r: errs.append((p, r))))
     return {os.path.basename(i.path): i.info.needed for i in res.items}, errs, res
 
 
@@ -123,15 +124,15 @@ def test_corrupt_entry_is_dropped(tree, cache_dir):
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
     warnings = []
-    got, _, _ = run(tree, FileCache.open(str(cache_dir), warnings.append))
+    got, _, _ = run(tree, FileCache.open(str(cache_dir), Diagnostics(warning=warnings.append)))
     assert got["liba.so"] == ("libold.so.1",)
     assert len(warnings) == 1 and "corrupt" in warnings[0]
     # Rewritten: the next run is warm and quiet.
     warnings.clear()
-    run(tree, FileCache.open(str(cache_dir), warnings.append))
+    run(tree, FileCache.open(str(cache_dir), Diagnostics(warning=warnings.append)))
     assert warnings == []
     f.write_bytes(b"garbage")
-    got, _, _ = run(tree, FileCache.open(str(cache_dir), warnings.append))
+    got, _, _ = run(tree, FileCache.open(str(cache_dir), Diagnostics(warning=warnings.append)))
     assert got["libb.so"] == ("libnew.so.1",) and "corrupt" in warnings[0]
 
 
@@ -149,7 +150,7 @@ def test_checksum_valid_entry_with_wrong_types_is_dropped(tree, cache_dir):
     entries.values[folder]["liba.so"] = tuple(record)
     f.write_bytes(encode_entries(entries, key))
     warnings = []
-    got, _, _ = run(tree, FileCache.open(str(cache_dir), warnings.append))
+    got, _, _ = run(tree, FileCache.open(str(cache_dir), Diagnostics(warning=warnings.append)))
     assert got["liba.so"] == ("libold.so.1",)
     assert len(warnings) == 1 and "corrupt" in warnings[0] and "bad ELF record" in warnings[0]
 
@@ -158,7 +159,7 @@ def test_unwritable_cache_folder(tree, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")
     warnings = []
-    assert FileCache.open(str(blocker / "cache"), warnings.append) is None
+    assert FileCache.open(str(blocker / "cache"), Diagnostics(warning=warnings.append)) is None
     assert len(warnings) == 1 and "file cache disabled" in warnings[0]
     got, _, _ = run(tree, None)
     assert got["liba.so"] == ("libold.so.1",)
@@ -166,7 +167,7 @@ def test_unwritable_cache_folder(tree, tmp_path):
 
 def test_cache_folder_becomes_unwritable(tree, cache_dir):
     warnings = []
-    cache = FileCache.open(str(cache_dir), warnings.append)
+    cache = FileCache.open(str(cache_dir), Diagnostics(warning=warnings.append))
     sub = cache_dir / SUBDIR
     sub.rmdir()
     sub.write_text("now a file")  # writes below it fail, even for root
@@ -177,7 +178,8 @@ def test_cache_folder_becomes_unwritable(tree, cache_dir):
 
 def test_two_processes_writing_at_once(tree, cache_dir):
     code = ("import sys; from rundeps.inputs.walk import scan; from rundeps.inputs.filecache import FileCache;"
-            "c = FileCache.open(sys.argv[2], lambda m: print('warning', m, file=sys.stderr));"
+            "from rundeps.diagnostics import Diagnostics;"
+            "c = FileCache.open(sys.argv[2], Diagnostics(warning=lambda m: print('warning', m, file=sys.stderr)));"
             "r = scan([sys.argv[1]], cache=c); print(len(r.items))")
     env = dict(os.environ, PYTHONPATH=str(PROJECT))
     for round_ in range(3):

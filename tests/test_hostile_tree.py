@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from rundeps import rootfs
+from rundeps.diagnostics import Diagnostics
 from rundeps.inputs import walk
 
 HERE = Path(__file__).resolve().parent
@@ -315,7 +316,7 @@ def test_file_truncated_between_head_and_parse(tmp_path, monkeypatch):
         pytest.skip("needs /proc")
     monkeypatch.setattr(walk, "parse_fd", truncating_parse)
     errors = []
-    res = walk.scan(["/usr/local"], root=str(root), on_error=lambda p, r: errors.append((p, r)))
+    res = walk.scan(["/usr/local"], root=str(root), diag=Diagnostics(file_error=lambda p, r: errors.append((p, r))))
     assert cut == [str(shrinking)]
     assert [i.path for i in res.items] == ["/usr/local/lib/a.so", "/usr/local/lib/c.so"]
     assert len(errors) == 1 and errors[0][0] == "/usr/local/lib/b.so", errors
@@ -351,7 +352,7 @@ def test_files_rewritten_and_truncated_during_scans(tmp_path):
         scans = 0
         while time.monotonic() < deadline:
             errors = []
-            res = walk.scan(["/usr/local"], root=str(root), on_error=lambda p, r: errors.append(p))
+            res = walk.scan(["/usr/local"], root=str(root), diag=Diagnostics(file_error=lambda p, r: errors.append(p)))
             seen = [i.path for i in res.items] + errors
             assert len(seen) == len(set(seen))  # each file at most once
             for i in res.items:

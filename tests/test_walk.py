@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from elfbuild import build_exe, build_lib, requires_gcc, scanelf_needed  # noqa: E402
 
 from rundeps.inputs import walk  # noqa: E402
+from rundeps.diagnostics import Diagnostics
 from rundeps.inputs.walk import scan  # noqa: E402
 from rundeps.rootfs import resolve_in_root, to_host  # noqa: E402
 
@@ -58,7 +59,7 @@ SP = "/usr/local/lib/python3.12/site-packages"
 
 def test_scan_tree(tree):
     err = Errors()
-    res = scan(["/usr/local"], root=str(tree), on_error=err)
+    res = scan(["/usr/local"], root=str(tree), diag=Diagnostics(file_error=err))
     assert paths(res) == [
         "/usr/local/bin/tool",
         "/usr/local/lib/libpython3.12.so.1.0",
@@ -116,14 +117,14 @@ def test_exclude_globs(tree):
 def test_truncated_elf_reported_once_and_scan_goes_on(tree, lib_bytes):
     (tree / "usr/local/lib/libbroken.so").write_bytes(lib_bytes[:100])
     err = Errors()
-    res = scan(["/usr/local"], root=str(tree), on_error=err)
+    res = scan(["/usr/local"], root=str(tree), diag=Diagnostics(file_error=err))
     assert err == [("/usr/local/lib/libbroken.so", "truncated program header table")]
     assert len(res.items) == 4
 
 
 def _scan_in_subprocess(root, paths_, timeout=60):
-    code = ("import json, sys; from rundeps.inputs.walk import scan; e = [];"
-            "r = scan(json.loads(sys.argv[2]), root=sys.argv[1], on_error=lambda p, m: e.append([p, m]));"
+    code = ("import json, sys; from rundeps.inputs.walk import scan; from rundeps.diagnostics import Diagnostics; e = [];"
+            "r = scan(json.loads(sys.argv[2]), root=sys.argv[1], diag=Diagnostics(file_error=lambda p, m: e.append([p, m])));"
             "print(json.dumps({'items': [i.path for i in r.items], 'links': r.links, 'errors': e,"
             " 'seen': r.files_seen}))")
     env = dict(os.environ, PYTHONPATH=str(PROJECT))
@@ -235,7 +236,7 @@ def test_non_utf8_file_names(tree, lib_bytes):
     with open(os.path.join(d, b"dir\xff", b"broken\xff.so"), "wb") as f:
         f.write(lib_bytes[:80])
     err = Errors()
-    res = scan(["/usr/local/lib"], root=str(tree), on_error=err)
+    res = scan(["/usr/local/lib"], root=str(tree), diag=Diagnostics(file_error=err))
     weird = [i for i in res.items if "\udcff" in i.path]
     assert [i.path for i in weird] == ["/usr/local/lib/lib\udcff\udcfe.so"]
     assert os.path.exists(os.fsencode(weird[0].host_path))
@@ -251,7 +252,7 @@ def test_unreadable_folder(tree):
     d.chmod(0)
     try:
         err = Errors()
-        res = scan(["/usr/local"], root=str(tree), on_error=err)
+        res = scan(["/usr/local"], root=str(tree), diag=Diagnostics(file_error=err))
         assert err == [("/usr/local/lib/secret", "Permission denied")]
         assert len(res.items) == 4
     finally:
@@ -269,7 +270,7 @@ def test_file_removed_between_listing_and_open(tree, monkeypatch):
 
     monkeypatch.setattr(walk.os, "open", racing_open)
     err = Errors()
-    res = scan(["/usr/local"], root=str(tree), on_error=err)
+    res = scan(["/usr/local"], root=str(tree), diag=Diagnostics(file_error=err))
     monkeypatch.undo()
     assert err == [(SP + "/pkg.libs/libvend-1a2b.so.1", "No such file or directory")]
     assert len(res.items) == 3
@@ -277,11 +278,11 @@ def test_file_removed_between_listing_and_open(tree, monkeypatch):
 
 def test_missing_path_reported(tree):
     err = Errors()
-    res = scan(["/nope"], root=str(tree), on_error=err)
+    res = scan(["/nope"], root=str(tree), diag=Diagnostics(file_error=err))
     assert res.items == [] and err == [("/nope", "No such file or directory")]
 
 
 def test_progress(tree):
     seen = []
-    res = scan(["/usr/local"], root=str(tree), progress=seen.append)
+    res = scan(["/usr/local"], root=str(tree), diag=Diagnostics(progress=seen.append))
     assert seen[-1] == res.files_seen == 6

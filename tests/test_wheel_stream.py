@@ -8,6 +8,7 @@ import tracemalloc
 import pytest
 
 import rundeps.inputs.wheel as wheel
+import rundeps.inputs.wheelzip as wheelzip
 from rundeps.elf import read_elf_path
 from rundeps.elf import read_symbols
 from rundeps.inputs.wheel import WheelLimits, scan_wheel
@@ -59,11 +60,11 @@ def test_a_large_member_is_never_held_whole(tmp_path, lib):
 
 
 def test_tables_outside_what_was_kept_are_read_through_a_temporary_file(tmp_path, lib, monkeypatch):
-    monkeypatch.setattr(wheel, "_CHUNK", 512)
-    monkeypatch.setattr(wheel, "PREFIX_CAP", 0)
+    monkeypatch.setattr(wheelzip, "_CHUNK", 512)
+    monkeypatch.setattr(wheelzip, "PREFIX_CAP", 0)
     spooled = []
-    real = wheel._spooled
-    monkeypatch.setattr(wheel, "_spooled", lambda *a: spooled.append(1) or real(*a))
+    real = wheelzip._spooled
+    monkeypatch.setattr(wheelzip, "_spooled", lambda *a: spooled.append(1) or real(*a))
     ws = scan_wheel(str(_wheel(tmp_path, lib.read_bytes())), symbols=True)
     assert spooled
     assert ws.items[0].symbols == read_symbols(lib)

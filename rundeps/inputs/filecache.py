@@ -28,8 +28,8 @@ Failure modes: a corrupt entry (bad magic, key, checksum or shape) is dropped
 and the scan reads the files; two processes writing the same entry at once
 is safe (each writes its own temporary file, ``os.replace`` is atomic, the
 last writer wins, readers never see half a file); a folder that cannot be
-created or written degrades to no cache with a warning through
-``on_warning``.
+created or written degrades to no cache with a warning through the
+diagnostics' ``warning``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Dict, List, Optional, Tuple
 
+from ..diagnostics import SILENT, Diagnostics
 from ..elf.reader import reader_name
 from ..elf.types import ElfInfo
 
@@ -63,8 +64,6 @@ _SYM_HEADER = b"RDSY" + bytes([SYMBOLS_VERSION])
 #: raised whenever what :mod:`rundeps.bind` or the symbol readers decide changes.
 VERDICTS_VERSION = 4  # 4: DT_RELR told by the loader's build, or undecided; own IFUNC references bind elsewhere
 _VERDICTS_HEADER = b"RDBV" + bytes([VERDICTS_VERSION])
-
-Warn = "Callable[[str], None]"
 
 
 def _reader_tag() -> bytes:
@@ -244,28 +243,26 @@ def decode_entries(blob: bytes, key: bytes = b"") -> Entries:
 class FileCache:
     """Per-file results kept in ``<directory>/filecache``."""
 
-    def __init__(self, directory, on_warning: Optional[Warn] = None):
+    def __init__(self, directory, diag: Diagnostics = SILENT):
         self.directory = os.path.join(os.fsdecode(directory), SUBDIR)
-        self.on_warning = on_warning
+        self.diag = diag
         self._broken = False
         os.makedirs(self.directory, exist_ok=True)
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise PermissionError(f"{self.directory} is not writable")
 
     @classmethod
-    def open(cls, directory, on_warning: Optional[Warn] = None) -> Optional["FileCache"]:
-        """A :class:`FileCache`, or None (after a warning) if the folder
-        cannot be used."""
+    def open(cls, directory, diag: Diagnostics = SILENT) -> Optional["FileCache"]:
+        """A :class:`FileCache`, or None (after a warning to ``diag``) if the
+        folder cannot be used."""
         try:
-            return cls(directory, on_warning)
+            return cls(directory, diag)
         except (OSError, ValueError) as exc:
-            if on_warning is not None:
-                on_warning(f"file cache disabled: cannot use {os.path.join(os.fsdecode(directory), SUBDIR)}: {exc}")
+            diag.warning(f"file cache disabled: cannot use {os.path.join(os.fsdecode(directory), SUBDIR)}: {exc}")
             return None
 
     def _warn(self, msg: str) -> None:
-        if self.on_warning is not None:
-            self.on_warning(msg)
+        self.diag.warning(msg)
 
     def _cache_key(self, kind: bytes, version: int, root: str, top: str) -> bytes:
         """What one cache file (ELF facts or symbol facts of one scanned top) is for."""

@@ -64,7 +64,7 @@ def _can_fork() -> bool:
 def _halves(items: list, sizes: Dict[str, int]) -> Tuple[list, list]:
     """``items`` split in two halves of about the same size; copies of one
     file (same sonames and size) in the same half, so each is parsed once."""
-    groups: Dict[object, list] = {}
+    groups: Dict[Tuple[object, object, int], list] = {}  # (needed, soname, size) -> items
     for item in items:
         groups.setdefault((item.info.needed, item.info.soname, sizes[item.path]), []).append(item)
     halves: Tuple[list, list] = ([], [])

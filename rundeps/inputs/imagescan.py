@@ -22,12 +22,16 @@ bytes dropped.  Nothing is written to the host.
 from __future__ import annotations
 
 import posixpath
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, BinaryIO, Callable, Dict, List, Optional, Sequence, Set, Tuple, cast
 
+from ..diagnostics import SILENT, Diagnostics
 from ..elf.reader import read_elf, read_symbols
 from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
 from .pytree import DIST_INFO_SUFFIXES, PACKAGE_INITS, import_roots
 from .walk import PROGRESS_EVERY, ScanItem, ScanResult, compile_excludes, is_under
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..elf.facts import SymbolFacts
 
 __all__ = ["scan_image", "read_members", "member_facts", "Prefetch", "entry_program", "image_env", "EntryProgram",
            "DEFAULT_PATH", "MAX_ELF_READ"]
@@ -117,7 +121,7 @@ def member_facts(f, size: int, head: bytes, symbols: bool):
         buf += piece
     data = _View(buf)
     try:
-        info = read_elf(data)
+        info = read_elf(cast(BinaryIO, data))  # a _View reads and seeks as a binary file does
     except ElfError as exc:
         return None, None, str(exc)
     if info is None or not symbols:
@@ -146,7 +150,7 @@ class Prefetch:
         self.prefixes = tuple(p.rstrip("/") + "/" for p in prefixes)
         self.info_dirs = frozenset(p.rstrip("/") or "/" for p in info_dirs)
         self.symbols = symbols
-        self.facts: Dict[Tuple[int, int], Tuple[Optional[ElfInfo], object, Optional[str]]] = {}
+        self.facts: Dict[Tuple[int, int], Tuple[Optional[ElfInfo], Optional["SymbolFacts"], Optional[str]]] = {}
         self._with_symbols: set = set()
 
     def __call__(self, layer: int, index: int, path: str, f, size: int) -> None:
@@ -165,8 +169,10 @@ class Prefetch:
         if symbols:
             self._with_symbols.add((layer, index))
 
-    def remember(self, tree, path: str, info, facts, symbols: bool) -> None:
-        """Keep facts read later (a library the search asked for) with the rest, for :meth:`dump`."""
+    def record(self, tree, path: str, info, facts, symbols: bool) -> None:
+        """Record the facts of the file at real ``path`` read after the image
+        was opened (a library the search asked for, see
+        :class:`rundeps.resolve.fs.ImageFS`) with the rest, for :meth:`dump`."""
         e = tree.entries.get(path)
         if e is None or e.layer is None:
             return
@@ -275,16 +281,16 @@ class _Listing:
             stack.extend(subdirs)
 
 
-def scan_image(tree, paths: Sequence[str], exclude: Sequence[str] = (), on_error: Optional[OnError] = None,
-               progress: Optional[Callable[[int], None]] = None, symbols: bool = False,
-               prefetched: Optional[Prefetch] = None) -> ScanResult:
+def scan_image(tree, paths: Sequence[str], exclude: Sequence[str] = (), diag: Diagnostics = SILENT,
+               symbols: bool = False, prefetched: Optional[Prefetch] = None) -> ScanResult:
     """Walk the in-image ``paths`` (folders or single files) of ``tree`` and
     read every ELF regular file in them (``symbols``: their symbol facts
-    too, in :attr:`ScanItem.symbols`).  ``progress(n)`` is called with the
-    number of files read so far.  ``ScanItem.host_path`` is None: nothing
-    of an image is a host file.  ``prefetched``: what a :class:`Prefetch`
-    read while the image was opened."""
-    error = on_error or _ignore
+    too, given by :meth:`ScanItem.load_symbols`).  ``diag.file_error(path,
+    reason)`` hears of every file that could not be read, ``diag.progress(n)``
+    (when set) the number of files read so far.  ``ScanItem.host_path`` is
+    None: nothing of an image is a host file.  ``prefetched``: what a
+    :class:`Prefetch` read while the image was opened."""
+    error, progress = diag.file_error, diag.progress
     listing = _Listing(tree, compile_excludes(exclude))
     tops = _canonical_tops(tree, paths, error)
     for _given, real, kind in tops:

@@ -9,7 +9,8 @@ Rules (see the tests):
   and ``O_NONBLOCK | O_NOFOLLOW`` on open as belt and braces);
 * files are recognised by the ELF magic, never by name; non-ELF files are
   skipped silently; unreadable files and folders, and broken ELF files, are
-  reported once through ``on_error(in_root_path, reason)`` and skipped;
+  reported once through the diagnostics' ``file_error(in_root_path, reason)``
+  and skipped;
 * ``exclude`` globs (:mod:`fnmatch`) are matched against in-root paths;
 * the given paths are canonicalised inside the root (symlinks resolved, ``..``
   clamped) and paths inside another given path are dropped, so each file is
@@ -35,13 +36,14 @@ import gc
 import os
 import posixpath
 import stat as _stat
-from collections import Counter
+from collections import Counter, namedtuple
 # typing is only needed by type checkers (annotations are strings here);
 # not importing it keeps start-up light.
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
+from ..diagnostics import SILENT, Diagnostics
 from ..elf.dynamic import parse_fd
 from ..elf.reader import read_elf_fd_pyelftools, reader_name
 from ..elf.types import HEAD_SIZE, ElfError, ElfInfo, is_elf_magic
@@ -64,35 +66,43 @@ _HAVE_DIR_FD = os.open in os.supports_dir_fd and os.scandir in os.supports_fd
 class ScanItem:
     """One ELF regular file found by :func:`scan`.
 
-    ``symbols`` is its :class:`rundeps.elf.facts.SymbolFacts` when the scan
-    was asked for them (``scan(..., symbols=True)``), else None; also None
-    when its symbol tables could not be read (reported through ``on_error``).
-    With a file cache they are loaded when ``symbols`` is first read (see
-    :func:`scan`); ``symbols_key`` is then the file's (device, inode, size,
-    mtime_ns) those facts are, or will be, for.
+    :meth:`load_symbols` gives its :class:`rundeps.elf.facts.SymbolFacts`
+    when the scan was asked for them (``scan(..., symbols=True)``), else
+    None; also None when its symbol tables could not be read (reported
+    through the diagnostics' ``file_error``).  With a file cache they are
+    loaded by the first :meth:`load_symbols` of an item of its scanned top
+    (see :func:`scan`); ``symbols_key`` is then the file's (device, inode,
+    size, mtime_ns) those facts are, or will be, for.
     """
 
     __slots__ = ("path", "host_path", "info", "_symbols", "_loader", "symbols_key")
 
-    def __init__(self, path: str, host_path: str, info: ElfInfo, symbols=None):
+    def __init__(self, path: str, host_path: Optional[str], info: ElfInfo, symbols=None):
         self.path = path  # in-root path, e.g. '/usr/local/lib/python3.12/site-packages/x.so'
-        self.host_path = host_path  # the real path on this machine
+        self.host_path = host_path  # the real path on this machine (None for an image's file)
         self.info = info
         self._symbols = symbols
-        self._loader = None
+        self._loader: Optional[_TopSymbols] = None
         self.symbols_key: Optional[Tuple[int, int, int, int]] = None
 
-    @property
-    def symbols(self):
+    def load_symbols(self):
+        """The item's symbol facts.  The first call on an item of a scan
+        with a file cache loads the facts of every item of its scanned top:
+        it reads the cache file, reads the files that changed (perhaps in a
+        forked child, see :func:`scan`'s ``jobs``) and writes the cache back;
+        later calls give what that load found."""
         loader = self._loader
         if loader is not None:
             loader.load()
         return self._symbols
 
-    @symbols.setter
-    def symbols(self, facts) -> None:
-        self._symbols = facts
-        self._loader = None
+    def key_symbols(self, stat_now: "Callable[[], Optional[Tuple[int, int, int, int]]]"):
+        """The (device, inode, size, mtime_ns) the item's symbol facts are
+        for: the one the scan noted, else ``stat_now()``'s (read without a
+        cache: the walk's file, statted now), noted from then on."""
+        if self.symbols_key is None:
+            self.symbols_key = stat_now()
+        return self.symbols_key
 
     def __repr__(self) -> str:
         return f"ScanItem({self.path!r}, {self.host_path!r}, {self.info!r})"
@@ -137,10 +147,11 @@ def is_under(path: str, top: str) -> bool:
 
 
 class _Walker:
-    def __init__(self, root: str, on_error, cache, progress, excluded):
+    """One walk of a root folder: what it found so far, and where it reports."""
+
+    def __init__(self, root: str, on_error: "Callable[[str, str], None]", progress, excluded):
         self.root = root
         self.on_error = on_error
-        self.cache = cache
         self.progress = progress
         self.excluded = excluded
         self.found: List[Tuple[str, ElfInfo]] = []
@@ -153,8 +164,7 @@ class _Walker:
         self.packages: Set[str] = set()  # folders holding an __init__.py or __init__.pyc
 
     def error(self, path: str, reason: str) -> None:
-        if self.on_error is not None:
-            self.on_error(path, reason)
+        self.on_error(path, reason)
 
     def tick_progress(self) -> None:
         while self.next_progress <= self.files_seen:
@@ -406,26 +416,31 @@ def _canonical_tops(root: str, paths: Sequence[str], error) -> List[Tuple[str, s
     return out
 
 
+_Walk = namedtuple("_Walk", "exclude symbols jobs")
+"""What one walk reads beside its paths and root: the ``exclude`` globs,
+whether ``symbols`` are read, and the ``jobs`` that read them (see :func:`scan`)."""
+
+
 def scan(
     paths: Sequence[str],
     root: str = "/",
     exclude: Sequence[str] = (),
-    on_error: Optional[Callable[[str, str], None]] = None,
+    diag: Diagnostics = SILENT,
     cache: Optional["FileCache"] = None,
     jobs: Optional[int] = None,
-    progress: Optional[Callable[[int], None]] = None,
     symbols: bool = False,
 ) -> ScanResult:
     """Walk the in-root ``paths`` (folders or single files) of ``root`` and
     read every ELF regular file in them.
 
     ``symbols=True`` also reads each ELF file's symbol facts
-    (:class:`rundeps.elf.facts.SymbolFacts`, in :attr:`ScanItem.symbols`);
-    with a ``cache`` they are kept per file (keyed like the ELF facts, in a
-    file of their own so that scans without symbols never load them), and a
-    repeat run reads no symbol table of an unchanged file. With a cache the
-    facts are loaded when an item's ``symbols`` is first read (a file that
-    cannot be read is reported then).
+    (:class:`rundeps.elf.facts.SymbolFacts`, given by
+    :meth:`ScanItem.load_symbols`); with a ``cache`` they are kept per file
+    (keyed like the ELF facts, in a file of their own so that scans without
+    symbols never load them), and a repeat run reads no symbol table of an
+    unchanged file. With a cache the facts are loaded by the first
+    :meth:`ScanItem.load_symbols` of an item (a file that cannot be read is
+    reported then).
 
     ``cache`` (a :class:`rundeps.inputs.filecache.FileCache`) skips files whose
     (device, inode, size, mtime_ns) are unchanged since the last scan.
@@ -435,7 +450,9 @@ def scan(
     facts either way; the CLI asks for it, the default is 1). The walk
     itself is single-threaded: a second thread did not pay on two cores
     (see scripts/bench.py).
-    ``progress(n)`` is called with the number of files seen so far.
+    ``diag``: ``diag.file_error(in_root_path, reason)`` hears of every file
+    or folder that could not be read, ``diag.progress(n)`` (when set) the
+    number of files seen so far.
     """
     # The walk makes a few objects per file (entries, stat results, tuples)
     # and never a reference cycle: the cyclic collector would only re-scan
@@ -443,16 +460,17 @@ def scan(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _scan(paths, root, exclude, on_error, cache, progress, symbols, jobs or 1)
+        return _scan(paths, root, _Walk(exclude, symbols, jobs or 1), diag, cache)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: int = 1) -> ScanResult:
+def _scan(paths: Sequence[str], root: str, walk: _Walk, diag: Diagnostics, cache) -> ScanResult:
     root = norm_root(root)
-    excluded = compile_excludes(exclude)
-    w = _Walker(root, on_error, cache, progress, excluded)
+    symbols, progress = walk.symbols, diag.progress
+    excluded = compile_excludes(walk.exclude)
+    w = _Walker(root, diag.file_error, progress, excluded)
     if symbols and cache is not None:
         w.keys = {}
     tops = _canonical_tops(root, paths, w.error)
@@ -478,7 +496,7 @@ def _scan(paths, root, exclude, on_error, cache, progress, symbols=False, jobs: 
     items = [ScanItem(p, join_host(root, p), info) for p, info in found]
     elf_paths = {p for p, _ in found}
     if symbols:
-        _attach_symbols(root, items, tops, cache, w.error, w.keys, jobs)
+        _attach_symbols(root, items, tops, cache, w.error, w.keys, walk.jobs)
 
     links: Dict[str, str] = {}
     dir_tops = [real for _g, real, kind in tops if kind == "dir"]
@@ -541,22 +559,30 @@ def read_keyed(host_path: str, read):
         os.close(fd)
 
 
+def _host_path(item: ScanItem) -> str:
+    """The host path of an item of a walk of a root folder (an image's items have none)."""
+    path = item.host_path
+    if path is None:
+        raise TypeError(f"{item.path} is not a file on this machine")
+    return path
+
+
 def _copy_key(item: ScanItem, size: Optional[int] = None):
     """What two copies of one file share: their sonames and size."""
     if size is None:
         try:
-            size = os.lstat(item.host_path).st_size
+            size = os.lstat(_host_path(item)).st_size
         except OSError:
             return None
     return (item.info.needed, item.info.soname, size)
 
 
 def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=None, jobs: int = 1) -> None:
-    """Fill in :attr:`ScanItem.symbols`, from the cache where a file's
-    (device, inode, size, mtime_ns) is unchanged, else by reading it.
-    Without a cache they are read now; with one, each scanned top's facts
-    are loaded (and the files that changed read) when the first of its
-    items' ``symbols`` is read, so that a run which needs none of them (its
+    """Give each item its symbol facts (:meth:`ScanItem.load_symbols`), from
+    the cache where a file's (device, inode, size, mtime_ns) is unchanged,
+    else by reading it.  Without a cache they are read now; with one, each
+    scanned top's facts are loaded (and the files that changed read) by the
+    first :meth:`ScanItem.load_symbols` of one of its items, so that a run which needs none of them (its
     binding verdicts are cached, see :mod:`rundeps.bind`) loads none."""
     dir_tops = [real for _g, real, kind in tops if kind == "dir"]
     by_top: Dict[str, List[ScanItem]] = {}
@@ -574,7 +600,7 @@ def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=N
             key = keys.get(item.path)  # as the walk found the file
             if key is None:
                 try:
-                    key = stat_key(os.lstat(item.host_path))
+                    key = stat_key(os.lstat(_host_path(item)))
                 except OSError:
                     key = None
             item.symbols_key = key
@@ -656,7 +682,7 @@ class _TopSymbols:
 def _read_one(item: ScanItem, reader: _CopyReader):
     """("facts", key, facts or None) or ("error", reason) for one item."""
     try:
-        key, facts = read_keyed(item.host_path, lambda fd, key: reader.read(item, fd, key[2]))
+        key, facts = read_keyed(_host_path(item), lambda fd, key: reader.read(item, fd, key[2]))
     except ElfError as exc:
         return ("error", f"broken symbol table: {exc}")
     except OSError as exc:

@@ -118,8 +118,8 @@ def _check_open_image(tree, request: ImageRequest, diag: Diagnostics, prefetch=N
     if options.library_path is None:
         options = options.replace(library_path=image_env(tree.config).get("LD_LIBRARY_PATH"))
     options = options.replace(explicit_root=True)
-    result = scan_image(tree, paths, exclude=options.exclude, on_error=diag.file_error, progress=diag.progress,
-                        symbols=options.symbols, prefetched=prefetch)
+    result = scan_image(tree, paths, exclude=options.exclude, diag=diag, symbols=options.symbols,
+                        prefetched=prefetch)
     scanned = Scanned(result, tree, paths,
                       lambda objects: ImageFS(tree, known=objects, on_error=diag.file_error, symbols=options.symbols,
                                               prefetched=prefetch))

@@ -42,7 +42,7 @@ def file_cache(sources: Sources, diag: Diagnostics = SILENT):
     from ..cachedir import default_cache_dir
     from ..inputs.filecache import FileCache
 
-    return FileCache.open(str(default_cache_dir(sources.cache_dir)), diag.warning)
+    return FileCache.open(str(default_cache_dir(sources.cache_dir)), diag)
 
 
 def check_scanned(scanned: Scanned, sources: Sources, options: CheckOptions, diag: Diagnostics,

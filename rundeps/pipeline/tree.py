@@ -24,8 +24,8 @@ def check_tree(request: TreeRequest, diag: Diagnostics = SILENT) -> Resolution:
     paths, root, sources, options = tuple(request.paths), request.root, request.sources, request.options
     check_inputs(request)
     cache = file_cache(sources, diag)  # the walk's, and the verdicts
-    result = scan(paths, root=root, exclude=options.exclude, on_error=diag.file_error, cache=cache,
-                  progress=diag.progress, symbols=options.symbols, jobs=options.jobs)
+    result = scan(paths, root=root, exclude=options.exclude, diag=diag, cache=cache, symbols=options.symbols,
+                  jobs=options.jobs)
     scanned = Scanned(result, root, paths, lambda objects: TreeFS(root, known=objects, on_error=diag.file_error))
     res, _resolver = check_scanned(scanned, sources, options, diag, cache)
     return res

@@ -10,7 +10,7 @@ import stat as _stat
 from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 from ..elf import ElfError, ElfInfo, read_elf_path
-from ..inputs.walk import read_keyed, stat_key
+from ..inputs.walk import ScanItem, read_keyed, stat_key
 from ..rootfs import HostFiles, resolve_dir_in_root, resolve_in_root, to_host
 
 
@@ -41,16 +41,17 @@ class Tree:
 
     def read_text(self, path: str) -> Optional[str]: ...
 
-    def is_secure(self, path: str) -> bool: ...
+    def is_secure(self, path: str) -> bool:
+        raise NotImplementedError
 
 
 class TreeFS:
     """Libraries looked up in a folder that is the root of a filesystem."""
 
-    def __init__(self, root: str, known: Mapping[str, ElfInfo] = (), on_error=None):
+    def __init__(self, root: str, known: Optional[Mapping[str, ElfInfo]] = None, on_error=None):
         self.root = root
         self.files = HostFiles(root)
-        self._infos: Dict[str, Optional[ElfInfo]] = dict(known)
+        self._infos: Dict[str, Optional[ElfInfo]] = dict(known or {})
         self._on_error = on_error
         self._lookups: Dict[str, Optional[str]] = {}
         self._dirs: Dict[str, Optional[str]] = {}
@@ -61,6 +62,7 @@ class TreeFS:
             return self._lookups[path]
         except KeyError:
             pass
+        real: Optional[str]
         if path in self._infos:
             real = path  # a real path the walk (or an earlier lookup) found a file at
         else:
@@ -100,14 +102,14 @@ class TreeFS:
 
     def known_symbols(self, facts: Mapping[str, object]) -> None:
         """Seed :meth:`symbols` with facts already read ({in-root real
-        path: SymbolFacts}, e.g. from ``ScanItem.symbols``)."""
+        path: SymbolFacts}, e.g. from :meth:`rundeps.inputs.walk.ScanItem.load_symbols`)."""
         self.__dict__.setdefault("_symbols", {}).update(facts)
 
-    def known_items(self, items: Iterable[object]) -> None:
+    def known_items(self, items: Iterable[ScanItem]) -> None:
         """Seed :meth:`symbols` and :meth:`symbols_key` with the scanned
         :class:`rundeps.inputs.walk.ScanItem` objects (``items[i].path`` is the
-        in-root real path), without reading their facts: an item loads them
-        when first asked (see :func:`rundeps.inputs.walk.scan`)."""
+        in-root real path), without reading their facts: :meth:`symbols`
+        loads an item's when first asked (see :func:`rundeps.inputs.walk.scan`)."""
         self.__dict__.setdefault("_items", {}).update((item.path, item) for item in items)
 
     def symbols(self, real_path: str):
@@ -121,7 +123,7 @@ class TreeFS:
             pass
         item = self.__dict__.get("_items", {}).get(real_path)
         if item is not None:
-            facts = memo[real_path] = item.symbols
+            facts = memo[real_path] = item.load_symbols()
             return facts
         from ..elf.reader import read_symbols_fd
 
@@ -145,9 +147,7 @@ class TreeFS:
         keyed on. Facts already read are for the file they were read from."""
         item = self.__dict__.get("_items", {}).get(real_path)
         if item is not None:
-            if item.symbols_key is None:  # read without a cache: the walk's file, statted now
-                item.symbols_key = self._stat_key(real_path)
-            return item.symbols_key
+            return item.key_symbols(lambda: self._stat_key(real_path))
         keys = self.__dict__.setdefault("_keys", {})
         try:
             return keys[real_path]
@@ -247,15 +247,15 @@ class ImageFS:
     the ELF facts (what binding needs); ``prefetched``: facts read while the
     image was opened (:class:`rundeps.inputs.imagescan.Prefetch`)."""
 
-    def __init__(self, image, known: Mapping[str, ElfInfo] = (), on_error=None, symbols: bool = False,
+    def __init__(self, image, known: Optional[Mapping[str, ElfInfo]] = None, on_error=None, symbols: bool = False,
                  prefetched=None):
         self.image = image
         self.prefetched = prefetched  # a rundeps.inputs.imagescan.Prefetch, or None
         self.files = image
         self.root = None  # no host folder
-        self._infos: Dict[str, Optional[ElfInfo]] = dict(known)
+        self._infos: Dict[str, Optional[ElfInfo]] = dict(known or {})
         self._symbols: Dict[str, object] = {}
-        self._items: Dict[str, object] = {}
+        self._items: Dict[str, ScanItem] = {}
         self._on_error = on_error
         self._want_symbols = symbols
         self._lookups: Dict[str, Optional[str]] = {}
@@ -272,7 +272,7 @@ class ImageFS:
         self._lookups[path] = real
         return real
 
-    def known_items(self, items: Iterable[object]) -> None:
+    def known_items(self, items: Iterable[ScanItem]) -> None:
         """Seed :meth:`symbols` with the scanned items' facts (see :func:`rundeps.inputs.imagescan.scan_image`)."""
         self._items.update((item.path, item) for item in items)
 
@@ -289,7 +289,7 @@ class ImageFS:
         """The symbol facts of an in-image real path, None if it has none."""
         item = self._items.get(real_path)
         if item is not None:
-            return item.symbols
+            return item.load_symbols()
         if real_path not in self._symbols:  # not read yet, or read without symbols: read now
             self._read([real_path] if real_path in self._infos else self._batch(real_path), True)
         return self._symbols.get(real_path)
@@ -325,7 +325,7 @@ class ImageFS:
             if facts is not None:
                 self._symbols[path] = facts
             if self.prefetched is not None:  # kept with the image's other facts for a repeat run
-                self.prefetched.remember(self.image, path, info, facts, symbols)
+                self.prefetched.record(self.image, path, info, facts, symbols)
 
     def _error(self, path: str, reason: str) -> None:
         if self._on_error:
