@@ -255,9 +255,9 @@ def _string_reader(wanted: List[int], tab_off: int, limit: int, pread) -> Callab
     cache: Dict[int, str] = {}
 
     def string(o: int) -> str:
-        s = cache.get(o)
-        if s is not None:
-            return s
+        hit = cache.get(o)
+        if hit is not None:
+            return hit
         end = -1
         if window:
             rel = o - lo
