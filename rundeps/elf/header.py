@@ -229,7 +229,8 @@ def segment_offset(loads: Sequence[Tuple[int, int, int]], addr: int, what: str) 
     raise ElfError(f"{what} outside every PT_LOAD segment")
 
 
-def table_at(loads: Sequence[Tuple[int, int, int]], pread: Callable[[int, int], bytes], addr: int, size: int, what: str) -> bytes:
+def table_at(loads: Sequence[Tuple[int, int, int]], pread: Callable[[int, int], bytes], addr: int, size: int,
+             what: str) -> bytes:
     """The ``size`` bytes at the address ``addr``, inside its segment."""
     off, left = segment_offset(loads, addr, what)
     if size > left:

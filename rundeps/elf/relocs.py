@@ -132,7 +132,8 @@ class Relocs:
         else:
             self.skip_off, self.skip_pat = symoff, bytes(symw)
 
-    def scan_table(self, loads: Sequence[Tuple[int, int, int]], pread: Callable[[int, int], bytes], addr: int, tsize: int, rela: bool) -> None:
+    def scan_table(self, loads: Sequence[Tuple[int, int, int]], pread: Callable[[int, int], bytes], addr: int,
+                   tsize: int, rela: bool) -> None:
         """Read one relocation table, in chunks of :data:`RELOC_CHUNK`."""
         if tsize > MAX_RELOCS:
             raise ElfError("relocation table too large")

@@ -98,7 +98,7 @@ import struct
 from itertools import accumulate, compress, filterfalse, repeat
 from operator import add, and_, truth
 
-from .facts import EMPTY, SymbolFacts
+from .facts import EMPTY, SymbolFacts, reloc_facts
 from .header import (Header, guarded, parse_as_elf_error, parse_header, program_headers, read_exact, segment_offset,
                      table_at, word_array)
 from .relocs import DT_RELR, DT_RELRSZ, Relocs, reloc_tables
@@ -177,7 +177,7 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
     if DT_SYMTAB not in dyn:
         if rel.refd:
             raise ElfError("relocations against symbols without DT_SYMTAB")
-        return (SymbolFacts({}, frozenset(), tpoff=own_tls, bad_relocs=bad_relocs, relr=relr)
+        return (SymbolFacts({}, frozenset(), relocs=reloc_facts(tpoff=own_tls, bad_relocs=bad_relocs, relr=relr))
                 if own_tls or bad_relocs or relr else EMPTY)
     nsyms, first = _symbol_count(h, dyn, loads, pread)
     if rel.refd:
@@ -185,7 +185,7 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
     if nsyms > MAX_SYMS:
         raise ElfError(f"too many dynamic symbols ({nsyms})")
     if nsyms == 0:  # then no relocation names a symbol: tp_i is empty
-        return (SymbolFacts({}, frozenset(), tpoff=own_tls, bad_relocs=bad_relocs, relr=relr)
+        return (SymbolFacts({}, frozenset(), relocs=reloc_facts(tpoff=own_tls, bad_relocs=bad_relocs, relr=relr))
                 if own_tls or bad_relocs or relr else EMPTY)
 
     syms = _Symbols(h, dyn, loads, pread, nsyms)
@@ -199,14 +199,16 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
         hidden=frozenset(hidden) - defs,
         ifunc=frozenset(ifunc) - defs,
         undef_valued=frozenset(undef_valued),
-        plt_only=plt_only,
-        copy=frozenset(copy),
-        unreferenced=frozenset(unreferenced),
         nsyms=nsyms,
-        tpoff=tpoff,
-        bad_relocs=bad_relocs,
-        relr=relr,
-        own_unfound=own_unfound,
+        relocs=reloc_facts(
+            plt_only=plt_only,
+            copy=frozenset(copy),
+            unreferenced=frozenset(unreferenced),
+            tpoff=tpoff,
+            bad_relocs=bad_relocs,
+            relr=relr,
+            own_unfound=own_unfound,
+        ),
     )
 
 
