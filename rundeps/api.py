@@ -19,8 +19,9 @@ from typing import Callable, Optional, Sequence
 
 from . import pipeline
 from .apk.model import Universe
-from .apk.sources import (INSTALLED_DB, USR_INSTALLED_DB, Sources, index_cache, index_locations, installed_database,
-                          load_database, load_universe, open_apk_cached, open_indexes, trusted_keys)
+from .apk.sources import (INSTALLED_DB, USR_INSTALLED_DB, IndexRequest, Sources, index_cache, index_locations,
+                          installed_database, load_database, load_universe, open_apk_cached, open_indexes,
+                          trusted_keys)
 from .pipeline import (BASE_IMAGE_SONAMES, DEFAULT_EXCLUDES, CheckOptions, Diagnostics, ProgramCheck, WheelCheck,
                        add_distributions, add_installed_size, add_runtime_loads, add_wheel_loads, bind_symbols,
                        bind_wheel, check_arch_name, read_arch, split_default_excludes, system_libraries,
@@ -32,7 +33,7 @@ __all__ = ["DEFAULT_EXCLUDES", "Sources", "CheckOptions", "Diagnostics", "WheelC
            "check_image",
            "check_wheel", "load_database", "load_universe", "open_indexes", "add_distributions",
            "add_installed_size", "add_runtime_loads", "add_wheel_loads", "bind_symbols", "bind_wheel",
-           "index_locations", "index_cache", "trusted_keys", "installed_database", "open_apk_cached",
+           "index_locations", "index_cache", "trusted_keys", "IndexRequest", "installed_database", "open_apk_cached",
            "target_arch", "read_arch", "check_arch_name", "split_default_excludes", "system_libraries",
            "tree_symbols", "wheel_interpreter", "BASE_IMAGE_SONAMES", "KNOWN_ARCHES", "INSTALLED_DB",
            "USR_INSTALLED_DB", "host_arch"]

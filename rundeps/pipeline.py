@@ -16,7 +16,7 @@ import posixpath
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .apk.model import Universe
-from .apk.sources import Sources, index_locations, installed_database, load_universe, open_indexes
+from .apk.sources import IndexRequest, Sources, index_locations, installed_database, load_universe, open_indexes
 from .diagnostics import Diagnostics
 from .errors import SourceError, UsageError
 from .platform import KNOWN_ARCHES, host_arch, same_arch
@@ -154,8 +154,7 @@ def _check_scanned(result, root, paths: Sequence[str], sources: Sources, options
     objects = {item.path: item.info for item in result.items}
     left_out = split_default_excludes(objects) if options.default_excludes else {}
     arch = _tree_arch(objects, root, options, diag)
-    universe = load_universe(root, sources, arch, diag.warning, explicit_root=options.explicit_root,
-                             on_info=diag.info)
+    universe = load_universe(root, sources, arch, diag, explicit_root=options.explicit_root)
     fs = make_fs(objects)
     if options.symbols:
         fs.known_items(result.items)  # their facts load when the binder first needs them
@@ -229,9 +228,8 @@ def _resolve_tree(resolver: Resolver, objects, root: str, sources: Sources, opti
     tags: dict = {}
     try:
         locations = index_locations(sources, root, resolver.arch, from_root=True, tags=tags,
-                                    on_warning=diag.warning)
-        more = open_indexes(locations, root, resolver.arch, sources, diag.warning, diag.info, tolerant=True,
-                            tags=tags)
+                                    diag=diag)
+        more = open_indexes(locations, IndexRequest(root, resolver.arch, sources, diag), tolerant=True, tags=tags)
     except V3RepositoryError:
         raise
     except SourceError as exc:
@@ -372,7 +370,7 @@ def add_installed_size(res: Resolution, root: str = "/", build_deps: Optional[st
     :class:`rundeps.apk.sizes.SizeReport`)."""
     from .apk.sizes import installed_sizes
 
-    res.installed_size = installed_sizes(res, root, build_deps, on_warning)
+    res.installed_size = installed_sizes(res, root, build_deps, Diagnostics(warning=on_warning))
     return res.installed_size
 
 
@@ -552,7 +550,8 @@ def check_wheel(path: str, root: str = "/", sources: Optional[Sources] = None,
     no_sources = False
     if universe is None:
         try:
-            universe = load_universe(root, sources, target, diag.warning, explicit_root=options.explicit_root)
+            universe = load_universe(root, sources, target, Diagnostics(warning=diag.warning),
+                                     explicit_root=options.explicit_root)
         except SourceError:
             if sources.names_index() or sources.db:
                 raise

@@ -27,7 +27,7 @@ from pathlib import Path
 TOP = "rundeps"
 
 LAYERS = (
-    ("rundeps.errors", "rundeps.platform", "rundeps.rootfs", "rundeps.verdict", "rundeps.cachedir",
+    ("rundeps.errors", "rundeps.diagnostics", "rundeps.platform", "rundeps.rootfs", "rundeps.verdict", "rundeps.cachedir",
      "rundeps.datafiles", "rundeps.data"),
     ("rundeps.elf",),
     ("rundeps.inputs", "rundeps.apk"),
