@@ -466,7 +466,7 @@ def add_runtime_loads(
     loads the package's import makes (all of them with
     ``include_conditional``). Returns the counted loads nothing provides."""
     from .loads.conditions import TreeFiles, import_conditions
-    from .loads.dlopen import scan_tree_sources
+    from .loads.sourcefiles import scan_tree_sources
     from .loads.providers import apply_runtime_loads
 
     findings = scan_tree_sources(paths, root, on_problem=on_problem)
@@ -514,7 +514,7 @@ def add_wheel_loads(res: Resolution, ws, *, add: bool = True, include_conditiona
     """:func:`add_runtime_loads` for a wheel's own sources (``ws``: a
     :class:`rundeps.inputs.wheel.WheelScan`)."""
     from .loads.conditions import import_conditions
-    from .loads.dlopen import find_wheel_loads
+    from .loads.sourcefiles import find_wheel_loads
     from .loads.providers import apply_runtime_loads
 
     findings = find_wheel_loads(ws)

@@ -38,7 +38,7 @@ from rundeps.distributions import find_distributions, map_distributions  # noqa:
 from rundeps.errors import SourceError  # noqa: E402
 from rundeps.inputs.image import ImagePathError, open_image  # noqa: E402
 from rundeps.loads.conditions import TreeFiles, import_conditions  # noqa: E402
-from rundeps.loads.dlopen import scan_tree_sources  # noqa: E402
+from rundeps.loads.sourcefiles import scan_tree_sources  # noqa: E402
 from rundeps.pipeline import system_libraries  # noqa: E402
 from rundeps.resolve.fs import TreeFS  # noqa: E402
 from rundeps.resolve.resolver import Resolver  # noqa: E402

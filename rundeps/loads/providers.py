@@ -7,7 +7,8 @@ from __future__ import annotations
 import posixpath
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from .dlopen import LITERAL_CALL, DlopenFinding, alternatives, candidate_sonames, is_libc_name
+from .dlopen import LITERAL_CALL, DlopenFinding, alternatives
+from .sonames import candidate_sonames, is_libc_name
 
 
 def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, object], List[DlopenFinding]]:
