@@ -248,7 +248,7 @@ def _from_cache_or_read(
 def open_index(location: str, keys: Mapping, options: Optional[FetchOptions] = None) -> IndexFile:
     """Open one index (file path, ``file://`` or ``http(s)://`` URL), verified.
 
-    ``keys``: trusted keys (:func:`rundeps.apk.index.load_keys`); ``options``:
+    ``keys``: trusted keys (:func:`rundeps.apk.keys.load_keys`); ``options``:
     the cache, the network policy, the callbacks (:class:`FetchOptions`; None:
     the defaults).  See the module's documentation for the cache rules.
     Raises :class:`SourceError` (or its subclass :class:`FetchError`) with a
@@ -511,7 +511,7 @@ def index_info(locations: Sequence[str], cache: Optional[IndexCache], now: Optio
 
 def describe_keys(infos: Sequence[IndexInfo], keys) -> List[IndexInfo]:
     """Fill in which trusted key file (of ``keys``, a
-    :class:`rundeps.apk.index.KeySet`) verified each index: ``key_path``,
+    :class:`rundeps.apk.keys.KeySet`) verified each index: ``key_path``,
     ``key_bundled``.  An index whose key is not trusted now keeps None."""
     for info in infos:
         if info.verified and keys is not None:

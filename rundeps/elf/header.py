@@ -6,7 +6,10 @@ machine, where the program headers are; ``PN_XNUM`` through section header
 the ElfInfo reader (:mod:`.dynamic`), the symbol reader (:mod:`.symbols`) and
 the wheel reader's range planning share, and :func:`guarded` /
 :func:`parse_as_elf_error` are the offset checks and the error translation
-every fast reader applies.  The pyelftools reader does not use any of it.
+every fast reader applies.  :func:`segment_offset`, :func:`table_at`,
+:func:`read_exact` and :func:`word_array` read what the dynamic table points
+at (the symbol and relocation readers share them).  The pyelftools reader
+does not use any of it.
 """
 
 from __future__ import annotations
