@@ -116,9 +116,8 @@ class SymbolFacts:
     def from_fields(cls, t: tuple) -> "SymbolFacts":
         """Facts with the fields of :meth:`astuple` (the caller checks them)."""
         obj = cls.__new__(cls)
-        setattr_ = object.__setattr__
-        for name, value in zip(SymbolFacts.FIELDS, t):
-            setattr_(obj, name, value)
+        (obj.undefined, obj.defined, obj.hidden, obj.ifunc, obj.undef_valued, obj.plt_only, obj.copy,
+         obj.unreferenced, obj.nsyms, obj.tpoff, obj.bad_relocs, obj.relr, obj.own_unfound) = t
         return obj
 
     @classmethod
