@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence, Union
 
 from . import pipeline
 from .apk.model import Universe
-from .apk.sources import (INSTALLED_DB, USR_INSTALLED_DB, Sources, index_cache, index_locations, installed_database,
+from .apk.sources import (INSTALLED_DB, USR_INSTALLED_DB, IndexRequest, Sources, index_cache, index_locations, installed_database,
                           load_database, load_universe, open_apk_cached, open_indexes, trusted_keys)
 from .bind import Binding, BindSettings, MuslChoice
 from .diagnostics import SILENT, Diagnostics
@@ -35,7 +35,7 @@ from .resolve import Resolution, Resolver, Search, SearchSettings
 
 __all__ = ["DEFAULT_EXCLUDES", "Sources", "CheckOptions", "Diagnostics", "TreeRequest", "ImageRequest",
            "WheelRequest", "WheelCheck", "ProgramCheck", "Resolution", "Search", "Resolver", "SearchSettings",
-           "Binding", "BindSettings", "MuslChoice", "check", "check_tree", "check_image", "check_wheel",
+           "Binding", "BindSettings", "MuslChoice", "IndexRequest", "check", "check_tree", "check_image", "check_wheel",
            "load_database", "load_universe", "open_indexes", "add_distributions", "add_installed_size",
            "add_runtime_loads", "add_wheel_loads", "bind_symbols", "bind_wheel", "index_locations", "index_cache",
            "trusted_keys", "installed_database", "open_apk_cached", "target_arch", "read_arch", "check_arch_name",
@@ -174,7 +174,7 @@ def add_installed_size(res: Resolution, root: str = "/", build_deps: Optional[st
     frees (a :class:`rundeps.apk.sizes.SizeReport`)."""
     from .apk.sizes import installed_sizes
 
-    return res.with_details(installed_size=installed_sizes(res, root, build_deps, diagnostics.warning))
+    return res.with_details(installed_size=installed_sizes(res, root, build_deps, diagnostics))
 
 
 def add_runtime_loads(res: Resolution, paths: Sequence[str], root: str = "/", *, add: bool = True,

@@ -24,6 +24,7 @@ from rundeps.apk.model import Package, Repository, Universe, parse_atom, parse_i
 from rundeps.apk.index import load_keys, read_index  # noqa: E402
 from rundeps.errors import SourceError  # noqa: E402
 from rundeps.apk.repositories import V3RepositoryError, index_locations, read_repositories  # noqa: E402
+from rundeps.diagnostics import Diagnostics  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "alpine"
 KEY_NAME = "test@example.org-1.rsa.pub"
@@ -126,7 +127,7 @@ def test_apk3_repositories_grammar(tmp_path):
     (root / "etc/apk/repositories.d/.hidden.list").write_text("https://hidden.example\n")
     (root / "etc/apk/repositories.d/c.txt").write_text("https://not-a-list.example\n")
     warnings = []
-    lines = read_repositories(str(root), "x86_64", warnings.append)
+    lines = read_repositories(str(root), "x86_64", Diagnostics(warning=warnings.append))
     assert [(ln.kind, ln.tag, ln.url, ln.origin) for ln in lines] == [
         ("v2", None, "https://m.example/alpine/v3.23/main", "etc/apk/repositories:5"),
         ("v2", None, "https://m.example/alpine/v3.23/community", "etc/apk/repositories:5"),

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import indexbuild as ib  # noqa: E402
 
 from rundeps.apk import index as apkindex  # noqa: E402
+from rundeps.diagnostics import Diagnostics  # noqa: E402
 from rundeps.apk.model import Universe, parse_atom  # noqa: E402
 from rundeps.apk.index import IndexFile, key_dirs, load_keys, read_index  # noqa: E402
 from rundeps.errors import SourceError  # noqa: E402
@@ -155,7 +156,7 @@ def test_unknown_key(key, keys):
 
 def test_unknown_key_allowed_untrusted_warns(key, keys):
     said = []
-    index = read(ib.make_index(ib.PACKAGES, key, "someone-else.rsa.pub"), keys, allow_untrusted=True, on_warning=said.append)
+    index = read(ib.make_index(ib.PACKAGES, key, "someone-else.rsa.pub"), keys, allow_untrusted=True, diag=Diagnostics(warning=said.append))
     assert index.verified is False
     assert index.package_count == 4
     assert len(said) == 1 and "someone-else.rsa.pub" in said[0] and "--allow-untrusted" in said[0]
@@ -166,7 +167,7 @@ def test_no_signature(keys):
     with pytest.raises(SourceError, match="not signed"):
         read(data, keys)
     said = []
-    index = read(data, keys, allow_untrusted=True, on_warning=said.append)
+    index = read(data, keys, allow_untrusted=True, diag=Diagnostics(warning=said.append))
     assert (index.verified, index.signer, index.algo) == (False, None, None)
     assert index.package_count == 4 and said
 
@@ -267,7 +268,7 @@ def test_gzip_of_something_else(keys):
 def test_block_without_name_is_skipped_with_a_warning(key, keys):
     text = ib.PACKAGES + "\nV:1.0\nA:x86_64\np:so:libghost.so.1\n\n" + ib.package_block("last", p="so:liblast.so.1")
     said = []
-    index = read(ib.make_index(text, key, KEY_NAME), keys, on_warning=said.append)
+    index = read(ib.make_index(text, key, KEY_NAME), keys, diag=Diagnostics(warning=said.append))
     assert index.package_count == 5
     assert "so:libghost.so.1" not in index.repository.provides
     assert "so:liblast.so.1" in index.repository.provides
@@ -277,7 +278,7 @@ def test_block_without_name_is_skipped_with_a_warning(key, keys):
 def test_duplicate_package_keeps_the_first(key, keys):
     text = ib.PACKAGES + "\n" + ib.package_block("zlib", "1.3.1-r1", p="so:libother.so.9")
     said = []
-    index = read(ib.make_index(text, key, KEY_NAME), keys, on_warning=said.append)
+    index = read(ib.make_index(text, key, KEY_NAME), keys, diag=Diagnostics(warning=said.append))
     assert index.package_count == 4
     assert "so:libother.so.9" not in index.repository.provides
     assert len(said) == 1 and "zlib-1.3.1-r1" in said[0] and "more than once" in said[0]
@@ -307,7 +308,7 @@ def test_description_with_control_characters(key, keys):
 def test_description_too_long_is_shortened(key, keys):
     said = []
     data = ib.make_index(ib.PACKAGES, key, KEY_NAME, description="x" * 10000)
-    index = read(data, keys, on_warning=said.append)
+    index = read(data, keys, diag=Diagnostics(warning=said.append))
     assert index.description == "x" * 200
     assert said and "DESCRIPTION" in said[0]
 

@@ -13,9 +13,9 @@ from rundeps.loads.dlopen import (
     candidate_sonames,
     find_dlopen,
     is_libc_name,
-    scan_sources,
     soname_matcher,
 )
+from rundeps.loads.sourcefiles import scan_sources
 
 
 def names(source, **kw):
@@ -458,7 +458,7 @@ def test_syntax_warnings_do_not_stop_the_scan():
 from types import SimpleNamespace  # noqa: E402
 
 from rundeps.apk.model import Universe, parse_installed  # noqa: E402
-from rundeps.loads.dlopen import scan_tree_sources  # noqa: E402
+from rundeps.loads.sourcefiles import scan_tree_sources  # noqa: E402
 from rundeps.loads.providers import resolve_findings  # noqa: E402
 
 INSTALLED = """\

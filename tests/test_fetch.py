@@ -22,6 +22,7 @@ from rawserver import RawServer  # noqa: E402
 from rundeps.apk import fetch  # noqa: E402
 from rundeps.errors import SourceError  # noqa: E402
 from rundeps.apk.fetch import FetchError, FetchOptions, IndexCache, index_info, open_index  # noqa: E402
+from rundeps.diagnostics import Diagnostics  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 KEY_NAME = "test@example.org-1.rsa.pub"
@@ -294,7 +295,7 @@ def test_etag_revalidation_uses_the_cached_bytes(httpserver, keys, good, cache):
     )
     info = []
     first = get(url, keys, cache=cache, now=1000.0)
-    second = get(url, keys, cache=cache, now=1000.0 + 7200, on_info=info.append)
+    second = get(url, keys, cache=cache, now=1000.0 + 7200, diag=Diagnostics(info=info.append))
     req, resp = httpserver.log[1]
     assert req.headers.get("If-None-Match") == '"v1"'
     assert req.headers.get("If-Modified-Since") == "Mon, 01 Jan 2024 00:00:00 GMT"
@@ -337,7 +338,7 @@ def test_offline(httpserver, keys, good, cache):
     httpserver.expect_request(ALPINE_PATH).respond_with_data(good)
     get(url, keys, cache=cache, now=100.0)
     info = []
-    index = get(url, keys, cache=cache, offline=True, now=100.0 + 3 * 86400 + 5, on_info=info.append)
+    index = get(url, keys, cache=cache, offline=True, now=100.0 + 3 * 86400 + 5, diag=Diagnostics(info=info.append))
     assert index.from_cache and index.package_count == 4
     assert info == [f"{url}: offline, using the cached index from 3 days ago"]
     assert len(httpserver.log) == 1
@@ -349,7 +350,7 @@ def test_failed_refresh_falls_back_to_the_stale_copy(httpserver, keys, good, cac
     httpserver.expect_request(ALPINE_PATH).respond_with_data("down", status=503)
     get(url, keys, cache=cache, now=0.0)
     said = []
-    index = get(url, keys, cache=cache, now=7200.0, on_warning=said.append)
+    index = get(url, keys, cache=cache, now=7200.0, diag=Diagnostics(warning=said.append))
     assert index.package_count == 4 and index.from_cache
     assert len(said) == 1 and "HTTP 503" in said[0] and "cached index from 2 hours ago" in said[0]
     with pytest.raises(FetchError, match="HTTP 503"):
@@ -417,10 +418,10 @@ def test_untrusted_entry_is_not_trusted_later(httpserver, key, keys, cache):
     url = httpserver.url_for(ALPINE_PATH)
     httpserver.expect_request(ALPINE_PATH).respond_with_data(ib.make_index(ib.PACKAGES, key, "stranger.rsa.pub"))
     said = []
-    index = get(url, keys, cache=cache, allow_untrusted=True, now=0.0, on_warning=said.append)
+    index = get(url, keys, cache=cache, allow_untrusted=True, now=0.0, diag=Diagnostics(warning=said.append))
     assert not index.verified and len(said) == 1
     said.clear()
-    again = get(url, keys, cache=cache, allow_untrusted=True, now=1.0, on_warning=said.append)
+    again = get(url, keys, cache=cache, allow_untrusted=True, now=1.0, diag=Diagnostics(warning=said.append))
     assert not again.verified and len(said) == 1  # warned again, from the cache
     with pytest.raises(SourceError, match="stranger.rsa.pub"):
         get(url, keys, cache=cache, now=2.0)
@@ -473,7 +474,7 @@ def test_cache_folder_under_a_regular_file(tmp_path, httpserver, keys, good):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     said = []
-    assert IndexCache.open(blocker / "cache", on_warning=said.append) is None
+    assert IndexCache.open(blocker / "cache", Diagnostics(warning=said.append)) is None
     assert len(said) == 1 and "continuing without a cache" in said[0]
     httpserver.expect_request(ALPINE_PATH).respond_with_data(good)
     assert get(httpserver.url_for(ALPINE_PATH), keys, cache=None).verified
@@ -485,11 +486,11 @@ def test_cache_writes_failing(tmp_path, httpserver, keys, good, cache):
         raise OSError(30, "Read-only file system")
 
     said = []
-    cache._on_warning = said.append  # as if opened with IndexCache.open(dir, on_warning=...)
+    cache._diag = Diagnostics(warning=said.append)  # as if opened with IndexCache.open(dir, diag)
     cache._cache.set = refuse
     httpserver.expect_request(ALPINE_PATH).respond_with_data(good)
     url = httpserver.url_for(ALPINE_PATH)
-    assert get(url, keys, cache=cache, on_warning=said.append).verified
+    assert get(url, keys, cache=cache, diag=Diagnostics(warning=said.append)).verified
     assert said == [f"cache folder {cache.directory} is not writable (Read-only file system); not caching"]
     assert cache.get_meta(url) is None
 
@@ -499,7 +500,7 @@ def test_cache_on_a_readonly_filesystem(tmp_path, keys):
     if not os.path.isdir("/proc/self"):
         pytest.skip("no /proc")
     said = []
-    assert IndexCache.open("/proc/self/rundeps-cache", on_warning=said.append) is None
+    assert IndexCache.open("/proc/self/rundeps-cache", Diagnostics(warning=said.append)) is None
     assert said
 
 
@@ -508,7 +509,7 @@ def test_damaged_database_file(tmp_path, keys, httpserver, good):
     c.close()
     (tmp_path / "cache" / "index" / "cache.db").write_bytes(b"this is not sqlite" * 100)
     said = []
-    c = IndexCache.open(tmp_path / "cache", on_warning=said.append)
+    c = IndexCache.open(tmp_path / "cache", Diagnostics(warning=said.append))
     if c is not None:  # diskcache may recreate it; then it must simply work
         httpserver.expect_request(ALPINE_PATH).respond_with_data(good)
         assert get(httpserver.url_for(ALPINE_PATH), keys, cache=c).verified

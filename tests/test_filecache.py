@@ -197,7 +197,7 @@ def test_two_processes_writing_at_once(tree, cache_dir):
 
 
 def test_roundtrip_odd_names():
-    info = ElfInfo(64, True, 62, "x86_64", "ET_DYN", None, ("libx.so",), "liby\udcff.so", ("/a",), ())
+    info = ElfInfo((64, True, 62, "x86_64"), "ET_DYN", None, (("libx.so",), "liby\udcff.so", ("/a",), ()))
     sig = folder_signature(["\udcffname", "y"], [1, 2, 3, 4, 5, 6, 7, 8])
     e = Entries({"/x": sig, "/z": folder_signature(["z"], [9, 9, 9, 9])},
                 {"/x": {"\udcffname": info}, "/z": {"z": "truncated"}})

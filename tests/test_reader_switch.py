@@ -30,7 +30,7 @@ def test_pyelftools_reader_imports_nothing_from_the_fast_readers():
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
             imported |= {(node.module, a.name) for a in node.names}
-    assert imported == {("types", "ElfError"), ("types", "ElfInfo"), ("facts", "SymbolFacts"),
+    assert imported == {("types", "ElfError"), ("types", "ElfInfo"), ("facts", "SymbolFacts"), ("facts", "reloc_facts"),
                         # the JSON descriptor of a dlopen note (not ELF reading)
                         ("notes", "DLOPEN_NOTE_OWNER"), ("notes", "DLOPEN_NOTE_TYPE"),
                         ("notes", "dlopen_note_entries")}
@@ -45,11 +45,12 @@ def test_pyelftools_reader_works_with_the_fast_readers_broken(tmp_path, monkeypa
     def broken(*a, **k):
         raise AssertionError("the fast reader was called")
 
-    for mod, names in ((header, ("parse_header", "formats", "guarded", "program_headers", "parse_as_elf_error")),
+    for mod, names in ((header, ("parse_header", "formats", "guarded", "program_headers", "parse_as_elf_error",
+                                 "word_array", "read_exact")),
                        (types, ("machine_arch", "is_elf_magic")),
                        (dynamic, ("_parse", "file_pread", "parse_fd", "read_elf_file", "_decode", "_split_path",
                                   "_etype")),
-                       (symbols, ("_parse", "_wrap", "read_symbols_pread", "_nonzero", "_array"))):
+                       (symbols, ("_parse", "_wrap", "read_symbols_pread", "_nonzero"))):
         for n in names:
             monkeypatch.setattr(mod, n, broken)
     with open(lib, "rb") as f:

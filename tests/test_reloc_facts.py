@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from rundeps.elf import ElfError
-from rundeps.elf.facts import EMPTY, SymbolFacts, facts_from_tuple, pack_facts, unpack_facts
+from rundeps.elf.facts import EMPTY, SymbolFacts, facts_from_tuple, pack_facts, reloc_facts, unpack_facts
 from rundeps.elf.reader import read_symbols, read_symbols_pyelftools
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -301,13 +301,15 @@ def test_mutated_types_agree(built):
 
 
 def test_pack_roundtrip_and_strictness():
-    f = SymbolFacts({"a": True, "b": False}, frozenset({"c"}), nsyms=3, tpoff=frozenset({"", "t"}),
-                    bad_relocs=frozenset({37, 0x7FFFFFFF}), own_unfound=frozenset({"ifn", "g"}))
+    f = SymbolFacts({"a": True, "b": False}, frozenset({"c"}), nsyms=3,
+                    relocs=reloc_facts(tpoff=frozenset({"", "t"}), bad_relocs=frozenset({37, 0x7FFFFFFF}),
+                                       own_unfound=frozenset({"ifn", "g"})))
     packed = pack_facts(f)
     back = unpack_facts(marshal.loads(marshal.dumps(packed)))
     assert back == f and back.tpoff == {"", "t"} and back.bad_relocs == {37, 0x7FFFFFFF}
     assert back.own_unfound == {"ifn", "g"} and back.must_bind == {"b", "ifn", "g"}
-    assert unpack_facts(pack_facts(SymbolFacts({}, frozenset(), tpoff=frozenset({""})))).tpoff == {""}
+    only_tls = SymbolFacts({}, frozenset(), relocs=reloc_facts(tpoff=frozenset({""})))
+    assert unpack_facts(pack_facts(only_tls)).tpoff == {""}
     assert facts_from_tuple(marshal.loads(marshal.dumps(f.astuple()))) == f
     assert unpack_facts(pack_facts(EMPTY)) == EMPTY
     assert EMPTY.tpoff == frozenset() and EMPTY.bad_relocs == frozenset()

@@ -31,13 +31,14 @@ from rundeps.apk.index import trusted_key_set  # noqa: E402
 from rundeps.apk.model import Universe  # noqa: E402
 from rundeps.apk.repositories import index_locations, read_arch, read_repositories, repository_files  # noqa: E402
 from rundeps.apk.sizes import read_world  # noqa: E402
-from rundeps.apk.sources import (Sources, installed_database, load_database, load_universe,  # noqa: E402
-                                 open_apk_cached, open_indexes)
+from rundeps.apk.sources import (IndexRequest, Sources, installed_database, load_database,  # noqa: E402
+                                 load_universe, open_apk_cached, open_indexes)
+from rundeps.diagnostics import Diagnostics  # noqa: E402
 from rundeps.distributions import find_distributions, map_distributions  # noqa: E402
 from rundeps.errors import SourceError  # noqa: E402
 from rundeps.inputs.image import ImagePathError, open_image  # noqa: E402
 from rundeps.loads.conditions import TreeFiles, import_conditions  # noqa: E402
-from rundeps.loads.dlopen import scan_tree_sources  # noqa: E402
+from rundeps.loads.sourcefiles import scan_tree_sources  # noqa: E402
 from rundeps.pipeline import system_libraries  # noqa: E402
 from rundeps.resolve.fs import TreeFS  # noqa: E402
 from rundeps.resolve.resolver import Resolver  # noqa: E402
@@ -191,7 +192,7 @@ def test_load_universe_reads_the_database(roots):
     folder, tree = roots
     names = []
     for root in (folder, tree):
-        u = load_universe(root, Sources(offline=True, use_cache=False), "x86_64", on_warning=pytest.fail,
+        u = load_universe(root, Sources(offline=True, use_cache=False), "x86_64", Diagnostics(warning=pytest.fail),
                           explicit_root=True)
         names.append(sorted(p.name for p in u.installed.packages))
     assert names[0] == names[1] == [".build-deps", "busybox", "musl", "zlib"]
@@ -224,7 +225,7 @@ def test_a_local_repository_line_inside_an_image_is_skipped(tmp_path):
     assert index_locations(root=str(folder)) == [f"{folder}/media/cdrom/apks/x86_64/APKINDEX.tar.gz", MAIN_INDEX]
     warnings = []
     with open_image(image) as tree:
-        assert index_locations(root=tree, on_warning=warnings.append) == [MAIN_INDEX]
+        assert index_locations(root=tree, diag=Diagnostics(warning=warnings.append)) == [MAIN_INDEX]
     assert len(warnings) == 1 and "/media/cdrom/apks is a folder inside the image" in warnings[0]
 
 
@@ -282,11 +283,12 @@ def test_open_indexes_uses_the_image_cache_offline(roots):
     for root in (folder, tree):
         warnings, infos = [], []
         locs = index_locations(root=root)
-        indexes = open_indexes(locs, root, "x86_64", sources, warnings.append, infos.append, tolerant=True)
+        diag = Diagnostics(warning=warnings.append, info=infos.append)
+        indexes = open_indexes(locs, IndexRequest(root, "x86_64", sources, diag), tolerant=True)
         got.append(([p.name for i in indexes for p in i.repository.packages], infos,
                     [w.replace(tree.name, "ROOT").replace(folder, "ROOT") for w in warnings]))
-        index = open_apk_cached(MAIN_INDEX, root, trusted_key_set(root, "x86_64"), None, sources,
-                                pytest.fail, arch="x86_64")
+        index = open_apk_cached(MAIN_INDEX, IndexRequest(root, "x86_64", sources, Diagnostics(warning=pytest.fail)),
+                                trusted_key_set(root, "x86_64"), None)
         assert [p.name for p in index.repository.packages][:2] == ["musl", "zlib"]
     assert got[0] == got[1]
     assert got[0][0] == ["musl", "zlib", "libcrypto3", "busybox"]

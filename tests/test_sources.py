@@ -6,6 +6,7 @@ import pytest
 
 from rundeps.errors import SourceError, UsageError
 from rundeps.apk.repositories import (
+    NamedIndexes,
     alpine_index_urls,
     index_locations,
     normalize_release,
@@ -40,7 +41,7 @@ def test_bad_release(bad):
 
 
 def test_alpine_urls():
-    assert index_locations(alpine="3.20", arch="x86_64") == [
+    assert index_locations(NamedIndexes(alpine="3.20"), arch="x86_64") == [
         "https://dl-cdn.alpinelinux.org/alpine/v3.20/main/x86_64/APKINDEX.tar.gz",
         "https://dl-cdn.alpinelinux.org/alpine/v3.20/community/x86_64/APKINDEX.tar.gz",
     ]
@@ -51,42 +52,45 @@ def test_alpine_urls():
 
 
 def test_alpine_arch_from_root(root):
-    assert index_locations(alpine="v3.18", root=str(root)) == [
+    assert index_locations(NamedIndexes(alpine="v3.18"), root=str(root)) == [
         f"{CDN}/v3.18/main/aarch64/APKINDEX.tar.gz",
         f"{CDN}/v3.18/community/aarch64/APKINDEX.tar.gz",
     ]
     # --arch wins over the root's
-    assert index_locations(alpine="v3.18", root=str(root), arch="x86")[0] == f"{CDN}/v3.18/main/x86/APKINDEX.tar.gz"
+    got = index_locations(NamedIndexes(alpine="v3.18"), root=str(root), arch="x86")
+    assert got[0] == f"{CDN}/v3.18/main/x86/APKINDEX.tar.gz"
 
 
 def test_arch_is_needed(tmp_path):
     with pytest.raises(UsageError, match="--alpine needs an architecture"):
-        index_locations(alpine="3.20")
+        index_locations(NamedIndexes(alpine="3.20"))
     with pytest.raises(UsageError, match=r"--repo needs an architecture: give --arch \(.*etc/apk/arch is missing\)"):
-        index_locations(repos=["https://r.example/x"], root=str(tmp_path))
+        index_locations(NamedIndexes(repos=["https://r.example/x"]), root=str(tmp_path))
 
 
 @pytest.mark.parametrize("bad", ["x86 64", "../x", "X86_64", "", "a" * 40])
 def test_bad_arch(bad):
     with pytest.raises(UsageError, match="not an architecture name"):
-        index_locations(alpine="3.20", arch=bad)
+        index_locations(NamedIndexes(alpine="3.20"), arch=bad)
 
 
 def test_mirror_needs_alpine():
     with pytest.raises(UsageError, match="--mirror only applies with --alpine"):
-        index_locations(mirror="https://m.example", indexes=["/x"])
+        index_locations(NamedIndexes(mirror="https://m.example", indexes=["/x"]))
 
 
 def test_mirror_scheme():
     with pytest.raises(UsageError, match="unsupported URL scheme 'ftp'"):
-        index_locations(alpine="3.20", arch="x86_64", mirror="ftp://m.example/alpine")
+        index_locations(NamedIndexes(alpine="3.20", mirror="ftp://m.example/alpine"), arch="x86_64")
 
 
 def test_repo_and_index_order_and_duplicates():
     locs = index_locations(
-        indexes=["/tmp/a.tar.gz", "https://h.example/b/APKINDEX.tar.gz", "/tmp/a.tar.gz"],
-        repos=["https://r.example/alpine/v3.20/testing/", "/srv/repo"],
-        alpine="3.20",
+        NamedIndexes(
+            indexes=["/tmp/a.tar.gz", "https://h.example/b/APKINDEX.tar.gz", "/tmp/a.tar.gz"],
+            repos=["https://r.example/alpine/v3.20/testing/", "/srv/repo"],
+            alpine="3.20",
+        ),
         arch="x86_64",
     )
     assert locs == [
@@ -100,7 +104,7 @@ def test_repo_and_index_order_and_duplicates():
 
 
 def test_index_alone_needs_no_arch():
-    assert index_locations(indexes=["x.tar.gz"]) == ["x.tar.gz"]
+    assert index_locations(NamedIndexes(indexes=["x.tar.gz"])) == ["x.tar.gz"]
 
 
 def test_nothing_named_and_no_root():
@@ -134,7 +138,7 @@ def test_root_repositories(root):
 
 def test_named_sources_replace_the_roots(root):
     (root / "etc" / "apk" / "repositories").write_text("https://dl-cdn.alpinelinux.org/alpine/v3.20/main\n")
-    assert index_locations(root=str(root), indexes=["/x.tar.gz"]) == ["/x.tar.gz"]
+    assert index_locations(NamedIndexes(indexes=["/x.tar.gz"]), root=str(root)) == ["/x.tar.gz"]
 
 
 def test_root_without_repositories(root):

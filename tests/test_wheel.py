@@ -184,7 +184,7 @@ def test_pure_wheel_and_dlopen_sources(tmp_path):
     assert scan.libc == "pure" and scan.arch is None and scan.items == []
     assert scan.root_is_purelib is True
     assert ("/purepkg/loader.py", src.decode()) in scan.py_sources
-    from rundeps.loads.dlopen import find_wheel_loads
+    from rundeps.loads.sourcefiles import find_wheel_loads
 
     found = find_wheel_loads(scan)
     assert [(f.name, f.path, f.line) for f in found] == [("magic", "/purepkg/loader.py", 2)]

@@ -2,9 +2,12 @@
 
 * :mod:`~rundeps.apk.model` -- the package model: installed database,
   providers, ``D:`` closure, minimal set;
-* :mod:`~rundeps.apk.index` -- reading and verifying ``APKINDEX.tar.gz``,
-  trusted keys;
-* :mod:`~rundeps.apk.fetch` -- HTTP and the index cache;
+* :mod:`~rundeps.apk.index` -- reading and verifying ``APKINDEX.tar.gz``
+  (its gzip and tar reading in :mod:`~rundeps.apk.tarread`);
+* :mod:`~rundeps.apk.keys` -- the trusted keys;
+* :mod:`~rundeps.apk.fetch` -- opening an index through the cache or the
+  network (:mod:`~rundeps.apk.download`: HTTP;
+  :mod:`~rundeps.apk.indexcache`: the disk cache);
 * :mod:`~rundeps.apk.repositories` -- where indexes are: ``--index``,
   ``--repo``, ``--alpine``, a root's ``etc/apk/repositories``;
 * :mod:`~rundeps.apk.imagecache` -- the image's own apk cache

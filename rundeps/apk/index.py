@@ -12,7 +12,9 @@ The signature covers the *compressed* bytes of everything after the first
 stream.  :func:`read_index` finds that boundary (``zlib`` with
 ``unused_data``), verifies the signature against the trusted keys *before*
 it decompresses or parses anything of the signed part, then parses the
-package blocks with :func:`rundeps.apk.model.parse_blocks`.
+package blocks with :func:`rundeps.apk.model.parse_blocks`.  The gzip and
+tar reading is :mod:`rundeps.apk.tarread`'s, the trusted keys are
+:mod:`rundeps.apk.keys`' (re-exported here).
 
 Everything is bounded (input size, decompressed size, line length) and every
 problem becomes a one-line :class:`~rundeps.errors.SourceError`.
@@ -40,17 +42,20 @@ index loads in a few milliseconds (see :meth:`IndexFile.to_bytes`).
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import re
 import zlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
-from .model import Package, Repository, parse_blocks
+from ..diagnostics import SILENT, Diagnostics
 from ..errors import SourceError
+from .keys import (KeySet, bundled_keys_dir, key_digest, key_dirs, keyset_digest, load_bundled_keys, load_keys,
+                   trusted_key_set)
+from .model import Package, Repository, parse_blocks
+from .tarread import gunzip, member_name, tar_members
 
 __all__ = [
     "IndexFile",
@@ -75,331 +80,10 @@ MAX_SIGNATURE_STREAM = 1024 * 1024
 """Largest decompressed signature stream (real ones are 1 KiB)."""
 MAX_LINE = 1024 * 1024
 """Longest ``APKINDEX`` line accepted (real ones are under 8 KiB)."""
-MAX_KEY_FILE = 64 * 1024
 MAX_DESCRIPTION = 200
 
 _KEPT_FIELDS = frozenset("PVADpkioTIL")
 """The fields :func:`rundeps.apk.model.parse_blocks` turns into a Package."""
-
-Warn = Optional[Callable[[str], None]]
-
-
-# -- keys ---------------------------------------------------------------------
-
-
-class KeySet(dict):
-    """Trusted public keys: key file name -> PEM bytes; ``dirs`` says where
-    from, ``paths`` the file each key was read from, and ``bundled`` whether
-    they are the Alpine keys shipped with rundeps (:func:`trusted_key_set`)."""
-
-    dirs: Tuple[str, ...] = ()
-    bundled: bool = False
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.paths: Dict[str, str] = {}
-
-    def path_of(self, name: Optional[str], key_sha256: Optional[str] = None) -> Optional[str]:
-        """The file the trusted key ``name`` came from (None when it is not
-        trusted, or its PEM is not the one whose sha256 is ``key_sha256``)."""
-        if not name or name not in self:
-            return None
-        if key_sha256 is not None and _key_digest(self[name]) != key_sha256:
-            return None
-        return self.paths.get(name)
-
-
-def bundled_keys_dir() -> str:
-    """Alpine's public signing keys, shipped with rundeps (``data/keys``):
-    where they are, as text (inside the archive in a zip application; read
-    them with :func:`load_bundled_keys`)."""
-    from ..datafiles import data_path
-
-    return data_path("keys")
-
-
-def load_bundled_keys() -> KeySet:
-    """The Alpine keys shipped with rundeps, read through
-    ``importlib.resources`` (so from inside a zip application too)."""
-    from ..datafiles import data_files
-
-    folder = data_files("keys")
-    keys = KeySet()
-    keys.dirs = (str(folder),)
-    try:
-        entries = sorted(folder.iterdir(), key=lambda e: e.name)
-    except (OSError, ValueError):
-        entries = []
-    for entry in entries:
-        name = entry.name
-        if name.startswith(".") or not entry.is_file():
-            continue
-        try:
-            data = entry.read_bytes()
-        except OSError:
-            continue
-        if len(data) <= MAX_KEY_FILE and b"PUBLIC KEY" in data:
-            keys[name] = data
-            keys.paths[name] = str(entry)
-    keys.bundled = True
-    return keys
-
-
-def trusted_key_set(root, arch: Optional[str], extra: Sequence[str] = ()) -> KeySet:
-    """The keys an index is verified against.
-
-    ``--keys-dir`` folders (``extra``) when given, else the root's and the
-    host's apk key folders (:func:`key_dirs`; the root's read through the
-    root protocol, :func:`rundeps.rootfs.root_files`, so ``root`` is a host
-    folder, an image's tree or None); when those give no key at all
-    (a Debian CI runner, a bare tree) the Alpine keys shipped with rundeps
-    (:func:`bundled_keys_dir`, ``bundled`` set).  Explicit ``--keys-dir``
-    folders never fall back: they say exactly what to trust.
-    """
-    if extra:
-        return load_keys(key_dirs(None, arch, extra))
-    keys = KeySet()
-    dirs: List[str] = []
-    seen = set()
-    if root is not None and not (isinstance(root, str) and not root):
-        from ..rootfs import root_files, shown_path
-
-        files = root_files(root)
-        for d in _root_key_dirs(arch):
-            host = files.host_path(d)
-            if host is not None:
-                real = os.path.realpath(host)
-                if real in seen:
-                    continue
-                seen.add(real)
-            dirs.append(shown_path(files, d))
-            _load_root_keys(keys, files, d)
-    if os.path.realpath("/etc/apk/keys") not in seen:
-        from ..rootfs import HostFiles
-
-        dirs.append("/etc/apk/keys")
-        _load_root_keys(keys, HostFiles("/"), "/etc/apk/keys")  # the root's own keys win a name
-    keys.dirs = tuple(dirs)
-    if not keys:
-        keys = load_bundled_keys()
-    return keys
-
-
-def _root_key_dirs(arch: Optional[str]) -> List[str]:
-    """The root's own key folders (in-root paths), in :func:`key_dirs`'s order."""
-    return ["/etc/apk/keys"] + ([f"/usr/share/apk/keys/{arch}"] if arch else [])
-
-
-def _load_root_keys(keys: KeySet, files, folder: str, shown_dir: Optional[str] = None) -> None:
-    """Add to ``keys`` the public keys of in-root ``folder`` of ``files`` (the
-    root protocol; symlinks followed inside the root): hidden, non-regular,
-    oversized and unreadable files skipped, a name already in ``keys`` kept.
-    A key's path is named under ``shown_dir`` when given."""
-    from ..rootfs import shown_path
-
-    try:
-        names = files.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if name in keys or name.startswith("."):
-            continue
-        path = folder.rstrip("/") + "/" + name
-        try:
-            data = files.read(path, 0, MAX_KEY_FILE + 1)  # OSError for anything but a regular file
-        except OSError:
-            continue
-        if len(data) <= MAX_KEY_FILE and b"PUBLIC KEY" in data:
-            keys[name] = data
-            keys.paths[name] = os.path.join(shown_dir, name) if shown_dir is not None else shown_path(files, path)
-
-
-def key_dirs(root: Optional[str], arch: Optional[str], extra: Sequence[str] = ()) -> List[str]:
-    """The folders to load trusted keys from.
-
-    Explicit ``extra`` folders (``--keys-dir``) replace the defaults.  Otherwise:
-    ``<root>/etc/apk/keys``, ``<root>/usr/share/apk/keys/<arch>`` (when the arch
-    is known), then the host's ``/etc/apk/keys``.  Folders that do not exist are
-    kept (``load_keys`` skips them) so a message can name where it looked.
-    """
-    if extra:
-        dirs = [str(d) for d in extra]
-    else:
-        dirs = []
-        if root:
-            dirs.extend(os.path.join(root, d.lstrip("/")) for d in _root_key_dirs(arch))
-        dirs.append("/etc/apk/keys")
-    out: List[str] = []
-    seen = set()
-    for d in dirs:
-        real = os.path.realpath(d)
-        if real not in seen:
-            seen.add(real)
-            out.append(d)
-    return out
-
-
-def load_keys(dirs: Sequence[str], root: Optional[str] = None) -> KeySet:
-    """Read the public keys of host folders ``dirs``: file name -> PEM bytes.
-
-    Missing folders, sub-folders, unreadable and oversized files are skipped;
-    an earlier folder wins for a name found twice.  With ``root`` (the
-    folders lie inside it), symlinks are resolved inside the root.
-    """
-    from ..rootfs import HostFiles
-
-    keys = KeySet()
-    keys.dirs = tuple(str(d) for d in dirs)
-    files = HostFiles(root or "/")
-    for d in dirs:
-        host = os.path.abspath(d)
-        inroot = "/" + os.path.relpath(host, files.root) if root else host
-        _load_root_keys(keys, files, inroot, shown_dir=str(d))
-    return keys
-
-
-def keyset_digest(keys: Mapping) -> str:
-    """A digest of a key set (names and contents), to tie cached results to it."""
-    h = hashlib.sha256()
-    for name in sorted(keys):
-        h.update(name.encode("utf-8", "surrogateescape") + b"\0")
-        h.update(hashlib.sha256(keys[name]).digest())
-    return h.hexdigest()
-
-
-def _key_digest(pem: bytes) -> str:
-    return hashlib.sha256(pem).hexdigest()
-
-
-# -- gzip and tar -------------------------------------------------------------
-
-
-def _gunzip(data, limit: int, what: str, name: str, first_only: int = 0) -> Tuple[bytes, int, bool]:
-    """Decompress one gzip stream at the start of ``data``.
-
-    Returns (output, number of input bytes the stream used, complete).  With
-    ``first_only`` stop after that much output (complete is then False unless
-    the stream ended).  Raises SourceError for corrupt, truncated or oversized
-    streams.
-    """
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    out: List[bytes] = []
-    total = 0
-    buf = data
-    step = 1024 * 1024 if not first_only else first_only
-    try:
-        while True:
-            chunk = d.decompress(buf, step)
-            total += len(chunk)
-            if total > limit:
-                raise SourceError(f"{name}: {what} is larger than {limit // (1024 * 1024)} MiB once decompressed; refused")
-            out.append(chunk)
-            if d.eof:
-                break
-            if first_only and total >= first_only:
-                return b"".join(out), 0, False
-            buf = d.unconsumed_tail
-            if not buf and not chunk:
-                raise SourceError(f"{name}: {what} is truncated (the gzip stream ends early)")
-    except zlib.error as e:
-        raise SourceError(f"{name}: {what} is not valid gzip data ({e})") from None
-    used = len(data) - len(d.unused_data)
-    return b"".join(out), used, True
-
-
-_ZERO_BLOCK = bytes(512)
-
-
-def _octal(field_: bytes) -> Optional[int]:
-    if field_[:1] and field_[0] & 0x80:
-        return None  # base-256: far larger than anything we accept
-    text = field_.replace(b"\0", b" ").strip()
-    if not text:
-        return 0
-    try:
-        return int(text, 8)
-    except ValueError:
-        return None
-
-
-def _tar_members(buf: bytes, name: str, what: str, cut: bool) -> Iterator[Tuple[bytes, bytes]]:
-    """Yield (raw member name, data) for the regular files of a tar.
-
-    ``cut``: the archive has no end-of-archive blocks (the signature tar).
-    The raw name is returned as found, so a caller can refuse NULs in it.
-    """
-    pos = 0
-    long_name: Optional[bytes] = None
-    pax_name: Optional[bytes] = None
-    n = len(buf)
-    while pos < n:
-        if pos + 512 > n:
-            if buf[pos:].strip(b"\0"):
-                raise SourceError(f"{name}: {what} is truncated (a partial tar header)")
-            return
-        hdr = buf[pos : pos + 512]
-        if hdr == _ZERO_BLOCK:
-            return  # end of archive; what follows is padding
-        stored = _octal(hdr[148:156])
-        actual = sum(hdr[:148]) + 8 * 32 + sum(hdr[156:])
-        if stored is None or stored != actual:
-            raise SourceError(f"{name}: {what} is not a valid tar archive (bad header checksum)")
-        size = _octal(hdr[124:136])
-        if size is None:
-            raise SourceError(f"{name}: {what} has a tar member with an invalid size")
-        start = pos + 512
-        end = start + size
-        if end > n:
-            raise SourceError(
-                f"{name}: {what} is truncated (a member claims {size} bytes, {max(n - start, 0)} are there)"
-            )
-        raw_name = hdr[:100]
-        if hdr[257:263] == b"ustar\x00" and hdr[345:346] != b"\0":
-            raw_name = hdr[345:500].split(b"\0", 1)[0] + b"/" + raw_name
-        kind = hdr[156:157]
-        data = buf[start:end]
-        pos = start + (size + 511) // 512 * 512
-        if kind == b"L":
-            long_name = data.rstrip(b"\0")
-            continue
-        if kind == b"x":
-            pax_name = _pax_path(data)
-            continue
-        if kind in (b"g", b"K"):
-            continue
-        member = pax_name if pax_name is not None else long_name if long_name is not None else raw_name
-        long_name = pax_name = None
-        if kind in (b"0", b"\0", b"7"):
-            yield member, data
-
-
-def _pax_path(data: bytes) -> Optional[bytes]:
-    pos = 0
-    while pos < len(data):
-        sp = data.find(b" ", pos)
-        if sp < 0:
-            break
-        try:
-            length = int(data[pos:sp])
-        except ValueError:
-            break
-        if length <= 0:
-            break
-        record = data[sp + 1 : pos + length - 1]
-        pos += length
-        key, _, value = record.partition(b"=")
-        if key == b"path":
-            return value
-    return None
-
-
-def _member_name(raw: bytes) -> Tuple[str, bool]:
-    """(name, clean): the name up to its NUL padding; clean is False when
-    there is something after a NUL (a NUL inside the name)."""
-    head, _, rest = raw.partition(b"\0")
-    clean = not rest.strip(b"\0")
-    return head.decode("utf-8", "replace"), clean
-
 
 _BAD_KEY_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
 
@@ -483,8 +167,8 @@ class IndexRepository(Repository):
             self._pkgs[i] = pkg
         return pkg
 
-    @property  # type: ignore[override]
-    def packages(self) -> List[Package]:
+    @property
+    def packages(self) -> List[Package]:  # type: ignore[override]  # a lazy read-only view of the attribute
         if self._plain is None:
             self._plain = [self._pkg(i) for i in range(len(self._blocks))]
         return self._plain
@@ -540,7 +224,7 @@ class IndexFile:
     keyset_sha256: str = ""
     """Digest of the key set it was checked against (see :func:`keyset_digest`)."""
     warnings: List[str] = field(default_factory=list)
-    """Problems found while reading (also sent to ``on_warning``)."""
+    """Problems found while reading (also told to ``diag.warning``)."""
     untrusted_reason: Optional[str] = None
     size: int = 0
     # set by rundeps.apk.fetch
@@ -618,7 +302,7 @@ class IndexFile:
         if not self.verified or not self.signer or not self.key_sha256:
             return False
         pem = keys.get(self.signer)
-        return pem is not None and _key_digest(pem) == self.key_sha256
+        return pem is not None and key_digest(pem) == self.key_sha256
 
 
 # -- reading --------------------------------------------------------------------
@@ -671,7 +355,7 @@ def _verify(
         if used != hash_name:
             reasons.append(f"its signature by {key} uses {used}, not the {hash_name} its name announces")
             continue
-        return True, key, algo, _key_digest(pem), None
+        return True, key, algo, key_digest(pem), None
     if reasons:
         return False, signatures[0][0], signatures[0][1], None, reasons[0]
     where = ""
@@ -694,22 +378,22 @@ def read_index(
     *,
     name: str,
     allow_untrusted: bool = False,
-    on_warning: Warn = None,
+    diag: Diagnostics = SILENT,
 ) -> IndexFile:
     """Verify and parse the bytes of an ``APKINDEX.tar.gz``.
 
     ``keys``: trusted key file name -> PEM (see :func:`load_keys`).  The
     signature is checked before anything of the signed part is decompressed.
     Without a valid signature by a trusted key a :class:`SourceError` is
-    raised, unless ``allow_untrusted`` (then ``on_warning`` is told and the
-    index is used with ``verified=False``).
+    raised, unless ``allow_untrusted`` (then ``diag.warning`` is told and
+    the index is used with ``verified=False``).  Every warning is also kept
+    in :attr:`IndexFile.warnings`.
     """
     warnings: List[str] = []
 
     def warn(msg: str) -> None:
         warnings.append(msg)
-        if on_warning is not None:
-            on_warning(msg)
+        diag.warning(msg)
 
     data = bytes(data) if not isinstance(data, bytes) else data
     _check_envelope(data, name)
@@ -772,13 +456,13 @@ def _read_signatures(data: bytes, name: str, warn: Callable[[str], None]
     """The signatures of the first gzip stream when it holds ``.SIGN.``
     members -- (key name, algo, hash name, signature) each -- and where the
     signed part starts (0 when unsigned)."""
-    peek, _, _ = _gunzip(data, MAX_DECOMPRESSED, "the index", name, first_only=512)
+    peek, _, _ = gunzip(data, MAX_DECOMPRESSED, "the index", name, first_only=512)
     signatures: List[Tuple[str, str, str, bytes]] = []
     boundary = 0
     if peek[:6] == b".SIGN.":
-        first, boundary, _ = _gunzip(data, MAX_SIGNATURE_STREAM, "the signature stream", name)
-        for raw_name, content in _tar_members(first, name, "the signature stream", cut=True):
-            member, clean = _member_name(raw_name)
+        first, boundary, _ = gunzip(data, MAX_SIGNATURE_STREAM, "the signature stream", name)
+        for raw_name, content in tar_members(first, name, "the signature stream", cut=True):
+            member, clean = member_name(raw_name)
             for prefix, algo, hash_name in _SIGN_PREFIXES:
                 if member.startswith(prefix):
                     key = member[len(prefix) :]
@@ -796,15 +480,15 @@ def _read_signatures(data: bytes, name: str, warn: Callable[[str], None]
 def _read_content(signed: bytes, name: str) -> Tuple[Optional[bytes], bytes]:
     """The ``DESCRIPTION`` (or None) and ``APKINDEX`` members of the signed
     stream, which must be the last thing in the file."""
-    content, used, _ = _gunzip(signed, MAX_DECOMPRESSED, "the index content", name)
+    content, used, _ = gunzip(signed, MAX_DECOMPRESSED, "the index content", name)
     rest = signed[used:]
     if rest:
         raise SourceError(f"{name}: {len(rest)} unexpected bytes after the index content; refused")
 
     description_raw: Optional[bytes] = None
     apkindex: Optional[bytes] = None
-    for raw_name, member_data in _tar_members(content, name, "the index content", cut=False):
-        member, _ = _member_name(raw_name)
+    for raw_name, member_data in tar_members(content, name, "the index content", cut=False):
+        member, _ = member_name(raw_name)
         if member == "DESCRIPTION":
             if description_raw is not None:
                 raise SourceError(f"{name}: the index holds two DESCRIPTION members; refused")

@@ -11,6 +11,7 @@ which package provides ``so:libz.so.1``, which package owns
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields as dataclass_fields
 from functools import cmp_to_key as _cmp_to_key
 
 import re
@@ -167,54 +168,39 @@ def _atoms(value: str) -> Tuple[Atom, ...]:
 # -- packages -----------------------------------------------------------------
 
 
+@dataclass(eq=False, repr=False)
 class Package:
     """One package block of the installed database or of an index.
 
     Two packages are equal when name, version and source are; ``files`` are
     the paths it owns, relative to the root (installed database only).
+    Nothing assigns its fields once built; it is not frozen because a frozen
+    dataclass's ``__init__`` costs about twice as much, and an index builds
+    one per block.
     """
 
-    __slots__ = ("name", "version", "arch", "depends", "provides", "provider_priority",
-                 "install_if", "origin", "description", "files", "source", "installed_size", "license")
+    name: str
+    version: str = ""
+    arch: str = ""
+    depends: Tuple[Atom, ...] = ()
+    provides: Tuple[Atom, ...] = ()
+    provider_priority: int = 0
+    install_if: Tuple[Atom, ...] = ()
+    origin: str = ""
+    description: str = ""
+    files: List[str] = field(default_factory=list)
+    source: str = ""
+    """Which source holds it: ``installed`` or an index's name or URL."""
+    installed_size: int = 0
+    """Bytes it takes once installed (its ``I:`` field; 0 when absent)."""
+    license: str = ""
+    """Its ``L:`` field as written (``MIT``, ``GPL-2.0-or-later AND LGPL-2.1-or-later``; "" when absent)."""
 
-    def __init__(
-        self,
-        name: str,
-        version: str = "",
-        arch: str = "",
-        depends: Tuple[Atom, ...] = (),
-        provides: Tuple[Atom, ...] = (),
-        provider_priority: int = 0,
-        install_if: Tuple[Atom, ...] = (),
-        origin: str = "",
-        description: str = "",
-        files: Optional[List[str]] = None,
-        source: str = "",
-        installed_size: int = 0,
-        license: str = "",
-    ):
-        self.name = name
-        self.version = version
-        self.arch = arch
-        self.depends = depends
-        self.provides = provides
-        self.provider_priority = provider_priority
-        self.install_if = install_if
-        self.origin = origin
-        self.description = description
-        self.files = files if files is not None else []
-        self.source = source
-        """Which source holds it: ``installed`` or an index's name or URL."""
-        self.installed_size = installed_size
-        """Bytes it takes once installed (its ``I:`` field; 0 when absent)."""
-        self.license = license
-        """Its ``L:`` field as written (``MIT``, ``GPL-2.0-or-later AND LGPL-2.1-or-later``; "" when absent)."""
+    def __getstate__(self) -> Dict[str, object]:
+        return {k: getattr(self, k) for k in _PACKAGE_FIELDS}
 
-    def __getstate__(self):
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __setstate__(self, state):
-        for k in self.__slots__:
+    def __setstate__(self, state: Dict[str, object]) -> None:
+        for k in _PACKAGE_FIELDS:
             setattr(self, k, state.get(k, [] if k == "files" else 0 if k == "installed_size" else ""))
 
     def __hash__(self) -> int:
@@ -228,6 +214,9 @@ class Package:
 
     def __repr__(self) -> str:
         return f"Package({self.name}-{self.version} from {self.source or '?'})"
+
+
+_PACKAGE_FIELDS = tuple(f.name for f in dataclass_fields(Package))
 
 
 def _int(value: str) -> int:
@@ -407,7 +396,7 @@ class Universe:
         for order, repo in enumerate(self.repositories):
             for pkg in repo.by_name.get(name, ()):
                 key = (0 if repo.installed else 1, _Neg(_VersionOrder(pkg.version)), order)
-                if best is None or key < best_key:
+                if best_key is None or key < best_key:
                     best, best_key = pkg, key
         return best
 

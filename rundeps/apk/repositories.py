@@ -39,14 +39,16 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
+from ..diagnostics import SILENT, Diagnostics
 from ..errors import SourceError, UsageError
 from ..rootfs import root_files, shown_path
 
 __all__ = [
     "DEFAULT_MIRROR",
     "ALPINE_REPOSITORIES",
+    "NamedIndexes",
     "RepositoryLine",
     "index_locations",
     "read_arch",
@@ -241,8 +243,7 @@ def _is_url(word: str) -> bool:
     return word.startswith("/") or "://" in word
 
 
-def read_repositories(root, arch: Optional[str] = None,
-                      on_warning: Optional[Callable[[str], None]] = None) -> List[RepositoryLine]:
+def read_repositories(root, arch: Optional[str] = None, diag: Diagnostics = SILENT) -> List[RepositoryLine]:
     """The repositories a root names, in file order (tags kept, not reordered).
 
     The grammar is apk-tools 3's (``src/repoparser.c``), of which apk 2's
@@ -254,9 +255,10 @@ def read_repositories(root, arch: Optional[str] = None,
     (absolute path or ``scheme://``, trailing ``/`` dropped; ending
     ``.tar.gz`` or ``.adb`` without a keyword: an index file); and optional
     components, each its own repository ``URL/component``.  Variables carry
-    over from file to file.  A line apk would refuse is a warning and skipped.
+    over from file to file.  A line apk would refuse is a warning
+    (``diag.warning``) and skipped.
     """
-    warn = on_warning or (lambda msg: None)
+    warn = diag.warning
     variables: Dict[str, str] = {}
     if arch:
         variables["APK_ARCH"] = arch
@@ -359,21 +361,26 @@ def root_location(root, line: RepositoryLine, arch: str) -> Optional[str]:
     return url if line.kind == "ndx" else repo_index_location(url, arch)
 
 
-def index_locations(
-    *,
-    indexes: Sequence[str] = (),
-    repos: Sequence[str] = (),
-    alpine: Optional[str] = None,
-    mirror: Optional[str] = None,
-    arch: Optional[str] = None,
-    root=None,
-    tags: Optional[Dict[str, str]] = None,
-    on_warning: Optional[Callable[[str], None]] = None,
-) -> List[str]:
-    """The index locations the options name, in priority order, without
-    duplicates (see the module documentation for the rules).  ``tags``, when
-    given, receives {location: tag} for the root's tagged repositories.
-    ``root``: a host folder, a root through the root protocol, or None."""
+@dataclass(frozen=True)
+class NamedIndexes:
+    """The indexes the options name: ``--index`` locations, ``--repo`` URLs,
+    ``--alpine`` release and its ``--mirror``."""
+
+    indexes: Sequence[str] = ()
+    repos: Sequence[str] = ()
+    alpine: Optional[str] = None
+    mirror: Optional[str] = None
+
+
+def index_locations(named: NamedIndexes = NamedIndexes(), *, arch: Optional[str] = None, root=None,
+                    tags: Optional[Dict[str, str]] = None, diag: Diagnostics = SILENT) -> List[str]:
+    """The index locations ``named``, in priority order, without duplicates
+    (see the module documentation for the rules); none named and a root:
+    the root's repositories.  ``tags``, when given, receives {location: tag}
+    for the root's tagged repositories; ``diag.warning`` hears of the lines
+    skipped.  ``root``: a host folder, a root through the root protocol, or
+    None."""
+    indexes, repos, alpine, mirror = named.indexes, named.repos, named.alpine, named.mirror
     if mirror and not alpine:
         raise UsageError("--mirror only applies with --alpine")
     files = None if root is None or (isinstance(root, str) and not root) else root_files(root)
@@ -399,21 +406,20 @@ def index_locations(
     if alpine:
         out.extend(alpine_index_urls(alpine, need_arch("--alpine"), mirror))
     if not out and files is not None:
-        lines = read_repositories(files, arch, on_warning)
+        lines = read_repositories(files, arch, diag)
         if lines:
             a = need_arch(f"the repositories of {files.name}")
             untagged = [ln for ln in lines if ln.tag is None]
             tagged = [ln for ln in lines if ln.tag is not None]
             for ln in untagged + tagged:
-                loc = root_location(files, ln, a)
-                if loc is None:
-                    if on_warning is not None:
-                        on_warning(f"{ln.origin} of {files.name}: {ln.url} is a folder inside the image, "
-                                   "which rundeps does not read indexes from; skipped")
+                found = root_location(files, ln, a)
+                if found is None:
+                    diag.warning(f"{ln.origin} of {files.name}: {ln.url} is a folder inside the image, "
+                                 "which rundeps does not read indexes from; skipped")
                     continue
-                out.append(loc)
+                out.append(found)
                 if tags is not None and ln.tag is not None:
-                    tags.setdefault(loc, ln.tag)
+                    tags.setdefault(found, ln.tag)
     for loc in out:
         if loc.endswith(".adb"):
             raise V3RepositoryError(

@@ -24,8 +24,9 @@ not followed: rundeps' set never asks for them.
 from __future__ import annotations
 
 import re
-from typing import Callable, Dict, Iterable, List, Optional, Set
+from typing import Dict, Iterable, List, Optional, Set
 
+from ..diagnostics import SILENT, Diagnostics
 from .model import Package, Universe, parse_atom
 
 __all__ = ["SizeReport", "BuildDeps", "installed_sizes", "read_world", "format_size", "DEFAULT_BUILD_DEPS"]
@@ -164,12 +165,13 @@ def _approximate_world(universe: Universe, packages: List[Package]) -> List[Pack
 
 
 def installed_sizes(res, root: str = "/", build_deps: Optional[str] = None,
-                    on_warning: Optional[Callable[[str], None]] = None) -> SizeReport:
+                    diag: Diagnostics = SILENT) -> SizeReport:
     """The :class:`SizeReport` of resolution ``res`` in ``root``.
 
     ``build_deps``: the build virtual package's name (default ``.build-deps``,
-    which may be absent; a name given that is not installed is a warning)."""
-    warn = on_warning or (lambda msg: None)
+    which may be absent; a name given that is not installed is a warning,
+    told to ``diag.warning``)."""
+    warn = diag.warning
     universe: Universe = res.universe if res.universe is not None else Universe()
     minimal = sorted(res.packages, key=lambda p: p.name)
     closure_set: Set[Package] = set(minimal)

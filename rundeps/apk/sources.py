@@ -4,24 +4,29 @@ indexes, read into one :class:`~rundeps.apk.model.Universe`.
 :class:`Sources` says where packages come from (the CLI's source options);
 :func:`load_universe` reads the installed database and opens, verifies and
 (through the index cache, or the image's own apk cache) reads every index,
-in order.  :mod:`rundeps.api` re-exports these names.
+in order; :class:`IndexRequest` is what opening an index needs besides its
+location.  :mod:`rundeps.api` re-exports these names.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
+from ..diagnostics import SILENT, Diagnostics
 from ..errors import SourceError, refuse_special
 from ..rootfs import root_files, shown_path
 from .model import Repository, Universe, parse_installed
 
-__all__ = ["Sources", "load_database", "load_universe", "installed_database", "index_locations",
+if TYPE_CHECKING:
+    from .repositories import NamedIndexes
+
+__all__ = ["Sources", "IndexRequest", "load_database", "load_universe", "installed_database", "index_locations",
            "index_cache", "trusted_keys", "open_indexes", "open_apk_cached",
-           "INSTALLED_DB", "USR_INSTALLED_DB"]
-
-Warn = Callable[[str], None]
+           "INSTALLED_DB", "USR_INSTALLED_DB", "LOOK"]
 
 
+@dataclass(frozen=True)
 class Sources:
     """Where packages come from: an installed database and repository indexes.
 
@@ -32,36 +37,41 @@ class Sources:
     network (never with ``refresh``); the rest as the CLI options.
     """
 
-    def __init__(
-        self,
-        db: Optional[str] = None,
-        indexes: Sequence[str] = (),
-        repos: Sequence[str] = (),
-        alpine: Optional[str] = None,
-        mirror: Optional[str] = None,
-        keys_dirs: Sequence[str] = (),
-        allow_untrusted: bool = False,
-        offline: bool = False,
-        refresh: bool = False,
-        cache_dir: Optional[str] = None,
-        use_cache: bool = True,
-        apk_cache: bool = True,
-    ):
-        self.db = db
-        self.indexes = indexes
-        self.repos = repos
-        self.alpine = alpine
-        self.mirror = mirror
-        self.keys_dirs = keys_dirs
-        self.allow_untrusted = allow_untrusted
-        self.offline = offline
-        self.refresh = refresh
-        self.cache_dir = cache_dir
-        self.use_cache = use_cache
-        self.apk_cache = apk_cache
+    db: Optional[str] = None
+    indexes: Sequence[str] = ()
+    repos: Sequence[str] = ()
+    alpine: Optional[str] = None
+    mirror: Optional[str] = None
+    keys_dirs: Sequence[str] = ()
+    allow_untrusted: bool = False
+    offline: bool = False
+    refresh: bool = False
+    cache_dir: Optional[str] = None
+    use_cache: bool = True
+    apk_cache: bool = True
 
     def names_index(self) -> bool:
         return bool(self.indexes or self.repos or self.alpine)
+
+    def named(self) -> "NamedIndexes":
+        """The indexes these sources name (``--index``, ``--repo``, ``--alpine``/``--mirror``)."""
+        from .repositories import NamedIndexes
+
+        return NamedIndexes(indexes=self.indexes, repos=self.repos, alpine=self.alpine, mirror=self.mirror)
+
+
+@dataclass(frozen=True)
+class IndexRequest:
+    """What opening an index needs besides its location: the ``root`` (a
+    host folder or a root through the root protocol,
+    :func:`rundeps.rootfs.root_files`), the target ``arch``, the
+    :class:`Sources` (trust, cache and network options) and where to say
+    what happened (``diag``: its ``warning`` and ``info``)."""
+
+    root: Any
+    arch: Optional[str]
+    sources: Sources
+    diag: Diagnostics = SILENT
 
 
 def load_database(path: str, files=None) -> Repository:
@@ -90,37 +100,39 @@ def load_database(path: str, files=None) -> Repository:
     return repo
 
 
-def load_universe(
-    root,
-    sources: Sources,
-    arch: Optional[str],
-    on_warning: Warn,
-    explicit_root: bool = False,
-    on_info: Optional[Warn] = None,
-) -> Universe:
+LOOK = "\0look"
+"""The ``database`` of :func:`load_universe` that makes it look for the
+root's installed database itself (no path holds a NUL)."""
+
+
+def load_universe(root, sources: Sources, arch: Optional[str], diag: Diagnostics = SILENT,
+                  explicit_root: bool = False, database: Optional[str] = LOOK) -> Universe:
     """The installed database (if any) followed by the named indexes.
 
     ``root``: a host folder (``str``) or a root through the root protocol
     (:func:`rundeps.rootfs.root_files`: an image's tree).  With ``--root``,
     no database and no index named, the root's ``etc/apk/repositories``
-    are the indexes.
+    are the indexes.  ``database``: what :func:`installed_database` gave
+    for ``root``, when the caller has it (None: the root has none); by
+    default it is looked for here.  ``diag``: its ``warning`` and ``info``
+    are used.
     """
     files = root_files(root)
     universe = Universe()
-    found = installed_database(files)
+    found = installed_database(files) if database == LOOK else database
     if sources.db:
         universe.add(load_database(sources.db))
     elif found:
         universe.add(load_database(found, files))
     db_path = sources.db or shown_path(files, found or INSTALLED_DB)
     locations: List[str] = []
-    tags: dict = {}
+    tags: Dict[str, str] = {}
     if sources.names_index():
         locations = index_locations(sources, files, arch)
     elif explicit_root and not universe:
-        locations = index_locations(sources, files, arch, from_root=True, tags=tags, on_warning=on_warning)
+        locations = index_locations(sources, files, arch, from_root=True, tags=tags, diag=diag)
     from_root = not sources.names_index()
-    for index in open_indexes(locations, files, arch, sources, on_warning, on_info, tolerant=from_root, tags=tags):
+    for index in open_indexes(locations, IndexRequest(files, arch, sources, diag), tolerant=from_root, tags=tags):
         universe.add(index.repository)
     if not universe:
         where = "the root " + files.name if explicit_root else "this system"
@@ -157,40 +169,41 @@ def installed_database(root) -> Optional[str]:
 
 
 def index_locations(sources: Sources, root, arch: Optional[str], from_root: bool = False,
-                    tags: Optional[dict] = None, on_warning: Optional[Warn] = None) -> List[str]:
+                    tags: Optional[Dict[str, str]] = None, diag: Diagnostics = SILENT) -> List[str]:
     """Where the indexes are: the ones named, or (``from_root``) the root's
-    repositories (``tags`` receives {location: tag} for the tagged ones)."""
-    from .repositories import index_locations as locate
+    repositories (``tags`` receives {location: tag} for the tagged ones;
+    ``diag.warning`` hears of the lines skipped)."""
+    from .repositories import NamedIndexes, index_locations as locate
 
     if from_root:
-        return locate(arch=arch, root=root, tags=tags, on_warning=on_warning)
-    return locate(indexes=sources.indexes, repos=sources.repos, alpine=sources.alpine,
-                  mirror=sources.mirror, arch=arch, root=root)
+        return locate(NamedIndexes(), arch=arch, root=root, tags=tags, diag=diag)
+    return locate(sources.named(), arch=arch, root=root)
 
 
-def index_cache(sources: Sources, on_warning: Warn):
-    """The index cache, or None (``--no-cache``, or a folder that cannot be used)."""
+def index_cache(sources: Sources, diag: Diagnostics = SILENT):
+    """The index cache, or None (``--no-cache``, or a folder that cannot be
+    used: ``diag.warning`` says so)."""
     if not sources.use_cache:
         return None
     from ..cachedir import default_cache_dir
     from .fetch import IndexCache
 
-    return IndexCache.open(str(default_cache_dir(sources.cache_dir)), on_warning)
+    return IndexCache.open(str(default_cache_dir(sources.cache_dir)), diag)
 
 
 def trusted_keys(root, arch: Optional[str], sources: Sources):
     """The keys indexes are verified against: ``--keys-dir``, else the root's
     and the host's apk keys, else the Alpine keys shipped with rundeps
-    (:func:`rundeps.apk.index.trusted_key_set`)."""
-    from .index import trusted_key_set
+    (:func:`rundeps.apk.keys.trusted_key_set`)."""
+    from .keys import trusted_key_set
 
     return trusted_key_set(root, arch, sources.keys_dirs)
 
 
-def open_indexes(locations: Sequence[str], root, arch: Optional[str], sources: Sources,
-                 on_warning: Warn, on_info: Optional[Warn] = None, tolerant: bool = False,
-                 tags: Optional[dict] = None):
-    """Open, verify and (through the cache) read every index location, in order.
+def open_indexes(locations: Sequence[str], request: IndexRequest, tolerant: bool = False,
+                 tags: Optional[Dict[str, str]] = None) -> list:
+    """Open, verify and (through the cache) read every index location, in
+    order (a list of :class:`rundeps.apk.index.IndexFile`).
 
     ``tags``: {location: tag} of the repositories named with ``@tag``; their
     packages lose a provider choice to untagged ones, as apk's pinning does.
@@ -198,17 +211,18 @@ def open_indexes(locations: Sequence[str], root, arch: Optional[str], sources: S
     A named index that cannot be used is an error. With ``tolerant`` (the
     root's own repositories, as apk treats them) it is a warning and the
     index is skipped: an index that does not verify is never used either way.
-    ``root``: a host folder or a root through the root protocol.
     """
     if not locations:
         return []
-    files = root_files(root)
+    files = root_files(request.root)
+    request = replace(request, root=files)
+    arch, sources, diag = request.arch, request.sources, request.diag
     from .fetch import FetchOptions, open_index
 
     keys = trusted_keys(files, arch, sources)
-    cache = index_cache(sources, on_warning)
+    cache = index_cache(sources, diag)
     options = FetchOptions(cache=cache, offline=sources.offline, refresh=sources.refresh,
-                           allow_untrusted=sources.allow_untrusted, on_warning=on_warning, on_info=on_info)
+                           allow_untrusted=sources.allow_untrusted, diag=diag)
     out = []
     unreachable: Dict[str, str] = {}  # host -> why, once a download found it unreachable
     # No shared requests session: importing requests costs ~140 ms, and a
@@ -219,7 +233,7 @@ def open_indexes(locations: Sequence[str], root, arch: Optional[str], sources: S
             try:
                 index = None
                 if sources.apk_cache and not sources.refresh:
-                    index = open_apk_cached(loc, files, keys, cache, sources, on_warning, on_info, arch)
+                    index = open_apk_cached(loc, request, keys, cache)
                 if index is None:
                     host = _remote_host(loc)
                     if host in unreachable and not sources.offline:
@@ -240,7 +254,7 @@ def open_indexes(locations: Sequence[str], root, arch: Optional[str], sources: S
             except SourceError as exc:
                 if not tolerant:
                     raise
-                on_warning(f"skipped a repository of {files.name}: {exc}")
+                diag.warning(f"skipped a repository of {files.name}: {exc}")
     finally:
         if cache is not None:
             cache.close()  # checkpointed now: the process may leave with os._exit
@@ -257,30 +271,31 @@ def _remote_host(location: str) -> Optional[str]:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
-def open_apk_cached(location: str, root, keys, cache, sources: Sources, on_warning: Warn,
-                    on_info: Optional[Warn] = None, arch: Optional[str] = None):
+def open_apk_cached(location: str, request: IndexRequest, keys, cache):
     """The root's own apk-cached copy of a remote index (``/var/cache/apk/
-    APKINDEX.<hash>.tar.gz``, see :mod:`rundeps.apk.imagecache`), verified like
-    any other index, or None when there is none (or it does not verify:
-    then a warning, and the caller goes on to the network).  ``root``: a
+    APKINDEX.<hash>.tar.gz``, see :mod:`rundeps.apk.imagecache`), verified
+    against ``keys`` like any other index (through the index ``cache``, or
+    None), or None when there is none (or it does not verify: then a
+    warning, and the caller goes on to the network).  ``request.root``: a
     host folder or a root through the root protocol (an image's tree: the
     cached copy is read from the image)."""
     if _remote_host(location) is None:
         return None
     from .imagecache import find_cached_index
 
-    files = root_files(root)
-    shown = find_cached_index(files, location, arch=arch)  # in-root real path
+    files = root_files(request.root)
+    shown = find_cached_index(files, location, arch=request.arch)  # in-root real path
     if shown is None:
         return None
     from .fetch import FetchOptions, open_cached_copy
 
-    options = FetchOptions(cache=cache, allow_untrusted=sources.allow_untrusted, on_warning=on_warning)
+    diag = request.diag
+    options = FetchOptions(cache=cache, allow_untrusted=request.sources.allow_untrusted,
+                           diag=Diagnostics(warning=diag.warning))
     try:
         index = open_cached_copy(shown, location, keys, options, files=files)
     except SourceError as exc:
-        on_warning(f"the image's apk cache {shown} for {location} cannot be used ({exc}); not used")
+        diag.warning(f"the image's apk cache {shown} for {location} cannot be used ({exc}); not used")
         return None
-    if on_info is not None:
-        on_info(f"{location}: using the image's apk cache {shown}")
+    diag.info(f"{location}: using the image's apk cache {shown}")
     return index

@@ -89,9 +89,10 @@ def index_show(fmt, **kw):
     from ..api import index_cache, trusted_keys
     from ..cachedir import default_cache_dir
     from ..apk.fetch import describe_keys, index_info
+    from ..diagnostics import Diagnostics
 
     locations, root, arch, sources = _index_locations(kw, allow_all=True)
-    cache = index_cache(sources, Reporter().warning)
+    cache = index_cache(sources, Diagnostics(warning=Reporter().warning))
     try:
         infos = describe_keys(index_info(locations, cache), trusted_keys(root, arch, sources))
     finally:
@@ -110,15 +111,15 @@ def index_update(fmt, **kw):
     """Fetch the named indexes now (a conditional request when cached) and verify them."""
     from ..api import index_cache, trusted_keys
     from ..apk.fetch import FetchOptions, describe_keys, update_indexes
+    from ..diagnostics import Diagnostics
 
-    reporter = Reporter()
+    diag = Diagnostics(warning=Reporter().warning)
     locations, root, arch, sources = _index_locations(kw, allow_all=False)
-    cache = index_cache(sources, reporter.warning)
+    cache = index_cache(sources, diag)
     keys = trusted_keys(root, arch, sources)
     try:
-        infos = update_indexes(
-            locations, keys, FetchOptions(cache=cache, allow_untrusted=sources.allow_untrusted, on_warning=reporter.warning),
-        )
+        infos = update_indexes(locations, keys, FetchOptions(cache=cache, allow_untrusted=sources.allow_untrusted,
+                                                             diag=diag))
     finally:
         if cache is not None:
             cache.close()
@@ -131,7 +132,7 @@ def index_update(fmt, **kw):
 def index_clear(cache_dir):
     """Drop every cached index."""
     from ..cachedir import default_cache_dir
-    from ..apk.fetch import clear_cache
+    from ..apk.indexcache import clear_cache
 
     directory = default_cache_dir(cache_dir)
     removed = clear_cache(directory)

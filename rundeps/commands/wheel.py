@@ -76,7 +76,8 @@ def wheel(wheels, fmt, use_dlopen, conditional_loads, quiet, gcompat_file, **kw)
                            conditional_loads=conditional_loads, gcompat_file=gcompat_file)
     universe = None
     try:
-        universe = load_universe(root, sources, target, reporter.warning, explicit_root=explicit_root)
+        universe = load_universe(root, sources, target, Diagnostics(warning=reporter.warning),
+                                 explicit_root=explicit_root)
     except SourceError:
         if sources.names_index() or sources.db:
             raise

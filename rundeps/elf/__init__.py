@@ -2,13 +2,15 @@
 
 * :mod:`.types` -- :class:`ElfInfo`, :class:`ElfError` and the small shared
   constants;
-* :mod:`.header` -- the ELF header and the one scan of the program header
-  table, for the fast readers;
+* :mod:`.header` -- the ELF header, the one scan of the program header
+  table and the reads of what the dynamic table points at, for the fast
+  readers;
 * :mod:`.dynamic` -- the fast reader of :class:`ElfInfo` (``PT_INTERP``,
   ``PT_DYNAMIC`` strings, dlopen notes);
 * :mod:`.notes` -- ``.note.dlopen`` metadata;
 * :mod:`.facts` -- :class:`SymbolFacts` and their cache form;
-* :mod:`.symbols` -- the fast reader of :class:`SymbolFacts`;
+* :mod:`.symbols` -- the fast reader of :class:`SymbolFacts`, with
+  :mod:`.relocs` reading the relocation tables for it;
 * :mod:`.pyelftools` -- the independent pyelftools reader of both (the
   tests' oracle);
 * :mod:`.reader` -- the one switch between them (``RUNDEPS_ELF_READER``).

@@ -41,6 +41,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import BinaryIO, Callable, Dict, List, Optional, Tuple
 
+    from .types import DynamicNames
+
 __all__ = [
     "file_pread",
     "parse_fd",
@@ -101,24 +103,15 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> ElfInfo:
             notes.append((offset, filesz))
 
     interp = _interp(interp_ph, head, pread) if interp_ph is not None else None
-    needed: Tuple[str, ...] = ()
-    soname = None
-    rpath: Tuple[str, ...] = ()
-    runpath: Tuple[str, ...] = ()
+    dynamic: DynamicNames = ((), None, (), ())
     if dynamic_ph is not None:
-        needed, soname, rpath, runpath = _parse_dynamic(dynamic_ph, loads, h.fmts[2], pread)
+        dynamic = _parse_dynamic(dynamic_ph, loads, h.fmts[2], pread)
 
     return ElfInfo(
-        elfclass=h.elfclass,
-        little_endian=h.little,
-        machine=h.machine,
-        arch=machine_arch(h.machine, h.elfclass, h.little),
+        target=(h.elfclass, h.little, h.machine, machine_arch(h.machine, h.elfclass, h.little)),
         etype=_etype(h.etype),
         interp=interp,
-        needed=needed,
-        soname=soname,
-        rpath=rpath,
-        runpath=runpath,
+        dynamic=dynamic,
         dlopen_notes=_dlopen_notes(notes, head, pread, h.little) if notes else (),
     )
 
@@ -255,9 +248,9 @@ def _string_reader(wanted: List[int], tab_off: int, limit: int, pread) -> Callab
     cache: Dict[int, str] = {}
 
     def string(o: int) -> str:
-        s = cache.get(o)
-        if s is not None:
-            return s
+        hit = cache.get(o)
+        if hit is not None:
+            return hit
         end = -1
         if window:
             rel = o - lo

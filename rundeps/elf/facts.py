@@ -15,20 +15,38 @@ from operator import truth
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Dict, FrozenSet
+    from typing import Dict, FrozenSet, Tuple
+
+    RelocFacts = Tuple[FrozenSet[str], FrozenSet[str], FrozenSet[str], FrozenSet[str], FrozenSet[int], bool,
+                       FrozenSet[str]]
+    """(plt_only, copy, unreferenced, tpoff, bad_relocs, relr, own_unfound):
+    what the relocations say beyond ``undefined``; see :func:`reloc_facts`."""
 
 __all__ = [
     "EMPTY",
     "MAX_BAD_RELOCS",
+    "NO_RELOC_FACTS",
     "SymbolFacts",
     "facts_from_tuple",
     "pack_facts",
+    "reloc_facts",
     "unpack_facts",
 ]
 
 #: At most this many different unsupported relocation types in one object
 #: (more is a broken file: ElfError).
 MAX_BAD_RELOCS = 4096
+
+
+NO_RELOC_FACTS: RelocFacts = (frozenset(), frozenset(), frozenset(), frozenset(), frozenset(), False, frozenset())
+
+
+def reloc_facts(plt_only: FrozenSet[str] = frozenset(), copy: FrozenSet[str] = frozenset(),
+                unreferenced: FrozenSet[str] = frozenset(), tpoff: FrozenSet[str] = frozenset(),
+                bad_relocs: FrozenSet[int] = frozenset(), relr: bool = False,
+                own_unfound: FrozenSet[str] = frozenset()) -> RelocFacts:
+    """The ``relocs`` argument of :class:`SymbolFacts` (its fields, see there)."""
+    return (plt_only, copy, unreferenced, tpoff, bad_relocs, relr, own_unfound)
 
 
 class SymbolFacts:
@@ -65,25 +83,42 @@ class SymbolFacts:
                  "nsyms", "tpoff", "bad_relocs", "relr", "own_unfound", "_packed")
     FIELDS = __slots__[:-1]
 
+    undefined: Dict[str, bool]
+    defined: FrozenSet[str]
+    hidden: FrozenSet[str]
+    ifunc: FrozenSet[str]
+    undef_valued: FrozenSet[str]
+    plt_only: FrozenSet[str]
+    copy: FrozenSet[str]
+    unreferenced: FrozenSet[str]
+    nsyms: int
+    tpoff: FrozenSet[str]
+    bad_relocs: FrozenSet[int]
+    relr: bool
+    own_unfound: FrozenSet[str]
+    _packed: tuple
+
     def __init__(self, undefined: Dict[str, bool], defined: FrozenSet[str], hidden: FrozenSet[str] = frozenset(),
-                 ifunc: FrozenSet[str] = frozenset(), undef_valued: FrozenSet[str] = frozenset(),
-                 plt_only: FrozenSet[str] = frozenset(), copy: FrozenSet[str] = frozenset(),
-                 unreferenced: FrozenSet[str] = frozenset(), nsyms: int = 0, tpoff: FrozenSet[str] = frozenset(),
-                 bad_relocs: FrozenSet[int] = frozenset(), relr: bool = False,
-                 own_unfound: FrozenSet[str] = frozenset()):
+                 ifunc: FrozenSet[str] = frozenset(), undef_valued: FrozenSet[str] = frozenset(), nsyms: int = 0,
+                 relocs: RelocFacts = NO_RELOC_FACTS):
+        """The symbol-table fields one by one; what the relocations tell
+        apart from ``undefined`` as one :func:`reloc_facts` value."""
         self.undefined = undefined
         self.defined = defined
         self.hidden = hidden
         self.ifunc = ifunc
         self.undef_valued = undef_valued
-        self.plt_only = plt_only
-        self.copy = copy
-        self.unreferenced = unreferenced
         self.nsyms = nsyms
-        self.tpoff = tpoff
-        self.bad_relocs = bad_relocs
-        self.relr = relr
-        self.own_unfound = own_unfound
+        (self.plt_only, self.copy, self.unreferenced, self.tpoff, self.bad_relocs, self.relr,
+         self.own_unfound) = relocs
+
+    @classmethod
+    def from_fields(cls, t: tuple) -> "SymbolFacts":
+        """Facts with the fields of :meth:`astuple` (the caller checks them)."""
+        obj = cls.__new__(cls)
+        (obj.undefined, obj.defined, obj.hidden, obj.ifunc, obj.undef_valued, obj.plt_only, obj.copy,
+         obj.unreferenced, obj.nsyms, obj.tpoff, obj.bad_relocs, obj.relr, obj.own_unfound) = t
+        return obj
 
     @classmethod
     def from_packed(cls, packed: tuple) -> "SymbolFacts":
@@ -164,7 +199,7 @@ def facts_from_tuple(t) -> SymbolFacts:
             and _is_str_set(t[9]) and _is_type_set(t[10]) and t[11].__class__ is bool and _is_str_set(t[12])
             and all(k.__class__ is str and v.__class__ is bool for k, v in undefined.items())):
         raise ValueError("bad symbol record")
-    return SymbolFacts(*t)
+    return SymbolFacts.from_fields(t)
 
 
 EMPTY = SymbolFacts({}, frozenset())
@@ -207,8 +242,8 @@ def _check_packed(t) -> None:
 
 def _decode_packed(t) -> SymbolFacts:
     und = t[0].split("\0") if t[0] else []
-    return SymbolFacts(dict(zip(und, map(truth, t[1]))), *map(_names, t[2:9]), nsyms=t[9], tpoff=frozenset(t[10]),
-                       bad_relocs=frozenset(t[11]), relr=t[12], own_unfound=_names(t[13]))
+    return SymbolFacts.from_fields((dict(zip(und, map(truth, t[1]))), *map(_names, t[2:9]), t[9], frozenset(t[10]),
+                                    frozenset(t[11]), t[12], _names(t[13])))
 
 
 def unpack_facts(t) -> SymbolFacts:

@@ -6,19 +6,24 @@ machine, where the program headers are; ``PN_XNUM`` through section header
 the ElfInfo reader (:mod:`.dynamic`), the symbol reader (:mod:`.symbols`) and
 the wheel reader's range planning share, and :func:`guarded` /
 :func:`parse_as_elf_error` are the offset checks and the error translation
-every fast reader applies.  The pyelftools reader does not use any of it.
+every fast reader applies.  :func:`segment_offset`, :func:`table_at`,
+:func:`read_exact` and :func:`word_array` read what the dynamic table points
+at (the symbol and relocation readers share them).  The pyelftools reader
+does not use any of it.
 """
 
 from __future__ import annotations
 
 import errno
 import struct
+import sys
+from array import array
 
 from .types import ElfError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Callable, Dict, List, Optional, Tuple
+    from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 __all__ = [
     "MAX_OFFSET",
@@ -29,6 +34,10 @@ __all__ = [
     "parse_as_elf_error",
     "parse_header",
     "program_headers",
+    "read_exact",
+    "segment_offset",
+    "table_at",
+    "word_array",
 ]
 
 # Caps that keep hostile files cheap.
@@ -39,11 +48,13 @@ PN_XNUM = 0xFFFF
 #: 64-bit offset; file systems stop far earlier and answer EINVAL).
 MAX_OFFSET = (1 << 63) - 1
 
+_NATIVE_LITTLE = sys.byteorder == "little"
+
 # (ehdr after e_ident, phdr, dyn) formats, and the field order of phdrs.
 _FORMATS: Dict[Tuple[int, bool], Tuple[struct.Struct, struct.Struct, struct.Struct, struct.Struct]] = {}
 
 
-def formats(elfclass: int, little: bool):
+def formats(elfclass: int, little: bool) -> Tuple[struct.Struct, struct.Struct, struct.Struct, struct.Struct]:
     """The (ELF header after ``e_ident``, program header, dynamic entry,
     section header) :class:`struct.Struct` formats of a class and byte order."""
     key = (elfclass, little)
@@ -73,6 +84,15 @@ class Header:
     """The parts of the ELF header the fast readers use."""
 
     __slots__ = ("elfclass", "little", "etype", "machine", "phoff", "phentsize", "phnum", "fmts")
+
+    elfclass: int  # 32 or 64
+    little: bool
+    etype: int
+    machine: int
+    phoff: int
+    phentsize: int
+    phnum: int
+    fmts: Tuple[struct.Struct, struct.Struct, struct.Struct, struct.Struct]  # see formats()
 
 
 def parse_header(head: bytes, pread: Callable[[int, int], bytes]) -> Header:
@@ -133,7 +153,7 @@ def program_headers(h: Header, head: bytes,
             return None
     phdr_s = h.fmts[1]
     if entsize == phdr_s.size:  # the usual case: the whole table unpacked in C
-        rows = phdr_s.iter_unpack(table[base:base + size])
+        rows: Iterable[Tuple[int, ...]] = phdr_s.iter_unpack(table[base:base + size])
     else:
         unpack = phdr_s.unpack_from
         rows = [unpack(table, base + i * entsize) for i in range(phnum)]
@@ -181,3 +201,41 @@ def parse_as_elf_error(parse, head: bytes, pread, what: str, also: tuple = ()):
         raise
     except (struct.error, ValueError, OverflowError, MemoryError) + also as exc:
         raise ElfError(f"malformed {what} ({type(exc).__name__})") from None
+
+
+# -- reading what the dynamic table points at ----------------------------------
+
+
+def read_exact(pread: Callable[[int, int], bytes], offset: int, size: int, what: str) -> bytes:
+    """The ``size`` bytes at ``offset``; ElfError (``what`` outside the file) if fewer."""
+    raw = pread(offset, size)
+    if len(raw) < size:
+        raise ElfError(f"{what} outside the file")
+    return raw
+
+
+def word_array(code: str, raw: bytes, little: bool) -> array:
+    """``raw`` (whole items only) as an :class:`array.array` of ``code``, in native order."""
+    a = array(code)
+    n = len(raw) - len(raw) % a.itemsize
+    a.frombytes(raw[:n] if n != len(raw) else raw)
+    if little != _NATIVE_LITTLE:
+        a.byteswap()
+    return a
+
+
+def segment_offset(loads: Sequence[Tuple[int, int, int]], addr: int, what: str) -> Tuple[int, int]:
+    """(file offset, bytes left in its segment) of an address."""
+    for vaddr, seg_filesz, seg_off in loads:
+        if vaddr <= addr < vaddr + seg_filesz:
+            return seg_off + (addr - vaddr), vaddr + seg_filesz - addr
+    raise ElfError(f"{what} outside every PT_LOAD segment")
+
+
+def table_at(loads: Sequence[Tuple[int, int, int]], pread: Callable[[int, int], bytes], addr: int, size: int,
+             what: str) -> bytes:
+    """The ``size`` bytes at the address ``addr``, inside its segment."""
+    off, left = segment_offset(loads, addr, what)
+    if size > left:
+        raise ElfError(f"{what} runs past its segment")
+    return read_exact(pread, off, size, what)

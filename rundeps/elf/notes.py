@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import struct
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import List, Tuple
+
 __all__ = ["DLOPEN_NOTE_OWNER", "DLOPEN_NOTE_TYPE", "PRIORITIES", "dlopen_note_entries", "parse_dlopen_notes"]
 
 DLOPEN_NOTE_OWNER = b"FDO"
@@ -29,7 +33,7 @@ _MAX_ENTRIES = 256
 def parse_dlopen_notes(data: bytes, little_endian: bool):
     """The dlopen notes in the bytes of one ``PT_NOTE`` segment:
     ``((priority, (soname, ...)), ...)`` in file order."""
-    out = []
+    out: List[Tuple[str, Tuple[str, ...]]] = []
     hdr = struct.Struct("<III" if little_endian else ">III")
     pos, end = 0, len(data)
     while pos + 12 <= end and len(out) < _MAX_ENTRIES:

@@ -25,9 +25,9 @@ default (see docs/speed.md).  Any exception from pyelftools becomes
 
 from __future__ import annotations
 
-from typing import BinaryIO, Dict, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, List, Optional, Set, Tuple
 
-from .facts import SymbolFacts
+from .facts import SymbolFacts, reloc_facts
 from .types import ElfError, ElfInfo
 
 __all__ = ["read_elf_pyelftools", "read_symbols_pyelftools"]
@@ -40,7 +40,7 @@ _MAX_OFFSET = (1 << 63) - 1
 _MAX_NOTE_SEGMENT = 1 << 16
 
 # (pyelftools' e_machine name, class, little endian) -> Alpine arch.
-_ARCHES = {
+_ARCHES: Dict[Tuple[Optional[str], int, bool], str] = {
     ("EM_X86_64", 64, True): "x86_64",
     ("EM_AARCH64", 64, True): "aarch64",
     ("EM_PPC64", 64, True): "ppc64le",
@@ -158,17 +158,11 @@ def _elf(f) -> ElfInfo:
         if p["p_type"] == "PT_NOTE" and 12 <= p["p_filesz"] <= _MAX_NOTE_SEGMENT and len(dlopen_notes) < 16:
             dlopen_notes.extend(_dlopen_notes(ef, p["p_offset"], p["p_filesz"]))
     return ElfInfo(
-        dlopen_notes=tuple(dlopen_notes),
-        elfclass=ef.elfclass,
-        little_endian=ef.little_endian,
-        machine=number,
-        arch=_ARCHES.get((machine_name, ef.elfclass, ef.little_endian)),
+        target=(ef.elfclass, ef.little_endian, number, _ARCHES.get((machine_name, ef.elfclass, ef.little_endian))),
         etype=etype_name,
         interp=interp,
-        needed=tuple(needed),
-        soname=soname,
-        rpath=rpath,
-        runpath=runpath,
+        dynamic=(tuple(needed), soname, rpath, runpath),
+        dlopen_notes=tuple(dlopen_notes),
     )
 
 
@@ -291,10 +285,11 @@ def _pyelftools(f) -> SymbolFacts:
 
     f.seek(0)
     ef = ELFFile(f)
-    seg = next(iter(ef.iter_segments(type="PT_DYNAMIC")), None)
+    # a PT_DYNAMIC segment is a DynamicSegment (iter_segments is typed as giving Segment)
+    seg: Any = next(iter(ef.iter_segments(type="PT_DYNAMIC")), None)
     if seg is None:
         return SymbolFacts({}, frozenset())
-    tags = {}
+    tags: Dict[str, int] = {}
     for t in seg.iter_tags():
         tags.setdefault(t.entry.d_tag, t.entry.d_val)
     refs, bad_relocs, tp_syms = _relocations(ef, seg, tags)
@@ -303,7 +298,8 @@ def _pyelftools(f) -> SymbolFacts:
     if "DT_SYMTAB" not in tags:
         if refs:
             raise ElfError("relocations against symbols without DT_SYMTAB")
-        return SymbolFacts({}, frozenset(), tpoff=frozenset(tpoff), bad_relocs=bad_relocs, relr=relr)
+        return SymbolFacts({}, frozenset(),
+                           relocs=reloc_facts(tpoff=frozenset(tpoff), bad_relocs=bad_relocs, relr=relr))
 
     nsyms, first = _hash_count(ef, seg, tags)
     if refs:
@@ -324,14 +320,16 @@ def _pyelftools(f) -> SymbolFacts:
         hidden=frozenset(hidden - defined),
         ifunc=frozenset(ifunc - defined),
         undef_valued=frozenset(undef_valued),
-        plt_only=frozenset(n for n in undefined if n not in nonplt),
-        copy=frozenset(copy),
-        unreferenced=frozenset(unreferenced),
         nsyms=nsyms,
-        tpoff=frozenset(tpoff),
-        bad_relocs=bad_relocs,
-        relr=relr,
-        own_unfound=frozenset(own_refs - defined),
+        relocs=reloc_facts(
+            plt_only=frozenset(n for n in undefined if n not in nonplt),
+            copy=frozenset(copy),
+            unreferenced=frozenset(unreferenced),
+            tpoff=frozenset(tpoff),
+            bad_relocs=bad_relocs,
+            relr=relr,
+            own_unfound=frozenset(own_refs - defined),
+        ),
     )
 
 
@@ -379,7 +377,8 @@ def _hash_count(ef, seg, tags) -> Tuple[int, Optional[int]]:
         try:
             table = ELFHashTable(ef, off, None, seg)  # pyelftools 0.33: (elffile, offset, size, symtab)
         except TypeError:
-            table = ELFHashTable(ef, off, seg)  # 0.32 and older (the last for Python 3.9): no size
+            # 0.32 and older (the last for Python 3.9): no size
+            table = ELFHashTable(ef, off, seg)  # type: ignore[call-arg]
         return table.get_number_of_symbols(), 1
     return 0, None
 
@@ -403,7 +402,10 @@ def _exports(syms, first: Optional[int], hidden_bits: List[bool]):
     """(defined, hidden, ifunc, undef_valued) names, symbol by symbol."""
     ok_types = ("STT_NOTYPE", "STT_OBJECT", "STT_FUNC", "STT_COMMON", "STT_TLS")
     ok_binds = ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE", "STB_LOOS")  # pyelftools names GNU_UNIQUE (10) STB_LOOS
-    defined, hidden, ifunc, undef_valued = set(), set(), set(), set()
+    defined: Set[str] = set()
+    hidden: Set[str] = set()
+    ifunc: Set[str] = set()
+    undef_valued: Set[str] = set()
     if first is None:
         return defined, hidden, ifunc, undef_valued
     for i in range(first, len(syms)):

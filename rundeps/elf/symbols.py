@@ -95,13 +95,13 @@ exception; every table read is capped (:data:`MAX_SYMS`,
 from __future__ import annotations
 
 import struct
-import sys
-from array import array
 from itertools import accumulate, compress, filterfalse, repeat
-from operator import add, and_, eq, ne, rshift, truth
+from operator import add, and_, truth
 
-from .facts import EMPTY, MAX_BAD_RELOCS, SymbolFacts
-from .header import Header, guarded, parse_as_elf_error, parse_header, program_headers
+from .facts import EMPTY, SymbolFacts, reloc_facts
+from .header import (Header, guarded, parse_as_elf_error, parse_header, program_headers, read_exact, segment_offset,
+                     table_at, word_array)
+from .relocs import DT_RELR, DT_RELRSZ, Relocs, reloc_tables
 from .types import HEAD_SIZE, PT_DYNAMIC, PT_LOAD, ElfError, is_elf_magic
 
 TYPE_CHECKING = False
@@ -118,17 +118,12 @@ __all__ = [
 MAX_SYMS = 4 * 1024 * 1024
 #: Largest dynamic string table read.
 MAX_STRTAB = 256 * 1024 * 1024
-#: Relocations are read this many bytes at a time.
-RELOC_CHUNK = 1024 * 1024
-#: Largest relocation table accepted (bytes).
-MAX_RELOCS = 4 * 1024 * 1024 * 1024
 
 # Dynamic tags.
 DT_NULL = 0
-DT_HASH, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_RELASZ, DT_RELAENT, DT_STRSZ, DT_SYMENT = 4, 5, 6, 7, 8, 9, 10, 11
-DT_REL, DT_RELSZ, DT_RELENT, DT_PLTREL, DT_JMPREL, DT_PLTRELSZ = 17, 18, 19, 20, 23, 2
-DT_RELRSZ, DT_RELR = 35, 36
+DT_HASH, DT_STRTAB, DT_SYMTAB, DT_STRSZ, DT_SYMENT = 4, 5, 6, 10, 11
 DT_GNU_HASH = 0x6FFFFEF5
+EM_S390 = 22
 DT_VERSYM = 0x6FFFFFF0
 
 STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_COMMON, STT_TLS, STT_GNU_IFUNC = 0, 1, 2, 5, 6, 10
@@ -136,45 +131,6 @@ STB_LOCAL, STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 0, 1, 2, 10
 OK_TYPES = 1 << STT_NOTYPE | 1 << STT_OBJECT | 1 << STT_FUNC | 1 << STT_COMMON | 1 << STT_TLS
 OK_BINDS = 1 << STB_GLOBAL | 1 << STB_WEAK | 1 << STB_GNU_UNIQUE
 
-# e_machine -> (R_*_COPY, R_*_JUMP_SLOT), musl's REL_COPY and REL_PLT.
-_RELOC_KINDS = {
-    62: (5, 7),  # x86_64
-    3: (5, 7),  # i386
-    183: (1024, 1026),  # aarch64
-    40: (20, 22),  # arm
-    21: (19, 21),  # ppc64
-    20: (19, 21),  # ppc
-    22: (9, 11),  # s390x
-    243: (4, 5),  # riscv
-    258: (4, 5),  # loongarch
-}
-EM_S390 = 22
-
-# (e_machine, 64-bit) -> (REL_RELATIVE, {REL_TPOFF, REL_TPOFF_NEG}, every
-# type musl's do_relocs has a case for), from musl's arch/<arch>/reloc.h and
-# include/elf.h (REL_NONE is 0; a REL_* an arch does not define is an
-# unmatchable negative enum value).  R_TYPE is r_info & 0x7fffffff on 64-bit
-# targets, r_info & 0xff on 32-bit ones.
-_MUSL_RELOCS = {
-    # x86_64: 64 PC32(OFFSET32) GLOB_DAT JUMP_SLOT RELATIVE COPY DTPMOD64 DTPOFF64 TPOFF64 TLSDESC
-    (62, True): (8, frozenset({18}), frozenset({0, 1, 2, 6, 7, 8, 5, 16, 17, 18, 36})),
-    # i386: 32 PC32(OFFSET) GLOB_DAT JMP_SLOT RELATIVE COPY TLS_DTPMOD32 TLS_DTPOFF32 TLS_TPOFF
-    # TLS_TPOFF32(TPOFF_NEG) TLS_DESC
-    (3, False): (8, frozenset({14, 37}), frozenset({0, 1, 2, 6, 7, 8, 5, 35, 36, 14, 37, 41})),
-    # aarch64: ABS64 GLOB_DAT JUMP_SLOT RELATIVE COPY TLS_DTPMOD64 TLS_DTPREL64 TLS_TPREL64 TLSDESC
-    (183, True): (1027, frozenset({1030}), frozenset({0, 257, 1025, 1026, 1027, 1024, 1028, 1029, 1030, 1031})),
-    # arm: ABS32 GLOB_DAT JUMP_SLOT RELATIVE COPY TLS_DTPMOD32 TLS_DTPOFF32 TLS_TPOFF32 TLS_DESC
-    (40, False): (23, frozenset({19}), frozenset({0, 2, 21, 22, 23, 20, 17, 18, 19, 13})),
-    # powerpc64: ADDR64 UADDR64 GLOB_DAT JMP_SLOT RELATIVE COPY DTPMOD64 DTPREL64 TPREL64
-    (21, True): (22, frozenset({73}), frozenset({0, 38, 43, 20, 21, 22, 19, 68, 78, 73})),
-    # s390x: 64 GLOB_DAT JMP_SLOT RELATIVE COPY TLS_DTPMOD TLS_DTPOFF TLS_TPOFF
-    (22, True): (12, frozenset({56}), frozenset({0, 22, 10, 11, 12, 9, 54, 55, 56})),
-    # riscv64: 64 JUMP_SLOT RELATIVE COPY TLS_DTPMOD64 TLS_DTPREL64 TLS_TPREL64 TLSDESC
-    (243, True): (3, frozenset({11}), frozenset({0, 2, 5, 3, 4, 7, 9, 11, 12})),
-    # loongarch64: JUMP_SLOT COPY TLS_DTPMOD64 TLS_DTPREL64 TLS_TPREL64 RELATIVE 64 TLS_DESC64
-    (258, True): (3, frozenset({11}), frozenset({0, 5, 4, 7, 9, 11, 3, 2, 14})),
-}
-_NATIVE_LITTLE = sys.byteorder == "little"
 
 
 def _class_table(pick) -> bytes:
@@ -188,7 +144,6 @@ _CLS_PLAIN = _class_table(lambda t, b: int(t != STT_TLS and bool((1 << t) & OK_T
 _CLS_NONLOCAL = _class_table(lambda t, b: int(b != STB_LOCAL))
 _CLS_WEAK = _class_table(lambda t, b: int(b == STB_WEAK))
 _NZ = bytes([0] + [1] * 255)
-_UNLIKE: Dict[int, bytes] = {0: _NZ}  # byte value -> translate table: 0 for it, 1 for any other
 _FLIP = bytes([1] + [0] * 255)
 _HIGHBIT = bytes([0] * 128 + [1] * 128)
 _ODD = bytes(b & 1 for b in range(256))
@@ -204,22 +159,6 @@ def _decode(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
 
-def _read_exact(pread, offset: int, size: int, what: str) -> bytes:
-    raw = pread(offset, size)
-    if len(raw) < size:
-        raise ElfError(f"{what} outside the file")
-    return raw
-
-
-def _array(code: str, raw: bytes, little: bool) -> array:
-    a = array(code)
-    n = len(raw) - len(raw) % a.itemsize
-    a.frombytes(raw[:n] if n != len(raw) else raw)
-    if little != _NATIVE_LITTLE:
-        a.byteswap()
-    return a
-
-
 def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
     """The facts, in phases: the dynamic table; the relocations; how many
     symbols (the hash tables); the symbol columns -> what is defined; what
@@ -230,15 +169,15 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
         return EMPTY
     loads, dyn = got
     relr = DT_RELR in dyn and bool(dyn.get(DT_RELRSZ))
-    rel = _Relocs(h)
-    for addr, tsize, rela in _reloc_tables(dyn):
+    rel = Relocs(h)
+    for addr, tsize, rela in reloc_tables(dyn):
         rel.scan_table(loads, pread, addr, tsize, rela)
     bad_relocs, own_tls = rel.finish()
 
     if DT_SYMTAB not in dyn:
         if rel.refd:
             raise ElfError("relocations against symbols without DT_SYMTAB")
-        return (SymbolFacts({}, frozenset(), tpoff=own_tls, bad_relocs=bad_relocs, relr=relr)
+        return (SymbolFacts({}, frozenset(), relocs=reloc_facts(tpoff=own_tls, bad_relocs=bad_relocs, relr=relr))
                 if own_tls or bad_relocs or relr else EMPTY)
     nsyms, first = _symbol_count(h, dyn, loads, pread)
     if rel.refd:
@@ -246,7 +185,7 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
     if nsyms > MAX_SYMS:
         raise ElfError(f"too many dynamic symbols ({nsyms})")
     if nsyms == 0:  # then no relocation names a symbol: tp_i is empty
-        return (SymbolFacts({}, frozenset(), tpoff=own_tls, bad_relocs=bad_relocs, relr=relr)
+        return (SymbolFacts({}, frozenset(), relocs=reloc_facts(tpoff=own_tls, bad_relocs=bad_relocs, relr=relr))
                 if own_tls or bad_relocs or relr else EMPTY)
 
     syms = _Symbols(h, dyn, loads, pread, nsyms)
@@ -260,14 +199,16 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
         hidden=frozenset(hidden) - defs,
         ifunc=frozenset(ifunc) - defs,
         undef_valued=frozenset(undef_valued),
-        plt_only=plt_only,
-        copy=frozenset(copy),
-        unreferenced=frozenset(unreferenced),
         nsyms=nsyms,
-        tpoff=tpoff,
-        bad_relocs=bad_relocs,
-        relr=relr,
-        own_unfound=own_unfound,
+        relocs=reloc_facts(
+            plt_only=plt_only,
+            copy=frozenset(copy),
+            unreferenced=frozenset(unreferenced),
+            tpoff=tpoff,
+            bad_relocs=bad_relocs,
+            relr=relr,
+            own_unfound=own_unfound,
+        ),
     )
 
 
@@ -305,133 +246,6 @@ def _dynamic_table(h: Header, head: bytes, pread) -> Optional[Tuple[List[Tuple[i
     return loads, dyn
 
 
-def _where(loads, addr: int, what: str) -> Tuple[int, int]:
-    """(file offset, bytes left in its segment) of an address."""
-    for vaddr, seg_filesz, seg_off in loads:
-        if vaddr <= addr < vaddr + seg_filesz:
-            return seg_off + (addr - vaddr), vaddr + seg_filesz - addr
-    raise ElfError(f"{what} outside every PT_LOAD segment")
-
-
-def _table_at(loads, pread, addr: int, size: int, what: str) -> bytes:
-    """The ``size`` bytes at the address ``addr``, inside its segment."""
-    off, left = _where(loads, addr, what)
-    if size > left:
-        raise ElfError(f"{what} runs past its segment")
-    return _read_exact(pread, off, size, what)
-
-
-# -- phase 2: the relocations --------------------------------------------------------
-
-
-def _reloc_tables(dyn: Dict[int, int]) -> List[Tuple[int, int, bool]]:
-    """(address, size, RELA?) of the relocation tables, in musl's order."""
-    tables = []
-    if DT_RELA in dyn and dyn.get(DT_RELASZ):
-        tables.append((dyn[DT_RELA], dyn[DT_RELASZ], True))
-    if DT_REL in dyn and dyn.get(DT_RELSZ):
-        tables.append((dyn[DT_REL], dyn[DT_RELSZ], False))
-    if DT_JMPREL in dyn and dyn.get(DT_PLTRELSZ):
-        tables.append((dyn[DT_JMPREL], dyn[DT_PLTRELSZ], dyn.get(DT_PLTREL) == DT_RELA))
-    return tables
-
-
-class _Relocs:
-    """The symbol indices the relocations reference, with their types,
-    gathered table by table (whole columns at a time, see :meth:`_chunk`)."""
-
-    __slots__ = ("is64", "little", "word", "r_copy", "r_plt", "musl", "tmask", "tp_types", "ok_types",
-                 "skip_off", "skip_pat", "refd", "nonplt", "copy", "seen", "tp")
-
-    def __init__(self, h: Header):
-        is64, little = h.elfclass == 64, h.little
-        self.is64, self.little = is64, little
-        kinds = _RELOC_KINDS.get(h.machine)
-        self.r_copy, self.r_plt = kinds if kinds else (-1, -1)
-        word = self.word = 8 if is64 else 4
-        # Where, inside one entry, the symbol-index bytes of r_info are.
-        if is64:
-            symoff, symw = (word + 4, 4) if little else (word, 4)
-        else:
-            symoff, symw = (word + 1, 3) if little else (word, 3)
-        self.refd = set()  # symbol indices some relocation (other than R_*_NONE) names
-        self.nonplt = set()  # ... by a relocation other than JUMP_SLOT
-        self.copy = set()  # ... by a COPY relocation
-        musl = self.musl = _MUSL_RELOCS.get((h.machine, is64))
-        self.seen = set()  # raw r_info types (of 64-bit targets: the low 32 bits) of every relocation
-        self.tp = set()  # symbol indices of REL_TPOFF / REL_TPOFF_NEG relocations (0: none)
-        # The entries skipped in C at the start of each chunk: those whose
-        # r_info is a symbol-less RELATIVE (its whole r_info, type included, so
-        # that the symbol-less IRELATIVE, TPOFF of the object's own TLS, ... are
-        # seen) when musl's table for the machine is known, else those that name
-        # no symbol.
-        self.tmask = self.tp_types = self.ok_types = None
-        if musl is not None:
-            r_rel, self.tp_types, self.ok_types = musl
-            self.tmask = 0x7FFFFFFF if is64 else 0xFF  # musl's R_TYPE
-            self.skip_off, self.skip_pat = word, r_rel.to_bytes(word, "little" if little else "big")
-        else:
-            self.skip_off, self.skip_pat = symoff, bytes(symw)
-
-    def scan_table(self, loads, pread, addr: int, tsize: int, rela: bool) -> None:
-        """Read one relocation table, in chunks of :data:`RELOC_CHUNK`."""
-        if tsize > MAX_RELOCS:
-            raise ElfError("relocation table too large")
-        off, left = _where(loads, addr, "relocation table")
-        if tsize > left:
-            raise ElfError("relocation table runs past its segment")
-        per = 3 if rela else 2
-        stride = self.word * per
-        step = RELOC_CHUNK - RELOC_CHUNK % stride
-        tsize -= tsize % stride
-        pos = 0
-        while pos < tsize:
-            n = min(step, tsize - pos)
-            chunk = _read_exact(pread, off + pos, n, "relocation table")
-            pos += n
-            self._chunk(chunk, per, stride)
-            if len(self.seen) > MAX_BAD_RELOCS:
-                seen = self.seen = {t & self.tmask for t in self.seen}
-                if len(seen - self.ok_types) > MAX_BAD_RELOCS:
-                    raise ElfError("too many unsupported relocation types")
-
-    def _chunk(self, chunk: bytes, per: int, stride: int) -> None:
-        # The linker puts the (many) symbol-less relative relocations
-        # first: find the first other entry in C, and take the columns
-        # from there on.
-        p = _first_unlike(chunk, self.skip_off, self.skip_pat, stride)
-        if p < 0:
-            return
-        types, syms = _reloc_columns(chunk[p * stride:], self.is64, self.little, per)
-        _note_relocs(types, syms, self.r_plt, self.r_copy, self.refd, self.nonplt, self.copy)
-        if self.musl is not None:
-            ts = set(types)
-            self.seen |= ts
-            tp_types = self.tp_types
-            tp = tp_types.intersection(ts)
-            if max(ts) > self.tmask:  # 64-bit: bit 31 set, which musl's R_TYPE drops
-                tmask = self.tmask
-                tp = {t for t in ts if t & tmask in tp_types}
-            if tp:
-                self.tp.update(compress(syms, map(tp.__contains__, types)))
-
-    def finish(self) -> Tuple[FrozenSet[int], FrozenSet[str]]:
-        """(unsupported relocation types, ``{""}`` if a TPOFF relocation
-        names no symbol, else empty); index 0 is taken out of the sets."""
-        self.refd.discard(0)
-        self.nonplt.discard(0)
-        self.copy.discard(0)
-        bad_relocs = frozenset()
-        seen, ok_types = self.seen, self.ok_types
-        if seen and not seen <= ok_types:
-            bad_relocs = frozenset(map(and_, seen, repeat(self.tmask))).difference(ok_types)
-            if len(bad_relocs) > MAX_BAD_RELOCS:
-                raise ElfError("too many unsupported relocation types")
-        own_tls = frozenset({""}) if 0 in self.tp else frozenset()
-        self.tp.discard(0)
-        return bad_relocs, own_tls
-
-
 # -- phase 3: how many symbols -------------------------------------------------------
 
 
@@ -442,11 +256,11 @@ def _symbol_count(h: Header, dyn: Dict[int, int], loads, pread) -> Tuple[int, Op
         return _gnu_hash_count(h, dyn[DT_GNU_HASH], loads, pread)
     if DT_HASH in dyn:
         e = "<" if h.little else ">"
-        off, _left = _where(loads, dyn[DT_HASH], "DT_HASH")
+        off, _left = segment_offset(loads, dyn[DT_HASH], "DT_HASH")
         if h.machine == EM_S390 and h.elfclass == 64:  # s390x: 64-bit hash words (musl's Elf_Symndx)
-            nsyms = struct.unpack(e + "QQ", _read_exact(pread, off, 16, "DT_HASH"))[1]
+            nsyms = struct.unpack(e + "QQ", read_exact(pread, off, 16, "DT_HASH"))[1]
         else:
-            nsyms = struct.unpack(e + "II", _read_exact(pread, off, 8, "DT_HASH"))[1]
+            nsyms = struct.unpack(e + "II", read_exact(pread, off, 8, "DT_HASH"))[1]
         return nsyms, 1
     return 0, None
 
@@ -455,13 +269,13 @@ def _gnu_hash_count(h: Header, addr: int, loads, pread) -> Tuple[int, int]:
     """(symbols, ``symoffset``) of a ``DT_GNU_HASH`` table: the last chain
     ends at the last symbol."""
     little = h.little
-    off, left = _where(loads, addr, "DT_GNU_HASH")
-    hdr = _read_exact(pread, off, 16, "DT_GNU_HASH")
+    off, left = segment_offset(loads, addr, "DT_GNU_HASH")
+    hdr = read_exact(pread, off, 16, "DT_GNU_HASH")
     nbuckets, symoffset, bloom_size, _shift = struct.unpack(("<" if little else ">") + "IIII", hdr)
     if nbuckets > MAX_SYMS or bloom_size > MAX_SYMS or symoffset > MAX_SYMS:
         raise ElfError("DT_GNU_HASH too large")
     boff = off + 16 + bloom_size * (8 if h.elfclass == 64 else 4)
-    buckets = _array("I", _read_exact(pread, boff, 4 * nbuckets, "DT_GNU_HASH buckets"), little)
+    buckets = word_array("I", read_exact(pread, boff, 4 * nbuckets, "DT_GNU_HASH buckets"), little)
     top = max(buckets) if nbuckets else 0
     if top < symoffset:
         return symoffset, symoffset
@@ -497,21 +311,21 @@ class _Symbols:
     def __init__(self, h: Header, dyn: Dict[int, int], loads, pread, nsyms: int):
         is64, little = h.elfclass == 64, h.little
         syment = self.syment = 24 if is64 else 16
-        symraw = self.symraw = _table_at(loads, pread, dyn[DT_SYMTAB], nsyms * syment, "DT_SYMTAB")
+        symraw = self.symraw = table_at(loads, pread, dyn[DT_SYMTAB], nsyms * syment, "DT_SYMTAB")
         if DT_STRTAB not in dyn:
             raise ElfError("symbols without DT_STRTAB")
-        stroff, strleft = _where(loads, dyn[DT_STRTAB], "DT_STRTAB")
+        stroff, strleft = segment_offset(loads, dyn[DT_STRTAB], "DT_STRTAB")
         strsz = min(dyn.get(DT_STRSZ, strleft), strleft)
         if strsz > MAX_STRTAB:
             raise ElfError("dynamic string table too large")
         strtab = self.strtab = pread(stroff, strsz)
         self.vhigh = None  # the high byte of every versym entry
         if DT_VERSYM in dyn:
-            vraw = _table_at(loads, pread, dyn[DT_VERSYM], 2 * nsyms, "DT_VERSYM")
+            vraw = table_at(loads, pread, dyn[DT_VERSYM], 2 * nsyms, "DT_VERSYM")
             self.vhigh = vraw[1::2] if little else vraw[0::2]
 
         # Per-symbol fields, as whole columns (C-level slicing).
-        self.names = _array("I", symraw, little)[0::6 if is64 else 4]
+        self.names = word_array("I", symraw, little)[0::6 if is64 else 4]
         if is64:
             self.infob = symraw[4::24]
             shoff, self.valoff, self.valw = 6, 8, 8
@@ -546,7 +360,7 @@ class _Symbols:
         got = list(map(self.strings.get, map(self.names.__getitem__, indices)))
         if None in got:
             got = [s if s is not None else self.name(i) for i, s in zip(indices, got)]
-        return got
+        return got  # type: ignore[return-value]  # every None was replaced just above
 
     def selected(self, mask: int, first: int, count: int) -> List[str]:
         """The names of the symbols from ``first`` on whose bit is set."""
@@ -554,7 +368,7 @@ class _Symbols:
         got = list(map(self.strings.get, compress(self.names[first:], sel)))
         if None in got:  # a tail-merged name: by index
             return self.names_of(list(compress(range(first, first + count), sel)))
-        return got
+        return got  # type: ignore[return-value]  # no None: checked just above
 
 
 def _definitions(syms: _Symbols, first: Optional[int], nsyms: int):
@@ -607,7 +421,7 @@ def _definitions(syms: _Symbols, first: Optional[int], nsyms: int):
 # -- phase 5: what the relocations need ----------------------------------------------
 
 
-def _needs(syms: _Symbols, rel: _Relocs, nsyms: int, own_tls: FrozenSet[str]):
+def _needs(syms: _Symbols, rel: Relocs, nsyms: int, own_tls: FrozenSet[str]):
     """(undefined {name: weak}, plt_only, copy, unreferenced, tpoff): the
     referenced entries that are SHN_UNDEF and not STB_LOCAL, and the rest."""
     undm, infob, refd = syms.undm, syms.infob, rel.refd
@@ -636,7 +450,7 @@ def _needs(syms: _Symbols, rel: _Relocs, nsyms: int, own_tls: FrozenSet[str]):
     return undefined, frozenset(undefined).difference(nonplt), copy, unreferenced, tpoff
 
 
-def _own_references(syms: _Symbols, rel: _Relocs, found) -> FrozenSet[str]:
+def _own_references(syms: _Symbols, rel: Relocs, found) -> FrozenSet[str]:
     """The names of the symbols the relocations reference that this object
     defines (``st_shndx != SHN_UNDEF``), that are not ``STB_LOCAL`` and whose
     entry is not one of its exports (``found``, from :func:`_definitions`;
@@ -649,55 +463,6 @@ def _own_references(syms: _Symbols, rel: _Relocs, found) -> FrozenSet[str]:
     shnz, nonlocal_m = syms.shnz, syms.infob.translate(_CLS_NONLOCAL)
     cand = list(compress(ridx, map(and_, map(shnz.__getitem__, ridx), map(nonlocal_m.__getitem__, ridx))))
     return frozenset(syms.names_of(cand)) if cand else frozenset()
-
-
-def _first_unlike(raw: bytes, off: int, pat: bytes, stride: int) -> int:
-    """The index of the first ``stride``-byte entry of ``raw`` whose bytes
-    at ``off`` are not ``pat``; -1 if there is none.  One byte column at a
-    time, sliced and compared in C; a column that differs is searched (up
-    to the first difference found so far only)."""
-    end = len(raw) // stride
-    found = -1
-    for k, b in enumerate(pat):
-        col = raw[off + k:end * stride:stride]
-        if col == (bytes(end) if b == 0 else bytes((b,)) * end):
-            continue
-        table = _UNLIKE.get(b)
-        if table is None:
-            table = _UNLIKE[b] = bytes(int(x != b) for x in range(256))
-        found = end = col.translate(table).find(1)
-        if end == 0:
-            break
-    return found
-
-
-def _reloc_columns(raw: bytes, is64: bool, little: bool, per: int):
-    """(types, symbol indices) of the relocations in ``raw`` (whole
-    entries of ``per`` words), as two arrays sliced in C."""
-    if is64:
-        w = _array("I", raw, little)  # r_info is words 2-3 of 2*per
-        n = 2 * per
-        if little:
-            return w[2::n], w[3::n]
-        return w[3::n], w[2::n]
-    info = _array("I", raw, little)[1::per]
-    return list(map(and_, info, repeat(0xFF))), list(map(rshift, info, repeat(8)))
-
-
-def _note_relocs(types, syms, r_plt: int, r_copy: int, refd: set, nonplt: set, copy: set) -> None:
-    """Add the symbol indices of one run of relocations to the sets (index
-    0, no symbol, is taken out by the caller)."""
-    if types.count(0):  # R_*_NONE entries name nothing: drop them
-        syms = list(compress(syms, types))
-        types = list(compress(types, types))
-    refd.update(syms)
-    plt = types.count(r_plt)
-    if not plt:
-        nonplt.update(syms)
-    elif plt != len(types):
-        nonplt.update(compress(syms, map(ne, types, repeat(r_plt))))
-    if types.count(r_copy):
-        copy.update(compress(syms, map(eq, types, repeat(r_copy))))
 
 
 def _int(mask: bytes) -> int:

@@ -15,6 +15,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Optional, Tuple
 
+    Target = Tuple[int, bool, int, Optional[str]]
+    """(elfclass, little_endian, machine, arch) of an ELF file."""
+    DynamicNames = Tuple[Tuple[str, ...], Optional[str], Tuple[str, ...], Tuple[str, ...]]
+    """(needed, soname, rpath, runpath) from a dynamic section."""
+
 __all__ = [
     "ARCH_NAMES",
     "ELF_MAGIC",
@@ -65,21 +70,35 @@ class ElfInfo:
         "dlopen_notes",  # .note.dlopen metadata: ((priority, (soname, ...)), ...)
     )
 
-    def __init__(self, elfclass: int, little_endian: bool, machine: int, arch: Optional[str], etype: str,
-                 interp: Optional[str], needed: Tuple[str, ...], soname: Optional[str],
-                 rpath: Tuple[str, ...], runpath: Tuple[str, ...],
+    elfclass: int
+    little_endian: bool
+    machine: int
+    arch: Optional[str]
+    etype: str
+    interp: Optional[str]
+    needed: Tuple[str, ...]
+    soname: Optional[str]
+    rpath: Tuple[str, ...]
+    runpath: Tuple[str, ...]
+    dlopen_notes: Tuple[Tuple[str, Tuple[str, ...]], ...]
+
+    def __init__(self, target: Target, etype: str, interp: Optional[str], dynamic: DynamicNames,
                  dlopen_notes: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()):
-        self.elfclass = elfclass
-        self.little_endian = little_endian
-        self.machine = machine
-        self.arch = arch
+        """``target``: (elfclass, little_endian, machine, arch); ``dynamic``:
+        (needed, soname, rpath, runpath), as the dynamic section gives them."""
+        self.elfclass, self.little_endian, self.machine, self.arch = target
         self.etype = etype
         self.interp = interp
-        self.needed = needed
-        self.soname = soname
-        self.rpath = rpath
-        self.runpath = runpath
+        self.needed, self.soname, self.rpath, self.runpath = dynamic
         self.dlopen_notes = dlopen_notes
+
+    @classmethod
+    def from_tuple(cls, t: tuple) -> "ElfInfo":
+        """The inverse of :meth:`astuple` (the caller checks the types)."""
+        obj = cls.__new__(cls)
+        (obj.elfclass, obj.little_endian, obj.machine, obj.arch, obj.etype, obj.interp, obj.needed, obj.soname,
+         obj.rpath, obj.runpath, obj.dlopen_notes) = t
+        return obj
 
     def astuple(self) -> tuple:
         return tuple(getattr(self, name) for name in self.__slots__)

@@ -160,7 +160,7 @@ def _tuple_to_info(t) -> ElfInfo:
             and isinstance(soname, _OPT_STR) and _str_tuple(needed) and _str_tuple(rpath)
             and _str_tuple(runpath) and _notes_tuple(notes)):
         raise CorruptEntry("bad ELF record")
-    return ElfInfo(*t)
+    return ElfInfo.from_tuple(t)
 
 
 def _str_tuple(v) -> bool:

@@ -193,7 +193,7 @@ class Prefetch:
 
         try:
             facts, with_symbols = data
-            self.facts = {tuple(k): (None if i is None else ElfInfo(*i), None if f is None else facts_from_tuple(f), e)
+            self.facts = {tuple(k): (None if i is None else ElfInfo.from_tuple(i), None if f is None else facts_from_tuple(f), e)
                           for k, (i, f, e) in facts}
             self._with_symbols = {tuple(k) for k in with_symbols}
         except (TypeError, ValueError) as exc:

@@ -113,6 +113,8 @@ def import_conditions(paths: Iterable[str], files, read: Read) -> Dict[str, str]
         if not chain:
             continue
         module = module_name(path, exists)
+        if module is None:  # never: the chain above is not empty
+            continue
         top_dir = chain[0]
         base = posixpath.dirname(top_dir)
         top = posixpath.basename(top_dir)
@@ -193,8 +195,11 @@ class TreeFiles:
             return None
         from ..inputs.pysource import decode_source
 
+        real = self.files.resolve(p, follow_last=False)
+        if real is None:  # never: ``p in self`` resolved it
+            return None
         try:
-            data = self.files.read(self.files.resolve(p, follow_last=False), 0, self.max_size + 1)
+            data = self.files.read(real, 0, self.max_size + 1)
             if len(data) > self.max_size:
                 return None
             return decode_source(data)

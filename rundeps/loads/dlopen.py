@@ -34,22 +34,22 @@ A file that does not decode or parse, or is too large, is skipped and
 reported through ``on_problem`` (never an exception).
 
 Findings from one call are alternatives (a loader tries them in turn);
-:func:`alternatives` groups them.  :func:`candidate_sonames` turns a
-finding's name into the sonames (``so:`` provides) that could satisfy it.
+:func:`alternatives` groups them.  :func:`candidate_sonames`
+(:mod:`rundeps.loads.sonames`, re-exported here) turns a finding's name into
+the sonames (``so:`` provides) that could satisfy it; the files read come
+from :mod:`rundeps.loads.sourcefiles` (a folder, a root's tree, a wheel).
 """
 
 from __future__ import annotations
 
 import ast
-import os
-import posixpath
 import re
-import stat
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
-from ..inputs.pysource import decode_source, read_source
+from ..inputs.pysource import decode_source
+from .sonames import LIBC_NAMES, candidate_sonames, is_libc_name, soname_matcher
 
 __all__ = [
     "DlopenFinding",
@@ -57,14 +57,13 @@ __all__ = [
     "LITERAL_CALL",
     "LIBC_NAMES",
     "MAX_SOURCE_SIZE",
+    "ProblemCallback",
     "find_dlopen",
-    "scan_sources",
-    "iter_py_files",
     "alternatives",
     "is_libc_name",
+    "report_problem",
     "soname_matcher",
     "candidate_sonames",
-    "scan_tree_sources",
 ]
 
 MAX_SOURCE_SIZE = 5 * 1000 * 1000
@@ -83,12 +82,6 @@ _WATCHED_MODULES = ("ctypes", "_ctypes", "cffi", "_cffi_backend")
 
 _SONAME_LITERAL_RE = re.compile(r"^(?:/?[\w.+-]+/)*lib[\w.+-]*\.so(?:\.\d+)*$")
 _FOREIGN_RE = re.compile(r"\.(?:dll|dylib|pyd|exe)$|\.framework/|\\", re.IGNORECASE)
-
-LIBC_NAMES = frozenset(
-    {"c", "m", "dl", "pthread", "rt", "util", "crypt", "resolv", "xnet", "trace"}
-)
-"""``find_library`` names (without ``lib``) that musl serves from its libc itself."""
-
 
 @dataclass(frozen=True)
 class DlopenFinding:
@@ -124,7 +117,8 @@ ProblemCallback = Callable[[str, str], None]
 # -- reading ------------------------------------------------------------------
 
 
-def _report(on_problem: Optional[ProblemCallback], path: str, reason: str) -> None:
+def report_problem(on_problem: Optional[ProblemCallback], path: str, reason: str) -> None:
+    """Tell ``on_problem`` (if any) that ``path`` was skipped, and why."""
     if on_problem is not None:
         on_problem(path, reason)
 
@@ -343,10 +337,8 @@ def _may_load(source: Union[str, bytes]) -> bool:
     names a loader (an import alias still names it once) or holds a
     ``lib*.so`` literal."""
     if isinstance(source, bytes):
-        words, regex = _LOADER_WORDS_B, _LIB_SO_RE_B
-    else:
-        words, regex = _LOADER_WORDS, _LIB_SO_RE
-    return any(w in source for w in words) or regex.search(source) is not None
+        return any(w in source for w in _LOADER_WORDS_B) or _LIB_SO_RE_B.search(source) is not None
+    return any(w in source for w in _LOADER_WORDS) or _LIB_SO_RE.search(source) is not None
 
 
 def find_dlopen(
@@ -375,17 +367,17 @@ def find_dlopen(
         if literals and (collector.aliases.watched or collector.any_loader):
             collector.literals()
     except RecursionError:  # pragma: no cover - ast.walk is iterative; belt and braces
-        _report(on_problem, path, "skipped: nested too deeply")
+        report_problem(on_problem, path, "skipped: nested too deeply")
         return []
     return collector.findings()
 
 
 def _parse_source(source: Union[str, bytes], path: str, max_size: int,
-                  on_problem: Optional[ProblemCallback]) -> Optional[ast.AST]:
+                  on_problem: Optional[ProblemCallback]) -> Optional[ast.Module]:
     """The syntax tree of a source that may load a library, or None (too
     large, no loader word, cannot decode or parse: the last three reported)."""
     if len(source) > max_size:
-        _report(on_problem, path, "skipped: larger than %d bytes" % max_size)
+        report_problem(on_problem, path, "skipped: larger than %d bytes" % max_size)
         return None
     if not _may_load(source):
         return None
@@ -393,14 +385,14 @@ def _parse_source(source: Union[str, bytes], path: str, max_size: int,
         try:
             source = decode_source(source)
         except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
-            _report(on_problem, path, "skipped: cannot decode: %s" % _one_line(exc))
+            report_problem(on_problem, path, "skipped: cannot decode: %s" % _one_line(exc))
             return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarning: invalid escapes, "is" with a literal
             return ast.parse(source, filename=path)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
-        _report(on_problem, path, "skipped: cannot parse: %s" % _one_line(exc))
+        report_problem(on_problem, path, "skipped: cannot parse: %s" % _one_line(exc))
         return None
 
 
@@ -410,20 +402,20 @@ class _Collector:
     claimed (:meth:`literals`); :meth:`findings` in source order, grouped
     into alternatives."""
 
-    def __init__(self, tree: ast.AST, path: str, include_dynamic: bool):
+    def __init__(self, tree: ast.Module, path: str, include_dynamic: bool):
         self.tree = tree
         self.path = path
         self.include_dynamic = include_dynamic
         self.aliases = _Aliases(tree)
         self.names = _Names(tree)
-        self.found: List[Tuple[Tuple[int, int, int], DlopenFinding]] = []
+        self.found: List[Tuple[Tuple[int, ...], DlopenFinding]] = []
         self.seen: set = set()
         self.claimed: set = set()  # ids of literal nodes already reported as loader arguments
         self.anchors: Dict[int, ast.AST] = {}  # id(finding) -> the call or literal it came from
         self.current: List[ast.AST] = []
         self.any_loader = False
 
-    def add(self, name: str, line: int, call: str, order: Tuple[int, int, int], dynamic: bool = False) -> None:
+    def add(self, name: str, line: int, call: str, order: Tuple[int, ...], dynamic: bool = False) -> None:
         key = (name, line, call, dynamic)
         if key in self.seen:
             return
@@ -535,10 +527,11 @@ def _branches(anchor: ast.AST, parents: Dict[int, ast.AST]) -> List[Tuple[object
             elif _in(child, node.orelse):
                 out.append((id(node), 1))
         elif isinstance(node, ast.Try) or node.__class__.__name__ == "TryStar":
-            if _in(child, node.body) or _in(child, node.orelse):
+            tried = cast(ast.Try, node)  # ast.TryStar (3.11+) has the same fields
+            if _in(child, tried.body) or _in(child, tried.orelse):
                 out.append((id(node), 0))
             else:
-                for i, handler in enumerate(node.handlers):
+                for i, handler in enumerate(tried.handlers):
                     if handler is child:
                         out.append((id(node), 1 + i))
         elif isinstance(node, ast.BoolOp):
@@ -623,60 +616,6 @@ def _one_line(exc: BaseException) -> str:
     return text
 
 
-def iter_py_files(path: str) -> Iterator[str]:
-    """``path`` itself if it is a file; else the ``*.py`` files under it, sorted
-    (symlinked folders are not followed)."""
-    if not os.path.isdir(path):
-        yield path
-        return
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames.sort()
-        for fn in sorted(filenames):
-            if fn.endswith(".py"):
-                yield os.path.join(dirpath, fn)
-
-
-def scan_sources(
-    paths: Iterable[str],
-    *,
-    include_dynamic: bool = False,
-    literals: bool = True,
-    max_size: int = MAX_SOURCE_SIZE,
-    on_problem: Optional[ProblemCallback] = None,
-) -> List[DlopenFinding]:
-    """:func:`find_dlopen` over files (folders: their ``*.py`` files, recursively).
-
-    Unreadable or oversized files are reported through ``on_problem`` and skipped.
-    """
-    out: List[DlopenFinding] = []
-    for top in paths:
-        for fn in iter_py_files(top):
-            try:
-                if not stat.S_ISREG(os.stat(fn).st_mode):
-                    continue  # a FIFO, socket or device: never opened
-                size = os.path.getsize(fn)
-                if size > max_size:
-                    _report(on_problem, fn, "skipped: larger than %d bytes" % max_size)
-                    continue
-                data = read_source(fn, max_size)
-                if data is None:
-                    continue
-            except OSError as exc:
-                _report(on_problem, fn, "skipped: %s" % (exc.strerror or exc))
-                continue
-            out.extend(
-                find_dlopen(
-                    data,
-                    fn,
-                    include_dynamic=include_dynamic,
-                    literals=literals,
-                    max_size=max_size,
-                    on_problem=on_problem,
-                )
-            )
-    return out
-
-
 def alternatives(findings: Iterable[DlopenFinding]) -> List[List[DlopenFinding]]:
     """Group findings of one call (same path, line and callee): a loader tries
     each in turn, so one resolving is enough.  Literal findings stay alone."""
@@ -690,203 +629,3 @@ def alternatives(findings: Iterable[DlopenFinding]) -> List[List[DlopenFinding]]
             key = (f.path, f.line, f.call) if f.call != LITERAL_CALL else (f.path, f.line, f.call, f.name)
         groups.setdefault(key, []).append(f)
     return list(groups.values())
-
-
-# -- from a name to sonames ---------------------------------------------------
-
-_SO_RE = re.compile(r"^(?P<stem>.+?)\.so(?P<ver>(?:\.\d+)*)$")
-_TRAILING_VERSION_RE = re.compile(r"^(?P<stem>.+?)-?(?P<ver>\d+(?:\.\d+)*)$")
-
-
-def is_libc_name(name: str) -> bool:
-    """True for a name musl serves from libc itself (``c``, ``libm.so.6``, ``pthread``)."""
-    base = posixpath.basename(name)
-    m = _SO_RE.match(base)
-    stem = m.group("stem") if m else base
-    if stem.startswith("lib"):
-        stem = stem[3:]
-    return stem in LIBC_NAMES or stem.startswith("c.musl-") or base.startswith("ld-musl-")
-
-
-def _version_tuple(ver: str) -> Tuple[int, ...]:
-    return tuple(int(p) for p in ver.split(".") if p)
-
-
-def _ranker(name: str) -> Callable[[str], Optional[tuple]]:
-    """A function giving a sort key (smaller is better) for a soname that can
-    satisfy ``name``, or ``None`` for one that cannot."""
-    base = posixpath.basename(name.strip())
-    m = _SO_RE.match(base)
-    if m:
-        stem, ver = m.group("stem"), _version_tuple(m.group("ver"))
-
-        def rank_file(soname: str) -> Optional[tuple]:
-            if soname == base:
-                return (0,)
-            sm = _SO_RE.match(soname)
-            if not sm or sm.group("stem") != stem:
-                return None
-            sver = _version_tuple(sm.group("ver"))
-            if ver and sver == ver[: len(sver)]:
-                # libfoo.so.1 provides the file libfoo.so.1.2.3: longest first
-                return (1, -len(sver))
-            if not ver:
-                # unversioned libfoo.so (really the -dev symlink): newest soname
-                return (2,) + tuple(-v for v in sver)
-            return None
-
-        return rank_file
-
-    stem = base if base.startswith("lib") else "lib" + base
-    tm = _TRAILING_VERSION_RE.match(stem)
-    short = tm.group("stem") if tm else None
-    want = _version_tuple(tm.group("ver")) if tm else ()
-    if short in ("", "lib"):
-        short = None
-
-    def rank_stem(soname: str) -> Optional[tuple]:
-        sm = _SO_RE.match(soname)
-        if not sm:
-            return None
-        sver = _version_tuple(sm.group("ver"))
-        neg = tuple(-v for v in sver)
-        if sm.group("stem") == stem:
-            # find_library("gtk-3") -> libgtk-3.so.0: the name as written
-            return (0,) + neg
-        if short is not None and sm.group("stem") == short:
-            # "cairo-2" / "magic1" (Windows-style) -> libcairo.so.2 first
-            return (1, 0 if sver[: len(want)] == want else 1) + neg
-        return None
-
-    return rank_stem
-
-
-def _bare(soname: str) -> str:
-    return soname[3:] if soname.startswith("so:") else soname
-
-
-def soname_matcher(name: str) -> Callable[[str], bool]:
-    """A predicate: can this soname (``libmagic.so.1`` or ``so:libmagic.so.1``)
-    satisfy a run-time load of ``name``?"""
-    rank = _ranker(name)
-    return lambda soname: rank(_bare(soname)) is not None
-
-
-def candidate_sonames(name: str, available: Iterable[str]) -> List[str]:
-    """The sonames of ``available`` that can satisfy loading ``name``, best first.
-
-    ``available`` is what an index or database provides (bare sonames, or
-    ``so:`` provide names — returned as given).  Rules:
-
-    * a file name (``libmagic.so.1``, ``/usr/lib/libfoo.so.1.2.3``): that exact
-      soname, else a soname that is a version prefix of it (``libfoo.so.1``);
-      an unversioned ``libfoo.so`` gives the ``libfoo.so.N`` sonames, highest
-      first (loading it really needs the ``-dev`` symlink);
-    * a ``find_library`` name (``magic``, ``libmagic``, ``gtk-3``): the
-      ``libmagic.so.N`` sonames, highest N first; a trailing version written
-      Windows-style (``cairo-2``, ``magic1``) is tried as part of the name
-      first, then as the soname's version (``libcairo.so.2`` preferred over
-      other ``libcairo.so.N``).
-    """
-    rank = _ranker(name)
-    scored = []
-    for soname in set(available):
-        key = rank(_bare(soname))
-        if key is not None:
-            scored.append((key, soname))
-    scored.sort()
-    return [s for _, s in scored]
-
-
-# -- for the resolver and the command line ------------------------------------
-
-
-def scan_tree_sources(
-    paths: Iterable[str],
-    root="/",
-    *,
-    max_size: int = MAX_SOURCE_SIZE,
-    on_problem: Optional[ProblemCallback] = None,
-) -> List[DlopenFinding]:
-    """:func:`find_dlopen` over the ``*.py`` files under in-root ``paths`` of the
-    filesystem ``root`` (a host folder, or a root through the root protocol,
-    :func:`rundeps.rootfs.root_files`: an image's tree); findings carry
-    in-root paths.
-
-    Symlinked files and folders are not followed (they could lead out of the root).
-    """
-    from ..rootfs import root_files
-
-    files = root_files(root)
-    out: List[DlopenFinding] = []
-    for top in paths:
-        inroot = posixpath.normpath("/" + str(top).lstrip("/"))
-        for real, shown in _tree_py_files(files, inroot):
-            try:
-                data = files.read(real, 0, max_size + 1)
-            except OSError as exc:
-                _report(on_problem, shown, "skipped: %s" % (exc.strerror or exc))
-                continue
-            if len(data) > max_size:
-                _report(on_problem, shown, "skipped: larger than %d bytes" % max_size)
-                continue
-            out.extend(find_dlopen(data, shown, max_size=max_size, on_problem=on_problem))
-    return out
-
-
-def _tree_py_files(files, inroot: str) -> Iterator[Tuple[str, str]]:
-    """(in-root real path, path as given) of the regular ``*.py`` files at or
-    under ``inroot`` of ``files`` (the root protocol): folders in sorted
-    order, a folder's files before its sub-folders (as :func:`os.walk`);
-    symlinks (to files or folders), FIFOs, sockets and devices skipped."""
-    real = files.resolve(inroot, follow_last=False)
-    if real is None or files.resolve(real) != real:
-        return  # absent, or a symlink
-    if files.is_file(real):
-        if inroot.endswith(".py"):
-            yield real, inroot
-        return
-    if not files.is_dir(real):
-        return  # a FIFO, socket or device given by name: never opened
-    stack = [(real, inroot)]
-    while stack:
-        folder, shown = stack.pop()
-        try:
-            names = files.listdir(folder)
-        except OSError:
-            continue
-        subs = []
-        for name in names:
-            p = folder.rstrip("/") + "/" + name
-            kind = _entry_kind(files, p)
-            if kind == "file" and name.endswith(".py"):
-                yield p, shown.rstrip("/") + "/" + name
-            elif kind == "dir":
-                subs.append((p, shown.rstrip("/") + "/" + name))
-        stack.extend(reversed(subs))
-
-
-def _entry_kind(files, path: str) -> str:
-    """``file``, ``dir``, ``link`` or ``other`` for ``path`` of ``files``
-    (the root protocol), its folder an in-root real path: its last part is
-    not followed.  A host folder's entry is one ``lstat`` (the folder being
-    real, its host path crosses no symlink)."""
-    host = files.host_path(path)
-    if host is not None:
-        try:
-            mode = os.lstat(host).st_mode
-        except (OSError, ValueError):
-            return "other"
-        return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
-    if files.resolve(path) != path:
-        return "link"
-    return "file" if files.is_file(path) else "dir" if files.is_dir(path) else "other"
-
-
-def find_wheel_loads(ws, **kwargs) -> List[DlopenFinding]:
-    """:func:`find_dlopen` over a wheel's kept ``.py`` sources
-    (:attr:`rundeps.inputs.wheel.WheelScan.py_sources`)."""
-    out: List[DlopenFinding] = []
-    for path, text in ws.py_sources:
-        out.extend(find_dlopen(text, path, **kwargs))
-    return out

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from .dlopen import LITERAL_CALL, DlopenFinding, alternatives, candidate_sonames, is_libc_name
+from .dlopen import LITERAL_CALL, DlopenFinding, alternatives
+from .sonames import candidate_sonames, is_libc_name
 
 
 def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, object], List[DlopenFinding]]:
@@ -24,8 +25,13 @@ def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, 
     package; when several names of a group have packages, one is chosen
     (:func:`choose_provider`) and every name it serves maps to it.  An unresolved group is reported once, by its first finding;
     bare :data:`LITERAL_CALL` literals are weak evidence and never reported
-    unresolved.
+    unresolved.  Nothing is computed without findings, and the sonames
+    the sources provide are gathered (their names only, no package parsed)
+    only when a finding is not served by the tree.
     """
+    groups = alternatives(findings)
+    if not groups:
+        return {}, []
     universe = getattr(res, "universe", None)
     # A bare name is dlopen()ed with the main program's search (musl): a tree
     # library serves it when it is already loaded under that name, or sits in
@@ -39,14 +45,11 @@ def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, 
         tree_names.add(posixpath.basename(path))
         if getattr(info, "soname", None):
             tree_names.add(info.soname)
-    available: set = set()
-    if universe is not None:
-        for repo in universe.repositories:
-            available.update(repo.so_provides())
+    available: Optional[Set[str]] = None
 
     extra: Dict[str, object] = {}
     unresolved: List[DlopenFinding] = []
-    for group in alternatives(findings):
+    for group in groups:
         done = False
         for f in group:
             if is_libc_name(f.name) or posixpath.basename(f.name) in tree_names or candidate_sonames(f.name, tree_names):
@@ -56,6 +59,8 @@ def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, 
             # every name's package, in the order the code tries them; one is chosen
             # (choose_provider: installed, then smallest, then first)
             candidates = []
+            if available is None:
+                available = provided_sonames(universe)
             for f in group:
                 pkg = None
                 if f.name.startswith("/"):
@@ -77,6 +82,15 @@ def resolve_findings(findings: Iterable[DlopenFinding], res) -> Tuple[Dict[str, 
             unresolved.append(group[0])
     return extra, unresolved
 
+def provided_sonames(universe) -> Set[str]:
+    """The sonames some source of ``universe`` provides (``so:`` provides),
+    read from the provide names alone: no package is parsed."""
+    names: Set[str] = set()
+    for repo in universe.repositories:
+        names.update(k[3:] for k in repo.provides if k.startswith("so:"))
+    return names
+
+
 def choose_provider(candidates: Sequence[object]):
     """One package for a group of alternatives (candidates in the order the
     code tries them, duplicates allowed): an installed one first, then the
@@ -86,7 +100,7 @@ def choose_provider(candidates: Sequence[object]):
     for order, pkg in enumerate(candidates):
         size = getattr(pkg, "installed_size", 0) or 0
         key = (0 if getattr(pkg, "source", "") == "installed" else 1, 0 if size else 1, size, order)
-        if best is None or key < best_key:
+        if best_key is None or key < best_key:
             best, best_key = pkg, key
     return best
 

@@ -11,7 +11,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..apk.sources import Sources, index_locations, installed_database, load_universe, open_indexes
+from ..apk.sources import IndexRequest, Sources, index_locations, installed_database, load_universe, open_indexes
 from ..bind import Binding, BindSettings, MuslChoice
 from ..diagnostics import SILENT, Diagnostics
 from ..errors import SourceError
@@ -55,8 +55,8 @@ def check_scanned(scanned: Scanned, sources: Sources, options: CheckOptions, dia
     objects = {item.path: item.info for item in scanned.result.items}
     left_out = split_default_excludes(objects) if options.default_excludes else {}
     arch = tree_arch(objects, root, options, diag)
-    universe = load_universe(root, sources, arch, diag.warning, explicit_root=options.explicit_root,
-                             on_info=diag.info)
+    database = installed_database(root)  # found once: the package sources and the musl to bind against
+    universe = load_universe(root, sources, arch, diag, explicit_root=options.explicit_root, database=database)
     fs = scanned.make_fs(objects)
     if options.symbols:
         fs.known_items(scanned.result.items)  # their facts load when the binder first needs them
@@ -65,7 +65,8 @@ def check_scanned(scanned: Scanned, sources: Sources, options: CheckOptions, dia
                               scanned_paths=tuple(paths), python_tree=options.python_tree is True,
                               python_roots=python_roots)
     resolver, search = search_tree(Resolver(universe, fs, settings, diag), objects, root, sources, options, diag)
-    binding = bind_tree(search, resolver, scanned, cache, sources, options, diag) if options.symbols else None
+    musl = MuslChoice(options.musl_version, sources.alpine, options.explicit_root or database is not None)
+    binding = bind_tree(search, resolver, scanned, cache, musl, diag) if options.symbols else None
     loads = tree_runtime_loads(search, paths, root, options, diag) if options.runtime_loads else None
     no_elf = paths_without_elf(paths, root, list(objects) + list(left_out))
     res = Resolution.assemble(search, binding, loads, left_out=left_out, no_elf=no_elf)
@@ -100,10 +101,8 @@ def search_tree(resolver: Resolver, objects: Dict[str, Any], root: Any, sources:
 
     tags: dict = {}
     try:
-        locations = index_locations(sources, root, resolver.arch, from_root=True, tags=tags,
-                                    on_warning=diag.warning)
-        more = open_indexes(locations, root, resolver.arch, sources, diag.warning, diag.info, tolerant=True,
-                            tags=tags)
+        locations = index_locations(sources, root, resolver.arch, from_root=True, tags=tags, diag=diag)
+        more = open_indexes(locations, IndexRequest(root, resolver.arch, sources, diag), tolerant=True, tags=tags)
     except V3RepositoryError:
         raise
     except SourceError as exc:
@@ -116,17 +115,16 @@ def search_tree(resolver: Resolver, objects: Dict[str, Any], root: Any, sources:
     return resolver, resolver.resolve(objects)
 
 
-def bind_tree(search: Search, resolver: Resolver, scanned: Scanned, cache, sources: Sources,
-              options: CheckOptions, diag: Diagnostics) -> Binding:
-    """The binding stage, with the verdicts of the last run over the same
-    paths reused where nothing they depend on changed (``cache``: the file
-    cache of a root folder, None for an image)."""
+def bind_tree(search: Search, resolver: Resolver, scanned: Scanned, cache, musl: MuslChoice,
+              diag: Diagnostics) -> Binding:
+    """The binding stage against the musl ``musl`` chooses, with the
+    verdicts of the last run over the same paths reused where nothing they
+    depend on changed (``cache``: the file cache of a root folder, None for
+    an image)."""
     root, paths = scanned.root, scanned.paths
     verdicts = cache.load_verdicts(root, paths) if cache is not None else None
-    target_root = options.explicit_root or installed_database(root) is not None
     settings = tree_bind_settings(search, resolver, root, verdicts)
-    binding = bind_symbols(search, resolver, root, MuslChoice(options.musl_version, sources.alpine, target_root),
-                           diag, settings)
+    binding = bind_symbols(search, resolver, root, musl, diag, settings)
     if cache is not None:
         cache.store_verdicts(root, paths, binding.verdicts, verdicts)
     return binding
@@ -234,7 +232,7 @@ def runtime_loads_of(search: Search, paths: Sequence[str], root: Any = "/", *, a
     packages join the set (all of them with ``include_conditional``);
     ``diag.file_error`` hears of a source that cannot be read."""
     from ..loads.conditions import TreeFiles, import_conditions
-    from ..loads.dlopen import scan_tree_sources
+    from ..loads.sourcefiles import scan_tree_sources
     from ..loads.providers import runtime_loads
 
     findings = scan_tree_sources(paths, root, on_problem=diag.file_error)
@@ -287,7 +285,7 @@ def tree_details(res: Resolution, root: Any, options: CheckOptions, diag: Diagno
     if options.installed_size:
         from ..apk.sizes import installed_sizes
 
-        out["installed_size"] = installed_sizes(res, root, options.build_deps, diag.warning)
+        out["installed_size"] = installed_sizes(res, root, options.build_deps, diag)
     return out
 
 

@@ -98,7 +98,7 @@ def _wheel_universe(request: WheelRequest, target: Optional[str], diag: Diagnost
     universe, sources, options = request.universe, request.sources, request.options
     if universe is None:
         try:
-            return load_universe(request.root, sources, target, diag.warning,
+            return load_universe(request.root, sources, target, Diagnostics(warning=diag.warning),
                                  explicit_root=options.explicit_root), False
         except SourceError:
             if sources.names_index() or sources.db:
@@ -185,7 +185,7 @@ def wheel_loads(search: Search, ws, *, add: bool = True, include_conditional: bo
     :class:`rundeps.inputs.wheel.WheelScan`): a
     :class:`rundeps.loads.providers.RuntimeLoads`."""
     from ..loads.conditions import import_conditions
-    from ..loads.dlopen import find_wheel_loads
+    from ..loads.sourcefiles import find_wheel_loads
     from ..loads.providers import runtime_loads
 
     findings = find_wheel_loads(ws)
