@@ -26,6 +26,7 @@ from .pipeline import (BASE_IMAGE_SONAMES, DEFAULT_EXCLUDES, CheckOptions, Diagn
                        bind_wheel, check_arch_name, read_arch, split_default_excludes, system_libraries,
                        target_arch, tree_symbols, wheel_interpreter)
 from .platform import KNOWN_ARCHES, host_arch
+from .report.json import SCHEMA_VERSION, json_schema
 from .resolve import Resolution
 
 __all__ = ["DEFAULT_EXCLUDES", "Sources", "CheckOptions", "Diagnostics", "WheelCheck", "ProgramCheck", "check_tree",
@@ -35,7 +36,7 @@ __all__ = ["DEFAULT_EXCLUDES", "Sources", "CheckOptions", "Diagnostics", "WheelC
            "index_locations", "index_cache", "trusted_keys", "installed_database", "open_apk_cached",
            "target_arch", "read_arch", "check_arch_name", "split_default_excludes", "system_libraries",
            "tree_symbols", "wheel_interpreter", "BASE_IMAGE_SONAMES", "KNOWN_ARCHES", "INSTALLED_DB",
-           "USR_INSTALLED_DB", "host_arch"]
+           "USR_INSTALLED_DB", "host_arch", "SCHEMA_VERSION", "json_schema"]
 
 Warn = Callable[[str], None]
 
