@@ -213,7 +213,7 @@ def test_shell_completion_works_as_documented():
     env = dict(os.environ, PYTHONPATH=str(PROJECT), _RUNDEPS_COMPLETE="bash_complete",
                COMP_WORDS="rundeps sc", COMP_CWORD="1")
     r = subprocess.run([sys.executable, "-m", "rundeps"], capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 0 and r.stdout.split() == ["plain,scan"]
+    assert r.returncode == 0 and r.stdout.split() == ["plain,scan", "plain,schema"]
     env.update(COMP_WORDS="rundeps index show --of", COMP_CWORD="3")
     r = subprocess.run([sys.executable, "-m", "rundeps"], capture_output=True, text=True, env=env, timeout=60)
     assert r.stdout.split() == []  # index show has no --offline
