@@ -31,6 +31,7 @@ from .pipeline import (BASE_IMAGE_SONAMES, DEFAULT_EXCLUDES, CheckOptions, Image
                        WheelCheck, WheelRequest, bind_symbols, bind_wheel, check_arch_name, read_arch,
                        split_default_excludes, system_libraries, target_arch, tree_symbols, wheel_interpreter)
 from .platform import KNOWN_ARCHES, host_arch
+from .report.json import SCHEMA_VERSION, json_schema
 from .resolve import Resolution, Resolver, Search, SearchSettings
 
 __all__ = ["DEFAULT_EXCLUDES", "Sources", "CheckOptions", "Diagnostics", "TreeRequest", "ImageRequest",
@@ -40,7 +41,7 @@ __all__ = ["DEFAULT_EXCLUDES", "Sources", "CheckOptions", "Diagnostics", "TreeRe
            "add_runtime_loads", "add_wheel_loads", "bind_symbols", "bind_wheel", "index_locations", "index_cache",
            "trusted_keys", "installed_database", "open_apk_cached", "target_arch", "read_arch", "check_arch_name",
            "split_default_excludes", "system_libraries", "tree_symbols", "wheel_interpreter", "BASE_IMAGE_SONAMES",
-           "KNOWN_ARCHES", "INSTALLED_DB", "USR_INSTALLED_DB", "host_arch"]
+           "KNOWN_ARCHES", "INSTALLED_DB", "USR_INSTALLED_DB", "host_arch", "SCHEMA_VERSION", "json_schema"]
 
 Request = Union[TreeRequest, ImageRequest, WheelRequest]
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "why": "rundeps.commands.why:why",
     "wheel": "rundeps.commands.wheel:wheel",
     "index": "rundeps.commands.index:index",
+    "schema": "rundeps.commands.schema:schema",
 }
 """Subcommand name -> ``module:attribute``, in the order ``--help`` lists them."""
 

@@ -474,7 +474,7 @@ def needs_of(res, files: Iterable[str], dlopen_paths: Iterable[str] = ()) -> Dic
     return out
 
 
-def summarise(res, dmap: DistributionMap) -> Tuple[Dict[str, Dict[str, object]], Dict[str, object]]:
+def summarise(res, dmap: DistributionMap) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Any]]:
     """The JSON of ``distributions`` and of ``no_distribution``."""
     universe = res.universe
     dl_owner: Dict[str, List[Distribution]] = {}

@@ -109,7 +109,8 @@ def test_why_json_and_quiet(demo_root, tmp_path):
     out = json.loads(r.stdout)
     assert out["kind"] == "package" and out["sonames"] == {} and out["chains"] == [["libpq", "libssl3"]]
     r = run("why", "nothing-needs-me", "--root", demo_root, "--format", "json", *cache)
-    assert r.returncode == 1 and json.loads(r.stdout) == {"name": "nothing-needs-me", "kind": "none", "needed": False}
+    assert r.returncode == 1 and json.loads(r.stdout) == {"schema_version": 1, "name": "nothing-needs-me",
+                                                          "kind": "none", "needed": False}
     # warnings go to stderr unless -q
     other = "aarch64" if ARCH != "aarch64" else "x86_64"
     r = run("why", "zlib", "--root", demo_root, "--arch", other, *cache)
@@ -212,7 +213,7 @@ def test_shell_completion_works_as_documented():
     env = dict(os.environ, PYTHONPATH=str(PROJECT), _RUNDEPS_COMPLETE="bash_complete",
                COMP_WORDS="rundeps sc", COMP_CWORD="1")
     r = subprocess.run([sys.executable, "-m", "rundeps"], capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 0 and r.stdout.split() == ["plain,scan"]
+    assert r.returncode == 0 and r.stdout.split() == ["plain,scan", "plain,schema"]
     env.update(COMP_WORDS="rundeps index show --of", COMP_CWORD="3")
     r = subprocess.run([sys.executable, "-m", "rundeps"], capture_output=True, text=True, env=env, timeout=60)
     assert r.stdout.split() == []  # index show has no --offline

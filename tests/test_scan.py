@@ -277,7 +277,7 @@ def test_python_dash_m_and_console_script_help():
     r = run("--help")
     assert r.returncode == 0
     listed = re.findall(r"^  (\w+)  ", r.stdout.split("Commands:")[1], re.M)
-    assert listed == ["scan", "why", "wheel", "index"]
+    assert listed == ["scan", "why", "wheel", "index", "schema"]
     r = run("scan", "--help")
     assert "Exit codes" in r.stdout and "--root" in r.stdout
     script = shutil.which("rundeps")

@@ -40,7 +40,10 @@ import posixpath
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+if TYPE_CHECKING:
+    from ..apk.model import Package
 
 __all__ = ["Node", "Graph", "tree_graph", "wheel_graph", "render", "tree_sbom", "wheel_sbom", "input_time",
            "distro_of", "PROPERTY_PREFIX"]
@@ -95,6 +98,12 @@ class Graph:
         if src != dst:
             self.edges.setdefault(src, set()).add(dst)
 
+    def subject_ref(self) -> str:
+        """The subject's ref; a graph gets its subject before anything links to it."""
+        if self.subject is None:
+            raise ValueError("the graph has no subject yet")
+        return self.subject
+
 
 # -- facts -----------------------------------------------------------------------
 
@@ -135,12 +144,13 @@ def _read_release(files) -> Optional[str]:
     return line[0].strip() if line else None
 
 
-def apk_node(pkg, arch: Optional[str], distro: Optional[str], role: str) -> Node:
+def apk_node(pkg: "Package", arch: Optional[str], distro: Optional[str], role: str) -> Node:
     """The component of apk package ``pkg`` (``role``: ``minimal``,
     ``needed`` or ``dependency``, see docs/sbom.md)."""
-    quals = {}
-    if pkg.arch or arch:
-        quals["arch"] = pkg.arch or arch
+    quals: Dict[str, str] = {}
+    pkg_arch = pkg.arch or arch
+    if pkg_arch:
+        quals["arch"] = pkg_arch
     if distro:
         quals["distro"] = distro
     if pkg.origin and pkg.origin != pkg.name:
@@ -198,17 +208,6 @@ def _verdict_properties(res, path: str) -> List[Tuple[str, str]]:
     if path in res.units and b is not None:
         return [("rundeps:verdict", "loads")]
     return []
-
-
-class _Digests:
-    """SHA-256 of in-root files, read through ``read_all(paths) -> {path: hex}``."""
-
-    def __init__(self, read_all):
-        self._read_all = read_all
-        self.wanted: Set[str] = set()
-
-    def digests(self) -> Dict[str, str]:
-        return self._read_all(sorted(self.wanted)) if self.wanted else {}
 
 
 def host_digests(root: str):
@@ -288,15 +287,15 @@ def _add_resolution(g: Graph, res, digest: Dict[str, str], ref_of, root_distro: 
     return _distribution_edges(g, res, props, ref_of)
 
 
-def _add_packages(g: Graph, res, root_distro: Optional[str], alpine: Optional[str]) -> Dict[object, str]:
+def _add_packages(g: Graph, res, root_distro: Optional[str], alpine: Optional[str]) -> Dict["Package", str]:
     """The run-time set and its ``D:`` closure as components, with their
     ``D:`` edges; returns package -> ref."""
     minimal, needed, universe = set(res.packages), set(res.all_packages), res.universe
-    closure: Set[object] = set(needed)
+    closure: Set["Package"] = set(needed)
     if universe is not None:
         for p in needed:
             closure |= set(universe.closure(p))
-    pkg_ref: Dict[object, str] = {}
+    pkg_ref: Dict["Package", str] = {}
     for p in sorted(closure, key=lambda p: (p.name, p.version, p.source)):
         role = "minimal" if p in minimal else "needed" if p in needed else "dependency"
         pkg_ref[p] = g.add(apk_node(p, res.arch, _package_distro(p, root_distro, alpine), role))
@@ -327,7 +326,7 @@ def _file_facts(res, props: Dict[str, Set[Tuple[str, str]]]) -> None:
         props.setdefault(path, set()).add(("rundeps:glibc-linked", "true"))
 
 
-def _load_edges(g: Graph, res, props, pkg_ref: Dict[object, str], ref_of) -> None:
+def _load_edges(g: Graph, res, props, pkg_ref: Dict["Package", str], ref_of) -> None:
     """file -> library -> package for each needed soname (file -> package
     when the library's path is not known); unresolved and glibc sonames
     become properties."""
@@ -354,7 +353,7 @@ def _load_edges(g: Graph, res, props, pkg_ref: Dict[object, str], ref_of) -> Non
         props[path].add(("rundeps:unresolved", " ".join(sorted(sonames))))
 
 
-def _runtime_load_edges(g: Graph, res, props, pkg_ref: Dict[object, str], ref_of) -> None:
+def _runtime_load_edges(g: Graph, res, props, pkg_ref: Dict["Package", str], ref_of) -> None:
     """``--dlopen``: the Python file -> the package or tree library its load resolves to."""
     tree_libs: Dict[str, str] = {}
     for path, info in res.objects.items():
@@ -414,14 +413,27 @@ def _finish(g: Graph, tops: Iterable[str], res_list) -> None:
         node = _musl_node(res)
         if node is not None:
             g.add(node)
-            g.link(g.subject, MUSL_REF)
+            g.link(g.subject_ref(), MUSL_REF)
             break
     for ref in tops:
-        g.link(g.subject, ref)
+        g.link(g.subject_ref(), ref)
     for src in list(g.edges):
         for dst in list(g.edges[src]):
             if dst not in g.nodes:  # e.g. musl edges when symbols were not bound
                 g.edges[src].discard(dst)
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """What a tree's document describes: its ``name`` (the root folder or
+    image path), ``subject_type`` (``operating-system`` or ``container``),
+    its ``time`` (an image's ``created``), and ``host_root`` for a host
+    folder, whose files' newest modification time is the time instead."""
+
+    name: str
+    subject_type: str
+    time: Optional[datetime] = None
+    host_root: Optional[str] = None
 
 
 def tree_graph(res, root: str = "/", image=None, platform: Optional[str] = None,
@@ -432,28 +444,29 @@ def tree_graph(res, root: str = "/", image=None, platform: Optional[str] = None,
         from ..inputs.image import open_image
 
         with open_image(image, platform) as tree:
-            return _tree_graph(res, tree, image_digests(tree), os.fspath(image), "container",
-                               _image_time(tree), alpine)
+            subject = _Subject(os.fspath(image), "container", time=_image_time(tree))
+            return _tree_graph(res, tree, image_digests(tree), subject, alpine)
     from ..rootfs import root_files
 
-    return _tree_graph(res, root_files(root), host_digests(root), root, "operating-system", None, alpine,
-                       host_root=root)
+    return _tree_graph(res, root_files(root), host_digests(root), _Subject(root, "operating-system", host_root=root),
+                       alpine)
 
 
-def _tree_graph(res, files, read_all, name: str, subject_type: str, time: Optional[datetime],
-                alpine: Optional[str], host_root: Optional[str] = None) -> Graph:
+def _tree_graph(res, files, read_all, subject: _Subject, alpine: Optional[str]) -> Graph:
     g = Graph()
     release = _read_release(files)
-    g.subject = g.add(Node(ref=SUBJECT_REF, kind="subject", name=name, version=release or "",
-                           subject_type=subject_type,
+    g.subject = g.add(Node(ref=SUBJECT_REF, kind="subject", name=subject.name, version=release or "",
+                           subject_type=subject.subject_type,
                            properties=(("rundeps:arch", res.arch or ""),)))
     wanted = set(res.scanned) | set(res.objects) | {e.library for e in res.edges if e.library} | {
         f.path for f in res.dlopen}
     digest = read_all(sorted(wanted))
     tops = _add_resolution(g, res, digest, lambda p: f"file:{p}", distro_of(release), alpine)
     _finish(g, tops, [res])
-    if host_root is not None:
-        time = _newest_mtime(host_root, sorted(wanted) + ["/lib/apk/db/installed", "/usr/lib/apk/db/installed"])
+    time = subject.time
+    if subject.host_root is not None:
+        time = _newest_mtime(subject.host_root,
+                             sorted(wanted) + ["/lib/apk/db/installed", "/usr/lib/apk/db/installed"])
     g.timestamp = source_date_epoch() or time
     return g
 
@@ -544,8 +557,9 @@ def _image_time(tree) -> Optional[datetime]:
     m = re.match(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)", created)
     if not m:
         return None
+    year, month, day, hour, minute, second = (int(x) for x in m.groups())
     try:
-        return datetime(*map(int, m.groups()), tzinfo=timezone.utc)
+        return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
     except ValueError:
         return None
 
@@ -621,11 +635,12 @@ def _component(node: Node):
     from cyclonedx.model.component_evidence import ComponentEvidence, Occurrence
     from packageurl import PackageURL
 
-    kind = {"apk": ComponentType.LIBRARY, "pypi": ComponentType.LIBRARY, "file": ComponentType.FILE,
-            "musl": ComponentType.LIBRARY}.get(node.kind)
     if node.kind == "subject":
         kind = {"container": ComponentType.CONTAINER, "operating-system": ComponentType.OPERATING_SYSTEM
                 }.get(node.subject_type, ComponentType.LIBRARY)
+    else:
+        kind = {"apk": ComponentType.LIBRARY, "pypi": ComponentType.LIBRARY, "file": ComponentType.FILE,
+                "musl": ComponentType.LIBRARY}[node.kind]
     purl = None
     if node.purl is not None:
         t, ns, name, version, quals = node.purl
@@ -653,7 +668,8 @@ def render(g: Graph) -> str:
 
     comps = {ref: _component(node) for ref, node in g.nodes.items()}
     bom = Bom(serial_number=uuid.UUID(_ZERO_UUID))
-    bom.metadata.timestamp = g.timestamp
+    # typed datetime, but None is what leaves the timestamp out (unset, it would be now)
+    bom.metadata.timestamp = g.timestamp  # type: ignore[assignment]
     bom.metadata.tools.components.add(Component(name="rundeps", version=__version__, type=ComponentType.APPLICATION))
     if g.subject is not None:
         bom.metadata.component = comps[g.subject]

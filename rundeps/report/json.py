@@ -1,14 +1,40 @@
 """The JSON objects of ``scan``, ``why`` and ``wheel`` (keys documented in
-docs/json.md); paths and sonames through :func:`json_name`."""
+docs/json.md, their contract in the JSON Schemas ``data/schema/NAME.json``,
+read with :func:`json_schema`); paths and sonames through :func:`json_name`.
+
+Every object starts with ``"schema_version"``: :data:`SCHEMA_VERSION`."""
 
 from __future__ import annotations
 
-from typing import Dict
+import json
+from typing import TYPE_CHECKING, Any, Dict, List, cast
 
+from ..datafiles import data_files
 from ..resolve import Resolution
 from .why import why_package
 
-__all__ = ["json_name", "to_json_dict", "binding_json", "explain_file_json", "explain_json", "wheel_json"]
+if TYPE_CHECKING:
+    from ..pipeline import WheelCheck
+
+__all__ = ["SCHEMA_VERSION", "SCHEMA_NAMES", "json_schema", "json_name", "to_json_dict", "binding_json",
+           "explain_file_json", "explain_json", "wheel_json"]
+
+SCHEMA_VERSION = 1
+"""The ``"schema_version"`` of every JSON object ``scan``, ``why`` and
+``wheel`` print. It changes when a key is removed or its meaning changes;
+new keys may appear without a change."""
+
+SCHEMA_NAMES = ("scan", "why", "wheel")
+"""The JSON Schemas rundeps ships, one a command (``rundeps schema NAME``)."""
+
+
+def json_schema(name: str) -> Dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a command's ``--format json``
+    output, ``name`` one of :data:`SCHEMA_NAMES`, as a dict."""
+    if name not in SCHEMA_NAMES:
+        raise ValueError(f"no JSON schema named {name!r} (one of {', '.join(SCHEMA_NAMES)})")
+    schema: Dict[str, Any] = json.loads(data_files("schema", f"{name}.json").read_text(encoding="utf-8"))
+    return schema
 
 
 def json_name(name: str) -> str:
@@ -36,8 +62,15 @@ def json_name(name: str) -> str:
     return "".join(out)
 
 
-def json_names(items):
+def json_names(items) -> List[str]:
+    """Each of ``items`` through :func:`json_name`."""
     return [json_name(i) for i in items]
+
+
+def _sonames_json(info: Dict[str, object]) -> Dict[str, List[str]]:
+    """The ``sonames`` of a :func:`why_package` object, names through :func:`json_name`."""
+    sonames = cast(Dict[str, List[str]], info["sonames"])
+    return {json_name(s): json_names(files) for s, files in sonames.items()}
 
 
 def to_json_dict(res: Resolution) -> Dict[str, object]:
@@ -47,9 +80,10 @@ def to_json_dict(res: Resolution) -> Dict[str, object]:
     why = {}
     for p in res.all_packages:
         info = why_package(res, p)
-        info["sonames"] = {n(s): json_names(files) for s, files in info["sonames"].items()}
+        info["sonames"] = _sonames_json(info)
         why[p.name] = info
     out: Dict[str, object] = {
+        "schema_version": SCHEMA_VERSION,
         "arch": res.arch,
         "packages": [p.name for p in res.packages],
         "all_packages": [p.name for p in res.all_packages],
@@ -124,6 +158,7 @@ def explain_file_json(res: Resolution, path: str) -> Dict[str, object]:
     b = res.binding
     n = json_name
     return {
+        "schema_version": SCHEMA_VERSION,
         "path": n(path),
         "kind": "file",
         "loads": path not in res.faults,
@@ -150,12 +185,12 @@ def explain_json(res: Resolution, name: str) -> Dict[str, object]:
     ``chains`` (each ``D:`` chain from a chosen package down to it); for a
     soname ``edges``: each file that needs it and how it resolved."""
     n = json_name
-    out: Dict[str, object] = {"name": name, "kind": "none", "needed": False}
+    out: Dict[str, object] = {"schema_version": SCHEMA_VERSION, "name": name, "kind": "none", "needed": False}
     universe = res.universe
     pkg = next((p for p in res.all_packages if p.name == name), None)
-    if pkg is None and universe is not None and universe.package(name) is not None:
+    if pkg is None and universe is not None:
         candidate = universe.package(name)
-        if any(universe.dependency_path(q, candidate) for q in res.packages):
+        if candidate is not None and any(universe.dependency_path(q, candidate) for q in res.packages):
             pkg = candidate
     if pkg is not None:
         info = why_package(res, pkg)
@@ -163,7 +198,7 @@ def explain_json(res: Resolution, name: str) -> Dict[str, object]:
         chains = [universe.dependency_path(q, pkg) for q in chosen] if universe is not None else []
         out.update(
             kind="package", needed=True, version=pkg.version, source=pkg.source or "builtin",
-            sonames={n(s): json_names(files) for s, files in info["sonames"].items()},
+            sonames=_sonames_json(info),
             dlopen=info["dlopen"], in_minimal_set=info["in_minimal_set"],
             pulled_in_by=sorted({c[0].name for c in chains if c}),
             chains=[[p.name for p in c] for c in chains if c],
@@ -183,20 +218,23 @@ def explain_json(res: Resolution, name: str) -> Dict[str, object]:
     return out
 
 
-def wheel_json(check) -> Dict[str, object]:
+def wheel_json(check: "WheelCheck") -> Dict[str, object]:
     """``rundeps wheel --format json``: one wheel's object (a
     :class:`rundeps.api.WheelCheck`)."""
     ws = check.wheel
+    base_image = {json_name(so): pkg for so, pkg in check.base_image.items()}
     item: Dict[str, object] = {
+        "schema_version": SCHEMA_VERSION,
         "wheel": json_name(ws.path), "name": ws.name, "version": ws.version,
         "tags": sorted("-".join(t) for t in ws.tags), "libc": ws.libc, "arch": ws.arch,
         "target_arch": check.target_arch, "ok": check.ok, "verdict": check.verdict,
-        "base_image": {json_name(so): pkg for so, pkg in check.base_image.items()},
+        "base_image": base_image,
         "problems": [{"member": m, "reason": r} for m, r in ws.problems],
     }
     if check.resolution is not None:
-        item.update(to_json_dict(check.resolution))
+        resolved = to_json_dict(check.resolution)
+        unresolved = cast(Dict[str, List[str]], resolved["unresolved"])
         # a soname the base image answers is not also unresolved
-        item["unresolved"] = {so: files for so, files in item["unresolved"].items()
-                              if so not in item["base_image"]}
+        resolved["unresolved"] = {so: files for so, files in unresolved.items() if so not in base_image}
+        item.update(resolved)
     return item

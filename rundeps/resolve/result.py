@@ -77,10 +77,10 @@ class _EdgeViews:
         return dict(sorted(out.items()))
 
     @property
-    def in_tree(self) -> Dict[str, Optional[str]]:
-        out: Dict[str, Optional[str]] = {}
+    def in_tree(self) -> Dict[str, str]:
+        out: Dict[str, str] = {}
         for e in self.edges:
-            if e.kind == "in_tree" and e.soname not in out:
+            if e.kind == "in_tree" and e.library is not None and e.soname not in out:
                 out[e.soname] = e.library
         return dict(sorted(out.items()))
 
