@@ -49,24 +49,6 @@ DEFAULT_WORK = Path("/tmp/rundeps-golden-work")
 FIXED_TIME = 1_700_000_000  # every fixture file's atime and mtime
 SITE = "/usr/local/lib/python3.12/site-packages"
 
-MAGIC_LOADER = b"""\
-import ctypes
-import ctypes.util
-
-
-def _lib_candidates():
-    yield ctypes.util.find_library('magic')
-    for lib in ('libmagic.so.1',):
-        yield lib
-
-
-def load_lib():
-    for lib in _lib_candidates():
-        try:
-            return ctypes.CDLL(lib)
-        except OSError:
-            pass
-"""
 
 
 @dataclass(frozen=True)
@@ -147,7 +129,7 @@ def build_fixtures(work: Path) -> Fixtures:
     b.executable(extra / "usr/local/bin/broken", needed=["libnothere.so.1", libc])
     (extra / site / "magic").mkdir()
     (extra / site / "magic/__init__.py").write_text("")
-    (extra / site / "magic/loader.py").write_bytes(MAGIC_LOADER)
+    (extra / site / "magic/loader.py").write_bytes(wb.MAGIC_LOADER)
     (extra / site / "magic/dynamic.py").write_text(
         "import ctypes\nname = input()\nctypes.CDLL(name)\nctypes.CDLL('lib' + name + '.so')\n")
     with open(extra / "lib/apk/db/installed", "a") as f:
@@ -195,7 +177,7 @@ def build_fixtures(work: Path) -> Fixtures:
     fx.wheels["libz"] = str(_musl_wheel(wb, b, work, work / "dist-libz", "pillowish", arch, libc,
                                         extra_needed=["libz.so.1"]))
     fx.wheels["magic"] = str(_musl_wheel(wb, b, work, work / "dist-magic", "magicpkg", arch, libc,
-                                         files=[("magic/loader.py", MAGIC_LOADER)]))
+                                         files=[("magic/loader.py", wb.MAGIC_LOADER)]))
     ext = wb.compile_so(work / "objs-glibc", "_ext.so",
                         "#include <math.h>\n#include <stdio.h>\n"
                         "double f(double x) { printf(\"%f\", x); return sqrt(x); }\n", link=["-lm"])

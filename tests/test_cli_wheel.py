@@ -114,24 +114,6 @@ def test_pure_wheel(tmp_path):
     assert "pure Python: needs no system library" in r.stdout
 
 
-MAGIC_LOADER = b"""\
-import ctypes
-import ctypes.util
-
-
-def _lib_candidates():
-    yield ctypes.util.find_library('magic')
-    for lib in ('libmagic.so.1',):
-        yield lib
-
-
-def load_lib():
-    for lib in _lib_candidates():
-        try:
-            return ctypes.CDLL(lib)
-        except OSError:
-            pass
-"""
 
 
 def _magic_db(tmp_path):
@@ -144,7 +126,7 @@ def _magic_db(tmp_path):
 
 
 def test_dlopen_findings_in_a_wheel(b, tmp_path):
-    whl = musl_wheel(b, tmp_path, name="magicpkg", files=[("magic/loader.py", MAGIC_LOADER)])
+    whl = musl_wheel(b, tmp_path, name="magicpkg", files=[("magic/loader.py", wheelbuild.MAGIC_LOADER)])
     db = _magic_db(tmp_path)
     r = run("wheel", whl, "--db", db, "--format", "json", "--cache-dir", tmp_path / "c")
     [out] = json.loads(r.stdout)
@@ -163,7 +145,7 @@ def test_scan_dlopen_and_why(tmp_path):
     root = tmp_path / "root"
     demo.build_demo_root(root, workdir=tmp_path / "rootbuild")
     (root / SITE.lstrip("/") / "magic").mkdir()
-    (root / SITE.lstrip("/") / "magic/loader.py").write_bytes(MAGIC_LOADER)
+    (root / SITE.lstrip("/") / "magic/loader.py").write_bytes(wheelbuild.MAGIC_LOADER)
     (root / SITE.lstrip("/") / "magic/dynamic.py").write_text(
         "import ctypes\nname = input()\nctypes.CDLL(name)\nctypes.CDLL('lib' + name + '.so')\n")
     with open(root / "lib/apk/db/installed", "a") as f:

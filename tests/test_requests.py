@@ -9,16 +9,9 @@ import shutil
 
 import pytest
 
-from scriptmods import demo
+from test_scan import demo_root  # noqa: F401  (the demo root, built with gcc)
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the demo root")
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo") / "root"
-    demo.build_demo_root(root, workdir=tmp_path_factory.mktemp("build"))
-    return root
 
 
 def _facts(res):

@@ -266,6 +266,26 @@ def raw_zip(path: Path, entries: Sequence[RawEntry]) -> Path:
 # package, and a submodule (``pixbuf``) that only its own import loads, with
 # one load inside try/except.
 
+MAGIC_LOADER = b"""\
+import ctypes
+import ctypes.util
+
+
+def _lib_candidates():
+    yield ctypes.util.find_library('magic')
+    for lib in ('libmagic.so.1',):
+        yield lib
+
+
+def load_lib():
+    for lib in _lib_candidates():
+        try:
+            return ctypes.CDLL(lib)
+        except OSError:
+            pass
+"""
+"""A module that loads libmagic with ctypes: find_library, then a literal soname, in a loop."""
+
 MAGIC_LIKE = {
     "magiclike/__init__.py": b"from . import loader\nlib = loader.load_lib()\n",
     "magiclike/loader.py": b'''\
