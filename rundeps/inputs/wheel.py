@@ -145,6 +145,14 @@ class WheelScan:
                 return item.symbols
         return None
 
+    def release(self) -> None:
+        """Drop what was read only to check the wheel (its Python sources and
+        its members' symbol facts), so that checking many wheels stays in
+        bounded memory; the members' ELF facts stay."""
+        self.py_sources = []
+        for item in self.items:
+            item.symbols = None
+
 
 def _norm(path: str) -> str:
     return posixpath.normpath("/" + path.lstrip("/"))

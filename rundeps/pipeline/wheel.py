@@ -41,9 +41,7 @@ class WheelCheck:
         """Drop what was read from the wheel only to check it (its Python
         sources and its members' symbol facts): the verdict and resolution
         stay, so checking many wheels stays in bounded memory."""
-        self.wheel.py_sources = []
-        for item in self.wheel.items:
-            item.symbols = None
+        self.wheel.release()
 
 
 def check_wheel(request: WheelRequest, diag: Diagnostics = SILENT) -> WheelCheck:
