@@ -14,7 +14,7 @@ import pytest
 
 import wheelbuild
 from scriptmods import ib
-from test_cli_wheel import MAGIC_LOADER, musl_wheel
+from test_cli_wheel import musl_wheel
 from test_scan import ARCH, LIBC, SITE, TAG, demo, run
 
 from rundeps import api
@@ -62,7 +62,7 @@ def roots(tmp_path_factory):
     b = demo.Builder(top / "build2")
     b.executable(rich / "usr/local/bin/broken", needed=["libnothere.so.1", LIBC])
     (rich / SITE.lstrip("/") / "magic").mkdir()
-    (rich / SITE.lstrip("/") / "magic/loader.py").write_bytes(MAGIC_LOADER)
+    (rich / SITE.lstrip("/") / "magic/loader.py").write_bytes(wheelbuild.MAGIC_LOADER)
     with open(rich / "lib/apk/db/installed", "a") as f:
         f.write(f"\nP:libmagic\nV:5.45-r1\nA:{ARCH}\nD:so:{LIBC}\np:so:libmagic.so.1=1.0.0\n")
     demo.add_glibc_compat(rich, b)
@@ -95,7 +95,7 @@ def wheels(tmp_path_factory):
         "musl": musl_wheel(b, top),
         "libz": musl_wheel(b, top / "z", name="pillowish", extra_needed=["libz.so.1"]),
         "missing": musl_wheel(b, top / "m", name="needy", extra_needed=["libnothere.so.3"]),
-        "magic": musl_wheel(b, top / "g", name="magicpkg", files=[("magic/loader.py", MAGIC_LOADER)]),
+        "magic": musl_wheel(b, top / "g", name="magicpkg", files=[("magic/loader.py", wheelbuild.MAGIC_LOADER)]),
         "glibc": wheelbuild.make_wheel(top / "dist-glibc", "glibcpkg", "1.0", [f"cp312-cp312-manylinux_2_17_{ARCH}"],
                                        [("glibcpkg/_ext.so", ext.read_bytes())]),
         "pure": wheelbuild.make_pure_wheel(top / "dist-pure", "cairocffi", wheelbuild.CAIRO_LIKE, "1.7.1"),
