@@ -89,19 +89,10 @@ def load_module(name: str, path: Path):
 
 def _musl_wheel(wb, b, work: Path, dest: Path, name: str, arch: str, libc: str,
                 extra_needed: Sequence[str] = (), files: Sequence[Tuple[str, bytes]] = ()) -> Path:
-    """An auditwheel-like musllinux wheel (as tests/test_cli_wheel.py builds
-    it): an extension module needing a vendored library through RUNPATH."""
-    objs = work / "objs" / name
-    lib = b.shared(objs / "libdep-0a1b2c3d.so.1", soname="libdep-0a1b2c3d.so.1", needed=[libc])
-    ext = b.shared(objs / "_ext.so", needed=["libdep-0a1b2c3d.so.1", *extra_needed, libc],
-                   runpath=f"$ORIGIN/../{name}.libs")
-    members = [
-        (f"{name}/__init__.py", b"from ._ext import *\n"),
-        (f"{name}/_ext.cpython-312-{arch}-linux-musl.so", ext.read_bytes()),
-        (f"{name}.libs/libdep-0a1b2c3d.so.1", lib.read_bytes()),
-        *files,
-    ]
-    return wb.make_wheel(dest, name, "1.0", [f"cp312-cp312-musllinux_1_2_{arch}"], members)
+    """An auditwheel-like musllinux wheel, as the tests build it
+    (``tests/wheelbuild.py``'s ``vendoring_wheel``)."""
+    return wb.vendoring_wheel(b, work / "objs" / name, dest, name, arch, libc,
+                              f"cp312-cp312-musllinux_1_2_{arch}", extra_needed, files)
 
 
 def build_fixtures(work: Path) -> Fixtures:

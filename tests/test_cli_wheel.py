@@ -21,19 +21,9 @@ def b(tmp_path):
 
 
 def musl_wheel(b, tmp_path, name="fixturepkg", extra_needed=(), tag=TAG, files=()):
-    """An auditwheel-like musllinux wheel: an extension module needing a vendored
-    library through RUNPATH $ORIGIN/../<name>.libs, plus ``extra_needed``."""
-    work = tmp_path / "objs" / name
-    lib = b.shared(work / "libdep-0a1b2c3d.so.1", soname="libdep-0a1b2c3d.so.1", needed=[LIBC])
-    ext = b.shared(work / "_ext.so", needed=["libdep-0a1b2c3d.so.1", *extra_needed, LIBC],
-                   runpath=f"$ORIGIN/../{name}.libs")
-    members = [
-        (f"{name}/__init__.py", b"from ._ext import *\n"),
-        (f"{name}/_ext.cpython-312-{ARCH}-linux-musl.so", ext.read_bytes()),
-        (f"{name}.libs/libdep-0a1b2c3d.so.1", lib.read_bytes()),
-        *files,
-    ]
-    return wheelbuild.make_wheel(tmp_path / "dist", name, "1.0", [tag], members)
+    """An auditwheel-like musllinux wheel (:func:`wheelbuild.vendoring_wheel`)."""
+    return wheelbuild.vendoring_wheel(b, tmp_path / "objs" / name, tmp_path / "dist", name, ARCH, LIBC, tag,
+                                      extra_needed, files)
 
 
 def test_musllinux_wheel_needs_nothing_beyond_musl(b, tmp_path):

@@ -362,3 +362,20 @@ except OSError:
 def make_pure_wheel(dest: Path, dist: str, files: Members, version: str = "1.0") -> Path:
     """A ``py3-none-any`` wheel of ``files`` (e.g. :data:`MAGIC_LIKE`, :data:`CAIRO_LIKE`)."""
     return make_wheel(dest, dist, version, ["py3-none-any"], files, root_is_purelib=True)
+
+
+def vendoring_wheel(b, objs, dest, name: str, arch: str, libc: str, tag: str, extra_needed=(), files=()):
+    """An auditwheel-like musllinux wheel in ``dest``: an extension module
+    needing a vendored library through RUNPATH ``$ORIGIN/../<name>.libs``,
+    plus ``extra_needed`` and the extra ``files`` (name, bytes); ``b``
+    builds the objects in ``objs``."""
+    lib = b.shared(objs / "libdep-0a1b2c3d.so.1", soname="libdep-0a1b2c3d.so.1", needed=[libc])
+    ext = b.shared(objs / "_ext.so", needed=["libdep-0a1b2c3d.so.1", *extra_needed, libc],
+                   runpath=f"$ORIGIN/../{name}.libs")
+    members = [
+        (f"{name}/__init__.py", b"from ._ext import *\n"),
+        (f"{name}/_ext.cpython-312-{arch}-linux-musl.so", ext.read_bytes()),
+        (f"{name}.libs/libdep-0a1b2c3d.so.1", lib.read_bytes()),
+        *files,
+    ]
+    return make_wheel(dest, name, "1.0", [tag], members)
