@@ -11,6 +11,8 @@ from __future__ import annotations
 
 # typing is only needed by type checkers (annotations are strings here);
 # not importing it keeps start-up light.
+from ..platform import ELF_ARCHES
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Optional, Tuple
@@ -30,7 +32,8 @@ __all__ = [
     "machine_arch",
 ]
 
-ARCH_NAMES = ("x86_64", "x86", "aarch64", "armv7", "ppc64le", "ppc64", "s390x", "riscv64", "loongarch64")
+ARCH_NAMES = tuple(ELF_ARCHES.values())
+"""The Alpine names of the architectures an ELF file can say (every one but ``armhf``)."""
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -40,7 +43,6 @@ HEAD_SIZE = 2048
 
 PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE = 1, 2, 3, 4
 
-EM_386, EM_ARM, EM_PPC64, EM_S390, EM_X86_64, EM_AARCH64, EM_RISCV, EM_LOONGARCH = 3, 40, 21, 22, 62, 183, 243, 258
 
 
 class ElfError(Exception):
@@ -117,26 +119,8 @@ class ElfInfo:
 
 
 def machine_arch(machine: int, elfclass: int, little_endian: bool) -> Optional[str]:
-    """The Alpine arch name of an ELF machine, or None."""
-    if elfclass == 64:
-        if machine == EM_X86_64 and little_endian:
-            return "x86_64"
-        if machine == EM_AARCH64 and little_endian:
-            return "aarch64"
-        if machine == EM_PPC64:
-            return "ppc64le" if little_endian else "ppc64"
-        if machine == EM_S390 and not little_endian:
-            return "s390x"
-        if machine == EM_RISCV and little_endian:
-            return "riscv64"
-        if machine == EM_LOONGARCH and little_endian:
-            return "loongarch64"
-    elif elfclass == 32:
-        if machine == EM_386 and little_endian:
-            return "x86"
-        if machine == EM_ARM and little_endian:
-            return "armv7"
-    return None
+    """The Alpine arch name of an ELF machine, or None (:data:`rundeps.platform.ELF_ARCHES`)."""
+    return ELF_ARCHES.get((machine, elfclass, bool(little_endian)))
 
 
 def is_elf_magic(head: bytes) -> bool:

@@ -10,25 +10,10 @@ import re
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
+from ..platform import WHEEL_ARCHES
+
 __all__ = ["WHEEL_ARCHES", "PlatformTag", "classify_platform", "WheelName", "parse_wheel_filename", "expand_tags",
            "parse_wheel_metadata", "canonical_name", "tags_verdict"]
-
-WHEEL_ARCHES: Dict[str, str] = {
-    "x86_64": "x86_64",
-    "amd64": "x86_64",
-    "i686": "x86",
-    "i586": "x86",
-    "i386": "x86",
-    "aarch64": "aarch64",
-    "arm64": "aarch64",
-    "armv7l": "armv7",
-    "armv6l": "armhf",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-    "loongarch64": "loongarch64",
-}
-"""Wheel platform-tag architectures to Alpine architecture names."""
 
 _MANYLINUX_LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 _PLATFORM_RES = [
