@@ -21,9 +21,30 @@ def main() -> None:
     ``SystemExit`` instead.
     """
     gc.disable()
+    code = _replayed_or_run()
+    os._exit(code)
+
+
+def _replayed_or_run() -> int:
+    """The run's exit code: from its record when nothing it depends on
+    changed (:mod:`rundeps.replay`, before click or any stage is imported),
+    else from a full run, which leaves a record for the next one."""
+    import sys
+
+    from .replay import Recorder, replay
+
+    argv = sys.argv[1:]
+    code = replay(argv)
+    if code is not None:
+        return code
+    recorder = Recorder.start(argv)
     from .cli import run
 
-    os._exit(run())
+    if recorder is None:
+        return run()
+    code = run(capture=recorder.chunks)
+    recorder.finish(code)
+    return code
 
 
 def zipapp_main() -> None:
@@ -35,10 +56,8 @@ def zipapp_main() -> None:
     from .zipapp import cleanup, install_certifi
 
     install_certifi()
-    from .cli import run
-
     try:
-        code = run()
+        code = _replayed_or_run()
     finally:
         cleanup()
     os._exit(code)

@@ -83,7 +83,7 @@ def _stdout_usable() -> bool:
     return True
 
 
-def run(argv: Optional[List[str]] = None) -> int:
+def run(argv: Optional[List[str]] = None, capture: Optional[list] = None) -> int:
     """Run the command line with ``argv`` and return its exit code.
 
     Never ends the process: click's ``SystemExit`` is caught and turned
@@ -91,11 +91,15 @@ def run(argv: Optional[List[str]] = None) -> int:
     ``rundeps: error:`` line. A reader that leaves early (``| head``) ends
     the output quietly and the code stays the command's own; an output
     that cannot be written otherwise is one line on stderr and code 2.
+
+    With ``capture`` (a list: the console script's run record, see
+    :mod:`rundeps.replay`), every write that reaches descriptor 1 or 2 is
+    also appended to it as ``(fd, bytes)``, in order.
     """
     if not _stdout_usable():
         click.echo("rundeps: error: cannot write the output: standard output is closed", err=True)
         return 2
-    restore = _quiet_on_closed_pipe()
+    restore = _quiet_on_closed_pipe() if capture is None else _captured(capture)
     try:
         code = _invoke(argv)
         try:
@@ -171,10 +175,12 @@ class _PipeSafeRaw(io.RawIOBase):
     rest of the output is dropped instead of raising: the command still
     finishes and its exit code is still its verdict."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, capture: Optional[list] = None):
         super().__init__()
         self.fd = fd
         self.gone = False
+        self.capture = capture
+        self.tty = capture is not None and os.isatty(fd)
 
     def writable(self) -> bool:
         return True
@@ -182,13 +188,25 @@ class _PipeSafeRaw(io.RawIOBase):
     def fileno(self) -> int:
         return self.fd
 
+    def isatty(self) -> bool:
+        return self.tty
+
     def write(self, data) -> int:
+        n = len(data)
         if not self.gone:
             try:
-                return os.write(self.fd, data)
+                n = os.write(self.fd, data)
             except BrokenPipeError:
                 self.gone = True
-        return len(data)
+            except OSError:
+                # as a file's own stream does: the error once, the failed bytes dropped
+                if self.capture is None:
+                    raise
+                self.gone = True
+                raise
+        if self.capture is not None:
+            self.capture.append((self.fd, bytes(data[:n])))
+        return n
 
 
 def _quiet_on_closed_pipe():
@@ -213,6 +231,45 @@ def _quiet_on_closed_pipe():
             safe.flush()
         finally:
             sys.stdout = old
+
+    return restore
+
+
+def _captured(capture: list):
+    """Standard output and error written through :class:`_PipeSafeRaw`
+    with ``capture``; returns the function that flushes them and puts the
+    old streams back. The stderr stream keeps the original as
+    ``uncaptured`` (a terminal's progress counter is not output). When a
+    stream is not a real file, nothing is captured and the run is not
+    recorded."""
+    from .replay import forbid
+
+    old_out, old_err = sys.stdout, sys.stderr
+    try:
+        out_fd, err_fd = old_out.fileno(), old_err.fileno()
+    except (AttributeError, OSError, ValueError):
+        forbid("standard output or error is not a file")
+        return _quiet_on_closed_pipe()
+    old_out.flush()
+    old_err.flush()
+    new = []
+    for old, fd in ((old_out, out_fd), (old_err, err_fd)):
+        stream = io.TextIOWrapper(io.BufferedWriter(_PipeSafeRaw(fd, capture)), encoding=old.encoding,
+                                  errors=old.errors, line_buffering=bool(old.line_buffering),
+                                  write_through=getattr(old, "write_through", False))
+        new.append(stream)
+    new[1].uncaptured = old_err  # type: ignore[attr-defined]
+    sys.stdout, sys.stderr = new
+
+    def restore() -> None:
+        try:
+            for stream in new:
+                try:
+                    stream.flush()
+                except OSError:
+                    pass
+        finally:
+            sys.stdout, sys.stderr = old_out, old_err
 
     return restore
 

@@ -47,6 +47,17 @@ run), the same archive with an unwritable cache folder (every module compiled
 each run: the archive without that cache), and ``python -c pass``.  Target:
 the pyz <= 1.3 x the installed CLI.
 
+``--table`` prints the table of the README (and nothing else): on tree A
+under its ``site-packages`` path and on the same files in a plain folder
+(``plain/deps``, hard links), the default scan (symbols bound) ``rundeps
+scan --db DB --cache-dir C TREE`` cold (a fresh cache folder each run) and
+repeated (the same cache folder), each run paired with a ``scanelf`` run
+just before it (the ratio is the median of the pairs' ratios); ``rundeps
+wheel DIR`` over the 19 wheels against ``auditwheel show`` of each of them
+(installed into the benchmark venv); and ``--help`` of the zip application
+against the installed CLI's. Targets: cold <= 4 x scanelf, repeat <= 1 x
+scanelf, ``wheel`` peak <= 100 MB, pyz ``--help`` <= 1.3 x installed.
+
 ``--venv`` installs this checkout into a clean virtualenv (made under
 ``--work`` with the dependencies from PyPI; a regular, byte-compiled install)
 and times its ``rundeps`` script: the command a user runs in an image, without
@@ -252,6 +263,89 @@ def bench_tree(name: str, tree: Path, cmd_tpl: str, python: str, rundeps: str, e
     return n, rows
 
 
+# -- the README's table ------------------------------------------------------------
+
+
+def build_plain(work: Path, tree_a: Path) -> Path:
+    """Tree A's files in a folder whose path has no ``site-packages`` (hard links)."""
+    plain = work / "plain" / "deps"
+    done = work / "plain" / ".done"
+    if not done.exists():
+        shutil.rmtree(plain, ignore_errors=True)
+        shutil.copytree(tree_a, plain, symlinks=True, copy_function=os.link)
+        done.touch()
+    return plain
+
+
+def paired(reference: str, cmd, runs: int, env, prepare=None, ok=(0,)):
+    """Run ``reference`` then ``cmd`` (a string, or a function of the run
+    number giving one), ``runs`` times; returns (the reference's median and
+    peak MB, the command's median, the median of the pairs' ratios, the
+    command's peak MB)."""
+    ref, mine = [], []
+    for i in range(runs):
+        ref.append(run_timed(reference))
+        if prepare:
+            prepare(i)
+        mine.append(run_timed(cmd(i) if callable(cmd) else cmd, env, ok=ok))
+    ratios = [m[0] / r[0] for r, m in zip(ref, mine)]
+    return (statistics.median(w for w, _ in ref), max(m for _, m in ref), statistics.median(w for w, _ in mine),
+            statistics.median(ratios), max(m for _, m in mine))
+
+
+def bench_table(work: Path, tree_a: Path, python: str, rundeps: str, env, runs: int) -> int:
+    """The README's speed table (see the module documentation)."""
+    q = shlex.quote
+    trees = [("tree A, site-packages", tree_a), ("tree A, plain folder", build_plain(work, tree_a))]
+    db = write_db(work / "bench.installed")
+    rows = []
+    for label, tree in trees:
+        n = check_agreement(python, env, tree)
+        log(f"{label}: {n} ELF files, sonames agree with scanelf")
+        scanelf_cmd = f"scanelf --needed --nobanner --recursive {q(str(tree))}"
+        base = Path(tempfile.mkdtemp(prefix="rundeps-bench-table-"))
+        fresh = lambda i, base=base, tree=tree: (  # noqa: E731
+            f"{rundeps} scan --db {q(str(db))} --cache-dir {q(str(base / f'cold{i}'))} {q(str(tree))}")
+        repeat = f"{rundeps} scan --db {q(str(db))} --cache-dir {q(str(base / 'warm'))} {q(str(tree))}"
+        run_timed(scanelf_cmd)  # the page cache, for everybody
+        run_timed(repeat, env)
+        run_timed(repeat, env)  # the record of this run
+        ref, ref_peak, med, ratio, peak = paired(scanelf_cmd, fresh, runs, env)
+        rows.append((label, "scanelf", scanelf_cmd.replace(str(tree), "TREE"), ref, None, ref_peak))
+        rows.append((label, "cold", fresh(0).replace(str(tree), "TREE").replace(str(base / "cold0"), "FRESH")
+                     .replace(str(db), "DB"), med, ratio, peak))
+        _, _, med, ratio, peak = paired(scanelf_cmd, repeat, runs, env)
+        rows.append((label, "repeat", repeat.replace(str(tree), "TREE").replace(str(base / "warm"), "C")
+                     .replace(str(db), "DB"), med, ratio, peak))
+        shutil.rmtree(base, ignore_errors=True)
+        log(f"  done: {rows[-2][3]:.3f}s cold, {rows[-1][3]:.3f}s repeat")
+    wheels = work / "wheels"
+    auditwheel = shutil.which("auditwheel", path=str(Path(python).parent))
+    wheel_cmd = f"{rundeps} wheel --no-cache {q(str(wheels))}"
+    if auditwheel:
+        names = sorted(str(w) for w in wheels.glob("*.whl"))
+        script = "; ".join(f"{q(auditwheel)} show {q(w)} >/dev/null" for w in names)
+        aw_cmd = f"sh -c {q(script)}"
+        ref, ref_peak, med, ratio, peak = paired(aw_cmd, wheel_cmd, max(3, runs // 3), env, ok=(0, 1))
+        rows.append(("19 wheels", "auditwheel", f"auditwheel show WHEEL (x {len(names)})", ref, None, ref_peak))
+        rows.append(("19 wheels", "wheel", "rundeps wheel --no-cache DIR", med, ratio, peak))
+    else:
+        med, peak = run_timed(wheel_cmd, env, ok=(0, 1))
+        rows.append(("19 wheels", "wheel", "rundeps wheel --no-cache DIR (no auditwheel to compare)", med, None,
+                     peak))
+    for k, cmd, med, mem, ratio in bench_pyz(work, python, rundeps, env, max(runs, 15))[:2]:
+        rows.append(("start-up", k, cmd.replace(str(work), "WORK"), med, ratio, mem))
+    print(f"medians of {runs} paired runs; ratio: the median of each pair's ratio to the row above it "
+          "(scanelf, auditwheel, the installed CLI)")
+    print("| what | run | command | median | ratio | peak MB |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
+    for what, k, cmd, med, ratio, peak in rows:
+        r = "" if ratio is None else f"{ratio:.2f} ×"
+        pk = "" if peak is None else f"{peak:.1f}"
+        print(f"| {what} | {k} | `{cmd}` | {med:.3f} s | {r} | {pk} |", flush=True)
+    return 0
+
+
 # -- symbols: against musl's own loader ------------------------------------------
 
 MUSL_LOADER = "/lib/ld-musl-x86_64.so.1"
@@ -408,6 +502,8 @@ def main(argv=None) -> int:
     ap.add_argument("--symbols-only", action="store_true", help="only the symbols rows")
     ap.add_argument("--pyelftools-row", action="store_true",
                     help="with --symbols: also time the pyelftools symbol reader over tree A (one slow run)")
+    ap.add_argument("--table", action="store_true",
+                    help="only the README's table: tree A (site-packages and plain) cold and repeat, wheels, pyz")
     ap.add_argument("--pyz", action="store_true",
                     help="also time --help of the zip application against the installed CLI")
     args = ap.parse_args(argv)
@@ -420,7 +516,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     tree_a = build_tree_a(work)
     trees = {"A": tree_a}
-    if "B" in args.trees.split(","):
+    if "B" in args.trees.split(",") and not args.table:
         trees["B"] = build_tree_b(work, tree_a)
 
     env = dict(os.environ)
@@ -445,6 +541,11 @@ def main(argv=None) -> int:
 
     startup = statistics.median(run_timed(f"{shlex.quote(python)} -c pass", env)[0] for _ in range(5))
     print(f"interpreter: {python} (bare start-up median {startup * 1000:.0f} ms)")
+    if args.table:
+        if args.venv:
+            subprocess.run([python, "-m", "pip", "install", "-q", "auditwheel"], check=False,
+                           cwd=tempfile.gettempdir())
+        return bench_table(work, tree_a, python, rundeps_cmd, env, args.runs)
     if args.pyz:
         runs = max(args.runs, 15)
         print(f"start-up: --help, medians of {runs} alternating runs")

@@ -238,7 +238,8 @@ def test_bytecode_cache(pyz, root, python, tmp_path):
     data = bytearray((folder / "click/core.pyc").read_bytes())
     data[8] ^= 0xFF
     (folder / "click/core.pyc").write_bytes(bytes(data))
-    third = run_pyz(python, pyz, *args, RUNDEPS_CACHE_DIR=str(cache), HOME=str(tmp_path))
+    # (another variable: a run of its own, not answered from the record of the first)
+    third = run_pyz(python, pyz, *args, RUNDEPS_CACHE_DIR=str(cache), HOME=str(tmp_path), TEST_RUN="third")
     assert (third.returncode, third.stdout) == (want.returncode, want.stdout), third.stderr
     assert (folder / "rundeps/cli.pyc").read_bytes()[:4] != b"garb"
     # --cache-dir names the folder too

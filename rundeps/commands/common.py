@@ -9,7 +9,7 @@ import os
 import posixpath
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Set, TextIO, Tuple, Union
 
 import click
 
@@ -447,7 +447,12 @@ def diagnostics(reporter: "Reporter", progress=None):
 
 def make_sources(kw):
     from ..api import Sources
+    from ..cachedir import default_cache_dir
+    from ..replay import forbid, use_cache
 
+    use_cache(None if kw.get("no_cache") else default_cache_dir(kw.get("cache_dir")))
+    if kw.get("repos") or kw.get("alpine"):
+        forbid("remote indexes")  # whether a cached index is fresh depends on the time
     return Sources(
         db=kw.get("db"),
         indexes=kw.get("indexes", ()),
@@ -467,7 +472,9 @@ class Progress:
     """A file counter on stderr, only when stderr is a terminal; erased when done."""
 
     def __init__(self, enabled: bool, label: str, stream=None):
-        self.stream = stream or sys.stderr
+        # (a run being recorded writes its stderr through a capture that keeps
+        # the real stream as ``uncaptured``: the counter is not output)
+        self.stream: TextIO = stream or getattr(sys.stderr, "uncaptured", None) or sys.stderr
         self.label = label
         self.active = enabled and self.stream.isatty()
         self.shown = False
@@ -530,6 +537,9 @@ def sbom_text(output: Output, build: Callable[[], str]) -> Optional[str]:
     ``--format cyclonedx`` (else None)."""
     if output.fmt != "cyclonedx" and not output.sbom_file:
         return None
+    from ..replay import forbid
+
+    forbid("an SBOM")  # its file would not be written again, its time and serial number may change
     text = build()
     if output.sbom_file:
         tmp = f"{output.sbom_file}.part"
