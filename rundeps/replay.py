@@ -90,6 +90,9 @@ _WRITES = frozenset((
 """Audit events whose first argument is a path that must be in the cache folder."""
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_WALK_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+"""How :mod:`rundeps.inputs.walk` opens a file by its name in a folder it lists."""
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 _RECORDER: Optional[Recorder] = None
 
@@ -173,7 +176,8 @@ def _identities(folders) -> bytes:
     64-bit numbers, in order: six a path -- inode, device, size, mtime and
     ctime in ns, mode; all 0 when it cannot be ``lstat``-ed; a folder not
     listed keeps only inode, device and mode (its times change with every
-    file made in it) -- and six more for a followed symlink's target."""
+    file made in it) -- and six more for the target of a symlink the run
+    followed (opened, ``stat``-ed or listed through)."""
     lstat, stat = os.lstat, os.stat
     out = array("Q")
     add = out.extend
@@ -193,14 +197,14 @@ def _identities(folders) -> bytes:
                 add((st.st_ino, st.st_dev, 0, 0, 0, mode))
                 continue
             add((st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns & mask, st.st_ctime_ns & mask, mode))
-            if how == FOLLOW and mode & _TYPE == _LINK:
+            if how != ENTRY and mode & _TYPE == _LINK:
                 try:
                     st = stat(path)
                 except OSError:
                     add(missing)
                     continue
                 mode = st.st_mode
-                if mode & _TYPE == _DIR:
+                if how != LISTED and mode & _TYPE == _DIR:
                     add((st.st_ino, st.st_dev, 0, 0, 0, mode))
                 else:
                     add((st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns & mask, st.st_ctime_ns & mask, mode))
@@ -360,17 +364,23 @@ class Recorder:
         if not self.active:
             return
         if event == "open":
-            path = args[0]
+            path, mode, flags = args
             if isinstance(path, int) or path is None:
                 return
-            mode, flags = args[1], args[2]
-            writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & _WRITE_FLAGS)
+            if isinstance(mode, str):
+                writes = any(c in mode for c in "wax+")
+            else:
+                writes = bool(flags & _WRITE_FLAGS)
+                if not writes and flags & _WALK_FLAGS == _WALK_FLAGS and not os.path.isabs(path):
+                    return  # the walk's open relative to a folder's descriptor: that folder is listed
             try:
                 path = os.path.join(self.cwd, os.fsdecode(path))
             except TypeError:
                 return
             if writes:
                 self.written.append(path)
+            elif flags & _O_DIRECTORY:
+                self.folders.add(path)  # (opened to be listed through its descriptor)
             else:
                 self.opened.add(path)
         elif event == "os.listdir" or event == "os.scandir":
@@ -439,41 +449,45 @@ class Recorder:
         """The paths to check, as :func:`_identities` takes them.
 
         The paths the run opened or ``stat``-ed are followed when they are
-        symlinks; the folders it listed (or opened: the walk lists a folder
-        through its descriptor) are checked with their times, and each of
-        their entries by ``lstat`` (the run saw their names and types; what
-        it read through one of them it opened or ``stat``-ed by path)."""
-        seen = {p for p in self.paths | self.opened if not self._in_cache(p)}
-        for module in list(sys.modules.values()):
-            f = getattr(module, "__file__", None)
-            if isinstance(f, str):
-                seen.add(os.path.join(self.cwd, f))
-        seen.add(sys.executable)
-        if sys.argv and sys.argv[0]:
-            seen.add(os.path.join(self.cwd, sys.argv[0]))  # the script, or the zip application
-        how = dict.fromkeys(seen, FOLLOW)
-        for folder in self.folders | {p for p in self.opened if os.path.isdir(p)}:
-            if self._in_cache(folder):
+        symlinks; the folders it listed are checked with their times, and
+        each of their entries by ``lstat`` (the run saw their names and
+        types; what it read through one of them it opened by path, or by name
+        in that folder, or ``stat``-ed)."""
+        cache = (self.cache or "").rstrip("/") + "/"
+        by_folder: Dict[str, Dict[str, int]] = {}
+
+        def put(path: str, how: int) -> Optional[Dict[str, int]]:
+            if "/." in path or "//" in path:
+                path = os.path.normpath(path)
+            if cache != "/" and (path + "/").startswith(cache):
+                return None
+            folder, _, name = path.rstrip("/").rpartition("/")
+            if not name:  # the root folder itself
+                folder, name = "/", ""
+            names = by_folder.setdefault(folder or "/", {})
+            if how > names.get(name, -1):
+                names[name] = how
+            return names
+
+        extra = [getattr(m, "__file__", None) for m in list(sys.modules.values())]
+        extra += [sys.executable, sys.argv[0] if sys.argv else None]  # the script, or the zip application
+        for path in self.paths | self.opened | {f for f in extra if isinstance(f, str) and f}:
+            put(os.path.join(self.cwd, path), FOLLOW)
+        for folder in self.folders:
+            if put(folder, LISTED) is None:
                 continue
-            how[folder] = LISTED
             try:
                 names = os.listdir(folder)
             except OSError:
                 continue
-            prefix = folder.rstrip("/") + "/"
+            if "/." in folder or "//" in folder:
+                folder = os.path.normpath(folder)
+            entries = by_folder.setdefault(folder.rstrip("/") or "/", {})
             for n in names:
-                how.setdefault(prefix + n, ENTRY)
-        by_folder: Dict[str, Tuple[List[str], List[int]]] = {}
-        for path in sorted(how):
-            if "\0" in path:
-                continue  # (no such path can exist)
-            folder, name = os.path.split(path)
-            if not name:
-                folder, name = path, ""
-            names, hows = by_folder.setdefault(folder, ([], []))
-            names.append(name)
-            hows.append(how[path])
-        return [(folder, "\0".join(names), bytes(hows)) for folder, (names, hows) in sorted(by_folder.items())]
+                entries.setdefault(n, ENTRY)
+        return [(folder, "\0".join(names), bytes(names.values()))
+                for folder, names in sorted(by_folder.items()) if "\0" not in folder
+                and not any("\0" in n for n in names)]
 
     def finish(self, code: int) -> bool:
         """Leave the record of this run (its output is in :attr:`chunks`);
