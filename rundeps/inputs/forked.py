@@ -182,10 +182,15 @@ def _take_theirs(theirs: list, theirs_got: Optional[list], read_one: Callable, r
 
 # -- reading while the walk goes on ------------------------------------------------
 
-#: One task in the queue pipe: where its description is in the shared
+#: One task in a queue pipe: where its description is in the shared
 #: memory file (offset, length); 12 bytes, so that every write and every
 #: read of one is atomic (PIPE_BUF) and two readers never split one.
 _TASK = struct.Struct("<QI")
+#: The two queues: files without a soname (extension modules, programs:
+#: their facts are small, the child takes these first) and libraries
+#: (large export sets, which this process would have to rebuild from what
+#: the child sends: it takes these first).
+_MODULES, _LIBRARIES = 0, 1
 
 
 class Prefetch:
@@ -200,8 +205,11 @@ class Prefetch:
     naming it to a pipe the child reads, so the child reads symbol tables
     while this process is still walking. :meth:`finish` closes the queue,
     reads the tasks the child has not taken (both processes take tasks
-    from the one pipe, so neither waits on the other's share) and then
-    takes the child's results. A later file with the sonames and size of
+    from the same pipes, so neither waits on the other's share) and then
+    takes the child's results. There are two pipes: the child takes
+    extension modules first, this process libraries (whose large export
+    sets would cost it almost as much to rebuild from the child's answer
+    as to read), each the other's when its own are done. A later file with the sonames and size of
     one queued before (a vendored copy, see
     :class:`rundeps.elf.reader.SameBytes`) is not queued: :meth:`finish`
     compares it with the first, in the ranges the reader read there
@@ -218,7 +226,7 @@ class Prefetch:
 
     def __init__(self, read: Callable[[str], tuple], same: Callable[..., Optional[tuple]]):
         self.read, self.same = read, same
-        self.pending: List[Tuple[str, str]] = []  # found before the child started
+        self.pending: List[Tuple[str, str, int]] = []  # found before the child started (with their queue)
         self.pending_bytes = 0
         self.first: Dict[tuple, Tuple[str, str]] = {}  # copy key -> (path, host path) queued
         self.copies: List[Tuple[str, str, str]] = []  # (path, host path, path of the first)
@@ -228,8 +236,9 @@ class Prefetch:
         self.fds: Dict[str, int] = {}
         self.failed = False
 
-    def add(self, path: str, host_path: str, copy_key: tuple, size: int) -> None:
-        """Queue an ELF file the walk found (or hold it as a copy)."""
+    def add(self, path: str, host_path: str, copy_key: tuple, size: int, library: bool = False) -> None:
+        """Queue an ELF file the walk found (or hold it as a copy);
+        ``library``: it has a soname."""
         if self.failed:
             return
         first = self.first.get(copy_key)
@@ -237,10 +246,11 @@ class Prefetch:
             self.copies.append((path, host_path, first[0]))
             return
         self.first[copy_key] = (path, host_path)
+        queue = _LIBRARIES if library else _MODULES
         if self.pid:
-            self._send(path, host_path)
+            self._send(path, host_path, queue)
             return
-        self.pending.append((path, host_path))
+        self.pending.append((path, host_path, queue))
         self.pending_bytes += size
         if len(self.pending) >= PARALLEL_MIN_FILES and self.pending_bytes >= PARALLEL_MIN_BYTES:
             self._start()
@@ -254,7 +264,8 @@ class Prefetch:
         fds = self.fds
         fds["mem"] = mem
         try:
-            fds["task_r"], fds["task_w"] = os.pipe()
+            fds["task_r0"], fds["task_w0"] = os.pipe()
+            fds["task_r1"], fds["task_w1"] = os.pipe()
             fds["res_r"], fds["res_w"] = os.pipe()
             pid = os.fork()
         except OSError:
@@ -266,16 +277,16 @@ class Prefetch:
         self.pid = pid
         os.close(fds.pop("res_w"))
         pending, self.pending = self.pending, []
-        for path, host_path in pending:
-            self._send(path, host_path)
+        for path, host_path, queue in pending:
+            self._send(path, host_path, queue)
 
-    def _send(self, path: str, host_path: str) -> None:
+    def _send(self, path: str, host_path: str, queue: int) -> None:
         if self.failed:
             return
         data = (path + "\0" + host_path).encode("utf-8", "surrogateescape")
         try:
             os.pwrite(self.fds["mem"], data, self.end)
-            os.write(self.fds["task_w"], _TASK.pack(self.end, len(data)))
+            os.write(self.fds["task_w%d" % queue], _TASK.pack(self.end, len(data)))
         except OSError:  # the child is gone (EPIPE): what was not sent is read later
             self.failed = True
             return
@@ -285,9 +296,10 @@ class Prefetch:
     def close_queue(self) -> None:
         """No more files (the walk is over): the readers see the end of the
         queue once it is empty. The child goes on with what is queued."""
-        fd = self.fds.pop("task_w", None)
-        if fd is not None:
-            os.close(fd)
+        for name in ("task_w0", "task_w1"):
+            fd = self.fds.pop(name, None)
+            if fd is not None:
+                os.close(fd)
 
     def finish(self) -> Dict[str, tuple]:
         """{in-root path: ``("facts", key, facts or None)`` or ``("error",
@@ -298,18 +310,18 @@ class Prefetch:
         fds = self.fds
         try:
             self.close_queue()
-            task_r = fds["task_r"]
-            while True:  # this process's share: tasks the child has not taken
-                try:
-                    rec = os.read(task_r, _TASK.size)
-                except OSError:
-                    break
-                if len(rec) != _TASK.size:
-                    break
-                at = _TASK.unpack(rec)[0]
-                task = self.sent.get(at)
-                if task is not None:
-                    results[task[0]] = self.read(task[1])
+            for task_r in (fds["task_r1"], fds["task_r0"]):
+                while True:  # this process's share: tasks the child has not taken, libraries first
+                    try:
+                        rec = os.read(task_r, _TASK.size)
+                    except OSError:
+                        break
+                    if len(rec) != _TASK.size:
+                        break
+                    at = _TASK.unpack(rec)[0]
+                    task = self.sent.get(at)
+                    if task is not None:
+                        results[task[0]] = self.read(task[1])
             chunks = []
             try:
                 with os.fdopen(fds.pop("res_r"), "rb") as f:
@@ -343,7 +355,7 @@ class Prefetch:
     def abort(self) -> None:
         """Stop the child (the walk failed) without waiting for its results."""
         if self.pid:
-            for name in ("task_w", "res_r"):
+            for name in ("task_w0", "task_w1", "res_r"):
                 fd = self.fds.pop(name, None)
                 if fd is not None:
                     os.close(fd)
@@ -368,23 +380,35 @@ class Prefetch:
 
 
 def _prefetch_child(fds: Dict[str, int], read: Callable[[str], tuple]) -> None:
-    """The forked child of :class:`Prefetch`: take tasks until the queue is
-    closed and empty, send what was read marshalled, and exit (never
-    returns)."""
+    """The forked child of :class:`Prefetch`: take tasks until both queues
+    are closed and empty (while both are open, from whichever has one,
+    extension modules first), send what was read marshalled, and exit
+    (never returns). Only this process reads the queues until they are
+    closed, so a queue ``select`` finds ready still has its task when read;
+    once closed, a read that finds it empty sees its end."""
     import marshal
 
     from ..elf.facts import pack_facts
 
+    import select
+
     code = 1
     try:
-        os.close(fds["task_w"])
+        os.close(fds["task_w0"])
+        os.close(fds["task_w1"])
         os.close(fds["res_r"])
-        mem, task_r = fds["mem"], fds["task_r"]
+        mem = fds["mem"]
+        open_queues = [fds["task_r0"], fds["task_r1"]]  # extension modules first
         out = []
-        while True:
-            rec = os.read(task_r, _TASK.size)
+        while open_queues:
+            task_r = open_queues[0]
+            if len(open_queues) > 1:  # both open: the first with a task, modules preferred
+                ready = select.select(open_queues, [], [])[0]
+                task_r = open_queues[0] if open_queues[0] in ready else ready[0]
+            rec = os.read(task_r, _TASK.size)  # a task, or the end of a queue once it is closed
             if len(rec) != _TASK.size:
-                break
+                open_queues.remove(task_r)
+                continue
             at, size = _TASK.unpack(rec)
             path, host_path = os.pread(mem, size, at).decode("utf-8", "surrogateescape").split("\0")
             got = read(host_path)
