@@ -23,8 +23,8 @@ Rules (see the tests):
   they and the extension modules found make (:mod:`rundeps.inputs.pytree`).
 
 Speed: directories are opened once and their files opened relative to the
-directory descriptor (``openat``), only the first :data:`rundeps.elf.types.HEAD_SIZE`
-bytes of a file are read unless it is ELF, and with a :class:`FileCache` an
+directory descriptor (``openat``), only the first 64 bytes of a file are read unless it is ELF
+(then the first :data:`rundeps.elf.types.HEAD_SIZE`), and with a :class:`FileCache` an
 unchanged file is only ``stat``-ed, never opened (its folder's signature,
 see :mod:`rundeps.inputs.filecache`, is compared once).  In-root paths
 become host paths through :mod:`rundeps.rootfs` only.
@@ -62,6 +62,9 @@ PROGRESS_EVERY = 1000
 _O_FILE = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _HAVE_DIR_FD = os.open in os.supports_dir_fd and os.scandir in os.supports_fd
+#: The first read of a file: its ELF identification and header (the rest of
+#: :data:`HEAD_SIZE` is read only for an ELF file).
+_MAGIC_READ = 64
 
 
 class ScanItem:
@@ -191,9 +194,11 @@ class _Walker:
             raise
         try:
             try:
-                head = os.read(fd, HEAD_SIZE)
+                head = os.read(fd, _MAGIC_READ)  # most files are not ELF: their first bytes say so
                 if head[:4] != b"\x7fELF":
                     return None
+                if len(head) == _MAGIC_READ:
+                    head += os.read(fd, HEAD_SIZE - _MAGIC_READ)
                 try:
                     if self.pyelftools:
                         return read_elf_fd_pyelftools(fd)
@@ -202,7 +207,8 @@ class _Walker:
                     return str(exc) or "broken ELF"
                 if self.prefetch is not None:
                     size = os.fstat(fd).st_size
-                    self.prefetch.add(path, join_host(self.root, path), (info.needed, info.soname, size), size)
+                    self.prefetch.add(path, join_host(self.root, path), (info.needed, info.soname, size), size,
+                                      info.soname is not None)
                 return info
             except OSError as exc:
                 self.error(path, _reason(exc))
