@@ -175,3 +175,29 @@ def test_with_a_cache_the_child_is_waited_for_at_the_first_load(tmp_path, lowere
     three = scan(["/usr/local"], root=str(root), symbols=True, jobs=2, cache=cache)  # warm: nothing read
     assert _facts(one) == _facts(three)
     assert len(lowered) == forks
+
+
+def test_a_walk_that_fails_stops_the_child(tmp_path, lowered, monkeypatch):
+    """An error in the walk after the child started: the child is stopped
+    and waited for, and the error propagates."""
+    import rundeps.inputs.forked as forked
+    import rundeps.inputs.walk as walk
+
+    root = tmp_path / "root"
+    _many(root)
+    started = []
+    real_start = forked.Prefetch._start
+
+    def start(self):
+        real_start(self)
+        started.append(self)
+
+    def boom(self, path, value):
+        if started:
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(forked.Prefetch, "_start", start)
+    monkeypatch.setattr(walk._Walker, "_record", boom)
+    with pytest.raises(RuntimeError):
+        scan(["/usr/local"], root=str(root), symbols=True, jobs=2)
+    assert started and started[0].pid == 0 and not started[0].fds

@@ -332,7 +332,10 @@ class Prefetch:
                         chunks.append(chunk)
             except OSError:
                 chunks = []
-        finally:
+        finally:  # on an interrupt too: the child, if still sending, sees its pipe closed and leaves
+            res_r = fds.pop("res_r", None)
+            if res_r is not None:
+                os.close(res_r)
             status = self._reap()
             self._close()
         for path, got in _prefetched(status, chunks):
@@ -355,10 +358,12 @@ class Prefetch:
     def abort(self) -> None:
         """Stop the child (the walk failed) without waiting for its results."""
         if self.pid:
-            for name in ("task_w0", "task_w1", "res_r"):
-                fd = self.fds.pop(name, None)
-                if fd is not None:
-                    os.close(fd)
+            import signal
+
+            try:
+                os.kill(self.pid, signal.SIGKILL)  # our own child, whose results are not wanted
+            except OSError:
+                pass
             self._reap()
         self._close()
         self.failed = True
