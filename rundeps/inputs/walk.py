@@ -494,23 +494,8 @@ def _scan(paths: Sequence[str], root: str, walk: _Walk, diag: Diagnostics, cache
 
         if can_fork():
             w.prefetch = Prefetch(_read_recorded, _same_ranges)
-
     try:
-        for given, real, kind in tops:
-            if kind is None:
-                continue
-            old = new = None
-            if cache is not None:
-                from .filecache import Entries
-
-                old = cache.load(root, real)
-                new = Entries()
-            if kind == "dir":
-                w.walk_dir(real, old, new)
-            else:
-                w.one_file(real, old, new)
-            if cache is not None:
-                cache.store(root, real, old, new)
+        _walk_tops(w, root, tops, cache)
     except BaseException:
         if w.prefetch is not None:
             w.prefetch.abort()
@@ -568,6 +553,26 @@ def _scan(paths: Sequence[str], root: str, walk: _Walk, diag: Diagnostics, cache
         progress(w.files_seen)
     roots = import_roots(w.info_folders, w.packages, elf_paths)
     return ScanResult(items=items, links=links, files_seen=w.files_seen, python_roots=roots)
+
+
+def _walk_tops(w: _Walker, root: str, tops, cache) -> None:
+    """Walk each scanned top (a folder or a file), with the cache's entries
+    of the last scan of it when there is a cache (stored back after)."""
+    for _given, real, kind in tops:
+        if kind is None:
+            continue
+        old = new = None
+        if cache is not None:
+            from .filecache import Entries
+
+            old = cache.load(root, real)
+            new = Entries()
+        if kind == "dir":
+            w.walk_dir(real, old, new)
+        else:
+            w.one_file(real, old, new)
+        if cache is not None:
+            cache.store(root, real, old, new)
 
 
 def stat_key(st) -> Tuple[int, int, int, int]:
