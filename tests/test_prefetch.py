@@ -10,7 +10,6 @@ are lowered so that a small tree is shared with the child.
 
 import os
 import shutil
-import threading
 
 import pytest
 
@@ -20,9 +19,8 @@ from rundeps.inputs.walk import scan
 
 pytestmark = [
     requires_musl,
-    pytest.mark.skipif(not hasattr(os, "fork") or not hasattr(os, "memfd_create")
-                       or len(os.sched_getaffinity(0)) < 2 or threading.active_count() != 1,
-                       reason="the child is only used with fork and memfd on two cores, without other threads"),
+    pytest.mark.skipif(not hasattr(os, "fork") or not hasattr(os, "memfd_create"),
+                       reason="the child needs fork and memfd_create"),
 ]
 
 IFUNC = r"""
@@ -37,11 +35,14 @@ R_X86_64_RELATIVE, R_X86_64_IRELATIVE = 8, 37
 
 @pytest.fixture
 def lowered(monkeypatch):
-    """Thresholds low enough for a test tree, and a count of the forks."""
+    """Thresholds low enough for a test tree, and a count of the forks.
+    The check for other threads is waived: another test of the session
+    may have left one running (the child only reads files and pipes)."""
     import rundeps.inputs.forked as forked
 
     monkeypatch.setattr(forked, "PARALLEL_MIN_FILES", 2)
     monkeypatch.setattr(forked, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(forked, "can_fork", lambda: True)
     forks = []
     real_fork = os.fork
 

@@ -506,10 +506,10 @@ def _scan(paths: Sequence[str], root: str, walk: _Walk, diag: Diagnostics, cache
     items = [ScanItem(p, join_host(root, p), info) for p, info in found]
     elf_paths = {p for p, _ in found}
     if symbols:
-        prefetched = _Prefetched(w.prefetch)
+        prefetched = _Prefetched(w.prefetch, walk.jobs)
         if cache is None:  # read now: the files that cannot be read are named here, as without the child
             prefetched.results()
-        _attach_symbols(root, items, tops, cache, w.error, w.keys, walk.jobs, prefetched)
+        _attach_symbols(root, items, tops, cache, w.error, w.keys, prefetched)
 
     links: Dict[str, str] = {}
     dir_tops = [real for _g, real, kind in tops if kind == "dir"]
@@ -611,12 +611,13 @@ def _copy_key(item: ScanItem, size: Optional[int] = None):
 
 
 class _Prefetched:
-    """What a :class:`~rundeps.inputs.forked.Prefetch` read, taken (and its
-    child waited for) when first asked: with a cache, when the binder first
+    """How a scan reads symbol facts: with ``jobs`` processes, and what a
+    :class:`~rundeps.inputs.forked.Prefetch` read, taken (and its child
+    waited for) when first asked: with a cache, when the binder first
     needs a file's symbols, so that the child reads on meanwhile."""
 
-    def __init__(self, prefetch: Optional[Prefetch] = None):
-        self.prefetch = prefetch
+    def __init__(self, prefetch: Optional[Prefetch] = None, jobs: int = 1):
+        self.prefetch, self.jobs = prefetch, jobs
         if prefetch is not None:
             prefetch.close_queue()
         self.got: Optional[Dict[str, tuple]] = None
@@ -628,16 +629,16 @@ class _Prefetched:
         return self.got
 
 
-def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=None, jobs: int = 1,
+def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=None,
                     prefetched: Optional[_Prefetched] = None) -> None:
     """Give each item its symbol facts (:meth:`ScanItem.load_symbols`), from
     the cache where a file's (device, inode, size, mtime_ns) is unchanged,
     else by reading it.  Without a cache they are read now; with one, each
     scanned top's facts are loaded (and the files that changed read) by the
     first :meth:`ScanItem.load_symbols` of one of its items, so that a run which needs none of them (its
-    binding verdicts are cached, see :mod:`rundeps.bind`) loads none. ``prefetched``: what
-    :class:`~rundeps.inputs.forked.Prefetch` read during the walk, by in-root path (used for
-    the files that are to be read)."""
+    binding verdicts are cached, see :mod:`rundeps.bind`) loads none. ``prefetched``: the
+    ``jobs`` that read, and what :class:`~rundeps.inputs.forked.Prefetch` read during the
+    walk, by in-root path (used for the files that are to be read)."""
     dir_tops = [real for _g, real, kind in tops if kind == "dir"]
     by_top: Dict[str, List[ScanItem]] = {}
     for item in items:
@@ -646,7 +647,7 @@ def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=N
     reader = _CopyReader(items)
     keys = keys or {}
     for top, its in by_top.items():
-        loader = _TopSymbols(root, top, its, cache, error, reader, jobs, prefetched or _Prefetched())
+        loader = _TopSymbols(root, top, its, cache, error, reader, prefetched or _Prefetched())
         if cache is None:
             loader.load()
             continue
@@ -689,9 +690,8 @@ class _TopSymbols:
     for the files whose key is unchanged, the others read."""
 
     def __init__(self, root: str, top: str, items: List[ScanItem], cache, error, reader: _CopyReader,
-                 jobs: int = 1, prefetched: Optional[_Prefetched] = None):
+                 prefetched: Optional[_Prefetched] = None):
         self.root, self.top, self.items, self.cache, self.error, self.reader = root, top, items, cache, error, reader
-        self.jobs = jobs
         self.prefetched = prefetched if prefetched is not None else _Prefetched()  # shared by the tops of a scan
 
     def load(self) -> None:
@@ -723,7 +723,7 @@ class _TopSymbols:
             from .forked import read_symbols_of  # only when some symbol table is to be read
 
             read = {item.path: got for item, got in
-                    read_symbols_of(rest, lambda item: _read_one(item, reader), self.jobs)}
+                    read_symbols_of(rest, lambda item: _read_one(item, reader), self.prefetched.jobs)}
         for item in todo:
             got = pre.pop(item.path, None) or read[item.path]
             kind = got[0]
