@@ -95,8 +95,8 @@ exception; every table read is capped (:data:`MAX_SYMS`,
 from __future__ import annotations
 
 import struct
-from itertools import accumulate, compress, filterfalse, repeat
-from operator import add, and_, truth
+from itertools import accumulate, compress, repeat
+from operator import add, truth
 
 from .facts import EMPTY, SymbolFacts, reloc_facts
 from .header import (Header, guarded, parse_as_elf_error, parse_header, program_headers, read_exact, segment_offset,
@@ -106,7 +106,7 @@ from .types import HEAD_SIZE, PT_DYNAMIC, PT_LOAD, ElfError, is_elf_magic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
+    from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple, Union
 
 __all__ = [
     "MAX_STRTAB",
@@ -190,9 +190,9 @@ def _parse(head: bytes, pread: Callable[[int, int], bytes]) -> SymbolFacts:
 
     syms = _Symbols(h, dyn, loads, pread, nsyms)
     defined, hidden, ifunc, undef_valued, found = _definitions(syms, first, nsyms)
-    undefined, plt_only, copy, unreferenced, tpoff = _needs(syms, rel, nsyms, own_tls)
+    undefined, plt_only, copy, unreferenced, tpoff, ref = _needs(syms, rel, nsyms, own_tls)
     defs = frozenset(defined)
-    own_unfound = _own_references(syms, rel, found).difference(defs)
+    own_unfound = _own_references(syms, ref, found).difference(defs)
     return SymbolFacts(
         undefined=undefined,
         defined=defs,
@@ -299,14 +299,20 @@ def _gnu_hash_count(h: Header, addr: int, loads, pread) -> Tuple[int, int]:
 
 
 # -- phase 4: the symbol columns, and what is defined ---------------------------------
+#
+# Every per-symbol property is a byte column (one byte per symbol, 0 or 1,
+# made in C by slicing and bytes.translate) read as one big integer, so
+# that "referenced, undefined and not local" is two ANDs, not a walk over
+# indices; names come out of one list of every symbol's name (None where
+# the offset is not the start of a string) by itertools.compress.
 
 
 class _Symbols:
     """The dynamic symbol table as whole columns (C-level slicing), and its
     names by string-table offset."""
 
-    __slots__ = ("symraw", "syment", "names", "infob", "valoff", "valw", "shnz", "undm", "vhigh",
-                 "strtab", "strings", "strlen")
+    __slots__ = ("symraw", "syment", "names", "infob", "valoff", "valw", "shm", "undm", "nlm", "full", "vhigh",
+                 "strtab", "strings", "strlen", "every")
 
     def __init__(self, h: Header, dyn: Dict[int, int], loads, pread, nsyms: int):
         is64, little = h.elfclass == 64, h.little
@@ -332,8 +338,11 @@ class _Symbols:
         else:
             self.infob = symraw[12::16]
             shoff, self.valoff, self.valw = 14, 4, 4
-        self.shnz = _nonzero(symraw, shoff, 2, syment)  # 1: st_shndx != SHN_UNDEF
-        self.undm = self.shnz.translate(_FLIP)  # 1: SHN_UNDEF
+        self.full = (1 << (8 * nsyms)) - 1  # every byte 0xff: ``full ^ m`` is ``not m`` for a 0/1 mask
+        shnz = _nonzero(symraw, shoff, 2, syment)
+        self.shm = _int(shnz)  # 1: st_shndx != SHN_UNDEF
+        self.undm = _int(shnz.translate(_FLIP))  # 1: SHN_UNDEF
+        self.nlm = _int(self.infob.translate(_CLS_NONLOCAL))  # 1: not STB_LOCAL
 
         # Every string of the table by its offset, split and decoded in C.
         if strtab.isascii():
@@ -342,6 +351,7 @@ class _Symbols:
             parts = list(map(bytes.decode, strtab.split(b"\0"), repeat("utf-8"), repeat("surrogateescape")))
         self.strings = dict(zip(accumulate(map(add, map(len, parts), repeat(1)), initial=0), parts))
         self.strlen = len(strtab)
+        self.every: Optional[List[Optional[str]]] = None  # every symbol's name, see pick()
 
     def name(self, i: int) -> str:
         o = self.names[i]
@@ -362,110 +372,127 @@ class _Symbols:
             got = [s if s is not None else self.name(i) for i, s in zip(indices, got)]
         return got  # type: ignore[return-value]  # every None was replaced just above
 
-    def selected(self, mask: int, first: int, count: int) -> List[str]:
-        """The names of the symbols from ``first`` on whose bit is set."""
-        sel = _bytes(mask, count)
-        got = list(map(self.strings.get, compress(self.names[first:], sel)))
+    def pick(self, mask: int) -> List[str]:
+        """The names of the symbols whose byte in ``mask`` (a 0/1 column
+        as an integer) is set, in index order; a name that is not the start
+        of a string is looked up by :meth:`name` (which raises ElfError for
+        a hostile offset) only when it is picked."""
+        if not mask:
+            return []
+        every = self.every
+        if every is None:
+            every = self.every = list(map(self.strings.get, self.names))
+        sel = mask.to_bytes(len(every), "little")
+        got = list(compress(every, sel))
         if None in got:  # a tail-merged name: by index
-            return self.names_of(list(compress(range(first, first + count), sel)))
-        return got  # type: ignore[return-value]  # no None: checked just above
+            got = [s if s is not None else self.name(i) for s, i in zip(got, compress(range(len(every)), sel))]
+        return got  # type: ignore[return-value]  # every None was replaced just above
 
 
 def _definitions(syms: _Symbols, first: Optional[int], nsyms: int):
     """(defined, hidden, ifunc, undef_valued) names of the symbols musl's
     lookup considers (from ``first`` on), as bit masks over whole columns,
-    and ``found``: one byte per symbol, 1 for each entry that is one of the
-    ``defined`` exports."""
+    and ``found``: a 0/1 mask with a byte set for each entry that is one of
+    the ``defined`` exports."""
     defined: List[str] = []
     hidden: List[str] = []
     ifunc: List[str] = []
     undef_valued: List[str] = []
     if first is None or first >= nsyms:
-        return defined, hidden, ifunc, undef_valued, bytes(nsyms)
-    cnt = nsyms - first
-    vhigh, shnz = syms.vhigh, syms.shnz
-    cls = syms.infob[first:]
-    plain = _int(cls.translate(_CLS_PLAIN))  # OK type other than TLS, OK binding
-    valnz = _int(_nonzero(syms.symraw[first * syms.syment:], syms.valoff, syms.valw, syms.syment))
-    sh = _int(shnz[first:])
+        return defined, hidden, ifunc, undef_valued, 0
+    keep = syms.full ^ ((1 << (8 * first)) - 1)  # the bytes from ``first`` on
+    vhigh, cls = syms.vhigh, syms.infob
+    plain = _int(cls.translate(_CLS_PLAIN)) & keep  # OK type other than TLS, OK binding
+    valb = _nonzero(syms.symraw, syms.valoff, syms.valw, syms.syment)
+    valnz = _int(valb)
     hid = 0
     if vhigh is not None:
-        hid = _int(vhigh[first:].translate(_HIGHBIT))
-    sel = plain & valnz & sh
+        hid = _int(vhigh.translate(_HIGHBIT)) & keep
+    sel = plain & valnz & syms.shm
     exported = sel & ~hid
-    defined = syms.selected(exported, first, cnt)
+    defined = syms.pick(exported)
     if hid:
-        hidden = syms.selected(sel & hid, first, cnt)
-    uv = plain & valnz & _int(syms.undm[first:]) & ~hid
+        hidden = syms.pick(sel & hid)
+    uv = plain & valnz & syms.undm & ~hid
     if uv:
-        undef_valued = syms.selected(uv, first, cnt)
-    found = bytearray(first)
-    found += _bytes(exported, cnt)
+        undef_valued = syms.pick(uv)
+    found = exported
     special = cls.translate(_CLS_TLS_IFUNC)
-    if special.strip(b"\0"):  # TLS (st_value 0 is fine) and IFUNC definitions: rare
-        for j in compress(range(cnt), special):
-            i = first + j
+    if special[first:].strip(b"\0"):  # TLS (st_value 0 is fine) and IFUNC definitions: rare
+        shnz = syms.shm.to_bytes(nsyms, "little")
+        tls_found = bytearray(nsyms)
+        for i in compress(range(first, nsyms), special[first:]):
             if not shnz[i]:
                 continue
-            if special[j] == 1:
+            if special[i] == 1:
                 if vhigh is not None and vhigh[i] >= 0x80:
                     hidden.append(syms.name(i))
                 else:
                     defined.append(syms.name(i))
-                    found[i] = 1
-            elif (valnz >> (8 * j)) & 0xFF:
+                    tls_found[i] = 1
+            elif valb[i]:
                 ifunc.append(syms.name(i))
+        found |= _int(tls_found)
     return defined, hidden, ifunc, undef_valued, found
 
 
 # -- phase 5: what the relocations need ----------------------------------------------
 
 
+def _index_mask(indices, count: int) -> int:
+    """A 0/1 column of ``count`` bytes with the ``indices`` set, as an integer."""
+    m = bytearray(count)
+    for i in indices:
+        m[i] = 1
+    return _int(m)
+
+
 def _needs(syms: _Symbols, rel: Relocs, nsyms: int, own_tls: FrozenSet[str]):
-    """(undefined {name: weak}, plt_only, copy, unreferenced, tpoff): the
-    referenced entries that are SHN_UNDEF and not STB_LOCAL, and the rest."""
-    undm, infob, refd = syms.undm, syms.infob, rel.refd
-    nonlocal_m = infob.translate(_CLS_NONLOCAL)
-    ridx = sorted(refd)
-    uidx = list(compress(ridx, map(and_, map(undm.__getitem__, ridx), map(nonlocal_m.__getitem__, ridx))))
-    unames = syms.names_of(uidx)
-    weakm = infob.translate(_CLS_WEAK)
-    weak = list(map(truth, map(weakm.__getitem__, uidx)))
-    undefined = dict(zip(unames, weak))
-    if len(undefined) != len(unames):  # one name in several entries: weak only if all are
-        undefined = {}
-        for n, w in zip(unames, weak):
-            undefined[n] = undefined.get(n, True) and w
-    nonplt = set(compress(unames, map(rel.nonplt.__contains__, uidx)))
-    copy = syms.names_of(sorted(i for i in rel.copy if nonlocal_m[i]))
-    unref_idx = [i for i in filterfalse(refd.__contains__, compress(range(1, nsyms), undm[1:])) if nonlocal_m[i]]
-    unreferenced = [n for n in syms.names_of(unref_idx) if n and n not in undefined]
+    """(undefined {name: weak}, plt_only, copy, unreferenced, tpoff, the
+    mask of the referenced entries): the referenced entries that are
+    SHN_UNDEF and not STB_LOCAL, and the rest."""
+    nlm, undm = syms.nlm, syms.undm
+    ref = _index_mask(rel.refd, nsyms)
+    um = ref & undm & nlm
+    unames = syms.pick(um)
+    undefined: Dict[str, bool] = {}
+    nonplt: Set[str] = set()
+    if unames:
+        usel = um.to_bytes(nsyms, "little")
+        weak = list(map(truth, compress(syms.infob.translate(_CLS_WEAK), usel)))
+        undefined = dict(zip(unames, weak))
+        if len(undefined) != len(unames):  # one name in several entries: weak only if all are
+            undefined = {}
+            for n, w in zip(unames, weak):
+                undefined[n] = undefined.get(n, True) and w
+        if rel.nonplt:
+            npm = _index_mask(rel.nonplt, nsyms)
+            nonplt = set(compress(unames, compress(npm.to_bytes(nsyms, "little"), usel)))
+    copy = syms.pick(_index_mask(rel.copy, nsyms) & nlm) if rel.copy else []
+    unref = undm & nlm & (syms.full ^ ref) & ~0xFF  # index 0 is no symbol
+    unreferenced = [n for n in syms.pick(unref) if n and n not in undefined]
     tpoff = own_tls
     tp_i = rel.tp
     if tp_i:  # a local symbol is the object's own TLS, as index 0 is
+        nonlocal_m = syms.infob.translate(_CLS_NONLOCAL)
         tp_sorted = sorted(tp_i)
         tpoff = tpoff.union(syms.names_of(list(compress(tp_sorted, map(nonlocal_m.__getitem__, tp_sorted)))))
         if not all(map(nonlocal_m.__getitem__, tp_sorted)):
             tpoff = tpoff.union(("",))
-    return undefined, frozenset(undefined).difference(nonplt), copy, unreferenced, tpoff
+    return undefined, frozenset(undefined).difference(nonplt), copy, unreferenced, tpoff, ref
 
 
-def _own_references(syms: _Symbols, rel: Relocs, found) -> FrozenSet[str]:
-    """The names of the symbols the relocations reference that this object
-    defines (``st_shndx != SHN_UNDEF``), that are not ``STB_LOCAL`` and whose
-    entry is not one of its exports (``found``, from :func:`_definitions`;
-    the caller takes out the names another entry exports). Almost every
-    such reference is to an export: those are dropped before any name is
-    read."""
-    ridx = list(filterfalse(found.__getitem__, sorted(rel.refd)))
-    if not ridx:
-        return frozenset()
-    shnz, nonlocal_m = syms.shnz, syms.infob.translate(_CLS_NONLOCAL)
-    cand = list(compress(ridx, map(and_, map(shnz.__getitem__, ridx), map(nonlocal_m.__getitem__, ridx))))
-    return frozenset(syms.names_of(cand)) if cand else frozenset()
+def _own_references(syms: _Symbols, ref: int, found: int) -> FrozenSet[str]:
+    """The names of the symbols the relocations reference (``ref``, a
+    mask) that this object defines (``st_shndx != SHN_UNDEF``), that are
+    not ``STB_LOCAL`` and whose entry is not one of its exports (``found``,
+    from :func:`_definitions`; the caller takes out the names another
+    entry exports)."""
+    cand = ref & ~found & syms.shm & syms.nlm
+    return frozenset(syms.pick(cand)) if cand else frozenset()
 
 
-def _int(mask: bytes) -> int:
+def _int(mask: Union[bytes, bytearray]) -> int:
     return int.from_bytes(mask, "little")
 
 

@@ -17,13 +17,14 @@ and returns ``("facts", key, facts or None)`` or ``("error", reason)``.
 from __future__ import annotations
 
 import os
+import struct
 import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Callable, Dict, List, Optional, Tuple
 
-__all__ = ["PARALLEL_MIN_BYTES", "PARALLEL_MIN_FILES", "read_symbols_of"]
+__all__ = ["PARALLEL_MIN_BYTES", "PARALLEL_MIN_FILES", "Prefetch", "can_fork", "read_symbols_of"]
 
 #: Below this many files to read (or bytes), a second process does not pay.
 PARALLEL_MIN_FILES = 24
@@ -34,7 +35,7 @@ def read_symbols_of(items: list, read_one: Callable, jobs: int = 1):
     """(item, ``read_one(item)``) for every item, in order; with ``jobs`` >
     1 and enough to read, half of them read in a forked child (see the
     module documentation)."""
-    if jobs > 1 and len(items) >= PARALLEL_MIN_FILES and _can_fork():
+    if jobs > 1 and len(items) >= PARALLEL_MIN_FILES and can_fork():
         sizes = {}
         for item in items:
             try:
@@ -48,7 +49,8 @@ def read_symbols_of(items: list, read_one: Callable, jobs: int = 1):
     return [(item, read_one(item)) for item in items]
 
 
-def _can_fork() -> bool:
+def can_fork() -> bool:
+    """Whether a forked child can share the work: ``fork``, two cores, no other thread."""
     if not hasattr(os, "fork"):
         return False
     try:
@@ -176,3 +178,287 @@ def _take_theirs(theirs: list, theirs_got: Optional[list], read_one: Callable, r
     if theirs_got is None:  # the child failed: its half read here
         for item in theirs:
             results[item.path] = read_one(item)
+
+
+# -- reading while the walk goes on ------------------------------------------------
+
+#: One task in a queue pipe: where its description is in the shared
+#: memory file (offset, length); 12 bytes, so that every write and every
+#: read of one is atomic (PIPE_BUF) and two readers never split one.
+_TASK = struct.Struct("<QI")
+#: The two queues: files without a soname (extension modules, programs:
+#: their facts are small, the child takes these first) and libraries
+#: (large export sets, which this process would have to rebuild from what
+#: the child sends: it takes these first).
+_MODULES, _LIBRARIES = 0, 1
+
+
+class Prefetch:
+    """Reads the symbol facts of the ELF files the walk finds while the walk
+    goes on, in a forked child, with this process taking its share of them
+    once the walk is over.
+
+    The walk hands each ELF file it read to :meth:`add`. Once enough are
+    known (:data:`PARALLEL_MIN_FILES` and :data:`PARALLEL_MIN_BYTES`) a
+    child is forked; from then on each file's description (in-root and
+    host path) is written to a shared memory file and a fixed-size task
+    naming it to a pipe the child reads, so the child reads symbol tables
+    while this process is still walking. :meth:`finish` closes the queue,
+    reads the tasks the child has not taken (both processes take tasks
+    from the same pipes, so neither waits on the other's share) and then
+    takes the child's results. There are two pipes: the child takes
+    extension modules first, this process libraries (whose large export
+    sets would cost it almost as much to rebuild from the child's answer
+    as to read), each the other's when its own are done. A later file with the sonames and size of
+    one queued before (a vendored copy, see
+    :class:`rundeps.elf.reader.SameBytes`) is not queued: :meth:`finish`
+    compares it with the first, in the ranges the reader read there
+    (unchanged since, by its stat key), and shares its facts when every
+    byte is the same. Nothing that fails here is final: a file without a
+    result (the child died, the queue broke) is read by the caller as
+    without a prefetch.
+
+    ``read(host_path)`` gives ``("facts", stat key, facts or None,
+    ranges)`` or ``("error", reason)``; ``same(original host path,
+    original stat key, copy host path, ranges)`` gives the copy's stat key
+    when it has the same bytes there, else None.
+    """
+
+    def __init__(self, read: Callable[[str], tuple], same: Callable[..., Optional[tuple]]):
+        self.read, self.same = read, same
+        self.pending: List[Tuple[str, str, int]] = []  # found before the child started (with their queue)
+        self.pending_bytes = 0
+        self.first: Dict[tuple, Tuple[str, str]] = {}  # copy key -> (path, host path) queued
+        self.copies: List[Tuple[str, str, str]] = []  # (path, host path, path of the first)
+        self.sent: Dict[int, Tuple[str, str]] = {}  # task offset -> (path, host path)
+        self.pid = 0
+        self.end = 0
+        self.fds: Dict[str, int] = {}
+        self.failed = False
+
+    def add(self, path: str, host_path: str, copy_key: tuple, size: int, library: bool = False) -> None:
+        """Queue an ELF file the walk found (or hold it as a copy);
+        ``library``: it has a soname."""
+        if self.failed:
+            return
+        first = self.first.get(copy_key)
+        if first is not None:
+            self.copies.append((path, host_path, first[0]))
+            return
+        self.first[copy_key] = (path, host_path)
+        queue = _LIBRARIES if library else _MODULES
+        if self.pid:
+            self._send(path, host_path, queue)
+            return
+        self.pending.append((path, host_path, queue))
+        self.pending_bytes += size
+        if len(self.pending) >= PARALLEL_MIN_FILES and self.pending_bytes >= PARALLEL_MIN_BYTES:
+            self._start()
+
+    def _start(self) -> None:
+        try:
+            mem = os.memfd_create("rundeps-tasks", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):
+            self.failed = True
+            return
+        fds = self.fds
+        fds["mem"] = mem
+        try:
+            fds["task_r0"], fds["task_w0"] = os.pipe()
+            fds["task_r1"], fds["task_w1"] = os.pipe()
+            fds["res_r"], fds["res_w"] = os.pipe()
+            pid = os.fork()
+        except OSError:
+            self._close()
+            self.failed = True
+            return
+        if pid == 0:  # the child: read tasks until the queue closes, send, and leave
+            _prefetch_child(self.fds, self.read)
+        self.pid = pid
+        os.close(fds.pop("res_w"))
+        pending, self.pending = self.pending, []
+        for path, host_path, queue in pending:
+            self._send(path, host_path, queue)
+
+    def _send(self, path: str, host_path: str, queue: int) -> None:
+        if self.failed:
+            return
+        data = (path + "\0" + host_path).encode("utf-8", "surrogateescape")
+        try:
+            os.pwrite(self.fds["mem"], data, self.end)
+            os.write(self.fds["task_w%d" % queue], _TASK.pack(self.end, len(data)))
+        except OSError:  # the child is gone (EPIPE): what was not sent is read later
+            self.failed = True
+            return
+        self.sent[self.end] = (path, host_path)
+        self.end += len(data)
+
+    def close_queue(self) -> None:
+        """No more files (the walk is over): the readers see the end of the
+        queue once it is empty. The child goes on with what is queued."""
+        for name in ("task_w0", "task_w1"):
+            fd = self.fds.pop(name, None)
+            if fd is not None:
+                os.close(fd)
+
+    def finish(self) -> Dict[str, tuple]:
+        """{in-root path: ``("facts", key, facts or None)`` or ``("error",
+        reason)``} of the files read (see the class documentation)."""
+        results: Dict[str, tuple] = {}
+        if not self.pid:
+            return results
+        fds = self.fds
+        try:
+            self.close_queue()
+            for task_r in (fds["task_r1"], fds["task_r0"]):
+                while True:  # this process's share: tasks the child has not taken, libraries first
+                    try:
+                        rec = os.read(task_r, _TASK.size)
+                    except OSError:
+                        break
+                    if len(rec) != _TASK.size:
+                        break
+                    at = _TASK.unpack(rec)[0]
+                    task = self.sent.get(at)
+                    if task is not None:
+                        results[task[0]] = self.read(task[1])
+            chunks = []
+            try:
+                with os.fdopen(fds.pop("res_r"), "rb") as f:
+                    while True:
+                        chunk = f.read(1 << 20)
+                        if not chunk:
+                            break
+                        chunks.append(chunk)
+            except OSError:
+                chunks = []
+        finally:  # on an interrupt too: the child, if still sending, sees its pipe closed and leaves
+            res_r = fds.pop("res_r", None)
+            if res_r is not None:
+                os.close(res_r)
+            status = self._reap()
+            self._close()
+        for path, got in _prefetched(status, chunks):
+            results.setdefault(path, got)
+        hosts = dict(self.sent.values())
+        for path, host_path, first in self.copies:
+            done = results.get(first)
+            if done is not None and done[0] == "facts" and done[2] is not None:
+                key = self.same(hosts[first], done[1], host_path, done[3])
+                if key is not None:
+                    results[path] = ("facts", key, done[2], done[3])
+                    continue
+            results[path] = self.read(host_path)
+        return {path: got[:3] if got[0] == "facts" else got for path, got in results.items()}
+
+    def __del__(self):  # never finished (nothing was loaded): the child is not left waiting
+        if self.pid:
+            self.abort()
+
+    def abort(self) -> None:
+        """Stop the child (the walk failed) without waiting for its results."""
+        if self.pid:
+            import signal
+
+            try:
+                os.kill(self.pid, signal.SIGKILL)  # our own child, whose results are not wanted
+            except OSError:
+                pass
+            self._reap()
+        self._close()
+        self.failed = True
+
+    def _reap(self) -> int:
+        pid, self.pid = self.pid, 0
+        try:
+            return os.waitpid(pid, 0)[1] if pid else 1
+        except OSError:
+            return 1
+
+    def _close(self) -> None:
+        for fd in self.fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds.clear()
+
+
+def _prefetch_child(fds: Dict[str, int], read: Callable[[str], tuple]) -> None:
+    """The forked child of :class:`Prefetch`: take tasks until both queues
+    are closed and empty (while both are open, from whichever has one,
+    extension modules first), send what was read marshalled, and exit
+    (never returns). Only this process reads the queues until they are
+    closed, so a queue ``select`` finds ready still has its task when read;
+    once closed, a read that finds it empty sees its end."""
+    import marshal
+
+    from ..elf.facts import pack_facts
+
+    import select
+
+    code = 1
+    try:
+        os.close(fds["task_w0"])
+        os.close(fds["task_w1"])
+        os.close(fds["res_r"])
+        mem = fds["mem"]
+        open_queues = [fds["task_r0"], fds["task_r1"]]  # extension modules first
+        out = []
+        while open_queues:
+            task_r = open_queues[0]
+            if len(open_queues) > 1:  # both open: the first with a task, modules preferred
+                ready = select.select(open_queues, [], [])[0]
+                task_r = open_queues[0] if open_queues[0] in ready else ready[0]
+            rec = os.read(task_r, _TASK.size)  # a task, or the end of a queue once it is closed
+            if len(rec) != _TASK.size:
+                open_queues.remove(task_r)
+                continue
+            at, size = _TASK.unpack(rec)
+            path, host_path = os.pread(mem, size, at).decode("utf-8", "surrogateescape").split("\0")
+            got = read(host_path)
+            if got[0] == "facts" and got[2] is not None:
+                got = ("facts", got[1], pack_facts(got[2]), got[3])
+            out.append((path, got))
+        data = memoryview(marshal.dumps(out, 4))
+        while data:
+            data = data[os.write(fds["res_w"], data):]
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _prefetched(status: int, chunks: List[bytes]) -> List[Tuple[str, tuple]]:
+    """The child's results, checked and unpacked; [] unless it exited
+    cleanly; a malformed entry is left out (its file is read again)."""
+    if status != 0 or not chunks:
+        return []
+    import marshal
+
+    from ..elf.facts import unpack_facts
+
+    try:
+        got = marshal.loads(b"".join(chunks))
+    except (ValueError, EOFError, TypeError):
+        return []
+    out = []
+    for entry in got if isinstance(got, list) else ():
+        try:
+            path, res = entry
+            if not isinstance(path, str):
+                continue
+            if res[0] == "facts" and len(res) == 4:
+                key, facts, ranges = tuple(res[1]), res[2], res[3]
+                if not (len(key) == 4 and all(isinstance(k, int) for k in key)):
+                    continue
+                if not (isinstance(ranges, list) and all(
+                        isinstance(r, tuple) and len(r) == 2 and all(isinstance(x, int) and x >= 0 for x in r)
+                        for r in ranges)):
+                    continue
+                res = ("facts", key, unpack_facts(facts) if facts is not None else None, ranges)
+            elif not (res[0] == "error" and len(res) == 2 and isinstance(res[1], str)):
+                continue
+        except (ValueError, TypeError, IndexError):
+            continue
+        out.append((path, res))
+    return out

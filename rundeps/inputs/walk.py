@@ -23,8 +23,8 @@ Rules (see the tests):
   they and the extension modules found make (:mod:`rundeps.inputs.pytree`).
 
 Speed: directories are opened once and their files opened relative to the
-directory descriptor (``openat``), only the first :data:`rundeps.elf.types.HEAD_SIZE`
-bytes of a file are read unless it is ELF, and with a :class:`FileCache` an
+directory descriptor (``openat``), only the first 64 bytes of a file are read unless it is ELF
+(then the first :data:`rundeps.elf.types.HEAD_SIZE`), and with a :class:`FileCache` an
 unchanged file is only ``stat``-ed, never opened (its folder's signature,
 see :mod:`rundeps.inputs.filecache`, is compared once).  In-root paths
 become host paths through :mod:`rundeps.rootfs` only.
@@ -53,6 +53,7 @@ from .pytree import DIST_INFO_SUFFIXES, PACKAGE_INITS, import_roots
 
 if TYPE_CHECKING:  # pragma: no cover
     from .filecache import FileCache  # noqa: F401
+    from .forked import Prefetch  # noqa: F401
 
 __all__ = ["ScanItem", "ScanResult", "scan", "read_keyed", "stat_key", "compile_excludes", "is_under"]
 
@@ -61,6 +62,9 @@ PROGRESS_EVERY = 1000
 _O_FILE = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _HAVE_DIR_FD = os.open in os.supports_dir_fd and os.scandir in os.supports_fd
+#: The first read of a file: its ELF identification and header (the rest of
+#: :data:`HEAD_SIZE` is read only for an ELF file).
+_MAGIC_READ = 64
 
 
 class ScanItem:
@@ -160,6 +164,7 @@ class _Walker:
         self.next_progress = PROGRESS_EVERY
         self.pyelftools = reader_name() == "pyelftools"  # RUNDEPS_ELF_READER
         self.keys: Optional[Dict[str, Tuple[int, ...]]] = None  # in-root path -> stat key, when wanted
+        self.prefetch: Optional[Prefetch] = None  # reads symbol facts in a child while the walk goes on
         self.info_folders: Set[str] = set()  # folders holding a *.dist-info or *.egg-info folder
         self.packages: Set[str] = set()  # folders holding an __init__.py or __init__.pyc
 
@@ -189,15 +194,22 @@ class _Walker:
             raise
         try:
             try:
-                head = os.read(fd, HEAD_SIZE)
+                head = os.read(fd, _MAGIC_READ)  # most files are not ELF: their first bytes say so
                 if head[:4] != b"\x7fELF":
                     return None
+                if len(head) == _MAGIC_READ:
+                    head += os.read(fd, HEAD_SIZE - _MAGIC_READ)
                 try:
                     if self.pyelftools:
                         return read_elf_fd_pyelftools(fd)
-                    return parse_fd(fd, head)
+                    info = parse_fd(fd, head)
                 except ElfError as exc:
                     return str(exc) or "broken ELF"
+                if self.prefetch is not None:
+                    size = os.fstat(fd).st_size
+                    self.prefetch.add(path, join_host(self.root, path), (info.needed, info.soname, size), size,
+                                      info.soname is not None)
+                return info
             except OSError as exc:
                 self.error(path, _reason(exc))
                 raise
@@ -447,8 +459,11 @@ def scan(
     ``jobs``: with 2 or more (and symbols), the symbol tables to read are
     shared with one forked child process when there are enough of them, on a
     machine with two cores, in a process without other threads (the same
-    facts either way; the CLI asks for it, the default is 1). The walk
-    itself is single-threaded: a second thread did not pay on two cores
+    facts either way; the CLI asks for it, the default is 1): the child is
+    forked as soon as the walk has read enough ELF files and reads their
+    tables while the walk goes on (:class:`~rundeps.inputs.forked.Prefetch`);
+    with a cache, its results are taken when the first facts are loaded. The
+    walk itself is single-threaded: a second thread did not pay on two cores
     (see scripts/bench.py).
     ``diag``: ``diag.file_error(in_root_path, reason)`` hears of every file
     or folder that could not be read, ``diag.progress(n)`` (when set) the
@@ -474,29 +489,27 @@ def _scan(paths: Sequence[str], root: str, walk: _Walk, diag: Diagnostics, cache
     if symbols and cache is not None:
         w.keys = {}
     tops = _canonical_tops(root, paths, w.error)
+    if symbols and walk.jobs > 1 and not w.pyelftools:
+        from .forked import Prefetch, can_fork
 
-    for given, real, kind in tops:
-        if kind is None:
-            continue
-        old = new = None
-        if cache is not None:
-            from .filecache import Entries
-
-            old = cache.load(root, real)
-            new = Entries()
-        if kind == "dir":
-            w.walk_dir(real, old, new)
-        else:
-            w.one_file(real, old, new)
-        if cache is not None:
-            cache.store(root, real, old, new)
+        if can_fork():
+            w.prefetch = Prefetch(_read_recorded, _same_ranges)
+    try:
+        _walk_tops(w, root, tops, cache)
+    except BaseException:
+        if w.prefetch is not None:
+            w.prefetch.abort()
+        raise
 
     found = w.found
     found.sort(key=lambda t: t[0])
     items = [ScanItem(p, join_host(root, p), info) for p, info in found]
     elf_paths = {p for p, _ in found}
     if symbols:
-        _attach_symbols(root, items, tops, cache, w.error, w.keys, walk.jobs)
+        prefetched = _Prefetched(w.prefetch, walk.jobs)
+        if cache is None:  # read now: the files that cannot be read are named here, as without the child
+            prefetched.results()
+        _attach_symbols(root, items, tops, cache, w.error, w.keys, prefetched)
 
     links: Dict[str, str] = {}
     dir_tops = [real for _g, real, kind in tops if kind == "dir"]
@@ -542,6 +555,26 @@ def _scan(paths: Sequence[str], root: str, walk: _Walk, diag: Diagnostics, cache
     return ScanResult(items=items, links=links, files_seen=w.files_seen, python_roots=roots)
 
 
+def _walk_tops(w: _Walker, root: str, tops, cache) -> None:
+    """Walk each scanned top (a folder or a file), with the cache's entries
+    of the last scan of it when there is a cache (stored back after)."""
+    for _given, real, kind in tops:
+        if kind is None:
+            continue
+        old = new = None
+        if cache is not None:
+            from .filecache import Entries
+
+            old = cache.load(root, real)
+            new = Entries()
+        if kind == "dir":
+            w.walk_dir(real, old, new)
+        else:
+            w.one_file(real, old, new)
+        if cache is not None:
+            cache.store(root, real, old, new)
+
+
 def stat_key(st) -> Tuple[int, int, int, int]:
     """The (device, inode, size, mtime_ns) the caches key a file on."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -577,13 +610,35 @@ def _copy_key(item: ScanItem, size: Optional[int] = None):
     return (item.info.needed, item.info.soname, size)
 
 
-def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=None, jobs: int = 1) -> None:
+class _Prefetched:
+    """How a scan reads symbol facts: with ``jobs`` processes, and what a
+    :class:`~rundeps.inputs.forked.Prefetch` read, taken (and its child
+    waited for) when first asked: with a cache, when the binder first
+    needs a file's symbols, so that the child reads on meanwhile."""
+
+    def __init__(self, prefetch: Optional[Prefetch] = None, jobs: int = 1):
+        self.prefetch, self.jobs = prefetch, jobs
+        if prefetch is not None:
+            prefetch.close_queue()
+        self.got: Optional[Dict[str, tuple]] = None
+
+    def results(self) -> Dict[str, tuple]:
+        if self.got is None:
+            prefetch, self.prefetch = self.prefetch, None
+            self.got = prefetch.finish() if prefetch is not None else {}
+        return self.got
+
+
+def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=None,
+                    prefetched: Optional[_Prefetched] = None) -> None:
     """Give each item its symbol facts (:meth:`ScanItem.load_symbols`), from
     the cache where a file's (device, inode, size, mtime_ns) is unchanged,
     else by reading it.  Without a cache they are read now; with one, each
     scanned top's facts are loaded (and the files that changed read) by the
     first :meth:`ScanItem.load_symbols` of one of its items, so that a run which needs none of them (its
-    binding verdicts are cached, see :mod:`rundeps.bind`) loads none."""
+    binding verdicts are cached, see :mod:`rundeps.bind`) loads none. ``prefetched``: the
+    ``jobs`` that read, and what :class:`~rundeps.inputs.forked.Prefetch` read during the
+    walk, by in-root path (used for the files that are to be read)."""
     dir_tops = [real for _g, real, kind in tops if kind == "dir"]
     by_top: Dict[str, List[ScanItem]] = {}
     for item in items:
@@ -592,7 +647,7 @@ def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=N
     reader = _CopyReader(items)
     keys = keys or {}
     for top, its in by_top.items():
-        loader = _TopSymbols(root, top, its, cache, error, reader, jobs)
+        loader = _TopSymbols(root, top, its, cache, error, reader, prefetched or _Prefetched())
         if cache is None:
             loader.load()
             continue
@@ -635,9 +690,9 @@ class _TopSymbols:
     for the files whose key is unchanged, the others read."""
 
     def __init__(self, root: str, top: str, items: List[ScanItem], cache, error, reader: _CopyReader,
-                 jobs: int = 1):
+                 prefetched: Optional[_Prefetched] = None):
         self.root, self.top, self.items, self.cache, self.error, self.reader = root, top, items, cache, error, reader
-        self.jobs = jobs
+        self.prefetched = prefetched if prefetched is not None else _Prefetched()  # shared by the tops of a scan
 
     def load(self) -> None:
         from ..elf.facts import pack_facts, unpack_facts
@@ -661,9 +716,16 @@ class _TopSymbols:
             item._symbols = None
             todo.append(item)
         reader = self.reader
-        from .forked import read_symbols_of  # only when some symbol table is to be read
+        pre = self.prefetched.results() if todo else {}
+        rest = [item for item in todo if item.path not in pre]
+        read: Dict[str, tuple] = {}
+        if rest:
+            from .forked import read_symbols_of  # only when some symbol table is to be read
 
-        for item, got in read_symbols_of(todo, lambda item: _read_one(item, reader), self.jobs):
+            read = {item.path: got for item, got in
+                    read_symbols_of(rest, lambda item: _read_one(item, reader), self.prefetched.jobs)}
+        for item in todo:
+            got = pre.pop(item.path, None) or read[item.path]
             kind = got[0]
             if kind == "error":
                 error(item.path, got[1])
@@ -677,6 +739,55 @@ class _TopSymbols:
                 new[item.path] = key + (pack_facts(facts),)
         if cache is not None and (todo or len(new) != len(old)):
             cache.store_symbols(self.root, self.top, new)
+
+
+def _read_recorded(host_path: str):
+    """``("facts", key, facts or None, ranges)`` or ``("error", reason)``
+    of one file, read with the fast reader; ``ranges``: the (offset, size)
+    of every read it made, for :func:`_same_ranges` (see
+    :class:`rundeps.inputs.forked.Prefetch`)."""
+    from ..elf.symbols import read_symbols_pread
+
+    ranges: List[Tuple[int, int]] = []
+
+    def read(fd: int, key):
+        def read_at(offset: int, size: int) -> bytes:
+            ranges.append((offset, size))
+            return os.pread(fd, size, offset)
+
+        return read_symbols_pread(read_at)
+
+    try:
+        key, facts = read_keyed(host_path, read)
+    except ElfError as exc:
+        return ("error", f"broken symbol table: {exc}")
+    except OSError as exc:
+        return ("error", _reason(exc))
+    return ("facts", key, facts, ranges)
+
+
+def _same_ranges(first: str, first_key, copy: str, ranges) -> Optional[Tuple[int, int, int, int]]:
+    """The stat key of the file ``copy`` when it holds the same bytes as
+    ``first`` (still as its stat key ``first_key`` says it was read) in
+    every one of ``ranges``; None otherwise or on any error."""
+    try:
+        a = os.open(first, _O_FILE)
+        try:
+            if stat_key(os.fstat(a)) != tuple(first_key):
+                return None
+            b = os.open(copy, _O_FILE)
+            try:
+                key = stat_key(os.fstat(b))
+                for offset, size in ranges:
+                    if os.pread(a, size, offset) != os.pread(b, size, offset):
+                        return None
+                return key
+            finally:
+                os.close(b)
+        finally:
+            os.close(a)
+    except (OSError, OverflowError, ValueError):
+        return None
 
 
 def _read_one(item: ScanItem, reader: _CopyReader):
