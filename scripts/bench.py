@@ -50,8 +50,8 @@ the pyz <= 1.3 x the installed CLI.
 ``--table`` prints the table of the README (and nothing else): on tree A
 under its ``site-packages`` path and on the same files in a plain folder
 (``plain/deps``, hard links), the default scan (symbols bound) ``rundeps
-scan --db DB --cache-dir C TREE`` cold (a fresh cache folder each run) and
-repeated (the same cache folder), each run paired with a ``scanelf`` run
+scan --db DB --cache-dir C TREE`` cold (a fresh cache folder each run), with
+``--no-cache``, and repeated (the same cache folder), each run paired with a ``scanelf`` run
 just before it (the ratio is the median of the pairs' ratios); ``rundeps
 wheel DIR`` over the 19 wheels against ``auditwheel show`` of each of them
 (installed into the benchmark venv); and ``--help`` of the zip application
@@ -310,15 +310,20 @@ def bench_table(work: Path, tree_a: Path, python: str, rundeps: str, env, runs: 
         run_timed(scanelf_cmd)  # the page cache, for everybody
         run_timed(repeat, env)
         run_timed(repeat, env)  # the record of this run
+        def shown(cmd: str, tree=tree, base=base) -> str:
+            return (cmd.replace(str(tree), "TREE").replace(str(base / "cold0"), "FRESH")
+                    .replace(str(base / "warm"), "C").replace(str(db), "DB").replace(rundeps, "rundeps"))
+
         ref, ref_peak, med, ratio, peak = paired(scanelf_cmd, fresh, runs, env)
-        rows.append((label, "scanelf", scanelf_cmd.replace(str(tree), "TREE"), ref, None, ref_peak))
-        rows.append((label, "cold", fresh(0).replace(str(tree), "TREE").replace(str(base / "cold0"), "FRESH")
-                     .replace(str(db), "DB"), med, ratio, peak))
+        rows.append((label, "scanelf", shown(scanelf_cmd), ref, None, ref_peak))
+        rows.append((label, "cold", shown(fresh(0)), med, ratio, peak))
+        nocache = f"{rundeps} scan --db {q(str(db))} --no-cache {q(str(tree))}"
+        _, _, med, ratio, peak = paired(scanelf_cmd, nocache, runs, env)
+        rows.append((label, "no cache", shown(nocache), med, ratio, peak))
         _, _, med, ratio, peak = paired(scanelf_cmd, repeat, runs, env)
-        rows.append((label, "repeat", repeat.replace(str(tree), "TREE").replace(str(base / "warm"), "C")
-                     .replace(str(db), "DB"), med, ratio, peak))
+        rows.append((label, "repeat", shown(repeat), med, ratio, peak))
         shutil.rmtree(base, ignore_errors=True)
-        log(f"  done: {rows[-2][3]:.3f}s cold, {rows[-1][3]:.3f}s repeat")
+        log(f"  done: {rows[-3][3]:.3f}s cold, {rows[-1][3]:.3f}s repeat")
     wheels = work / "wheels"
     auditwheel = shutil.which("auditwheel", path=str(Path(python).parent))
     wheel_cmd = f"{rundeps} wheel --no-cache {q(str(wheels))}"
@@ -328,13 +333,14 @@ def bench_table(work: Path, tree_a: Path, python: str, rundeps: str, env, runs: 
         aw_cmd = f"sh -c {q(script)}"
         ref, ref_peak, med, ratio, peak = paired(aw_cmd, wheel_cmd, max(3, runs // 3), env, ok=(0, 1))
         rows.append(("19 wheels", "auditwheel", f"auditwheel show WHEEL (x {len(names)})", ref, None, ref_peak))
-        rows.append(("19 wheels", "wheel", "rundeps wheel --no-cache DIR", med, ratio, peak))
+        rows.append(("19 wheels", "wheel", "rundeps wheel --no-cache DIR", med, ratio, peak))  # (symbols bound)
     else:
         med, peak = run_timed(wheel_cmd, env, ok=(0, 1))
         rows.append(("19 wheels", "wheel", "rundeps wheel --no-cache DIR (no auditwheel to compare)", med, None,
                      peak))
     for k, cmd, med, mem, ratio in bench_pyz(work, python, rundeps, env, max(runs, 15))[:2]:
-        rows.append(("start-up", k, cmd.replace(str(work), "WORK"), med, ratio, mem))
+        rows.append(("start-up", k, cmd.replace(rundeps, "rundeps").replace(python, "python")
+                     .replace(str(work), "WORK"), med, ratio, mem))
     print(f"medians of {runs} paired runs; ratio: the median of each pair's ratio to the row above it "
           "(scanelf, auditwheel, the installed CLI)")
     print("| what | run | command | median | ratio | peak MB |")
