@@ -58,6 +58,9 @@ FORMAT = 1
 COMMANDS = ("scan", "why", "wheel")
 """The subcommands whose runs are recorded and replayed."""
 
+_MAGIC = b"RDr\x01"
+"""A record file's first bytes, then the CRC-32 of the rest (the marshalled record)."""
+
 RUNS = "runs"
 """The folder of the records, inside the cache folder."""
 
@@ -229,8 +232,13 @@ def replay(argv: List[str]) -> Optional[int]:
         return None
     try:
         with open(_record_path(_cache_dir(argv), key), "rb") as f:
+            if os.fstat(f.fileno()).st_uid != os.geteuid():
+                return None  # only a record this user wrote
             data = f.read()
-        version, stored_key, chunks, code, folders, identities = marshal.loads(data)
+        payload = memoryview(data)[8:]
+        if data[:4] != _MAGIC or int.from_bytes(data[4:8], "little") != zlib.crc32(payload):
+            return None  # damaged (marshal is not meant for damaged data)
+        version, stored_key, chunks, code, folders, identities = marshal.loads(payload)
         if version != FORMAT or stored_key != key or _identities(folders) != identities:
             return None
     except Exception:  # no record, one this version did not write, or a path it cannot check
@@ -501,7 +509,8 @@ class Recorder:
             if _racy(identities, self.started - RACY_NS):
                 return False
             chunks = [(fd, bytes(data)) for fd, data in self.chunks]
-            data = marshal.dumps((FORMAT, self.key, chunks, code, folders, identities))
+            payload = marshal.dumps((FORMAT, self.key, chunks, code, folders, identities))
+            data = _MAGIC + zlib.crc32(payload).to_bytes(4, "little") + payload
             path = _record_path(self.cache or "", self.key)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{os.getpid()}.part"

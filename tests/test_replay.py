@@ -25,7 +25,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 TAG = f"cpython-312-{demo.host_arch()}-linux-musl"
 LIBC = demo.musl_soname(demo.host_arch())
 SITE = "usr/local/lib/python3.12/site-packages"
-ROOTS = 21
+ROOTS = 22
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +234,10 @@ def test_a_damaged_record_is_a_full_run(root, tmp_path):
     cache = tmp_path / "cache"
     first = rundeps(root, cache=cache)
     (record,) = records(cache)
-    for damage in (b"", b"\x00garbage", (cache / "runs" / record).read_bytes()[:-100]):
+    good = (cache / "runs" / record).read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0x01
+    for damage in (b"", b"\x00garbage", good[:-100], bytes(flipped)):
         (cache / "runs" / record).write_bytes(damage)
         again, was_replayed = replayed(root, cache)
         assert not was_replayed
@@ -302,3 +305,14 @@ def test_a_record_made_from_the_file_cache_covers_the_files_it_did_not_open(root
     assert not was_replayed
     assert outputs(again) == outputs(rundeps(root))
     assert outputs(again) != outputs(second)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the record to another user")
+def test_a_record_another_user_wrote_is_not_used(root, tmp_path):
+    cache = tmp_path / "cache"
+    first = rundeps(root, cache=cache)
+    (record,) = records(cache)
+    os.chown(cache / "runs" / record, 12345, 12345)
+    again, was_replayed = replayed(root, cache)
+    assert not was_replayed
+    assert outputs(again) == outputs(first)
