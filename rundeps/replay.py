@@ -114,20 +114,12 @@ def _command_of(argv: List[str]) -> Optional[str]:
 
 
 def _cache_dir(argv: List[str]) -> str:
-    """The cache folder ``argv`` names, as the commands work it out
-    (:func:`rundeps.cachedir.default_cache_dir`); a run records only when
-    this is the folder it really used, so a wrong reading costs a miss."""
-    explicit = None
-    for i, arg in enumerate(argv):
-        if arg == "--":
-            break
-        if arg == "--cache-dir" and i + 1 < len(argv):
-            explicit = argv[i + 1]
-        elif arg.startswith("--cache-dir="):
-            explicit = arg[len("--cache-dir="):]
-    from .cachedir import default_cache_dir
+    """The cache folder ``argv`` names, as the commands work it out; a run
+    records only when this is the folder it really used, so a wrong
+    reading costs a miss."""
+    from .cachedir import argv_cache_dir
 
-    return os.path.normpath(os.path.abspath(default_cache_dir(explicit)))
+    return os.path.normpath(os.path.abspath(argv_cache_dir(argv)))
 
 
 def _terminal(fd: int):
@@ -173,6 +165,13 @@ _MASK = (1 << 64) - 1
 _DIR, _LINK, _TYPE = 0o040000, 0o120000, 0o170000
 
 
+def _packed(st, listed: bool) -> tuple:
+    mode = st.st_mode
+    if not listed and mode & _TYPE == _DIR:
+        return (st.st_ino, st.st_dev, 0, 0, 0, mode)
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns & _MASK, st.st_ctime_ns & _MASK, mode)
+
+
 def _identities(folders) -> bytes:
     """The identities of the paths of ``folders`` (``(folder, names joined
     by NUL, hows)``, a name "" being the folder itself) packed as unsigned
@@ -185,7 +184,6 @@ def _identities(folders) -> bytes:
     out = array("Q")
     add = out.extend
     missing = (0, 0, 0, 0, 0, 0)
-    mask = _MASK
     for folder, joined, hows in folders:
         prefix = folder if folder.endswith("/") else folder + "/"
         for name, how in zip(joined.split("\0"), hows):
@@ -195,22 +193,12 @@ def _identities(folders) -> bytes:
             except OSError:
                 add(missing)
                 continue
-            mode = st.st_mode
-            if how != LISTED and mode & _TYPE == _DIR:
-                add((st.st_ino, st.st_dev, 0, 0, 0, mode))
-                continue
-            add((st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns & mask, st.st_ctime_ns & mask, mode))
-            if how != ENTRY and mode & _TYPE == _LINK:
+            add(_packed(st, how == LISTED))
+            if how != ENTRY and st.st_mode & _TYPE == _LINK:
                 try:
-                    st = stat(path)
+                    add(_packed(stat(path), how == LISTED))
                 except OSError:
                     add(missing)
-                    continue
-                mode = st.st_mode
-                if how != LISTED and mode & _TYPE == _DIR:
-                    add((st.st_ino, st.st_dev, 0, 0, 0, mode))
-                else:
-                    add((st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns & mask, st.st_ctime_ns & mask, mode))
     return out.tobytes()
 
 

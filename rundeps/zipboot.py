@@ -10,23 +10,9 @@ import os
 import sys
 from typing import List, Optional
 
+from .cachedir import argv_cache_dir
+
 __all__ = ["use_bytecode_cache"]
-
-
-def _cache_root(argv: List[str]) -> str:
-    """The cache folder the command line names (``--cache-dir DIR`` or
-    ``--cache-dir=DIR``), else :func:`rundeps.cachedir.default_cache_dir`'s."""
-    from .cachedir import default_cache_dir
-
-    explicit = None
-    for i, arg in enumerate(argv):
-        if arg == "--":
-            break
-        if arg == "--cache-dir" and i + 1 < len(argv):
-            explicit = argv[i + 1]
-        elif arg.startswith("--cache-dir="):
-            explicit = arg.split("=", 1)[1]
-    return default_cache_dir(explicit)
 
 
 def use_bytecode_cache(digest: str, argv: Optional[List[str]] = None) -> Optional[str]:
@@ -58,7 +44,7 @@ def use_bytecode_cache(digest: str, argv: Optional[List[str]] = None) -> Optiona
     except (ImportError, KeyError, AttributeError):  # pragma: no cover - not CPython's zipimport
         return None
     tag = sys.implementation.cache_tag or sys.implementation.name
-    folder = os.path.join(_cache_root(argv), "pyz", f"{digest[:32]}-{tag}-{magic.hex()}")
+    folder = os.path.join(argv_cache_dir(argv), "pyz", f"{digest[:32]}-{tag}-{magic.hex()}")
     prefix = path + os.sep
     writable = [True]
 

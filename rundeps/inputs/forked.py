@@ -102,14 +102,7 @@ def _read_forked(items: list, read_one: Callable, sizes: Dict[str, int]):
         with os.fdopen(rfd, "rb") as f:
             for item in mine:
                 results[item.path] = read_one(item)
-            try:
-                while True:
-                    chunk = f.read(1 << 20)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-            except OSError:
-                chunks = []
+            chunks = _read_all(f)
     finally:  # whatever happens here (an interrupt), the child is not left behind
         try:
             _pid, status = os.waitpid(pid, 0)
@@ -322,14 +315,9 @@ class Prefetch:
                     task = self.sent.get(at)
                     if task is not None:
                         results[task[0]] = self.read(task[1])
-            chunks = []
             try:
                 with os.fdopen(fds.pop("res_r"), "rb") as f:
-                    while True:
-                        chunk = f.read(1 << 20)
-                        if not chunk:
-                            break
-                        chunks.append(chunk)
+                    chunks = _read_all(f)
             except OSError:
                 chunks = []
         finally:  # on an interrupt too: the child, if still sending, sees its pipe closed and leaves
@@ -462,3 +450,16 @@ def _prefetched(status: int, chunks: List[bytes]) -> List[Tuple[str, tuple]]:
             continue
         out.append((path, res))
     return out
+
+
+def _read_all(f) -> List[bytes]:
+    """What the child sent, in 1 MiB pieces; nothing when the pipe fails."""
+    chunks: List[bytes] = []
+    try:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                return chunks
+            chunks.append(chunk)
+    except OSError:
+        return []
