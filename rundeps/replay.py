@@ -67,6 +67,9 @@ RUNS = "runs"
 MAX_RECORDS = 64
 """Records kept; the least recently written go first."""
 
+MAX_BYTES = 64 * 1024 * 1024
+"""What the records may take together (one of a tree of 100,000 files is about 10 MB)."""
+
 RACY_NS = 2_000_000_000
 """A run that looked at a file changed less than this before it started (or
 since) is not recorded."""
@@ -502,9 +505,16 @@ class Recorder:
             path = _record_path(self.cache or "", self.key)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{os.getpid()}.part"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except OSError:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
             _prune(os.path.dirname(path))
         except (OSError, ValueError):
             return False
@@ -520,16 +530,20 @@ def _racy(identities: bytes, limit: int) -> bool:
 
 
 def _prune(folder: str) -> None:
-    """Keep the :data:`MAX_RECORDS` most recently written records."""
+    """Keep the most recently written records: :data:`MAX_RECORDS` at most,
+    and :data:`MAX_BYTES` together (the newest is always kept)."""
     try:
         with os.scandir(folder) as it:
-            entries = [(e.stat().st_mtime_ns, e.path) for e in it if e.is_file()]
+            entries = [(st.st_mtime_ns, st.st_size, e.path) for e in it
+                       if not e.name.endswith(".part") and e.is_file(follow_symlinks=False)
+                       for st in (e.stat(follow_symlinks=False),)]
     except OSError:
         return
-    if len(entries) <= MAX_RECORDS:
-        return
-    for _, path in sorted(entries)[: len(entries) - MAX_RECORDS]:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+    total = 0
+    for kept, (_, size, path) in enumerate(sorted(entries, reverse=True)):
+        total += size
+        if kept and (kept >= MAX_RECORDS or total > MAX_BYTES):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass

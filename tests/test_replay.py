@@ -316,3 +316,22 @@ def test_a_record_another_user_wrote_is_not_used(root, tmp_path):
     again, was_replayed = replayed(root, cache)
     assert not was_replayed
     assert outputs(again) == outputs(first)
+
+
+def test_only_the_newest_records_are_kept(tmp_path):
+    from rundeps.replay import MAX_BYTES, MAX_RECORDS, _prune
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for i in range(MAX_RECORDS + 6):
+        (runs / f"r{i:03d}").write_bytes(b"x")
+        os.utime(runs / f"r{i:03d}", ns=(i * 10**9, i * 10**9))
+    (runs / "r999.123.part").write_bytes(b"being written")
+    _prune(str(runs))
+    assert sorted(p.name for p in runs.iterdir()) == [f"r{i:03d}" for i in range(6, MAX_RECORDS + 6)] + ["r999.123.part"]
+    # together no more than MAX_BYTES, the newest kept whatever its size
+    big = runs / "big"
+    big.write_bytes(b"\0" * (MAX_BYTES + 1))
+    os.utime(big, ns=(10**12, 10**12))
+    _prune(str(runs))
+    assert sorted(p.name for p in runs.iterdir()) == ["big", "r999.123.part"]
