@@ -316,6 +316,8 @@ class Recorder:
 
     def _watch(self) -> None:
         sys.addaudithook(self._audit)
+        if hasattr(os, "register_at_fork"):  # a forked reader's own reads are the walk's files: not watched
+            os.register_at_fork(after_in_child=self._forked)
         for name in ("stat", "lstat", "access", "readlink"):
             original = getattr(os, name)
             self._saved[name] = original
@@ -325,6 +327,9 @@ class Recorder:
                             os.supports_effective_ids):
                 if original in support:
                     support.add(wrapper)
+
+    def _forked(self) -> None:
+        self.active = False
 
     def _wrap(self, original):
         note = self._note
