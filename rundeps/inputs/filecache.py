@@ -57,9 +57,6 @@ _HEADER = _MAGIC + bytes([FORMAT_VERSION])
 #: The format of the saved-image files (see :meth:`FileCache.load_image`).
 IMAGE_VERSION = 2  # 2: symbol facts carry own_unfound
 _IMAGE_HEADER = b"RDIM" + bytes([IMAGE_VERSION])
-#: The format of the symbol facts files (see :meth:`FileCache.load_symbols`).
-SYMBOLS_VERSION = 3  # 3: symbol facts carry own_unfound
-_SYM_HEADER = b"RDSY" + bytes([SYMBOLS_VERSION])
 #: The format of the binding verdicts files (see :meth:`FileCache.load_verdicts`);
 #: raised whenever what :mod:`rundeps.bind` or the symbol readers decide changes.
 VERDICTS_VERSION = 4  # 4: DT_RELR told by the loader's build, or undecided; own IFUNC references bind elsewhere
@@ -265,7 +262,7 @@ class FileCache:
         self.diag.warning(msg)
 
     def _cache_key(self, kind: bytes, version: int, root: str, top: str) -> bytes:
-        """What one cache file (ELF facts or symbol facts of one scanned top) is for."""
+        """What one cache file (the ELF facts of one scanned top, the verdicts of a scan) is for."""
         return b"%s\0%d\0%s\0%s%s" % (kind, version, os.fsencode(root), os.fsencode(top), _reader_tag())
 
     def _cache_file(self, key: bytes, suffix: str) -> str:
@@ -294,34 +291,6 @@ class FileCache:
             return  # every file a hit, none gone: no write
         key = self._key(root, top)
         self._write(self._file(key), encode_entries(new, key))
-
-    # -- symbol facts ---------------------------------------------------------
-    #
-    # Kept apart from the ELF facts, one file per scanned top as well
-    # (``.s<N>``), so that a scan without symbols never loads them: {in-root
-    # path: (device, inode, size, mtime_ns, packed SymbolFacts)}.
-
-    def _symbols_key(self, root: str, top: str) -> bytes:
-        return self._cache_key(b"symbols", SYMBOLS_VERSION, root, top)
-
-    def load_symbols(self, root: str, top: str) -> Dict[str, tuple]:
-        """{in-root path: (dev, ino, size, mtime_ns, packed facts)} of the
-        last symbol scan of ``top``; {} when there is none or it is corrupt
-        (then dropped, with a warning)."""
-        raw = self._read_blob(self._symbols_key(root, top), "s%d" % SYMBOLS_VERSION, _SYM_HEADER,
-                              f"symbols for {top}")
-        if raw is None:
-            return {}
-        if not isinstance(raw, dict):
-            self._warn(f"file cache symbols for {top} were corrupt (bad shape); dropped")
-            return {}
-        return raw
-
-    def store_symbols(self, root: str, top: str, entries: Dict[str, tuple]) -> None:
-        """Remember ``entries`` (the shape :meth:`load_symbols` returns)."""
-        if self._broken:
-            return
-        self._write_blob(self._symbols_key(root, top), "s%d" % SYMBOLS_VERSION, _SYM_HEADER, entries)
 
     # -- binding verdicts --------------------------------------------------------
     #

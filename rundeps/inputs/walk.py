@@ -74,9 +74,9 @@ class ScanItem:
     when the scan was asked for them (``scan(..., symbols=True)``), else
     None; also None when its symbol tables could not be read (reported
     through the diagnostics' ``file_error``).  With a file cache they are
-    loaded by the first :meth:`load_symbols` of an item of its scanned top
-    (see :func:`scan`); ``symbols_key`` is then the file's (device, inode,
-    size, mtime_ns) those facts are, or will be, for.
+    read by the item's first :meth:`load_symbols` (see :func:`scan`);
+    ``symbols_key`` is then the file's (device, inode, size, mtime_ns)
+    those facts are, or will be, for.
     """
 
     __slots__ = ("path", "host_path", "info", "_symbols", "_loader", "symbols_key")
@@ -86,18 +86,16 @@ class ScanItem:
         self.host_path = host_path  # the real path on this machine (None for an image's file)
         self.info = info
         self._symbols = symbols
-        self._loader: Optional[_TopSymbols] = None
+        self._loader: Optional[_Symbols] = None
         self.symbols_key: Optional[Tuple[int, int, int, int]] = None
 
     def load_symbols(self):
-        """The item's symbol facts.  The first call on an item of a scan
-        with a file cache loads the facts of every item of its scanned top:
-        it reads the cache file, reads the files that changed (perhaps in a
-        forked child, see :func:`scan`'s ``jobs``) and writes the cache back;
-        later calls give what that load found."""
+        """The item's symbol facts.  In a scan with a file cache the first
+        call reads them (or takes what the walk's forked child read, see
+        :func:`scan`'s ``jobs``); later calls give what it found."""
         loader = self._loader
         if loader is not None:
-            loader.load()
+            loader.load(self)
         return self._symbols
 
     def key_symbols(self, stat_now: "Callable[[], Optional[Tuple[int, int, int, int]]]"):
@@ -256,31 +254,34 @@ class _Walker:
                         self.keys[prefix + name] = tuple(stats[i:i + 4])
             return
         new.changed = True
-        old_keys = signature_keys(old_sig)
+        old_keys = signature_keys(old_sig)  # (none for a folder the cache has not seen: all read)
         old_vals = old_vals or {}
         vals = {}
-        kept_names: List[str] = []
-        kept_stats: List[int] = []
+        failed: Set[int] = set()
         read_file = self.read_file
+        keys = self.keys
         for i, name in enumerate(names):
-            key = tuple(stats[4 * i:4 * i + 4])
             path = prefix + name
-            if old_keys.get(name) == key:
+            if old_keys and old_keys.get(name) == tuple(stats[4 * i:4 * i + 4]):
                 value = old_vals.get(name)
             else:
                 try:
                     value = read_file(path, name, dir_fd)
                 except OSError:
-                    continue  # left out of the signature: read again next time
-            kept_names.append(name)
-            kept_stats.extend(key)
+                    failed.add(i)  # left out of the signature: read again next time
+                    continue
             if value is not None:
                 vals[name] = value
-                if self.keys is not None:
-                    self.keys[path] = key
+                if keys is not None:
+                    keys[path] = tuple(stats[4 * i:4 * i + 4])
             record(path, value)
-        if kept_names:
-            new.dirs[d] = folder_signature(kept_names, kept_stats) if len(kept_names) != len(names) else sig
+        if failed:
+            kept = [i for i in range(len(names)) if i not in failed]
+            if kept:
+                new.dirs[d] = folder_signature([names[i] for i in kept],
+                                               [n for i in kept for n in stats[4 * i:4 * i + 4]])
+        elif names:
+            new.dirs[d] = sig
         if vals:
             new.values[d] = vals
 
@@ -447,12 +448,14 @@ def scan(
 
     ``symbols=True`` also reads each ELF file's symbol facts
     (:class:`rundeps.elf.facts.SymbolFacts`, given by
-    :meth:`ScanItem.load_symbols`); with a ``cache`` they are kept per file
-    (keyed like the ELF facts, in a file of their own so that scans without
-    symbols never load them), and a repeat run reads no symbol table of an
-    unchanged file. With a cache the facts are loaded by the first
-    :meth:`ScanItem.load_symbols` of an item (a file that cannot be read is
-    reported then).
+    :meth:`ScanItem.load_symbols`). With a ``cache`` an item's facts are
+    read by its first :meth:`ScanItem.load_symbols` (a file that cannot be
+    read is reported then), so that a repeat run whose binding verdicts
+    are cached (:mod:`rundeps.bind`) reads no symbol table, and one after
+    a change reads those of the loads it binds again. The facts are not
+    kept in the cache: writing them (11 MB for tree A of
+    ``scripts/bench.py``) costs a first run more than reading the few
+    tables a change needs costs a later one.
 
     ``cache`` (a :class:`rundeps.inputs.filecache.FileCache`) skips files whose
     (device, inode, size, mtime_ns) are unchanged since the last scan.
@@ -462,7 +465,7 @@ def scan(
     facts either way; the CLI asks for it, the default is 1): the child is
     forked as soon as the walk has read enough ELF files and reads their
     tables while the walk goes on (:class:`~rundeps.inputs.forked.Prefetch`);
-    with a cache, its results are taken when the first facts are loaded. The
+    with a cache, its results are taken when the first facts are asked for. The
     walk itself is single-threaded: a second thread did not pay on two cores
     (see scripts/bench.py).
     ``diag``: ``diag.file_error(in_root_path, reason)`` hears of every file
@@ -509,7 +512,7 @@ def _scan(paths: Sequence[str], root: str, walk: _Walk, diag: Diagnostics, cache
         prefetched = _Prefetched(w.prefetch, walk.jobs)
         if cache is None:  # read now: the files that cannot be read are named here, as without the child
             prefetched.results()
-        _attach_symbols(root, items, tops, cache, w.error, w.keys, prefetched)
+        _attach_symbols(items, w.error, cache is not None, w.keys, prefetched)
 
     links: Dict[str, str] = {}
     dir_tops = [real for _g, real, kind in tops if kind == "dir"]
@@ -629,37 +632,31 @@ class _Prefetched:
         return self.got
 
 
-def _attach_symbols(root: str, items: List[ScanItem], tops, cache, error, keys=None,
+def _attach_symbols(items: List[ScanItem], error, lazy: bool, keys=None,
                     prefetched: Optional[_Prefetched] = None) -> None:
-    """Give each item its symbol facts (:meth:`ScanItem.load_symbols`), from
-    the cache where a file's (device, inode, size, mtime_ns) is unchanged,
-    else by reading it.  Without a cache they are read now; with one, each
-    scanned top's facts are loaded (and the files that changed read) by the
-    first :meth:`ScanItem.load_symbols` of one of its items, so that a run which needs none of them (its
-    binding verdicts are cached, see :mod:`rundeps.bind`) loads none. ``prefetched``: the
-    ``jobs`` that read, and what :class:`~rundeps.inputs.forked.Prefetch` read during the
-    walk, by in-root path (used for the files that are to be read)."""
-    dir_tops = [real for _g, real, kind in tops if kind == "dir"]
-    by_top: Dict[str, List[ScanItem]] = {}
-    for item in items:
-        top = next((t for t in dir_tops if is_under(item.path, t)), item.path)
-        by_top.setdefault(top, []).append(item)
-    reader = _CopyReader(items)
+    """Give each item its symbol facts (:meth:`ScanItem.load_symbols`), read
+    from the file (what :class:`~rundeps.inputs.forked.Prefetch` read during
+    the walk is used, ``prefetched``, with the ``jobs`` that read). Not
+    ``lazy`` (a scan without a cache), every item's are read now, the files
+    that cannot be read named now; ``lazy``, each item's are read by its
+    first :meth:`ScanItem.load_symbols`, so that a run which needs none of
+    them (its binding verdicts are cached, see :mod:`rundeps.bind`) reads
+    none, and one that needs a few reads those. ``keys``: the walk's stat
+    key of each file, by in-root path (else the file is ``lstat``-ed)."""
+    loader = _Symbols(_CopyReader(items), error, prefetched or _Prefetched())
+    if not lazy:
+        loader.load_all(items)
+        return
     keys = keys or {}
-    for top, its in by_top.items():
-        loader = _TopSymbols(root, top, its, cache, error, reader, prefetched or _Prefetched())
-        if cache is None:
-            loader.load()
-            continue
-        for item in its:
-            key = keys.get(item.path)  # as the walk found the file
-            if key is None:
-                try:
-                    key = stat_key(os.lstat(_host_path(item)))
-                except OSError:
-                    key = None
-            item.symbols_key = key
-            item._loader = loader
+    for item in items:
+        key = keys.get(item.path)  # as the walk found the file
+        if key is None:
+            try:
+                key = stat_key(os.lstat(_host_path(item)))
+            except OSError:
+                key = None
+        item.symbols_key = key
+        item._loader = loader
 
 
 class _CopyReader:
@@ -685,60 +682,41 @@ class _CopyReader:
         return self.same.read_fd(fd, ckey, left)
 
 
-class _TopSymbols:
-    """The symbol facts of the items of one scanned top: the cache file's
-    for the files whose key is unchanged, the others read."""
+class _Symbols:
+    """Reads the symbol facts of a scan's items: what the walk's prefetch
+    read, else the file now."""
 
-    def __init__(self, root: str, top: str, items: List[ScanItem], cache, error, reader: _CopyReader,
-                 prefetched: Optional[_Prefetched] = None):
-        self.root, self.top, self.items, self.cache, self.error, self.reader = root, top, items, cache, error, reader
-        self.prefetched = prefetched if prefetched is not None else _Prefetched()  # shared by the tops of a scan
+    def __init__(self, reader: _CopyReader, error, prefetched: _Prefetched):
+        self.reader, self.error, self.prefetched = reader, error, prefetched
 
-    def load(self) -> None:
-        from ..elf.facts import pack_facts, unpack_facts
+    def load(self, item: ScanItem) -> None:
+        """Read ``item``'s facts (its first :meth:`ScanItem.load_symbols`)."""
+        item._loader = None
+        got = self.prefetched.results().pop(item.path, None)
+        self._take(item, got if got is not None else _read_one(item, self.reader))
 
-        items, cache, error = self.items, self.cache, self.error
-        for item in items:
-            item._loader = None
-        old = cache.load_symbols(self.root, self.top) if cache is not None else {}
-        new = {}
-        todo: List[ScanItem] = []
-        for item in items:
-            entry = old.get(item.path)
-            if entry is not None and item.symbols_key is not None:
-                try:
-                    if entry.__class__ is tuple and len(entry) == 5 and entry[:4] == item.symbols_key:
-                        item._symbols = unpack_facts(entry[4])
-                        new[item.path] = entry
-                        continue
-                except ValueError:
-                    pass
-            item._symbols = None
-            todo.append(item)
-        reader = self.reader
-        pre = self.prefetched.results() if todo else {}
-        rest = [item for item in todo if item.path not in pre]
+    def load_all(self, items: List[ScanItem]) -> None:
+        """Read every item's facts now, the ones not prefetched with the ``jobs`` that read."""
+        pre = self.prefetched.results()
+        rest = [item for item in items if item.path not in pre]
         read: Dict[str, tuple] = {}
         if rest:
             from .forked import read_symbols_of  # only when some symbol table is to be read
 
+            reader = self.reader
             read = {item.path: got for item, got in
                     read_symbols_of(rest, lambda item: _read_one(item, reader), self.prefetched.jobs)}
-        for item in todo:
-            got = pre.pop(item.path, None) or read[item.path]
-            kind = got[0]
-            if kind == "error":
-                error(item.path, got[1])
-                continue
-            key, facts = got[1], got[2]
-            item.symbols_key = key
-            if facts is None:  # replaced by a non-ELF file since the walk
-                continue
-            item._symbols = facts
-            if cache is not None:
-                new[item.path] = key + (pack_facts(facts),)
-        if cache is not None and (todo or len(new) != len(old)):
-            cache.store_symbols(self.root, self.top, new)
+        for item in items:
+            got = pre.pop(item.path, None)
+            self._take(item, got if got is not None else read[item.path])
+
+    def _take(self, item: ScanItem, got: tuple) -> None:
+        if got[0] == "error":
+            item._symbols = None
+            self.error(item.path, got[1])
+            return
+        item.symbols_key = got[1]
+        item._symbols = got[2]  # None: replaced by a non-ELF file since the walk
 
 
 def _read_recorded(host_path: str):
