@@ -48,7 +48,7 @@ from array import array
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Dict, List, Optional, Set, Tuple
+    from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 __all__ = ["COMMANDS", "Recorder", "forbid", "replay", "use_cache"]
 
@@ -95,9 +95,14 @@ _WRITES = frozenset((
 ))
 """Audit events whose first argument is a path that must be in the cache folder."""
 
+_WATCHED = _TAINT | _WRITES | {"os.listdir", "os.scandir"}
+"""The audit events the recorder looks at beside ``open``."""
+
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _WALK_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 """How :mod:`rundeps.inputs.walk` opens a file by its name in a folder it lists."""
+_WALK_MASK = _WALK_FLAGS | _WRITE_FLAGS
+"""The flags that tell such an open: those, and none that writes."""
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 _RECORDER: Optional[Recorder] = None
@@ -175,34 +180,81 @@ def _packed(st, listed: bool) -> tuple:
     return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns & _MASK, st.st_ctime_ns & _MASK, mode)
 
 
-def _identities(folders) -> bytes:
+def _identities(folders, known=None) -> bytes:
     """The identities of the paths of ``folders`` (``(folder, names joined
     by NUL, hows)``, a name "" being the folder itself) packed as unsigned
     64-bit numbers, in order: six a path -- inode, device, size, mtime and
     ctime in ns, mode; all 0 when it cannot be ``lstat``-ed; a folder not
     listed keeps only inode, device and mode (its times change with every
     file made in it) -- and six more for the target of a symlink the run
-    followed (opened, ``stat``-ed or listed through)."""
+    followed (opened, ``stat``-ed or listed through). ``known``: {folder:
+    {name: ``lstat`` result}} the run saw (:meth:`Recorder.folders_seen`),
+    used for the entries of listed folders instead of ``lstat``-ing them again."""
     lstat, stat = os.lstat, os.stat
     out = array("Q")
     add = out.extend
     missing = (0, 0, 0, 0, 0, 0)
     for folder, joined, hows in folders:
         prefix = folder if folder.endswith("/") else folder + "/"
+        seen = known.get(folder) if known else None
         for name, how in zip(joined.split("\0"), hows):
-            path = prefix + name if name else folder
-            try:
-                st = lstat(path)
-            except OSError:
-                add(missing)
-                continue
+            st = seen.get(name) if seen is not None and how == ENTRY else None
+            if st is None:
+                try:
+                    st = lstat(prefix + name if name else folder)
+                except OSError:
+                    add(missing)
+                    continue
             add(_packed(st, how == LISTED))
             if how != ENTRY and st.st_mode & _TYPE == _LINK:
                 try:
-                    add(_packed(stat(path), how == LISTED))
+                    add(_packed(stat(prefix + name if name else folder), how == LISTED))
                 except OSError:
                     add(missing)
     return out.tobytes()
+
+
+class _Listing:
+    """An ``os.scandir`` iterator of the watched run that remembers what it
+    yields: each entry's name and, but for a folder, its ``lstat`` result
+    (taken as the entry is listed, when the scanning walk would take it:
+    ``DirEntry`` keeps it, so the walk's own ``stat`` costs nothing more).
+    Once the listing is read to its end, ``listed[folder]`` has them. (A
+    folder's entries are taken at the end of the run, after any change the
+    run could make to it.)"""
+
+    __slots__ = ("_it", "_folder", "_listed", "_seen")
+
+    def __init__(self, it, folder: str, listed: Dict[str, Dict[str, object]]):
+        self._it, self._folder, self._listed = it, folder, listed
+        self._seen: Dict[str, object] = {}
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            entry = next(self._it)
+        except StopIteration:
+            self._listed[self._folder] = self._seen
+            raise
+        st = None
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+        except OSError:
+            pass
+        self._seen[entry.name] = st
+        return entry
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._it.close()
+
+    def close(self) -> None:
+        self._it.close()
 
 
 # -- replay -----------------------------------------------------------------------
@@ -297,6 +349,10 @@ class Recorder:
         self.chunks: List[Tuple[int, bytes]] = []
         self.active = True
         self._saved: Dict[str, object] = {}
+        self.listed: Dict[str, Dict[str, object]] = {}
+        """Folder -> {name: ``lstat`` result, None for a folder} of each folder
+        whose listing through ``os.scandir`` the run read to its end."""
+        self._listing: Optional[str] = None
 
     @classmethod
     def start(cls, argv: List[str]) -> Optional["Recorder"]:
@@ -318,10 +374,10 @@ class Recorder:
         sys.addaudithook(self._audit)
         if hasattr(os, "register_at_fork"):  # a forked reader's own reads are the walk's files: not watched
             os.register_at_fork(after_in_child=self._forked)
-        for name in ("stat", "lstat", "access", "readlink"):
+        for name in ("stat", "lstat", "access", "readlink", "scandir"):
             original = getattr(os, name)
             self._saved[name] = original
-            wrapper = self._wrap(original)
+            wrapper = self._wrap_scandir(original) if name == "scandir" else self._wrap(original)
             setattr(os, name, wrapper)
             for support in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks,
                             os.supports_effective_ids):
@@ -341,6 +397,19 @@ class Recorder:
         watched.__name__ = original.__name__
         watched.__doc__ = original.__doc__
         return watched
+
+    def _wrap_scandir(self, original):
+        def scandir(*args):
+            self._listing = None
+            it = original(*args)  # the audit hook names the folder (_listing)
+            folder = self._listing
+            if folder is None or not self.active or (args and isinstance(args[0], bytes)):
+                return it  # (a listing by a bytes path yields bytes names: listed again at the end)
+            return _Listing(it, folder, self.listed)
+
+        scandir.__name__ = original.__name__
+        scandir.__doc__ = original.__doc__
+        return scandir
 
     def _note(self, path, dir_fd=None) -> None:
         if not self.active or isinstance(path, int):
@@ -365,18 +434,17 @@ class Recorder:
             return None
 
     def _audit(self, event: str, args) -> None:
-        if not self.active:
-            return
         if event == "open":
             path, mode, flags = args
-            if isinstance(path, int) or path is None:
+            if (mode is None and flags & _WALK_MASK == _WALK_FLAGS and path.__class__ is str
+                    and path[:1] != "/"):
+                return  # the walk's open relative to a folder's descriptor: that folder is listed
+            if not self.active or isinstance(path, int) or path is None:
                 return
             if isinstance(mode, str):
                 writes = any(c in mode for c in "wax+")
             else:
                 writes = bool(flags & _WRITE_FLAGS)
-                if not writes and flags & _WALK_FLAGS == _WALK_FLAGS and not os.path.isabs(path):
-                    return  # the walk's open relative to a folder's descriptor: that folder is listed
             try:
                 path = os.path.join(self.cwd, os.fsdecode(path))
             except TypeError:
@@ -387,6 +455,8 @@ class Recorder:
                 self.folders.add(path)  # (opened to be listed through its descriptor)
             else:
                 self.opened.add(path)
+        elif event not in _WATCHED or not self.active:
+            return
         elif event == "os.listdir" or event == "os.scandir":
             path = args[0]
             if path is None:
@@ -396,9 +466,11 @@ class Recorder:
                 if path is None:
                     return
             try:
-                self.folders.add(os.path.join(self.cwd, os.fsdecode(path)))
+                path = os.path.join(self.cwd, os.fsdecode(path))
             except TypeError:
                 return
+            self.folders.add(path)
+            self._listing = path  # for the listing's entries (see _Listing)
         elif event in _TAINT:
             self.tainted = event
         elif event in _WRITES:
@@ -449,14 +521,17 @@ class Recorder:
                 return f"listed {folder}, in the cache folder"  # (a record is written there)
         return None
 
-    def folders_seen(self) -> list:
+    def folders_seen(self, known: Optional[Dict[str, Dict[str, object]]] = None) -> list:
         """The paths to check, as :func:`_identities` takes them.
 
         The paths the run opened or ``stat``-ed are followed when they are
         symlinks; the folders it listed are checked with their times, and
         each of their entries by ``lstat`` (the run saw their names and
         types; what it read through one of them it opened by path, or by name
-        in that folder, or ``stat``-ed)."""
+        in that folder, or ``stat``-ed). A folder whose listing the run read
+        to its end through ``os.scandir`` is not listed again: its entries
+        are those the run saw, and ``known`` gets the ``lstat`` result each
+        was seen with (:class:`_Listing`), folder by folder."""
         cache = (self.cache or "").rstrip("/") + "/"
         by_folder: Dict[str, Dict[str, int]] = {}
 
@@ -477,18 +552,27 @@ class Recorder:
         extra += [sys.executable, sys.argv[0] if sys.argv else None]  # the script, or the zip application
         for path in self.paths | self.opened | {f for f in extra if isinstance(f, str) and f}:
             put(os.path.join(self.cwd, path), FOLLOW)
+        listed = self.listed
         for folder in self.folders:
             if put(folder, LISTED) is None:
                 continue
-            try:
-                names = os.listdir(folder)
-            except OSError:
-                continue
+            seen = listed.get(folder)
+            names: "Iterable[str]"
+            if seen is not None:
+                names = seen
+            else:
+                try:
+                    names = os.listdir(folder)
+                except OSError:
+                    continue
             if "/." in folder or "//" in folder:
                 folder = os.path.normpath(folder)
-            entries = by_folder.setdefault(folder.rstrip("/") or "/", {})
+            folder = folder.rstrip("/") or "/"
+            entries = by_folder.setdefault(folder, {})
             for n in names:
                 entries.setdefault(n, ENTRY)
+            if seen is not None and known is not None:
+                known[folder] = seen
         return [(folder, "\0".join(names), bytes(names.values()))
                 for folder, names in sorted(by_folder.items()) if "\0" not in folder
                 and not any("\0" in n for n in names)]
@@ -500,8 +584,9 @@ class Recorder:
         if self.why_not(code) is not None:
             return False
         try:
-            folders = self.folders_seen()
-            identities = _identities(folders)
+            known: Dict[str, Dict[str, object]] = {}
+            folders = self.folders_seen(known)
+            identities = _identities(folders, known)
             if _racy(identities, self.started - RACY_NS):
                 return False
             chunks = [(fd, bytes(data)) for fd, data in self.chunks]

@@ -335,3 +335,70 @@ def test_only_the_newest_records_are_kept(tmp_path):
     os.utime(big, ns=(10**12, 10**12))
     _prune(str(runs))
     assert sorted(p.name for p in runs.iterdir()) == ["big", "r999.123.part"]
+
+
+@pytest.fixture()
+def watching():
+    """A recorder watching this process (stopped after the test)."""
+    from rundeps.replay import Recorder
+
+    rec = Recorder(["scan"], "key")
+    rec._watch()
+    try:
+        yield rec
+    finally:
+        rec.stop()
+
+
+def _list_by_fd(folder: Path, stop_after=None):
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with os.scandir(fd) as it:
+            for n, entry in enumerate(it):
+                if not entry.is_dir(follow_symlinks=False):
+                    entry.stat(follow_symlinks=False)
+                if stop_after is not None and n + 1 >= stop_after:
+                    break
+    finally:
+        os.close(fd)
+
+
+def test_a_listing_read_to_its_end_gives_the_identities_a_replay_computes(watching, tmp_path):
+    """The entries a run listed are checked with the ``lstat`` results it
+    listed them with (not taken again): the same identities a replay takes,
+    and a file edited after it was listed is seen as changed."""
+    from rundeps.replay import _identities
+
+    folder = tmp_path / "listed"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.so", "b.txt"):
+        (folder / name).write_bytes(b"x" * 10)
+    (folder / "link").symlink_to("a.so")
+    _list_by_fd(folder)
+    watching.stop()
+    assert set(watching.listed[str(folder)]) == {"a.so", "b.txt", "sub", "link"}
+    assert watching.listed[str(folder)]["sub"] is None  # a folder is taken at the end
+    known = {}
+    folders = [f for f in watching.folders_seen(known) if f[0] == str(folder)]  # (pytest lists its own)
+    assert str(folder) in known and len(folders) == 1
+    assert _identities(folders, known) == _identities(folders)
+    with open(folder / "b.txt", "ab") as f:  # after the listing: the record keeps what was listed
+        f.write(b"more")
+    assert _identities(folders, known) != _identities(folders)
+
+
+def test_a_listing_left_early_or_by_bytes_path_is_listed_again(watching, tmp_path):
+    folder = tmp_path / "partial"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"f{i}").write_bytes(b"x")
+    _list_by_fd(folder, stop_after=2)
+    with os.scandir(os.fsencode(folder)) as it:
+        names = sorted(e.name for e in it)
+    watching.stop()
+    assert names == [b"f0", b"f1", b"f2", b"f3", b"f4"]
+    assert str(folder) in watching.folders and str(folder) not in watching.listed
+    known = {}
+    (entry,) = [f for f in watching.folders_seen(known) if f[0] == str(folder)]
+    assert sorted(entry[1].split("\0")) == ["f0", "f1", "f2", "f3", "f4"]  # listed again, as names
+    assert str(folder) not in known
