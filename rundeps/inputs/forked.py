@@ -199,7 +199,8 @@ class Prefetch:
     while this process is still walking. :meth:`finish` closes the queue,
     reads the tasks the child has not taken (both processes take tasks
     from the same pipes, so neither waits on the other's share) and then
-    takes the child's results. There are two pipes: the child takes
+    takes the child's results, which the child writes to a second shared
+    memory file before it exits. There are two pipes: the child takes
     extension modules first, this process libraries (whose large export
     sets would cost it almost as much to rebuild from the child's answer
     as to read), each the other's when its own are done. A later file with the sonames and size of
@@ -259,7 +260,7 @@ class Prefetch:
         try:
             fds["task_r0"], fds["task_w0"] = os.pipe()
             fds["task_r1"], fds["task_w1"] = os.pipe()
-            fds["res_r"], fds["res_w"] = os.pipe()
+            fds["res"] = os.memfd_create("rundeps-results", os.MFD_CLOEXEC)
             pid = os.fork()
         except OSError:
             self._close()
@@ -268,7 +269,6 @@ class Prefetch:
         if pid == 0:  # the child: read tasks until the queue closes, send, and leave
             _prefetch_child(self.fds, self.read)
         self.pid = pid
-        os.close(fds.pop("res_w"))
         pending, self.pending = self.pending, []
         for path, host_path, queue in pending:
             self._send(path, host_path, queue)
@@ -315,16 +315,11 @@ class Prefetch:
                     task = self.sent.get(at)
                     if task is not None:
                         results[task[0]] = self.read(task[1])
-            try:
-                with os.fdopen(fds.pop("res_r"), "rb") as f:
-                    chunks = _read_all(f)
-            except OSError:
-                chunks = []
-        finally:  # on an interrupt too: the child, if still sending, sees its pipe closed and leaves
-            res_r = fds.pop("res_r", None)
-            if res_r is not None:
-                os.close(res_r)
-            status = self._reap()
+            status = self._reap()  # the child has written its results when it has left
+            chunks = _read_results(fds["res"]) if status == 0 else []
+        finally:  # on an interrupt too: the child is not left behind
+            if self.pid:
+                self.abort()
             self._close()
         for path, got in _prefetched(status, chunks):
             results.setdefault(path, got)
@@ -389,7 +384,6 @@ def _prefetch_child(fds: Dict[str, int], read: Callable[[str], tuple]) -> None:
     try:
         os.close(fds["task_w0"])
         os.close(fds["task_w1"])
-        os.close(fds["res_r"])
         mem = fds["mem"]
         open_queues = [fds["task_r0"], fds["task_r1"]]  # extension modules first
         out = []
@@ -410,7 +404,7 @@ def _prefetch_child(fds: Dict[str, int], read: Callable[[str], tuple]) -> None:
             out.append((path, got))
         data = memoryview(marshal.dumps(out, 4))
         while data:
-            data = data[os.write(fds["res_w"], data):]
+            data = data[os.write(fds["res"], data):]
         code = 0
     finally:
         os._exit(code)
@@ -450,6 +444,16 @@ def _prefetched(status: int, chunks: List[bytes]) -> List[Tuple[str, tuple]]:
             continue
         out.append((path, res))
     return out
+
+
+def _read_results(fd: int) -> List[bytes]:
+    """What the child wrote in the results file (a shared memory file: it
+    never waits for this process to read, as it would on a pipe)."""
+    try:
+        size = os.fstat(fd).st_size
+        return [os.pread(fd, size, 0)] if size else []
+    except (OSError, OverflowError, MemoryError):
+        return []
 
 
 def _read_all(f) -> List[bytes]:
