@@ -178,6 +178,45 @@ def test_with_a_cache_the_child_is_waited_for_at_the_first_load(tmp_path, lowere
     assert len(lowered) == forks
 
 
+def test_with_a_cache_each_file_is_taken_as_soon_as_it_is_read(tmp_path, lowered, monkeypatch):
+    """Binding need not wait for the whole child: the child stalls on the
+    first file it takes, and every other file's facts are had at once (this
+    process reads them itself) while the child is still alive; the stalled
+    file's come when the child has read it."""
+    import time
+
+    import rundeps.inputs.walk as walk
+    from rundeps.inputs.filecache import FileCache
+
+    root = tmp_path / "root"
+    _many(root)
+    one = scan(["/usr/local"], root=str(root), symbols=True, jobs=1)
+    parent = os.getpid()
+    real = walk._read_recorded
+    stalled = tmp_path / "stalled"
+
+    def read(host_path):
+        if os.getpid() != parent and not stalled.exists():
+            stalled.write_text(host_path)
+            time.sleep(3)
+        return real(host_path)
+
+    monkeypatch.setattr(walk, "_read_recorded", read)
+    two = scan(["/usr/local"], root=str(root), symbols=True, jobs=2, cache=FileCache.open(str(tmp_path / "cache")))
+    assert lowered, "the child was not used"
+    deadline = time.monotonic() + 10
+    while not stalled.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    slow = stalled.read_text()
+    start = time.monotonic()
+    others = {i.path: i.load_symbols() for i in two.items if i.host_path != slow}
+    assert time.monotonic() - start < 2, "waited for the child"
+    assert len(others) == len(two.items) - 1
+    (last,) = [i for i in two.items if i.host_path == slow]
+    assert last.load_symbols() is not None
+    assert _facts(one) == _facts(two)
+
+
 def test_a_walk_that_fails_stops_the_child(tmp_path, lowered, monkeypatch):
     """An error in the walk after the child started: the child is stopped
     and waited for, and the error propagates."""

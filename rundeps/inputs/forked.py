@@ -179,10 +179,9 @@ def _take_theirs(theirs: list, theirs_got: Optional[list], read_one: Callable, r
 #: memory file (offset, length); 12 bytes, so that every write and every
 #: read of one is atomic (PIPE_BUF) and two readers never split one.
 _TASK = struct.Struct("<QI")
-#: The two queues: files without a soname (extension modules, programs:
-#: their facts are small, the child takes these first) and libraries
-#: (large export sets, which this process would have to rebuild from what
-#: the child sends: it takes these first).
+#: The two queues: files without a soname (extension modules, programs)
+#: and libraries, the large files, which both processes take first: what
+#: is left at the end is small, so neither waits long for the other.
 _MODULES, _LIBRARIES = 0, 1
 
 
@@ -196,21 +195,24 @@ class Prefetch:
     child is forked; from then on each file's description (in-root and
     host path) is written to a shared memory file and a fixed-size task
     naming it to a pipe the child reads, so the child reads symbol tables
-    while this process is still walking. :meth:`finish` closes the queue,
-    reads the tasks the child has not taken (both processes take tasks
-    from the same pipes, so neither waits on the other's share) and then
-    takes the child's results, which the child writes to a second shared
-    memory file before it exits. There are two pipes: the child takes
-    extension modules first, this process libraries (whose large export
-    sets would cost it almost as much to rebuild from the child's answer
-    as to read), each the other's when its own are done. A later file with the sonames and size of
+    while this process is still walking. The child writes each result to
+    a second shared memory file as soon as it has it, then a byte to a
+    notes pipe. :meth:`take` gives one file's result as soon as either
+    process has it (until then this process reads files of the queue
+    itself), so that binding starts while the child still reads;
+    :meth:`finish` gives them all: it reads the tasks the child has not
+    taken (both processes take tasks from the same pipes, so neither waits
+    on the other's share) and then the child's results. There are two
+    pipes, libraries (the large files) and the others, and both processes
+    take libraries first. A later file with the sonames and size of
     one queued before (a vendored copy, see
-    :class:`rundeps.elf.reader.SameBytes`) is not queued: :meth:`finish`
-    compares it with the first, in the ranges the reader read there
+    :class:`rundeps.elf.reader.SameBytes`) is not queued: its result is
+    the first's, compared in the ranges the reader read there
     (unchanged since, by its stat key), and shares its facts when every
     byte is the same. Nothing that fails here is final: a file without a
-    result (the child died, the queue broke) is read by the caller as
-    without a prefetch.
+    result (the child died before it, the queue broke) is read by the
+    caller as without a prefetch; the results the child wrote whole before
+    it died are used.
 
     ``read(host_path)`` gives ``("facts", stat key, facts or None,
     ranges)`` or ``("error", reason)``; ``same(original host path,
@@ -223,12 +225,15 @@ class Prefetch:
         self.pending: List[Tuple[str, str, int]] = []  # found before the child started (with their queue)
         self.pending_bytes = 0
         self.first: Dict[tuple, Tuple[str, str]] = {}  # copy key -> (path, host path) queued
-        self.copies: List[Tuple[str, str, str]] = []  # (path, host path, path of the first)
+        self.copy_of: Dict[str, Tuple[str, str]] = {}  # copy's path -> (its host path, path of the first)
         self.sent: Dict[int, Tuple[str, str]] = {}  # task offset -> (path, host path)
+        self.queued: Dict[str, str] = {}  # path -> host path of every file sent
         self.pid = 0
         self.end = 0
         self.fds: Dict[str, int] = {}
         self.failed = False
+        self.got: Dict[str, tuple] = {}  # in-root path -> what either process read (with its ranges)
+        self.at = 0  # where the next of the child's results starts in its results file
 
     def add(self, path: str, host_path: str, copy_key: tuple, size: int, library: bool = False) -> None:
         """Queue an ELF file the walk found (or hold it as a copy);
@@ -237,7 +242,7 @@ class Prefetch:
             return
         first = self.first.get(copy_key)
         if first is not None:
-            self.copies.append((path, host_path, first[0]))
+            self.copy_of[path] = (host_path, first[0])
             return
         self.first[copy_key] = (path, host_path)
         queue = _LIBRARIES if library else _MODULES
@@ -261,6 +266,7 @@ class Prefetch:
             fds["task_r0"], fds["task_w0"] = os.pipe()
             fds["task_r1"], fds["task_w1"] = os.pipe()
             fds["res"] = os.memfd_create("rundeps-results", os.MFD_CLOEXEC)
+            fds["note_r"], fds["note_w"] = os.pipe()
             pid = os.fork()
         except OSError:
             self._close()
@@ -269,6 +275,8 @@ class Prefetch:
         if pid == 0:  # the child: read tasks until the queue closes, send, and leave
             _prefetch_child(self.fds, self.read)
         self.pid = pid
+        os.close(fds.pop("note_w"))
+        os.set_blocking(fds["note_r"], False)
         pending, self.pending = self.pending, []
         for path, host_path, queue in pending:
             self._send(path, host_path, queue)
@@ -284,6 +292,7 @@ class Prefetch:
             self.failed = True
             return
         self.sent[self.end] = (path, host_path)
+        self.queued[path] = host_path
         self.end += len(data)
 
     def close_queue(self) -> None:
@@ -294,45 +303,115 @@ class Prefetch:
             if fd is not None:
                 os.close(fd)
 
+    def take(self, path: str) -> Optional[tuple]:
+        """``path``'s result as :meth:`finish` gives it, as soon as either
+        process has read it: while the child has not, this process takes
+        tasks from the queue (libraries first), and waits for the child only
+        when the queue is empty. None when it was not queued here, or the
+        child left without reading it: the caller reads it. (The walk is
+        over: the queue is closed.)"""
+        self.close_queue()
+        copy = self.copy_of.get(path)
+        if copy is not None:
+            got = self._copy(*copy)
+        else:
+            got = self._result(path) if path in self.queued else None
+        return None if got is None else (got[:3] if got[0] == "facts" else got)
+
+    def _result(self, path: str) -> Optional[tuple]:
+        got = self.got
+        while path not in got and self.pid:
+            self._collect(block=False)
+            if path not in got and not self._take_task():
+                self._collect(block=True)
+        return got.get(path)
+
+    def _copy(self, host_path: str, first: str) -> Optional[tuple]:
+        """A copy's result: the first's facts when its bytes are the same
+        where the reader read the first (see the class documentation)."""
+        done = self._result(first)
+        if done is not None and done[0] == "facts" and done[2] is not None:
+            key = self.same(self.queued[first], done[1], host_path, done[3])
+            if key is not None:
+                return ("facts", key, done[2], done[3])
+        return None
+
     def finish(self) -> Dict[str, tuple]:
         """{in-root path: ``("facts", key, facts or None)`` or ``("error",
         reason)``} of the files read (see the class documentation)."""
-        results: Dict[str, tuple] = {}
-        if not self.pid:
-            return results
-        fds = self.fds
+        if not self.pid and not self.got:
+            return {}
         try:
             self.close_queue()
-            for task_r in (fds["task_r1"], fds["task_r0"]):
-                while True:  # this process's share: tasks the child has not taken, libraries first
-                    try:
-                        rec = os.read(task_r, _TASK.size)
-                    except OSError:
-                        break
-                    if len(rec) != _TASK.size:
-                        break
-                    at = _TASK.unpack(rec)[0]
-                    task = self.sent.get(at)
-                    if task is not None:
-                        results[task[0]] = self.read(task[1])
-            status = self._reap()  # the child has written its results when it has left
-            chunks = _read_results(fds["res"]) if status == 0 else []
+            while self._take_task():  # this process's share: tasks the child has not taken
+                pass
+            while self.pid:
+                self._collect(block=True)
         finally:  # on an interrupt too: the child is not left behind
             if self.pid:
                 self.abort()
-            self._close()
-        for path, got in _prefetched(status, chunks):
-            results.setdefault(path, got)
-        hosts = dict(self.sent.values())
-        for path, host_path, first in self.copies:
-            done = results.get(first)
-            if done is not None and done[0] == "facts" and done[2] is not None:
-                key = self.same(hosts[first], done[1], host_path, done[3])
-                if key is not None:
-                    results[path] = ("facts", key, done[2], done[3])
-                    continue
-            results[path] = self.read(host_path)
+        results = dict(self.got)
+        for path, (host_path, first) in self.copy_of.items():
+            done = self._copy(host_path, first)
+            results[path] = done if done is not None else self.read(host_path)
+        self._close()
         return {path: got[:3] if got[0] == "facts" else got for path, got in results.items()}
+
+    def _take_task(self) -> bool:
+        """Read the file of one task the child has not taken (libraries
+        first); False when both queues are empty (and closed)."""
+        for name in ("task_r1", "task_r0"):
+            fd = self.fds.get(name)
+            if fd is None:
+                continue
+            try:
+                rec = os.read(fd, _TASK.size)
+            except OSError:
+                rec = b""
+            if len(rec) != _TASK.size:  # empty and closed: nothing more will come
+                os.close(self.fds.pop(name))
+                continue
+            task = self.sent.get(_TASK.unpack(rec)[0])
+            if task is not None:
+                self.got[task[0]] = self.read(task[1])
+            return True
+        return False
+
+    def _collect(self, block: bool) -> None:
+        """Take the results the child has written so far (one byte on the
+        notes pipe after each); ``block``: wait for one, or for the child to
+        leave (its end of the pipe closed), then reap it."""
+        note = self.fds.get("note_r")
+        if note is None:
+            return
+        if block:
+            import select
+
+            select.select([note], [], [])
+        try:
+            notes = os.read(note, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            notes = b""
+        if not notes:  # the child has left
+            self._reap()
+            os.close(self.fds.pop("note_r"))
+            return
+        res = self.fds["res"]
+        for _ in range(len(notes)):
+            try:
+                size = int.from_bytes(os.pread(res, 4, self.at), "little")
+                data = os.pread(res, size, self.at + 4)
+            except (OSError, OverflowError):
+                data = b""
+            if len(data) != size or not size:  # cannot be: the child wrote it before its note
+                self.abort()
+                return
+            self.at += 4 + size
+            entry = _prefetched(data)
+            if entry is not None:
+                self.got.setdefault(entry[0], entry[1])
 
     def __del__(self):  # never finished (nothing was loaded): the child is not left waiting
         if self.pid:
@@ -370,7 +449,7 @@ class Prefetch:
 def _prefetch_child(fds: Dict[str, int], read: Callable[[str], tuple]) -> None:
     """The forked child of :class:`Prefetch`: take tasks until both queues
     are closed and empty (while both are open, from whichever has one,
-    extension modules first), send what was read marshalled, and exit
+    libraries first), write each result as it has it, and exit
     (never returns). Only this process reads the queues until they are
     closed, so a queue ``select`` finds ready still has its task when read;
     once closed, a read that finds it empty sees its end."""
@@ -384,12 +463,12 @@ def _prefetch_child(fds: Dict[str, int], read: Callable[[str], tuple]) -> None:
     try:
         os.close(fds["task_w0"])
         os.close(fds["task_w1"])
-        mem = fds["mem"]
-        open_queues = [fds["task_r0"], fds["task_r1"]]  # extension modules first
-        out = []
+        os.close(fds["note_r"])
+        mem, res, note = fds["mem"], fds["res"], fds["note_w"]
+        open_queues = [fds["task_r1"], fds["task_r0"]]  # libraries first
         while open_queues:
             task_r = open_queues[0]
-            if len(open_queues) > 1:  # both open: the first with a task, modules preferred
+            if len(open_queues) > 1:  # both open: the first with a task, libraries preferred
                 ready = select.select(open_queues, [], [])[0]
                 task_r = open_queues[0] if open_queues[0] in ready else ready[0]
             rec = os.read(task_r, _TASK.size)  # a task, or the end of a queue once it is closed
@@ -401,59 +480,42 @@ def _prefetch_child(fds: Dict[str, int], read: Callable[[str], tuple]) -> None:
             got = read(host_path)
             if got[0] == "facts" and got[2] is not None:
                 got = ("facts", got[1], pack_facts(got[2]), got[3])
-            out.append((path, got))
-        data = memoryview(marshal.dumps(out, 4))
-        while data:
-            data = data[os.write(fds["res"], data):]
+            record = marshal.dumps((path, got), 4)
+            data = memoryview(len(record).to_bytes(4, "little") + record)
+            while data:
+                data = data[os.write(res, data):]
+            os.write(note, b"\x01")  # after the whole result: the parent may take it now
         code = 0
     finally:
         os._exit(code)
 
 
-def _prefetched(status: int, chunks: List[bytes]) -> List[Tuple[str, tuple]]:
-    """The child's results, checked and unpacked; [] unless it exited
-    cleanly; a malformed entry is left out (its file is read again)."""
-    if status != 0 or not chunks:
-        return []
+def _prefetched(data: bytes) -> Optional[Tuple[str, tuple]]:
+    """One of the child's results, checked and unpacked: (in-root path,
+    ``("facts", key, facts or None, ranges)`` or ``("error", reason)``);
+    None when it is malformed (its file is read again)."""
     import marshal
 
     from ..elf.facts import unpack_facts
 
     try:
-        got = marshal.loads(b"".join(chunks))
-    except (ValueError, EOFError, TypeError):
-        return []
-    out = []
-    for entry in got if isinstance(got, list) else ():
-        try:
-            path, res = entry
-            if not isinstance(path, str):
-                continue
-            if res[0] == "facts" and len(res) == 4:
-                key, facts, ranges = tuple(res[1]), res[2], res[3]
-                if not (len(key) == 4 and all(isinstance(k, int) for k in key)):
-                    continue
-                if not (isinstance(ranges, list) and all(
-                        isinstance(r, tuple) and len(r) == 2 and all(isinstance(x, int) and x >= 0 for x in r)
-                        for r in ranges)):
-                    continue
-                res = ("facts", key, unpack_facts(facts) if facts is not None else None, ranges)
-            elif not (res[0] == "error" and len(res) == 2 and isinstance(res[1], str)):
-                continue
-        except (ValueError, TypeError, IndexError):
-            continue
-        out.append((path, res))
-    return out
-
-
-def _read_results(fd: int) -> List[bytes]:
-    """What the child wrote in the results file (a shared memory file: it
-    never waits for this process to read, as it would on a pipe)."""
-    try:
-        size = os.fstat(fd).st_size
-        return [os.pread(fd, size, 0)] if size else []
-    except (OSError, OverflowError, MemoryError):
-        return []
+        path, res = marshal.loads(data)
+        if not isinstance(path, str):
+            return None
+        if res[0] == "facts" and len(res) == 4:
+            key, facts, ranges = tuple(res[1]), res[2], res[3]
+            if not (len(key) == 4 and all(isinstance(k, int) for k in key)):
+                return None
+            if not (isinstance(ranges, list) and all(
+                    isinstance(r, tuple) and len(r) == 2 and all(isinstance(x, int) and x >= 0 for x in r)
+                    for r in ranges)):
+                return None
+            return path, ("facts", key, unpack_facts(facts) if facts is not None else None, ranges)
+        if res[0] == "error" and len(res) == 2 and isinstance(res[1], str):
+            return path, res
+    except (ValueError, EOFError, TypeError, IndexError):
+        pass
+    return None
 
 
 def _read_all(f) -> List[bytes]:

@@ -615,9 +615,9 @@ def _copy_key(item: ScanItem, size: Optional[int] = None):
 
 class _Prefetched:
     """How a scan reads symbol facts: with ``jobs`` processes, and what a
-    :class:`~rundeps.inputs.forked.Prefetch` read, taken (and its child
-    waited for) when first asked: with a cache, when the binder first
-    needs a file's symbols, so that the child reads on meanwhile."""
+    :class:`~rundeps.inputs.forked.Prefetch` read, taken when asked: all
+    of it (the child waited for), or, with a cache, each file's when the
+    binder first needs it, so that binding starts while the child reads on."""
 
     def __init__(self, prefetch: Optional[Prefetch] = None, jobs: int = 1):
         self.prefetch, self.jobs = prefetch, jobs
@@ -626,10 +626,17 @@ class _Prefetched:
         self.got: Optional[Dict[str, tuple]] = None
 
     def results(self) -> Dict[str, tuple]:
+        """Everything read (the child waited for)."""
         if self.got is None:
             prefetch, self.prefetch = self.prefetch, None
             self.got = prefetch.finish() if prefetch is not None else {}
         return self.got
+
+    def take(self, path: str) -> Optional[tuple]:
+        """What was read of one file, as soon as it is (None: read it)."""
+        if self.got is not None:
+            return self.got.pop(path, None)
+        return self.prefetch.take(path) if self.prefetch is not None else None
 
 
 def _attach_symbols(items: List[ScanItem], error, lazy: bool, keys=None,
@@ -692,7 +699,7 @@ class _Symbols:
     def load(self, item: ScanItem) -> None:
         """Read ``item``'s facts (its first :meth:`ScanItem.load_symbols`)."""
         item._loader = None
-        got = self.prefetched.results().pop(item.path, None)
+        got = self.prefetched.take(item.path)
         self._take(item, got if got is not None else _read_one(item, self.reader))
 
     def load_all(self, items: List[ScanItem]) -> None:
