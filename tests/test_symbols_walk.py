@@ -101,3 +101,23 @@ def test_treefs_symbols_outside_the_scanned_paths_are_memoised(tree):
     fs2 = TreeFS(str(tree))
     fs2.known_symbols({i.path: i.load_symbols() for i in res.items})
     assert fs2.symbols("/usr/lib/liba.so") is res.items[0].load_symbols()
+
+
+def test_the_symbol_facts_an_earlier_version_kept_are_removed(tree, tmp_path):
+    """Earlier versions kept each scanned top's symbol facts in a ``.s3``
+    file of the cache folder; the next scan that writes the top's entry
+    removes it (and no other top's)."""
+    import zlib
+
+    cache_dir = tmp_path / "cache"
+    fc = FileCache(cache_dir)
+
+    def old_file(top):
+        key = b"symbols\x003\x00%s\x00%s" % (os.fsencode(str(tree)), os.fsencode(top))
+        return cache_dir / "filecache" / ("%08x%08x.s3" % (zlib.crc32(key), zlib.adler32(key)))
+
+    mine, other = old_file("/usr/lib"), old_file("/opt")
+    for path in (mine, other):
+        path.write_bytes(b"RDSY\x03" + b"\0" * 64)
+    scan(["/usr/lib"], root=str(tree), cache=fc, symbols=True)
+    assert not mine.exists() and other.exists()

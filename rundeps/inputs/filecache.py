@@ -57,6 +57,9 @@ _HEADER = _MAGIC + bytes([FORMAT_VERSION])
 #: The format of the saved-image files (see :meth:`FileCache.load_image`).
 IMAGE_VERSION = 2  # 2: symbol facts carry own_unfound
 _IMAGE_HEADER = b"RDIM" + bytes([IMAGE_VERSION])
+#: The symbol facts files earlier versions kept per scanned top (``.s3``, 11 MB
+#: for a large site-packages): removed when the top's ELF facts are written.
+_OLD_SYMBOLS_VERSION = 3
 #: The format of the binding verdicts files (see :meth:`FileCache.load_verdicts`);
 #: raised whenever what :mod:`rundeps.bind` or the symbol readers decide changes.
 VERDICTS_VERSION = 4  # 4: DT_RELR told by the loader's build, or undecided; own IFUNC references bind elsewhere
@@ -291,6 +294,11 @@ class FileCache:
             return  # every file a hit, none gone: no write
         key = self._key(root, top)
         self._write(self._file(key), encode_entries(new, key))
+        try:  # the symbol facts an earlier version kept for this top (no longer read)
+            os.unlink(self._cache_file(self._cache_key(b"symbols", _OLD_SYMBOLS_VERSION, root, top),
+                                       "s%d" % _OLD_SYMBOLS_VERSION))
+        except OSError:
+            pass
 
     # -- binding verdicts --------------------------------------------------------
     #
