@@ -319,8 +319,8 @@ class Prefetch:
         return None if got is None else (got[:3] if got[0] == "facts" else got)
 
     def _result(self, path: str) -> Optional[tuple]:
-        got = self.got
-        while path not in got and self.pid:
+        got, fds = self.got, self.fds
+        while path not in got and self.pid and "note_r" in fds:
             self._collect(block=False)
             if path not in got and not self._take_task():
                 self._collect(block=True)
@@ -345,7 +345,7 @@ class Prefetch:
             self.close_queue()
             while self._take_task():  # this process's share: tasks the child has not taken
                 pass
-            while self.pid:
+            while self.pid and "note_r" in self.fds:
                 self._collect(block=True)
         finally:  # on an interrupt too: the child is not left behind
             if self.pid:
