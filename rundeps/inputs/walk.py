@@ -262,7 +262,8 @@ class _Walker:
         keys = self.keys
         for i, name in enumerate(names):
             path = prefix + name
-            if old_keys and old_keys.get(name) == tuple(stats[4 * i:4 * i + 4]):
+            key = tuple(stats[4 * i:4 * i + 4]) if old_keys else None
+            if key is not None and old_keys.get(name) == key:
                 value = old_vals.get(name)
             else:
                 try:
@@ -273,7 +274,7 @@ class _Walker:
             if value is not None:
                 vals[name] = value
                 if keys is not None:
-                    keys[path] = tuple(stats[4 * i:4 * i + 4])
+                    keys[path] = key if key is not None else tuple(stats[4 * i:4 * i + 4])
             record(path, value)
         if failed:
             kept = [i for i in range(len(names)) if i not in failed]
